@@ -1,0 +1,91 @@
+//! Scenario model, parsers and validation for callflow.
+//!
+//! Two input formats parse into one [`Scenario`] model:
+//! - sipflow's flow JSON (`{nodes, edges}` with `sipInstance`, `command` and `event` nodes), imported as-is;
+//! - the native YAML format, written by hand and kept in git (see `docs/scenario-format.md`).
+//!
+//! The format is detected from the content: a document whose top level has `nodes` and `edges` is a
+//! sipflow flow; anything else is native. Every problem is reported as a [`Diagnostic`] with
+//! `file:line:col`, before anything touches the network.
+//!
+//! ```
+//! let text = r#"
+//! name: demo
+//! instances:
+//!   alice:
+//!     dn: "100"
+//!     steps:
+//!       - command: MakeCall
+//!         target: "200"
+//!       - command: Release
+//!   bob:
+//!     dn: "200"
+//!     steps:
+//!       - event: INCOMING
+//!       - command: Answer
+//!       - event: DISCONNECTED
+//! "#;
+//! let scenario = callflow_scenario::parse_str(text, "demo.yaml").unwrap();
+//! assert_eq!(scenario.instances.len(), 2);
+//! ```
+
+mod diag;
+mod model;
+mod native;
+mod sipflow;
+mod spanned;
+mod validate;
+
+pub use diag::{Diagnostic, Diagnostics, Pos, Severity};
+pub use model::{
+    Action, Format, Instance, InstanceIdx, Node, NodeIdx, Pbx, SipTransport, Scenario, DEFAULT_CALL_ID,
+    DEFAULT_TIMEOUT,
+};
+
+use std::path::Path;
+
+/// Reads and parses a scenario file, then validates it.
+///
+/// Returns the scenario with any warnings, or every error found.
+pub fn load(path: &Path) -> Result<(Scenario, Diagnostics), Diagnostics> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostics::from(Diagnostic::error(&file, Pos::default(), format!("cannot read the file: {e}")))
+    })?;
+    parse_with_warnings(&text, &file)
+}
+
+/// Parses and validates scenario text; `file` names it in diagnostics. Warnings are dropped.
+pub fn parse_str(text: &str, file: &str) -> Result<Scenario, Diagnostics> {
+    parse_with_warnings(text, file).map(|(s, _)| s)
+}
+
+/// Parses and validates scenario text, keeping warnings.
+pub fn parse_with_warnings(text: &str, file: &str) -> Result<(Scenario, Diagnostics), Diagnostics> {
+    let format = detect_format(text, file)?;
+    let root = spanned::parse(text, file, format)?;
+    let mut diags = Diagnostics::default();
+    let scenario = match format {
+        Format::SipflowJson => sipflow::convert(&root, file, text, &mut diags),
+        Format::Native => native::convert(&root, file, &mut diags),
+    };
+    let Some(scenario) = scenario else {
+        return Err(diags);
+    };
+    validate::validate(&scenario, &mut diags);
+    if diags.has_errors() {
+        Err(diags)
+    } else {
+        Ok((scenario, diags))
+    }
+}
+
+/// Detects the format: JSON text (starting with `{`) is sipflow's flow; anything else is native YAML.
+fn detect_format(text: &str, _file: &str) -> Result<Format, Diagnostics> {
+    let trimmed = text.trim_start_matches('\u{feff}').trim_start();
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        Ok(Format::SipflowJson)
+    } else {
+        Ok(Format::Native)
+    }
+}

@@ -1,0 +1,391 @@
+//! The native YAML format (documented in `docs/scenario-format.md`).
+//!
+//! ```yaml
+//! name: Basic call
+//! instances:
+//!   alice:
+//!     dn: "100"
+//!     steps:
+//!       - command: MakeCall
+//!         target: bob          # an instance name, a DN, or a sip: URI
+//!         timeout: 5s
+//!         on_failure:          # a list of steps, or the id of a step
+//!           - command: Release
+//!       - command: Release
+//!   bob:
+//!     dn: "200"
+//!     steps:
+//!       - event: INCOMING
+//!       - command: Answer
+//!       - event: DISCONNECTED
+//! ```
+//!
+//! A step's success goes to the next step of its list unless it says `next: <id>` or `next: end`.
+//! A failure list ends the chain when it ends.
+
+use crate::diag::{Diagnostic, Diagnostics, Pos};
+use crate::model::{Action, Format, Instance, Node, Pbx, Scenario, SipTransport, DEFAULT_CALL_ID, DEFAULT_TIMEOUT};
+use crate::spanned::{Fields, SNode, Value};
+use std::collections::HashMap;
+use std::time::Duration;
+
+const TOP_KEYS: &[&str] = &["name", "description", "version", "defaults", "instances"];
+const DEFAULTS_KEYS: &[&str] = &["timeout"];
+const INSTANCE_KEYS: &[&str] =
+    &["dn", "label", "transport", "register", "register_interval", "pbx", "codecs", "auto_ringing", "steps"];
+const PBX_KEYS: &[&str] = &["host", "port", "transport"];
+const STEP_KEYS: &[&str] = &[
+    "command",
+    "event",
+    "id",
+    "label",
+    "call_id",
+    "timeout",
+    "next",
+    "on_failure",
+    "target",
+    "target_user",
+    "target_host",
+    "primary_call_id",
+    "consult_call_id",
+    "file",
+    "digits",
+    "interval",
+    "number",
+    "expected",
+];
+
+/// A step's success/failure that names a step id, resolved once every step is known.
+enum Link {
+    Id(String, Pos),
+    End,
+}
+
+struct Pending {
+    node: usize,
+    next: Option<Link>,
+    failure: Option<Link>,
+}
+
+pub(crate) fn convert(root: &SNode, file: &str, diags: &mut Diagnostics) -> Option<Scenario> {
+    let mut f = Fields { file, diags };
+    if !matches!(root.value, Value::Map(_)) {
+        f.error(root.pos, format!("a scenario is a mapping with `name` and `instances`, not {}", root.type_name()));
+        return None;
+    }
+    f.unknown_keys(root, TOP_KEYS, "the scenario", true);
+    if let Some(v) = root.get("version")
+        && v.value != Value::Int(1)
+    {
+        f.error(v.pos, "this callflow reads scenario `version: 1`");
+    }
+    let default_timeout = match root.get("defaults") {
+        Some(d) => {
+            f.unknown_keys(d, DEFAULTS_KEYS, "`defaults`", true);
+            f.duration(d, "timeout").map_or(DEFAULT_TIMEOUT, |(t, _)| t)
+        }
+        None => DEFAULT_TIMEOUT,
+    };
+    let Some(insts) = root.get("instances") else {
+        f.error(root.pos, "a scenario needs `instances`");
+        return None;
+    };
+    if !matches!(insts.value, Value::Map(_)) {
+        f.error(insts.pos, "`instances` is a mapping from instance name to its settings and steps");
+        return None;
+    }
+
+    let mut instances = Vec::new();
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut pending: Vec<Pending> = Vec::new();
+    for (key, body) in insts.entries() {
+        let idx = instances.len();
+        let Some(mut inst) = instance(&mut f, &key.name, key.pos, body) else { continue };
+        if let Some(steps) = body.get("steps") {
+            let mut ctx = StepCtx { f: &mut f, nodes: &mut nodes, pending: &mut pending, instance: idx, default_timeout };
+            if let Some(first) = ctx.list(steps, &key.name) {
+                inst.starts.push(first);
+            }
+        }
+        instances.push(inst);
+    }
+
+    // Targets may name instances: turn them into DNs.
+    for n in &mut nodes {
+        if let Action::MakeCall { target } = &mut n.action
+            && let Some(i) = instances.iter().find(|i| &i.id == target)
+        {
+            target.clone_from(&i.dn);
+        }
+    }
+
+    let ids: HashMap<String, usize> = nodes.iter().enumerate().map(|(i, n)| (n.id.clone(), i)).collect();
+    for p in pending {
+        for (link, failure) in [(p.next, false), (p.failure, true)] {
+            let target = match link {
+                None => continue,
+                Some(Link::End) => None,
+                Some(Link::Id(id, pos)) => match ids.get(&id) {
+                    Some(&t) => Some(t),
+                    None => {
+                        let mut d = Diagnostic::error(file, pos, format!("no step has id `{id}`"));
+                        if let Some(h) = crate::diag::did_you_mean(&id, ids.keys().map(String::as_str)) {
+                            d = d.with_help(h);
+                        }
+                        f.diags.push(d);
+                        continue;
+                    }
+                },
+            };
+            if failure {
+                nodes[p.node].on_failure = target;
+            } else {
+                nodes[p.node].on_success = target;
+            }
+        }
+    }
+    if instances.is_empty() && !f.diags.has_errors() {
+        f.error(insts.pos, "a scenario needs at least one instance");
+    }
+    if f.diags.has_errors() {
+        return None;
+    }
+    let name = f.string(root, "name").unwrap_or_else(|| {
+        std::path::Path::new(file).file_stem().map_or_else(|| "scenario".to_owned(), |s| s.to_string_lossy().into_owned())
+    });
+    Some(Scenario { name, file: file.to_owned(), format: Format::Native, instances, nodes })
+}
+
+fn transport(f: &mut Fields<'_>, map: &SNode, key: &str) -> SipTransport {
+    match f.string(map, key).map(|t| t.to_ascii_lowercase()) {
+        None => SipTransport::Udp,
+        Some(t) if t == "udp" => SipTransport::Udp,
+        Some(t) if t == "tcp" => SipTransport::Tcp,
+        Some(t) => {
+            let pos = map.get(key).map_or(map.pos, |n| n.pos);
+            f.error(pos, format!("`{key}` is `{t}`; callflow speaks `udp` or `tcp`"));
+            SipTransport::Udp
+        }
+    }
+}
+
+fn instance(f: &mut Fields<'_>, name: &str, pos: Pos, body: &SNode) -> Option<Instance> {
+    if body.value == Value::Null {
+        f.error(pos, format!("instance `{name}` needs at least a `dn`"));
+        return None;
+    }
+    if !matches!(body.value, Value::Map(_)) {
+        f.error(body.pos, format!("instance `{name}` must be a mapping, not {}", body.type_name()));
+        return None;
+    }
+    f.unknown_keys(body, INSTANCE_KEYS, &format!("instance `{name}`"), true);
+    let dn = f.required_string(body, "dn", &format!("instance `{name}`")).unwrap_or_default();
+    let label = f.string(body, "label").unwrap_or_else(|| name.to_owned());
+    let pbx = body.get("pbx").and_then(|p| {
+        f.unknown_keys(p, PBX_KEYS, "`pbx`", true);
+        let host = f.required_string(p, "host", "`pbx`")?;
+        let port = match p.get("port").map(|n| (&n.value, n.pos)) {
+            Some((Value::Int(i), _)) if (1..=65535).contains(i) => Some(*i as u16),
+            Some((_, ppos)) => {
+                f.error(ppos, "`port` must be a port number (1-65535)");
+                None
+            }
+            None => None,
+        };
+        Some(Pbx { host, port, transport: transport(f, p, "transport") })
+    });
+    let register = f.bool(body, "register").unwrap_or(pbx.is_some());
+    if register && pbx.is_none() {
+        f.error(body.get("register").map_or(pos, |n| n.pos), format!("instance `{name}` registers but has no `pbx`"));
+    }
+    let codecs = match body.get("codecs").map(|c| (&c.value, c.pos)) {
+        Some((Value::Seq(items), _)) => {
+            let mut out = Vec::new();
+            for item in items {
+                match item.as_text().map(|c| c.to_ascii_uppercase()) {
+                    Some(c) if c == "PCMU" || c == "PCMA" => out.push(c),
+                    other => f.error(item.pos, format!("codec {other:?} is not supported; use PCMU or PCMA")),
+                }
+            }
+            out
+        }
+        Some((_, cpos)) => {
+            f.error(cpos, "`codecs` is a list such as [PCMU, PCMA]");
+            Vec::new()
+        }
+        None => vec!["PCMU".to_owned(), "PCMA".to_owned()],
+    };
+    Some(Instance {
+        id: name.to_owned(),
+        label,
+        dn,
+        transport: transport(f, body, "transport"),
+        register,
+        register_interval: f.duration(body, "register_interval").map_or(Duration::from_secs(300), |(d, _)| d),
+        pbx,
+        codecs,
+        auto_ringing: f.bool(body, "auto_ringing").unwrap_or(true),
+        starts: Vec::new(),
+        pos,
+    })
+}
+
+struct StepCtx<'a, 'f> {
+    f: &'a mut Fields<'f>,
+    nodes: &'a mut Vec<Node>,
+    pending: &'a mut Vec<Pending>,
+    instance: usize,
+    default_timeout: Duration,
+}
+
+impl StepCtx<'_, '_> {
+    /// Converts a list of steps, chaining each to the next; returns the first node.
+    fn list(&mut self, steps: &SNode, prefix: &str) -> Option<usize> {
+        let Value::Seq(items) = &steps.value else {
+            self.f.error(steps.pos, format!("`steps` must be a list, not {}", steps.type_name()));
+            return None;
+        };
+        let mut first = None;
+        let mut prev: Option<(usize, bool)> = None; // (node, has explicit next)
+        for (i, item) in items.iter().enumerate() {
+            let Some((idx, explicit_next)) = self.step(item, &format!("{prefix}.{}", i + 1)) else { continue };
+            if let Some((p, false)) = prev {
+                self.nodes[p].on_success = Some(idx);
+            }
+            first.get_or_insert(idx);
+            prev = Some((idx, explicit_next));
+        }
+        first
+    }
+
+    fn step(&mut self, item: &SNode, default_id: &str) -> Option<(usize, bool)> {
+        if !matches!(item.value, Value::Map(_)) {
+            self.f.error(item.pos, format!("a step is a mapping with `command:` or `event:`, not {}", item.type_name()));
+            return None;
+        }
+        self.f.unknown_keys(item, STEP_KEYS, "a step", true);
+        let action = match (item.get("command"), item.get("event")) {
+            (Some(_), Some(e)) => {
+                self.f.error(e.pos, "a step has either `command` or `event`, not both");
+                return None;
+            }
+            (Some(c), None) => self.command(item, c)?,
+            (None, Some(e)) => self.event(item, e)?,
+            (None, None) => {
+                self.f.error(item.pos, "a step needs `command:` (MakeCall, Answer, ...) or `event:` (INCOMING, ...)");
+                return None;
+            }
+        };
+        let id = self.f.string(item, "id").unwrap_or_else(|| default_id.to_owned());
+        if let Some(other) = self.nodes.iter().find(|n| n.id == id) {
+            let line = other.pos.line;
+            self.f.error(item.get("id").map_or(item.pos, |n| n.pos), format!("step id `{id}` is already used on line {line}"));
+        }
+        let timeout = self.f.duration(item, "timeout").map_or(self.default_timeout, |(d, _)| d);
+        let call_id = match &action {
+            Action::AttendedTransfer { primary_call_id, .. } => primary_call_id.clone(),
+            _ => self.f.string(item, "call_id").unwrap_or_else(|| DEFAULT_CALL_ID.to_owned()),
+        };
+        let label = self.f.string(item, "label").unwrap_or_else(|| action.name().to_owned());
+        let idx = self.nodes.len();
+        self.nodes.push(Node {
+            id,
+            label,
+            instance: self.instance,
+            call_id,
+            timeout,
+            action,
+            on_success: None,
+            on_failure: None,
+            pos: item.pos,
+        });
+        let next = self.link(item, "next");
+        let explicit_next = next.is_some();
+        let failure = match item.get("on_failure") {
+            Some(n @ SNode { value: Value::Seq(_), .. }) => {
+                let id = self.nodes[idx].id.clone();
+                let first = self.list(n, &format!("{id}.failure"));
+                self.nodes[idx].on_failure = first;
+                None
+            }
+            Some(_) => self.link(item, "on_failure"),
+            None => None,
+        };
+        self.pending.push(Pending { node: idx, next, failure });
+        Some((idx, explicit_next))
+    }
+
+    fn link(&mut self, item: &SNode, key: &str) -> Option<Link> {
+        let node = item.get(key)?;
+        match &node.value {
+            Value::Str(s) if s == "end" => Some(Link::End),
+            Value::Str(s) => Some(Link::Id(s.clone(), node.pos)),
+            _ => {
+                self.f.error(node.pos, format!("`{key}` is a step id, `end`, or (for on_failure) a list of steps"));
+                None
+            }
+        }
+    }
+
+    fn command(&mut self, item: &SNode, name: &SNode) -> Option<Action> {
+        let Some(n) = name.as_text() else {
+            self.f.error(name.pos, "`command` must be a name such as MakeCall");
+            return None;
+        };
+        let f = &mut *self.f;
+        let s = |f: &mut Fields<'_>, k: &str| f.string(item, k).unwrap_or_default();
+        Some(match canonical(&n, crate::model::COMMANDS).as_deref() {
+            Some("MakeCall") => Action::MakeCall { target: s(f, "target") },
+            Some("Answer") => Action::Answer,
+            Some("Release") => Action::Release,
+            Some("Hold") => Action::Hold,
+            Some("Retrieve") => Action::Retrieve,
+            Some("BlindTransfer") => {
+                Action::BlindTransfer { target_user: s(f, "target_user"), target_host: s(f, "target_host") }
+            }
+            Some("MuteTransfer" | "AttendedTransfer") => Action::AttendedTransfer {
+                primary_call_id: f.string(item, "primary_call_id").or_else(|| f.string(item, "call_id")).unwrap_or_else(|| DEFAULT_CALL_ID.to_owned()),
+                consult_call_id: s(f, "consult_call_id"),
+            },
+            Some("PlayAudio") => Action::PlayAudio { file: s(f, "file") },
+            Some("SendDTMF") => Action::SendDtmf {
+                digits: s(f, "digits"),
+                interval: f.duration(item, "interval").map_or(Duration::from_millis(100), |(d, _)| d),
+            },
+            _ => {
+                crate::sipflow::unknown_name(f, item, "command", &n, crate::model::COMMANDS);
+                return None;
+            }
+        })
+    }
+
+    fn event(&mut self, item: &SNode, name: &SNode) -> Option<Action> {
+        let Some(n) = name.as_text() else {
+            self.f.error(name.pos, "`event` must be a name such as INCOMING");
+            return None;
+        };
+        let f = &mut *self.f;
+        Some(match canonical(&n, crate::model::EVENTS).as_deref() {
+            Some("INCOMING") => Action::Incoming { number: f.string(item, "number") },
+            Some("RINGING") => Action::Ringing,
+            Some("DISCONNECTED") => Action::Disconnected,
+            Some("TIMEOUT") => Action::Delay,
+            Some("DTMFReceived") => Action::DtmfReceived { expected: f.string(item, "expected") },
+            Some("HELD") => Action::Held,
+            Some("RETRIEVED") => Action::Retrieved,
+            Some("TRANSFERRED") => Action::Transferred,
+            _ => {
+                crate::sipflow::unknown_name(f, item, "event", &n, crate::model::EVENTS);
+                return None;
+            }
+        })
+    }
+}
+
+/// Matches names case-insensitively and without `_`/`-`, so `make_call`, `makecall` and
+/// `MakeCall` (and `dtmf_received`) all name the same thing.
+fn canonical(got: &str, known: &[&str]) -> Option<String> {
+    let norm = |s: &str| s.chars().filter(|c| *c != '_' && *c != '-').collect::<String>().to_ascii_lowercase();
+    let g = norm(got);
+    known.iter().find(|k| norm(k) == g).map(|k| (*k).to_owned())
+}

@@ -1,0 +1,399 @@
+//! sipflow's flow JSON (`{nodes, edges}`), imported as-is.
+//!
+//! Field names, defaults and edge rules follow sipflow (see `docs/scenario-format.md`), except
+//! where sipflow has a known bug: several success edges from one node are an error (sipflow kept
+//! the last), and `register: true` without a `pbxHost` runs locally with a warning (sipflow failed
+//! to start).
+
+use crate::diag::{Diagnostics, Pos};
+use crate::model::{
+    Action, Format, Instance, Node, Pbx, Scenario, SipTransport, DEFAULT_CALL_ID, DEFAULT_TIMEOUT,
+};
+use crate::spanned::{Fields, SNode, Value};
+use std::collections::HashMap;
+use std::time::Duration;
+
+const INSTANCE_KEYS: &[&str] = &[
+    "label",
+    "dn",
+    "register",
+    "color",
+    "codecs",
+    "pbxHost",
+    "pbxPort",
+    "pbxTransport",
+    "registerIntervalSeconds",
+    "pbxInstanceId",
+    "serverId",
+    "authUser",
+    "password",
+    "realm",
+    "displayName",
+    "outboundProxy",
+    "transport",
+    "autoRinging",
+];
+const COMMAND_KEYS: &[&str] = &[
+    "command",
+    "label",
+    "sipInstanceId",
+    "callId",
+    "timeout",
+    "targetUri",
+    "filePath",
+    "digits",
+    "intervalMs",
+    "targetUser",
+    "targetHost",
+    "primaryCallId",
+    "consultCallId",
+    "transferTarget",
+];
+const EVENT_KEYS: &[&str] = &["event", "label", "sipInstanceId", "number", "callId", "timeout", "expectedDigit"];
+
+pub(crate) fn convert(root: &SNode, file: &str, _text: &str, diags: &mut Diagnostics) -> Option<Scenario> {
+    let mut f = Fields { file, diags };
+    let Some(nodes) = root.get("nodes") else {
+        f.error(root.pos, "a sipflow flow needs a `nodes` list");
+        return None;
+    };
+    let Value::Seq(raw_nodes) = &nodes.value else {
+        f.error(nodes.pos, "`nodes` must be a list");
+        return None;
+    };
+    let raw_edges: &[SNode] = match root.get("edges").map(|e| &e.value) {
+        Some(Value::Seq(items)) => items,
+        Some(Value::Null) | None => &[],
+        Some(_) => {
+            f.error(root.get("edges").map_or(root.pos, |e| e.pos), "`edges` must be a list");
+            return None;
+        }
+    };
+
+    let mut instances: Vec<Instance> = Vec::new();
+    let mut inst_by_id: HashMap<String, usize> = HashMap::new();
+    let mut out_nodes: Vec<Node> = Vec::new();
+    let mut node_by_id: HashMap<String, usize> = HashMap::new();
+    // Node index -> (explicit sipInstanceId and its position, INCOMING number).
+    let mut bindings: Vec<(Option<(String, Pos)>, Option<(String, Pos)>)> = Vec::new();
+    // Nodes already reported as broken: edges to and from them say nothing new.
+    let mut broken: std::collections::HashSet<String> = std::collections::HashSet::new();
+
+    // Instances first, so command/event nodes can refer to them whatever the order.
+    for raw in raw_nodes {
+        let (Some(id), Some(ty)) = (f.string(raw, "id"), f.string(raw, "type")) else {
+            f.error(raw.pos, "every node needs an `id` and a `type`");
+            continue;
+        };
+        if ty != "sipInstance" {
+            continue;
+        }
+        let data = raw.get("data").cloned().unwrap_or(SNode { pos: raw.pos, value: Value::Map(vec![]) });
+        if let Some(inst) = instance(&mut f, &id, raw.pos, &data) {
+            if inst_by_id.insert(id.clone(), instances.len()).is_some() {
+                f.error(raw.pos, format!("duplicate node id `{id}`"));
+            }
+            instances.push(inst);
+        }
+    }
+
+    for raw in raw_nodes {
+        let (Some(id), Some(ty)) = (f.string(raw, "id"), f.string(raw, "type")) else { continue };
+        let data = raw.get("data").cloned().unwrap_or(SNode { pos: raw.pos, value: Value::Map(vec![]) });
+        let (action, binding) = match ty.as_str() {
+            "sipInstance" => continue,
+            "command" => {
+                f.unknown_keys(&data, COMMAND_KEYS, "command data", false);
+                (command(&mut f, &data), None)
+            }
+            "event" => {
+                f.unknown_keys(&data, EVENT_KEYS, "event data", false);
+                let number = f.string(&data, "number").filter(|n| !n.is_empty());
+                let number_pos = data.get("number").map_or(raw.pos, |n| n.pos);
+                (event(&mut f, &data), number.map(|n| (n, number_pos)))
+            }
+            other => {
+                f.warn(raw.pos, format!("node `{id}` has type `{other}`, which callflow does not know; it is ignored"));
+                continue;
+            }
+        };
+        let Some(action) = action else {
+            broken.insert(id);
+            continue;
+        };
+        let explicit = f.string(&data, "sipInstanceId").filter(|s| !s.is_empty());
+        let explicit_pos = data.get("sipInstanceId").map_or(raw.pos, |n| n.pos);
+        let timeout = f.millis(&data, "timeout").map_or(DEFAULT_TIMEOUT, |(d, _)| d);
+        let call_id = match &action {
+            Action::AttendedTransfer { primary_call_id, .. } => primary_call_id.clone(),
+            _ => f.string(&data, "callId").filter(|c| !c.is_empty()).unwrap_or_else(|| DEFAULT_CALL_ID.to_owned()),
+        };
+        let label = f.string(&data, "label").filter(|l| !l.is_empty()).unwrap_or_else(|| action.name().to_owned());
+        if node_by_id.insert(id.clone(), out_nodes.len()).is_some() || inst_by_id.contains_key(&id) {
+            f.error(raw.pos, format!("duplicate node id `{id}`"));
+        }
+        out_nodes.push(Node {
+            id,
+            label,
+            instance: usize::MAX,
+            call_id,
+            timeout,
+            action,
+            on_success: None,
+            on_failure: None,
+            pos: raw.pos,
+        });
+        bindings.push((explicit.map(|e| (e, explicit_pos)), binding));
+    }
+
+    // Explicit bindings, then INCOMING numbers.
+    for (idx, (explicit, number)) in bindings.iter().enumerate() {
+        if let Some((inst_id, pos)) = explicit {
+            match inst_by_id.get(inst_id) {
+                Some(&i) => out_nodes[idx].instance = i,
+                None => {
+                    let help = crate::diag::did_you_mean(inst_id, inst_by_id.keys().map(String::as_str));
+                    let mut d = crate::Diagnostic::error(
+                        file,
+                        *pos,
+                        format!("node `{}` refers to instance `{inst_id}`, which does not exist", out_nodes[idx].id),
+                    );
+                    if let Some(h) = help {
+                        d = d.with_help(h);
+                    }
+                    f.diags.push(d);
+                }
+            }
+        }
+        if let Some((number, pos)) = number {
+            match instances.iter().position(|i| &i.dn == number) {
+                Some(i) if out_nodes[idx].instance == usize::MAX => out_nodes[idx].instance = i,
+                Some(i) if out_nodes[idx].instance != i => f.warn(
+                    *pos,
+                    format!(
+                        "INCOMING `number` {number} is the DN of `{}`, but the node is bound to `{}`; it runs on `{}`",
+                        instances[i].label, instances[out_nodes[idx].instance].label, instances[out_nodes[idx].instance].label
+                    ),
+                ),
+                Some(_) => {}
+                None => {
+                    let help =
+                        crate::diag::did_you_mean(number, instances.iter().map(|i| i.dn.as_str()));
+                    let mut d = crate::Diagnostic::error(
+                        file,
+                        *pos,
+                        format!("INCOMING `number` {number} is the DN of no instance"),
+                    );
+                    if let Some(h) = help {
+                        d = d.with_help(h);
+                    }
+                    f.diags.push(d);
+                }
+            }
+        }
+    }
+
+    // Edges.
+    for raw in raw_edges {
+        let (Some(src), Some(dst)) = (f.string(raw, "source"), f.string(raw, "target")) else {
+            f.error(raw.pos, "every edge needs a `source` and a `target`");
+            continue;
+        };
+        if broken.contains(&src) || broken.contains(&dst) {
+            continue;
+        }
+        let Some(&to) = node_by_id.get(&dst) else {
+            if inst_by_id.contains_key(&dst) {
+                f.error(raw.pos, format!("edge `{src}` -> `{dst}` ends at an instance; edges go from an instance to its first node"));
+            } else {
+                f.error(raw.pos, format!("edge `{src}` -> `{dst}`: no node has id `{dst}`"));
+            }
+            continue;
+        };
+        let handle = f.string(raw, "sourceHandle").unwrap_or_default();
+        let branch = raw.get("data").and_then(|d| f.string(d, "branchType")).unwrap_or_default();
+        let failure = handle == "failure" || branch == "failure";
+        if let Some(&i) = inst_by_id.get(&src) {
+            instances[i].starts.push(to);
+            if out_nodes[to].instance == usize::MAX {
+                out_nodes[to].instance = i;
+            }
+            continue;
+        }
+        let Some(&from) = node_by_id.get(&src) else {
+            f.warn(raw.pos, format!("edge `{src}` -> `{dst}`: no node has id `{src}`; the edge is ignored"));
+            continue;
+        };
+        let slot = if failure { &mut out_nodes[from].on_failure } else { &mut out_nodes[from].on_success };
+        if let Some(prev) = slot.replace(to) {
+            let kind = if failure { "failure" } else { "success" };
+            f.diags.push(
+                crate::Diagnostic::error(
+                    file,
+                    raw.pos,
+                    format!(
+                        "node `{src}` already has a {kind} edge (to `{}`); a node has at most one success and one failure edge",
+                        out_nodes[prev].id
+                    ),
+                )
+                .with_help("sipflow silently kept the last edge; remove the one you do not want"),
+            );
+        }
+    }
+
+    // A node with no explicit instance inherits the one of the node before it.
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for i in 0..out_nodes.len() {
+            let inst = out_nodes[i].instance;
+            if inst == usize::MAX {
+                continue;
+            }
+            for next in [out_nodes[i].on_success, out_nodes[i].on_failure].into_iter().flatten() {
+                if out_nodes[next].instance == usize::MAX {
+                    out_nodes[next].instance = inst;
+                    changed = true;
+                }
+            }
+        }
+    }
+    for n in &out_nodes {
+        if n.instance == usize::MAX {
+            f.diags.push(
+                crate::Diagnostic::error(file, n.pos, format!("node `{}` ({}) is bound to no instance", n.id, n.action.name()))
+                    .with_help("set `sipInstanceId`, or connect it to an instance or to a node of one"),
+            );
+        }
+    }
+    if instances.is_empty() {
+        f.error(root.pos, "the flow has no `sipInstance` node");
+    }
+    if f.diags.has_errors() {
+        return None;
+    }
+    let name = std::path::Path::new(file)
+        .file_stem()
+        .map_or_else(|| "scenario".to_owned(), |s| s.to_string_lossy().into_owned());
+    Some(Scenario { name, file: file.to_owned(), format: Format::SipflowJson, instances, nodes: out_nodes })
+}
+
+fn instance(f: &mut Fields<'_>, id: &str, pos: Pos, data: &SNode) -> Option<Instance> {
+    f.unknown_keys(data, INSTANCE_KEYS, "sipInstance data", false);
+    let dn = f.string(data, "dn").unwrap_or_default();
+    let label = f.string(data, "label").filter(|l| !l.is_empty()).unwrap_or_else(|| if dn.is_empty() { id.to_owned() } else { dn.clone() });
+    let mut register = f.bool(data, "register").unwrap_or(true);
+    let host = f.string(data, "pbxHost").filter(|h| !h.is_empty());
+    let transport = match f.string(data, "pbxTransport").map(|t| t.to_ascii_uppercase()) {
+        None => SipTransport::Udp,
+        Some(t) if t.is_empty() || t == "UDP" => SipTransport::Udp,
+        Some(t) if t == "TCP" => SipTransport::Tcp,
+        Some(t) => {
+            let p = data.get("pbxTransport").map_or(pos, |n| n.pos);
+            f.error(p, format!("`pbxTransport` is `{t}`; callflow speaks UDP or TCP"));
+            SipTransport::Udp
+        }
+    };
+    let port = match f.string(data, "pbxPort").filter(|p| !p.is_empty()) {
+        None => None,
+        Some(p) => match p.parse::<u16>() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                let ppos = data.get("pbxPort").map_or(pos, |n| n.pos);
+                f.error(ppos, format!("`pbxPort` `{p}` is not a port number"));
+                None
+            }
+        },
+    };
+    if register && host.is_none() {
+        if data.get("register").is_some() {
+            f.warn(pos, format!("instance `{label}` has `register: true` but no `pbxHost`; it runs locally without REGISTER"));
+        }
+        register = false;
+    }
+    let register_interval = f
+        .millis(data, "registerIntervalSeconds")
+        .map_or(Duration::from_secs(300), |(d, _)| Duration::from_secs_f64(d.as_secs_f64() * 1000.0));
+    let codecs = match data.get("codecs").map(|c| &c.value) {
+        Some(Value::Seq(items)) => {
+            let mut out = Vec::new();
+            for item in items {
+                match item.as_text().map(|c| c.to_ascii_uppercase()) {
+                    Some(c) if c == "PCMU" || c == "PCMA" => out.push(c),
+                    other => f.warn(item.pos, format!("codec {other:?} is not supported (PCMU, PCMA); it is dropped")),
+                }
+            }
+            out
+        }
+        _ => vec!["PCMU".to_owned(), "PCMA".to_owned()],
+    };
+    let auto_ringing = f.bool(data, "autoRinging").unwrap_or(true);
+    Some(Instance {
+        id: id.to_owned(),
+        label,
+        dn,
+        transport,
+        register,
+        register_interval,
+        pbx: host.map(|host| Pbx { host, port, transport }),
+        codecs,
+        auto_ringing,
+        starts: Vec::new(),
+        pos,
+    })
+}
+
+fn command(f: &mut Fields<'_>, data: &SNode) -> Option<Action> {
+    let name = f.required_string(data, "command", "a command node")?;
+    let s = |f: &mut Fields<'_>, k: &str| f.string(data, k).unwrap_or_default();
+    Some(match name.as_str() {
+        "MakeCall" => Action::MakeCall { target: s(f, "targetUri") },
+        "Answer" => Action::Answer,
+        "Release" => Action::Release,
+        "Hold" => Action::Hold,
+        "Retrieve" => Action::Retrieve,
+        "BlindTransfer" => Action::BlindTransfer { target_user: s(f, "targetUser"), target_host: s(f, "targetHost") },
+        "MuteTransfer" | "AttendedTransfer" => {
+            let primary = f.string(data, "primaryCallId").filter(|p| !p.is_empty());
+            let primary = primary.or_else(|| f.string(data, "callId").filter(|p| !p.is_empty()));
+            Action::AttendedTransfer {
+                primary_call_id: primary.unwrap_or_else(|| DEFAULT_CALL_ID.to_owned()),
+                consult_call_id: s(f, "consultCallId"),
+            }
+        }
+        "PlayAudio" => Action::PlayAudio { file: s(f, "filePath") },
+        "SendDTMF" => Action::SendDtmf {
+            digits: s(f, "digits"),
+            interval: f.millis(data, "intervalMs").map_or(Duration::from_millis(100), |(d, _)| d),
+        },
+        other => {
+            unknown_name(f, data, "command", other, crate::model::COMMANDS);
+            return None;
+        }
+    })
+}
+
+fn event(f: &mut Fields<'_>, data: &SNode) -> Option<Action> {
+    let name = f.required_string(data, "event", "an event node")?;
+    Some(match name.as_str() {
+        "INCOMING" => Action::Incoming { number: f.string(data, "number").filter(|n| !n.is_empty()) },
+        "RINGING" => Action::Ringing,
+        "DISCONNECTED" => Action::Disconnected,
+        "TIMEOUT" => Action::Delay,
+        "DTMFReceived" => Action::DtmfReceived { expected: f.string(data, "expectedDigit").filter(|d| !d.is_empty()) },
+        "HELD" => Action::Held,
+        "RETRIEVED" => Action::Retrieved,
+        "TRANSFERRED" => Action::Transferred,
+        other => {
+            unknown_name(f, data, "event", other, crate::model::EVENTS);
+            return None;
+        }
+    })
+}
+
+pub(crate) fn unknown_name(f: &mut Fields<'_>, data: &SNode, key: &str, got: &str, known: &[&str]) {
+    let pos = data.get(key).map_or(data.pos, |n| n.pos);
+    let help = crate::diag::did_you_mean(got, known.iter().copied())
+        .unwrap_or_else(|| format!("known {key}s: {}", known.join(", ")));
+    f.diags.push(crate::Diagnostic::error(f.file, pos, format!("unknown {key} `{got}`")).with_help(help));
+}

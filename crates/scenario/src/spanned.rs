@@ -1,0 +1,296 @@
+//! A small value tree in which every node knows its `line:col`, built from saphyr's marked YAML.
+//!
+//! JSON is a subset of YAML 1.2, so sipflow's flow JSON goes through the same loader (after
+//! serde_json has checked its syntax, whose messages are the better ones for JSON).
+
+use crate::diag::{Diagnostic, Diagnostics, Pos};
+use crate::model::Format;
+use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<SNode>),
+    /// Keys keep their own position, in document order.
+    Map(Vec<(SKey, SNode)>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct SKey {
+    pub(crate) name: String,
+    pub(crate) pos: Pos,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct SNode {
+    pub(crate) pos: Pos,
+    pub(crate) value: Value,
+}
+
+impl SNode {
+    pub(crate) fn get(&self, key: &str) -> Option<&SNode> {
+        match &self.value {
+            Value::Map(entries) => entries.iter().find(|(k, _)| k.name == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn entries(&self) -> &[(SKey, SNode)] {
+        match &self.value {
+            Value::Map(entries) => entries,
+            _ => &[],
+        }
+    }
+
+    /// The value as text, for scalars (numbers and booleans are written back as text).
+    pub(crate) fn as_text(&self) -> Option<String> {
+        match &self.value {
+            Value::Str(s) => Some(s.clone()),
+            Value::Int(i) => Some(i.to_string()),
+            Value::Float(f) => Some(f.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn type_name(&self) -> &'static str {
+        match self.value {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Int(_) => "an integer",
+            Value::Float(_) => "a number",
+            Value::Str(_) => "a string",
+            Value::Seq(_) => "a list",
+            Value::Map(_) => "a mapping",
+        }
+    }
+}
+
+pub(crate) fn parse(text: &str, file: &str, format: Format) -> Result<SNode, Diagnostics> {
+    let text = text.trim_start_matches('\u{feff}');
+    if format == Format::SipflowJson
+        && let Err(e) = serde_json::from_str::<serde_json::Value>(text)
+    {
+        return Err(Diagnostic::error(file, Pos::new(e.line(), e.column()), format!("invalid JSON: {e}")).into());
+    }
+    let docs = MarkedYaml::load_from_str(text).map_err(|e| {
+        let m = e.marker();
+        Diagnostics::from(Diagnostic::error(file, Pos::new(m.line(), m.col() + 1), format!("invalid YAML: {}", e.info())))
+    })?;
+    match docs.len() {
+        0 => Err(Diagnostic::error(file, Pos::default(), "the file is empty").into()),
+        1 => convert(&docs[0], file),
+        _ => Err(Diagnostic::error(file, pos_of(&docs[1]), "one scenario per file: a second YAML document starts here").into()),
+    }
+}
+
+fn pos_of(node: &MarkedYaml<'_>) -> Pos {
+    Pos::new(node.span.start.line(), node.span.start.col() + 1)
+}
+
+fn convert(node: &MarkedYaml<'_>, file: &str) -> Result<SNode, Diagnostics> {
+    let pos = pos_of(node);
+    let value = match &node.data {
+        YamlData::Value(s) => scalar(s),
+        YamlData::Representation(raw, _, _) => Value::Str(raw.to_string()),
+        YamlData::Sequence(items) => Value::Seq(items.iter().map(|i| convert(i, file)).collect::<Result<_, _>>()?),
+        YamlData::Mapping(map) => {
+            let mut entries = Vec::with_capacity(map.len());
+            for (k, v) in map {
+                let name = match &k.data {
+                    YamlData::Value(s) => match scalar(s) {
+                        Value::Str(s) => s,
+                        Value::Int(i) => i.to_string(),
+                        Value::Bool(b) => b.to_string(),
+                        other => format!("{other:?}"),
+                    },
+                    _ => return Err(Diagnostic::error(file, pos_of(k), "mapping keys must be plain names").into()),
+                };
+                entries.push((SKey { name, pos: pos_of(k) }, convert(v, file)?));
+            }
+            Value::Map(entries)
+        }
+        YamlData::Tagged(_, inner) => return convert(inner, file),
+        YamlData::Alias(_) => {
+            return Err(Diagnostic::error(file, pos, "YAML aliases are not supported in scenarios").into());
+        }
+        YamlData::BadValue => return Err(Diagnostic::error(file, pos, "this value cannot be read").into()),
+    };
+    Ok(SNode { pos, value })
+}
+
+fn scalar(s: &Scalar<'_>) -> Value {
+    match s {
+        Scalar::Null => Value::Null,
+        Scalar::Boolean(b) => Value::Bool(*b),
+        Scalar::Integer(i) => Value::Int(*i),
+        Scalar::FloatingPoint(f) => Value::Float(f.into_inner()),
+        Scalar::String(s) => Value::Str(s.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_goes_through_the_yaml_loader_with_positions() {
+        let text = "{\n  \"nodes\": [\n    {\"id\": \"a\", \"n\": 1}\n  ]\n}";
+        let root = parse(text, "f.json", Format::SipflowJson).unwrap();
+        let nodes = root.get("nodes").unwrap();
+        let Value::Seq(items) = &nodes.value else { panic!() };
+        assert_eq!(items[0].pos.line, 3);
+        assert_eq!(items[0].get("n").unwrap().value, Value::Int(1));
+        assert_eq!(items[0].entries()[0].0.pos, Pos::new(3, 6));
+    }
+
+    #[test]
+    fn json_syntax_error_has_line_and_column() {
+        let err = parse("{\n \"nodes\": [,]\n}", "f.json", Format::SipflowJson).unwrap_err();
+        assert_eq!(err.0[0].pos.line, 2);
+        assert!(err.0[0].message.starts_with("invalid JSON"), "{}", err.0[0].message);
+    }
+
+    #[test]
+    fn yaml_duplicate_key_is_an_error() {
+        let err = parse("a: 1\na: 2\n", "f.yaml", Format::Native).unwrap_err();
+        assert!(err.to_string().contains("f.yaml:2:"), "{err}");
+    }
+}
+
+/// Reads typed fields out of spanned mappings and records what is wrong with them.
+pub(crate) struct Fields<'a> {
+    pub(crate) file: &'a str,
+    pub(crate) diags: &'a mut Diagnostics,
+}
+
+impl Fields<'_> {
+    pub(crate) fn error(&mut self, pos: Pos, msg: impl Into<String>) {
+        self.diags.push(Diagnostic::error(self.file, pos, msg));
+    }
+
+    pub(crate) fn warn(&mut self, pos: Pos, msg: impl Into<String>) {
+        self.diags.push(Diagnostic::warning(self.file, pos, msg));
+    }
+
+    /// A string field; numbers are accepted and written as text (DNs are often written as numbers).
+    pub(crate) fn string(&mut self, map: &SNode, key: &str) -> Option<String> {
+        let node = map.get(key)?;
+        match &node.value {
+            Value::Null => None,
+            Value::Str(_) | Value::Int(_) | Value::Float(_) => node.as_text(),
+            _ => {
+                let ty = node.type_name();
+                self.error(node.pos, format!("`{key}` must be a string, not {ty}"));
+                None
+            }
+        }
+    }
+
+    pub(crate) fn required_string(&mut self, map: &SNode, key: &str, what: &str) -> Option<String> {
+        match self.string(map, key) {
+            Some(s) if !s.trim().is_empty() => Some(s),
+            _ if map.get(key).is_some_and(|n| !matches!(n.value, Value::Null | Value::Str(_))) => None,
+            _ => {
+                self.error(map.get(key).map_or(map.pos, |n| n.pos), format!("{what} needs `{key}`"));
+                None
+            }
+        }
+    }
+
+    pub(crate) fn bool(&mut self, map: &SNode, key: &str) -> Option<bool> {
+        let node = map.get(key)?;
+        match node.value {
+            Value::Bool(b) => Some(b),
+            Value::Null => None,
+            _ => {
+                let ty = node.type_name();
+                self.error(node.pos, format!("`{key}` must be true or false, not {ty}"));
+                None
+            }
+        }
+    }
+
+    /// A number of milliseconds (sipflow stores every duration as a JSON number of ms).
+    pub(crate) fn millis(&mut self, map: &SNode, key: &str) -> Option<(std::time::Duration, Pos)> {
+        let node = map.get(key)?;
+        let ms = match node.value {
+            Value::Int(i) => i as f64,
+            Value::Float(f) => f,
+            Value::Null => return None,
+            _ => {
+                let ty = node.type_name();
+                self.error(node.pos, format!("`{key}` must be a number of milliseconds, not {ty}"));
+                return None;
+            }
+        };
+        if !(ms > 0.0 && ms.is_finite()) {
+            self.error(node.pos, format!("`{key}` must be more than 0 ms, got {ms}"));
+            return None;
+        }
+        Some((std::time::Duration::from_secs_f64(ms / 1000.0), node.pos))
+    }
+
+    /// A duration with a unit, such as `10s`, `500ms` or `1m 30s`.
+    pub(crate) fn duration(&mut self, map: &SNode, key: &str) -> Option<(std::time::Duration, Pos)> {
+        let node = map.get(key)?;
+        match &node.value {
+            Value::Str(s) => match humantime::parse_duration(s.trim()) {
+                Ok(d) if !d.is_zero() => Some((d, node.pos)),
+                Ok(_) => {
+                    self.error(node.pos, format!("`{key}` must be more than 0"));
+                    None
+                }
+                Err(e) => {
+                    self.diags.push(
+                        Diagnostic::error(self.file, node.pos, format!("`{key}`: cannot read `{s}` as a duration: {e}"))
+                            .with_help("write a number with a unit, such as `10s`, `500ms` or `2m`"),
+                    );
+                    None
+                }
+            },
+            Value::Int(i) => {
+                self.diags.push(
+                    Diagnostic::error(self.file, node.pos, format!("`{key}` needs a unit"))
+                        .with_help(format!("write `{i}s` for seconds or `{i}ms` for milliseconds")),
+                );
+                None
+            }
+            Value::Null => None,
+            _ => {
+                let ty = node.type_name();
+                self.error(node.pos, format!("`{key}` must be a duration such as `10s`, not {ty}"));
+                None
+            }
+        }
+    }
+
+    /// Reports every key of `map` not in `known`, with a "did you mean" where one is close.
+    pub(crate) fn unknown_keys(&mut self, map: &SNode, known: &[&str], what: &str, as_error: bool) {
+        for (k, _) in map.entries() {
+            if known.contains(&k.name.as_str()) {
+                continue;
+            }
+            let help = crate::diag::did_you_mean(&k.name, known.iter().copied());
+            if !as_error && help.is_none() {
+                continue;
+            }
+            let msg = format!("unknown key `{}` in {what}", k.name);
+            let mut d = if as_error {
+                Diagnostic::error(self.file, k.pos, msg)
+            } else {
+                Diagnostic::warning(self.file, k.pos, format!("{msg} (ignored)"))
+            };
+            if let Some(h) = help {
+                d = d.with_help(h);
+            } else {
+                d = d.with_help(format!("known keys: {}", known.join(", ")));
+            }
+            self.diags.push(d);
+        }
+    }
+}

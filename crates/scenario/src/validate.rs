@@ -1,0 +1,124 @@
+//! Checks on the model that hold whatever the format: names resolve, the graph is acyclic,
+//! required fields are there, and nothing is asked that this engine cannot do.
+
+use crate::diag::{did_you_mean, Diagnostic, Diagnostics};
+use crate::model::{Action, Scenario};
+use std::collections::HashMap;
+
+pub(crate) fn validate(s: &Scenario, diags: &mut Diagnostics) {
+    let file = s.file.as_str();
+    let mut dns: HashMap<&str, &str> = HashMap::new();
+    for inst in &s.instances {
+        if inst.dn.trim().is_empty() {
+            diags.push(Diagnostic::error(file, inst.pos, format!("instance `{}` has no `dn`", inst.label)));
+        } else if let Some(first) = dns.insert(&inst.dn, &inst.label) {
+            diags.push(Diagnostic::error(
+                file,
+                inst.pos,
+                format!("duplicate DN {}: instances `{first}` and `{}` both use it", inst.dn, inst.label),
+            ));
+        }
+    }
+
+    for n in &s.nodes {
+        let inst = &s.instances[n.instance];
+        let err = |msg: String| Diagnostic::error(file, n.pos, format!("node `{}` ({}): {msg}", n.id, n.action.name()));
+        match &n.action {
+            Action::MakeCall { target } => {
+                let t = target.trim();
+                if t.is_empty() {
+                    diags.push(err("needs a target: another instance's DN or a sip: URI".into()));
+                } else if is_uri(t) {
+                    // A full URI goes where it says.
+                } else if !dns.contains_key(t) {
+                    let candidates = s.instances.iter().flat_map(|i| [i.dn.as_str(), i.id.as_str()]);
+                    let mut d = err(format!("target `{t}` is the DN of no instance and not a sip: URI"));
+                    d = d.with_help(did_you_mean(t, candidates).unwrap_or_else(|| {
+                        format!("DNs in this scenario: {}", s.instances.iter().map(|i| i.dn.as_str()).collect::<Vec<_>>().join(", "))
+                    }));
+                    diags.push(d);
+                } else if t == inst.dn {
+                    diags.push(err(format!("`{}` calls its own DN {t}", inst.label)));
+                }
+            }
+            Action::BlindTransfer { target_user, .. } if target_user.trim().is_empty() => {
+                diags.push(err("needs a transfer target (`targetUser`)".into()));
+            }
+            Action::AttendedTransfer { consult_call_id, .. } if consult_call_id.trim().is_empty() => {
+                diags.push(err("needs the consultation call id (`consultCallId`)".into()));
+            }
+            Action::PlayAudio { file: f } if f.trim().is_empty() => diags.push(err("needs a WAV file (`filePath`)".into())),
+            Action::SendDtmf { digits, .. } => {
+                if digits.is_empty() {
+                    diags.push(err("needs `digits`".into()));
+                } else if let Some(c) = digits.chars().find(|c| !matches!(c, '0'..='9' | '*' | '#' | 'A'..='D' | 'a'..='d')) {
+                    diags.push(err(format!("`{c}` is not a DTMF digit (0-9, *, #, A-D)")));
+                }
+            }
+            _ => {}
+        }
+        if !n.action.is_supported() {
+            diags.push(
+                err("is not supported by this version of callflow yet".into())
+                    .with_help("supported now: MakeCall, Answer, Release, INCOMING, RINGING, DISCONNECTED, TIMEOUT"),
+            );
+        }
+    }
+
+    // Cycles: a node must never lead back to itself.
+    let mut color = vec![0u8; s.nodes.len()]; // 0 new, 1 on stack, 2 done
+    for start in 0..s.nodes.len() {
+        if color[start] != 0 {
+            continue;
+        }
+        let mut stack = vec![(start, 0usize)];
+        color[start] = 1;
+        while let Some((n, edge)) = stack.last().copied() {
+            let nexts = [s.nodes[n].on_success, s.nodes[n].on_failure];
+            if edge >= nexts.len() {
+                color[n] = 2;
+                stack.pop();
+                continue;
+            }
+            stack.last_mut().expect("non-empty").1 += 1;
+            let Some(next) = nexts[edge] else { continue };
+            match color[next] {
+                0 => {
+                    color[next] = 1;
+                    stack.push((next, 0));
+                }
+                1 => {
+                    let path: Vec<&str> = stack
+                        .iter()
+                        .skip_while(|(m, _)| *m != next)
+                        .map(|(m, _)| s.nodes[*m].id.as_str())
+                        .chain([s.nodes[next].id.as_str()])
+                        .collect();
+                    diags.push(Diagnostic::error(
+                        file,
+                        s.nodes[n].pos,
+                        format!("cycle: {}; chains must not loop", path.join(" -> ")),
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    let reachable = s.reachable();
+    for (n, r) in s.nodes.iter().zip(reachable) {
+        if !r {
+            diags.push(Diagnostic::warning(
+                file,
+                n.pos,
+                format!("node `{}` ({}) is reached from no instance and never runs", n.id, n.action.name()),
+            ));
+        }
+    }
+    diags.sort();
+}
+
+pub(crate) fn is_uri(t: &str) -> bool {
+    let l = t.to_ascii_lowercase();
+    l.starts_with("sip:") || l.starts_with("sips:")
+}
