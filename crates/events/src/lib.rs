@@ -1,1 +1,321 @@
+//! The one typed event stream of a callflow run.
+//!
+//! Every output (terminal summary, JSON Lines, and later the ladder, JUnit and the web UI) reads
+//! [`Event`]s and nothing else. The wire format is JSON Lines, one [`Event`] per line:
+//!
+//! ```json
+//! {"seq":0,"ts_us":1764000000000000,"elapsed_ms":0.0,"event":{"type":"run_started","data":{"schema_version":1,...}}}
+//! ```
+//!
+//! - `seq` counts from 0 and has no gaps; `ts_us` is the wall clock in µs since the Unix epoch;
+//!   `elapsed_ms` is the time since the run started, from a monotonic clock.
+//! - `event` is `{"type": ..., "data": {...}}`; the first line is always `run_started`, which
+//!   carries [`SCHEMA_VERSION`]; the last is `run_finished`.
+//! - New event types and new fields may be added without a version change; readers must ignore
+//!   what they do not know. Renaming or removing anything bumps [`SCHEMA_VERSION`].
+//!
+//! The schema is documented for people in `docs/events.md`.
 
+use serde::{Deserialize, Serialize};
+
+/// Version of the event schema, carried by `run_started`.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Exit codes of the `callflow` binary, for scripts.
+pub mod exit_code {
+    /// The run passed (or the scenario is valid, for `validate`).
+    pub const PASSED: i32 = 0;
+    /// The scenario ran and failed.
+    pub const SCENARIO_FAILED: i32 = 1;
+    /// The scenario is invalid, or the command line is wrong.
+    pub const INVALID: i32 = 2;
+    /// The run could not be set up (for example no free port).
+    pub const SETUP_ERROR: i32 = 3;
+    /// Stopped by a signal (Ctrl-C).
+    pub const STOPPED: i32 = 130;
+}
+
+/// One line of the stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    pub ts_us: u64,
+    pub elapsed_ms: f64,
+    pub event: EventKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EventKind {
+    RunStarted(RunStarted),
+    UaStarted(UaStarted),
+    NodeState(NodeStateChange),
+    Log(Log),
+    SipMessage(SipMessage),
+    Cleanup(CleanupStep),
+    UaStopped(UaStopped),
+    RunFinished(RunFinished),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunStarted {
+    pub schema_version: u32,
+    pub run_id: String,
+    pub scenario: String,
+    pub file: String,
+    pub format: String,
+    pub callflow_version: String,
+    pub instances: Vec<InstanceInfo>,
+    pub nodes: Vec<NodeInfo>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceInfo {
+    /// The instance id (sipflow node id, or native name).
+    pub id: String,
+    pub label: String,
+    pub dn: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub id: String,
+    pub label: String,
+    /// The instance id the node runs on.
+    pub ua: String,
+    /// The command or event name, as sipflow spells it.
+    pub kind: String,
+    pub call_id: String,
+    pub timeout_ms: u64,
+    /// `file:line:col` of the node in the scenario.
+    pub source: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UaStarted {
+    pub ua: String,
+    pub dn: String,
+    pub transport: String,
+    /// The SIP address the UA listens on, `ip:port`.
+    pub local_addr: String,
+    pub contact: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UaStopped {
+    pub ua: String,
+    pub local_addr: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    Pending,
+    Running,
+    Passed,
+    Failed,
+    /// Never ran: its chain was cancelled, or it was on a branch not taken.
+    Skipped,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Passed => "passed",
+            Self::Failed => "failed",
+            Self::Skipped => "skipped",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeStateChange {
+    pub node: String,
+    pub ua: String,
+    pub from: NodeState,
+    pub to: NodeState,
+    /// Why a node failed or was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// How long the node ran, on passed/failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Debug,
+    Info,
+    Warning,
+    Error,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Log {
+    pub level: Level,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ua: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The logical call id (`call-1`), not the SIP Call-ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Sent,
+    Received,
+}
+
+/// A SIP message as it crossed the socket, with its raw text.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SipMessage {
+    pub ua: String,
+    pub direction: Direction,
+    pub transport: String,
+    /// Our address, `ip:port`.
+    pub local: String,
+    /// The other side's address, `ip:port`.
+    pub peer: String,
+    /// The method of a request, or the CSeq method of a response.
+    pub method: String,
+    /// The status code of a response; absent on requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub call_id: String,
+    pub cseq: String,
+    /// The whole message as sent or received.
+    pub raw: String,
+}
+
+impl SipMessage {
+    /// `INVITE`, or `180 Ringing`.
+    pub fn summary(&self) -> String {
+        match (self.status, &self.reason) {
+            (Some(code), Some(r)) => format!("{code} {r}"),
+            (Some(code), None) => code.to_string(),
+            _ => self.method.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CleanupPhase {
+    /// BYE/CANCEL/480 for every dialog, and wait for the answers.
+    HangupAll,
+    /// Forget every dialog.
+    CloseAll,
+    /// Close the UAs' transports and release their ports.
+    TeardownUas,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CleanupStep {
+    pub phase: CleanupPhase,
+    pub finished: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Passed,
+    Failed,
+    Stopped,
+}
+
+impl Outcome {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Self::Passed => exit_code::PASSED,
+            Self::Failed => exit_code::SCENARIO_FAILED,
+            Self::Stopped => exit_code::STOPPED,
+        }
+    }
+}
+
+/// What went wrong first, for the summary.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ua: Option<String>,
+    pub message: String,
+}
+
+/// What was left behind after cleanup: both must be 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeakCheck {
+    pub dialogs: usize,
+    pub ports: usize,
+}
+
+impl LeakCheck {
+    pub fn is_clean(self) -> bool {
+        self.dialogs == 0 && self.ports == 0
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunFinished {
+    pub outcome: Outcome,
+    pub duration_ms: f64,
+    /// Time spent in cleanup, included in `duration_ms`.
+    pub cleanup_ms: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    pub leaks: LeakCheck,
+    pub nodes: Vec<NodeResult>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeResult {
+    pub node: String,
+    pub ua: String,
+    pub state: NodeState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_shape_is_tagged_type_and_data() {
+        let e = Event {
+            seq: 3,
+            ts_us: 1,
+            elapsed_ms: 0.5,
+            event: EventKind::Log(Log {
+                level: Level::Warning,
+                ua: Some("alice".into()),
+                node: None,
+                call_id: None,
+                message: "hi".into(),
+            }),
+        };
+        let line = serde_json::to_string(&e).unwrap();
+        assert_eq!(
+            line,
+            r#"{"seq":3,"ts_us":1,"elapsed_ms":0.5,"event":{"type":"log","data":{"level":"warning","ua":"alice","message":"hi"}}}"#
+        );
+        assert_eq!(serde_json::from_str::<Event>(&line).unwrap(), e);
+    }
+}

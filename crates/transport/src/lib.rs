@@ -1,1 +1,24 @@
+//! SIP transport for callflow: one rsipstack endpoint per user agent, over UDP or TCP, on sockets
+//! built here (socket options such as a large `SO_RCVBUF`), with a tap that records every SIP
+//! message sent and received with its raw bytes, real addresses and a timestamp.
+//!
+//! This crate is the one place the rest of the workspace gets its SIP types from:
+//! [`rsipstack`] is re-exported, and with it `rsipstack::sip` (no second `rsip` universe).
+//!
+//! ```text
+//!   orchestrator ──► UaEndpoint { endpoint, dialog layer, incoming, dialog states }
+//!                         │
+//!        rsipstack TransportLayer ── UdpConnection(TappedUdp) ──► socket ─► WireTap::record
+//!                                 └─ TcpListenerConnection ─────► inspectors ─► WireTap::record
+//! ```
+//!
+//! The UDP tap sits under rsipstack, so it sees what crossed the socket, retransmissions
+//! included; rsipstack's own `MessageInspector` misses retransmissions and absorbed ACKs.
 
+mod endpoint;
+mod tap;
+
+pub use endpoint::{bind_udp, EndpointSettings, TransportError, UaEndpoint, DEFAULT_RCVBUF};
+pub use rsipstack;
+pub use rsipstack::sip;
+pub use tap::{parse_summary, MessageSummary, WireDirection, WireRecord, WireTap};
