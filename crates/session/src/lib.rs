@@ -1,1 +1,201 @@
+//! The calls of a run: rsipstack dialogs keyed by UA and logical call id, with their events
+//! latched, and the ordered teardown ([`Sessions::hangup_all`], then [`Sessions::close_all`]).
+//!
+//! Every dialog state change of a UA goes through [`Sessions::apply`], which appends a
+//! [`CallEvent`] to the call's log. Waits read the log, so an event that happened before a wait
+//! started is still seen ("latched"); a wait consumes the event it matched, so two waits for a
+//! 180 need two 180s.
 
+mod call;
+mod hangup;
+
+pub use call::{Call, CallEvent, CallKey, Role};
+pub use hangup::{hangup_action, HangupAction, HangupReport, LegState};
+
+use dashmap::DashMap;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use transport::rsipstack::dialog::dialog::DialogState;
+use transport::rsipstack::dialog::dialog_layer::DialogLayer;
+use transport::rsipstack::dialog::invite_dialog::InviteDialog;
+use transport::rsipstack::dialog::DialogId;
+
+/// Index of a UA (instance) in the scenario.
+pub type UaIdx = usize;
+
+/// Incoming calls of one UA not yet taken by an INCOMING node, in arrival order.
+#[derive(Default)]
+struct IncomingQueue {
+    calls: Mutex<VecDeque<CallKey>>,
+    notify: Notify,
+}
+
+/// Every call of a run.
+#[derive(Default)]
+pub struct Sessions {
+    next_key: AtomicU64,
+    calls: DashMap<CallKey, Arc<Call>>,
+    /// (UA, logical call id) -> call.
+    names: DashMap<(UaIdx, String), CallKey>,
+    /// (UA, SIP Call-ID, local tag) -> call: the part of a DialogId that never changes.
+    dialogs: DashMap<(UaIdx, String, String), CallKey>,
+    incoming: DashMap<UaIdx, Arc<IncomingQueue>>,
+}
+
+impl Sessions {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn insert(&self, ua: UaIdx, role: Role, dialog: InviteDialog, name: Option<&str>) -> Arc<Call> {
+        let key = CallKey(self.next_key.fetch_add(1, Ordering::Relaxed));
+        let id = dialog.id();
+        let call = Arc::new(Call::new(key, ua, role, dialog, name.map(str::to_owned)));
+        self.dialogs.insert((ua, id.call_id.clone(), id.local_tag.clone()), key);
+        if let Some(n) = name {
+            self.names.insert((ua, n.to_owned()), key);
+        }
+        self.calls.insert(key, call.clone());
+        call
+    }
+
+    /// Records a call we placed, under its logical name. A previous call of that name is
+    /// replaced in the name table (it stays in the run until cleanup).
+    pub fn insert_outgoing(&self, ua: UaIdx, name: &str, dialog: InviteDialog) -> Arc<Call> {
+        self.insert(ua, Role::Outgoing, dialog, Some(name))
+    }
+
+    /// Records an incoming call and queues it for the UA's next INCOMING node.
+    pub fn insert_incoming(&self, ua: UaIdx, dialog: InviteDialog) -> Arc<Call> {
+        let call = self.insert(ua, Role::Incoming, dialog, None);
+        let q = self.queue(ua);
+        q.calls.lock().expect("queue lock").push_back(call.key);
+        q.notify.notify_waiters();
+        q.notify.notify_one();
+        call
+    }
+
+    fn queue(&self, ua: UaIdx) -> Arc<IncomingQueue> {
+        self.incoming.entry(ua).or_default().clone()
+    }
+
+    /// Takes the oldest incoming call of `ua` (waiting for one) and binds it to `name`.
+    ///
+    /// Cancel safety: safe; a call is only taken when this returns it.
+    pub async fn next_incoming(&self, ua: UaIdx, name: &str) -> Arc<Call> {
+        let q = self.queue(ua);
+        loop {
+            let notified = q.notify.notified();
+            let taken = q.calls.lock().expect("queue lock").pop_front();
+            if let Some(key) = taken
+                && let Some(call) = self.calls.get(&key).map(|c| c.clone())
+            {
+                call.set_name(name);
+                self.names.insert((ua, name.to_owned()), key);
+                return call;
+            }
+            notified.await;
+        }
+    }
+
+    /// The call a node names, if any.
+    pub fn get(&self, ua: UaIdx, name: &str) -> Option<Arc<Call>> {
+        let key = *self.names.get(&(ua, name.to_owned()))?;
+        self.calls.get(&key).map(|c| c.clone())
+    }
+
+    pub fn by_dialog(&self, ua: UaIdx, id: &DialogId) -> Option<Arc<Call>> {
+        let key = *self.dialogs.get(&(ua, id.call_id.clone(), id.local_tag.clone()))?;
+        self.calls.get(&key).map(|c| c.clone())
+    }
+
+    /// Records a dialog state change of `ua`; returns the call it belongs to, if known.
+    pub fn apply(&self, ua: UaIdx, state: &DialogState) -> Option<Arc<Call>> {
+        let id = dialog_id(state);
+        let call = self.by_dialog(ua, id)?;
+        if let Some(ev) = CallEvent::from_state(state) {
+            call.push(ev);
+        }
+        Some(call)
+    }
+
+    /// Calls not yet removed by [`Self::close_all`].
+    pub fn len(&self) -> usize {
+        self.calls.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Call>> {
+        let mut v: Vec<_> = self.calls.iter().map(|c| c.clone()).collect();
+        v.sort_by_key(|c| c.key);
+        v
+    }
+
+    /// Step 1 of cleanup: ends every call that is not over (BYE when confirmed, CANCEL when
+    /// ringing out, 480 when ringing in) and waits for each to end, at most `limit` in all.
+    ///
+    /// Cancel safety: not cancel safe; requests may be left half-done. Bound it with `limit`.
+    pub async fn hangup_all(&self, limit: Duration) -> HangupReport {
+        let mut report = HangupReport::default();
+        let mut pending = Vec::new();
+        for call in self.all() {
+            let action = hangup_action(call.role, call.leg_state());
+            report.count(action);
+            if action != HangupAction::Nothing {
+                pending.push(async move {
+                    let sent = call.hang_up(action).await;
+                    if let Err(e) = &sent {
+                        tracing::debug!(call = %call.sip_call_id(), error = %e, "hang-up request failed");
+                    }
+                    call.wait(|e| matches!(e, CallEvent::Terminated { .. }), false).await;
+                });
+            }
+        }
+        if tokio::time::timeout(limit, futures::future::join_all(pending)).await.is_err() {
+            report.unfinished = self.all().iter().filter(|c| c.leg_state() != LegState::Terminated).count();
+        }
+        report
+    }
+
+    /// Step 2 of cleanup: forgets every call and removes its dialog from the UA's dialog layer
+    /// (rsipstack keeps confirmed dialogs until told). Returns how many calls were closed.
+    pub fn close_all(&self, layers: &[Arc<DialogLayer>]) -> usize {
+        let calls = self.all();
+        for call in &calls {
+            if let Some(layer) = layers.get(call.ua) {
+                for id in call.dialog_ids() {
+                    layer.remove_dialog(&id);
+                }
+            }
+        }
+        self.calls.clear();
+        self.names.clear();
+        self.dialogs.clear();
+        self.incoming.clear();
+        calls.len()
+    }
+}
+
+fn dialog_id(state: &DialogState) -> &DialogId {
+    match state {
+        DialogState::Calling(id)
+        | DialogState::Trying(id)
+        | DialogState::Early(id, _)
+        | DialogState::WaitAck(id, _)
+        | DialogState::Confirmed(id, _)
+        | DialogState::Updated(id, _, _)
+        | DialogState::Publish(id, _, _)
+        | DialogState::Notify(id, _, _)
+        | DialogState::Refer(id, _, _)
+        | DialogState::Message(id, _, _)
+        | DialogState::Info(id, _, _)
+        | DialogState::Options(id, _, _)
+        | DialogState::Terminated(id, _) => id,
+    }
+}

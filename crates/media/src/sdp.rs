@@ -1,0 +1,136 @@
+//! SDP offer/answer for one audio stream (RFC 3264), PCMU/PCMA plus telephone-event.
+
+use std::net::IpAddr;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    Pcmu,
+    Pcma,
+}
+
+impl Codec {
+    pub fn payload_type(self) -> u8 {
+        match self {
+            Self::Pcmu => 0,
+            Self::Pcma => 8,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pcmu => "PCMU",
+            Self::Pcma => "PCMA",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.to_ascii_uppercase().as_str() {
+            "PCMU" => Some(Self::Pcmu),
+            "PCMA" => Some(Self::Pcma),
+            _ => None,
+        }
+    }
+
+    fn from_pt(pt: u8) -> Option<Self> {
+        match pt {
+            0 => Some(Self::Pcmu),
+            8 => Some(Self::Pcma),
+            _ => None,
+        }
+    }
+}
+
+/// Dynamic payload type we use for telephone-event.
+pub const TELEPHONE_EVENT_PT: u8 = 101;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SdpError {
+    #[error("the offer has no audio stream")]
+    NoAudio,
+    #[error("no common codec: the offer has {offered:?}, we accept {ours:?}")]
+    NoCommonCodec { offered: Vec<String>, ours: Vec<String> },
+}
+
+/// What we put in our SDP.
+#[derive(Clone, Debug)]
+pub struct LocalMedia {
+    pub ip: IpAddr,
+    pub rtp_port: u16,
+    pub codecs: Vec<Codec>,
+    pub session_id: u64,
+}
+
+fn render(m: &LocalMedia, codecs: &[Codec], dtmf_pt: Option<u8>) -> String {
+    let (net, ip) = match m.ip {
+        IpAddr::V4(ip) => ("IP4", ip.to_string()),
+        IpAddr::V6(ip) => ("IP6", ip.to_string()),
+    };
+    let mut fmts: Vec<String> = codecs.iter().map(|c| c.payload_type().to_string()).collect();
+    fmts.extend(dtmf_pt.map(|p| p.to_string()));
+    let mut s = format!(
+        "v=0\r\no=callflow {id} {id} IN {net} {ip}\r\ns=callflow\r\nc=IN {net} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP {fmts}\r\n",
+        id = m.session_id,
+        port = m.rtp_port,
+        fmts = fmts.join(" ")
+    );
+    for c in codecs {
+        s.push_str(&format!("a=rtpmap:{} {}/8000\r\n", c.payload_type(), c.name()));
+    }
+    if let Some(pt) = dtmf_pt {
+        s.push_str(&format!("a=rtpmap:{pt} telephone-event/8000\r\na=fmtp:{pt} 0-16\r\n"));
+    }
+    s.push_str("a=ptime:20\r\na=sendrecv\r\n");
+    s
+}
+
+/// Our offer: the codecs in our order, then telephone-event.
+pub fn offer(m: &LocalMedia) -> String {
+    render(m, &m.codecs, Some(TELEPHONE_EVENT_PT))
+}
+
+/// Our answer to `offer_sdp`: the offered codecs we support, in the offer's order (RFC 3264 §6.1),
+/// and telephone-event with the offerer's payload type if it offered it.
+pub fn answer(offer_sdp: &str, m: &LocalMedia) -> Result<String, SdpError> {
+    let mline = offer_sdp.lines().find(|l| l.starts_with("m=audio ")).ok_or(SdpError::NoAudio)?;
+    let pts: Vec<u8> = mline.split_whitespace().skip(3).filter_map(|p| p.parse().ok()).collect();
+    let dtmf_pt = offer_sdp.lines().find_map(|l| {
+        let rest = l.strip_prefix("a=rtpmap:")?;
+        let (pt, enc) = rest.split_once(' ')?;
+        enc.to_ascii_lowercase().starts_with("telephone-event/").then(|| pt.trim().parse().ok()).flatten()
+    });
+    let common: Vec<Codec> = pts.iter().filter_map(|pt| Codec::from_pt(*pt)).filter(|c| m.codecs.contains(c)).collect();
+    if common.is_empty() {
+        return Err(SdpError::NoCommonCodec {
+            offered: pts.iter().map(|p| p.to_string()).collect(),
+            ours: m.codecs.iter().map(|c| c.name().to_owned()).collect(),
+        });
+    }
+    Ok(render(m, &common, dtmf_pt.filter(|pt| pts.contains(pt))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local(codecs: Vec<Codec>) -> LocalMedia {
+        LocalMedia { ip: "127.0.0.1".parse().unwrap(), rtp_port: 40000, codecs, session_id: 7 }
+    }
+
+    #[test]
+    fn offer_lists_codecs_then_dtmf() {
+        let o = offer(&local(vec![Codec::Pcma, Codec::Pcmu]));
+        assert!(o.contains("m=audio 40000 RTP/AVP 8 0 101\r\n"), "{o}");
+        assert!(o.contains("a=rtpmap:101 telephone-event/8000\r\n"));
+        assert!(o.contains("c=IN IP4 127.0.0.1\r\n"));
+    }
+
+    #[test]
+    fn answer_keeps_offer_order_and_intersects() {
+        let o = offer(&local(vec![Codec::Pcmu, Codec::Pcma]));
+        let a = answer(&o, &local(vec![Codec::Pcma])).unwrap();
+        assert!(a.contains("m=audio 40000 RTP/AVP 8 101\r\n"), "{a}");
+        let err = answer("v=0\r\nm=audio 1 RTP/AVP 18\r\n", &local(vec![Codec::Pcmu])).unwrap_err();
+        assert!(matches!(err, SdpError::NoCommonCodec { .. }));
+    }
+}

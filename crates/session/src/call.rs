@@ -1,0 +1,217 @@
+//! One call (an INVITE dialog) and its latched event log.
+
+use crate::hangup::{HangupAction, LegState};
+use crate::UaIdx;
+use std::sync::Mutex;
+use std::time::Instant;
+use tokio::sync::watch;
+use transport::rsipstack::dialog::dialog::{DialogState, TerminatedReason};
+use transport::rsipstack::dialog::invite_dialog::InviteDialog;
+use transport::rsipstack::dialog::DialogId;
+use transport::sip::StatusCode;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CallKey(pub u64);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// We sent the INVITE (UAC).
+    Outgoing,
+    /// We received the INVITE (UAS).
+    Incoming,
+}
+
+/// Something that happened to a call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallEvent {
+    /// A 1xx (other than 100) was received (outgoing) or sent (incoming).
+    Provisional { code: u16, reason: String },
+    /// The incoming call was answered with 2xx; the ACK is awaited.
+    Answered,
+    /// Outgoing: 2xx received (and ACKed). Incoming: ACK received.
+    Confirmed { code: u16 },
+    /// The call is over.
+    Terminated { reason: String, by_peer: bool, code: Option<u16> },
+}
+
+impl CallEvent {
+    pub(crate) fn from_state(state: &DialogState) -> Option<Self> {
+        Some(match state {
+            DialogState::Early(_, resp) => {
+                Self::Provisional { code: resp.status_code.code(), reason: resp.status_code.text().to_owned() }
+            }
+            DialogState::WaitAck(_, _) => Self::Answered,
+            DialogState::Confirmed(_, resp) => Self::Confirmed { code: resp.status_code.code() },
+            DialogState::Terminated(_, reason) => {
+                let (text, by_peer, code) = describe(reason);
+                Self::Terminated { reason: text, by_peer, code }
+            }
+            _ => return None,
+        })
+    }
+
+    /// How a person reads it: `180 Ringing`, `BYE from the peer`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Provisional { code, reason } => format!("{code} {reason}"),
+            Self::Answered => "answered (200 sent)".to_owned(),
+            Self::Confirmed { code } => format!("confirmed ({code})"),
+            Self::Terminated { reason, .. } => format!("ended: {reason}"),
+        }
+    }
+}
+
+fn status(code: &StatusCode) -> String {
+    format!("{} {}", code.code(), code.text())
+}
+
+fn describe(reason: &TerminatedReason) -> (String, bool, Option<u16>) {
+    match reason {
+        TerminatedReason::Timeout => ("timed out".to_owned(), false, None),
+        TerminatedReason::UacCancel => ("cancelled by the caller".to_owned(), true, None),
+        TerminatedReason::UacBye => ("BYE from the caller".to_owned(), true, None),
+        TerminatedReason::UasBye => ("BYE from the callee".to_owned(), true, None),
+        TerminatedReason::UacBusy => ("busy (caller)".to_owned(), false, Some(486)),
+        TerminatedReason::UasBusy => ("486 Busy Here".to_owned(), true, Some(486)),
+        TerminatedReason::UasDecline => ("declined".to_owned(), false, Some(603)),
+        TerminatedReason::ProxyError(c) => (format!("proxy error {}", status(c)), true, Some(c.code())),
+        TerminatedReason::ProxyAuthRequired => ("authentication required".to_owned(), true, Some(407)),
+        TerminatedReason::UacOther(c) => (status(c), false, Some(c.code())),
+        TerminatedReason::UasOther(c) => (status(c), true, Some(c.code())),
+    }
+}
+
+struct Logged {
+    event: CallEvent,
+    at: Instant,
+    consumed: bool,
+}
+
+/// One INVITE dialog of a UA.
+pub struct Call {
+    pub key: CallKey,
+    pub ua: UaIdx,
+    pub role: Role,
+    pub dialog: InviteDialog,
+    pub created: Instant,
+    first_id: DialogId,
+    name: Mutex<Option<String>>,
+    log: Mutex<Vec<Logged>>,
+    /// Bumped on every new event, so waits wake up.
+    changed: watch::Sender<usize>,
+    /// Our SDP, for answering re-INVITEs.
+    local_sdp: Mutex<Option<Vec<u8>>>,
+}
+
+impl Call {
+    pub(crate) fn new(key: CallKey, ua: UaIdx, role: Role, dialog: InviteDialog, name: Option<String>) -> Self {
+        Self {
+            key,
+            ua,
+            role,
+            first_id: dialog.id(),
+            dialog,
+            created: Instant::now(),
+            name: Mutex::new(name),
+            log: Mutex::new(Vec::new()),
+            changed: watch::channel(0).0,
+            local_sdp: Mutex::new(None),
+        }
+    }
+
+    pub fn name(&self) -> Option<String> {
+        self.name.lock().expect("name lock").clone()
+    }
+
+    pub(crate) fn set_name(&self, name: &str) {
+        *self.name.lock().expect("name lock") = Some(name.to_owned());
+    }
+
+    pub fn sip_call_id(&self) -> String {
+        self.first_id.call_id.clone()
+    }
+
+    /// The dialog's ids: as created (early) and as it is now (with the remote tag).
+    pub fn dialog_ids(&self) -> Vec<DialogId> {
+        let now = self.dialog.id();
+        if now == self.first_id { vec![now] } else { vec![self.first_id.clone(), now] }
+    }
+
+    pub fn set_local_sdp(&self, sdp: Vec<u8>) {
+        *self.local_sdp.lock().expect("sdp lock") = Some(sdp);
+    }
+
+    pub fn local_sdp(&self) -> Option<Vec<u8>> {
+        self.local_sdp.lock().expect("sdp lock").clone()
+    }
+
+    pub(crate) fn push(&self, event: CallEvent) {
+        let mut log = self.log.lock().expect("log lock");
+        // rsipstack reports Confirmed again after some mid-dialog requests: keep the first.
+        if matches!(event, CallEvent::Confirmed { .. }) && log.iter().any(|l| matches!(l.event, CallEvent::Confirmed { .. })) {
+            return;
+        }
+        if log.iter().any(|l| matches!(l.event, CallEvent::Terminated { .. })) {
+            return;
+        }
+        log.push(Logged { event, at: Instant::now(), consumed: false });
+        let n = log.len();
+        drop(log);
+        self.changed.send_replace(n);
+    }
+
+    /// Every event so far, with when it happened.
+    pub fn events(&self) -> Vec<(CallEvent, Instant)> {
+        self.log.lock().expect("log lock").iter().map(|l| (l.event.clone(), l.at)).collect()
+    }
+
+    pub fn last_event(&self) -> Option<(CallEvent, Instant)> {
+        self.log.lock().expect("log lock").last().map(|l| (l.event.clone(), l.at))
+    }
+
+    pub fn leg_state(&self) -> LegState {
+        let log = self.log.lock().expect("log lock");
+        if log.iter().any(|l| matches!(l.event, CallEvent::Terminated { .. })) {
+            LegState::Terminated
+        } else if log.iter().any(|l| matches!(l.event, CallEvent::Answered | CallEvent::Confirmed { .. })) {
+            LegState::Confirmed
+        } else {
+            LegState::Early
+        }
+    }
+
+    pub fn is_terminated(&self) -> bool {
+        self.leg_state() == LegState::Terminated
+    }
+
+    /// Waits for the first event matching `pred` (one that happened already counts) and
+    /// returns it. With `consume`, the event is marked used and a later wait will not see it.
+    ///
+    /// Cancel safety: safe; nothing is consumed unless this returns.
+    pub async fn wait(&self, pred: impl Fn(&CallEvent) -> bool, consume: bool) -> (CallEvent, Instant) {
+        let mut rx = self.changed.subscribe();
+        loop {
+            {
+                let mut log = self.log.lock().expect("log lock");
+                if let Some(l) = log.iter_mut().find(|l| !l.consumed && pred(&l.event)) {
+                    l.consumed |= consume;
+                    return (l.event.clone(), l.at);
+                }
+            }
+            if rx.changed().await.is_err() {
+                // The sender lives as long as the call; unreachable in practice.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Sends what `action` says; for BYE and CANCEL, returns once the peer answered.
+    pub async fn hang_up(&self, action: HangupAction) -> Result<(), transport::rsipstack::Error> {
+        match action {
+            HangupAction::Bye => self.dialog.bye().await,
+            HangupAction::Cancel => self.dialog.cancel().await,
+            HangupAction::Reject(code) => self.dialog.reject(Some(StatusCode::from(code)), None),
+            HangupAction::Nothing => Ok(()),
+        }
+    }
+}
