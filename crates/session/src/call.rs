@@ -35,7 +35,7 @@ pub enum CallEvent {
 }
 
 impl CallEvent {
-    pub(crate) fn from_state(state: &DialogState) -> Option<Self> {
+    pub(crate) fn from_state(state: &DialogState, role: Role) -> Option<Self> {
         Some(match state {
             DialogState::Early(_, resp) => {
                 Self::Provisional { code: resp.status_code.code(), reason: resp.status_code.text().to_owned() }
@@ -43,7 +43,7 @@ impl CallEvent {
             DialogState::WaitAck(_, _) => Self::Answered,
             DialogState::Confirmed(_, resp) => Self::Confirmed { code: resp.status_code.code() },
             DialogState::Terminated(_, reason) => {
-                let (text, by_peer, code) = describe(reason);
+                let (text, by_peer, code) = describe(reason, role);
                 Self::Terminated { reason: text, by_peer, code }
             }
             _ => return None,
@@ -65,12 +65,14 @@ fn status(code: &StatusCode) -> String {
     format!("{} {}", code.code(), code.text())
 }
 
-fn describe(reason: &TerminatedReason) -> (String, bool, Option<u16>) {
+fn describe(reason: &TerminatedReason, role: Role) -> (String, bool, Option<u16>) {
+    // "Uac*" reasons are the caller's doing: the peer's when we are the callee.
+    let caller_did_it = role == Role::Incoming;
     match reason {
         TerminatedReason::Timeout => ("timed out".to_owned(), false, None),
-        TerminatedReason::UacCancel => ("cancelled by the caller".to_owned(), true, None),
-        TerminatedReason::UacBye => ("BYE from the caller".to_owned(), true, None),
-        TerminatedReason::UasBye => ("BYE from the callee".to_owned(), true, None),
+        TerminatedReason::UacCancel => ("cancelled by the caller".to_owned(), caller_did_it, None),
+        TerminatedReason::UacBye => ("BYE from the caller".to_owned(), caller_did_it, None),
+        TerminatedReason::UasBye => ("BYE from the callee".to_owned(), !caller_did_it, None),
         TerminatedReason::UacBusy => ("busy (caller)".to_owned(), false, Some(486)),
         TerminatedReason::UasBusy => ("486 Busy Here".to_owned(), true, Some(486)),
         TerminatedReason::UasDecline => ("declined".to_owned(), false, Some(603)),
@@ -169,14 +171,13 @@ impl Call {
         self.log.lock().expect("log lock").last().map(|l| (l.event.clone(), l.at))
     }
 
+    /// Where the call stands, from rsipstack's own dialog state (authoritative: the event log
+    /// is fed asynchronously and may lag a moment behind).
     pub fn leg_state(&self) -> LegState {
-        let log = self.log.lock().expect("log lock");
-        if log.iter().any(|l| matches!(l.event, CallEvent::Terminated { .. })) {
-            LegState::Terminated
-        } else if log.iter().any(|l| matches!(l.event, CallEvent::Answered | CallEvent::Confirmed { .. })) {
-            LegState::Confirmed
-        } else {
-            LegState::Early
+        match self.dialog.state() {
+            DialogState::Calling(_) | DialogState::Trying(_) | DialogState::Early(..) => LegState::Early,
+            DialogState::Terminated(..) => LegState::Terminated,
+            _ => LegState::Confirmed,
         }
     }
 

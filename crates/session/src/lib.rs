@@ -116,7 +116,7 @@ impl Sessions {
     pub fn apply(&self, ua: UaIdx, state: &DialogState) -> Option<Arc<Call>> {
         let id = dialog_id(state);
         let call = self.by_dialog(ua, id)?;
-        if let Some(ev) = CallEvent::from_state(state) {
+        if let Some(ev) = CallEvent::from_state(state, call.role) {
             call.push(ev);
         }
         Some(call)

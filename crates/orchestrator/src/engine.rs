@@ -1,0 +1,451 @@
+//! The run: set-up, chains, cleanup, verdict.
+
+use crate::bus::EventBus;
+use crate::exec;
+use crate::ua::{log, Ua};
+use events::{
+    CleanupPhase, CleanupStep, EventKind, Failure, InstanceInfo, LeakCheck, Level, NodeInfo, NodeResult, NodeState,
+    NodeStateChange, Outcome, RunFinished, RunStarted, UaStarted, UaStopped,
+};
+use instances::{PortAllocator, PortLease, PortPolicy};
+use scenario::{NodeIdx, Scenario};
+use session::{CallKey, Sessions};
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How to run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// SIP ports of the UAs.
+    pub sip_ports: PortPolicy,
+    /// RTP ports of the calls.
+    pub rtp_ports: PortPolicy,
+    /// The address UAs bind to (loopback for local scenarios).
+    pub bind_ip: IpAddr,
+    /// Each cleanup step gets at most this long.
+    pub step_limit: Duration,
+    /// Cancel it to stop the run (outcome `stopped`); cleanup still runs.
+    pub stop: CancellationToken,
+    pub run_id: String,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            sip_ports: PortPolicy::Ephemeral,
+            rtp_ports: PortPolicy::Ephemeral,
+            bind_ip: instances::bind_ip(None),
+            step_limit: Duration::from_secs(5),
+            stop: CancellationToken::new(),
+            run_id: format!("{}-{}", std::process::id(), now_ms()),
+        }
+    }
+}
+
+fn now_ms() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())
+}
+
+/// The verdict of a run; the same facts as its `run_finished` event.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    pub outcome: Outcome,
+    pub failure: Option<Failure>,
+    /// The run could not be set up (exit code 3).
+    pub setup_error: bool,
+    pub leaks: LeakCheck,
+    pub nodes: Vec<NodeResult>,
+    pub duration: Duration,
+}
+
+/// Why a node did not pass.
+#[derive(Debug)]
+pub(crate) enum NodeError {
+    Failed(String),
+    /// The run was cancelled while the node ran.
+    Cancelled,
+}
+
+struct NodeRecord {
+    state: NodeState,
+    duration: Option<Duration>,
+    reason: Option<String>,
+}
+
+/// What every chain task shares.
+pub(crate) struct Ctx {
+    pub(crate) scenario: Arc<Scenario>,
+    pub(crate) bus: Arc<EventBus>,
+    pub(crate) sessions: Arc<Sessions>,
+    pub(crate) uas: Vec<UaView>,
+    pub(crate) rtp: PortAllocator,
+    /// RTP port leases (with their reserved sockets) of the calls, released at close_all.
+    pub(crate) rtp_leases: Mutex<HashMap<CallKey, (PortLease, std::net::UdpSocket)>>,
+    pub(crate) bind_ip: IpAddr,
+    cancel: CancellationToken,
+    done: CancellationToken,
+    live: AtomicUsize,
+    inboxes: Vec<mpsc::UnboundedSender<NodeIdx>>,
+    records: Mutex<Vec<NodeRecord>>,
+    failure: Mutex<Option<Failure>>,
+}
+
+/// What a node needs to know of a UA.
+#[derive(Clone)]
+pub(crate) struct UaView {
+    pub(crate) id: String,
+    pub(crate) label: String,
+    pub(crate) dn: String,
+    pub(crate) local: std::net::SocketAddr,
+    pub(crate) tcp: bool,
+    pub(crate) contact: transport::sip::Uri,
+    pub(crate) dialogs: Arc<transport::rsipstack::dialog::dialog_layer::DialogLayer>,
+    pub(crate) state_tx: transport::rsipstack::dialog::dialog::DialogStateSender,
+}
+
+impl Ctx {
+    fn set_state(&self, idx: NodeIdx, to: NodeState, reason: Option<String>, duration: Option<Duration>) {
+        let node = &self.scenario.nodes[idx];
+        let from = {
+            let mut recs = self.records.lock().expect("records lock");
+            let r = &mut recs[idx];
+            let from = std::mem::replace(&mut r.state, to);
+            r.reason.clone_from(&reason);
+            r.duration = duration.or(r.duration);
+            from
+        };
+        self.bus.emit(EventKind::NodeState(NodeStateChange {
+            node: node.id.clone(),
+            ua: self.scenario.instances[node.instance].id.clone(),
+            from,
+            to,
+            reason,
+            duration_ms: duration.map(|d| d.as_secs_f64() * 1000.0),
+        }));
+    }
+
+    /// Records the first failure and cancels every chain.
+    pub(crate) fn fail(&self, failure: Failure) {
+        let mut f = self.failure.lock().expect("failure lock");
+        if f.is_none() {
+            *f = Some(failure);
+        }
+        drop(f);
+        self.cancel.cancel();
+    }
+
+    fn token_done(&self) {
+        if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.done.cancel();
+        }
+    }
+}
+
+/// Runs a validated scenario to its verdict. Every step is reported on `bus`.
+///
+/// Cancel safety: not cancel safe (cleanup would be skipped); stop a run with
+/// [`RunOptions::stop`] instead.
+pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> RunReport {
+    let scenario = Arc::new(scenario.clone());
+    bus.emit(EventKind::RunStarted(run_started(&scenario, &opts.run_id)));
+    let sessions = Arc::new(Sessions::new());
+    let sip_ports = PortAllocator::new(opts.sip_ports);
+    let rtp = PortAllocator::new(opts.rtp_ports);
+
+    // Start the UAs.
+    let mut uas: Vec<Ua> = Vec::new();
+    let mut setup_failure = None;
+    for (idx, inst) in scenario.instances.iter().enumerate() {
+        match Ua::start(idx, inst, opts.bind_ip, &sip_ports, bus.clone(), sessions.clone()).await {
+            Ok(ua) => {
+                bus.emit(EventKind::UaStarted(UaStarted {
+                    ua: ua.id.clone(),
+                    dn: ua.dn.clone(),
+                    transport: ua.transport.to_owned(),
+                    local_addr: ua.local.to_string(),
+                    contact: ua.contact.to_string(),
+                }));
+                uas.push(ua);
+            }
+            Err(e) => {
+                log(&bus, Level::Error, Some(&inst.id), None, None, format!("set-up failed: {e}"));
+                setup_failure = Some(Failure { node: None, ua: Some(inst.id.clone()), message: format!("set-up failed: {e}") });
+                break;
+            }
+        }
+    }
+
+    let (tx, rx): (Vec<_>, Vec<_>) = scenario.instances.iter().map(|_| mpsc::unbounded_channel()).unzip();
+    let ctx = Arc::new(Ctx {
+        scenario: scenario.clone(),
+        bus: bus.clone(),
+        sessions: sessions.clone(),
+        uas: uas
+            .iter()
+            .map(|u| UaView {
+                id: u.id.clone(),
+                label: u.label.clone(),
+                dn: u.dn.clone(),
+                local: u.local,
+                tcp: u.transport == "tcp",
+                contact: u.contact.clone(),
+                dialogs: u.endpoint.dialogs.clone(),
+                state_tx: u.endpoint.state_tx.clone(),
+            })
+            .collect(),
+        rtp: rtp.clone(),
+        rtp_leases: Mutex::new(HashMap::new()),
+        bind_ip: opts.bind_ip,
+        cancel: CancellationToken::new(),
+        done: CancellationToken::new(),
+        live: AtomicUsize::new(scenario.instances.iter().map(|i| i.starts.len()).sum()),
+        inboxes: tx,
+        records: Mutex::new(
+            scenario.nodes.iter().map(|_| NodeRecord { state: NodeState::Pending, duration: None, reason: None }).collect(),
+        ),
+        failure: Mutex::new(setup_failure.clone()),
+    });
+
+    // Run the chains: one task per UA.
+    let mut stopped = false;
+    if setup_failure.is_none() {
+        if ctx.live.load(Ordering::Acquire) == 0 {
+            ctx.done.cancel();
+        }
+        let tracker = TaskTracker::new();
+        for (ua, inbox) in rx.into_iter().enumerate() {
+            let starts = scenario.instances[ua].starts.clone();
+            tracker.spawn(ua_task(ctx.clone(), ua, starts, inbox));
+        }
+        tracker.close();
+        tokio::select! {
+            () = tracker.wait() => {}
+            () = opts.stop.cancelled() => {
+                stopped = true;
+                log(&bus, Level::Warning, None, None, None, "stop requested: cancelling every chain".into());
+                ctx.cancel.cancel();
+                if tokio::time::timeout(Duration::from_secs(1), tracker.wait()).await.is_err() {
+                    log(&bus, Level::Warning, None, None, None, "a chain did not stop within 1 s; cleaning up anyway".into());
+                }
+            }
+        }
+        ctx.cancel.cancel();
+    }
+
+    // Nodes that never ran.
+    let never_ran: Vec<NodeIdx> = {
+        let recs = ctx.records.lock().expect("records lock");
+        recs.iter().enumerate().filter(|(_, r)| r.state == NodeState::Pending).map(|(i, _)| i).collect()
+    };
+    let skip_reason = ctx.failure.lock().expect("failure lock").as_ref().map(|f| match &f.node {
+        Some(n) => format!("not run: node `{n}` failed"),
+        None => "not run: the run failed".to_owned(),
+    });
+    for idx in never_ran {
+        let reason = if stopped { Some("not run: stopped".to_owned()) } else { skip_reason.clone() };
+        ctx.set_state(idx, NodeState::Skipped, reason, None);
+    }
+
+    // Cleanup, in order, each step bounded.
+    let cleanup_start = Instant::now();
+    let step = |phase, finished, detail: Option<String>, took: Option<Duration>| {
+        bus.emit(EventKind::Cleanup(CleanupStep {
+            phase,
+            finished,
+            detail,
+            duration_ms: took.map(|d| d.as_secs_f64() * 1000.0),
+        }));
+    };
+    let t = Instant::now();
+    step(CleanupPhase::HangupAll, false, None, None);
+    let hangup = sessions.hangup_all(opts.step_limit).await;
+    step(CleanupPhase::HangupAll, true, Some(hangup.to_string()), Some(t.elapsed()));
+
+    let t = Instant::now();
+    step(CleanupPhase::CloseAll, false, None, None);
+    let layers: Vec<_> = uas.iter().map(|u| u.endpoint.dialogs.clone()).collect();
+    let closed = sessions.close_all(&layers);
+    ctx.rtp_leases.lock().expect("rtp lock").clear();
+    let dialogs_left = sessions.len() + layers.iter().map(|l| l.len()).sum::<usize>();
+    step(CleanupPhase::CloseAll, true, Some(format!("{closed} calls closed")), Some(t.elapsed()));
+
+    let t = Instant::now();
+    step(CleanupPhase::TeardownUas, false, None, None);
+    let grace = opts.step_limit.min(Duration::from_secs(2));
+    let n_uas = uas.len();
+    drop(layers);
+    let shutdowns = uas.into_iter().map(|ua| {
+        let bus = bus.clone();
+        async move {
+            let (id, local) = (ua.id.clone(), ua.local);
+            let lease = ua.shutdown(grace).await;
+            drop(lease);
+            bus.emit(EventKind::UaStopped(UaStopped { ua: id, local_addr: local.to_string() }));
+        }
+    });
+    if tokio::time::timeout(opts.step_limit, futures::future::join_all(shutdowns)).await.is_err() {
+        log(&bus, Level::Warning, None, None, None, "UA teardown hit its limit".into());
+    }
+    step(CleanupPhase::TeardownUas, true, Some(format!("{n_uas} UAs stopped")), Some(t.elapsed()));
+
+    let leaks = LeakCheck { dialogs: dialogs_left, ports: sip_ports.leased() + rtp.leased() };
+    let mut failure = ctx.failure.lock().expect("failure lock").clone();
+    let outcome = if stopped {
+        Outcome::Stopped
+    } else if failure.is_some() {
+        Outcome::Failed
+    } else if !leaks.is_clean() {
+        failure = Some(Failure {
+            node: None,
+            ua: None,
+            message: format!("leak check: {} dialogs and {} ports left after cleanup", leaks.dialogs, leaks.ports),
+        });
+        Outcome::Failed
+    } else {
+        Outcome::Passed
+    };
+    let nodes: Vec<NodeResult> = {
+        let recs = ctx.records.lock().expect("records lock");
+        scenario
+            .nodes
+            .iter()
+            .zip(recs.iter())
+            .map(|(n, r)| NodeResult {
+                node: n.id.clone(),
+                ua: scenario.instances[n.instance].id.clone(),
+                state: r.state,
+                duration_ms: r.duration.map(|d| d.as_secs_f64() * 1000.0),
+                reason: r.reason.clone(),
+            })
+            .collect()
+    };
+    let duration = bus.elapsed();
+    bus.emit(EventKind::RunFinished(RunFinished {
+        outcome,
+        duration_ms: duration.as_secs_f64() * 1000.0,
+        cleanup_ms: cleanup_start.elapsed().as_secs_f64() * 1000.0,
+        failure: failure.clone(),
+        leaks,
+        nodes: nodes.clone(),
+    }));
+    RunReport { outcome, failure, setup_error: setup_failure.is_some(), leaks, nodes, duration }
+}
+
+fn run_started(s: &Scenario, run_id: &str) -> RunStarted {
+    RunStarted {
+        schema_version: events::SCHEMA_VERSION,
+        run_id: run_id.to_owned(),
+        scenario: s.name.clone(),
+        file: s.file.clone(),
+        format: match s.format {
+            scenario::Format::SipflowJson => "sipflow-json",
+            scenario::Format::Native => "native-yaml",
+        }
+        .to_owned(),
+        callflow_version: env!("CARGO_PKG_VERSION").to_owned(),
+        instances: s
+            .instances
+            .iter()
+            .map(|i| InstanceInfo { id: i.id.clone(), label: i.label.clone(), dn: i.dn.clone() })
+            .collect(),
+        nodes: s
+            .nodes
+            .iter()
+            .map(|n| NodeInfo {
+                id: n.id.clone(),
+                label: n.label.clone(),
+                ua: s.instances[n.instance].id.clone(),
+                kind: n.action.name().to_owned(),
+                call_id: n.call_id.clone(),
+                timeout_ms: n.timeout.as_millis() as u64,
+                source: format!("{}:{}:{}", s.file, n.pos.line, n.pos.col),
+            })
+            .collect(),
+    }
+}
+
+/// One UA's task: its own chains in order, then nodes other UAs hand to it, until every chain
+/// of the run has ended or the run is cancelled.
+async fn ua_task(ctx: Arc<Ctx>, ua: usize, starts: Vec<NodeIdx>, mut inbox: mpsc::UnboundedReceiver<NodeIdx>) {
+    let mut starts = VecDeque::from(starts);
+    loop {
+        let next = match starts.pop_front() {
+            Some(s) => s,
+            None => tokio::select! {
+                biased;
+                () = ctx.cancel.cancelled() => return,
+                () = ctx.done.cancelled() => return,
+                n = inbox.recv() => match n { Some(n) => n, None => return },
+            },
+        };
+        run_chain(&ctx, ua, next).await;
+        if ctx.cancel.is_cancelled() {
+            return;
+        }
+    }
+}
+
+async fn run_chain(ctx: &Arc<Ctx>, ua: usize, mut cur: NodeIdx) {
+    loop {
+        if ctx.cancel.is_cancelled() {
+            return;
+        }
+        let node = &ctx.scenario.nodes[cur];
+        if node.instance != ua {
+            // The node belongs to another UA: hand the chain over.
+            let _ = ctx.inboxes[node.instance].send(cur);
+            return;
+        }
+        ctx.set_state(cur, NodeState::Running, None, None);
+        let started = Instant::now();
+        let result = tokio::select! {
+            r = exec::execute(ctx, cur) => r,
+            () = ctx.cancel.cancelled() => Err(NodeError::Cancelled),
+        };
+        let took = Some(started.elapsed());
+        let next = match result {
+            Ok(()) => {
+                ctx.set_state(cur, NodeState::Passed, None, took);
+                node.on_success
+            }
+            Err(NodeError::Cancelled) => {
+                let why = ctx.failure.lock().expect("failure lock").as_ref().and_then(|f| f.node.clone());
+                let reason = match why {
+                    Some(n) => format!("cancelled: node `{n}` failed"),
+                    None => "cancelled: the run was stopped".to_owned(),
+                };
+                ctx.set_state(cur, NodeState::Skipped, Some(reason), took);
+                return;
+            }
+            Err(NodeError::Failed(msg)) => {
+                let label = &ctx.scenario.instances[node.instance].label;
+                log(&ctx.bus, Level::Error, Some(&ctx.uas[ua].id), Some(&node.id), Some(&node.call_id), format!("{} on {label}: {msg}", node.action.name()));
+                ctx.set_state(cur, NodeState::Failed, Some(msg.clone()), took);
+                match node.on_failure {
+                    Some(f) => Some(f),
+                    None => {
+                        ctx.fail(Failure {
+                            node: Some(node.id.clone()),
+                            ua: Some(ctx.uas[ua].id.clone()),
+                            message: format!("{} ({}) on {label}: {msg}", node.id, node.action.name()),
+                        });
+                        return;
+                    }
+                }
+            }
+        };
+        match next {
+            Some(n) => cur = n,
+            None => {
+                ctx.token_done();
+                return;
+            }
+        }
+    }
+}
