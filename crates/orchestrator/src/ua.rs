@@ -243,8 +243,10 @@ impl Router {
     /// removes ended dialogs from rsipstack's dialog layer (it keeps them until told).
     async fn route_states(self, mut rx: transport::rsipstack::dialog::dialog::DialogStateReceiver) {
         while let Some(state) = rx.recv().await {
-            let call = self.sessions.apply(self.idx, &state);
-            let call_name = call.as_ref().and_then(|c| c.name());
+            let applied = self.sessions.apply(self.idx, &state);
+            let call_name = applied.as_ref().and_then(|(c, _)| c.name());
+            let added = applied.as_ref().and_then(|(_, e)| e.clone());
+            let call = applied.map(|(c, _)| c);
             match state {
                 DialogState::Terminated(id, _) => {
                     self.dialogs.remove_dialog(&id);
@@ -252,7 +254,7 @@ impl Router {
                         for id in c.dialog_ids() {
                             self.dialogs.remove_dialog(&id);
                         }
-                        if let Some((ev, _)) = c.last_event() {
+                        if let Some(ev) = &added {
                             log(&self.bus, Level::Info, Some(&self.ua), None, call_name.as_deref(), ev.describe());
                         }
                     }

@@ -147,19 +147,22 @@ impl Call {
         self.local_sdp.lock().expect("sdp lock").clone()
     }
 
-    pub(crate) fn push(&self, event: CallEvent) {
+    /// Appends an event; returns false when it adds nothing (a repeat, or after the end).
+    pub(crate) fn push(&self, event: CallEvent) -> bool {
         let mut log = self.log.lock().expect("log lock");
-        // rsipstack reports Confirmed again after some mid-dialog requests: keep the first.
+        // rsipstack reports Confirmed again after some mid-dialog requests, and Terminated
+        // more than once: keep the first.
         if matches!(event, CallEvent::Confirmed { .. }) && log.iter().any(|l| matches!(l.event, CallEvent::Confirmed { .. })) {
-            return;
+            return false;
         }
         if log.iter().any(|l| matches!(l.event, CallEvent::Terminated { .. })) {
-            return;
+            return false;
         }
         log.push(Logged { event, at: Instant::now(), consumed: false });
         let n = log.len();
         drop(log);
         self.changed.send_replace(n);
+        true
     }
 
     /// Every event so far, with when it happened.

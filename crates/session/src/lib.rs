@@ -112,14 +112,13 @@ impl Sessions {
         self.calls.get(&key).map(|c| c.clone())
     }
 
-    /// Records a dialog state change of `ua`; returns the call it belongs to, if known.
-    pub fn apply(&self, ua: UaIdx, state: &DialogState) -> Option<Arc<Call>> {
+    /// Records a dialog state change of `ua`. Returns the call it belongs to, if known, and
+    /// the event it added to the call's log, if any.
+    pub fn apply(&self, ua: UaIdx, state: &DialogState) -> Option<(Arc<Call>, Option<CallEvent>)> {
         let id = dialog_id(state);
         let call = self.by_dialog(ua, id)?;
-        if let Some(ev) = CallEvent::from_state(state, call.role) {
-            call.push(ev);
-        }
-        Some(call)
+        let added = CallEvent::from_state(state, call.role).filter(|ev| call.push(ev.clone()));
+        Some((call, added))
     }
 
     /// Calls not yet removed by [`Self::close_all`].

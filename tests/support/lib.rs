@@ -1,0 +1,110 @@
+//! Test support: run a scenario in-process on real loopback sockets and read its events the way
+//! a ladder diagram would.
+
+use events::{CleanupPhase, Direction, Event, EventKind, NodeState, Outcome, RunFinished};
+use orchestrator::{Collector, EventBus, EventSink, RunOptions, RunReport};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel)
+}
+
+/// A finished run and every event it emitted.
+pub struct Run {
+    pub report: RunReport,
+    pub events: Vec<Event>,
+}
+
+/// Runs a fixture file with ephemeral ports.
+pub async fn run_file(rel: &str) -> Run {
+    let (s, _) = scenario::load(&fixture(rel)).unwrap_or_else(|d| panic!("{rel} is invalid:\n{d}"));
+    run_scenario(&s, RunOptions::default(), vec![]).await
+}
+
+/// Runs scenario text (for peers whose address is only known at run time).
+pub async fn run_text(text: &str, name: &str) -> Run {
+    let s = scenario::parse_str(text, name).unwrap_or_else(|d| panic!("{name} is invalid:\n{d}"));
+    run_scenario(&s, RunOptions::default(), vec![]).await
+}
+
+pub async fn run_scenario(s: &scenario::Scenario, opts: RunOptions, mut sinks: Vec<Arc<dyn EventSink>>) -> Run {
+    let collector = Collector::new();
+    sinks.push(collector.clone());
+    let report = orchestrator::run(s, opts, EventBus::new(sinks)).await;
+    Run { report, events: collector.events() }
+}
+
+impl Run {
+    pub fn finished(&self) -> &RunFinished {
+        match &self.events.last().expect("events").event {
+            EventKind::RunFinished(f) => f,
+            other => panic!("the last event is not run_finished: {other:?}"),
+        }
+    }
+
+    pub fn node(&self, id: &str) -> &events::NodeResult {
+        self.finished().nodes.iter().find(|n| n.node == id).unwrap_or_else(|| panic!("no node {id}"))
+    }
+
+    pub fn state(&self, id: &str) -> NodeState {
+        self.node(id).state
+    }
+
+    /// The SIP messages one UA sent (`>`) and received (`<`), as `>INVITE` or `<180`, with
+    /// retransmissions (byte-identical repeats) folded.
+    pub fn wire(&self, ua: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut last_raw: Vec<(Direction, String)> = Vec::new();
+        for e in &self.events {
+            let EventKind::SipMessage(m) = &e.event else { continue };
+            if m.ua != ua {
+                continue;
+            }
+            if last_raw.iter().any(|(d, r)| *d == m.direction && *r == m.raw) {
+                continue;
+            }
+            last_raw.push((m.direction, m.raw.clone()));
+            let dir = if m.direction == Direction::Sent { ">" } else { "<" };
+            let what = m.status.map_or_else(|| m.method.clone(), |s| s.to_string());
+            out.push(format!("{dir}{what}"));
+        }
+        out
+    }
+
+    /// Cleanup steps as (phase, finished), in the order they were reported.
+    pub fn cleanup(&self) -> Vec<(CleanupPhase, bool)> {
+        self.events
+            .iter()
+            .filter_map(|e| match &e.event {
+                EventKind::Cleanup(c) => Some((c.phase, c.finished)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The checks every run test ends with: cleanup ran in order, and nothing was left behind.
+    pub fn assert_clean(&self) {
+        use CleanupPhase::*;
+        assert_eq!(
+            self.cleanup(),
+            vec![(HangupAll, false), (HangupAll, true), (CloseAll, false), (CloseAll, true), (TeardownUas, false), (TeardownUas, true)],
+            "cleanup order"
+        );
+        let leaks = self.finished().leaks;
+        assert!(leaks.is_clean(), "leak check: {leaks:?}");
+        assert_eq!(self.report.leaks, leaks);
+        // Sequence numbers have no gaps; run_started comes first and carries the schema version.
+        for (i, e) in self.events.iter().enumerate() {
+            assert_eq!(e.seq, i as u64);
+        }
+        match &self.events[0].event {
+            EventKind::RunStarted(r) => assert_eq!(r.schema_version, events::SCHEMA_VERSION),
+            other => panic!("first event: {other:?}"),
+        }
+    }
+
+    pub fn assert_outcome(&self, want: Outcome) {
+        assert_eq!(self.report.outcome, want, "outcome; failure: {:?}", self.report.failure);
+    }
+}
