@@ -1,5 +1,5 @@
 //! Cross-crate tests, one module per topic (ripgrep's layout).
 
 mod calls;
-mod stop;
 mod peers;
+mod stop;

@@ -28,13 +28,26 @@ impl EventSink for StopWhenRunning {
 async fn stop_ends_the_run_with_cleanup() {
     let (s, _) = scenario::load(&fixture("long-call.yaml")).expect("valid");
     let stop = CancellationToken::new();
-    let opts = RunOptions { stop: stop.clone(), ..RunOptions::default() };
-    let sink = Arc::new(StopWhenRunning { node: "hold-on", stop: stop.clone() });
+    let opts = RunOptions {
+        stop: stop.clone(),
+        ..RunOptions::default()
+    };
+    let sink = Arc::new(StopWhenRunning {
+        node: "hold-on",
+        stop: stop.clone(),
+    });
     let started = Instant::now();
     let run = run_scenario(&s, opts, vec![sink]).await;
     run.assert_outcome(Outcome::Stopped);
-    assert!(started.elapsed() < Duration::from_secs(10), "stop took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stop took {:?}",
+        started.elapsed()
+    );
     assert_eq!(run.state("hold-on"), NodeState::Skipped);
-    assert!(run.wire("alice").contains(&">BYE".to_owned()) || run.wire("bob").contains(&">BYE".to_owned()));
+    assert!(
+        run.wire("alice").contains(&">BYE".to_owned())
+            || run.wire("bob").contains(&">BYE".to_owned())
+    );
     run.assert_clean();
 }

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(rel)
 }
 
 /// A finished run and every event it emitted.
@@ -28,11 +30,18 @@ pub async fn run_text(text: &str, name: &str) -> Run {
     run_scenario(&s, RunOptions::default(), vec![]).await
 }
 
-pub async fn run_scenario(s: &scenario::Scenario, opts: RunOptions, mut sinks: Vec<Arc<dyn EventSink>>) -> Run {
+pub async fn run_scenario(
+    s: &scenario::Scenario,
+    opts: RunOptions,
+    mut sinks: Vec<Arc<dyn EventSink>>,
+) -> Run {
     let collector = Collector::new();
     sinks.push(collector.clone());
     let report = orchestrator::run(s, opts, EventBus::new(sinks)).await;
-    Run { report, events: collector.events() }
+    Run {
+        report,
+        events: collector.events(),
+    }
 }
 
 impl Run {
@@ -44,7 +53,11 @@ impl Run {
     }
 
     pub fn node(&self, id: &str) -> &events::NodeResult {
-        self.finished().nodes.iter().find(|n| n.node == id).unwrap_or_else(|| panic!("no node {id}"))
+        self.finished()
+            .nodes
+            .iter()
+            .find(|n| n.node == id)
+            .unwrap_or_else(|| panic!("no node {id}"))
     }
 
     pub fn state(&self, id: &str) -> NodeState {
@@ -57,15 +70,24 @@ impl Run {
         let mut out: Vec<String> = Vec::new();
         let mut last_raw: Vec<(Direction, String)> = Vec::new();
         for e in &self.events {
-            let EventKind::SipMessage(m) = &e.event else { continue };
+            let EventKind::SipMessage(m) = &e.event else {
+                continue;
+            };
             if m.ua != ua {
                 continue;
             }
-            if last_raw.iter().any(|(d, r)| *d == m.direction && *r == m.raw) {
+            if last_raw
+                .iter()
+                .any(|(d, r)| *d == m.direction && *r == m.raw)
+            {
                 continue;
             }
             last_raw.push((m.direction, m.raw.clone()));
-            let dir = if m.direction == Direction::Sent { ">" } else { "<" };
+            let dir = if m.direction == Direction::Sent {
+                ">"
+            } else {
+                "<"
+            };
             let what = m.status.map_or_else(|| m.method.clone(), |s| s.to_string());
             out.push(format!("{dir}{what}"));
         }
@@ -88,7 +110,14 @@ impl Run {
         use CleanupPhase::*;
         assert_eq!(
             self.cleanup(),
-            vec![(HangupAll, false), (HangupAll, true), (CloseAll, false), (CloseAll, true), (TeardownUas, false), (TeardownUas, true)],
+            vec![
+                (HangupAll, false),
+                (HangupAll, true),
+                (CloseAll, false),
+                (CloseAll, true),
+                (TeardownUas, false),
+                (TeardownUas, true)
+            ],
             "cleanup order"
         );
         let leaks = self.finished().leaks;
@@ -105,6 +134,10 @@ impl Run {
     }
 
     pub fn assert_outcome(&self, want: Outcome) {
-        assert_eq!(self.report.outcome, want, "outcome; failure: {:?}", self.report.failure);
+        assert_eq!(
+            self.report.outcome, want,
+            "outcome; failure: {:?}",
+            self.report.failure
+        );
     }
 }

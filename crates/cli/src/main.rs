@@ -13,10 +13,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The scenario `callflow run` runs when given no file: the basic two-party call, on loopback.
-const BUNDLED: (&str, &str) = ("bundled:basic-call.yaml", include_str!("../../../fixtures/basic-call.yaml"));
+const BUNDLED: (&str, &str) = (
+    "bundled:basic-call.yaml",
+    include_str!("../../../fixtures/basic-call.yaml"),
+);
 
 #[derive(Parser)]
-#[command(name = "callflow", version, about = "SIP call-flow test harness: scenarios of several user agents, run on real sockets")]
+#[command(
+    name = "callflow",
+    version,
+    about = "SIP call-flow test harness: scenarios of several user agents, run on real sockets"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -78,13 +85,20 @@ fn real_main() -> anyhow::Result<i32> {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { exit_code::INVALID } else { exit_code::PASSED };
+            let code = if e.use_stderr() {
+                exit_code::INVALID
+            } else {
+                exit_code::PASSED
+            };
             let _ = e.print();
             return Ok(code);
         }
     };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CALLFLOW_LOG").unwrap_or_else(|_| "off".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CALLFLOW_LOG")
+                .unwrap_or_else(|_| "off".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
@@ -101,17 +115,31 @@ fn validate(files: &[PathBuf]) -> i32 {
                 for w in &warnings.0 {
                     eprintln!("{w}");
                 }
-                println!("{}: valid: `{}`, {} instances, {} nodes", f.display(), s.name, s.instances.len(), s.nodes.len());
+                println!(
+                    "{}: valid: `{}`, {} instances, {} nodes",
+                    f.display(),
+                    s.name,
+                    s.instances.len(),
+                    s.nodes.len()
+                );
             }
             Err(diags) => {
                 ok = false;
                 eprintln!("{diags}");
                 let n = diags.errors().count();
-                eprintln!("{}: invalid: {n} error{}", f.display(), if n == 1 { "" } else { "s" });
+                eprintln!(
+                    "{}: invalid: {n} error{}",
+                    f.display(),
+                    if n == 1 { "" } else { "s" }
+                );
             }
         }
     }
-    if ok { exit_code::PASSED } else { exit_code::INVALID }
+    if ok {
+        exit_code::PASSED
+    } else {
+        exit_code::INVALID
+    }
 }
 
 fn run(args: RunArgs) -> anyhow::Result<i32> {
@@ -135,20 +163,27 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
     let mut sinks: Vec<Arc<dyn EventSink>> = Vec::new();
     let jsonl = match args.events.as_deref() {
         None => None,
-        Some("-") => Some(output::JsonLines::new(Box::new(std::io::stdout()))),
+        Some("-") => Some(output::JsonLines::new(Box::new(std::io::stdout()), true)),
         Some(path) => {
-            let f = std::fs::File::create(path).with_context(|| format!("cannot create the events file {path}"))?;
-            Some(output::JsonLines::new(Box::new(f)))
+            let f = std::fs::File::create(path)
+                .with_context(|| format!("cannot create the events file {path}"))?;
+            Some(output::JsonLines::new(Box::new(f), false))
         }
     };
     if let Some(j) = &jsonl {
         sinks.push(j.clone());
     }
-    let human: Box<dyn Write + Send> = if events_to_stdout { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };
+    let human: Box<dyn Write + Send> = if events_to_stdout {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    };
     let terminal = output::Terminal::new(human, args.verbose, args.quiet);
     sinks.push(terminal.clone());
 
-    let policy = |base: Option<u16>, count| base.map_or(PortPolicy::Ephemeral, |b| PortPolicy::range(b, count));
+    let policy = |base: Option<u16>, count| {
+        base.map_or(PortPolicy::Ephemeral, |b| PortPolicy::range(b, count))
+    };
     let stop = tokio_util::sync::CancellationToken::new();
     let opts = RunOptions {
         sip_ports: policy(args.base_port, args.port_count),
@@ -157,7 +192,10 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
         stop: stop.clone(),
         ..RunOptions::default()
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
     let report = rt.block_on(async move {
         let bus = EventBus::new(sinks);
         let run = orchestrator::run(&scenario, opts, bus);

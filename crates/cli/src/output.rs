@@ -9,15 +9,23 @@ use std::sync::{Arc, Mutex};
 /// One JSON object per line. A closed pipe (`| head`) silences it instead of failing the run.
 pub(crate) struct JsonLines {
     out: Mutex<Option<BufWriter<Box<dyn Write + Send>>>>,
+    /// Flush every line (a live stream someone reads as it comes), not only at the end.
+    live: bool,
 }
 
 impl JsonLines {
-    pub(crate) fn new(w: Box<dyn Write + Send>) -> Arc<Self> {
-        Arc::new(Self { out: Mutex::new(Some(BufWriter::new(w))) })
+    pub(crate) fn new(w: Box<dyn Write + Send>, live: bool) -> Arc<Self> {
+        Arc::new(Self {
+            out: Mutex::new(Some(BufWriter::new(w))),
+            live,
+        })
     }
 
     pub(crate) fn flush(&self) {
-        let mut g = self.out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut g = self
+            .out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(w) = g.as_mut() {
             let _ = w.flush();
         }
@@ -26,12 +34,18 @@ impl JsonLines {
 
 impl EventSink for JsonLines {
     fn event(&self, event: &Event) {
-        let mut g = self.out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut g = self
+            .out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(w) = g.as_mut() else { return };
         let line = serde_json::to_string(event).expect("events serialize");
         let res = writeln!(w, "{line}").and_then(|()| {
-            // Stream the end of the run promptly for whoever tails the file.
-            if matches!(event.event, EventKind::RunFinished(_)) { w.flush() } else { Ok(()) }
+            if self.live || matches!(event.event, EventKind::RunFinished(_)) {
+                w.flush()
+            } else {
+                Ok(())
+            }
         });
         if let Err(e) = res {
             if e.kind() != ErrorKind::BrokenPipe {
@@ -57,21 +71,41 @@ struct TermState {
 
 impl Terminal {
     pub(crate) fn new(out: Box<dyn Write + Send>, verbose: bool, quiet: bool) -> Arc<Self> {
-        Arc::new(Self { state: Mutex::new(TermState { out, labels: HashMap::new(), kinds: HashMap::new() }), verbose, quiet })
+        Arc::new(Self {
+            state: Mutex::new(TermState {
+                out,
+                labels: HashMap::new(),
+                kinds: HashMap::new(),
+            }),
+            verbose,
+            quiet,
+        })
     }
 
     pub(crate) fn flush(&self) {
-        let _ = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).out.flush();
+        let _ = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .out
+            .flush();
     }
 }
 
 fn ms(v: f64) -> String {
-    if v >= 1000.0 { format!("{:.2} s", v / 1000.0) } else { format!("{v:.1} ms") }
+    if v >= 1000.0 {
+        format!("{:.2} s", v / 1000.0)
+    } else {
+        format!("{v:.1} ms")
+    }
 }
 
 impl EventSink for Terminal {
     fn event(&self, e: &Event) {
-        let mut g = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut g = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let st = &mut *g;
         let t = e.elapsed_ms / 1000.0;
         let line = match &e.event {
@@ -83,29 +117,74 @@ impl EventSink for Terminal {
                     st.kinds.insert(n.id.clone(), n.kind.clone());
                 }
                 (!self.quiet).then(|| {
-                    format!("callflow {}: {} ({}), {} UAs, {} nodes", r.callflow_version, r.scenario, r.file, r.instances.len(), r.nodes.len())
+                    format!(
+                        "callflow {}: {} ({}), {} UAs, {} nodes",
+                        r.callflow_version,
+                        r.scenario,
+                        r.file,
+                        r.instances.len(),
+                        r.nodes.len()
+                    )
                 })
             }
             EventKind::UaStarted(u) => (self.verbose).then(|| {
-                format!("{t:8.3}  {} ({}) on {} {} ", st.labels.get(&u.ua).unwrap_or(&u.ua), u.dn, u.transport, u.local_addr)
+                format!(
+                    "{t:8.3}  {} ({}) on {} {} ",
+                    st.labels.get(&u.ua).unwrap_or(&u.ua),
+                    u.dn,
+                    u.transport,
+                    u.local_addr
+                )
             }),
-            EventKind::NodeState(n) if !self.quiet && matches!(n.to, NodeState::Passed | NodeState::Failed) => {
-                let mark = if n.to == NodeState::Passed { "ok  " } else { "FAIL" };
+            EventKind::NodeState(n)
+                if !self.quiet && matches!(n.to, NodeState::Passed | NodeState::Failed) =>
+            {
+                let mark = if n.to == NodeState::Passed {
+                    "ok  "
+                } else {
+                    "FAIL"
+                };
                 let kind = st.kinds.get(&n.node).cloned().unwrap_or_default();
-                let label = st.labels.get(&n.ua).cloned().unwrap_or_else(|| n.ua.clone());
-                let mut s = format!("{t:8.3}  {mark} {label:<10} {kind:<14} {:<18} {:>9}", n.node, n.duration_ms.map(ms).unwrap_or_default());
+                let label = st
+                    .labels
+                    .get(&n.ua)
+                    .cloned()
+                    .unwrap_or_else(|| n.ua.clone());
+                let mut s = format!(
+                    "{t:8.3}  {mark} {label:<10} {kind:<14} {:<18} {:>9}",
+                    n.node,
+                    n.duration_ms.map(ms).unwrap_or_default()
+                );
                 if let Some(r) = &n.reason {
                     s.push_str(&format!("\n{:10}     {r}", ""));
                 }
                 Some(s)
             }
             EventKind::SipMessage(m) if self.verbose => {
-                let arrow = if m.direction == Direction::Sent { "->" } else { "<-" };
-                let label = st.labels.get(&m.ua).cloned().unwrap_or_else(|| m.ua.clone());
-                Some(format!("{t:8.3}       {label:<10} {arrow} {:<21} {:<18} {}", m.peer, m.summary(), m.cseq))
+                let arrow = if m.direction == Direction::Sent {
+                    "->"
+                } else {
+                    "<-"
+                };
+                let label = st
+                    .labels
+                    .get(&m.ua)
+                    .cloned()
+                    .unwrap_or_else(|| m.ua.clone());
+                Some(format!(
+                    "{t:8.3}       {label:<10} {arrow} {:<21} {:<18} {}",
+                    m.peer,
+                    m.summary(),
+                    m.cseq
+                ))
             }
-            EventKind::Log(l) if l.level >= Level::Warning || (self.verbose && l.level >= Level::Info) => {
-                let who = l.ua.as_ref().map(|u| st.labels.get(u).cloned().unwrap_or_else(|| u.clone())).unwrap_or_default();
+            EventKind::Log(l)
+                if l.level >= Level::Warning || (self.verbose && l.level >= Level::Info) =>
+            {
+                let who =
+                    l.ua.as_ref()
+                        .map(|u| st.labels.get(u).cloned().unwrap_or_else(|| u.clone()))
+                        .unwrap_or_default();
                 let lvl = match l.level {
                     Level::Error => "error",
                     Level::Warning => "warn",
@@ -119,17 +198,40 @@ impl EventSink for Terminal {
                     CleanupPhase::CloseAll => "close all",
                     CleanupPhase::TeardownUas => "tear down UAs",
                 };
-                Some(format!("{t:8.3}  cleanup: {name}: {} ({})", c.detail.clone().unwrap_or_default(), c.duration_ms.map(ms).unwrap_or_default()))
+                Some(format!(
+                    "{t:8.3}  cleanup: {name}: {} ({})",
+                    c.detail.clone().unwrap_or_default(),
+                    c.duration_ms.map(ms).unwrap_or_default()
+                ))
             }
             EventKind::RunFinished(r) => {
                 let mut s = String::new();
                 if !self.quiet {
-                    let skipped: Vec<_> = r.nodes.iter().filter(|n| n.state == NodeState::Skipped).collect();
+                    let skipped: Vec<_> = r
+                        .nodes
+                        .iter()
+                        .filter(|n| n.state == NodeState::Skipped)
+                        .collect();
                     if !skipped.is_empty() {
-                        s.push_str(&format!("skipped: {}\n", skipped.iter().map(|n| n.node.as_str()).collect::<Vec<_>>().join(", ")));
+                        s.push_str(&format!(
+                            "skipped: {}\n",
+                            skipped
+                                .iter()
+                                .map(|n| n.node.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
                     }
-                    let passed = r.nodes.iter().filter(|n| n.state == NodeState::Passed).count();
-                    let failed = r.nodes.iter().filter(|n| n.state == NodeState::Failed).count();
+                    let passed = r
+                        .nodes
+                        .iter()
+                        .filter(|n| n.state == NodeState::Passed)
+                        .count();
+                    let failed = r
+                        .nodes
+                        .iter()
+                        .filter(|n| n.state == NodeState::Failed)
+                        .count();
                     s.push_str(&format!(
                         "nodes: {passed} passed, {failed} failed, {} skipped; cleanup {}; leak check: {} dialogs, {} ports\n",
                         skipped.len(),

@@ -19,7 +19,11 @@ pub enum PortPolicy {
 
 impl PortPolicy {
     pub fn range(base: u16, count: u16) -> Self {
-        Self::Range { base, count, step: 2 }
+        Self::Range {
+            base,
+            count,
+            step: 2,
+        }
     }
 }
 
@@ -27,7 +31,12 @@ impl PortPolicy {
 #[non_exhaustive]
 pub enum PortError {
     #[error("no free port in {base}..{end} (step {step}): {tried} tried, all in use")]
-    Exhausted { base: u16, end: u32, step: u16, tried: usize },
+    Exhausted {
+        base: u16,
+        end: u32,
+        step: u16,
+        tried: usize,
+    },
     #[error("failed to bind an ephemeral port: {0}")]
     Ephemeral(std::io::Error),
 }
@@ -67,12 +76,20 @@ impl Drop for PortLease {
 
 fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     // A panic while holding this lock leaves plain data behind; keep going.
-    state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl PortAllocator {
     pub fn new(policy: PortPolicy) -> Self {
-        Self { state: Arc::new(Mutex::new(State { policy, leased: BTreeSet::new(), cursor: 0 })) }
+        Self {
+            state: Arc::new(Mutex::new(State {
+                policy,
+                leased: BTreeSet::new(),
+                cursor: 0,
+            })),
+        }
     }
 
     /// Ports leased and not yet released.
@@ -89,9 +106,16 @@ impl PortAllocator {
         let policy = lock(&self.state).policy;
         match policy {
             PortPolicy::Ephemeral => {
-                let (t, port) = bind(0).map_err(|e| PortError::Ephemeral(std::io::Error::other(e.to_string())))?;
+                let (t, port) = bind(0)
+                    .map_err(|e| PortError::Ephemeral(std::io::Error::other(e.to_string())))?;
                 lock(&self.state).leased.insert(port);
-                Ok((PortLease { port, state: self.state.clone() }, t))
+                Ok((
+                    PortLease {
+                        port,
+                        state: self.state.clone(),
+                    },
+                    t,
+                ))
             }
             PortPolicy::Range { base, count, step } => {
                 let step = step.max(1);
@@ -112,10 +136,18 @@ impl PortAllocator {
                         Ok((t, _)) => {
                             let mut st = lock(&self.state);
                             if st.leased.insert(candidate) {
-                                return Ok((PortLease { port: candidate, state: self.state.clone() }, t));
+                                return Ok((
+                                    PortLease {
+                                        port: candidate,
+                                        state: self.state.clone(),
+                                    },
+                                    t,
+                                ));
                             }
                         }
-                        Err(e) => tracing::debug!(port = candidate, error = %e, "port in use, trying the next"),
+                        Err(e) => {
+                            tracing::debug!(port = candidate, error = %e, "port in use, trying the next")
+                        }
                     }
                 }
                 Err(PortError::Exhausted {
@@ -143,12 +175,21 @@ mod tests {
     fn range_skips_ports_in_use_and_reports_exhaustion() {
         let a = PortAllocator::new(PortPolicy::range(20000, 3));
         let busy = [20002u16];
-        let bind = |p: u16| if busy.contains(&p) { Err("in use") } else { Ok(((), p)) };
+        let bind = |p: u16| {
+            if busy.contains(&p) {
+                Err("in use")
+            } else {
+                Ok(((), p))
+            }
+        };
         let (l1, ()) = a.lease(bind).unwrap();
         let (l2, ()) = a.lease(bind).unwrap();
         assert_eq!((l1.port(), l2.port()), (20000, 20004));
         let err = a.lease(bind).unwrap_err();
-        assert!(err.to_string().contains("no free port in 20000..20006"), "{err}");
+        assert!(
+            err.to_string().contains("no free port in 20000..20006"),
+            "{err}"
+        );
         drop(l1);
         assert_eq!(a.leased(), 1);
         assert_eq!(a.lease(bind).unwrap().0.port(), 20000);
@@ -157,11 +198,12 @@ mod tests {
     #[test]
     fn ephemeral_records_the_port_the_os_gave() {
         let a = PortAllocator::new(PortPolicy::Ephemeral);
-        let (l, ()) = a.lease(|p| {
-            assert_eq!(p, 0);
-            Ok::<_, String>(((), 40123))
-        })
-        .unwrap();
+        let (l, ()) = a
+            .lease(|p| {
+                assert_eq!(p, 0);
+                Ok::<_, String>(((), 40123))
+            })
+            .unwrap();
         assert_eq!((l.port(), a.leased()), (40123, 1));
         drop(l);
         assert_eq!(a.leased(), 0);

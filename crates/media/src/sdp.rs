@@ -49,7 +49,10 @@ pub enum SdpError {
     #[error("the offer has no audio stream")]
     NoAudio,
     #[error("no common codec: the offer has {offered:?}, we accept {ours:?}")]
-    NoCommonCodec { offered: Vec<String>, ours: Vec<String> },
+    NoCommonCodec {
+        offered: Vec<String>,
+        ours: Vec<String>,
+    },
 }
 
 /// What we put in our SDP.
@@ -66,7 +69,10 @@ fn render(m: &LocalMedia, codecs: &[Codec], dtmf_pt: Option<u8>) -> String {
         IpAddr::V4(ip) => ("IP4", ip.to_string()),
         IpAddr::V6(ip) => ("IP6", ip.to_string()),
     };
-    let mut fmts: Vec<String> = codecs.iter().map(|c| c.payload_type().to_string()).collect();
+    let mut fmts: Vec<String> = codecs
+        .iter()
+        .map(|c| c.payload_type().to_string())
+        .collect();
     fmts.extend(dtmf_pt.map(|p| p.to_string()));
     let mut s = format!(
         "v=0\r\no=callflow {id} {id} IN {net} {ip}\r\ns=callflow\r\nc=IN {net} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP {fmts}\r\n",
@@ -75,10 +81,16 @@ fn render(m: &LocalMedia, codecs: &[Codec], dtmf_pt: Option<u8>) -> String {
         fmts = fmts.join(" ")
     );
     for c in codecs {
-        s.push_str(&format!("a=rtpmap:{} {}/8000\r\n", c.payload_type(), c.name()));
+        s.push_str(&format!(
+            "a=rtpmap:{} {}/8000\r\n",
+            c.payload_type(),
+            c.name()
+        ));
     }
     if let Some(pt) = dtmf_pt {
-        s.push_str(&format!("a=rtpmap:{pt} telephone-event/8000\r\na=fmtp:{pt} 0-16\r\n"));
+        s.push_str(&format!(
+            "a=rtpmap:{pt} telephone-event/8000\r\na=fmtp:{pt} 0-16\r\n"
+        ));
     }
     s.push_str("a=ptime:20\r\na=sendrecv\r\n");
     s
@@ -92,14 +104,28 @@ pub fn offer(m: &LocalMedia) -> String {
 /// Our answer to `offer_sdp`: the offered codecs we support, in the offer's order (RFC 3264 §6.1),
 /// and telephone-event with the offerer's payload type if it offered it.
 pub fn answer(offer_sdp: &str, m: &LocalMedia) -> Result<String, SdpError> {
-    let mline = offer_sdp.lines().find(|l| l.starts_with("m=audio ")).ok_or(SdpError::NoAudio)?;
-    let pts: Vec<u8> = mline.split_whitespace().skip(3).filter_map(|p| p.parse().ok()).collect();
+    let mline = offer_sdp
+        .lines()
+        .find(|l| l.starts_with("m=audio "))
+        .ok_or(SdpError::NoAudio)?;
+    let pts: Vec<u8> = mline
+        .split_whitespace()
+        .skip(3)
+        .filter_map(|p| p.parse().ok())
+        .collect();
     let dtmf_pt = offer_sdp.lines().find_map(|l| {
         let rest = l.strip_prefix("a=rtpmap:")?;
         let (pt, enc) = rest.split_once(' ')?;
-        enc.to_ascii_lowercase().starts_with("telephone-event/").then(|| pt.trim().parse().ok()).flatten()
+        enc.to_ascii_lowercase()
+            .starts_with("telephone-event/")
+            .then(|| pt.trim().parse().ok())
+            .flatten()
     });
-    let common: Vec<Codec> = pts.iter().filter_map(|pt| Codec::from_pt(*pt)).filter(|c| m.codecs.contains(c)).collect();
+    let common: Vec<Codec> = pts
+        .iter()
+        .filter_map(|pt| Codec::from_pt(*pt))
+        .filter(|c| m.codecs.contains(c))
+        .collect();
     if common.is_empty() {
         return Err(SdpError::NoCommonCodec {
             offered: pts.iter().map(|p| p.to_string()).collect(),
@@ -114,7 +140,12 @@ mod tests {
     use super::*;
 
     fn local(codecs: Vec<Codec>) -> LocalMedia {
-        LocalMedia { ip: "127.0.0.1".parse().unwrap(), rtp_port: 40000, codecs, session_id: 7 }
+        LocalMedia {
+            ip: "127.0.0.1".parse().unwrap(),
+            rtp_port: 40000,
+            codecs,
+            session_id: 7,
+        }
     }
 
     #[test]

@@ -18,7 +18,11 @@ pub struct EventBus {
 
 impl EventBus {
     pub fn new(sinks: Vec<Arc<dyn EventSink>>) -> Arc<Self> {
-        Arc::new(Self { sinks: Mutex::new((0, sinks)), start: Instant::now(), start_wall: SystemTime::now() })
+        Arc::new(Self {
+            sinks: Mutex::new((0, sinks)),
+            start: Instant::now(),
+            start_wall: SystemTime::now(),
+        })
     }
 
     pub fn emit(&self, kind: EventKind) {
@@ -28,9 +32,19 @@ impl EventBus {
     /// Emits an event that happened at `at` (wire messages carry their own timestamp).
     pub fn emit_at(&self, kind: EventKind, at: SystemTime) {
         let elapsed = at.duration_since(self.start_wall).unwrap_or_default();
-        let ts_us = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
-        let mut guard = self.sinks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let event = Event { seq: guard.0, ts_us, elapsed_ms: elapsed.as_secs_f64() * 1000.0, event: kind };
+        let ts_us = at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let mut guard = self
+            .sinks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let event = Event {
+            seq: guard.0,
+            ts_us,
+            elapsed_ms: elapsed.as_secs_f64() * 1000.0,
+            event: kind,
+        };
         guard.0 += 1;
         for s in &guard.1 {
             s.event(&event);
@@ -57,12 +71,18 @@ impl Collector {
     }
 
     pub fn events(&self) -> Vec<Event> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 
 impl EventSink for Collector {
     fn event(&self, event: &Event) {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(event.clone());
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(event.clone());
     }
 }

@@ -2,10 +2,10 @@
 
 use crate::bus::EventBus;
 use crate::exec;
-use crate::ua::{log, Ua};
+use crate::ua::{Ua, log};
 use events::{
-    CleanupPhase, CleanupStep, EventKind, Failure, InstanceInfo, LeakCheck, Level, NodeInfo, NodeResult, NodeState,
-    NodeStateChange, Outcome, RunFinished, RunStarted, UaStarted, UaStopped,
+    CleanupPhase, CleanupStep, EventKind, Failure, InstanceInfo, LeakCheck, Level, NodeInfo,
+    NodeResult, NodeState, NodeStateChange, Outcome, RunFinished, RunStarted, UaStarted, UaStopped,
 };
 use instances::{PortAllocator, PortLease, PortPolicy};
 use scenario::{NodeIdx, Scenario};
@@ -49,7 +49,9 @@ impl Default for RunOptions {
 }
 
 fn now_ms() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
 }
 
 /// The verdict of a run; the same facts as its `run_finished` event.
@@ -110,7 +112,13 @@ pub(crate) struct UaView {
 }
 
 impl Ctx {
-    fn set_state(&self, idx: NodeIdx, to: NodeState, reason: Option<String>, duration: Option<Duration>) {
+    fn set_state(
+        &self,
+        idx: NodeIdx,
+        to: NodeState,
+        reason: Option<String>,
+        duration: Option<Duration>,
+    ) {
         let node = &self.scenario.nodes[idx];
         let from = {
             let mut recs = self.records.lock().expect("records lock");
@@ -162,7 +170,16 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
     let mut uas: Vec<Ua> = Vec::new();
     let mut setup_failure = None;
     for (idx, inst) in scenario.instances.iter().enumerate() {
-        match Ua::start(idx, inst, opts.bind_ip, &sip_ports, bus.clone(), sessions.clone()).await {
+        match Ua::start(
+            idx,
+            inst,
+            opts.bind_ip,
+            &sip_ports,
+            bus.clone(),
+            sessions.clone(),
+        )
+        .await
+        {
             Ok(ua) => {
                 bus.emit(EventKind::UaStarted(UaStarted {
                     ua: ua.id.clone(),
@@ -174,14 +191,29 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
                 uas.push(ua);
             }
             Err(e) => {
-                log(&bus, Level::Error, Some(&inst.id), None, None, format!("set-up failed: {e}"));
-                setup_failure = Some(Failure { node: None, ua: Some(inst.id.clone()), message: format!("set-up failed: {e}") });
+                log(
+                    &bus,
+                    Level::Error,
+                    Some(&inst.id),
+                    None,
+                    None,
+                    format!("set-up failed: {e}"),
+                );
+                setup_failure = Some(Failure {
+                    node: None,
+                    ua: Some(inst.id.clone()),
+                    message: format!("set-up failed: {e}"),
+                });
                 break;
             }
         }
     }
 
-    let (tx, rx): (Vec<_>, Vec<_>) = scenario.instances.iter().map(|_| mpsc::unbounded_channel()).unzip();
+    let (tx, rx): (Vec<_>, Vec<_>) = scenario
+        .instances
+        .iter()
+        .map(|_| mpsc::unbounded_channel())
+        .unzip();
     let ctx = Arc::new(Ctx {
         scenario: scenario.clone(),
         bus: bus.clone(),
@@ -207,7 +239,15 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
         live: AtomicUsize::new(scenario.instances.iter().map(|i| i.starts.len()).sum()),
         inboxes: tx,
         records: Mutex::new(
-            scenario.nodes.iter().map(|_| NodeRecord { state: NodeState::Pending, duration: None, reason: None }).collect(),
+            scenario
+                .nodes
+                .iter()
+                .map(|_| NodeRecord {
+                    state: NodeState::Pending,
+                    duration: None,
+                    reason: None,
+                })
+                .collect(),
         ),
         failure: Mutex::new(setup_failure.clone()),
     });
@@ -241,14 +281,27 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
     // Nodes that never ran.
     let never_ran: Vec<NodeIdx> = {
         let recs = ctx.records.lock().expect("records lock");
-        recs.iter().enumerate().filter(|(_, r)| r.state == NodeState::Pending).map(|(i, _)| i).collect()
+        recs.iter()
+            .enumerate()
+            .filter(|(_, r)| r.state == NodeState::Pending)
+            .map(|(i, _)| i)
+            .collect()
     };
-    let skip_reason = ctx.failure.lock().expect("failure lock").as_ref().map(|f| match &f.node {
-        Some(n) => format!("not run: node `{n}` failed"),
-        None => "not run: the run failed".to_owned(),
-    });
+    let skip_reason = ctx
+        .failure
+        .lock()
+        .expect("failure lock")
+        .as_ref()
+        .map(|f| match &f.node {
+            Some(n) => format!("not run: node `{n}` failed"),
+            None => "not run: the run failed".to_owned(),
+        });
     for idx in never_ran {
-        let reason = if stopped { Some("not run: stopped".to_owned()) } else { skip_reason.clone() };
+        let reason = if stopped {
+            Some("not run: stopped".to_owned())
+        } else {
+            skip_reason.clone()
+        };
         ctx.set_state(idx, NodeState::Skipped, reason, None);
     }
 
@@ -265,7 +318,12 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
     let t = Instant::now();
     step(CleanupPhase::HangupAll, false, None, None);
     let hangup = sessions.hangup_all(opts.step_limit).await;
-    step(CleanupPhase::HangupAll, true, Some(hangup.to_string()), Some(t.elapsed()));
+    step(
+        CleanupPhase::HangupAll,
+        true,
+        Some(hangup.to_string()),
+        Some(t.elapsed()),
+    );
 
     let t = Instant::now();
     step(CleanupPhase::CloseAll, false, None, None);
@@ -273,7 +331,12 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
     let closed = sessions.close_all(&layers);
     ctx.rtp_leases.lock().expect("rtp lock").clear();
     let dialogs_left = sessions.len() + layers.iter().map(|l| l.len()).sum::<usize>();
-    step(CleanupPhase::CloseAll, true, Some(format!("{closed} calls closed")), Some(t.elapsed()));
+    step(
+        CleanupPhase::CloseAll,
+        true,
+        Some(format!("{closed} calls closed")),
+        Some(t.elapsed()),
+    );
 
     let t = Instant::now();
     step(CleanupPhase::TeardownUas, false, None, None);
@@ -286,15 +349,36 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
             let (id, local) = (ua.id.clone(), ua.local);
             let lease = ua.shutdown(grace).await;
             drop(lease);
-            bus.emit(EventKind::UaStopped(UaStopped { ua: id, local_addr: local.to_string() }));
+            bus.emit(EventKind::UaStopped(UaStopped {
+                ua: id,
+                local_addr: local.to_string(),
+            }));
         }
     });
-    if tokio::time::timeout(opts.step_limit, futures::future::join_all(shutdowns)).await.is_err() {
-        log(&bus, Level::Warning, None, None, None, "UA teardown hit its limit".into());
+    if tokio::time::timeout(opts.step_limit, futures::future::join_all(shutdowns))
+        .await
+        .is_err()
+    {
+        log(
+            &bus,
+            Level::Warning,
+            None,
+            None,
+            None,
+            "UA teardown hit its limit".into(),
+        );
     }
-    step(CleanupPhase::TeardownUas, true, Some(format!("{n_uas} UAs stopped")), Some(t.elapsed()));
+    step(
+        CleanupPhase::TeardownUas,
+        true,
+        Some(format!("{n_uas} UAs stopped")),
+        Some(t.elapsed()),
+    );
 
-    let leaks = LeakCheck { dialogs: dialogs_left, ports: sip_ports.leased() + rtp.leased() };
+    let leaks = LeakCheck {
+        dialogs: dialogs_left,
+        ports: sip_ports.leased() + rtp.leased(),
+    };
     let mut failure = ctx.failure.lock().expect("failure lock").clone();
     let outcome = if stopped {
         Outcome::Stopped
@@ -304,7 +388,10 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
         failure = Some(Failure {
             node: None,
             ua: None,
-            message: format!("leak check: {} dialogs and {} ports left after cleanup", leaks.dialogs, leaks.ports),
+            message: format!(
+                "leak check: {} dialogs and {} ports left after cleanup",
+                leaks.dialogs, leaks.ports
+            ),
         });
         Outcome::Failed
     } else {
@@ -334,7 +421,14 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
         leaks,
         nodes: nodes.clone(),
     }));
-    RunReport { outcome, failure, setup_error: setup_failure.is_some(), leaks, nodes, duration }
+    RunReport {
+        outcome,
+        failure,
+        setup_error: setup_failure.is_some(),
+        leaks,
+        nodes,
+        duration,
+    }
 }
 
 fn run_started(s: &Scenario, run_id: &str) -> RunStarted {
@@ -352,7 +446,11 @@ fn run_started(s: &Scenario, run_id: &str) -> RunStarted {
         instances: s
             .instances
             .iter()
-            .map(|i| InstanceInfo { id: i.id.clone(), label: i.label.clone(), dn: i.dn.clone() })
+            .map(|i| InstanceInfo {
+                id: i.id.clone(),
+                label: i.label.clone(),
+                dn: i.dn.clone(),
+            })
             .collect(),
         nodes: s
             .nodes
@@ -372,7 +470,12 @@ fn run_started(s: &Scenario, run_id: &str) -> RunStarted {
 
 /// One UA's task: its own chains in order, then nodes other UAs hand to it, until every chain
 /// of the run has ended or the run is cancelled.
-async fn ua_task(ctx: Arc<Ctx>, ua: usize, starts: Vec<NodeIdx>, mut inbox: mpsc::UnboundedReceiver<NodeIdx>) {
+async fn ua_task(
+    ctx: Arc<Ctx>,
+    ua: usize,
+    starts: Vec<NodeIdx>,
+    mut inbox: mpsc::UnboundedReceiver<NodeIdx>,
+) {
     let mut starts = VecDeque::from(starts);
     loop {
         let next = match starts.pop_front() {
@@ -415,7 +518,12 @@ async fn run_chain(ctx: &Arc<Ctx>, ua: usize, mut cur: NodeIdx) {
                 node.on_success
             }
             Err(NodeError::Cancelled) => {
-                let why = ctx.failure.lock().expect("failure lock").as_ref().and_then(|f| f.node.clone());
+                let why = ctx
+                    .failure
+                    .lock()
+                    .expect("failure lock")
+                    .as_ref()
+                    .and_then(|f| f.node.clone());
                 let reason = match why {
                     Some(n) => format!("cancelled: node `{n}` failed"),
                     None => "cancelled: the run was stopped".to_owned(),
@@ -425,7 +533,14 @@ async fn run_chain(ctx: &Arc<Ctx>, ua: usize, mut cur: NodeIdx) {
             }
             Err(NodeError::Failed(msg)) => {
                 let label = &ctx.scenario.instances[node.instance].label;
-                log(&ctx.bus, Level::Error, Some(&ctx.uas[ua].id), Some(&node.id), Some(&node.call_id), format!("{} on {label}: {msg}", node.action.name()));
+                log(
+                    &ctx.bus,
+                    Level::Error,
+                    Some(&ctx.uas[ua].id),
+                    Some(&node.id),
+                    Some(&node.call_id),
+                    format!("{} on {label}: {msg}", node.action.name()),
+                );
                 ctx.set_state(cur, NodeState::Failed, Some(msg.clone()), took);
                 match node.on_failure {
                     Some(f) => Some(f),
@@ -433,7 +548,11 @@ async fn run_chain(ctx: &Arc<Ctx>, ua: usize, mut cur: NodeIdx) {
                         ctx.fail(Failure {
                             node: Some(node.id.clone()),
                             ua: Some(ctx.uas[ua].id.clone()),
-                            message: format!("{} ({}) on {label}: {msg}", node.id, node.action.name()),
+                            message: format!(
+                                "{} ({}) on {label}: {msg}",
+                                node.id,
+                                node.action.name()
+                            ),
                         });
                         return;
                     }

@@ -5,7 +5,7 @@ use crate::ua::{fmt_host, log};
 use events::Level;
 use media::sdp::{self, Codec, LocalMedia};
 use scenario::{Action, Node, NodeIdx};
-use session::{hangup_action, Call, CallEvent, HangupAction, Role};
+use session::{Call, CallEvent, HangupAction, Role, hangup_action};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use transport::rsipstack::dialog::invitation::InviteOption;
@@ -19,7 +19,11 @@ fn fail(msg: impl Into<String>) -> NodeError {
 
 fn secs(d: Duration) -> String {
     let s = d.as_secs_f64();
-    if s >= 10.0 || s.fract() == 0.0 { format!("{s:.0} s") } else { format!("{s:.2} s") }
+    if s >= 10.0 || s.fract() == 0.0 {
+        format!("{s:.0} s")
+    } else {
+        format!("{s:.2} s")
+    }
 }
 
 pub(crate) async fn execute(ctx: &Arc<Ctx>, idx: NodeIdx) -> NodeResult {
@@ -35,21 +39,29 @@ pub(crate) async fn execute(ctx: &Arc<Ctx>, idx: NodeIdx) -> NodeResult {
             tokio::time::sleep(node.timeout).await;
             Ok(())
         }
-        other => Err(fail(format!("{} is not supported by this version", other.name()))),
+        other => Err(fail(format!(
+            "{} is not supported by this version",
+            other.name()
+        ))),
     }
 }
 
 fn call_of(ctx: &Ctx, node: &Node) -> Result<Arc<Call>, NodeError> {
-    ctx.sessions.get(node.instance, &node.call_id).ok_or_else(|| {
-        fail(format!(
-            "{} has no call `{}`: a MakeCall or INCOMING node must bind it first",
-            ctx.uas[node.instance].label, node.call_id
-        ))
-    })
+    ctx.sessions
+        .get(node.instance, &node.call_id)
+        .ok_or_else(|| {
+            fail(format!(
+                "{} has no call `{}`: a MakeCall or INCOMING node must bind it first",
+                ctx.uas[node.instance].label, node.call_id
+            ))
+        })
 }
 
 /// Leases an RTP port for a call and builds our media description.
-fn local_media(ctx: &Ctx, node: &Node) -> Result<(instances::PortLease, std::net::UdpSocket, LocalMedia), NodeError> {
+fn local_media(
+    ctx: &Ctx,
+    node: &Node,
+) -> Result<(instances::PortLease, std::net::UdpSocket, LocalMedia), NodeError> {
     let ip = ctx.bind_ip;
     let (lease, sock) = ctx
         .rtp
@@ -60,12 +72,18 @@ fn local_media(ctx: &Ctx, node: &Node) -> Result<(instances::PortLease, std::net
         })
         .map_err(|e| fail(format!("no RTP port: {e}")))?;
     let inst = &ctx.scenario.instances[node.instance];
-    let codecs: Vec<Codec> = inst.codecs.iter().filter_map(|c| Codec::from_name(c)).collect();
+    let codecs: Vec<Codec> = inst
+        .codecs
+        .iter()
+        .filter_map(|c| Codec::from_name(c))
+        .collect();
     let media = LocalMedia {
         ip,
         rtp_port: lease.port(),
         codecs,
-        session_id: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs()),
+        session_id: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs()),
     };
     Ok((lease, sock, media))
 }
@@ -77,10 +95,12 @@ fn resolve_target(ctx: &Ctx, target: &str) -> Result<(Uri, String), NodeError> {
         if ua.tcp {
             s.push_str(";transport=tcp");
         }
-        let uri = Uri::try_from(s.as_str()).map_err(|e| fail(format!("bad target URI {s}: {e}")))?;
+        let uri =
+            Uri::try_from(s.as_str()).map_err(|e| fail(format!("bad target URI {s}: {e}")))?;
         return Ok((uri, ua.label.clone()));
     }
-    let uri = Uri::try_from(target).map_err(|e| fail(format!("target `{target}` is not a SIP URI: {e}")))?;
+    let uri = Uri::try_from(target)
+        .map_err(|e| fail(format!("target `{target}` is not a SIP URI: {e}")))?;
     Ok((uri, target.to_owned()))
 }
 
@@ -100,12 +120,26 @@ async fn make_call(ctx: &Arc<Ctx>, node: &Node, target: &str) -> NodeResult {
         ..Default::default()
     };
     let started = Instant::now();
-    let (dialog, join) =
-        ua.dialogs.do_invite_async(opt, ua.state_tx.clone()).map_err(|e| fail(format!("cannot send INVITE to {callee}: {e}")))?;
-    let call = ctx.sessions.insert_outgoing(node.instance, &node.call_id, dialog);
+    let (dialog, join) = ua
+        .dialogs
+        .do_invite_async(opt, ua.state_tx.clone())
+        .map_err(|e| fail(format!("cannot send INVITE to {callee}: {e}")))?;
+    let call = ctx
+        .sessions
+        .insert_outgoing(node.instance, &node.call_id, dialog);
     call.set_local_sdp(offer.into_bytes());
-    ctx.rtp_leases.lock().expect("rtp lock").insert(call.key, (lease, sock));
-    log(&ctx.bus, Level::Info, Some(&ua.id), Some(&node.id), Some(&node.call_id), format!("calling {who} ({callee})"));
+    ctx.rtp_leases
+        .lock()
+        .expect("rtp lock")
+        .insert(call.key, (lease, sock));
+    log(
+        &ctx.bus,
+        Level::Info,
+        Some(&ua.id),
+        Some(&node.id),
+        Some(&node.call_id),
+        format!("calling {who} ({callee})"),
+    );
 
     match tokio::time::timeout(node.timeout, join).await {
         Ok(Ok(Ok((_, Some(resp))))) => {
@@ -121,8 +155,13 @@ async fn make_call(ctx: &Arc<Ctx>, node: &Node, target: &str) -> NodeResult {
                 )))
             }
         }
-        Ok(Ok(Ok((_, None)))) => Err(fail(format!("the INVITE to {who} ended with no final response"))),
-        Ok(Ok(Err(e))) => Err(fail(format!("the INVITE to {who} failed after {}: {e}", secs(started.elapsed())))),
+        Ok(Ok(Ok((_, None)))) => Err(fail(format!(
+            "the INVITE to {who} ended with no final response"
+        ))),
+        Ok(Ok(Err(e))) => Err(fail(format!(
+            "the INVITE to {who} failed after {}: {e}",
+            secs(started.elapsed())
+        ))),
         Ok(Err(e)) => Err(fail(format!("the INVITE task failed: {e}"))),
         Err(_) => {
             let last = call
@@ -130,7 +169,9 @@ async fn make_call(ctx: &Arc<Ctx>, node: &Node, target: &str) -> NodeResult {
                 .into_iter()
                 .rev()
                 .find_map(|(e, at)| match e {
-                    CallEvent::Provisional { code, reason } => Some(format!("{code} {reason} at {}", secs(at - started))),
+                    CallEvent::Provisional { code, reason } => {
+                        Some(format!("{code} {reason} at {}", secs(at - started)))
+                    }
                     _ => None,
                 })
                 .unwrap_or_else(|| "no provisional response".to_owned());
@@ -144,42 +185,87 @@ async fn make_call(ctx: &Arc<Ctx>, node: &Node, target: &str) -> NodeResult {
 
 async fn incoming(ctx: &Arc<Ctx>, node: &Node) -> NodeResult {
     let ua = &ctx.uas[node.instance];
-    match tokio::time::timeout(node.timeout, ctx.sessions.next_incoming(node.instance, &node.call_id)).await {
+    match tokio::time::timeout(
+        node.timeout,
+        ctx.sessions.next_incoming(node.instance, &node.call_id),
+    )
+    .await
+    {
         Ok(call) => {
-            log(&ctx.bus, Level::Info, Some(&ua.id), Some(&node.id), Some(&node.call_id), format!("took incoming call {}", call.sip_call_id()));
+            log(
+                &ctx.bus,
+                Level::Info,
+                Some(&ua.id),
+                Some(&node.id),
+                Some(&node.call_id),
+                format!("took incoming call {}", call.sip_call_id()),
+            );
             Ok(())
         }
-        Err(_) => Err(fail(format!("expected an INVITE to {} within {}, none came", ua.label, secs(node.timeout)))),
+        Err(_) => Err(fail(format!(
+            "expected an INVITE to {} within {}, none came",
+            ua.label,
+            secs(node.timeout)
+        ))),
     }
 }
 
 async fn answer(ctx: &Arc<Ctx>, node: &Node) -> NodeResult {
     let call = call_of(ctx, node)?;
     if call.role != Role::Incoming {
-        return Err(fail(format!("`{}` is a call we placed; Answer takes an incoming call", node.call_id)));
+        return Err(fail(format!(
+            "`{}` is a call we placed; Answer takes an incoming call",
+            node.call_id
+        )));
     }
     if let Some((CallEvent::Terminated { reason, .. }, _)) = call.last_event() {
-        return Err(fail(format!("the call ended before it was answered: {reason}")));
+        return Err(fail(format!(
+            "the call ended before it was answered: {reason}"
+        )));
     }
     let offer = String::from_utf8_lossy(&call.dialog.initial_request().body).into_owned();
     let (lease, sock, media) = local_media(ctx, node)?;
     let answer = match sdp::answer(&offer, &media) {
         Ok(a) => a,
         Err(e) => {
-            let _ = call.dialog.reject(Some(StatusCode::NotAcceptableHere), Some(e.to_string()));
-            return Err(fail(format!("cannot answer: {e}; rejected with 488 Not Acceptable Here")));
+            let _ = call
+                .dialog
+                .reject(Some(StatusCode::NotAcceptableHere), Some(e.to_string()));
+            return Err(fail(format!(
+                "cannot answer: {e}; rejected with 488 Not Acceptable Here"
+            )));
         }
     };
-    ctx.rtp_leases.lock().expect("rtp lock").insert(call.key, (lease, sock));
+    ctx.rtp_leases
+        .lock()
+        .expect("rtp lock")
+        .insert(call.key, (lease, sock));
     call.set_local_sdp(answer.clone().into_bytes());
     call.dialog
-        .accept(Some(vec![Header::ContentType("application/sdp".into())]), Some(answer.into_bytes()))
+        .accept(
+            Some(vec![Header::ContentType("application/sdp".into())]),
+            Some(answer.into_bytes()),
+        )
         .map_err(|e| fail(format!("cannot send 200 OK: {e}")))?;
-    let wait = call.wait(|e| matches!(e, CallEvent::Confirmed { .. } | CallEvent::Terminated { .. }), false);
+    let wait = call.wait(
+        |e| {
+            matches!(
+                e,
+                CallEvent::Confirmed { .. } | CallEvent::Terminated { .. }
+            )
+        },
+        false,
+    );
     match tokio::time::timeout(node.timeout, wait).await {
         Ok((CallEvent::Confirmed { .. }, _)) => Ok(()),
-        Ok((other, _)) => Err(fail(format!("expected the ACK after our 200 OK, the call {}", other.describe()))),
-        Err(_) => Err(fail(format!("200 OK sent, no ACK within {}", secs(node.timeout)))),
+        Ok((other, _)) => Err(fail(format!(
+            "expected the ACK after our 200 OK, the call {}",
+            other.describe()
+        ))),
+        Err(_) => Err(fail(format!(
+            "200 OK sent, no ACK within {}",
+            secs(node.timeout)
+        ))),
     }
 }
 
@@ -188,7 +274,14 @@ async fn release(ctx: &Arc<Ctx>, node: &Node) -> NodeResult {
     let action = hangup_action(call.role, call.leg_state());
     let ua = &ctx.uas[node.instance];
     if action == HangupAction::Nothing {
-        log(&ctx.bus, Level::Info, Some(&ua.id), Some(&node.id), Some(&node.call_id), "the call had already ended".into());
+        log(
+            &ctx.bus,
+            Level::Info,
+            Some(&ua.id),
+            Some(&node.id),
+            Some(&node.call_id),
+            "the call had already ended".into(),
+        );
         return Ok(());
     }
     let what = match action {
@@ -198,23 +291,50 @@ async fn release(ctx: &Arc<Ctx>, node: &Node) -> NodeResult {
         HangupAction::Nothing => unreachable!("handled above"),
     };
     let work = async {
-        call.hang_up(action).await.map_err(|e| fail(format!("{what} failed: {e}")))?;
-        call.wait(|e| matches!(e, CallEvent::Terminated { .. }), false).await;
+        call.hang_up(action)
+            .await
+            .map_err(|e| fail(format!("{what} failed: {e}")))?;
+        call.wait(|e| matches!(e, CallEvent::Terminated { .. }), false)
+            .await;
         Ok(())
     };
     tokio::time::timeout(node.timeout, work)
         .await
-        .unwrap_or_else(|_| Err(fail(format!("{what} sent, the call did not end within {}", secs(node.timeout)))))
+        .unwrap_or_else(|_| {
+            Err(fail(format!(
+                "{what} sent, the call did not end within {}",
+                secs(node.timeout)
+            )))
+        })
 }
 
 async fn ringing(ctx: &Arc<Ctx>, node: &Node) -> NodeResult {
     let call = call_of(ctx, node)?;
-    let wait = call.wait(|e| matches!(e, CallEvent::Provisional { code: 180 | 183, .. }), true);
+    let wait = call.wait(
+        |e| {
+            matches!(
+                e,
+                CallEvent::Provisional {
+                    code: 180 | 183,
+                    ..
+                }
+            )
+        },
+        true,
+    );
     match tokio::time::timeout(node.timeout, wait).await {
         Ok(_) => Ok(()),
         Err(_) => {
-            let side = if call.role == Role::Outgoing { "received" } else { "sent" };
-            Err(fail(format!("expected a 180/183 {side} on `{}` within {}, none", node.call_id, secs(node.timeout))))
+            let side = if call.role == Role::Outgoing {
+                "received"
+            } else {
+                "sent"
+            };
+            Err(fail(format!(
+                "expected a 180/183 {side} on `{}` within {}, none",
+                node.call_id,
+                secs(node.timeout)
+            )))
         }
     }
 }
@@ -225,9 +345,20 @@ async fn disconnected(ctx: &Arc<Ctx>, node: &Node) -> NodeResult {
     match tokio::time::timeout(node.timeout, wait).await {
         Ok((ev, _)) => {
             let ua = &ctx.uas[node.instance];
-            log(&ctx.bus, Level::Info, Some(&ua.id), Some(&node.id), Some(&node.call_id), ev.describe());
+            log(
+                &ctx.bus,
+                Level::Info,
+                Some(&ua.id),
+                Some(&node.id),
+                Some(&node.call_id),
+                ev.describe(),
+            );
             Ok(())
         }
-        Err(_) => Err(fail(format!("expected `{}` to end within {}, it is still up", node.call_id, secs(node.timeout)))),
+        Err(_) => Err(fail(format!(
+            "expected `{}` to end within {}, it is still up",
+            node.call_id,
+            secs(node.timeout)
+        ))),
     }
 }

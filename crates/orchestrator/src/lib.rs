@@ -18,5 +18,5 @@ mod exec;
 mod ua;
 
 pub use bus::{Collector, EventBus, EventSink};
-pub use engine::{run, RunOptions, RunReport};
+pub use engine::{RunOptions, RunReport, run};
 pub use instances::PortPolicy;

@@ -30,12 +30,25 @@ pub(crate) struct Ua {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum UaError {
     #[error("UA `{ua}`: {source}")]
-    Ports { ua: String, source: instances::PortError },
+    Ports {
+        ua: String,
+        source: instances::PortError,
+    },
     #[error("UA `{ua}`: {source}")]
-    Transport { ua: String, source: transport::TransportError },
+    Transport {
+        ua: String,
+        source: transport::TransportError,
+    },
 }
 
-pub(crate) fn log(bus: &EventBus, level: Level, ua: Option<&str>, node: Option<&str>, call: Option<&str>, msg: String) {
+pub(crate) fn log(
+    bus: &EventBus,
+    level: Level,
+    ua: Option<&str>,
+    node: Option<&str>,
+    call: Option<&str>,
+    msg: String,
+) {
     bus.emit(EventKind::Log(Log {
         level,
         ua: ua.map(str::to_owned),
@@ -59,23 +72,43 @@ impl Ua {
             .lease(|port| {
                 let addr = SocketAddr::new(ip, port);
                 let sock = transport::bind_udp(addr, transport::DEFAULT_RCVBUF)?;
-                let got = sock.local_addr().map_err(|e| transport::TransportError::Bind { transport: "udp", addr, source: e })?;
+                let got = sock
+                    .local_addr()
+                    .map_err(|e| transport::TransportError::Bind {
+                        transport: "udp",
+                        addr,
+                        source: e,
+                    })?;
                 if tcp {
                     // The TCP listener takes the same port; check it is free too.
-                    std::net::TcpListener::bind(got)
-                        .map_err(|e| transport::TransportError::Bind { transport: "tcp", addr: got, source: e })?;
+                    std::net::TcpListener::bind(got).map_err(|e| {
+                        transport::TransportError::Bind {
+                            transport: "tcp",
+                            addr: got,
+                            source: e,
+                        }
+                    })?;
                 }
                 Ok::<_, transport::TransportError>((sock, got.port()))
             })
-            .map_err(|source| UaError::Ports { ua: inst.label.clone(), source })?;
+            .map_err(|source| UaError::Ports {
+                ua: inst.label.clone(),
+                source,
+            })?;
 
         let tap_bus = bus.clone();
         let ua_id = inst.id.clone();
         let tap = Arc::new(move |rec: WireRecord| wire_event(&tap_bus, &ua_id, rec));
-        let settings = EndpointSettings { tcp, ..EndpointSettings::default() };
+        let settings = EndpointSettings {
+            tcp,
+            ..EndpointSettings::default()
+        };
         let mut endpoint = UaEndpoint::start(socket, &settings, tap)
             .await
-            .map_err(|source| UaError::Transport { ua: inst.label.clone(), source })?;
+            .map_err(|source| UaError::Transport {
+                ua: inst.label.clone(),
+                source,
+            })?;
         let local = endpoint.local;
         let contact = contact_uri(&inst.dn, local, tcp);
 
@@ -179,10 +212,18 @@ impl Router {
 
     /// Routes every new server transaction: in-dialog requests to their dialog, new INVITEs
     /// to the session store (held with 100/180 until a node answers or rejects them).
-    async fn route_requests(self, mut incoming: transport::rsipstack::transaction::TransactionReceiver) {
+    async fn route_requests(
+        self,
+        mut incoming: transport::rsipstack::transaction::TransactionReceiver,
+    ) {
         while let Some(mut tx) = incoming.recv().await {
-            let method = tx.original.method.clone();
-            let in_dialog = tx.original.to_header().ok().and_then(|h| h.tag().ok().flatten()).is_some();
+            let method = tx.original.method;
+            let in_dialog = tx
+                .original
+                .to_header()
+                .ok()
+                .and_then(|h| h.tag().ok().flatten())
+                .is_some();
             if in_dialog {
                 match self.dialogs.match_dialog(&tx) {
                     Some(mut d) => {
@@ -192,7 +233,10 @@ impl Router {
                     }
                     None if method == Method::Ack => {}
                     None => {
-                        self.log(Level::Warning, format!("{method} for a dialog this UA does not know: 481"));
+                        self.log(
+                            Level::Warning,
+                            format!("{method} for a dialog this UA does not know: 481"),
+                        );
                         let _ = tx.reply(StatusCode::CallTransactionDoesNotExist).await;
                     }
                 }
@@ -200,7 +244,12 @@ impl Router {
             }
             match method {
                 Method::Invite => {
-                    let d = match self.dialogs.get_or_create_server_invite(&tx, self.state_tx.clone(), None, Some(self.contact.clone())) {
+                    let d = match self.dialogs.get_or_create_server_invite(
+                        &tx,
+                        self.state_tx.clone(),
+                        None,
+                        Some(self.contact.clone()),
+                    ) {
                         Ok(d) => d,
                         Err(e) => {
                             self.log(Level::Error, format!("cannot take the INVITE: {e}"));
@@ -212,14 +261,24 @@ impl Router {
                     tokio::spawn(async move {
                         let _ = tx.send_trying().await;
                         let call = me.sessions.insert_incoming(me.idx, d.clone());
-                        let from = tx.original.from_header().map(|h| h.value().to_string()).unwrap_or_default();
-                        me.log(Level::Info, format!("incoming call {} from {from}", call.sip_call_id()));
+                        let from = tx
+                            .original
+                            .from_header()
+                            .map(|h| h.value().to_string())
+                            .unwrap_or_default();
+                        me.log(
+                            Level::Info,
+                            format!("incoming call {} from {from}", call.sip_call_id()),
+                        );
                         if me.auto_ringing {
                             let _ = d.ringing(None, None);
                         }
                         let mut d = d;
                         if let Err(e) = d.handle(&mut tx).await {
-                            me.log(Level::Warning, format!("incoming INVITE transaction ended with an error: {e}"));
+                            me.log(
+                                Level::Warning,
+                                format!("incoming INVITE transaction ended with an error: {e}"),
+                            );
                         }
                     });
                 }
@@ -232,7 +291,10 @@ impl Router {
                     let _ = tx.reply(StatusCode::CallTransactionDoesNotExist).await;
                 }
                 other => {
-                    self.log(Level::Warning, format!("{other} outside a dialog is not handled: 405"));
+                    self.log(
+                        Level::Warning,
+                        format!("{other} outside a dialog is not handled: 405"),
+                    );
                     let _ = tx.reply(StatusCode::MethodNotAllowed).await;
                 }
             }
@@ -255,14 +317,26 @@ impl Router {
                             self.dialogs.remove_dialog(&id);
                         }
                         if let Some(ev) = &added {
-                            log(&self.bus, Level::Info, Some(&self.ua), None, call_name.as_deref(), ev.describe());
+                            log(
+                                &self.bus,
+                                Level::Info,
+                                Some(&self.ua),
+                                None,
+                                call_name.as_deref(),
+                                ev.describe(),
+                            );
                         }
                     }
                 }
                 DialogState::Updated(_, req, handle) => {
                     // A re-INVITE or UPDATE: answer with our SDP (hold handling arrives with call control).
-                    let body = call.as_ref().and_then(|c| c.local_sdp()).filter(|_| req.method == Method::Invite);
-                    let headers = body.as_ref().map(|_| vec![Header::ContentType("application/sdp".into())]);
+                    let body = call
+                        .as_ref()
+                        .and_then(|c| c.local_sdp())
+                        .filter(|_| req.method == Method::Invite);
+                    let headers = body
+                        .as_ref()
+                        .map(|_| vec![Header::ContentType("application/sdp".into())]);
                     self.log(Level::Info, format!("{} in dialog: 200", req.method));
                     let _ = handle.respond(StatusCode::OK, headers, body).await;
                 }
@@ -274,7 +348,10 @@ impl Router {
                     let _ = handle.reply(StatusCode::OK).await;
                 }
                 DialogState::Refer(_, req, handle) | DialogState::Publish(_, req, handle) => {
-                    self.log(Level::Warning, format!("{} in dialog is not supported yet: 501", req.method));
+                    self.log(
+                        Level::Warning,
+                        format!("{} in dialog is not supported yet: 501", req.method),
+                    );
                     let _ = handle.reply(StatusCode::NotImplemented).await;
                 }
                 _ => {}

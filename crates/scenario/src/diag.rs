@@ -34,11 +34,20 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn error(file: &str, pos: Pos, message: impl Into<String>) -> Self {
-        Self { severity: Severity::Error, file: file.to_owned(), pos, message: message.into(), help: None }
+        Self {
+            severity: Severity::Error,
+            file: file.to_owned(),
+            pos,
+            message: message.into(),
+            help: None,
+        }
     }
 
     pub fn warning(file: &str, pos: Pos, message: impl Into<String>) -> Self {
-        Self { severity: Severity::Warning, ..Self::error(file, pos, message) }
+        Self {
+            severity: Severity::Warning,
+            ..Self::error(file, pos, message)
+        }
     }
 
     #[must_use]
@@ -57,7 +66,11 @@ impl fmt::Display for Diagnostic {
         if self.pos.line == 0 {
             write!(f, "{}: {level}: {}", self.file, self.message)?;
         } else {
-            write!(f, "{}:{}:{}: {level}: {}", self.file, self.pos.line, self.pos.col, self.message)?;
+            write!(
+                f,
+                "{}:{}:{}: {level}: {}",
+                self.file, self.pos.line, self.pos.col, self.message
+            )?;
         }
         if let Some(help) = &self.help {
             write!(f, "\n  help: {help}")?;
@@ -92,7 +105,7 @@ impl Diagnostics {
     }
 
     pub(crate) fn sort(&mut self) {
-        self.0.sort_by(|a, b| a.pos.cmp(&b.pos));
+        self.0.sort_by_key(|a| a.pos);
     }
 }
 
@@ -117,7 +130,10 @@ impl fmt::Display for Diagnostics {
 impl std::error::Error for Diagnostics {}
 
 /// "did you mean" for a misspelt name, using Jaro-Winkler similarity.
-pub(crate) fn did_you_mean<'a>(got: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub(crate) fn did_you_mean<'a>(
+    got: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     let lower = got.to_ascii_lowercase();
     candidates
         .into_iter()

@@ -38,8 +38,8 @@ mod validate;
 
 pub use diag::{Diagnostic, Diagnostics, Pos, Severity};
 pub use model::{
-    Action, Format, Instance, InstanceIdx, Node, NodeIdx, Pbx, SipTransport, Scenario, DEFAULT_CALL_ID,
-    DEFAULT_TIMEOUT,
+    Action, DEFAULT_CALL_ID, DEFAULT_TIMEOUT, Format, Instance, InstanceIdx, Node, NodeIdx, Pbx,
+    Scenario, SipTransport,
 };
 
 use std::path::Path;
@@ -50,7 +50,11 @@ use std::path::Path;
 pub fn load(path: &Path) -> Result<(Scenario, Diagnostics), Diagnostics> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostics::from(Diagnostic::error(&file, Pos::default(), format!("cannot read the file: {e}")))
+        Diagnostics::from(Diagnostic::error(
+            &file,
+            Pos::default(),
+            format!("cannot read the file: {e}"),
+        ))
     })?;
     parse_with_warnings(&text, &file)
 }

@@ -71,28 +71,45 @@ pub struct Instance {
 pub enum Action {
     // Commands.
     /// Send INVITE to another instance's DN or to a `sip:` URI; passes on 2xx.
-    MakeCall { target: String },
+    MakeCall {
+        target: String,
+    },
     /// Answer the incoming call bound to the node's call id with 200 OK; passes on ACK.
     Answer,
     /// Hang up: BYE when confirmed, CANCEL when ringing out, 480 when ringing in.
     Release,
     Hold,
     Retrieve,
-    BlindTransfer { target_user: String, target_host: String },
+    BlindTransfer {
+        target_user: String,
+        target_host: String,
+    },
     /// sipflow's MuteTransfer.
-    AttendedTransfer { primary_call_id: String, consult_call_id: String },
-    PlayAudio { file: String },
-    SendDtmf { digits: String, interval: Duration },
+    AttendedTransfer {
+        primary_call_id: String,
+        consult_call_id: String,
+    },
+    PlayAudio {
+        file: String,
+    },
+    SendDtmf {
+        digits: String,
+        interval: Duration,
+    },
     // Events.
     /// Take the next incoming call of this instance and bind it to the node's call id.
-    Incoming { number: Option<String> },
+    Incoming {
+        number: Option<String>,
+    },
     /// A 180/183 was received (caller) or sent (callee) on the call.
     Ringing,
     /// The call ended (BYE, CANCEL, rejection or local teardown).
     Disconnected,
     /// Wait for the node's timeout, then pass.
     Delay,
-    DtmfReceived { expected: Option<String> },
+    DtmfReceived {
+        expected: Option<String>,
+    },
     Held,
     Retrieved,
     Transferred,
@@ -212,7 +229,11 @@ impl Scenario {
     /// Nodes that can run: reachable from some instance's start nodes.
     pub fn reachable(&self) -> Vec<bool> {
         let mut seen = vec![false; self.nodes.len()];
-        let mut stack: Vec<NodeIdx> = self.instances.iter().flat_map(|i| i.starts.iter().copied()).collect();
+        let mut stack: Vec<NodeIdx> = self
+            .instances
+            .iter()
+            .flat_map(|i| i.starts.iter().copied())
+            .collect();
         while let Some(n) = stack.pop() {
             if std::mem::replace(&mut seen[n], true) {
                 continue;

@@ -24,15 +24,26 @@
 //! A failure list ends the chain when it ends.
 
 use crate::diag::{Diagnostic, Diagnostics, Pos};
-use crate::model::{Action, Format, Instance, Node, Pbx, Scenario, SipTransport, DEFAULT_CALL_ID, DEFAULT_TIMEOUT};
+use crate::model::{
+    Action, DEFAULT_CALL_ID, DEFAULT_TIMEOUT, Format, Instance, Node, Pbx, Scenario, SipTransport,
+};
 use crate::spanned::{Fields, SNode, Value};
 use std::collections::HashMap;
 use std::time::Duration;
 
 const TOP_KEYS: &[&str] = &["name", "description", "version", "defaults", "instances"];
 const DEFAULTS_KEYS: &[&str] = &["timeout"];
-const INSTANCE_KEYS: &[&str] =
-    &["dn", "label", "transport", "register", "register_interval", "pbx", "codecs", "auto_ringing", "steps"];
+const INSTANCE_KEYS: &[&str] = &[
+    "dn",
+    "label",
+    "transport",
+    "register",
+    "register_interval",
+    "pbx",
+    "codecs",
+    "auto_ringing",
+    "steps",
+];
 const PBX_KEYS: &[&str] = &["host", "port", "transport"];
 const STEP_KEYS: &[&str] = &[
     "command",
@@ -70,7 +81,13 @@ struct Pending {
 pub(crate) fn convert(root: &SNode, file: &str, diags: &mut Diagnostics) -> Option<Scenario> {
     let mut f = Fields { file, diags };
     if !matches!(root.value, Value::Map(_)) {
-        f.error(root.pos, format!("a scenario is a mapping with `name` and `instances`, not {}", root.type_name()));
+        f.error(
+            root.pos,
+            format!(
+                "a scenario is a mapping with `name` and `instances`, not {}",
+                root.type_name()
+            ),
+        );
         return None;
     }
     f.unknown_keys(root, TOP_KEYS, "the scenario", true);
@@ -91,7 +108,10 @@ pub(crate) fn convert(root: &SNode, file: &str, diags: &mut Diagnostics) -> Opti
         return None;
     };
     if !matches!(insts.value, Value::Map(_)) {
-        f.error(insts.pos, "`instances` is a mapping from instance name to its settings and steps");
+        f.error(
+            insts.pos,
+            "`instances` is a mapping from instance name to its settings and steps",
+        );
         return None;
     }
 
@@ -100,9 +120,17 @@ pub(crate) fn convert(root: &SNode, file: &str, diags: &mut Diagnostics) -> Opti
     let mut pending: Vec<Pending> = Vec::new();
     for (key, body) in insts.entries() {
         let idx = instances.len();
-        let Some(mut inst) = instance(&mut f, &key.name, key.pos, body) else { continue };
+        let Some(mut inst) = instance(&mut f, &key.name, key.pos, body) else {
+            continue;
+        };
         if let Some(steps) = body.get("steps") {
-            let mut ctx = StepCtx { f: &mut f, nodes: &mut nodes, pending: &mut pending, instance: idx, default_timeout };
+            let mut ctx = StepCtx {
+                f: &mut f,
+                nodes: &mut nodes,
+                pending: &mut pending,
+                instance: idx,
+                default_timeout,
+            };
             if let Some(first) = ctx.list(steps, &key.name) {
                 inst.starts.push(first);
             }
@@ -119,7 +147,11 @@ pub(crate) fn convert(root: &SNode, file: &str, diags: &mut Diagnostics) -> Opti
         }
     }
 
-    let ids: HashMap<String, usize> = nodes.iter().enumerate().map(|(i, n)| (n.id.clone(), i)).collect();
+    let ids: HashMap<String, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.id.clone(), i))
+        .collect();
     for p in pending {
         for (link, failure) in [(p.next, false), (p.failure, true)] {
             let target = match link {
@@ -129,7 +161,9 @@ pub(crate) fn convert(root: &SNode, file: &str, diags: &mut Diagnostics) -> Opti
                     Some(&t) => Some(t),
                     None => {
                         let mut d = Diagnostic::error(file, pos, format!("no step has id `{id}`"));
-                        if let Some(h) = crate::diag::did_you_mean(&id, ids.keys().map(String::as_str)) {
+                        if let Some(h) =
+                            crate::diag::did_you_mean(&id, ids.keys().map(String::as_str))
+                        {
                             d = d.with_help(h);
                         }
                         f.diags.push(d);
@@ -151,9 +185,18 @@ pub(crate) fn convert(root: &SNode, file: &str, diags: &mut Diagnostics) -> Opti
         return None;
     }
     let name = f.string(root, "name").unwrap_or_else(|| {
-        std::path::Path::new(file).file_stem().map_or_else(|| "scenario".to_owned(), |s| s.to_string_lossy().into_owned())
+        std::path::Path::new(file).file_stem().map_or_else(
+            || "scenario".to_owned(),
+            |s| s.to_string_lossy().into_owned(),
+        )
     });
-    Some(Scenario { name, file: file.to_owned(), format: Format::Native, instances, nodes })
+    Some(Scenario {
+        name,
+        file: file.to_owned(),
+        format: Format::Native,
+        instances,
+        nodes,
+    })
 }
 
 fn transport(f: &mut Fields<'_>, map: &SNode, key: &str) -> SipTransport {
@@ -163,7 +206,10 @@ fn transport(f: &mut Fields<'_>, map: &SNode, key: &str) -> SipTransport {
         Some(t) if t == "tcp" => SipTransport::Tcp,
         Some(t) => {
             let pos = map.get(key).map_or(map.pos, |n| n.pos);
-            f.error(pos, format!("`{key}` is `{t}`; callflow speaks `udp` or `tcp`"));
+            f.error(
+                pos,
+                format!("`{key}` is `{t}`; callflow speaks `udp` or `tcp`"),
+            );
             SipTransport::Udp
         }
     }
@@ -175,11 +221,19 @@ fn instance(f: &mut Fields<'_>, name: &str, pos: Pos, body: &SNode) -> Option<In
         return None;
     }
     if !matches!(body.value, Value::Map(_)) {
-        f.error(body.pos, format!("instance `{name}` must be a mapping, not {}", body.type_name()));
+        f.error(
+            body.pos,
+            format!(
+                "instance `{name}` must be a mapping, not {}",
+                body.type_name()
+            ),
+        );
         return None;
     }
     f.unknown_keys(body, INSTANCE_KEYS, &format!("instance `{name}`"), true);
-    let dn = f.required_string(body, "dn", &format!("instance `{name}`")).unwrap_or_default();
+    let dn = f
+        .required_string(body, "dn", &format!("instance `{name}`"))
+        .unwrap_or_default();
     let label = f.string(body, "label").unwrap_or_else(|| name.to_owned());
     let pbx = body.get("pbx").and_then(|p| {
         f.unknown_keys(p, PBX_KEYS, "`pbx`", true);
@@ -192,11 +246,18 @@ fn instance(f: &mut Fields<'_>, name: &str, pos: Pos, body: &SNode) -> Option<In
             }
             None => None,
         };
-        Some(Pbx { host, port, transport: transport(f, p, "transport") })
+        Some(Pbx {
+            host,
+            port,
+            transport: transport(f, p, "transport"),
+        })
     });
     let register = f.bool(body, "register").unwrap_or(pbx.is_some());
     if register && pbx.is_none() {
-        f.error(body.get("register").map_or(pos, |n| n.pos), format!("instance `{name}` registers but has no `pbx`"));
+        f.error(
+            body.get("register").map_or(pos, |n| n.pos),
+            format!("instance `{name}` registers but has no `pbx`"),
+        );
     }
     let codecs = match body.get("codecs").map(|c| (&c.value, c.pos)) {
         Some((Value::Seq(items), _)) => {
@@ -204,7 +265,10 @@ fn instance(f: &mut Fields<'_>, name: &str, pos: Pos, body: &SNode) -> Option<In
             for item in items {
                 match item.as_text().map(|c| c.to_ascii_uppercase()) {
                     Some(c) if c == "PCMU" || c == "PCMA" => out.push(c),
-                    other => f.error(item.pos, format!("codec {other:?} is not supported; use PCMU or PCMA")),
+                    other => f.error(
+                        item.pos,
+                        format!("codec {other:?} is not supported; use PCMU or PCMA"),
+                    ),
                 }
             }
             out
@@ -221,7 +285,9 @@ fn instance(f: &mut Fields<'_>, name: &str, pos: Pos, body: &SNode) -> Option<In
         dn,
         transport: transport(f, body, "transport"),
         register,
-        register_interval: f.duration(body, "register_interval").map_or(Duration::from_secs(300), |(d, _)| d),
+        register_interval: f
+            .duration(body, "register_interval")
+            .map_or(Duration::from_secs(300), |(d, _)| d),
         pbx,
         codecs,
         auto_ringing: f.bool(body, "auto_ringing").unwrap_or(true),
@@ -242,13 +308,18 @@ impl StepCtx<'_, '_> {
     /// Converts a list of steps, chaining each to the next; returns the first node.
     fn list(&mut self, steps: &SNode, prefix: &str) -> Option<usize> {
         let Value::Seq(items) = &steps.value else {
-            self.f.error(steps.pos, format!("`steps` must be a list, not {}", steps.type_name()));
+            self.f.error(
+                steps.pos,
+                format!("`steps` must be a list, not {}", steps.type_name()),
+            );
             return None;
         };
         let mut first = None;
         let mut prev: Option<(usize, bool)> = None; // (node, has explicit next)
         for (i, item) in items.iter().enumerate() {
-            let Some((idx, explicit_next)) = self.step(item, &format!("{prefix}.{}", i + 1)) else { continue };
+            let Some((idx, explicit_next)) = self.step(item, &format!("{prefix}.{}", i + 1)) else {
+                continue;
+            };
             if let Some((p, false)) = prev {
                 self.nodes[p].on_success = Some(idx);
             }
@@ -260,33 +331,60 @@ impl StepCtx<'_, '_> {
 
     fn step(&mut self, item: &SNode, default_id: &str) -> Option<(usize, bool)> {
         if !matches!(item.value, Value::Map(_)) {
-            self.f.error(item.pos, format!("a step is a mapping with `command:` or `event:`, not {}", item.type_name()));
+            self.f.error(
+                item.pos,
+                format!(
+                    "a step is a mapping with `command:` or `event:`, not {}",
+                    item.type_name()
+                ),
+            );
             return None;
         }
         self.f.unknown_keys(item, STEP_KEYS, "a step", true);
         let action = match (item.get("command"), item.get("event")) {
             (Some(_), Some(e)) => {
-                self.f.error(e.pos, "a step has either `command` or `event`, not both");
+                self.f
+                    .error(e.pos, "a step has either `command` or `event`, not both");
                 return None;
             }
             (Some(c), None) => self.command(item, c)?,
             (None, Some(e)) => self.event(item, e)?,
             (None, None) => {
-                self.f.error(item.pos, "a step needs `command:` (MakeCall, Answer, ...) or `event:` (INCOMING, ...)");
+                self.f.error(
+                    item.pos,
+                    "a step needs `command:` (MakeCall, Answer, ...) or `event:` (INCOMING, ...)",
+                );
                 return None;
             }
         };
-        let id = self.f.string(item, "id").unwrap_or_else(|| default_id.to_owned());
+        let id = self
+            .f
+            .string(item, "id")
+            .unwrap_or_else(|| default_id.to_owned());
         if let Some(other) = self.nodes.iter().find(|n| n.id == id) {
             let line = other.pos.line;
-            self.f.error(item.get("id").map_or(item.pos, |n| n.pos), format!("step id `{id}` is already used on line {line}"));
+            self.f.error(
+                item.get("id").map_or(item.pos, |n| n.pos),
+                format!("step id `{id}` is already used on line {line}"),
+            );
         }
-        let timeout = self.f.duration(item, "timeout").map_or(self.default_timeout, |(d, _)| d);
+        let timeout = self
+            .f
+            .duration(item, "timeout")
+            .map_or(self.default_timeout, |(d, _)| d);
         let call_id = match &action {
-            Action::AttendedTransfer { primary_call_id, .. } => primary_call_id.clone(),
-            _ => self.f.string(item, "call_id").unwrap_or_else(|| DEFAULT_CALL_ID.to_owned()),
+            Action::AttendedTransfer {
+                primary_call_id, ..
+            } => primary_call_id.clone(),
+            _ => self
+                .f
+                .string(item, "call_id")
+                .unwrap_or_else(|| DEFAULT_CALL_ID.to_owned()),
         };
-        let label = self.f.string(item, "label").unwrap_or_else(|| action.name().to_owned());
+        let label = self
+            .f
+            .string(item, "label")
+            .unwrap_or_else(|| action.name().to_owned());
         let idx = self.nodes.len();
         self.nodes.push(Node {
             id,
@@ -302,7 +400,12 @@ impl StepCtx<'_, '_> {
         let next = self.link(item, "next");
         let explicit_next = next.is_some();
         let failure = match item.get("on_failure") {
-            Some(n @ SNode { value: Value::Seq(_), .. }) => {
+            Some(
+                n @ SNode {
+                    value: Value::Seq(_),
+                    ..
+                },
+            ) => {
                 let id = self.nodes[idx].id.clone();
                 let first = self.list(n, &format!("{id}.failure"));
                 self.nodes[idx].on_failure = first;
@@ -311,7 +414,11 @@ impl StepCtx<'_, '_> {
             Some(_) => self.link(item, "on_failure"),
             None => None,
         };
-        self.pending.push(Pending { node: idx, next, failure });
+        self.pending.push(Pending {
+            node: idx,
+            next,
+            failure,
+        });
         Some((idx, explicit_next))
     }
 
@@ -321,7 +428,10 @@ impl StepCtx<'_, '_> {
             Value::Str(s) if s == "end" => Some(Link::End),
             Value::Str(s) => Some(Link::Id(s.clone(), node.pos)),
             _ => {
-                self.f.error(node.pos, format!("`{key}` is a step id, `end`, or (for on_failure) a list of steps"));
+                self.f.error(
+                    node.pos,
+                    format!("`{key}` is a step id, `end`, or (for on_failure) a list of steps"),
+                );
                 None
             }
         }
@@ -329,28 +439,37 @@ impl StepCtx<'_, '_> {
 
     fn command(&mut self, item: &SNode, name: &SNode) -> Option<Action> {
         let Some(n) = name.as_text() else {
-            self.f.error(name.pos, "`command` must be a name such as MakeCall");
+            self.f
+                .error(name.pos, "`command` must be a name such as MakeCall");
             return None;
         };
         let f = &mut *self.f;
         let s = |f: &mut Fields<'_>, k: &str| f.string(item, k).unwrap_or_default();
         Some(match canonical(&n, crate::model::COMMANDS).as_deref() {
-            Some("MakeCall") => Action::MakeCall { target: s(f, "target") },
+            Some("MakeCall") => Action::MakeCall {
+                target: s(f, "target"),
+            },
             Some("Answer") => Action::Answer,
             Some("Release") => Action::Release,
             Some("Hold") => Action::Hold,
             Some("Retrieve") => Action::Retrieve,
-            Some("BlindTransfer") => {
-                Action::BlindTransfer { target_user: s(f, "target_user"), target_host: s(f, "target_host") }
-            }
+            Some("BlindTransfer") => Action::BlindTransfer {
+                target_user: s(f, "target_user"),
+                target_host: s(f, "target_host"),
+            },
             Some("MuteTransfer" | "AttendedTransfer") => Action::AttendedTransfer {
-                primary_call_id: f.string(item, "primary_call_id").or_else(|| f.string(item, "call_id")).unwrap_or_else(|| DEFAULT_CALL_ID.to_owned()),
+                primary_call_id: f
+                    .string(item, "primary_call_id")
+                    .or_else(|| f.string(item, "call_id"))
+                    .unwrap_or_else(|| DEFAULT_CALL_ID.to_owned()),
                 consult_call_id: s(f, "consult_call_id"),
             },
             Some("PlayAudio") => Action::PlayAudio { file: s(f, "file") },
             Some("SendDTMF") => Action::SendDtmf {
                 digits: s(f, "digits"),
-                interval: f.duration(item, "interval").map_or(Duration::from_millis(100), |(d, _)| d),
+                interval: f
+                    .duration(item, "interval")
+                    .map_or(Duration::from_millis(100), |(d, _)| d),
             },
             _ => {
                 crate::sipflow::unknown_name(f, item, "command", &n, crate::model::COMMANDS);
@@ -361,16 +480,21 @@ impl StepCtx<'_, '_> {
 
     fn event(&mut self, item: &SNode, name: &SNode) -> Option<Action> {
         let Some(n) = name.as_text() else {
-            self.f.error(name.pos, "`event` must be a name such as INCOMING");
+            self.f
+                .error(name.pos, "`event` must be a name such as INCOMING");
             return None;
         };
         let f = &mut *self.f;
         Some(match canonical(&n, crate::model::EVENTS).as_deref() {
-            Some("INCOMING") => Action::Incoming { number: f.string(item, "number") },
+            Some("INCOMING") => Action::Incoming {
+                number: f.string(item, "number"),
+            },
             Some("RINGING") => Action::Ringing,
             Some("DISCONNECTED") => Action::Disconnected,
             Some("TIMEOUT") => Action::Delay,
-            Some("DTMFReceived") => Action::DtmfReceived { expected: f.string(item, "expected") },
+            Some("DTMFReceived") => Action::DtmfReceived {
+                expected: f.string(item, "expected"),
+            },
             Some("HELD") => Action::Held,
             Some("RETRIEVED") => Action::Retrieved,
             Some("TRANSFERRED") => Action::Transferred,
@@ -385,7 +509,12 @@ impl StepCtx<'_, '_> {
 /// Matches names case-insensitively and without `_`/`-`, so `make_call`, `makecall` and
 /// `MakeCall` (and `dtmf_received`) all name the same thing.
 fn canonical(got: &str, known: &[&str]) -> Option<String> {
-    let norm = |s: &str| s.chars().filter(|c| *c != '_' && *c != '-').collect::<String>().to_ascii_lowercase();
+    let norm = |s: &str| {
+        s.chars()
+            .filter(|c| *c != '_' && *c != '-')
+            .collect::<String>()
+            .to_ascii_lowercase()
+    };
     let g = norm(got);
     known.iter().find(|k| norm(k) == g).map(|k| (*k).to_owned())
 }

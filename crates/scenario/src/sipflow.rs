@@ -7,7 +7,7 @@
 
 use crate::diag::{Diagnostics, Pos};
 use crate::model::{
-    Action, Format, Instance, Node, Pbx, Scenario, SipTransport, DEFAULT_CALL_ID, DEFAULT_TIMEOUT,
+    Action, DEFAULT_CALL_ID, DEFAULT_TIMEOUT, Format, Instance, Node, Pbx, Scenario, SipTransport,
 };
 use crate::spanned::{Fields, SNode, Value};
 use std::collections::HashMap;
@@ -49,9 +49,25 @@ const COMMAND_KEYS: &[&str] = &[
     "consultCallId",
     "transferTarget",
 ];
-const EVENT_KEYS: &[&str] = &["event", "label", "sipInstanceId", "number", "callId", "timeout", "expectedDigit"];
+const EVENT_KEYS: &[&str] = &[
+    "event",
+    "label",
+    "sipInstanceId",
+    "number",
+    "callId",
+    "timeout",
+    "expectedDigit",
+];
 
-pub(crate) fn convert(root: &SNode, file: &str, _text: &str, diags: &mut Diagnostics) -> Option<Scenario> {
+/// A value with where it was written.
+type Located = (String, Pos);
+
+pub(crate) fn convert(
+    root: &SNode,
+    file: &str,
+    _text: &str,
+    diags: &mut Diagnostics,
+) -> Option<Scenario> {
     let mut f = Fields { file, diags };
     let Some(nodes) = root.get("nodes") else {
         f.error(root.pos, "a sipflow flow needs a `nodes` list");
@@ -65,7 +81,10 @@ pub(crate) fn convert(root: &SNode, file: &str, _text: &str, diags: &mut Diagnos
         Some(Value::Seq(items)) => items,
         Some(Value::Null) | None => &[],
         Some(_) => {
-            f.error(root.get("edges").map_or(root.pos, |e| e.pos), "`edges` must be a list");
+            f.error(
+                root.get("edges").map_or(root.pos, |e| e.pos),
+                "`edges` must be a list",
+            );
             return None;
         }
     };
@@ -75,7 +94,7 @@ pub(crate) fn convert(root: &SNode, file: &str, _text: &str, diags: &mut Diagnos
     let mut out_nodes: Vec<Node> = Vec::new();
     let mut node_by_id: HashMap<String, usize> = HashMap::new();
     // Node index -> (explicit sipInstanceId and its position, INCOMING number).
-    let mut bindings: Vec<(Option<(String, Pos)>, Option<(String, Pos)>)> = Vec::new();
+    let mut bindings: Vec<(Option<Located>, Option<Located>)> = Vec::new();
     // Nodes already reported as broken: edges to and from them say nothing new.
     let mut broken: std::collections::HashSet<String> = std::collections::HashSet::new();
 
@@ -88,7 +107,10 @@ pub(crate) fn convert(root: &SNode, file: &str, _text: &str, diags: &mut Diagnos
         if ty != "sipInstance" {
             continue;
         }
-        let data = raw.get("data").cloned().unwrap_or(SNode { pos: raw.pos, value: Value::Map(vec![]) });
+        let data = raw.get("data").cloned().unwrap_or(SNode {
+            pos: raw.pos,
+            value: Value::Map(vec![]),
+        });
         if let Some(inst) = instance(&mut f, &id, raw.pos, &data) {
             if inst_by_id.insert(id.clone(), instances.len()).is_some() {
                 f.error(raw.pos, format!("duplicate node id `{id}`"));
@@ -98,8 +120,13 @@ pub(crate) fn convert(root: &SNode, file: &str, _text: &str, diags: &mut Diagnos
     }
 
     for raw in raw_nodes {
-        let (Some(id), Some(ty)) = (f.string(raw, "id"), f.string(raw, "type")) else { continue };
-        let data = raw.get("data").cloned().unwrap_or(SNode { pos: raw.pos, value: Value::Map(vec![]) });
+        let (Some(id), Some(ty)) = (f.string(raw, "id"), f.string(raw, "type")) else {
+            continue;
+        };
+        let data = raw.get("data").cloned().unwrap_or(SNode {
+            pos: raw.pos,
+            value: Value::Map(vec![]),
+        });
         let (action, binding) = match ty.as_str() {
             "sipInstance" => continue,
             "command" => {
@@ -123,13 +150,24 @@ pub(crate) fn convert(root: &SNode, file: &str, _text: &str, diags: &mut Diagnos
         };
         let explicit = f.string(&data, "sipInstanceId").filter(|s| !s.is_empty());
         let explicit_pos = data.get("sipInstanceId").map_or(raw.pos, |n| n.pos);
-        let timeout = f.millis(&data, "timeout").map_or(DEFAULT_TIMEOUT, |(d, _)| d);
+        let timeout = f
+            .millis(&data, "timeout")
+            .map_or(DEFAULT_TIMEOUT, |(d, _)| d);
         let call_id = match &action {
-            Action::AttendedTransfer { primary_call_id, .. } => primary_call_id.clone(),
-            _ => f.string(&data, "callId").filter(|c| !c.is_empty()).unwrap_or_else(|| DEFAULT_CALL_ID.to_owned()),
+            Action::AttendedTransfer {
+                primary_call_id, ..
+            } => primary_call_id.clone(),
+            _ => f
+                .string(&data, "callId")
+                .filter(|c| !c.is_empty())
+                .unwrap_or_else(|| DEFAULT_CALL_ID.to_owned()),
         };
-        let label = f.string(&data, "label").filter(|l| !l.is_empty()).unwrap_or_else(|| action.name().to_owned());
-        if node_by_id.insert(id.clone(), out_nodes.len()).is_some() || inst_by_id.contains_key(&id) {
+        let label = f
+            .string(&data, "label")
+            .filter(|l| !l.is_empty())
+            .unwrap_or_else(|| action.name().to_owned());
+        if node_by_id.insert(id.clone(), out_nodes.len()).is_some() || inst_by_id.contains_key(&id)
+        {
             f.error(raw.pos, format!("duplicate node id `{id}`"));
         }
         out_nodes.push(Node {
@@ -152,11 +190,15 @@ pub(crate) fn convert(root: &SNode, file: &str, _text: &str, diags: &mut Diagnos
             match inst_by_id.get(inst_id) {
                 Some(&i) => out_nodes[idx].instance = i,
                 None => {
-                    let help = crate::diag::did_you_mean(inst_id, inst_by_id.keys().map(String::as_str));
+                    let help =
+                        crate::diag::did_you_mean(inst_id, inst_by_id.keys().map(String::as_str));
                     let mut d = crate::Diagnostic::error(
                         file,
                         *pos,
-                        format!("node `{}` refers to instance `{inst_id}`, which does not exist", out_nodes[idx].id),
+                        format!(
+                            "node `{}` refers to instance `{inst_id}`, which does not exist",
+                            out_nodes[idx].id
+                        ),
                     );
                     if let Some(h) = help {
                         d = d.with_help(h);
@@ -206,12 +248,18 @@ pub(crate) fn convert(root: &SNode, file: &str, _text: &str, diags: &mut Diagnos
             if inst_by_id.contains_key(&dst) {
                 f.error(raw.pos, format!("edge `{src}` -> `{dst}` ends at an instance; edges go from an instance to its first node"));
             } else {
-                f.error(raw.pos, format!("edge `{src}` -> `{dst}`: no node has id `{dst}`"));
+                f.error(
+                    raw.pos,
+                    format!("edge `{src}` -> `{dst}`: no node has id `{dst}`"),
+                );
             }
             continue;
         };
         let handle = f.string(raw, "sourceHandle").unwrap_or_default();
-        let branch = raw.get("data").and_then(|d| f.string(d, "branchType")).unwrap_or_default();
+        let branch = raw
+            .get("data")
+            .and_then(|d| f.string(d, "branchType"))
+            .unwrap_or_default();
         let failure = handle == "failure" || branch == "failure";
         if let Some(&i) = inst_by_id.get(&src) {
             instances[i].starts.push(to);
@@ -221,10 +269,17 @@ pub(crate) fn convert(root: &SNode, file: &str, _text: &str, diags: &mut Diagnos
             continue;
         }
         let Some(&from) = node_by_id.get(&src) else {
-            f.warn(raw.pos, format!("edge `{src}` -> `{dst}`: no node has id `{src}`; the edge is ignored"));
+            f.warn(
+                raw.pos,
+                format!("edge `{src}` -> `{dst}`: no node has id `{src}`; the edge is ignored"),
+            );
             continue;
         };
-        let slot = if failure { &mut out_nodes[from].on_failure } else { &mut out_nodes[from].on_success };
+        let slot = if failure {
+            &mut out_nodes[from].on_failure
+        } else {
+            &mut out_nodes[from].on_success
+        };
         if let Some(prev) = slot.replace(to) {
             let kind = if failure { "failure" } else { "success" };
             f.diags.push(
@@ -250,7 +305,10 @@ pub(crate) fn convert(root: &SNode, file: &str, _text: &str, diags: &mut Diagnos
             if inst == usize::MAX {
                 continue;
             }
-            for next in [out_nodes[i].on_success, out_nodes[i].on_failure].into_iter().flatten() {
+            for next in [out_nodes[i].on_success, out_nodes[i].on_failure]
+                .into_iter()
+                .flatten()
+            {
                 if out_nodes[next].instance == usize::MAX {
                     out_nodes[next].instance = inst;
                     changed = true;
@@ -261,8 +319,16 @@ pub(crate) fn convert(root: &SNode, file: &str, _text: &str, diags: &mut Diagnos
     for n in &out_nodes {
         if n.instance == usize::MAX {
             f.diags.push(
-                crate::Diagnostic::error(file, n.pos, format!("node `{}` ({}) is bound to no instance", n.id, n.action.name()))
-                    .with_help("set `sipInstanceId`, or connect it to an instance or to a node of one"),
+                crate::Diagnostic::error(
+                    file,
+                    n.pos,
+                    format!(
+                        "node `{}` ({}) is bound to no instance",
+                        n.id,
+                        n.action.name()
+                    ),
+                )
+                .with_help("set `sipInstanceId`, or connect it to an instance or to a node of one"),
             );
         }
     }
@@ -272,25 +338,47 @@ pub(crate) fn convert(root: &SNode, file: &str, _text: &str, diags: &mut Diagnos
     if f.diags.has_errors() {
         return None;
     }
-    let name = std::path::Path::new(file)
-        .file_stem()
-        .map_or_else(|| "scenario".to_owned(), |s| s.to_string_lossy().into_owned());
-    Some(Scenario { name, file: file.to_owned(), format: Format::SipflowJson, instances, nodes: out_nodes })
+    let name = std::path::Path::new(file).file_stem().map_or_else(
+        || "scenario".to_owned(),
+        |s| s.to_string_lossy().into_owned(),
+    );
+    Some(Scenario {
+        name,
+        file: file.to_owned(),
+        format: Format::SipflowJson,
+        instances,
+        nodes: out_nodes,
+    })
 }
 
 fn instance(f: &mut Fields<'_>, id: &str, pos: Pos, data: &SNode) -> Option<Instance> {
     f.unknown_keys(data, INSTANCE_KEYS, "sipInstance data", false);
     let dn = f.string(data, "dn").unwrap_or_default();
-    let label = f.string(data, "label").filter(|l| !l.is_empty()).unwrap_or_else(|| if dn.is_empty() { id.to_owned() } else { dn.clone() });
+    let label = f
+        .string(data, "label")
+        .filter(|l| !l.is_empty())
+        .unwrap_or_else(|| {
+            if dn.is_empty() {
+                id.to_owned()
+            } else {
+                dn.clone()
+            }
+        });
     let mut register = f.bool(data, "register").unwrap_or(true);
     let host = f.string(data, "pbxHost").filter(|h| !h.is_empty());
-    let transport = match f.string(data, "pbxTransport").map(|t| t.to_ascii_uppercase()) {
+    let transport = match f
+        .string(data, "pbxTransport")
+        .map(|t| t.to_ascii_uppercase())
+    {
         None => SipTransport::Udp,
         Some(t) if t.is_empty() || t == "UDP" => SipTransport::Udp,
         Some(t) if t == "TCP" => SipTransport::Tcp,
         Some(t) => {
             let p = data.get("pbxTransport").map_or(pos, |n| n.pos);
-            f.error(p, format!("`pbxTransport` is `{t}`; callflow speaks UDP or TCP"));
+            f.error(
+                p,
+                format!("`pbxTransport` is `{t}`; callflow speaks UDP or TCP"),
+            );
             SipTransport::Udp
         }
     };
@@ -313,14 +401,19 @@ fn instance(f: &mut Fields<'_>, id: &str, pos: Pos, data: &SNode) -> Option<Inst
     }
     let register_interval = f
         .millis(data, "registerIntervalSeconds")
-        .map_or(Duration::from_secs(300), |(d, _)| Duration::from_secs_f64(d.as_secs_f64() * 1000.0));
+        .map_or(Duration::from_secs(300), |(d, _)| {
+            Duration::from_secs_f64(d.as_secs_f64() * 1000.0)
+        });
     let codecs = match data.get("codecs").map(|c| &c.value) {
         Some(Value::Seq(items)) => {
             let mut out = Vec::new();
             for item in items {
                 match item.as_text().map(|c| c.to_ascii_uppercase()) {
                     Some(c) if c == "PCMU" || c == "PCMA" => out.push(c),
-                    other => f.warn(item.pos, format!("codec {other:?} is not supported (PCMU, PCMA); it is dropped")),
+                    other => f.warn(
+                        item.pos,
+                        format!("codec {other:?} is not supported (PCMU, PCMA); it is dropped"),
+                    ),
                 }
             }
             out
@@ -335,7 +428,11 @@ fn instance(f: &mut Fields<'_>, id: &str, pos: Pos, data: &SNode) -> Option<Inst
         transport,
         register,
         register_interval,
-        pbx: host.map(|host| Pbx { host, port, transport }),
+        pbx: host.map(|host| Pbx {
+            host,
+            port,
+            transport,
+        }),
         codecs,
         auto_ringing,
         starts: Vec::new(),
@@ -347,12 +444,17 @@ fn command(f: &mut Fields<'_>, data: &SNode) -> Option<Action> {
     let name = f.required_string(data, "command", "a command node")?;
     let s = |f: &mut Fields<'_>, k: &str| f.string(data, k).unwrap_or_default();
     Some(match name.as_str() {
-        "MakeCall" => Action::MakeCall { target: s(f, "targetUri") },
+        "MakeCall" => Action::MakeCall {
+            target: s(f, "targetUri"),
+        },
         "Answer" => Action::Answer,
         "Release" => Action::Release,
         "Hold" => Action::Hold,
         "Retrieve" => Action::Retrieve,
-        "BlindTransfer" => Action::BlindTransfer { target_user: s(f, "targetUser"), target_host: s(f, "targetHost") },
+        "BlindTransfer" => Action::BlindTransfer {
+            target_user: s(f, "targetUser"),
+            target_host: s(f, "targetHost"),
+        },
         "MuteTransfer" | "AttendedTransfer" => {
             let primary = f.string(data, "primaryCallId").filter(|p| !p.is_empty());
             let primary = primary.or_else(|| f.string(data, "callId").filter(|p| !p.is_empty()));
@@ -361,10 +463,14 @@ fn command(f: &mut Fields<'_>, data: &SNode) -> Option<Action> {
                 consult_call_id: s(f, "consultCallId"),
             }
         }
-        "PlayAudio" => Action::PlayAudio { file: s(f, "filePath") },
+        "PlayAudio" => Action::PlayAudio {
+            file: s(f, "filePath"),
+        },
         "SendDTMF" => Action::SendDtmf {
             digits: s(f, "digits"),
-            interval: f.millis(data, "intervalMs").map_or(Duration::from_millis(100), |(d, _)| d),
+            interval: f
+                .millis(data, "intervalMs")
+                .map_or(Duration::from_millis(100), |(d, _)| d),
         },
         other => {
             unknown_name(f, data, "command", other, crate::model::COMMANDS);
@@ -376,11 +482,15 @@ fn command(f: &mut Fields<'_>, data: &SNode) -> Option<Action> {
 fn event(f: &mut Fields<'_>, data: &SNode) -> Option<Action> {
     let name = f.required_string(data, "event", "an event node")?;
     Some(match name.as_str() {
-        "INCOMING" => Action::Incoming { number: f.string(data, "number").filter(|n| !n.is_empty()) },
+        "INCOMING" => Action::Incoming {
+            number: f.string(data, "number").filter(|n| !n.is_empty()),
+        },
         "RINGING" => Action::Ringing,
         "DISCONNECTED" => Action::Disconnected,
         "TIMEOUT" => Action::Delay,
-        "DTMFReceived" => Action::DtmfReceived { expected: f.string(data, "expectedDigit").filter(|d| !d.is_empty()) },
+        "DTMFReceived" => Action::DtmfReceived {
+            expected: f.string(data, "expectedDigit").filter(|d| !d.is_empty()),
+        },
         "HELD" => Action::Held,
         "RETRIEVED" => Action::Retrieved,
         "TRANSFERRED" => Action::Transferred,
@@ -395,5 +505,7 @@ pub(crate) fn unknown_name(f: &mut Fields<'_>, data: &SNode, key: &str, got: &st
     let pos = data.get(key).map_or(data.pos, |n| n.pos);
     let help = crate::diag::did_you_mean(got, known.iter().copied())
         .unwrap_or_else(|| format!("known {key}s: {}", known.join(", ")));
-    f.diags.push(crate::Diagnostic::error(f.file, pos, format!("unknown {key} `{got}`")).with_help(help));
+    f.diags.push(
+        crate::Diagnostic::error(f.file, pos, format!("unknown {key} `{got}`")).with_help(help),
+    );
 }

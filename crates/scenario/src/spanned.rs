@@ -32,14 +32,14 @@ pub(crate) struct SNode {
 }
 
 impl SNode {
-    pub(crate) fn get(&self, key: &str) -> Option<&SNode> {
+    pub(crate) fn get(&self, key: &str) -> Option<&Self> {
         match &self.value {
             Value::Map(entries) => entries.iter().find(|(k, _)| k.name == key).map(|(_, v)| v),
             _ => None,
         }
     }
 
-    pub(crate) fn entries(&self) -> &[(SKey, SNode)] {
+    pub(crate) fn entries(&self) -> &[(SKey, Self)] {
         match &self.value {
             Value::Map(entries) => entries,
             _ => &[],
@@ -75,16 +75,30 @@ pub(crate) fn parse(text: &str, file: &str, format: Format) -> Result<SNode, Dia
     if format == Format::SipflowJson
         && let Err(e) = serde_json::from_str::<serde_json::Value>(text)
     {
-        return Err(Diagnostic::error(file, Pos::new(e.line(), e.column()), format!("invalid JSON: {e}")).into());
+        return Err(Diagnostic::error(
+            file,
+            Pos::new(e.line(), e.column()),
+            format!("invalid JSON: {e}"),
+        )
+        .into());
     }
     let docs = MarkedYaml::load_from_str(text).map_err(|e| {
         let m = e.marker();
-        Diagnostics::from(Diagnostic::error(file, Pos::new(m.line(), m.col() + 1), format!("invalid YAML: {}", e.info())))
+        Diagnostics::from(Diagnostic::error(
+            file,
+            Pos::new(m.line(), m.col() + 1),
+            format!("invalid YAML: {}", e.info()),
+        ))
     })?;
     match docs.len() {
         0 => Err(Diagnostic::error(file, Pos::default(), "the file is empty").into()),
         1 => convert(&docs[0], file),
-        _ => Err(Diagnostic::error(file, pos_of(&docs[1]), "one scenario per file: a second YAML document starts here").into()),
+        _ => Err(Diagnostic::error(
+            file,
+            pos_of(&docs[1]),
+            "one scenario per file: a second YAML document starts here",
+        )
+        .into()),
     }
 }
 
@@ -97,7 +111,12 @@ fn convert(node: &MarkedYaml<'_>, file: &str) -> Result<SNode, Diagnostics> {
     let value = match &node.data {
         YamlData::Value(s) => scalar(s),
         YamlData::Representation(raw, _, _) => Value::Str(raw.to_string()),
-        YamlData::Sequence(items) => Value::Seq(items.iter().map(|i| convert(i, file)).collect::<Result<_, _>>()?),
+        YamlData::Sequence(items) => Value::Seq(
+            items
+                .iter()
+                .map(|i| convert(i, file))
+                .collect::<Result<_, _>>()?,
+        ),
         YamlData::Mapping(map) => {
             let mut entries = Vec::with_capacity(map.len());
             for (k, v) in map {
@@ -108,17 +127,37 @@ fn convert(node: &MarkedYaml<'_>, file: &str) -> Result<SNode, Diagnostics> {
                         Value::Bool(b) => b.to_string(),
                         other => format!("{other:?}"),
                     },
-                    _ => return Err(Diagnostic::error(file, pos_of(k), "mapping keys must be plain names").into()),
+                    _ => {
+                        return Err(Diagnostic::error(
+                            file,
+                            pos_of(k),
+                            "mapping keys must be plain names",
+                        )
+                        .into());
+                    }
                 };
-                entries.push((SKey { name, pos: pos_of(k) }, convert(v, file)?));
+                entries.push((
+                    SKey {
+                        name,
+                        pos: pos_of(k),
+                    },
+                    convert(v, file)?,
+                ));
             }
             Value::Map(entries)
         }
         YamlData::Tagged(_, inner) => return convert(inner, file),
         YamlData::Alias(_) => {
-            return Err(Diagnostic::error(file, pos, "YAML aliases are not supported in scenarios").into());
+            return Err(Diagnostic::error(
+                file,
+                pos,
+                "YAML aliases are not supported in scenarios",
+            )
+            .into());
         }
-        YamlData::BadValue => return Err(Diagnostic::error(file, pos, "this value cannot be read").into()),
+        YamlData::BadValue => {
+            return Err(Diagnostic::error(file, pos, "this value cannot be read").into());
+        }
     };
     Ok(SNode { pos, value })
 }
@@ -142,7 +181,9 @@ mod tests {
         let text = "{\n  \"nodes\": [\n    {\"id\": \"a\", \"n\": 1}\n  ]\n}";
         let root = parse(text, "f.json", Format::SipflowJson).unwrap();
         let nodes = root.get("nodes").unwrap();
-        let Value::Seq(items) = &nodes.value else { panic!() };
+        let Value::Seq(items) = &nodes.value else {
+            panic!()
+        };
         assert_eq!(items[0].pos.line, 3);
         assert_eq!(items[0].get("n").unwrap().value, Value::Int(1));
         assert_eq!(items[0].entries()[0].0.pos, Pos::new(3, 6));
@@ -152,7 +193,11 @@ mod tests {
     fn json_syntax_error_has_line_and_column() {
         let err = parse("{\n \"nodes\": [,]\n}", "f.json", Format::SipflowJson).unwrap_err();
         assert_eq!(err.0[0].pos.line, 2);
-        assert!(err.0[0].message.starts_with("invalid JSON"), "{}", err.0[0].message);
+        assert!(
+            err.0[0].message.starts_with("invalid JSON"),
+            "{}",
+            err.0[0].message
+        );
     }
 
     #[test]
@@ -194,9 +239,17 @@ impl Fields<'_> {
     pub(crate) fn required_string(&mut self, map: &SNode, key: &str, what: &str) -> Option<String> {
         match self.string(map, key) {
             Some(s) if !s.trim().is_empty() => Some(s),
-            _ if map.get(key).is_some_and(|n| !matches!(n.value, Value::Null | Value::Str(_))) => None,
+            _ if map
+                .get(key)
+                .is_some_and(|n| !matches!(n.value, Value::Null | Value::Str(_))) =>
+            {
+                None
+            }
             _ => {
-                self.error(map.get(key).map_or(map.pos, |n| n.pos), format!("{what} needs `{key}`"));
+                self.error(
+                    map.get(key).map_or(map.pos, |n| n.pos),
+                    format!("{what} needs `{key}`"),
+                );
                 None
             }
         }
@@ -224,19 +277,29 @@ impl Fields<'_> {
             Value::Null => return None,
             _ => {
                 let ty = node.type_name();
-                self.error(node.pos, format!("`{key}` must be a number of milliseconds, not {ty}"));
+                self.error(
+                    node.pos,
+                    format!("`{key}` must be a number of milliseconds, not {ty}"),
+                );
                 return None;
             }
         };
         if !(ms > 0.0 && ms.is_finite()) {
-            self.error(node.pos, format!("`{key}` must be more than 0 ms, got {ms}"));
+            self.error(
+                node.pos,
+                format!("`{key}` must be more than 0 ms, got {ms}"),
+            );
             return None;
         }
         Some((std::time::Duration::from_secs_f64(ms / 1000.0), node.pos))
     }
 
     /// A duration with a unit, such as `10s`, `500ms` or `1m 30s`.
-    pub(crate) fn duration(&mut self, map: &SNode, key: &str) -> Option<(std::time::Duration, Pos)> {
+    pub(crate) fn duration(
+        &mut self,
+        map: &SNode,
+        key: &str,
+    ) -> Option<(std::time::Duration, Pos)> {
         let node = map.get(key)?;
         match &node.value {
             Value::Str(s) => match humantime::parse_duration(s.trim()) {
@@ -247,8 +310,12 @@ impl Fields<'_> {
                 }
                 Err(e) => {
                     self.diags.push(
-                        Diagnostic::error(self.file, node.pos, format!("`{key}`: cannot read `{s}` as a duration: {e}"))
-                            .with_help("write a number with a unit, such as `10s`, `500ms` or `2m`"),
+                        Diagnostic::error(
+                            self.file,
+                            node.pos,
+                            format!("`{key}`: cannot read `{s}` as a duration: {e}"),
+                        )
+                        .with_help("write a number with a unit, such as `10s`, `500ms` or `2m`"),
                     );
                     None
                 }
@@ -256,14 +323,19 @@ impl Fields<'_> {
             Value::Int(i) => {
                 self.diags.push(
                     Diagnostic::error(self.file, node.pos, format!("`{key}` needs a unit"))
-                        .with_help(format!("write `{i}s` for seconds or `{i}ms` for milliseconds")),
+                        .with_help(format!(
+                            "write `{i}s` for seconds or `{i}ms` for milliseconds"
+                        )),
                 );
                 None
             }
             Value::Null => None,
             _ => {
                 let ty = node.type_name();
-                self.error(node.pos, format!("`{key}` must be a duration such as `10s`, not {ty}"));
+                self.error(
+                    node.pos,
+                    format!("`{key}` must be a duration such as `10s`, not {ty}"),
+                );
                 None
             }
         }

@@ -1,7 +1,7 @@
 //! Checks on the model that hold whatever the format: names resolve, the graph is acyclic,
 //! required fields are there, and nothing is asked that this engine cannot do.
 
-use crate::diag::{did_you_mean, Diagnostic, Diagnostics};
+use crate::diag::{Diagnostic, Diagnostics, did_you_mean};
 use crate::model::{Action, Scenario};
 use std::collections::HashMap;
 
@@ -10,31 +10,58 @@ pub(crate) fn validate(s: &Scenario, diags: &mut Diagnostics) {
     let mut dns: HashMap<&str, &str> = HashMap::new();
     for inst in &s.instances {
         if inst.dn.trim().is_empty() {
-            diags.push(Diagnostic::error(file, inst.pos, format!("instance `{}` has no `dn`", inst.label)));
+            diags.push(Diagnostic::error(
+                file,
+                inst.pos,
+                format!("instance `{}` has no `dn`", inst.label),
+            ));
         } else if let Some(first) = dns.insert(&inst.dn, &inst.label) {
             diags.push(Diagnostic::error(
                 file,
                 inst.pos,
-                format!("duplicate DN {}: instances `{first}` and `{}` both use it", inst.dn, inst.label),
+                format!(
+                    "duplicate DN {}: instances `{first}` and `{}` both use it",
+                    inst.dn, inst.label
+                ),
             ));
         }
     }
 
     for n in &s.nodes {
         let inst = &s.instances[n.instance];
-        let err = |msg: String| Diagnostic::error(file, n.pos, format!("node `{}` ({}): {msg}", n.id, n.action.name()));
+        let err = |msg: String| {
+            Diagnostic::error(
+                file,
+                n.pos,
+                format!("node `{}` ({}): {msg}", n.id, n.action.name()),
+            )
+        };
         match &n.action {
             Action::MakeCall { target } => {
                 let t = target.trim();
                 if t.is_empty() {
-                    diags.push(err("needs a target: another instance's DN or a sip: URI".into()));
+                    diags.push(err(
+                        "needs a target: another instance's DN or a sip: URI".into()
+                    ));
                 } else if is_uri(t) {
                     // A full URI goes where it says.
                 } else if !dns.contains_key(t) {
-                    let candidates = s.instances.iter().flat_map(|i| [i.dn.as_str(), i.id.as_str()]);
-                    let mut d = err(format!("target `{t}` is the DN of no instance and not a sip: URI"));
+                    let candidates = s
+                        .instances
+                        .iter()
+                        .flat_map(|i| [i.dn.as_str(), i.id.as_str()]);
+                    let mut d = err(format!(
+                        "target `{t}` is the DN of no instance and not a sip: URI"
+                    ));
                     d = d.with_help(did_you_mean(t, candidates).unwrap_or_else(|| {
-                        format!("DNs in this scenario: {}", s.instances.iter().map(|i| i.dn.as_str()).collect::<Vec<_>>().join(", "))
+                        format!(
+                            "DNs in this scenario: {}",
+                            s.instances
+                                .iter()
+                                .map(|i| i.dn.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
                     }));
                     diags.push(d);
                 } else if t == inst.dn {
@@ -44,14 +71,23 @@ pub(crate) fn validate(s: &Scenario, diags: &mut Diagnostics) {
             Action::BlindTransfer { target_user, .. } if target_user.trim().is_empty() => {
                 diags.push(err("needs a transfer target (`targetUser`)".into()));
             }
-            Action::AttendedTransfer { consult_call_id, .. } if consult_call_id.trim().is_empty() => {
-                diags.push(err("needs the consultation call id (`consultCallId`)".into()));
+            Action::AttendedTransfer {
+                consult_call_id, ..
+            } if consult_call_id.trim().is_empty() => {
+                diags.push(err(
+                    "needs the consultation call id (`consultCallId`)".into()
+                ));
             }
-            Action::PlayAudio { file: f } if f.trim().is_empty() => diags.push(err("needs a WAV file (`filePath`)".into())),
+            Action::PlayAudio { file: f } if f.trim().is_empty() => {
+                diags.push(err("needs a WAV file (`filePath`)".into()))
+            }
             Action::SendDtmf { digits, .. } => {
                 if digits.is_empty() {
                     diags.push(err("needs `digits`".into()));
-                } else if let Some(c) = digits.chars().find(|c| !matches!(c, '0'..='9' | '*' | '#' | 'A'..='D' | 'a'..='d')) {
+                } else if let Some(c) = digits
+                    .chars()
+                    .find(|c| !matches!(c, '0'..='9' | '*' | '#' | 'A'..='D' | 'a'..='d'))
+                {
                     diags.push(err(format!("`{c}` is not a DTMF digit (0-9, *, #, A-D)")));
                 }
             }
@@ -111,7 +147,11 @@ pub(crate) fn validate(s: &Scenario, diags: &mut Diagnostics) {
             diags.push(Diagnostic::warning(
                 file,
                 n.pos,
-                format!("node `{}` ({}) is reached from no instance and never runs", n.id, n.action.name()),
+                format!(
+                    "node `{}` ({}) is reached from no instance and never runs",
+                    n.id,
+                    n.action.name()
+                ),
             ));
         }
     }

@@ -5,7 +5,9 @@ use callflow_scenario::{Action, Format, Severity};
 use std::path::{Path, PathBuf};
 
 fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures")
+        .join(rel)
 }
 
 /// (file, line:col of the first error, a piece of its message).
@@ -15,13 +17,25 @@ const INVALID: &[(&str, &str, &str)] = &[
     ("unknown-key.yaml", "8:9", "unknown key `tiemout` in a step"),
     ("unknown-command.yaml", "6:18", "unknown command `MakeCal`"),
     ("unknown-event.json", "4:53", "unknown event `INCOMMING`"),
-    ("unknown-target.yaml", "6:9", "target `201` is the DN of no instance"),
+    (
+        "unknown-target.yaml",
+        "6:9",
+        "target `201` is the DN of no instance",
+    ),
     ("unbound-node.json", "4:5", "is bound to no instance"),
     ("cycle.json", "5:5", "cycle: "),
     ("duplicate-dn.yaml", "5:3", "duplicate DN 100"),
     ("missing-field.yaml", "6:9", "needs a target"),
-    ("unknown-instance.json", "4:86", "refers to instance `inst-x`, which does not exist"),
-    ("two-success-edges.json", "11:5", "already has a success edge"),
+    (
+        "unknown-instance.json",
+        "4:86",
+        "refers to instance `inst-x`, which does not exist",
+    ),
+    (
+        "two-success-edges.json",
+        "11:5",
+        "already has a success edge",
+    ),
     ("bad-duration.yaml", "7:18", "`timeout` needs a unit"),
     ("unknown-step-id.yaml", "8:15", "no step has id `finnish`"),
 ];
@@ -30,24 +44,38 @@ const INVALID: &[(&str, &str, &str)] = &[
 fn every_invalid_fixture_fails_with_position_and_message() {
     let dir = fixture("invalid");
     let mut listed: Vec<String> = INVALID.iter().map(|(f, _, _)| (*f).to_owned()).collect();
-    let mut on_disk: Vec<String> =
-        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     listed.sort();
     on_disk.sort();
-    assert_eq!(listed, on_disk, "every invalid fixture has an expectation, and every expectation a fixture");
+    assert_eq!(
+        listed, on_disk,
+        "every invalid fixture has an expectation, and every expectation a fixture"
+    );
 
     let mut mismatches = vec![];
     for (file, at, msg) in INVALID {
         let err = callflow_scenario::load(&dir.join(file)).expect_err(file);
-        let first = err.errors().next().unwrap_or_else(|| panic!("{file}: no error in {err}"));
+        let first = err
+            .errors()
+            .next()
+            .unwrap_or_else(|| panic!("{file}: no error in {err}"));
         let got_at = format!("{}:{}", first.pos.line, first.pos.col);
-        assert!(first.message.contains(msg), "{file}: expected `{msg}` in:\n{err}");
+        assert!(
+            first.message.contains(msg),
+            "{file}: expected `{msg}` in:\n{err}"
+        );
         if &got_at != at {
             mismatches.push(format!("{file}: expected {at}, got:\n{err}"));
             continue;
         }
         let text = err.to_string();
-        assert!(text.contains(&format!("{file}:{at}: error:")), "{file}: rendered as:\n{text}");
+        assert!(
+            text.contains(&format!("{file}:{at}: error:")),
+            "{file}: rendered as:\n{text}"
+        );
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n\n"));
 }
@@ -93,7 +121,12 @@ fn basic_call_is_the_same_model_in_both_formats() {
             .collect::<Vec<_>>()
     };
     assert_eq!(shape(&json), shape(&yaml));
-    assert_eq!(yaml.nodes[0].action, Action::MakeCall { target: "200".into() });
+    assert_eq!(
+        yaml.nodes[0].action,
+        Action::MakeCall {
+            target: "200".into()
+        }
+    );
 }
 
 #[test]
@@ -111,8 +144,18 @@ fn sipflow_compat_fixture_imports_and_names_what_is_not_supported_yet() {
     // sipflow's own v1.1 test fixture: it imports, and validation says which nodes this
     // version cannot run yet, before anything is sent.
     let err = callflow_scenario::load(&fixture("sipflow-v1.1-compat.json")).unwrap_err();
-    let unsupported: Vec<_> = err.errors().filter(|d| d.message.contains("not supported")).collect();
+    let unsupported: Vec<_> = err
+        .errors()
+        .filter(|d| d.message.contains("not supported"))
+        .collect();
     assert_eq!(unsupported.len(), 3, "{err}"); // PlayAudio, SendDTMF, DTMFReceived
-    assert!(err.errors().all(|d| d.message.contains("not supported")), "{err}");
-    assert!(!err.0.iter().any(|d| d.severity == Severity::Warning && d.message.contains("register")));
+    assert!(
+        err.errors().all(|d| d.message.contains("not supported")),
+        "{err}"
+    );
+    assert!(
+        !err.0
+            .iter()
+            .any(|d| d.severity == Severity::Warning && d.message.contains("register"))
+    );
 }

@@ -1,13 +1,13 @@
 //! One call (an INVITE dialog) and its latched event log.
 
-use crate::hangup::{HangupAction, LegState};
 use crate::UaIdx;
+use crate::hangup::{HangupAction, LegState};
 use std::sync::Mutex;
 use std::time::Instant;
 use tokio::sync::watch;
+use transport::rsipstack::dialog::DialogId;
 use transport::rsipstack::dialog::dialog::{DialogState, TerminatedReason};
 use transport::rsipstack::dialog::invite_dialog::InviteDialog;
-use transport::rsipstack::dialog::DialogId;
 use transport::sip::StatusCode;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -31,20 +31,31 @@ pub enum CallEvent {
     /// Outgoing: 2xx received (and ACKed). Incoming: ACK received.
     Confirmed { code: u16 },
     /// The call is over.
-    Terminated { reason: String, by_peer: bool, code: Option<u16> },
+    Terminated {
+        reason: String,
+        by_peer: bool,
+        code: Option<u16>,
+    },
 }
 
 impl CallEvent {
     pub(crate) fn from_state(state: &DialogState, role: Role) -> Option<Self> {
         Some(match state {
-            DialogState::Early(_, resp) => {
-                Self::Provisional { code: resp.status_code.code(), reason: resp.status_code.text().to_owned() }
-            }
+            DialogState::Early(_, resp) => Self::Provisional {
+                code: resp.status_code.code(),
+                reason: resp.status_code.text().to_owned(),
+            },
             DialogState::WaitAck(_, _) => Self::Answered,
-            DialogState::Confirmed(_, resp) => Self::Confirmed { code: resp.status_code.code() },
+            DialogState::Confirmed(_, resp) => Self::Confirmed {
+                code: resp.status_code.code(),
+            },
             DialogState::Terminated(_, reason) => {
                 let (text, by_peer, code) = describe(reason, role);
-                Self::Terminated { reason: text, by_peer, code }
+                Self::Terminated {
+                    reason: text,
+                    by_peer,
+                    code,
+                }
             }
             _ => return None,
         })
@@ -76,8 +87,12 @@ fn describe(reason: &TerminatedReason, role: Role) -> (String, bool, Option<u16>
         TerminatedReason::UacBusy => ("busy (caller)".to_owned(), false, Some(486)),
         TerminatedReason::UasBusy => ("486 Busy Here".to_owned(), true, Some(486)),
         TerminatedReason::UasDecline => ("declined".to_owned(), false, Some(603)),
-        TerminatedReason::ProxyError(c) => (format!("proxy error {}", status(c)), true, Some(c.code())),
-        TerminatedReason::ProxyAuthRequired => ("authentication required".to_owned(), true, Some(407)),
+        TerminatedReason::ProxyError(c) => {
+            (format!("proxy error {}", status(c)), true, Some(c.code()))
+        }
+        TerminatedReason::ProxyAuthRequired => {
+            ("authentication required".to_owned(), true, Some(407))
+        }
         TerminatedReason::UacOther(c) => (status(c), false, Some(c.code())),
         TerminatedReason::UasOther(c) => (status(c), true, Some(c.code())),
     }
@@ -106,7 +121,13 @@ pub struct Call {
 }
 
 impl Call {
-    pub(crate) fn new(key: CallKey, ua: UaIdx, role: Role, dialog: InviteDialog, name: Option<String>) -> Self {
+    pub(crate) fn new(
+        key: CallKey,
+        ua: UaIdx,
+        role: Role,
+        dialog: InviteDialog,
+        name: Option<String>,
+    ) -> Self {
         Self {
             key,
             ua,
@@ -136,7 +157,11 @@ impl Call {
     /// The dialog's ids: as created (early) and as it is now (with the remote tag).
     pub fn dialog_ids(&self) -> Vec<DialogId> {
         let now = self.dialog.id();
-        if now == self.first_id { vec![now] } else { vec![self.first_id.clone(), now] }
+        if now == self.first_id {
+            vec![now]
+        } else {
+            vec![self.first_id.clone(), now]
+        }
     }
 
     pub fn set_local_sdp(&self, sdp: Vec<u8>) {
@@ -152,13 +177,24 @@ impl Call {
         let mut log = self.log.lock().expect("log lock");
         // rsipstack reports Confirmed again after some mid-dialog requests, and Terminated
         // more than once: keep the first.
-        if matches!(event, CallEvent::Confirmed { .. }) && log.iter().any(|l| matches!(l.event, CallEvent::Confirmed { .. })) {
+        if matches!(event, CallEvent::Confirmed { .. })
+            && log
+                .iter()
+                .any(|l| matches!(l.event, CallEvent::Confirmed { .. }))
+        {
             return false;
         }
-        if log.iter().any(|l| matches!(l.event, CallEvent::Terminated { .. })) {
+        if log
+            .iter()
+            .any(|l| matches!(l.event, CallEvent::Terminated { .. }))
+        {
             return false;
         }
-        log.push(Logged { event, at: Instant::now(), consumed: false });
+        log.push(Logged {
+            event,
+            at: Instant::now(),
+            consumed: false,
+        });
         let n = log.len();
         drop(log);
         self.changed.send_replace(n);
@@ -167,18 +203,29 @@ impl Call {
 
     /// Every event so far, with when it happened.
     pub fn events(&self) -> Vec<(CallEvent, Instant)> {
-        self.log.lock().expect("log lock").iter().map(|l| (l.event.clone(), l.at)).collect()
+        self.log
+            .lock()
+            .expect("log lock")
+            .iter()
+            .map(|l| (l.event.clone(), l.at))
+            .collect()
     }
 
     pub fn last_event(&self) -> Option<(CallEvent, Instant)> {
-        self.log.lock().expect("log lock").last().map(|l| (l.event.clone(), l.at))
+        self.log
+            .lock()
+            .expect("log lock")
+            .last()
+            .map(|l| (l.event.clone(), l.at))
     }
 
     /// Where the call stands, from rsipstack's own dialog state (authoritative: the event log
     /// is fed asynchronously and may lag a moment behind).
     pub fn leg_state(&self) -> LegState {
         match self.dialog.state() {
-            DialogState::Calling(_) | DialogState::Trying(_) | DialogState::Early(..) => LegState::Early,
+            DialogState::Calling(_) | DialogState::Trying(_) | DialogState::Early(..) => {
+                LegState::Early
+            }
             DialogState::Terminated(..) => LegState::Terminated,
             _ => LegState::Confirmed,
         }
@@ -192,7 +239,11 @@ impl Call {
     /// returns it. With `consume`, the event is marked used and a later wait will not see it.
     ///
     /// Cancel safety: safe; nothing is consumed unless this returns.
-    pub async fn wait(&self, pred: impl Fn(&CallEvent) -> bool, consume: bool) -> (CallEvent, Instant) {
+    pub async fn wait(
+        &self,
+        pred: impl Fn(&CallEvent) -> bool,
+        consume: bool,
+    ) -> (CallEvent, Instant) {
         let mut rx = self.changed.subscribe();
         loop {
             {

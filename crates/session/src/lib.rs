@@ -10,7 +10,7 @@ mod call;
 mod hangup;
 
 pub use call::{Call, CallEvent, CallKey, Role};
-pub use hangup::{hangup_action, HangupAction, HangupReport, LegState};
+pub use hangup::{HangupAction, HangupReport, LegState, hangup_action};
 
 use dashmap::DashMap;
 use std::collections::VecDeque;
@@ -18,10 +18,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
+use transport::rsipstack::dialog::DialogId;
 use transport::rsipstack::dialog::dialog::DialogState;
 use transport::rsipstack::dialog::dialog_layer::DialogLayer;
 use transport::rsipstack::dialog::invite_dialog::InviteDialog;
-use transport::rsipstack::dialog::DialogId;
 
 /// Index of a UA (instance) in the scenario.
 pub type UaIdx = usize;
@@ -54,7 +54,7 @@ impl Sessions {
         let key = CallKey(self.next_key.fetch_add(1, Ordering::Relaxed));
         let id = dialog.id();
         let call = Arc::new(Call::new(key, ua, role, dialog, name.map(str::to_owned)));
-        self.dialogs.insert((ua, id.call_id.clone(), id.local_tag.clone()), key);
+        self.dialogs.insert((ua, id.call_id, id.local_tag), key);
         if let Some(n) = name {
             self.names.insert((ua, n.to_owned()), key);
         }
@@ -108,7 +108,9 @@ impl Sessions {
     }
 
     pub fn by_dialog(&self, ua: UaIdx, id: &DialogId) -> Option<Arc<Call>> {
-        let key = *self.dialogs.get(&(ua, id.call_id.clone(), id.local_tag.clone()))?;
+        let key = *self
+            .dialogs
+            .get(&(ua, id.call_id.clone(), id.local_tag.clone()))?;
         self.calls.get(&key).map(|c| c.clone())
     }
 
@@ -156,8 +158,15 @@ impl Sessions {
                 });
             }
         }
-        if tokio::time::timeout(limit, futures::future::join_all(pending)).await.is_err() {
-            report.unfinished = self.all().iter().filter(|c| c.leg_state() != LegState::Terminated).count();
+        if tokio::time::timeout(limit, futures::future::join_all(pending))
+            .await
+            .is_err()
+        {
+            report.unfinished = self
+                .all()
+                .iter()
+                .filter(|c| c.leg_state() != LegState::Terminated)
+                .count();
         }
         report
     }

@@ -1,17 +1,17 @@
 //! One rsipstack endpoint per user agent.
 
-use crate::tap::{is_keepalive, TappedUdp, WireDirection, WireRecord, WireTap};
+use crate::tap::{TappedUdp, WireDirection, WireRecord, WireTap, is_keepalive};
+use rsipstack::EndpointBuilder;
 use rsipstack::dialog::dialog::{DialogStateReceiver, DialogStateSender};
 use rsipstack::dialog::dialog_layer::DialogLayer;
-use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::SipMessage;
-use rsipstack::transaction::endpoint::{EndpointOption, MessageInspector, TransportEventInspector};
+use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::transaction::TransactionReceiver;
+use rsipstack::transaction::endpoint::{EndpointOption, MessageInspector, TransportEventInspector};
 use rsipstack::transport::connection::TransportEvent;
 use rsipstack::transport::tcp_listener::TcpListenerConnection;
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{SipAddr, TransportLayer};
-use rsipstack::EndpointBuilder;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -25,7 +25,11 @@ pub const DEFAULT_RCVBUF: usize = 4 * 1024 * 1024;
 #[non_exhaustive]
 pub enum TransportError {
     #[error("failed to bind {transport} {addr}: {source}")]
-    Bind { transport: &'static str, addr: SocketAddr, source: std::io::Error },
+    Bind {
+        transport: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("failed to set up the SIP endpoint on {addr}: {message}")]
     Setup { addr: SocketAddr, message: String },
 }
@@ -33,8 +37,16 @@ pub enum TransportError {
 /// Binds a UDP socket with the options callflow wants (no address reuse, large receive buffer).
 pub fn bind_udp(addr: SocketAddr, rcvbuf: usize) -> Result<std::net::UdpSocket, TransportError> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let err = |source| TransportError::Bind { transport: "udp", addr, source };
-    let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+    let err = |source| TransportError::Bind {
+        transport: "udp",
+        addr,
+        source,
+    };
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
     let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
     // The kernel caps this at net.core.rmem_max; a smaller buffer is not an error.
     let _ = socket.set_recv_buffer_size(rcvbuf);
@@ -89,21 +101,34 @@ impl UaEndpoint {
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             message: e.to_string(),
         })?;
-        let setup = |e: &dyn std::fmt::Display| TransportError::Setup { addr: local, message: e.to_string() };
+        let setup = |e: &dyn std::fmt::Display| TransportError::Setup {
+            addr: local,
+            message: e.to_string(),
+        };
         let cancel = CancellationToken::new();
         let tl = TransportLayer::new(cancel.child_token());
         if settings.tcp {
             // Listens first, so Contact and Via name TCP.
-            let tcp = TcpListenerConnection::new(local, None).await.map_err(|e| setup(&e))?;
+            let tcp = TcpListenerConnection::new(local, None)
+                .await
+                .map_err(|e| setup(&e))?;
             tl.add_transport(tcp.into());
         }
         let socket = tokio::net::UdpSocket::from_std(socket).map_err(|e| setup(&e))?;
-        let tapped: Arc<dyn rsipstack::platform::net::UdpSocket> =
-            Arc::new(TappedUdp { socket, local, tap: tap.clone() });
-        let udp = UdpConnection::from_socket(tapped, None, Some(cancel.child_token())).await.map_err(|e| setup(&e))?;
+        let tapped: Arc<dyn rsipstack::platform::net::UdpSocket> = Arc::new(TappedUdp {
+            socket,
+            local,
+            tap: tap.clone(),
+        });
+        let udp = UdpConnection::from_socket(tapped, None, Some(cancel.child_token()))
+            .await
+            .map_err(|e| setup(&e))?;
         tl.add_transport(udp.into());
 
-        let option = EndpointOption { callid_suffix: Some(settings.call_id_suffix.clone()), ..Default::default() };
+        let option = EndpointOption {
+            callid_suffix: Some(settings.call_id_suffix.clone()),
+            ..Default::default()
+        };
         let mut builder = EndpointBuilder::new();
         builder
             .with_cancel_token(cancel.child_token())
@@ -112,7 +137,10 @@ impl UaEndpoint {
             .with_option(option);
         if settings.tcp {
             builder
-                .with_inspector(Box::new(StreamTap { local, tap: tap.clone() }))
+                .with_inspector(Box::new(StreamTap {
+                    local,
+                    tap: tap.clone(),
+                }))
                 .with_transport_inspector(Box::new(StreamTap { local, tap }));
         }
         let endpoint = builder.build();
@@ -172,7 +200,9 @@ struct StreamTap {
 
 fn top_via_transport(msg: &SipMessage) -> Option<String> {
     let via = msg.via_header().ok()?.value().to_string();
-    via.split_whitespace().next().map(|p| p.rsplit('/').next().unwrap_or("").to_ascii_lowercase())
+    via.split_whitespace()
+        .next()
+        .map(|p| p.rsplit('/').next().unwrap_or("").to_ascii_lowercase())
 }
 
 impl MessageInspector for StreamTap {

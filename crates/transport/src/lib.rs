@@ -18,7 +18,7 @@
 mod endpoint;
 mod tap;
 
-pub use endpoint::{bind_udp, EndpointSettings, TransportError, UaEndpoint, DEFAULT_RCVBUF};
+pub use endpoint::{DEFAULT_RCVBUF, EndpointSettings, TransportError, UaEndpoint, bind_udp};
 pub use rsipstack;
 pub use rsipstack::sip;
-pub use tap::{parse_summary, MessageSummary, WireDirection, WireRecord, WireTap};
+pub use tap::{MessageSummary, WireDirection, WireRecord, WireTap, parse_summary};

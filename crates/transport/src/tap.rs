@@ -1,8 +1,8 @@
 //! Recording what crosses the wire.
 
 use rsipstack::platform::net::UdpSocket as PlatformUdpSocket;
-use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::SipMessage;
+use rsipstack::sip::prelude::HeadersExt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -96,11 +96,27 @@ pub struct MessageSummary {
 /// Parses the summary out of raw bytes; `None` when they are not a SIP message.
 pub fn parse_summary(bytes: &[u8]) -> Option<MessageSummary> {
     let msg = SipMessage::try_from(bytes).ok()?;
-    let call_id = msg.call_id_header().map(|h| h.value().to_string()).unwrap_or_default();
-    let cseq = msg.cseq_header().map(|h| h.value().to_string()).unwrap_or_default();
-    let cseq_method = cseq.split_whitespace().nth(1).unwrap_or_default().to_owned();
+    let call_id = msg
+        .call_id_header()
+        .map(|h| h.value().to_string())
+        .unwrap_or_default();
+    let cseq = msg
+        .cseq_header()
+        .map(|h| h.value().to_string())
+        .unwrap_or_default();
+    let cseq_method = cseq
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
     Some(match msg {
-        SipMessage::Request(r) => MessageSummary { method: r.method.to_string(), status: None, reason: None, call_id, cseq },
+        SipMessage::Request(r) => MessageSummary {
+            method: r.method.to_string(),
+            status: None,
+            reason: None,
+            call_id,
+            cseq,
+        },
         SipMessage::Response(r) => MessageSummary {
             method: cseq_method,
             status: Some(u16::from(r.status_code.clone())),
@@ -119,10 +135,21 @@ mod tests {
     fn summary_of_request_and_response() {
         let invite = b"INVITE sip:200@127.0.0.1:5062 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1\r\nFrom: <sip:100@127.0.0.1>;tag=a\r\nTo: <sip:200@127.0.0.1>\r\nCall-ID: abc@x\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
         let s = parse_summary(invite).unwrap();
-        assert_eq!((s.method.as_str(), s.status, s.call_id.as_str(), s.cseq.as_str()), ("INVITE", None, "abc@x", "1 INVITE"));
+        assert_eq!(
+            (
+                s.method.as_str(),
+                s.status,
+                s.call_id.as_str(),
+                s.cseq.as_str()
+            ),
+            ("INVITE", None, "abc@x", "1 INVITE")
+        );
         let ringing = b"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1\r\nFrom: <sip:100@127.0.0.1>;tag=a\r\nTo: <sip:200@127.0.0.1>;tag=b\r\nCall-ID: abc@x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
         let s = parse_summary(ringing).unwrap();
-        assert_eq!((s.method.as_str(), s.status, s.reason.as_deref()), ("INVITE", Some(180), Some("Ringing")));
+        assert_eq!(
+            (s.method.as_str(), s.status, s.reason.as_deref()),
+            ("INVITE", Some(180), Some("Ringing"))
+        );
         assert!(parse_summary(b"\r\n\r\n").is_none());
         assert!(is_keepalive(b"\r\n\r\n"));
     }

@@ -1,0 +1,211 @@
+//! The `callflow` binary: exit codes, validation output, the JSON Lines stream, and Ctrl-C.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_callflow"))
+}
+
+fn fixture(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures")
+        .join(rel)
+}
+
+#[test]
+fn validate_exit_codes_and_messages() {
+    let ok = bin()
+        .arg("validate")
+        .arg(fixture("basic-call.json"))
+        .arg(fixture("basic-call.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&ok.stdout).contains("valid: `Basic call`, 2 instances, 6 nodes")
+    );
+
+    let bad = bin()
+        .arg("validate")
+        .arg(fixture("invalid/unknown-key.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("unknown-key.yaml:8:9: error: unknown key `tiemout` in a step"),
+        "{err}"
+    );
+    assert!(err.contains("help: did you mean `timeout`?"), "{err}");
+}
+
+#[test]
+fn run_refuses_an_invalid_scenario_before_sending_anything() {
+    let out = bin()
+        .args(["run", "--events", "-"])
+        .arg(fixture("invalid/unknown-target.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        out.stdout.is_empty(),
+        "no event may be emitted for an invalid scenario"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing was sent"));
+}
+
+#[test]
+fn usage_error_is_exit_2() {
+    assert_eq!(
+        bin().arg("frobnicate").output().unwrap().status.code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn run_bundled_default_passes_and_streams_json_lines() {
+    let out = bin().args(["run", "--events", "-"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines[0]["event"]["type"], "run_started");
+    assert_eq!(
+        lines[0]["event"]["data"]["schema_version"],
+        events::SCHEMA_VERSION
+    );
+    let last = lines.last().unwrap();
+    assert_eq!(last["event"]["type"], "run_finished");
+    assert_eq!(last["event"]["data"]["outcome"], "passed");
+    assert_eq!(
+        last["event"]["data"]["leaks"],
+        serde_json::json!({"dialogs": 0, "ports": 0})
+    );
+    let sip: Vec<_> = lines
+        .iter()
+        .filter(|l| l["event"]["type"] == "sip_message")
+        .collect();
+    let invite = sip
+        .iter()
+        .find(|l| l["event"]["data"]["method"] == "INVITE")
+        .expect("an INVITE");
+    let d = &invite["event"]["data"];
+    for key in [
+        "ua",
+        "direction",
+        "transport",
+        "local",
+        "peer",
+        "call_id",
+        "cseq",
+        "raw",
+    ] {
+        assert!(d.get(key).is_some(), "sip_message lacks {key}: {d}");
+    }
+    assert!(
+        d["raw"]
+            .as_str()
+            .unwrap()
+            .starts_with("INVITE sip:200@127.0.0.1:")
+    );
+    // The human summary went to stderr, since stdout carries the events.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PASSED in"));
+}
+
+#[test]
+fn failed_run_is_exit_1_and_names_the_node() {
+    let out = bin()
+        .arg("run")
+        .arg(fixture("failing-call.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("FAILED in"), "{text}");
+    assert!(
+        text.contains("bob.3 (INCOMING) on bob: expected an INVITE to bob within 1 s, none came"),
+        "{text}"
+    );
+}
+
+#[test]
+fn setup_error_is_exit_3() {
+    // Hold the only port the run may use.
+    let held = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port().to_string();
+    let out = bin()
+        .args(["run", "--base-port", &port, "--port-count", "1"])
+        .arg(fixture("basic-call.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no free port"));
+}
+
+#[test]
+fn first_ctrl_c_stops_gracefully_with_exit_130() {
+    let mut child = bin()
+        .args(["run", "--events", "-"])
+        .arg(fixture("long-call.yaml"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Wait (on the stream, not a timer) until the call is up and alice is holding it.
+    let mut holding = false;
+    for line in lines.by_ref() {
+        let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if v["event"]["type"] == "node_state"
+            && v["event"]["data"]["node"] == "hold-on"
+            && v["event"]["data"]["to"] == "running"
+        {
+            holding = true;
+            break;
+        }
+    }
+    assert!(
+        holding,
+        "the event stream must show `hold-on` running while the run goes on"
+    );
+    let started = std::time::Instant::now();
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let rest: Vec<serde_json::Value> = lines
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let last = rest.last().expect("run_finished");
+    assert_eq!(last["event"]["data"]["outcome"], "stopped");
+    assert_eq!(
+        last["event"]["data"]["leaks"],
+        serde_json::json!({"dialogs": 0, "ports": 0})
+    );
+    assert!(
+        rest.iter()
+            .any(|v| v["event"]["type"] == "sip_message" && v["event"]["data"]["method"] == "BYE")
+    );
+}
