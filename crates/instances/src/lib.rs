@@ -27,6 +27,9 @@ impl PortPolicy {
     }
 }
 
+/// How often an ephemeral lease is tried before giving up.
+const EPHEMERAL_TRIES: usize = 8;
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PortError {
@@ -37,7 +40,7 @@ pub enum PortError {
         step: u16,
         tried: usize,
     },
-    #[error("failed to bind an ephemeral port: {0}")]
+    #[error("failed to bind an ephemeral port ({EPHEMERAL_TRIES} tries): {0}")]
     Ephemeral(std::io::Error),
 }
 
@@ -106,16 +109,25 @@ impl PortAllocator {
         let policy = lock(&self.state).policy;
         match policy {
             PortPolicy::Ephemeral => {
-                let (t, port) = bind(0)
-                    .map_err(|e| PortError::Ephemeral(std::io::Error::other(e.to_string())))?;
-                lock(&self.state).leased.insert(port);
-                Ok((
-                    PortLease {
-                        port,
-                        state: self.state.clone(),
-                    },
-                    t,
-                ))
+                // The OS picks a free port for the first socket; a second one (TCP beside UDP)
+                // may still find it taken, so try a few times.
+                let mut last = String::new();
+                for _ in 0..EPHEMERAL_TRIES {
+                    match bind(0) {
+                        Ok((t, port)) => {
+                            lock(&self.state).leased.insert(port);
+                            return Ok((
+                                PortLease {
+                                    port,
+                                    state: self.state.clone(),
+                                },
+                                t,
+                            ));
+                        }
+                        Err(e) => last = e.to_string(),
+                    }
+                }
+                Err(PortError::Ephemeral(std::io::Error::other(last)))
             }
             PortPolicy::Range { base, count, step } => {
                 let step = step.max(1);

@@ -5,7 +5,7 @@ use crate::ua::{fmt_host, log};
 use events::Level;
 use media::sdp::{self, Codec, LocalMedia};
 use scenario::{Action, Node, NodeIdx};
-use session::{Call, CallEvent, HangupAction, Role, hangup_action};
+use session::{Call, CallEvent, EndCause, HangupAction, Role, hangup_action};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use transport::rsipstack::dialog::invitation::InviteOption;
@@ -258,6 +258,16 @@ async fn answer(ctx: &Arc<Ctx>, node: &Node) -> NodeResult {
     );
     match tokio::time::timeout(node.timeout, wait).await {
         Ok((CallEvent::Confirmed { .. }, _)) => Ok(()),
+        // The caller's BYE can overtake its ACK (both sent at once, or reordered by a proxy):
+        // a BYE proves the caller took our 200 OK.
+        Ok((
+            CallEvent::Terminated {
+                cause: EndCause::Bye,
+                by_peer: true,
+                ..
+            },
+            _,
+        )) => Ok(()),
         Ok((other, _)) => Err(fail(format!(
             "expected the ACK after our 200 OK, the call {}",
             other.describe()
@@ -290,10 +300,13 @@ async fn release(ctx: &Arc<Ctx>, node: &Node) -> NodeResult {
         HangupAction::Reject(code) => format!("{code} to the ringing call"),
         HangupAction::Nothing => unreachable!("handled above"),
     };
+    let sent = call.start_hang_up(action);
     let work = async {
-        call.hang_up(action)
-            .await
-            .map_err(|e| fail(format!("{what} failed: {e}")))?;
+        match sent.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(fail(format!("{what} failed: {e}"))),
+            Err(e) => return Err(fail(format!("{what} task failed: {e}"))),
+        }
         call.wait(|e| matches!(e, CallEvent::Terminated { .. }), false)
             .await;
         Ok(())

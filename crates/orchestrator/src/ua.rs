@@ -81,13 +81,7 @@ impl Ua {
                     })?;
                 if tcp {
                     // The TCP listener takes the same port; check it is free too.
-                    std::net::TcpListener::bind(got).map_err(|e| {
-                        transport::TransportError::Bind {
-                            transport: "tcp",
-                            addr: got,
-                            source: e,
-                        }
-                    })?;
+                    transport::check_tcp(got)?;
                 }
                 Ok::<_, transport::TransportError>((sock, got.port()))
             })
@@ -260,19 +254,21 @@ impl Router {
                     let me = self.clone();
                     tokio::spawn(async move {
                         let _ = tx.send_trying().await;
-                        let call = me.sessions.insert_incoming(me.idx, d.clone());
                         let from = tx
                             .original
                             .from_header()
                             .map(|h| h.value().to_string())
                             .unwrap_or_default();
-                        me.log(
-                            Level::Info,
-                            format!("incoming call {} from {from}", call.sip_call_id()),
-                        );
-                        if me.auto_ringing {
-                            let _ = d.ringing(None, None);
-                        }
+                        me.sessions.insert_incoming(me.idx, d.clone(), |call| {
+                            me.log(
+                                Level::Info,
+                                format!("incoming call {} from {from}", call.sip_call_id()),
+                            );
+                            if me.auto_ringing {
+                                // Queued on the INVITE transaction before any node can answer.
+                                let _ = d.ringing(None, None);
+                            }
+                        });
                         let mut d = d;
                         if let Err(e) = d.handle(&mut tx).await {
                             me.log(

@@ -35,7 +35,18 @@ pub enum CallEvent {
         reason: String,
         by_peer: bool,
         code: Option<u16>,
+        cause: EndCause,
     },
+}
+
+/// How a call ended, for decisions (the `reason` text is for people).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndCause {
+    Bye,
+    Cancel,
+    /// A final non-2xx response (busy, declined, any 3xx-6xx).
+    Rejected,
+    Timeout,
 }
 
 impl CallEvent {
@@ -51,10 +62,17 @@ impl CallEvent {
             },
             DialogState::Terminated(_, reason) => {
                 let (text, by_peer, code) = describe(reason, role);
+                let cause = match reason {
+                    TerminatedReason::UacBye | TerminatedReason::UasBye => EndCause::Bye,
+                    TerminatedReason::UacCancel => EndCause::Cancel,
+                    TerminatedReason::Timeout => EndCause::Timeout,
+                    _ => EndCause::Rejected,
+                };
                 Self::Terminated {
                     reason: text,
                     by_peer,
                     code,
+                    cause,
                 }
             }
             _ => return None,
@@ -118,6 +136,8 @@ pub struct Call {
     changed: watch::Sender<usize>,
     /// Our SDP, for answering re-INVITEs.
     local_sdp: Mutex<Option<Vec<u8>>>,
+    /// A BYE/CANCEL/reject has been started: cleanup must not send another.
+    hangup_started: std::sync::atomic::AtomicBool,
 }
 
 impl Call {
@@ -139,6 +159,7 @@ impl Call {
             log: Mutex::new(Vec::new()),
             changed: watch::channel(0).0,
             local_sdp: Mutex::new(None),
+            hangup_started: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -260,8 +281,26 @@ impl Call {
         }
     }
 
+    /// Whether a hang-up was started on this call (by a node or by cleanup).
+    pub fn hangup_started(&self) -> bool {
+        self.hangup_started
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Starts what `action` says in a task of its own, so that cancelling the caller cannot
+    /// leave a BYE or CANCEL half-done. Await the handle for the peer's answer.
+    pub fn start_hang_up(
+        self: &std::sync::Arc<Self>,
+        action: HangupAction,
+    ) -> tokio::task::JoinHandle<Result<(), transport::rsipstack::Error>> {
+        self.hangup_started
+            .store(true, std::sync::atomic::Ordering::Release);
+        let call = self.clone();
+        tokio::spawn(async move { call.hang_up(action).await })
+    }
+
     /// Sends what `action` says; for BYE and CANCEL, returns once the peer answered.
-    pub async fn hang_up(&self, action: HangupAction) -> Result<(), transport::rsipstack::Error> {
+    async fn hang_up(&self, action: HangupAction) -> Result<(), transport::rsipstack::Error> {
         match action {
             HangupAction::Bye => self.dialog.bye().await,
             HangupAction::Cancel => self.dialog.cancel().await,

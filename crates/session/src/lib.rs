@@ -9,7 +9,7 @@
 mod call;
 mod hangup;
 
-pub use call::{Call, CallEvent, CallKey, Role};
+pub use call::{Call, CallEvent, CallKey, EndCause, Role};
 pub use hangup::{HangupAction, HangupReport, LegState, hangup_action};
 
 use dashmap::DashMap;
@@ -68,9 +68,18 @@ impl Sessions {
         self.insert(ua, Role::Outgoing, dialog, Some(name))
     }
 
-    /// Records an incoming call and queues it for the UA's next INCOMING node.
-    pub fn insert_incoming(&self, ua: UaIdx, dialog: InviteDialog) -> Arc<Call> {
+    /// Records an incoming call, runs `prepare` on it (for example, sends 180 Ringing), and only
+    /// then queues it for the UA's next INCOMING node. The call is indexed before `prepare`, so
+    /// dialog states that `prepare` causes are latched on it; it is queued after, so no node can
+    /// answer it before `prepare` is done.
+    pub fn insert_incoming(
+        &self,
+        ua: UaIdx,
+        dialog: InviteDialog,
+        prepare: impl FnOnce(&Arc<Call>),
+    ) -> Arc<Call> {
         let call = self.insert(ua, Role::Incoming, dialog, None);
+        prepare(&call);
         let q = self.queue(ua);
         q.calls.lock().expect("queue lock").push_back(call.key);
         q.notify.notify_waiters();
@@ -146,12 +155,19 @@ impl Sessions {
         let mut report = HangupReport::default();
         let mut pending = Vec::new();
         for call in self.all() {
-            let action = hangup_action(call.role, call.leg_state());
+            // A hang-up already in flight (a Release the run interrupted) is waited for, not repeated.
+            let action = if call.hangup_started() {
+                HangupAction::Nothing
+            } else {
+                hangup_action(call.role, call.leg_state())
+            };
             report.count(action);
-            if action != HangupAction::Nothing {
+            if call.leg_state() != LegState::Terminated {
+                let sent = (action != HangupAction::Nothing).then(|| call.start_hang_up(action));
                 pending.push(async move {
-                    let sent = call.hang_up(action).await;
-                    if let Err(e) = &sent {
+                    if let Some(handle) = sent
+                        && let Ok(Err(e)) = handle.await
+                    {
                         tracing::debug!(call = %call.sip_call_id(), error = %e, "hang-up request failed");
                     }
                     call.wait(|e| matches!(e, CallEvent::Terminated { .. }), false).await;

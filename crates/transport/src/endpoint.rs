@@ -55,6 +55,27 @@ pub fn bind_udp(addr: SocketAddr, rcvbuf: usize) -> Result<std::net::UdpSocket, 
     Ok(socket.into())
 }
 
+/// Checks that a TCP listener can take `addr`, binding the way rsipstack's listener does
+/// (with `SO_REUSEADDR`, so a connection in TIME_WAIT does not count as taken).
+pub fn check_tcp(addr: SocketAddr) -> Result<(), TransportError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let err = |source| TransportError::Bind {
+        transport: "tcp",
+        addr,
+        source,
+    };
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
+    socket.set_reuse_address(true).map_err(err)?;
+    socket.bind(&addr.into()).map_err(err)?;
+    socket.listen(1).map_err(err)?;
+    Ok(())
+}
+
 /// How to build one UA's endpoint.
 #[derive(Clone, Debug)]
 pub struct EndpointSettings {

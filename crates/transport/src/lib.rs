@@ -18,7 +18,9 @@
 mod endpoint;
 mod tap;
 
-pub use endpoint::{DEFAULT_RCVBUF, EndpointSettings, TransportError, UaEndpoint, bind_udp};
+pub use endpoint::{
+    DEFAULT_RCVBUF, EndpointSettings, TransportError, UaEndpoint, bind_udp, check_tcp,
+};
 pub use rsipstack;
 pub use rsipstack::sip;
 pub use tap::{MessageSummary, WireDirection, WireRecord, WireTap, parse_summary};
