@@ -46,6 +46,19 @@ pub(crate) async fn execute(ctx: &Arc<Ctx>, idx: NodeIdx) -> NodeResult {
     }
 }
 
+/// A log line about a node, on its UA and call.
+fn node_log(ctx: &Ctx, node: &Node, level: Level, message: String) {
+    let ua = &ctx.uas[node.instance];
+    log(
+        &ctx.bus,
+        level,
+        Some(&ua.id),
+        Some(&node.id),
+        Some(&node.call_id),
+        message,
+    );
+}
+
 fn call_of(ctx: &Ctx, node: &Node) -> Result<Arc<Call>, NodeError> {
     ctx.sessions
         .get(node.instance, &node.call_id)
@@ -132,14 +145,7 @@ async fn make_call(ctx: &Arc<Ctx>, node: &Node, target: &str) -> NodeResult {
         .lock()
         .expect("rtp lock")
         .insert(call.key, (lease, sock));
-    log(
-        &ctx.bus,
-        Level::Info,
-        Some(&ua.id),
-        Some(&node.id),
-        Some(&node.call_id),
-        format!("calling {who} ({callee})"),
-    );
+    node_log(ctx, node, Level::Info, format!("calling {who} ({callee})"));
 
     match tokio::time::timeout(node.timeout, join).await {
         Ok(Ok(Ok((_, Some(resp))))) => {
@@ -192,12 +198,10 @@ async fn incoming(ctx: &Arc<Ctx>, node: &Node) -> NodeResult {
     .await
     {
         Ok(call) => {
-            log(
-                &ctx.bus,
+            node_log(
+                ctx,
+                node,
                 Level::Info,
-                Some(&ua.id),
-                Some(&node.id),
-                Some(&node.call_id),
                 format!("took incoming call {}", call.sip_call_id()),
             );
             Ok(())
@@ -282,16 +286,8 @@ async fn answer(ctx: &Arc<Ctx>, node: &Node) -> NodeResult {
 async fn release(ctx: &Arc<Ctx>, node: &Node) -> NodeResult {
     let call = call_of(ctx, node)?;
     let action = hangup_action(call.role, call.leg_state());
-    let ua = &ctx.uas[node.instance];
     if action == HangupAction::Nothing {
-        log(
-            &ctx.bus,
-            Level::Info,
-            Some(&ua.id),
-            Some(&node.id),
-            Some(&node.call_id),
-            "the call had already ended".into(),
-        );
+        node_log(ctx, node, Level::Info, "the call had already ended".into());
         return Ok(());
     }
     let what = match action {
@@ -357,15 +353,7 @@ async fn disconnected(ctx: &Arc<Ctx>, node: &Node) -> NodeResult {
     let wait = call.wait(|e| matches!(e, CallEvent::Terminated { .. }), false);
     match tokio::time::timeout(node.timeout, wait).await {
         Ok((ev, _)) => {
-            let ua = &ctx.uas[node.instance];
-            log(
-                &ctx.bus,
-                Level::Info,
-                Some(&ua.id),
-                Some(&node.id),
-                Some(&node.call_id),
-                ev.describe(),
-            );
+            node_log(ctx, node, Level::Info, ev.describe());
             Ok(())
         }
         Err(_) => Err(fail(format!(

@@ -34,11 +34,14 @@ pub enum TransportError {
     Setup { addr: SocketAddr, message: String },
 }
 
-/// Binds a UDP socket with the options callflow wants (no address reuse, large receive buffer).
-pub fn bind_udp(addr: SocketAddr, rcvbuf: usize) -> Result<std::net::UdpSocket, TransportError> {
+/// A new socket for `addr`, and how to report a failure on it.
+fn new_socket(
+    addr: SocketAddr,
+    transport: &'static str,
+) -> Result<(socket2::Socket, impl Fn(std::io::Error) -> TransportError), TransportError> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let err = |source| TransportError::Bind {
-        transport: "udp",
+    let err = move |source| TransportError::Bind {
+        transport,
         addr,
         source,
     };
@@ -47,32 +50,32 @@ pub fn bind_udp(addr: SocketAddr, rcvbuf: usize) -> Result<std::net::UdpSocket, 
     } else {
         Domain::IPV4
     };
-    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
+    let (ty, proto) = if transport == "udp" {
+        (Type::DGRAM, Protocol::UDP)
+    } else {
+        (Type::STREAM, Protocol::TCP)
+    };
+    let socket = Socket::new(domain, ty, Some(proto)).map_err(err)?;
+    Ok((socket, err))
+}
+
+/// Binds a UDP socket with the options callflow wants (no address reuse, large receive buffer).
+pub fn bind_udp(addr: SocketAddr, rcvbuf: usize) -> Result<std::net::UdpSocket, TransportError> {
+    let (socket, err) = new_socket(addr, "udp")?;
     // The kernel caps this at net.core.rmem_max; a smaller buffer is not an error.
     let _ = socket.set_recv_buffer_size(rcvbuf);
-    socket.set_nonblocking(true).map_err(err)?;
-    socket.bind(&addr.into()).map_err(err)?;
+    socket.set_nonblocking(true).map_err(&err)?;
+    socket.bind(&addr.into()).map_err(&err)?;
     Ok(socket.into())
 }
 
 /// Checks that a TCP listener can take `addr`, binding the way rsipstack's listener does
 /// (with `SO_REUSEADDR`, so a connection in TIME_WAIT does not count as taken).
 pub fn check_tcp(addr: SocketAddr) -> Result<(), TransportError> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let err = |source| TransportError::Bind {
-        transport: "tcp",
-        addr,
-        source,
-    };
-    let domain = if addr.is_ipv6() {
-        Domain::IPV6
-    } else {
-        Domain::IPV4
-    };
-    let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
-    socket.set_reuse_address(true).map_err(err)?;
-    socket.bind(&addr.into()).map_err(err)?;
-    socket.listen(1).map_err(err)?;
+    let (socket, err) = new_socket(addr, "tcp")?;
+    socket.set_reuse_address(true).map_err(&err)?;
+    socket.bind(&addr.into()).map_err(&err)?;
+    socket.listen(1).map_err(&err)?;
     Ok(())
 }
 
