@@ -1,8 +1,13 @@
-//! UA bookkeeping for a run: which ports are leased, and where a UA binds.
+//! UA bookkeeping for a run: the registry of started UAs, which ports are leased, and where a
+//! UA binds.
 //!
 //! The allocator is pure: it decides which port to try next and tracks leases; the caller's
 //! closure does the binding (a test passes a fake). A lease is released when it is dropped, so a
 //! port can only stay leased while something still holds it, which is what the leak check counts.
+
+mod registry;
+
+pub use registry::{Registry, Target, UaEntry, host_port, sip_uri};
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};

@@ -86,6 +86,8 @@ pub(crate) struct Ctx {
     pub(crate) bus: Arc<EventBus>,
     pub(crate) sessions: Arc<Sessions>,
     pub(crate) uas: Vec<UaView>,
+    /// Who listens where (labels, addresses), by instance index.
+    pub(crate) registry: instances::Registry,
     pub(crate) rtp: PortAllocator,
     /// RTP port leases (with their reserved sockets) of the calls, released at close_all.
     pub(crate) rtp_leases: Mutex<HashMap<CallKey, (PortLease, std::net::UdpSocket)>>,
@@ -102,10 +104,7 @@ pub(crate) struct Ctx {
 #[derive(Clone)]
 pub(crate) struct UaView {
     pub(crate) id: String,
-    pub(crate) label: String,
     pub(crate) dn: String,
-    pub(crate) local: std::net::SocketAddr,
-    pub(crate) tcp: bool,
     pub(crate) contact: transport::sip::Uri,
     pub(crate) dialogs: Arc<transport::rsipstack::dialog::dialog_layer::DialogLayer>,
     pub(crate) state_tx: transport::rsipstack::dialog::dialog::DialogStateSender,
@@ -222,15 +221,23 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
             .iter()
             .map(|u| UaView {
                 id: u.id.clone(),
-                label: u.label.clone(),
                 dn: u.dn.clone(),
-                local: u.local,
-                tcp: u.transport == "tcp",
                 contact: u.contact.clone(),
                 dialogs: u.endpoint.dialogs.clone(),
                 state_tx: u.endpoint.state_tx.clone(),
             })
             .collect(),
+        registry: instances::Registry::new(
+            uas.iter()
+                .map(|u| instances::UaEntry {
+                    id: u.id.clone(),
+                    label: u.label.clone(),
+                    dn: u.dn.clone(),
+                    local: u.local,
+                    tcp: u.transport == "tcp",
+                })
+                .collect(),
+        ),
         rtp: rtp.clone(),
         rtp_leases: Mutex::new(HashMap::new()),
         bind_ip: opts.bind_ip,

@@ -1,7 +1,7 @@
 //! What each command and event does.
 
 use crate::engine::{Ctx, NodeError};
-use crate::ua::{fmt_host, log};
+use crate::ua::log;
 use events::Level;
 use media::sdp::{self, Codec, LocalMedia};
 use scenario::{Action, Node, NodeIdx};
@@ -65,7 +65,8 @@ fn call_of(ctx: &Ctx, node: &Node) -> Result<Arc<Call>, NodeError> {
         .ok_or_else(|| {
             fail(format!(
                 "{} has no call `{}`: a MakeCall or INCOMING node must bind it first",
-                ctx.uas[node.instance].label, node.call_id
+                ctx.registry.get(node.instance).label,
+                node.call_id
             ))
         })
 }
@@ -103,18 +104,13 @@ fn local_media(
 
 /// Resolves a MakeCall target: another instance's DN, or a full URI. Returns the URI and who it is.
 fn resolve_target(ctx: &Ctx, target: &str) -> Result<(Uri, String), NodeError> {
-    if let Some(ua) = ctx.uas.iter().find(|u| u.dn == target) {
-        let mut s = format!("sip:{}@{}", ua.dn, fmt_host(ua.local));
-        if ua.tcp {
-            s.push_str(";transport=tcp");
-        }
-        let uri =
-            Uri::try_from(s.as_str()).map_err(|e| fail(format!("bad target URI {s}: {e}")))?;
-        return Ok((uri, ua.label.clone()));
-    }
-    let uri = Uri::try_from(target)
-        .map_err(|e| fail(format!("target `{target}` is not a SIP URI: {e}")))?;
-    Ok((uri, target.to_owned()))
+    let (uri, who) = match ctx.registry.resolve(target) {
+        instances::Target::Local { uri, label } => (uri, label),
+        instances::Target::Uri(uri) => (uri, target.to_owned()),
+    };
+    let parsed = Uri::try_from(uri.as_str())
+        .map_err(|e| fail(format!("target `{uri}` is not a SIP URI: {e}")))?;
+    Ok((parsed, who))
 }
 
 async fn make_call(ctx: &Arc<Ctx>, node: &Node, target: &str) -> NodeResult {
@@ -122,7 +118,7 @@ async fn make_call(ctx: &Arc<Ctx>, node: &Node, target: &str) -> NodeResult {
     let (callee, who) = resolve_target(ctx, target)?;
     let (lease, sock, media) = local_media(ctx, node)?;
     let offer = sdp::offer(&media);
-    let caller = Uri::try_from(format!("sip:{}@{}", ua.dn, fmt_host(ua.local)).as_str())
+    let caller = Uri::try_from(ctx.registry.get(node.instance).uri_for(&ua.dn).as_str())
         .map_err(|e| fail(format!("bad caller URI: {e}")))?;
     let opt = InviteOption {
         caller,
@@ -190,7 +186,6 @@ async fn make_call(ctx: &Arc<Ctx>, node: &Node, target: &str) -> NodeResult {
 }
 
 async fn incoming(ctx: &Arc<Ctx>, node: &Node) -> NodeResult {
-    let ua = &ctx.uas[node.instance];
     match tokio::time::timeout(
         node.timeout,
         ctx.sessions.next_incoming(node.instance, &node.call_id),
@@ -208,7 +203,7 @@ async fn incoming(ctx: &Arc<Ctx>, node: &Node) -> NodeResult {
         }
         Err(_) => Err(fail(format!(
             "expected an INVITE to {} within {}, none came",
-            ua.label,
+            ctx.registry.get(node.instance).label,
             secs(node.timeout)
         ))),
     }

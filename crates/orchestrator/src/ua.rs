@@ -148,19 +148,9 @@ impl Ua {
     }
 }
 
-pub(crate) fn contact_uri(user: &str, local: SocketAddr, tcp: bool) -> Uri {
-    let mut s = format!("sip:{user}@{}", fmt_host(local));
-    if tcp {
-        s.push_str(";transport=tcp");
-    }
+fn contact_uri(user: &str, local: SocketAddr, tcp: bool) -> Uri {
+    let s = instances::sip_uri(user, local, tcp);
     Uri::try_from(s.as_str()).expect("a contact built from an address parses")
-}
-
-pub(crate) fn fmt_host(addr: SocketAddr) -> String {
-    match addr {
-        SocketAddr::V4(a) => a.to_string(),
-        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
-    }
 }
 
 fn wire_event(bus: &EventBus, ua: &str, rec: WireRecord) {
