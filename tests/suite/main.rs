@@ -1,5 +1,6 @@
 //! Cross-crate tests, one module per topic (ripgrep's layout).
 
 mod calls;
+mod control;
 mod peers;
 mod stop;

@@ -141,3 +141,34 @@ impl Run {
         );
     }
 }
+
+impl Run {
+    /// The raw text of the SIP messages one UA sent (`>`) or received (`<`) whose summary is
+    /// `what` (as in [`Run::wire`]), in order.
+    pub fn raw(&self, ua: &str, what: &str) -> Vec<String> {
+        let (dir, name) = what.split_at(1);
+        self.events
+            .iter()
+            .filter_map(|e| match &e.event {
+                EventKind::SipMessage(m) if m.ua == ua => Some(m),
+                _ => None,
+            })
+            .filter(|m| (dir == ">") == (m.direction == Direction::Sent))
+            .filter(|m| m.status.map_or_else(|| m.method.clone(), |s| s.to_string()) == name)
+            .map(|m| m.raw.clone())
+            .collect()
+    }
+
+    /// Asserts that `expected` appears in the UA's wire in this order (other messages may come
+    /// between: RFC 3515 lets a NOTIFY overtake the 202 to its REFER, for instance).
+    pub fn assert_wire_contains(&self, ua: &str, expected: &[&str]) {
+        let wire = self.wire(ua);
+        let mut it = wire.iter();
+        for want in expected {
+            assert!(
+                it.any(|got| got == want),
+                "{ua}: expected {expected:?} in order within {wire:?}"
+            );
+        }
+    }
+}

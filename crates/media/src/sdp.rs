@@ -165,3 +165,153 @@ mod tests {
         assert!(matches!(err, SdpError::NoCommonCodec { .. }));
     }
 }
+
+/// The media direction of an SDP (RFC 3264 §5.1; `sendrecv` when none is given).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    SendRecv,
+    SendOnly,
+    RecvOnly,
+    Inactive,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SendRecv => "sendrecv",
+            Self::SendOnly => "sendonly",
+            Self::RecvOnly => "recvonly",
+            Self::Inactive => "inactive",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "sendrecv" => Some(Self::SendRecv),
+            "sendonly" => Some(Self::SendOnly),
+            "recvonly" => Some(Self::RecvOnly),
+            "inactive" => Some(Self::Inactive),
+            _ => None,
+        }
+    }
+
+    /// The direction an answer takes to an offer with this direction (RFC 3264 §6.1).
+    pub fn answer(self) -> Self {
+        match self {
+            Self::SendOnly => Self::RecvOnly,
+            Self::RecvOnly => Self::SendOnly,
+            other => other,
+        }
+    }
+
+    /// Whether an offer with this direction puts the answerer on hold (it will not receive).
+    pub fn is_hold(self) -> bool {
+        matches!(self, Self::SendOnly | Self::Inactive)
+    }
+}
+
+/// The direction of the (first) audio stream, else of the session, else `sendrecv`.
+pub fn direction(sdp: &str) -> Direction {
+    let mut session = None;
+    let mut in_audio = false;
+    for line in sdp.lines() {
+        if let Some(m) = line.strip_prefix("m=") {
+            if in_audio {
+                break;
+            }
+            in_audio = m.starts_with("audio");
+            continue;
+        }
+        if let Some(d) = line.strip_prefix("a=").and_then(Direction::parse) {
+            if in_audio {
+                return d;
+            }
+            session = Some(d);
+        }
+    }
+    session.unwrap_or(Direction::SendRecv)
+}
+
+/// The codec names the audio stream lists (from its rtpmaps and static payload types), in order.
+pub fn codec_names(sdp: &str) -> Vec<String> {
+    let Some(mline) = sdp.lines().find(|l| l.starts_with("m=audio ")) else {
+        return Vec::new();
+    };
+    mline
+        .split_whitespace()
+        .skip(3)
+        .map(|pt| {
+            let mapped = sdp.lines().find_map(|l| {
+                let rest = l.strip_prefix("a=rtpmap:")?;
+                let (p, enc) = rest.split_once(' ')?;
+                (p.trim() == pt).then(|| enc.split('/').next().unwrap_or(enc).to_owned())
+            });
+            mapped.unwrap_or_else(|| match pt {
+                "0" => "PCMU".to_owned(),
+                "8" => "PCMA".to_owned(),
+                other => other.to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// `sdp` with its direction set to `dir` and its `o=` version incremented (a new offer or
+/// answer in the same session, RFC 3264 §8).
+pub fn with_direction(sdp: &str, dir: Direction) -> String {
+    let mut out = String::with_capacity(sdp.len() + 16);
+    for line in sdp.lines() {
+        if line.strip_prefix("a=").and_then(Direction::parse).is_some() {
+            continue;
+        }
+        if let Some(o) = line.strip_prefix("o=") {
+            let mut f: Vec<String> = o.split_whitespace().map(str::to_owned).collect();
+            if let Some(v) = f
+                .get_mut(2)
+                .and_then(|v| v.parse::<u64>().ok().map(|n| (n + 1).to_string()))
+            {
+                f[2] = v;
+            }
+            out.push_str(&format!("o={}\r\n", f.join(" ")));
+            continue;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out.push_str(&format!("a={}\r\n", dir.as_str()));
+    out
+}
+
+#[cfg(test)]
+mod direction_tests {
+    use super::*;
+
+    #[test]
+    fn direction_round_trip_and_version_bump() {
+        let m = LocalMedia {
+            ip: "127.0.0.1".parse().unwrap(),
+            rtp_port: 4000,
+            codecs: vec![Codec::Pcmu],
+            session_id: 9,
+        };
+        let o = offer(&m);
+        assert_eq!(direction(&o), Direction::SendRecv);
+        let held = with_direction(&o, Direction::SendOnly);
+        assert_eq!(direction(&held), Direction::SendOnly);
+        assert!(held.contains("o=callflow 9 10 IN IP4"), "{held}");
+        assert_eq!(held.matches("a=sendonly").count(), 1);
+        assert_eq!(
+            direction(&with_direction(&held, Direction::SendRecv)),
+            Direction::SendRecv
+        );
+        assert_eq!(Direction::SendOnly.answer(), Direction::RecvOnly);
+        assert_eq!(codec_names(&o), ["PCMU", "telephone-event"]);
+    }
+
+    #[test]
+    fn session_level_direction_counts() {
+        assert_eq!(
+            direction("v=0\r\na=inactive\r\nm=audio 1 RTP/AVP 0\r\n"),
+            Direction::Inactive
+        );
+    }
+}

@@ -2,15 +2,15 @@
 
 use crate::bus::EventBus;
 use crate::exec;
-use crate::ua::{Ua, log};
+use crate::ua::{RunShared, Ua, UaShared, log};
 use events::{
     CleanupPhase, CleanupStep, EventKind, Failure, InstanceInfo, LeakCheck, Level, NodeInfo,
     NodeResult, NodeState, NodeStateChange, Outcome, RunFinished, RunStarted, UaStarted, UaStopped,
 };
-use instances::{PortAllocator, PortLease, PortPolicy};
+use instances::{PortAllocator, PortPolicy};
 use scenario::{NodeIdx, Scenario};
-use session::{CallKey, Sessions};
-use std::collections::{HashMap, VecDeque};
+use session::Sessions;
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -84,30 +84,15 @@ struct NodeRecord {
 pub(crate) struct Ctx {
     pub(crate) scenario: Arc<Scenario>,
     pub(crate) bus: Arc<EventBus>,
-    pub(crate) sessions: Arc<Sessions>,
-    pub(crate) uas: Vec<UaView>,
+    pub(crate) uas: Vec<Arc<UaShared>>,
     /// Who listens where (labels, addresses), by instance index.
     pub(crate) registry: instances::Registry,
-    pub(crate) rtp: PortAllocator,
-    /// RTP port leases (with their reserved sockets) of the calls, released at close_all.
-    pub(crate) rtp_leases: Mutex<HashMap<CallKey, (PortLease, std::net::UdpSocket)>>,
-    pub(crate) bind_ip: IpAddr,
     cancel: CancellationToken,
     done: CancellationToken,
     live: AtomicUsize,
     inboxes: Vec<mpsc::UnboundedSender<NodeIdx>>,
     records: Mutex<Vec<NodeRecord>>,
     failure: Mutex<Option<Failure>>,
-}
-
-/// What a node needs to know of a UA.
-#[derive(Clone)]
-pub(crate) struct UaView {
-    pub(crate) id: String,
-    pub(crate) dn: String,
-    pub(crate) contact: transport::sip::Uri,
-    pub(crate) dialogs: Arc<transport::rsipstack::dialog::dialog_layer::DialogLayer>,
-    pub(crate) state_tx: transport::rsipstack::dialog::dialog::DialogStateSender,
 }
 
 impl Ctx {
@@ -162,30 +147,26 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
     let scenario = Arc::new(scenario.clone());
     bus.emit(EventKind::RunStarted(run_started(&scenario, &opts.run_id)));
     let sessions = Arc::new(Sessions::new());
-    let sip_ports = PortAllocator::new(opts.sip_ports);
-    let rtp = PortAllocator::new(opts.rtp_ports);
+    let run_shared = RunShared {
+        bind_ip: opts.bind_ip,
+        sip_ports: PortAllocator::new(opts.sip_ports),
+        rtp_ports: PortAllocator::new(opts.rtp_ports),
+        bus: bus.clone(),
+        sessions: sessions.clone(),
+    };
 
     // Start the UAs.
     let mut uas: Vec<Ua> = Vec::new();
     let mut setup_failure = None;
     for (idx, inst) in scenario.instances.iter().enumerate() {
-        match Ua::start(
-            idx,
-            inst,
-            opts.bind_ip,
-            &sip_ports,
-            bus.clone(),
-            sessions.clone(),
-        )
-        .await
-        {
+        match Ua::start(idx, inst, &run_shared).await {
             Ok(ua) => {
                 bus.emit(EventKind::UaStarted(UaStarted {
-                    ua: ua.id.clone(),
-                    dn: ua.dn.clone(),
+                    ua: ua.shared.id.clone(),
+                    dn: ua.shared.dn.clone(),
                     transport: ua.transport.to_owned(),
-                    local_addr: ua.local.to_string(),
-                    contact: ua.contact.to_string(),
+                    local_addr: ua.shared.local.to_string(),
+                    contact: ua.shared.contact.to_string(),
                 }));
                 uas.push(ua);
             }
@@ -216,31 +197,18 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
     let ctx = Arc::new(Ctx {
         scenario: scenario.clone(),
         bus: bus.clone(),
-        sessions: sessions.clone(),
-        uas: uas
-            .iter()
-            .map(|u| UaView {
-                id: u.id.clone(),
-                dn: u.dn.clone(),
-                contact: u.contact.clone(),
-                dialogs: u.endpoint.dialogs.clone(),
-                state_tx: u.endpoint.state_tx.clone(),
-            })
-            .collect(),
+        uas: uas.iter().map(|u| u.shared.clone()).collect(),
         registry: instances::Registry::new(
             uas.iter()
                 .map(|u| instances::UaEntry {
-                    id: u.id.clone(),
-                    label: u.label.clone(),
-                    dn: u.dn.clone(),
-                    local: u.local,
-                    tcp: u.transport == "tcp",
+                    id: u.shared.id.clone(),
+                    label: u.shared.label.clone(),
+                    dn: u.shared.dn.clone(),
+                    local: u.shared.local,
+                    tcp: u.shared.tcp,
                 })
                 .collect(),
         ),
-        rtp: rtp.clone(),
-        rtp_leases: Mutex::new(HashMap::new()),
-        bind_ip: opts.bind_ip,
         cancel: CancellationToken::new(),
         done: CancellationToken::new(),
         live: AtomicUsize::new(scenario.instances.iter().map(|i| i.starts.len()).sum()),
@@ -336,7 +304,6 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
     step(CleanupPhase::CloseAll, false, None, None);
     let layers: Vec<_> = uas.iter().map(|u| u.endpoint.dialogs.clone()).collect();
     let closed = sessions.close_all(&layers);
-    ctx.rtp_leases.lock().expect("rtp lock").clear();
     let dialogs_left = sessions.len() + layers.iter().map(|l| l.len()).sum::<usize>();
     step(
         CleanupPhase::CloseAll,
@@ -353,7 +320,7 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
     let shutdowns = uas.into_iter().map(|ua| {
         let bus = bus.clone();
         async move {
-            let (id, local) = (ua.id.clone(), ua.local);
+            let (id, local) = (ua.shared.id.clone(), ua.shared.local);
             let lease = ua.shutdown(grace).await;
             drop(lease);
             bus.emit(EventKind::UaStopped(UaStopped {
@@ -384,7 +351,7 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
 
     let leaks = LeakCheck {
         dialogs: dialogs_left,
-        ports: sip_ports.leased() + rtp.leased(),
+        ports: run_shared.sip_ports.leased() + run_shared.rtp_ports.leased(),
     };
     let mut failure = ctx.failure.lock().expect("failure lock").clone();
     let outcome = if stopped {

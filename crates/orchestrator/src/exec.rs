@@ -1,15 +1,17 @@
 //! What each command and event does.
 
+use crate::calls::{CallOptions, sdp_header};
 use crate::engine::{Ctx, NodeError};
-use crate::ua::log;
+use crate::ua::UaShared;
 use events::Level;
-use media::sdp::{self, Codec, LocalMedia};
+use media::sdp::{self, Direction};
 use scenario::{Action, Node, NodeIdx};
-use session::{Call, CallEvent, EndCause, HangupAction, Role, hangup_action};
+use session::{Call, CallEvent, EndCause, HangupAction, LegState, Role, hangup_action};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use transport::rsipstack::dialog::invitation::InviteOption;
-use transport::sip::{Header, StatusCode, Uri};
+use transport::rsipstack::dialog::dialog::Dialog;
+use transport::sip::{StatusCode, Uri};
 
 type NodeResult = Result<(), NodeError>;
 
@@ -17,7 +19,7 @@ fn fail(msg: impl Into<String>) -> NodeError {
     NodeError::Failed(msg.into())
 }
 
-fn secs(d: Duration) -> String {
+pub(crate) fn secs(d: Duration) -> String {
     let s = d.as_secs_f64();
     if s >= 10.0 || s.fract() == 0.0 {
         format!("{s:.0} s")
@@ -26,15 +28,130 @@ fn secs(d: Duration) -> String {
     }
 }
 
+/// Runs `fut` within the node's timeout. On timeout, `what` gets "within 10 s" and says what
+/// was expected and what happened: `expected an INVITE to bob within 10 s, none came`.
+async fn within<T>(
+    node: &Node,
+    what: impl FnOnce(&str) -> String,
+    fut: impl Future<Output = Result<T, NodeError>>,
+) -> Result<T, NodeError> {
+    match tokio::time::timeout(node.timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(fail(what(&format!("within {}", secs(node.timeout))))),
+    }
+}
+
 pub(crate) async fn execute(ctx: &Arc<Ctx>, idx: NodeIdx) -> NodeResult {
     let node = &ctx.scenario.nodes[idx];
+    let ua = &ctx.uas[node.instance];
     match &node.action {
-        Action::MakeCall { target } => make_call(ctx, node, target).await,
-        Action::Answer => answer(ctx, node).await,
-        Action::Release => release(ctx, node).await,
-        Action::Incoming { .. } => incoming(ctx, node).await,
-        Action::Ringing => ringing(ctx, node).await,
-        Action::Disconnected => disconnected(ctx, node).await,
+        Action::MakeCall { target } => make_call(ctx, ua, node, target).await,
+        Action::Answer => answer(ua, node).await,
+        Action::Release => release(ua, node).await,
+        Action::Hold => reinvite(ua, node, Direction::SendOnly).await,
+        Action::Retrieve => reinvite(ua, node, Direction::SendRecv).await,
+        Action::BlindTransfer {
+            target_user,
+            target_host,
+        } => {
+            let target = blind_target(ctx, target_user, target_host)?;
+            transfer(ua, node, &node.call_id, target, None).await
+        }
+        Action::AttendedTransfer {
+            primary_call_id,
+            consult_call_id,
+        } => attended_transfer(ua, node, primary_call_id, consult_call_id).await,
+        Action::Incoming { .. } => incoming(ua, node).await,
+        Action::Ringing => {
+            let side = |c: &Call| {
+                if c.role == Role::Outgoing {
+                    "received"
+                } else {
+                    "sent"
+                }
+            };
+            let call = call_of(ua, node)?;
+            let what = format!(
+                "expected a 180/183 {} on `{}` {{within}}, none",
+                side(&call),
+                node.call_id
+            );
+            wait_event(
+                node,
+                &call,
+                |e| {
+                    matches!(
+                        e,
+                        CallEvent::Provisional {
+                            code: 180 | 183,
+                            ..
+                        }
+                    )
+                },
+                true,
+                what,
+            )
+            .await
+        }
+        Action::Disconnected => {
+            let call = call_of(ua, node)?;
+            let what = format!(
+                "expected `{}` to end {{within}}, it is still up",
+                node.call_id
+            );
+            let ev = wait_for(
+                node,
+                &call,
+                |e| matches!(e, CallEvent::Terminated { .. }),
+                false,
+                what,
+            )
+            .await?;
+            node_log(ua, node, Level::Info, ev.describe());
+            Ok(())
+        }
+        Action::Held => {
+            let call = call_of(ua, node)?;
+            wait_event(
+                node,
+                &call,
+                |e| matches!(e, CallEvent::Held),
+                true,
+                format!("expected the peer to hold `{}` {{within}}", node.call_id),
+            )
+            .await
+        }
+        Action::Retrieved => {
+            let call = call_of(ua, node)?;
+            let what = format!(
+                "expected the peer to retrieve `{}` {{within}}",
+                node.call_id
+            );
+            wait_event(
+                node,
+                &call,
+                |e| matches!(e, CallEvent::Retrieved),
+                true,
+                what,
+            )
+            .await
+        }
+        Action::Transferred => {
+            let call = call_of(ua, node)?;
+            let what = format!(
+                "expected `{}` to be transferred (a REFER followed) {{within}}",
+                node.call_id
+            );
+            // The transferee sees Transferred; the target of an attended transfer sees its call replaced.
+            wait_event(
+                node,
+                &call,
+                |e| matches!(e, CallEvent::Transferred { .. } | CallEvent::Replaced),
+                true,
+                what,
+            )
+            .await
+        }
         Action::Delay => {
             tokio::time::sleep(node.timeout).await;
             Ok(())
@@ -47,59 +164,45 @@ pub(crate) async fn execute(ctx: &Arc<Ctx>, idx: NodeIdx) -> NodeResult {
 }
 
 /// A log line about a node, on its UA and call.
-fn node_log(ctx: &Ctx, node: &Node, level: Level, message: String) {
-    let ua = &ctx.uas[node.instance];
-    log(
-        &ctx.bus,
-        level,
-        Some(&ua.id),
-        Some(&node.id),
-        Some(&node.call_id),
-        message,
-    );
+fn node_log(ua: &UaShared, node: &Node, level: Level, message: String) {
+    ua.log(level, Some(&node.id), Some(&node.call_id), message);
 }
 
-fn call_of(ctx: &Ctx, node: &Node) -> Result<Arc<Call>, NodeError> {
-    ctx.sessions
-        .get(node.instance, &node.call_id)
-        .ok_or_else(|| {
-            fail(format!(
-                "{} has no call `{}`: a MakeCall or INCOMING node must bind it first",
-                ctx.registry.get(node.instance).label,
-                node.call_id
-            ))
-        })
+fn call_named(ua: &UaShared, name: &str) -> Result<Arc<Call>, NodeError> {
+    ua.sessions.get(ua.idx, name).ok_or_else(|| {
+        fail(format!(
+            "{} has no call `{name}`: a MakeCall or INCOMING node must bind it first",
+            ua.label
+        ))
+    })
 }
 
-/// Leases an RTP port for a call and builds our media description.
-fn local_media(
-    ctx: &Ctx,
+fn call_of(ua: &UaShared, node: &Node) -> Result<Arc<Call>, NodeError> {
+    call_named(ua, &node.call_id)
+}
+
+/// Waits (within the node's timeout) for an event on the call; returns it.
+async fn wait_for(
     node: &Node,
-) -> Result<(instances::PortLease, std::net::UdpSocket, LocalMedia), NodeError> {
-    let ip = ctx.bind_ip;
-    let (lease, sock) = ctx
-        .rtp
-        .lease(|port| {
-            let s = std::net::UdpSocket::bind((ip, port))?;
-            let p = s.local_addr()?.port();
-            Ok::<_, std::io::Error>((s, p))
-        })
-        .map_err(|e| fail(format!("no RTP port: {e}")))?;
-    let inst = &ctx.scenario.instances[node.instance];
-    let codecs: Vec<Codec> = inst
-        .codecs
-        .iter()
-        .filter_map(|c| Codec::from_name(c))
-        .collect();
-    let media = LocalMedia {
-        ip,
-        rtp_port: lease.port(),
-        codecs,
-        session_id: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_secs()),
-    };
-    Ok((lease, sock, media))
+    call: &Call,
+    pred: impl Fn(&CallEvent) -> bool,
+    consume: bool,
+    what: String,
+) -> Result<CallEvent, NodeError> {
+    within(node, |t| what.replace("{within}", t), async {
+        Ok(call.wait(pred, consume).await.0)
+    })
+    .await
+}
+
+async fn wait_event(
+    node: &Node,
+    call: &Call,
+    pred: impl Fn(&CallEvent) -> bool,
+    consume: bool,
+    what: String,
+) -> NodeResult {
+    wait_for(node, call, pred, consume, what).await.map(|_| ())
 }
 
 /// Resolves a MakeCall target: another instance's DN, or a full URI. Returns the URI and who it is.
@@ -113,35 +216,13 @@ fn resolve_target(ctx: &Ctx, target: &str) -> Result<(Uri, String), NodeError> {
     Ok((parsed, who))
 }
 
-async fn make_call(ctx: &Arc<Ctx>, node: &Node, target: &str) -> NodeResult {
-    let ua = &ctx.uas[node.instance];
+async fn make_call(ctx: &Arc<Ctx>, ua: &UaShared, node: &Node, target: &str) -> NodeResult {
     let (callee, who) = resolve_target(ctx, target)?;
-    let (lease, sock, media) = local_media(ctx, node)?;
-    let offer = sdp::offer(&media);
-    let caller = Uri::try_from(ctx.registry.get(node.instance).uri_for(&ua.dn).as_str())
-        .map_err(|e| fail(format!("bad caller URI: {e}")))?;
-    let opt = InviteOption {
-        caller,
-        callee: callee.clone(),
-        contact: ua.contact.clone(),
-        content_type: Some("application/sdp".to_owned()),
-        offer: Some(offer.clone().into_bytes()),
-        ..Default::default()
-    };
     let started = Instant::now();
-    let (dialog, join) = ua
-        .dialogs
-        .do_invite_async(opt, ua.state_tx.clone())
-        .map_err(|e| fail(format!("cannot send INVITE to {callee}: {e}")))?;
-    let call = ctx
-        .sessions
-        .insert_outgoing(node.instance, &node.call_id, dialog);
-    call.set_local_sdp(offer.into_bytes());
-    ctx.rtp_leases
-        .lock()
-        .expect("rtp lock")
-        .insert(call.key, (lease, sock));
-    node_log(ctx, node, Level::Info, format!("calling {who} ({callee})"));
+    let (call, join) = ua
+        .place_call(Some(&node.call_id), callee.clone(), CallOptions::default())
+        .map_err(fail)?;
+    node_log(ua, node, Level::Info, format!("calling {who} ({callee})"));
 
     match tokio::time::timeout(node.timeout, join).await {
         Ok(Ok(Ok((_, Some(resp))))) => {
@@ -185,32 +266,23 @@ async fn make_call(ctx: &Arc<Ctx>, node: &Node, target: &str) -> NodeResult {
     }
 }
 
-async fn incoming(ctx: &Arc<Ctx>, node: &Node) -> NodeResult {
-    match tokio::time::timeout(
-        node.timeout,
-        ctx.sessions.next_incoming(node.instance, &node.call_id),
-    )
-    .await
-    {
-        Ok(call) => {
-            node_log(
-                ctx,
-                node,
-                Level::Info,
-                format!("took incoming call {}", call.sip_call_id()),
-            );
-            Ok(())
-        }
-        Err(_) => Err(fail(format!(
-            "expected an INVITE to {} within {}, none came",
-            ctx.registry.get(node.instance).label,
-            secs(node.timeout)
-        ))),
-    }
+async fn incoming(ua: &UaShared, node: &Node) -> NodeResult {
+    let what = |t: &str| format!("expected an INVITE to {} {t}, none came", ua.label);
+    let call = within(node, what, async {
+        Ok(ua.sessions.next_incoming(ua.idx, &node.call_id).await)
+    })
+    .await?;
+    node_log(
+        ua,
+        node,
+        Level::Info,
+        format!("took incoming call {}", call.sip_call_id()),
+    );
+    Ok(())
 }
 
-async fn answer(ctx: &Arc<Ctx>, node: &Node) -> NodeResult {
-    let call = call_of(ctx, node)?;
+async fn answer(ua: &UaShared, node: &Node) -> NodeResult {
+    let call = call_of(ua, node)?;
     if call.role != Role::Incoming {
         return Err(fail(format!(
             "`{}` is a call we placed; Answer takes an incoming call",
@@ -222,74 +294,54 @@ async fn answer(ctx: &Arc<Ctx>, node: &Node) -> NodeResult {
             "the call ended before it was answered: {reason}"
         )));
     }
-    let offer = String::from_utf8_lossy(&call.dialog.initial_request().body).into_owned();
-    let (lease, sock, media) = local_media(ctx, node)?;
-    let answer = match sdp::answer(&offer, &media) {
+    let answer = match ua.answer_sdp(&call) {
         Ok(a) => a,
         Err(e) => {
             let _ = call
                 .dialog
-                .reject(Some(StatusCode::NotAcceptableHere), Some(e.to_string()));
+                .reject(Some(StatusCode::NotAcceptableHere), Some(e.clone()));
             return Err(fail(format!(
                 "cannot answer: {e}; rejected with 488 Not Acceptable Here"
             )));
         }
     };
-    ctx.rtp_leases
-        .lock()
-        .expect("rtp lock")
-        .insert(call.key, (lease, sock));
-    call.set_local_sdp(answer.clone().into_bytes());
     call.dialog
-        .accept(
-            Some(vec![Header::ContentType("application/sdp".into())]),
-            Some(answer.into_bytes()),
-        )
+        .accept(Some(vec![sdp_header()]), Some(answer.into_bytes()))
         .map_err(|e| fail(format!("cannot send 200 OK: {e}")))?;
-    let wait = call.wait(
-        |e| {
-            matches!(
-                e,
-                CallEvent::Confirmed { .. } | CallEvent::Terminated { .. }
-            )
-        },
-        false,
-    );
-    match tokio::time::timeout(node.timeout, wait).await {
-        Ok((CallEvent::Confirmed { .. }, _)) => Ok(()),
+    let what = "200 OK sent, no ACK {within}".to_owned();
+    let settled = |e: &CallEvent| {
+        matches!(
+            e,
+            CallEvent::Confirmed { .. } | CallEvent::Terminated { .. } | CallEvent::Replaced
+        )
+    };
+    match wait_for(node, &call, settled, false, what).await? {
+        CallEvent::Confirmed { .. } => Ok(()),
+        // Answered, then taken over by an INVITE with Replaces (an attended transfer) before
+        // the ACK was seen: the call did its job.
+        CallEvent::Replaced => Ok(()),
         // The caller's BYE can overtake its ACK (both sent at once, or reordered by a proxy):
         // a BYE proves the caller took our 200 OK.
-        Ok((
-            CallEvent::Terminated {
-                cause: EndCause::Bye,
-                by_peer: true,
-                ..
-            },
-            _,
-        )) => Ok(()),
-        Ok((other, _)) => Err(fail(format!(
+        CallEvent::Terminated {
+            cause: EndCause::Bye,
+            by_peer: true,
+            ..
+        } => Ok(()),
+        other => Err(fail(format!(
             "expected the ACK after our 200 OK, the call {}",
             other.describe()
-        ))),
-        Err(_) => Err(fail(format!(
-            "200 OK sent, no ACK within {}",
-            secs(node.timeout)
         ))),
     }
 }
 
-async fn release(ctx: &Arc<Ctx>, node: &Node) -> NodeResult {
-    let call = call_of(ctx, node)?;
+/// Hangs up `call` as its state says and waits for it to end.
+async fn hang_up(node: &Node, call: &Arc<Call>) -> NodeResult {
     let action = hangup_action(call.role, call.leg_state());
-    if action == HangupAction::Nothing {
-        node_log(ctx, node, Level::Info, "the call had already ended".into());
-        return Ok(());
-    }
     let what = match action {
         HangupAction::Bye => "BYE".to_owned(),
         HangupAction::Cancel => "CANCEL".to_owned(),
         HangupAction::Reject(code) => format!("{code} to the ringing call"),
-        HangupAction::Nothing => unreachable!("handled above"),
+        HangupAction::Nothing => return Ok(()),
     };
     let sent = call.start_hang_up(action);
     let work = async {
@@ -302,59 +354,246 @@ async fn release(ctx: &Arc<Ctx>, node: &Node) -> NodeResult {
             .await;
         Ok(())
     };
-    tokio::time::timeout(node.timeout, work)
-        .await
-        .unwrap_or_else(|_| {
-            Err(fail(format!(
-                "{what} sent, the call did not end within {}",
-                secs(node.timeout)
-            )))
-        })
+    within(
+        node,
+        |t| format!("{what} sent, the call did not end {t}"),
+        work,
+    )
+    .await
 }
 
-async fn ringing(ctx: &Arc<Ctx>, node: &Node) -> NodeResult {
-    let call = call_of(ctx, node)?;
-    let wait = call.wait(
-        |e| {
-            matches!(
-                e,
-                CallEvent::Provisional {
-                    code: 180 | 183,
-                    ..
-                }
-            )
-        },
-        true,
-    );
-    match tokio::time::timeout(node.timeout, wait).await {
-        Ok(_) => Ok(()),
-        Err(_) => {
-            let side = if call.role == Role::Outgoing {
-                "received"
-            } else {
-                "sent"
-            };
-            Err(fail(format!(
-                "expected a 180/183 {side} on `{}` within {}, none",
-                node.call_id,
-                secs(node.timeout)
-            )))
-        }
+async fn release(ua: &UaShared, node: &Node) -> NodeResult {
+    let call = call_of(ua, node)?;
+    if call.leg_state() == LegState::Terminated {
+        node_log(ua, node, Level::Info, "the call had already ended".into());
+        return Ok(());
     }
+    hang_up(node, &call).await
 }
 
-async fn disconnected(ctx: &Arc<Ctx>, node: &Node) -> NodeResult {
-    let call = call_of(ctx, node)?;
-    let wait = call.wait(|e| matches!(e, CallEvent::Terminated { .. }), false);
-    match tokio::time::timeout(node.timeout, wait).await {
-        Ok((ev, _)) => {
-            node_log(ctx, node, Level::Info, ev.describe());
-            Ok(())
+/// Hold (`sendonly`) or Retrieve (`sendrecv`): a re-INVITE with our SDP in that direction.
+async fn reinvite(ua: &UaShared, node: &Node, dir: Direction) -> NodeResult {
+    let call = call_of(ua, node)?;
+    if call.leg_state() != LegState::Confirmed {
+        return Err(fail(format!(
+            "`{}` is not an established call",
+            node.call_id
+        )));
+    }
+    let ours = call
+        .local_sdp()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let offer = sdp::with_direction(&ours, dir);
+    let sent = call
+        .dialog
+        .reinvite(Some(vec![sdp_header()]), Some(offer.clone().into_bytes()));
+    let what = |t: &str| format!("re-INVITE ({}) sent, no final response {t}", dir.as_str());
+    let resp = within(node, what, async {
+        sent.await
+            .map_err(|e| fail(format!("re-INVITE failed: {e}")))
+    })
+    .await?;
+    let Some(resp) = resp else {
+        return Err(fail("the call is not confirmed: no re-INVITE sent"));
+    };
+    let code = resp.status_code.code();
+    if !(200..300).contains(&code) {
+        return Err(fail(format!(
+            "re-INVITE ({}) answered {code} {}",
+            dir.as_str(),
+            resp.status_code.text()
+        )));
+    }
+    call.set_local_sdp(offer.into_bytes());
+    call.set_held_by_us(dir.is_hold());
+    let answered = sdp::direction(&String::from_utf8_lossy(&resp.body));
+    node_log(
+        ua,
+        node,
+        Level::Info,
+        format!(
+            "re-INVITE {}: answered {code} with {}",
+            dir.as_str(),
+            answered.as_str()
+        ),
+    );
+    Ok(())
+}
+
+/// BlindTransfer's target: the DN of an instance of this run (its address is known only now),
+/// or `sip:user@host`.
+fn blind_target(ctx: &Ctx, user: &str, host: &str) -> Result<Uri, NodeError> {
+    let host = host.trim();
+    let local = ctx
+        .registry
+        .by_dn(user)
+        .filter(|_| host.is_empty() || !host.contains(':') || host.starts_with('['));
+    let uri = match local {
+        Some(e)
+            if host.is_empty()
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip == e.local.ip())
+                || host == "localhost" =>
+        {
+            e.uri_for(user)
         }
-        Err(_) => Err(fail(format!(
-            "expected `{}` to end within {}, it is still up",
-            node.call_id,
-            secs(node.timeout)
-        ))),
+        _ if host.is_empty() => {
+            return Err(fail(format!(
+                "transfer target `{user}` is the DN of no instance, and no host is given"
+            )));
+        }
+        _ => format!("sip:{user}@{host}"),
+    };
+    Uri::try_from(uri.as_str()).map_err(|e| fail(format!("bad transfer target {uri}: {e}")))
+}
+
+/// Sends REFER on the call named `primary`, follows the NOTIFYs to a final status, then hangs
+/// up the call (and `also_end`, for an attended transfer).
+async fn transfer(
+    ua: &UaShared,
+    node: &Node,
+    primary: &str,
+    refer_to: Uri,
+    also_end: Option<Arc<Call>>,
+) -> NodeResult {
+    let call = call_named(ua, primary)?;
+    if call.leg_state() != LegState::Confirmed {
+        return Err(fail(format!("`{primary}` is not an established call")));
+    }
+    let started = Instant::now();
+    let refer_to_text = refer_to.to_string();
+    let work = async {
+        let resp = call
+            .dialog
+            .refer(format!("<{refer_to_text}>"), None, None)
+            .await
+            .map_err(|e| fail(format!("REFER failed: {e}")))?
+            .ok_or_else(|| fail("the call is not confirmed: no REFER sent"))?;
+        let code = resp.status_code.code();
+        if !(200..300).contains(&code) {
+            return Err(fail(format!(
+                "REFER answered {code} {}",
+                resp.status_code.text()
+            )));
+        }
+        node_log(
+            ua,
+            node,
+            Level::Info,
+            format!(
+                "REFER to {refer_to_text}: {code} {}",
+                resp.status_code.text()
+            ),
+        );
+        loop {
+            match call
+                .wait(|e| matches!(e, CallEvent::ReferProgress { .. }), true)
+                .await
+                .0
+            {
+                CallEvent::ReferProgress { code, last: true }
+                | CallEvent::ReferProgress {
+                    code: code @ 200..=699,
+                    ..
+                } => {
+                    return Ok(code);
+                }
+                _ => {}
+            }
+        }
+    };
+    let what = |t: &str| {
+        format!("expected the transfer to {refer_to_text} to complete (a final NOTIFY) {t}")
+    };
+    let code = within(node, what, work).await?;
+    if !(200..300).contains(&code) {
+        return Err(fail(format!(
+            "the transfer target answered {code} at {}; the call stays up",
+            secs(started.elapsed())
+        )));
+    }
+    hang_up(node, &call).await?;
+    if let Some(other) = also_end
+        && other.leg_state() != LegState::Terminated
+        && !other.hangup_started()
+    {
+        hang_up(node, &other).await?;
+    }
+    Ok(())
+}
+
+/// Attended transfer: REFER on the primary call with Refer-To pointing at the consultation
+/// call's peer, carrying Replaces for that call (RFC 3891), then BYE on both calls.
+async fn attended_transfer(ua: &UaShared, node: &Node, primary: &str, consult: &str) -> NodeResult {
+    let consult_call = call_named(ua, consult)?;
+    if consult_call.leg_state() != LegState::Confirmed {
+        return Err(fail(format!(
+            "the consultation call `{consult}` is not established"
+        )));
+    }
+    let id = consult_call.dialog.id();
+    let contact = Dialog::Invite(consult_call.dialog.clone())
+        .remote_contact()
+        .ok_or_else(|| {
+            fail(format!(
+                "the consultation call `{consult}` has no remote Contact"
+            ))
+        })?;
+    // The target's own tag is our remote tag: it goes in to-tag.
+    let replaces = format!(
+        "{};to-tag={};from-tag={}",
+        id.call_id, id.remote_tag, id.local_tag
+    );
+    let mut target = contact.clone();
+    target
+        .headers
+        .push(("Replaces".to_owned(), escape(&replaces)));
+    transfer(ua, node, primary, target, Some(consult_call)).await
+}
+
+/// Percent-encodes a URI header value (RFC 3261 §25.1 `hvalue`).
+fn escape(v: &str) -> String {
+    v.chars()
+        .map(|c| match c {
+            'a'..='z'
+            | 'A'..='Z'
+            | '0'..='9'
+            | '-'
+            | '_'
+            | '.'
+            | '!'
+            | '~'
+            | '*'
+            | '\''
+            | '('
+            | ')'
+            | '['
+            | ']'
+            | '/'
+            | '?'
+            | ':'
+            | '+'
+            | '$' => c.to_string(),
+            other => other
+                .to_string()
+                .bytes()
+                .map(|b| format!("%{b:02X}"))
+                .collect(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_is_escaped_for_a_uri_header() {
+        assert_eq!(
+            escape("abc@h;to-tag=1;from-tag=2"),
+            "abc%40h%3Bto-tag%3D1%3Bfrom-tag%3D2"
+        );
     }
 }

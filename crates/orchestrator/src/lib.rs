@@ -13,8 +13,10 @@
 //! a run returns within [`RunOptions::step_limit`] × 2 (plus a little) of a stop.
 
 mod bus;
+mod calls;
 mod engine;
 mod exec;
+mod routing;
 mod ua;
 
 pub use bus::{Collector, EventBus, EventSink};

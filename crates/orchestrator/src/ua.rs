@@ -1,29 +1,53 @@
-//! One running user agent: its endpoint, and the two tasks that route what arrives.
+//! One running user agent: its endpoint, the context its tasks and nodes share, and the two
+//! tasks that route what arrives (see `routing.rs`).
 
 use crate::bus::EventBus;
 use events::{Direction, EventKind, Level, Log};
 use instances::{PortAllocator, PortLease};
+use media::sdp::Codec;
 use scenario::Instance;
 use session::{Sessions, UaIdx};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
-use transport::rsipstack::dialog::dialog::DialogState;
+use transport::rsipstack::dialog::dialog::DialogStateSender;
 use transport::rsipstack::dialog::dialog_layer::DialogLayer;
-use transport::sip::prelude::HeadersExt;
-use transport::sip::{Header, Method, StatusCode, Uri};
+use transport::sip::Uri;
 use transport::{EndpointSettings, UaEndpoint, WireDirection, WireRecord};
 
-pub(crate) struct Ua {
+/// What a UA's tasks and the nodes running on it share.
+pub(crate) struct UaShared {
+    pub(crate) idx: UaIdx,
     pub(crate) id: String,
     pub(crate) label: String,
     pub(crate) dn: String,
     pub(crate) local: SocketAddr,
-    pub(crate) transport: &'static str,
+    pub(crate) tcp: bool,
     pub(crate) contact: Uri,
+    pub(crate) auto_ringing: bool,
+    pub(crate) codecs: Vec<Codec>,
+    pub(crate) bind_ip: IpAddr,
+    pub(crate) dialogs: Arc<DialogLayer>,
+    pub(crate) state_tx: DialogStateSender,
+    pub(crate) sessions: Arc<Sessions>,
+    pub(crate) bus: Arc<EventBus>,
+    /// RTP ports for this UA's calls (shared by every UA of the run).
+    pub(crate) rtp: PortAllocator,
+}
+
+impl UaShared {
+    pub(crate) fn log(&self, level: Level, node: Option<&str>, call: Option<&str>, msg: String) {
+        log(&self.bus, level, Some(&self.id), node, call, msg);
+    }
+}
+
+/// A started UA.
+pub(crate) struct Ua {
+    pub(crate) shared: Arc<UaShared>,
     pub(crate) endpoint: UaEndpoint,
-    pub(crate) lease: PortLease,
+    pub(crate) transport: &'static str,
+    lease: PortLease,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -58,26 +82,34 @@ pub(crate) fn log(
     }));
 }
 
+/// Shared by every UA of a run.
+pub(crate) struct RunShared {
+    pub(crate) bind_ip: IpAddr,
+    pub(crate) sip_ports: PortAllocator,
+    pub(crate) rtp_ports: PortAllocator,
+    pub(crate) bus: Arc<EventBus>,
+    pub(crate) sessions: Arc<Sessions>,
+}
+
 impl Ua {
     pub(crate) async fn start(
         idx: UaIdx,
         inst: &Instance,
-        ip: IpAddr,
-        ports: &PortAllocator,
-        bus: Arc<EventBus>,
-        sessions: Arc<Sessions>,
+        run: &RunShared,
     ) -> Result<Self, UaError> {
         let tcp = inst.transport == scenario::SipTransport::Tcp;
-        let (lease, socket) = ports
+        let ip = run.bind_ip;
+        let (lease, socket) = run
+            .sip_ports
             .lease(|port| {
                 let addr = SocketAddr::new(ip, port);
                 let sock = transport::bind_udp(addr, transport::DEFAULT_RCVBUF)?;
                 let got = sock
                     .local_addr()
-                    .map_err(|e| transport::TransportError::Bind {
+                    .map_err(|source| transport::TransportError::Bind {
                         transport: "udp",
                         addr,
-                        source: e,
+                        source,
                     })?;
                 if tcp {
                     // The TCP listener takes the same port; check it is free too.
@@ -90,7 +122,7 @@ impl Ua {
                 source,
             })?;
 
-        let tap_bus = bus.clone();
+        let tap_bus = run.bus.clone();
         let ua_id = inst.id.clone();
         let tap = Arc::new(move |rec: WireRecord| wire_event(&tap_bus, &ua_id, rec));
         let settings = EndpointSettings {
@@ -104,31 +136,37 @@ impl Ua {
                 source,
             })?;
         let local = endpoint.local;
-        let contact = contact_uri(&inst.dn, local, tcp);
-
-        let mut tasks = Vec::new();
-        let incoming = endpoint.incoming.take().expect("incoming taken once");
-        let state_rx = endpoint.state_rx.take().expect("state receiver taken once");
-        let router = Router {
+        let shared = Arc::new(UaShared {
             idx,
-            ua: inst.id.clone(),
-            auto_ringing: inst.auto_ringing,
-            dialogs: endpoint.dialogs.clone(),
-            state_tx: endpoint.state_tx.clone(),
-            contact: contact.clone(),
-            sessions: sessions.clone(),
-            bus: bus.clone(),
-        };
-        tasks.push(tokio::spawn(router.clone().route_requests(incoming)));
-        tasks.push(tokio::spawn(router.route_states(state_rx)));
-
-        Ok(Self {
             id: inst.id.clone(),
             label: inst.label.clone(),
             dn: inst.dn.clone(),
             local,
+            tcp,
+            contact: contact_uri(&inst.dn, local, tcp),
+            auto_ringing: inst.auto_ringing,
+            codecs: inst
+                .codecs
+                .iter()
+                .filter_map(|c| Codec::from_name(c))
+                .collect(),
+            bind_ip: ip,
+            dialogs: endpoint.dialogs.clone(),
+            state_tx: endpoint.state_tx.clone(),
+            sessions: run.sessions.clone(),
+            bus: run.bus.clone(),
+            rtp: run.rtp_ports.clone(),
+        });
+
+        let incoming = endpoint.incoming.take().expect("incoming taken once");
+        let state_rx = endpoint.state_rx.take().expect("state receiver taken once");
+        let tasks = vec![
+            tokio::spawn(shared.clone().route_requests(incoming)),
+            tokio::spawn(shared.clone().route_states(state_rx)),
+        ];
+        Ok(Self {
+            shared,
             transport: endpoint.transport,
-            contact,
             endpoint,
             lease,
             tasks,
@@ -175,173 +213,4 @@ fn wire_event(bus: &EventBus, ua: &str, rec: WireRecord) {
         }),
         rec.at,
     );
-}
-
-#[derive(Clone)]
-struct Router {
-    idx: UaIdx,
-    ua: String,
-    auto_ringing: bool,
-    dialogs: Arc<DialogLayer>,
-    state_tx: transport::rsipstack::dialog::dialog::DialogStateSender,
-    contact: Uri,
-    sessions: Arc<Sessions>,
-    bus: Arc<EventBus>,
-}
-
-impl Router {
-    fn log(&self, level: Level, msg: String) {
-        log(&self.bus, level, Some(&self.ua), None, None, msg);
-    }
-
-    /// Routes every new server transaction: in-dialog requests to their dialog, new INVITEs
-    /// to the session store (held with 100/180 until a node answers or rejects them).
-    async fn route_requests(
-        self,
-        mut incoming: transport::rsipstack::transaction::TransactionReceiver,
-    ) {
-        while let Some(mut tx) = incoming.recv().await {
-            let method = tx.original.method;
-            let in_dialog = tx
-                .original
-                .to_header()
-                .ok()
-                .and_then(|h| h.tag().ok().flatten())
-                .is_some();
-            if in_dialog {
-                match self.dialogs.match_dialog(&tx) {
-                    Some(mut d) => {
-                        tokio::spawn(async move {
-                            let _ = d.handle(&mut tx).await;
-                        });
-                    }
-                    None if method == Method::Ack => {}
-                    None => {
-                        self.log(
-                            Level::Warning,
-                            format!("{method} for a dialog this UA does not know: 481"),
-                        );
-                        let _ = tx.reply(StatusCode::CallTransactionDoesNotExist).await;
-                    }
-                }
-                continue;
-            }
-            match method {
-                Method::Invite => {
-                    let d = match self.dialogs.get_or_create_server_invite(
-                        &tx,
-                        self.state_tx.clone(),
-                        None,
-                        Some(self.contact.clone()),
-                    ) {
-                        Ok(d) => d,
-                        Err(e) => {
-                            self.log(Level::Error, format!("cannot take the INVITE: {e}"));
-                            let _ = tx.reply(StatusCode::ServerInternalError).await;
-                            continue;
-                        }
-                    };
-                    let me = self.clone();
-                    tokio::spawn(async move {
-                        let _ = tx.send_trying().await;
-                        let from = tx
-                            .original
-                            .from_header()
-                            .map(|h| h.value().to_string())
-                            .unwrap_or_default();
-                        me.sessions.insert_incoming(me.idx, d.clone(), |call| {
-                            me.log(
-                                Level::Info,
-                                format!("incoming call {} from {from}", call.sip_call_id()),
-                            );
-                            if me.auto_ringing {
-                                // Queued on the INVITE transaction before any node can answer.
-                                let _ = d.ringing(None, None);
-                            }
-                        });
-                        let mut d = d;
-                        if let Err(e) = d.handle(&mut tx).await {
-                            me.log(
-                                Level::Warning,
-                                format!("incoming INVITE transaction ended with an error: {e}"),
-                            );
-                        }
-                    });
-                }
-                Method::Options => {
-                    let _ = tx.reply(StatusCode::OK).await;
-                }
-                Method::Ack => {}
-                Method::Bye | Method::Cancel => {
-                    self.log(Level::Warning, format!("{method} for no known call: 481"));
-                    let _ = tx.reply(StatusCode::CallTransactionDoesNotExist).await;
-                }
-                other => {
-                    self.log(
-                        Level::Warning,
-                        format!("{other} outside a dialog is not handled: 405"),
-                    );
-                    let _ = tx.reply(StatusCode::MethodNotAllowed).await;
-                }
-            }
-        }
-    }
-
-    /// Feeds dialog state changes to the session store, answers mid-dialog requests, and
-    /// removes ended dialogs from rsipstack's dialog layer (it keeps them until told).
-    async fn route_states(self, mut rx: transport::rsipstack::dialog::dialog::DialogStateReceiver) {
-        while let Some(state) = rx.recv().await {
-            let applied = self.sessions.apply(self.idx, &state);
-            let call_name = applied.as_ref().and_then(|(c, _)| c.name());
-            let added = applied.as_ref().and_then(|(_, e)| e.clone());
-            let call = applied.map(|(c, _)| c);
-            match state {
-                DialogState::Terminated(id, _) => {
-                    self.dialogs.remove_dialog(&id);
-                    if let Some(c) = &call {
-                        for id in c.dialog_ids() {
-                            self.dialogs.remove_dialog(&id);
-                        }
-                        if let Some(ev) = &added {
-                            log(
-                                &self.bus,
-                                Level::Info,
-                                Some(&self.ua),
-                                None,
-                                call_name.as_deref(),
-                                ev.describe(),
-                            );
-                        }
-                    }
-                }
-                DialogState::Updated(_, req, handle) => {
-                    // A re-INVITE or UPDATE: answer with our SDP (hold handling arrives with call control).
-                    let body = call
-                        .as_ref()
-                        .and_then(|c| c.local_sdp())
-                        .filter(|_| req.method == Method::Invite);
-                    let headers = body
-                        .as_ref()
-                        .map(|_| vec![Header::ContentType("application/sdp".into())]);
-                    self.log(Level::Info, format!("{} in dialog: 200", req.method));
-                    let _ = handle.respond(StatusCode::OK, headers, body).await;
-                }
-                DialogState::Info(_, req, handle)
-                | DialogState::Message(_, req, handle)
-                | DialogState::Options(_, req, handle)
-                | DialogState::Notify(_, req, handle) => {
-                    self.log(Level::Info, format!("{} in dialog: 200", req.method));
-                    let _ = handle.reply(StatusCode::OK).await;
-                }
-                DialogState::Refer(_, req, handle) | DialogState::Publish(_, req, handle) => {
-                    self.log(
-                        Level::Warning,
-                        format!("{} in dialog is not supported yet: 501", req.method),
-                    );
-                    let _ = handle.reply(StatusCode::NotImplemented).await;
-                }
-                _ => {}
-            }
-        }
-    }
 }

@@ -155,15 +155,9 @@ impl Action {
 
     /// Whether this version of the engine can run the action.
     pub fn is_supported(&self) -> bool {
-        matches!(
+        !matches!(
             self,
-            Self::MakeCall { .. }
-                | Self::Answer
-                | Self::Release
-                | Self::Incoming { .. }
-                | Self::Ringing
-                | Self::Disconnected
-                | Self::Delay
+            Self::PlayAudio { .. } | Self::SendDtmf { .. } | Self::DtmfReceived { .. }
         )
     }
 }

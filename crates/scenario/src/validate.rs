@@ -95,8 +95,9 @@ pub(crate) fn validate(s: &Scenario, diags: &mut Diagnostics) {
         }
         if !n.action.is_supported() {
             diags.push(
-                err("is not supported by this version of callflow yet".into())
-                    .with_help("supported now: MakeCall, Answer, Release, INCOMING, RINGING, DISCONNECTED, TIMEOUT"),
+                err("is not supported by this version of callflow yet".into()).with_help(
+                    "media nodes (PlayAudio, SendDTMF, DTMFReceived) arrive with the media work",
+                ),
             );
         }
     }

@@ -37,6 +37,24 @@ pub enum CallEvent {
         code: Option<u16>,
         cause: EndCause,
     },
+    /// The peer put us on hold (a re-INVITE or UPDATE offering `sendonly` or `inactive`).
+    Held,
+    /// The peer took us off hold (an offer with `sendrecv` or `recvonly` after a hold).
+    Retrieved,
+    /// An in-dialog request we received and answered (INFO, MESSAGE, OPTIONS, NOTIFY...).
+    Request {
+        method: String,
+        content_type: Option<String>,
+        body: String,
+    },
+    /// The peer asked us to transfer this call (REFER) to `to`.
+    Referred { to: String },
+    /// A NOTIFY about a REFER we sent: the sipfrag status, and whether it is the last one.
+    ReferProgress { code: u16, last: bool },
+    /// This call was transferred: its logical call id now names a new call to `to`.
+    Transferred { to: String },
+    /// An INVITE with Replaces took this call's place; its logical call id names the new call.
+    Replaced,
 }
 
 /// How a call ended, for decisions (the `reason` text is for people).
@@ -86,6 +104,18 @@ impl CallEvent {
             Self::Answered => "answered (200 sent)".to_owned(),
             Self::Confirmed { code } => format!("confirmed ({code})"),
             Self::Terminated { reason, .. } => format!("ended: {reason}"),
+            Self::Held => "held by the peer".to_owned(),
+            Self::Retrieved => "retrieved by the peer".to_owned(),
+            Self::Request { method, .. } => format!("{method} received"),
+            Self::Referred { to } => format!("REFER to {to} received"),
+            Self::ReferProgress { code, last } => {
+                format!(
+                    "transfer progress: {code}{}",
+                    if *last { " (final)" } else { "" }
+                )
+            }
+            Self::Transferred { to } => format!("transferred to {to}"),
+            Self::Replaced => "replaced by a new call (Replaces)".to_owned(),
         }
     }
 }
@@ -138,6 +168,12 @@ pub struct Call {
     local_sdp: Mutex<Option<Vec<u8>>>,
     /// A BYE/CANCEL/reject has been started: cleanup must not send another.
     hangup_started: std::sync::atomic::AtomicBool,
+    /// What the call holds until it is closed (its RTP port lease and socket).
+    resources: Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
+    /// We put the peer on hold (our last offer was sendonly/inactive).
+    held_by_us: std::sync::atomic::AtomicBool,
+    /// The peer put us on hold.
+    held_by_peer: std::sync::atomic::AtomicBool,
 }
 
 impl Call {
@@ -160,6 +196,9 @@ impl Call {
             changed: watch::channel(0).0,
             local_sdp: Mutex::new(None),
             hangup_started: std::sync::atomic::AtomicBool::new(false),
+            resources: Mutex::new(Vec::new()),
+            held_by_us: std::sync::atomic::AtomicBool::new(false),
+            held_by_peer: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -194,7 +233,7 @@ impl Call {
     }
 
     /// Appends an event; returns false when it adds nothing (a repeat, or after the end).
-    pub(crate) fn push(&self, event: CallEvent) -> bool {
+    pub fn push(&self, event: CallEvent) -> bool {
         let mut log = self.log.lock().expect("log lock");
         // rsipstack reports Confirmed again after some mid-dialog requests, and Terminated
         // more than once: keep the first.
@@ -279,6 +318,37 @@ impl Call {
                 std::future::pending::<()>().await;
             }
         }
+    }
+
+    /// Keeps `resource` alive until the call is closed (then it is dropped, releasing it).
+    pub fn keep(&self, resource: Box<dyn std::any::Any + Send + Sync>) {
+        self.resources
+            .lock()
+            .expect("resources lock")
+            .push(resource);
+    }
+
+    /// Drops what the call keeps (at close).
+    pub(crate) fn release_resources(&self) {
+        self.resources.lock().expect("resources lock").clear();
+    }
+
+    pub fn held_by_us(&self) -> bool {
+        self.held_by_us.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub fn set_held_by_us(&self, held: bool) {
+        self.held_by_us
+            .store(held, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn held_by_peer(&self) -> bool {
+        self.held_by_peer.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub fn set_held_by_peer(&self, held: bool) {
+        self.held_by_peer
+            .store(held, std::sync::atomic::Ordering::Release);
     }
 
     /// Whether a hang-up was started on this call (by a node or by cleanup).

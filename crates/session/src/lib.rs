@@ -62,10 +62,27 @@ impl Sessions {
         call
     }
 
-    /// Records a call we placed, under its logical name. A previous call of that name is
-    /// replaced in the name table (it stays in the run until cleanup).
-    pub fn insert_outgoing(&self, ua: UaIdx, name: &str, dialog: InviteDialog) -> Arc<Call> {
-        self.insert(ua, Role::Outgoing, dialog, Some(name))
+    /// Records a call we placed, under its logical name if it has one. A previous call of that
+    /// name is replaced in the name table (it stays in the run until cleanup).
+    pub fn insert_outgoing(
+        &self,
+        ua: UaIdx,
+        name: Option<&str>,
+        dialog: InviteDialog,
+    ) -> Arc<Call> {
+        self.insert(ua, Role::Outgoing, dialog, name)
+    }
+
+    /// Records a call already bound to `name` (not queued for INCOMING): an INVITE with
+    /// Replaces takes its place this way.
+    pub fn insert_bound(
+        &self,
+        ua: UaIdx,
+        role: Role,
+        dialog: InviteDialog,
+        name: &str,
+    ) -> Arc<Call> {
+        self.insert(ua, role, dialog, Some(name))
     }
 
     /// Records an incoming call, runs `prepare` on it (for example, sends 180 Ringing), and only
@@ -114,6 +131,31 @@ impl Sessions {
     pub fn get(&self, ua: UaIdx, name: &str) -> Option<Arc<Call>> {
         let key = *self.names.get(&(ua, name.to_owned()))?;
         self.calls.get(&key).map(|c| c.clone())
+    }
+
+    /// Makes `name` on `ua` refer to `call` from now on (after a transfer or a Replaces), so
+    /// later nodes naming it follow the new dialog.
+    pub fn rebind(&self, ua: UaIdx, name: &str, call: &Arc<Call>) {
+        call.set_name(name);
+        self.names.insert((ua, name.to_owned()), call.key);
+    }
+
+    /// The call of `ua` that a Replaces header names (RFC 3891): its Call-ID and both tags, in
+    /// either order (peers disagree on which tag is "to" and which is "from").
+    pub fn find_replaced(
+        &self,
+        ua: UaIdx,
+        call_id: &str,
+        tag_a: &str,
+        tag_b: &str,
+    ) -> Option<Arc<Call>> {
+        self.all().into_iter().find(|c| {
+            let id = c.dialog.id();
+            c.ua == ua
+                && id.call_id == call_id
+                && ((id.local_tag == tag_a && id.remote_tag == tag_b)
+                    || (id.local_tag == tag_b && id.remote_tag == tag_a))
+        })
     }
 
     pub fn by_dialog(&self, ua: UaIdx, id: &DialogId) -> Option<Arc<Call>> {
@@ -192,6 +234,7 @@ impl Sessions {
     pub fn close_all(&self, layers: &[Arc<DialogLayer>]) -> usize {
         let calls = self.all();
         for call in &calls {
+            call.release_resources();
             if let Some(layer) = layers.get(call.ua) {
                 for id in call.dialog_ids() {
                     layer.remove_dialog(&id);

@@ -1,0 +1,503 @@
+//! What arrives at a UA: new requests (routed by the router task) and dialog state changes
+//! (turned into call events by the state task), including the transferee's side of a REFER and
+//! the target's side of an INVITE with Replaces.
+
+use crate::calls::{CallOptions, sdp_header};
+use crate::ua::UaShared;
+use events::Level;
+use media::sdp;
+use session::{Call, CallEvent, HangupAction, LegState};
+use std::sync::Arc;
+use transport::rsipstack::dialog::DialogId;
+use transport::rsipstack::dialog::dialog::{
+    Dialog, DialogState, DialogStateReceiver, TransactionHandle,
+};
+use transport::rsipstack::dialog::invite_dialog::InviteDialog;
+use transport::rsipstack::transaction::TransactionReceiver;
+use transport::rsipstack::transaction::transaction::Transaction;
+use transport::sip::prelude::HeadersExt;
+use transport::sip::{Header, Method, Request, StatusCode, Uri};
+
+/// How long a re-INVITE may wait for the ACK of the INVITE before it (RFC 3261's T2 would do;
+/// in practice the ACK is already in).
+const ACK_GRACE: std::time::Duration = std::time::Duration::from_secs(4);
+
+/// The value of the first header called `name` (case-insensitive).
+pub(crate) fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers
+        .iter()
+        .find(|h| h.name().eq_ignore_ascii_case(name))
+        .map(|h| h.value().to_owned())
+}
+
+/// A Replaces value (RFC 3891): `call-id;to-tag=X;from-tag=Y`.
+fn parse_replaces(v: &str) -> Option<(String, String, String)> {
+    let mut parts = v.split(';');
+    let call_id = parts.next()?.trim().to_owned();
+    let (mut to, mut from) = (None, None);
+    for p in parts {
+        match p.trim().split_once('=') {
+            Some((k, val)) if k.eq_ignore_ascii_case("to-tag") => to = Some(val.to_owned()),
+            Some((k, val)) if k.eq_ignore_ascii_case("from-tag") => from = Some(val.to_owned()),
+            _ => {}
+        }
+    }
+    Some((call_id, to?, from?))
+}
+
+/// A sipfrag NOTIFY about a REFER (RFC 3515): the status code and whether it is the last.
+pub(crate) fn refer_progress(req: &Request) -> Option<(u16, bool)> {
+    let event = header(req, "Event")?;
+    if !event.to_ascii_lowercase().starts_with("refer") {
+        return None;
+    }
+    let last = header(req, "Subscription-State")
+        .is_some_and(|s| s.to_ascii_lowercase().starts_with("terminated"));
+    let body = std::str::from_utf8(&req.body).ok()?;
+    let code = body
+        .lines()
+        .find(|l| l.starts_with("SIP/2.0"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((code, last))
+}
+
+/// Sends a sipfrag NOTIFY on `dialog` about the REFER it received.
+async fn notify_sipfrag(dialog: &InviteDialog, code: u16, reason: &str, last: bool) {
+    let state = if last {
+        "terminated;reason=noresource"
+    } else {
+        "active;expires=60"
+    };
+    let headers = vec![
+        Header::Event("refer".into()),
+        Header::SubscriptionState(state.into()),
+        Header::ContentType("message/sipfrag;version=2.0".into()),
+    ];
+    let body = format!("SIP/2.0 {code} {reason}\r\n").into_bytes();
+    if let Err(e) = dialog.notify(Some(headers), Some(body)).await {
+        tracing::debug!(error = %e, "NOTIFY about the transfer failed");
+    }
+}
+
+impl UaShared {
+    /// Routes every new server transaction: in-dialog requests to their dialog, new INVITEs to
+    /// the session store (held with 100/180 until a node answers or rejects them).
+    pub(crate) async fn route_requests(self: Arc<Self>, mut incoming: TransactionReceiver) {
+        while let Some(mut tx) = incoming.recv().await {
+            let method = tx.original.method;
+            let in_dialog = tx
+                .original
+                .to_header()
+                .ok()
+                .and_then(|h| h.tag().ok().flatten())
+                .is_some();
+            if in_dialog {
+                // Our own calls first: rsipstack registers a UAC dialog under its confirmed id
+                // only after the INVITE task ends, so a request the callee sends right after its
+                // ACK would find nothing there.
+                let call = DialogId::try_from(&tx)
+                    .ok()
+                    .and_then(|id| self.sessions.by_dialog(self.idx, &id));
+                let known = call
+                    .as_ref()
+                    .filter(|c| c.leg_state() != LegState::Terminated)
+                    .map(|c| Dialog::Invite(c.dialog.clone()))
+                    .or_else(|| self.dialogs.match_dialog(&tx));
+                match known {
+                    Some(mut d) => {
+                        tokio::spawn(async move {
+                            // A re-INVITE right behind the ACK can be taken while the dialog still
+                            // waits for that ACK; rsipstack would then treat it as the initial
+                            // INVITE and never answer it. Let the ACK land first.
+                            if method == Method::Invite
+                                && let Some(c) = call.filter(|c| {
+                                    matches!(c.dialog.state(), DialogState::WaitAck(..))
+                                })
+                            {
+                                let confirmed = c.wait(
+                                    |e| {
+                                        matches!(
+                                            e,
+                                            CallEvent::Confirmed { .. }
+                                                | CallEvent::Terminated { .. }
+                                        )
+                                    },
+                                    false,
+                                );
+                                let _ = tokio::time::timeout(ACK_GRACE, confirmed).await;
+                            }
+                            let _ = d.handle(&mut tx).await;
+                        });
+                    }
+                    None if method == Method::Ack => {}
+                    None => {
+                        self.log(
+                            Level::Warning,
+                            None,
+                            None,
+                            format!("{method} for a dialog this UA does not know: 481"),
+                        );
+                        let _ = tx.reply(StatusCode::CallTransactionDoesNotExist).await;
+                    }
+                }
+                continue;
+            }
+            match method {
+                Method::Invite => {
+                    tokio::spawn(self.clone().on_invite(tx));
+                }
+                Method::Options => {
+                    let _ = tx.reply(StatusCode::OK).await;
+                }
+                Method::Ack => {}
+                Method::Bye | Method::Cancel => {
+                    self.log(
+                        Level::Warning,
+                        None,
+                        None,
+                        format!("{method} for no known call: 481"),
+                    );
+                    let _ = tx.reply(StatusCode::CallTransactionDoesNotExist).await;
+                }
+                other => {
+                    self.log(
+                        Level::Warning,
+                        None,
+                        None,
+                        format!("{other} outside a dialog is not handled: 405"),
+                    );
+                    let _ = tx.reply(StatusCode::MethodNotAllowed).await;
+                }
+            }
+        }
+    }
+
+    async fn on_invite(self: Arc<Self>, mut tx: Transaction) {
+        let replaces = header(&tx.original, "Replaces");
+        let d = match self.dialogs.get_or_create_server_invite(
+            &tx,
+            self.state_tx.clone(),
+            None,
+            Some(self.contact.clone()),
+        ) {
+            Ok(d) => d,
+            Err(e) => {
+                self.log(
+                    Level::Error,
+                    None,
+                    None,
+                    format!("cannot take the INVITE: {e}"),
+                );
+                let _ = tx.reply(StatusCode::ServerInternalError).await;
+                return;
+            }
+        };
+        let _ = tx.send_trying().await;
+        let from = tx
+            .original
+            .from_header()
+            .map(|h| h.value().to_string())
+            .unwrap_or_default();
+        if let Some(rep) = replaces {
+            self.on_replaces(&d, &rep, &from);
+        } else {
+            self.sessions.insert_incoming(self.idx, d.clone(), |call| {
+                self.log(
+                    Level::Info,
+                    None,
+                    None,
+                    format!("incoming call {} from {from}", call.sip_call_id()),
+                );
+                if self.auto_ringing {
+                    // Queued on the INVITE transaction before any node can answer.
+                    let _ = d.ringing(None, None);
+                }
+            });
+        }
+        let mut d = d;
+        if let Err(e) = d.handle(&mut tx).await {
+            self.log(
+                Level::Warning,
+                None,
+                None,
+                format!("incoming INVITE transaction ended with an error: {e}"),
+            );
+        }
+    }
+
+    /// An INVITE with Replaces (RFC 3891): it takes the place of the call it names, which keeps
+    /// its logical call id; the new call is answered at once and the old one gets a BYE.
+    fn on_replaces(&self, d: &InviteDialog, value: &str, from: &str) {
+        let found = parse_replaces(value)
+            .and_then(|(cid, to, fr)| self.sessions.find_replaced(self.idx, &cid, &to, &fr));
+        let Some(old) = found.filter(|c| c.leg_state() != LegState::Terminated) else {
+            self.log(
+                Level::Warning,
+                None,
+                None,
+                format!("INVITE with Replaces: {value} names no call of this UA: 481"),
+            );
+            let _ = d.reject(Some(StatusCode::CallTransactionDoesNotExist), None);
+            return;
+        };
+        let name = old.name().unwrap_or_else(|| "replaced".to_owned());
+        let call = self
+            .sessions
+            .insert_bound(self.idx, session::Role::Incoming, d.clone(), &name);
+        match self.answer_sdp(&call) {
+            Ok(answer) => {
+                let _ = d.accept(Some(vec![sdp_header()]), Some(answer.into_bytes()));
+            }
+            Err(e) => {
+                let _ = d.reject(Some(StatusCode::NotAcceptableHere), Some(e));
+                return;
+            }
+        }
+        self.log(
+            Level::Info,
+            None,
+            Some(&name),
+            format!("call from {from} replaces {} (Replaces)", old.sip_call_id()),
+        );
+        // On both: a wait that started before the swap holds the old call, one after it the new.
+        call.push(CallEvent::Replaced);
+        old.push(CallEvent::Replaced);
+        if old.leg_state() == LegState::Confirmed && !old.hangup_started() {
+            // Runs on its own task; the BYE's answer is not awaited here.
+            drop(old.start_hang_up(HangupAction::Bye));
+        }
+    }
+
+    /// Feeds dialog state changes to the session store, answers mid-dialog requests, and removes
+    /// ended dialogs from rsipstack's dialog layer (it keeps them until told).
+    pub(crate) async fn route_states(self: Arc<Self>, mut rx: DialogStateReceiver) {
+        while let Some(state) = rx.recv().await {
+            let applied = self.sessions.apply(self.idx, &state);
+            let (call, added) = match applied {
+                Some((c, e)) => (Some(c), e),
+                None => (None, None),
+            };
+            let name = call.as_ref().and_then(|c| c.name());
+            match state {
+                DialogState::Terminated(id, _) => {
+                    self.dialogs.remove_dialog(&id);
+                    if let Some(c) = &call {
+                        for id in c.dialog_ids() {
+                            self.dialogs.remove_dialog(&id);
+                        }
+                    }
+                    if let Some(ev) = &added {
+                        self.log(Level::Info, None, name.as_deref(), ev.describe());
+                    }
+                }
+                DialogState::Updated(_, req, handle) => {
+                    self.on_offer(call.as_deref(), &req, handle).await
+                }
+                DialogState::Refer(_, req, handle) => match call {
+                    Some(c) => self.clone().on_refer(c, &req, handle).await,
+                    None => {
+                        let _ = handle.reply(StatusCode::CallTransactionDoesNotExist).await;
+                    }
+                },
+                DialogState::Notify(_, req, handle) => {
+                    let _ = handle.reply(StatusCode::OK).await;
+                    if let Some(c) = &call {
+                        let ev = match refer_progress(&req) {
+                            Some((code, last)) => CallEvent::ReferProgress { code, last },
+                            None => received(&req),
+                        };
+                        self.log(Level::Info, None, name.as_deref(), ev.describe());
+                        c.push(ev);
+                    }
+                }
+                DialogState::Info(_, req, handle)
+                | DialogState::Message(_, req, handle)
+                | DialogState::Options(_, req, handle) => {
+                    let _ = handle.reply(StatusCode::OK).await;
+                    if let Some(c) = &call {
+                        let ev = received(&req);
+                        self.log(Level::Info, None, name.as_deref(), ev.describe());
+                        c.push(ev);
+                    }
+                }
+                DialogState::Publish(_, req, handle) => {
+                    self.log(
+                        Level::Warning,
+                        None,
+                        name.as_deref(),
+                        format!("{} in a call is not supported: 501", req.method),
+                    );
+                    let _ = handle.reply(StatusCode::NotImplemented).await;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A re-INVITE or UPDATE: answer its offer with our SDP in the matching direction, and
+    /// record HELD / RETRIEVED when the peer puts us on or off hold.
+    async fn on_offer(&self, call: Option<&Call>, req: &Request, handle: TransactionHandle) {
+        let Some(call) = call else {
+            let _ = handle.reply(StatusCode::CallTransactionDoesNotExist).await;
+            return;
+        };
+        let ours = call
+            .local_sdp()
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        let offer = String::from_utf8_lossy(&req.body).into_owned();
+        let (status, body) = match (ours, offer.trim().is_empty()) {
+            // An offer-less re-INVITE: our SDP is the offer, the ACK carries the answer.
+            (Some(ours), true) => (StatusCode::OK, Some(ours)),
+            (Some(ours), false) => {
+                let dir = sdp::direction(&offer);
+                let answer = sdp::with_direction(&ours, dir.answer());
+                call.set_local_sdp(answer.clone().into_bytes());
+                let was_held = call.held_by_peer();
+                if dir.is_hold() != was_held {
+                    call.set_held_by_peer(dir.is_hold());
+                    let ev = if dir.is_hold() {
+                        CallEvent::Held
+                    } else {
+                        CallEvent::Retrieved
+                    };
+                    self.log(
+                        Level::Info,
+                        None,
+                        call.name().as_deref(),
+                        format!("{} ({} offered)", ev.describe(), dir.as_str()),
+                    );
+                    call.push(ev);
+                }
+                (StatusCode::OK, Some(answer))
+            }
+            (None, _) => (StatusCode::NotAcceptableHere, None),
+        };
+        let headers = body.as_ref().map(|_| vec![sdp_header()]);
+        let _ = handle
+            .respond(status, headers, body.map(String::into_bytes))
+            .await;
+    }
+
+    /// The transferee's side of a REFER (RFC 3515): accept it, call the Refer-To target (with
+    /// Replaces when it carries one), report progress with NOTIFYs, and when the new call is
+    /// answered, move the logical call id to it.
+    async fn on_refer(self: Arc<Self>, call: Arc<Call>, req: &Request, handle: TransactionHandle) {
+        let Some(refer_to) = header(req, "Refer-To") else {
+            let _ = handle.reply(StatusCode::BadRequest).await;
+            return;
+        };
+        let target = transport::sip::event_packages::parse_refer_to(&refer_to);
+        let Ok(uri) = Uri::try_from(target.uri.as_str()) else {
+            self.log(
+                Level::Warning,
+                None,
+                call.name().as_deref(),
+                format!("REFER to an unreadable target {refer_to}: 400"),
+            );
+            let _ = handle.reply(StatusCode::BadRequest).await;
+            return;
+        };
+        let _ = handle.reply(StatusCode::Accepted).await;
+        call.push(CallEvent::Referred {
+            to: target.uri.clone(),
+        });
+        let name = call.name().unwrap_or_else(|| "transferred".to_owned());
+        self.log(
+            Level::Info,
+            None,
+            Some(&name),
+            format!("REFER: transferring to {}", target.uri),
+        );
+        let mut headers = Vec::new();
+        if let Some(r) = &target.replaces {
+            headers.push(Header::Replaces(r.as_str().into()));
+        }
+        if let Some(by) = header(req, "Referred-By") {
+            headers.push(Header::ReferredBy(by.into()));
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            notify_sipfrag(&call.dialog, 100, "Trying", false).await;
+            let outcome = match me.place_call(
+                None,
+                uri,
+                CallOptions {
+                    headers,
+                    ..CallOptions::default()
+                },
+            ) {
+                Ok((new_call, join)) => match join.await {
+                    Ok(Ok((_, Some(resp)))) => Ok((
+                        new_call,
+                        resp.status_code.code(),
+                        resp.status_code.text().to_owned(),
+                    )),
+                    Ok(Ok((_, None))) => Err((new_call, 500, "No Final Response".to_owned())),
+                    Ok(Err(e)) => Err((new_call, 408, e.to_string())),
+                    Err(e) => Err((new_call, 500, e.to_string())),
+                },
+                Err(e) => {
+                    me.log(
+                        Level::Error,
+                        None,
+                        Some(&name),
+                        format!("transfer INVITE not sent: {e}"),
+                    );
+                    notify_sipfrag(&call.dialog, 503, "Service Unavailable", true).await;
+                    return;
+                }
+            };
+            match outcome {
+                Ok((new_call, code, reason)) if (200..300).contains(&code) => {
+                    me.sessions.rebind(me.idx, &name, &new_call);
+                    let ev = CallEvent::Transferred {
+                        to: target.uri.clone(),
+                    };
+                    me.log(Level::Info, None, Some(&name), ev.describe());
+                    new_call.push(ev.clone());
+                    call.push(ev);
+                    notify_sipfrag(&call.dialog, code, &reason, true).await;
+                }
+                Ok((_, code, reason)) | Err((_, code, reason)) => {
+                    me.log(
+                        Level::Warning,
+                        None,
+                        Some(&name),
+                        format!("transfer to {} failed: {code} {reason}", target.uri),
+                    );
+                    notify_sipfrag(&call.dialog, code, &reason, true).await;
+                }
+            }
+        });
+    }
+}
+
+/// An in-dialog request as a call event.
+fn received(req: &Request) -> CallEvent {
+    CallEvent::Request {
+        method: req.method.to_string(),
+        content_type: header(req, "Content-Type"),
+        body: String::from_utf8_lossy(&req.body).into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_values_parse_in_any_order() {
+        assert_eq!(
+            parse_replaces("abc@h;to-tag=1;from-tag=2"),
+            Some(("abc@h".into(), "1".into(), "2".into()))
+        );
+        assert_eq!(
+            parse_replaces("abc@h;from-tag=2;early-only;to-tag=1"),
+            Some(("abc@h".into(), "1".into(), "2".into()))
+        );
+        assert_eq!(parse_replaces("abc@h;to-tag=1"), None);
+    }
+}
