@@ -156,3 +156,124 @@ async fn attended_transfer_replaces_the_consultation_call() {
     );
     run.assert_clean();
 }
+
+#[tokio::test]
+async fn reject_with_an_expected_status() {
+    let run = run_file("reject-busy.yaml").await;
+    all_passed(&run);
+    assert_eq!(
+        run.wire("alice"),
+        [">INVITE", "<100", "<180", "<486", ">ACK"]
+    );
+    let busy = &run.raw("bob", ">486")[0];
+    assert!(busy.contains("Reason: SIP;cause=486"), "{busy}");
+    run.assert_clean();
+}
+
+#[tokio::test]
+async fn cancel_while_ringing() {
+    let run = run_file("cancel.yaml").await;
+    all_passed(&run);
+    assert_eq!(
+        run.wire("alice"),
+        [">INVITE", "<100", "<180", ">CANCEL", "<200", "<487", ">ACK"]
+    );
+    // The ACK to the 487 may reach bob after his UA is torn down (alice sent it, above).
+    assert_eq!(
+        run.wire("bob")[..6],
+        ["<INVITE", ">100", ">180", "<CANCEL", ">200", ">487"]
+    );
+    run.assert_clean();
+}
+
+#[tokio::test]
+async fn manual_ringing_and_early_media() {
+    let run = run_file("ringing-progress.yaml").await;
+    all_passed(&run);
+    assert_eq!(
+        run.wire("bob"),
+        [
+            "<INVITE", ">100", ">180", ">183", ">200", "<ACK", "<BYE", ">200"
+        ]
+    );
+    let early = &run.raw("bob", ">183")[0];
+    let answer = &run.raw("bob", ">200")[0];
+    assert!(early.contains("m=audio "), "183 carries SDP: {early}");
+    let mline = |m: &str| {
+        m.lines()
+            .find(|l| l.starts_with("m=audio"))
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        mline(early),
+        mline(answer),
+        "the answer reuses the early-media SDP"
+    );
+    run.assert_clean();
+}
+
+#[tokio::test]
+async fn in_dialog_requests_custom_headers_and_checks() {
+    let run = run_file("requests-and-checks.yaml").await;
+    all_passed(&run);
+    run.assert_wire_contains(
+        "alice",
+        &[
+            ">INVITE", "<200", ">ACK", ">INFO", "<200", ">MESSAGE", "<200", ">OPTIONS", "<200",
+            ">BYE", "<200",
+        ],
+    );
+    let invite = &run.raw("alice", ">INVITE")[0];
+    assert!(
+        invite.contains("X-Test-Case: requests-and-checks"),
+        "{invite}"
+    );
+    assert!(
+        invite.contains("From: \"Alice Example\" <sip:+15550100@"),
+        "{invite}"
+    );
+    run.assert_clean();
+}
+
+#[tokio::test]
+async fn a_node_waits_for_a_node_of_another_ua() {
+    let run = run_file("after.yaml").await;
+    all_passed(&run);
+    // Bob's 200 goes out only after carol's INCOMING passed.
+    let order: Vec<String> = run
+        .events
+        .iter()
+        .filter_map(|e| match &e.event {
+            events::EventKind::NodeState(n)
+                if n.node == "carol-rang" && n.to == NodeState::Passed =>
+            {
+                Some("carol rang".to_owned())
+            }
+            events::EventKind::SipMessage(m)
+                if m.ua == "bob" && m.status == Some(200) && m.cseq.ends_with("INVITE") =>
+            {
+                Some("bob 200".to_owned())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        order.first().map(String::as_str),
+        Some("carol rang"),
+        "{order:?}"
+    );
+    run.assert_clean();
+}
+
+#[tokio::test]
+async fn a_failed_check_names_what_it_found() {
+    let text = "version: 1\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: MakeCall\n        target: bob\n        check:\n          - header: Server\n            equals: Asterisk\n          - sdp_direction: sendonly\n  bob:\n    dn: \"200\"\n    steps:\n      - event: INCOMING\n      - command: Answer\n";
+    let run = callflow_tests::run_text(text, "check-fails.yaml").await;
+    run.assert_outcome(Outcome::Failed);
+    let reason = run.node("alice.1").reason.clone().unwrap_or_default();
+    assert_eq!(
+        reason,
+        "checks on the 200 from bob failed: expected `Server: Asterisk`, there is no `Server`; expected a=sendonly, got a=sendrecv"
+    );
+    run.assert_clean();
+}

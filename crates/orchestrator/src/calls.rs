@@ -28,6 +28,11 @@ pub(crate) fn sdp_header() -> Header {
     Header::ContentType("application/sdp".into())
 }
 
+/// A header from its name and value, typed where rsipstack knows the name.
+pub(crate) fn make_header(name: &str, value: &str) -> Header {
+    transport::sip::headers::make_header(name, value.to_owned())
+}
+
 impl UaShared {
     /// Leases an RTP port and describes our media on it.
     fn local_media(&self) -> Result<(MediaLease, LocalMedia), String> {
@@ -91,7 +96,13 @@ impl UaShared {
     }
 
     /// Builds our answer to the call's offer (leasing its RTP port) and records it as our SDP.
+    /// An answer already sent (in a 183 for early media) is used again.
     pub(crate) fn answer_sdp(&self, call: &Call) -> Result<String, String> {
+        if call.role == session::Role::Incoming
+            && let Some(sent) = call.local_sdp()
+        {
+            return Ok(String::from_utf8_lossy(&sent).into_owned());
+        }
         let offer = String::from_utf8_lossy(&call.dialog.initial_request().body).into_owned();
         let (lease, media) = self.local_media()?;
         let answer = sdp::answer(&offer, &media).map_err(|e: SdpError| e.to_string())?;

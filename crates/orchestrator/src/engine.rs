@@ -92,6 +92,8 @@ pub(crate) struct Ctx {
     live: AtomicUsize,
     inboxes: Vec<mpsc::UnboundedSender<NodeIdx>>,
     records: Mutex<Vec<NodeRecord>>,
+    /// Every node's state, for nodes that wait (`after`) for another.
+    states: Vec<tokio::sync::watch::Sender<NodeState>>,
     failure: Mutex<Option<Failure>>,
 }
 
@@ -112,6 +114,7 @@ impl Ctx {
             r.duration = duration.or(r.duration);
             from
         };
+        self.states[idx].send_replace(to);
         self.bus.emit(EventKind::NodeState(NodeStateChange {
             node: node.id.clone(),
             ua: self.scenario.instances[node.instance].id.clone(),
@@ -120,6 +123,34 @@ impl Ctx {
             reason,
             duration_ms: duration.map(|d| d.as_secs_f64() * 1000.0),
         }));
+    }
+
+    /// Waits (within `node`'s timeout) until node `t` has passed.
+    async fn wait_passed(&self, node: &scenario::Node, t: NodeIdx) -> Result<(), NodeError> {
+        let other = &self.scenario.nodes[t];
+        let mut rx = self.states[t].subscribe();
+        let done = rx.wait_for(|s| {
+            matches!(
+                s,
+                NodeState::Passed | NodeState::Failed | NodeState::Skipped
+            )
+        });
+        match tokio::time::timeout(node.timeout, done).await {
+            Ok(Ok(state)) if *state == NodeState::Passed => Ok(()),
+            Ok(Ok(state)) => Err(NodeError::Failed(format!(
+                "waited for `{}`, which {}",
+                other.id,
+                state.as_str()
+            ))),
+            Ok(Err(_)) => Err(NodeError::Cancelled),
+            Err(_) => Err(NodeError::Failed(format!(
+                "waited for `{}` ({} on {}) {}, it has not passed",
+                other.id,
+                other.action.name(),
+                self.scenario.instances[other.instance].label,
+                format_args!("for {}", exec::secs(node.timeout))
+            ))),
+        }
     }
 
     /// Records the first failure and cancels every chain.
@@ -213,6 +244,11 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
         done: CancellationToken::new(),
         live: AtomicUsize::new(scenario.instances.iter().map(|i| i.starts.len()).sum()),
         inboxes: tx,
+        states: scenario
+            .nodes
+            .iter()
+            .map(|_| tokio::sync::watch::channel(NodeState::Pending).0)
+            .collect(),
         records: Mutex::new(
             scenario
                 .nodes
@@ -482,7 +518,12 @@ async fn run_chain(ctx: &Arc<Ctx>, ua: usize, mut cur: NodeIdx) {
         ctx.set_state(cur, NodeState::Running, None, None);
         let started = Instant::now();
         let result = tokio::select! {
-            r = exec::execute(ctx, cur) => r,
+            r = async {
+                if let Some(t) = node.opts.after {
+                    ctx.wait_passed(node, t).await?;
+                }
+                exec::execute(ctx, cur).await
+            } => r,
             () = ctx.cancel.cancelled() => Err(NodeError::Cancelled),
         };
         let took = Some(started.elapsed());

@@ -1,17 +1,18 @@
 //! What each command and event does.
 
-use crate::calls::{CallOptions, sdp_header};
+use crate::calls::{CallOptions, make_header, sdp_header};
+use crate::checks;
 use crate::engine::{Ctx, NodeError};
 use crate::ua::UaShared;
 use events::Level;
 use media::sdp::{self, Direction};
-use scenario::{Action, Node, NodeIdx};
+use scenario::{Action, Node, NodeIdx, Until};
 use session::{Call, CallEvent, EndCause, HangupAction, LegState, Role, hangup_action};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use transport::rsipstack::dialog::dialog::Dialog;
-use transport::sip::{StatusCode, Uri};
+use transport::sip::{Method, StatusCode, Uri};
 
 type NodeResult = Result<(), NodeError>;
 
@@ -156,6 +157,16 @@ pub(crate) async fn execute(ctx: &Arc<Ctx>, idx: NodeIdx) -> NodeResult {
             tokio::time::sleep(node.timeout).await;
             Ok(())
         }
+        Action::Reject { code, reason } => reject(ua, node, *code, reason.as_deref()).await,
+        Action::Cancel => cancel(ua, node).await,
+        Action::SendRinging => send_provisional(ua, node, false).await,
+        Action::SendProgress => send_provisional(ua, node, true).await,
+        Action::SendRequest {
+            method,
+            content_type,
+            body,
+        } => send_request(ua, node, method, content_type.as_deref(), body.as_deref()).await,
+        Action::RequestReceived { method } => request_received(ua, node, method.as_deref()).await,
         other => Err(fail(format!(
             "{} is not supported by this version",
             other.name()
@@ -219,24 +230,77 @@ fn resolve_target(ctx: &Ctx, target: &str) -> Result<(Uri, String), NodeError> {
 async fn make_call(ctx: &Arc<Ctx>, ua: &UaShared, node: &Node, target: &str) -> NodeResult {
     let (callee, who) = resolve_target(ctx, target)?;
     let started = Instant::now();
+    let opts = CallOptions {
+        headers: node
+            .opts
+            .headers
+            .iter()
+            .map(|(n, v)| make_header(n, v))
+            .collect(),
+        display_name: node.opts.display_name.clone(),
+        from_user: node.opts.from_user.clone(),
+    };
     let (call, join) = ua
-        .place_call(Some(&node.call_id), callee.clone(), CallOptions::default())
+        .place_call(Some(&node.call_id), callee.clone(), opts)
         .map_err(fail)?;
     node_log(ua, node, Level::Info, format!("calling {who} ({callee})"));
-
+    match node.opts.until {
+        Until::Sent => return Ok(()),
+        Until::Ringing => {
+            let what = format!("expected a 180/183 or an answer from {who} {{within}}");
+            let seen = |e: &CallEvent| {
+                matches!(
+                    e,
+                    CallEvent::Provisional {
+                        code: 180 | 183,
+                        ..
+                    } | CallEvent::Confirmed { .. }
+                        | CallEvent::Terminated { .. }
+                )
+            };
+            return match wait_for(node, &call, seen, false, what).await? {
+                CallEvent::Terminated { reason, .. } => Err(fail(format!(
+                    "the call to {who} ended before it rang: {reason}"
+                ))),
+                _ => Ok(()),
+            };
+        }
+        Until::Answer => {}
+    }
+    let expected = if node.opts.expect.is_empty() {
+        "2xx".to_owned()
+    } else {
+        node.opts
+            .expect
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join("/")
+    };
     match tokio::time::timeout(node.timeout, join).await {
         Ok(Ok(Ok((_, Some(resp))))) => {
             let code = resp.status_code.code();
-            if (200..300).contains(&code) {
-                Ok(())
+            let ok = if node.opts.expect.is_empty() {
+                (200..300).contains(&code)
             } else {
-                Err(fail(format!(
-                    "expected 2xx from {who} within {}, got {code} {} at {}",
+                node.opts.expect.contains(&code)
+            };
+            if !ok {
+                return Err(fail(format!(
+                    "expected {expected} from {who} within {}, got {code} {} at {}",
                     secs(node.timeout),
                     resp.status_code.text(),
                     secs(started.elapsed())
-                )))
+                )));
             }
+            let body = String::from_utf8_lossy(&resp.body);
+            checks::run(
+                &node.opts.checks,
+                &format!("the {code} from {who}"),
+                &checks::headers_of(&resp.headers),
+                &body,
+            )
+            .map_err(fail)
         }
         Ok(Ok(Ok((_, None)))) => Err(fail(format!(
             "the INVITE to {who} ended with no final response"
@@ -259,10 +323,171 @@ async fn make_call(ctx: &Arc<Ctx>, ua: &UaShared, node: &Node, target: &str) -> 
                 })
                 .unwrap_or_else(|| "no provisional response".to_owned());
             Err(fail(format!(
-                "expected 2xx from {who} within {}; last: {last}; the call is still ringing",
+                "expected {expected} from {who} within {}; last: {last}; the call is still ringing",
                 secs(node.timeout)
             )))
         }
+    }
+}
+
+/// Reject, Ringing, Progress: the call must be incoming and not answered yet.
+fn ringing_call(ua: &UaShared, node: &Node) -> Result<Arc<Call>, NodeError> {
+    let call = call_of(ua, node)?;
+    if call.role != Role::Incoming {
+        return Err(fail(format!(
+            "`{}` is a call we placed; {} takes an incoming call",
+            node.call_id,
+            node.action.name()
+        )));
+    }
+    if call.leg_state() != LegState::Early {
+        return Err(fail(format!(
+            "`{}` is no longer ringing ({})",
+            node.call_id,
+            call.last_event()
+                .map_or_else(String::new, |(e, _)| e.describe())
+        )));
+    }
+    Ok(call)
+}
+
+async fn reject(ua: &UaShared, node: &Node, code: u16, reason: Option<&str>) -> NodeResult {
+    let call = ringing_call(ua, node)?;
+    call.dialog
+        .reject(Some(StatusCode::from(code)), reason.map(str::to_owned))
+        .map_err(|e| fail(format!("cannot send {code}: {e}")))?;
+    wait_event(
+        node,
+        &call,
+        |e| matches!(e, CallEvent::Terminated { .. }),
+        false,
+        format!("sent {code}, the call did not end {{within}}"),
+    )
+    .await
+}
+
+async fn cancel(ua: &UaShared, node: &Node) -> NodeResult {
+    let call = call_of(ua, node)?;
+    if call.role != Role::Outgoing || call.leg_state() != LegState::Early {
+        return Err(fail(format!(
+            "`{}` is not an outgoing call still ringing: nothing to CANCEL",
+            node.call_id
+        )));
+    }
+    hang_up(node, &call).await
+}
+
+async fn send_provisional(ua: &UaShared, node: &Node, early_media: bool) -> NodeResult {
+    if let Some(d) = node.opts.delay {
+        tokio::time::sleep(d).await;
+    }
+    let call = ringing_call(ua, node)?;
+    let sent = if early_media {
+        let sdp = ua.answer_sdp(&call).map_err(fail)?;
+        call.dialog
+            .ringing(Some(vec![sdp_header()]), Some(sdp.into_bytes()))
+    } else {
+        call.dialog.ringing(None, None)
+    };
+    sent.map_err(|e| {
+        fail(format!(
+            "cannot send {}: {e}",
+            if early_media { 183 } else { 180 }
+        ))
+    })
+}
+
+async fn send_request(
+    ua: &UaShared,
+    node: &Node,
+    method: &str,
+    content_type: Option<&str>,
+    body: Option<&str>,
+) -> NodeResult {
+    let call = call_of(ua, node)?;
+    if call.leg_state() != LegState::Confirmed {
+        return Err(fail(format!(
+            "`{}` is not an established call",
+            node.call_id
+        )));
+    }
+    let m = match method {
+        "INFO" => Method::Info,
+        "MESSAGE" => Method::Message,
+        _ => Method::Options,
+    };
+    let mut headers: Vec<_> = node
+        .opts
+        .headers
+        .iter()
+        .map(|(n, v)| make_header(n, v))
+        .collect();
+    if body.is_some() {
+        headers.push(make_header(
+            "Content-Type",
+            content_type.unwrap_or("text/plain"),
+        ));
+    }
+    let sent = call
+        .dialog
+        .request(m, Some(headers), body.map(|b| b.as_bytes().to_vec()));
+    let what = |t: &str| format!("{method} sent, no final response {t}");
+    let resp = within(node, what, async {
+        sent.await
+            .map_err(|e| fail(format!("{method} failed: {e}")))
+    })
+    .await?
+    .ok_or_else(|| fail(format!("the call is not confirmed: no {method} sent")))?;
+    let code = resp.status_code.code();
+    let ok = if node.opts.expect.is_empty() {
+        (200..300).contains(&code)
+    } else {
+        node.opts.expect.contains(&code)
+    };
+    if !ok {
+        let want = if node.opts.expect.is_empty() {
+            "2xx".to_owned()
+        } else {
+            node.opts
+                .expect
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join("/")
+        };
+        return Err(fail(format!(
+            "expected {want} to {method}, got {code} {}",
+            resp.status_code.text()
+        )));
+    }
+    let body = String::from_utf8_lossy(&resp.body);
+    checks::run(
+        &node.opts.checks,
+        &format!("the {code} to {method}"),
+        &checks::headers_of(&resp.headers),
+        &body,
+    )
+    .map_err(fail)
+}
+
+async fn request_received(ua: &UaShared, node: &Node, method: Option<&str>) -> NodeResult {
+    let call = call_of(ua, node)?;
+    let wanted = |e: &CallEvent| matches!(e, CallEvent::Request { method: m, .. } if method.is_none_or(|want| want.eq_ignore_ascii_case(m)));
+    let what = format!(
+        "expected {} on `{}` {{within}}, none came",
+        method.unwrap_or("an in-dialog request"),
+        node.call_id
+    );
+    match wait_for(node, &call, wanted, true, what).await? {
+        CallEvent::Request {
+            method,
+            body,
+            headers,
+            ..
+        } => {
+            checks::run(&node.opts.checks, &format!("the {method}"), &headers, &body).map_err(fail)
+        }
+        _ => Ok(()),
     }
 }
 
@@ -278,7 +503,14 @@ async fn incoming(ua: &UaShared, node: &Node) -> NodeResult {
         Level::Info,
         format!("took incoming call {}", call.sip_call_id()),
     );
-    Ok(())
+    let invite = call.dialog.initial_request();
+    checks::run(
+        &node.opts.checks,
+        "the INVITE",
+        &checks::headers_of(&invite.headers),
+        &String::from_utf8_lossy(&invite.body),
+    )
+    .map_err(fail)
 }
 
 async fn answer(ua: &UaShared, node: &Node) -> NodeResult {

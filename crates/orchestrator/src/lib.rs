@@ -14,6 +14,7 @@
 
 mod bus;
 mod calls;
+mod checks;
 mod engine;
 mod exec;
 mod routing;

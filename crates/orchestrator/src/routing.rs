@@ -481,6 +481,7 @@ fn received(req: &Request) -> CallEvent {
         method: req.method.to_string(),
         content_type: header(req, "Content-Type"),
         body: String::from_utf8_lossy(&req.body).into_owned(),
+        headers: crate::checks::headers_of(&req.headers),
     }
 }
 

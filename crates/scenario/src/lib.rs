@@ -32,14 +32,15 @@
 mod diag;
 mod model;
 mod native;
+mod options;
 mod sipflow;
 mod spanned;
 mod validate;
 
 pub use diag::{Diagnostic, Diagnostics, Pos, Severity};
 pub use model::{
-    Action, DEFAULT_CALL_ID, DEFAULT_TIMEOUT, Format, Instance, InstanceIdx, Node, NodeIdx, Pbx,
-    Scenario, SipTransport,
+    Action, Check, DEFAULT_CALL_ID, DEFAULT_TIMEOUT, Format, HeaderTest, Instance, InstanceIdx,
+    Node, NodeIdx, NodeOptions, Pbx, Scenario, SipTransport, Until,
 };
 
 use std::path::Path;

@@ -96,6 +96,23 @@ pub enum Action {
         digits: String,
         interval: Duration,
     },
+    /// Answer an incoming call that is still ringing with a final non-2xx code.
+    Reject {
+        code: u16,
+        reason: Option<String>,
+    },
+    /// CANCEL an outgoing call that is still ringing.
+    Cancel,
+    /// Send 180 Ringing on an incoming call.
+    SendRinging,
+    /// Send 183 Session Progress (with our SDP: early media) on an incoming call.
+    SendProgress,
+    /// Send an in-dialog request (INFO, MESSAGE, OPTIONS) and expect a final status.
+    SendRequest {
+        method: String,
+        content_type: Option<String>,
+        body: Option<String>,
+    },
     // Events.
     /// Take the next incoming call of this instance and bind it to the node's call id.
     Incoming {
@@ -113,6 +130,10 @@ pub enum Action {
     Held,
     Retrieved,
     Transferred,
+    /// An in-dialog request (of `method`, if given) was received on the call.
+    RequestReceived {
+        method: Option<String>,
+    },
 }
 
 impl Action {
@@ -128,6 +149,16 @@ impl Action {
             Self::AttendedTransfer { .. } => "MuteTransfer",
             Self::PlayAudio { .. } => "PlayAudio",
             Self::SendDtmf { .. } => "SendDTMF",
+            Self::Reject { .. } => "Reject",
+            Self::Cancel => "Cancel",
+            Self::SendRinging => "Ringing",
+            Self::SendProgress => "Progress",
+            Self::SendRequest { method, .. } => match method.as_str() {
+                "INFO" => "SendInfo",
+                "MESSAGE" => "SendMessage",
+                _ => "SendOptions",
+            },
+            Self::RequestReceived { .. } => "REQUEST",
             Self::Incoming { .. } => "INCOMING",
             Self::Ringing => "RINGING",
             Self::Disconnected => "DISCONNECTED",
@@ -150,6 +181,7 @@ impl Action {
                 | Self::Held
                 | Self::Retrieved
                 | Self::Transferred
+                | Self::RequestReceived { .. }
         )
     }
 
@@ -174,6 +206,13 @@ pub(crate) const COMMANDS: &[&str] = &[
     "AttendedTransfer",
     "PlayAudio",
     "SendDTMF",
+    "Reject",
+    "Cancel",
+    "Ringing",
+    "Progress",
+    "SendInfo",
+    "SendMessage",
+    "SendOptions",
 ];
 
 /// Event names, as sipflow spells them.
@@ -186,6 +225,7 @@ pub(crate) const EVENTS: &[&str] = &[
     "HELD",
     "RETRIEVED",
     "TRANSFERRED",
+    "REQUEST",
 ];
 
 /// One command or event node.
@@ -201,7 +241,63 @@ pub struct Node {
     pub action: Action,
     pub on_success: Option<NodeIdx>,
     pub on_failure: Option<NodeIdx>,
+    pub opts: NodeOptions,
     pub pos: Pos,
+}
+
+/// How far MakeCall waits before it passes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Until {
+    /// A final response (2xx, or one of `expect`).
+    #[default]
+    Answer,
+    /// A 180/183 (or a final response): the call goes on ringing in the background.
+    Ringing,
+    /// The INVITE went out.
+    Sent,
+}
+
+/// What a header check tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeaderTest {
+    Exists(bool),
+    Equals(String),
+    /// A regular expression (validated when the scenario is read).
+    Matches(String),
+}
+
+/// An assertion on the message a node receives (MakeCall: the final response; INCOMING: the
+/// INVITE; REQUEST: the request; SendInfo/SendMessage/SendOptions: the response).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Check {
+    Header {
+        name: String,
+        test: HeaderTest,
+    },
+    /// The SDP lists this codec.
+    SdpCodec(String),
+    /// The SDP's audio direction is this (`sendrecv`, `sendonly`, `recvonly`, `inactive`).
+    SdpDirection(String),
+}
+
+/// Settings some nodes take beyond their action's own fields.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeOptions {
+    /// MakeCall / SendInfo / SendMessage / SendOptions: the final status codes that pass
+    /// (empty: any 2xx).
+    pub expect: Vec<u16>,
+    /// MakeCall: when it passes.
+    pub until: Until,
+    /// MakeCall / SendInfo / SendMessage / SendOptions: headers to add, in order.
+    pub headers: Vec<(String, String)>,
+    /// MakeCall: the From display name and user.
+    pub display_name: Option<String>,
+    pub from_user: Option<String>,
+    /// Ringing / Progress: wait this long before sending.
+    pub delay: Option<Duration>,
+    pub checks: Vec<Check>,
+    /// Run only once this node (of any instance) has passed.
+    pub after: Option<NodeIdx>,
 }
 
 /// A parsed scenario.

@@ -27,6 +27,7 @@ use crate::diag::{Diagnostic, Diagnostics, Pos};
 use crate::model::{
     Action, DEFAULT_CALL_ID, DEFAULT_TIMEOUT, Format, Instance, Node, Pbx, Scenario, SipTransport,
 };
+use crate::options::Style;
 use crate::spanned::{Fields, SNode, Value};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -64,6 +65,20 @@ const STEP_KEYS: &[&str] = &[
     "interval",
     "number",
     "expected",
+    // Options (crate::options::OPTION_KEYS, snake_case).
+    "expect",
+    "until",
+    "headers",
+    "display_name",
+    "from_user",
+    "delay",
+    "check",
+    "after",
+    "code",
+    "reason",
+    "content_type",
+    "body",
+    "method",
 ];
 
 /// A step's success/failure that names a step id, resolved once every step is known.
@@ -76,6 +91,7 @@ struct Pending {
     node: usize,
     next: Option<Link>,
     failure: Option<Link>,
+    after: Option<(String, Pos)>,
 }
 
 pub(crate) fn convert(root: &SNode, file: &str, diags: &mut Diagnostics) -> Option<Scenario> {
@@ -153,6 +169,19 @@ pub(crate) fn convert(root: &SNode, file: &str, diags: &mut Diagnostics) -> Opti
         .map(|(i, n)| (n.id.clone(), i))
         .collect();
     for p in pending {
+        if let Some((id, pos)) = &p.after {
+            match ids.get(id) {
+                Some(&t) => nodes[p.node].opts.after = Some(t),
+                None => {
+                    let mut d =
+                        Diagnostic::error(file, *pos, format!("`after`: no step has id `{id}`"));
+                    if let Some(h) = crate::diag::did_you_mean(id, ids.keys().map(String::as_str)) {
+                        d = d.with_help(h);
+                    }
+                    f.diags.push(d);
+                }
+            }
+        }
         for (link, failure) in [(p.next, false), (p.failure, true)] {
             let target = match link {
                 None => continue,
@@ -385,6 +414,7 @@ impl StepCtx<'_, '_> {
             .f
             .string(item, "label")
             .unwrap_or_else(|| action.name().to_owned());
+        let (opts, after) = crate::options::read(self.f, item, Style::Snake);
         let idx = self.nodes.len();
         self.nodes.push(Node {
             id,
@@ -395,6 +425,7 @@ impl StepCtx<'_, '_> {
             action,
             on_success: None,
             on_failure: None,
+            opts,
             pos: item.pos,
         });
         let next = self.link(item, "next");
@@ -418,6 +449,7 @@ impl StepCtx<'_, '_> {
             node: idx,
             next,
             failure,
+            after,
         });
         Some((idx, explicit_next))
     }
@@ -471,7 +503,14 @@ impl StepCtx<'_, '_> {
                     .duration(item, "interval")
                     .map_or(Duration::from_millis(100), |(d, _)| d),
             },
-            _ => {
+            Some(other) => match crate::options::extra_command(f, item, other, Style::Snake) {
+                Some(a) => a,
+                None => {
+                    crate::sipflow::unknown_name(f, item, "command", &n, crate::model::COMMANDS);
+                    return None;
+                }
+            },
+            None => {
                 crate::sipflow::unknown_name(f, item, "command", &n, crate::model::COMMANDS);
                 return None;
             }
@@ -498,7 +537,14 @@ impl StepCtx<'_, '_> {
             Some("HELD") => Action::Held,
             Some("RETRIEVED") => Action::Retrieved,
             Some("TRANSFERRED") => Action::Transferred,
-            _ => {
+            Some(other) => match crate::options::extra_event(f, item, other) {
+                Some(a) => a,
+                None => {
+                    crate::sipflow::unknown_name(f, item, "event", &n, crate::model::EVENTS);
+                    return None;
+                }
+            },
+            None => {
                 crate::sipflow::unknown_name(f, item, "event", &n, crate::model::EVENTS);
                 return None;
             }

@@ -9,6 +9,7 @@ use crate::diag::{Diagnostics, Pos};
 use crate::model::{
     Action, DEFAULT_CALL_ID, DEFAULT_TIMEOUT, Format, Instance, Node, Pbx, Scenario, SipTransport,
 };
+use crate::options::Style;
 use crate::spanned::{Fields, SNode, Value};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -48,6 +49,19 @@ const COMMAND_KEYS: &[&str] = &[
     "primaryCallId",
     "consultCallId",
     "transferTarget",
+    // callflow's options (crate::options::OPTION_KEYS, camelCase).
+    "expect",
+    "until",
+    "headers",
+    "displayName",
+    "fromUser",
+    "delayMs",
+    "check",
+    "after",
+    "code",
+    "reason",
+    "contentType",
+    "body",
 ];
 const EVENT_KEYS: &[&str] = &[
     "event",
@@ -57,6 +71,9 @@ const EVENT_KEYS: &[&str] = &[
     "callId",
     "timeout",
     "expectedDigit",
+    "method",
+    "check",
+    "after",
 ];
 
 /// A value with where it was written.
@@ -97,6 +114,7 @@ pub(crate) fn convert(
     let mut bindings: Vec<(Option<Located>, Option<Located>)> = Vec::new();
     // Nodes already reported as broken: edges to and from them say nothing new.
     let mut broken: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut afters: Vec<Option<(String, Pos)>> = Vec::new();
 
     // Instances first, so command/event nodes can refer to them whatever the order.
     for raw in raw_nodes {
@@ -170,6 +188,8 @@ pub(crate) fn convert(
         {
             f.error(raw.pos, format!("duplicate node id `{id}`"));
         }
+        let (opts, after) = crate::options::read(&mut f, &data, Style::Camel);
+        afters.push(after);
         out_nodes.push(Node {
             id,
             label,
@@ -179,9 +199,28 @@ pub(crate) fn convert(
             action,
             on_success: None,
             on_failure: None,
+            opts,
             pos: raw.pos,
         });
         bindings.push((explicit.map(|e| (e, explicit_pos)), binding));
+    }
+
+    // `after` names any node.
+    for (idx, after) in afters.into_iter().enumerate() {
+        let Some((id, pos)) = after else { continue };
+        match node_by_id.get(&id) {
+            Some(&t) => out_nodes[idx].opts.after = Some(t),
+            None => {
+                let mut d =
+                    crate::Diagnostic::error(file, pos, format!("`after`: no node has id `{id}`"));
+                if let Some(h) =
+                    crate::diag::did_you_mean(&id, node_by_id.keys().map(String::as_str))
+                {
+                    d = d.with_help(h);
+                }
+                f.diags.push(d);
+            }
+        }
     }
 
     // Explicit bindings, then INCOMING numbers.
@@ -472,10 +511,13 @@ fn command(f: &mut Fields<'_>, data: &SNode) -> Option<Action> {
                 .millis(data, "intervalMs")
                 .map_or(Duration::from_millis(100), |(d, _)| d),
         },
-        other => {
-            unknown_name(f, data, "command", other, crate::model::COMMANDS);
-            return None;
-        }
+        other => match crate::options::extra_command(f, data, other, Style::Camel) {
+            Some(a) => a,
+            None => {
+                unknown_name(f, data, "command", other, crate::model::COMMANDS);
+                return None;
+            }
+        },
     })
 }
 
@@ -494,10 +536,13 @@ fn event(f: &mut Fields<'_>, data: &SNode) -> Option<Action> {
         "HELD" => Action::Held,
         "RETRIEVED" => Action::Retrieved,
         "TRANSFERRED" => Action::Transferred,
-        other => {
-            unknown_name(f, data, "event", other, crate::model::EVENTS);
-            return None;
-        }
+        other => match crate::options::extra_event(f, data, other) {
+            Some(a) => a,
+            None => {
+                unknown_name(f, data, "event", other, crate::model::EVENTS);
+                return None;
+            }
+        },
     })
 }
 

@@ -172,41 +172,6 @@ fn scalar(s: &Scalar<'_>) -> Value {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_goes_through_the_yaml_loader_with_positions() {
-        let text = "{\n  \"nodes\": [\n    {\"id\": \"a\", \"n\": 1}\n  ]\n}";
-        let root = parse(text, "f.json", Format::SipflowJson).unwrap();
-        let nodes = root.get("nodes").unwrap();
-        let Value::Seq(items) = &nodes.value else {
-            panic!()
-        };
-        assert_eq!(items[0].pos.line, 3);
-        assert_eq!(items[0].get("n").unwrap().value, Value::Int(1));
-        assert_eq!(items[0].entries()[0].0.pos, Pos::new(3, 6));
-    }
-
-    #[test]
-    fn json_syntax_error_has_line_and_column() {
-        let err = parse("{\n \"nodes\": [,]\n}", "f.json", Format::SipflowJson).unwrap_err();
-        assert_eq!(err.0[0].pos.line, 2);
-        assert!(
-            err.0[0].message.starts_with("invalid JSON"),
-            "{}",
-            err.0[0].message
-        );
-    }
-
-    #[test]
-    fn yaml_duplicate_key_is_an_error() {
-        let err = parse("a: 1\na: 2\n", "f.yaml", Format::Native).unwrap_err();
-        assert!(err.to_string().contains("f.yaml:2:"), "{err}");
-    }
-}
-
 /// Reads typed fields out of spanned mappings and records what is wrong with them.
 pub(crate) struct Fields<'a> {
     pub(crate) file: &'a str,
@@ -364,5 +329,40 @@ impl Fields<'_> {
             }
             self.diags.push(d);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_goes_through_the_yaml_loader_with_positions() {
+        let text = "{\n  \"nodes\": [\n    {\"id\": \"a\", \"n\": 1}\n  ]\n}";
+        let root = parse(text, "f.json", Format::SipflowJson).unwrap();
+        let nodes = root.get("nodes").unwrap();
+        let Value::Seq(items) = &nodes.value else {
+            panic!()
+        };
+        assert_eq!(items[0].pos.line, 3);
+        assert_eq!(items[0].get("n").unwrap().value, Value::Int(1));
+        assert_eq!(items[0].entries()[0].0.pos, Pos::new(3, 6));
+    }
+
+    #[test]
+    fn json_syntax_error_has_line_and_column() {
+        let err = parse("{\n \"nodes\": [,]\n}", "f.json", Format::SipflowJson).unwrap_err();
+        assert_eq!(err.0[0].pos.line, 2);
+        assert!(
+            err.0[0].message.starts_with("invalid JSON"),
+            "{}",
+            err.0[0].message
+        );
+    }
+
+    #[test]
+    fn yaml_duplicate_key_is_an_error() {
+        let err = parse("a: 1\na: 2\n", "f.yaml", Format::Native).unwrap_err();
+        assert!(err.to_string().contains("f.yaml:2:"), "{err}");
     }
 }

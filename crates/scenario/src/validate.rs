@@ -102,7 +102,16 @@ pub(crate) fn validate(s: &Scenario, diags: &mut Diagnostics) {
         }
     }
 
-    // Cycles: a node must never lead back to itself.
+    options(s, diags);
+
+    // Cycles: a node must never lead back to itself, through success, failure or `after`
+    // edges (a node that waits for a node that waits for it could never run).
+    let mut waiters: Vec<Vec<usize>> = vec![Vec::new(); s.nodes.len()];
+    for (i, n) in s.nodes.iter().enumerate() {
+        if let Some(t) = n.opts.after {
+            waiters[t].push(i);
+        }
+    }
     let mut color = vec![0u8; s.nodes.len()]; // 0 new, 1 on stack, 2 done
     for start in 0..s.nodes.len() {
         if color[start] != 0 {
@@ -111,7 +120,10 @@ pub(crate) fn validate(s: &Scenario, diags: &mut Diagnostics) {
         let mut stack = vec![(start, 0usize)];
         color[start] = 1;
         while let Some((n, edge)) = stack.last().copied() {
-            let nexts = [s.nodes[n].on_success, s.nodes[n].on_failure];
+            let nexts: Vec<Option<usize>> = [s.nodes[n].on_success, s.nodes[n].on_failure]
+                .into_iter()
+                .chain(waiters[n].iter().map(|w| Some(*w)))
+                .collect();
             if edge >= nexts.len() {
                 color[n] = 2;
                 stack.pop();
@@ -134,7 +146,7 @@ pub(crate) fn validate(s: &Scenario, diags: &mut Diagnostics) {
                     diags.push(Diagnostic::error(
                         file,
                         s.nodes[n].pos,
-                        format!("cycle: {}; chains must not loop", path.join(" -> ")),
+                        format!("cycle: {} (through success, failure and `after` edges): it could never finish", path.join(" -> ")),
                     ));
                 }
                 _ => {}
@@ -143,6 +155,20 @@ pub(crate) fn validate(s: &Scenario, diags: &mut Diagnostics) {
     }
 
     let reachable = s.reachable();
+    for n in &s.nodes {
+        if let Some(t) = n.opts.after
+            && !reachable[t]
+        {
+            diags.push(Diagnostic::error(
+                file,
+                n.pos,
+                format!(
+                    "node `{}` waits (`after`) for `{}`, which no instance reaches: it could never run",
+                    n.id, s.nodes[t].id
+                ),
+            ));
+        }
+    }
     for (n, r) in s.nodes.iter().zip(reachable) {
         if !r {
             diags.push(Diagnostic::warning(
@@ -162,4 +188,57 @@ pub(crate) fn validate(s: &Scenario, diags: &mut Diagnostics) {
 pub(crate) fn is_uri(t: &str) -> bool {
     let l = t.to_ascii_lowercase();
     l.starts_with("sip:") || l.starts_with("sips:")
+}
+
+/// Options only where they mean something.
+fn options(s: &Scenario, diags: &mut Diagnostics) {
+    for n in &s.nodes {
+        let o = &n.opts;
+        let a = &n.action;
+        let call = matches!(a, Action::MakeCall { .. });
+        let request = matches!(a, Action::SendRequest { .. });
+        let mut misplaced = Vec::new();
+        if !o.expect.is_empty() && !(call || request) {
+            misplaced.push("expect");
+        }
+        if o.until != crate::model::Until::Answer && !call {
+            misplaced.push("until");
+        }
+        if !o.headers.is_empty() && !(call || request) {
+            misplaced.push("headers");
+        }
+        if (o.display_name.is_some() || o.from_user.is_some()) && !call {
+            misplaced.push("display_name/from_user");
+        }
+        if o.delay.is_some() && !matches!(a, Action::SendRinging | Action::SendProgress) {
+            misplaced.push("delay");
+        }
+        if !o.checks.is_empty()
+            && !(call
+                || request
+                || matches!(a, Action::Incoming { .. } | Action::RequestReceived { .. }))
+        {
+            misplaced.push("check");
+        }
+        if !misplaced.is_empty() {
+            diags.push(
+                Diagnostic::error(
+                    &s.file,
+                    n.pos,
+                    format!("node `{}` ({}) does not take {}", n.id, a.name(), misplaced.join(", ")),
+                )
+                .with_help("expect/headers: MakeCall, SendInfo/SendMessage/SendOptions; until/display_name/from_user: MakeCall; delay: Ringing, Progress; check: MakeCall, INCOMING, REQUEST, Send*"),
+            );
+        }
+        if call && o.until != crate::model::Until::Answer && !o.expect.is_empty() {
+            diags.push(Diagnostic::error(
+                &s.file,
+                n.pos,
+                format!(
+                    "node `{}`: `expect` needs `until: answer` (the final response)",
+                    n.id
+                ),
+            ));
+        }
+    }
 }

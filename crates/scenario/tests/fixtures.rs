@@ -38,6 +38,17 @@ const INVALID: &[(&str, &str, &str)] = &[
     ),
     ("bad-duration.yaml", "7:18", "`timeout` needs a unit"),
     ("unknown-step-id.yaml", "8:15", "no step has id `finnish`"),
+    ("after-cycle.yaml", "13:9", "cycle: a -> b -> a"),
+    (
+        "misplaced-option.yaml",
+        "6:9",
+        "node `alice.1` (Release) does not take expect",
+    ),
+    (
+        "bad-regex.yaml",
+        "9:22",
+        "`matches` is not a valid regular expression",
+    ),
 ];
 
 #[test]

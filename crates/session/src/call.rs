@@ -46,6 +46,7 @@ pub enum CallEvent {
         method: String,
         content_type: Option<String>,
         body: String,
+        headers: Vec<(String, String)>,
     },
     /// The peer asked us to transfer this call (REFER) to `to`.
     Referred { to: String },

@@ -1,0 +1,236 @@
+//! Node options both formats share (expected status, headers, checks, `after`, ...), read with
+//! the key spelling of each format: snake_case in YAML, camelCase in sipflow JSON.
+
+use crate::diag::Pos;
+use crate::model::{Check, HeaderTest, NodeOptions, Until};
+use crate::spanned::{Fields, SNode, Value};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Style {
+    Snake,
+    Camel,
+}
+
+/// The option keys, in both spellings: (snake, camel).
+pub(crate) const OPTION_KEYS: &[(&str, &str)] = &[
+    ("expect", "expect"),
+    ("until", "until"),
+    ("headers", "headers"),
+    ("display_name", "displayName"),
+    ("from_user", "fromUser"),
+    ("delay", "delayMs"),
+    ("check", "check"),
+    ("after", "after"),
+    ("code", "code"),
+    ("reason", "reason"),
+    ("content_type", "contentType"),
+    ("body", "body"),
+    ("method", "method"),
+];
+
+pub(crate) fn key(style: Style, snake: &'static str) -> &'static str {
+    match style {
+        Style::Snake => snake,
+        Style::Camel => OPTION_KEYS
+            .iter()
+            .find(|(s, _)| *s == snake)
+            .map_or(snake, |(_, c)| c),
+    }
+}
+
+/// Reads the options of a node; returns them and the id named by `after`, if any.
+pub(crate) fn read(
+    f: &mut Fields<'_>,
+    map: &SNode,
+    style: Style,
+) -> (NodeOptions, Option<(String, Pos)>) {
+    let k = |snake| key(style, snake);
+    let mut o = NodeOptions::default();
+    if let Some(n) = map.get("expect") {
+        let items: Vec<&SNode> = match &n.value {
+            Value::Seq(items) => items.iter().collect(),
+            _ => vec![n],
+        };
+        for item in items {
+            match item.value {
+                Value::Int(c) if (100..=699).contains(&c) => o.expect.push(c as u16),
+                _ => f.error(
+                    item.pos,
+                    "`expect` is a SIP status code (100-699) or a list of them",
+                ),
+            }
+        }
+    }
+    if let Some(u) = f.string(map, "until") {
+        o.until = match u.to_ascii_lowercase().as_str() {
+            "answer" => Until::Answer,
+            "ringing" => Until::Ringing,
+            "sent" => Until::Sent,
+            other => {
+                f.error(
+                    map.get("until").map_or(map.pos, |n| n.pos),
+                    format!("`until` is answer, ringing or sent, not `{other}`"),
+                );
+                Until::Answer
+            }
+        };
+    }
+    if let Some(h) = map.get("headers") {
+        match &h.value {
+            Value::Map(entries) => {
+                for (name, v) in entries {
+                    match v.as_text() {
+                        Some(val) => o.headers.push((name.name.clone(), val)),
+                        None => {
+                            f.error(v.pos, format!("header `{}` needs a text value", name.name))
+                        }
+                    }
+                }
+            }
+            _ => f.error(h.pos, "`headers` is a mapping from header name to value"),
+        }
+    }
+    o.display_name = f.string(map, k("display_name"));
+    o.from_user = f.string(map, k("from_user"));
+    o.delay = match style {
+        Style::Snake => f.duration(map, "delay").map(|(d, _)| d),
+        Style::Camel => f.millis(map, "delayMs").map(|(d, _)| d),
+    };
+    if let Some(c) = map.get("check") {
+        match &c.value {
+            Value::Seq(items) => {
+                for item in items {
+                    if let Some(check) = read_check(f, item, style) {
+                        o.checks.push(check);
+                    }
+                }
+            }
+            _ => f.error(
+                c.pos,
+                "`check` is a list of checks, such as `- header: X-Test` `equals: abc`",
+            ),
+        }
+    }
+    let after = map.get("after").and_then(|n| match n.as_text() {
+        Some(id) => Some((id, n.pos)),
+        None => {
+            f.error(n.pos, "`after` is the id of the node to wait for");
+            None
+        }
+    });
+    (o, after)
+}
+
+fn read_check(f: &mut Fields<'_>, item: &SNode, style: Style) -> Option<Check> {
+    let k = |snake| key(style, snake);
+    let known: Vec<&str> = match style {
+        Style::Snake => vec![
+            "header",
+            "exists",
+            "equals",
+            "matches",
+            "sdp_codec",
+            "sdp_direction",
+        ],
+        Style::Camel => vec![
+            "header",
+            "exists",
+            "equals",
+            "matches",
+            "sdpCodec",
+            "sdpDirection",
+        ],
+    };
+    f.unknown_keys(item, &known, "a check", true);
+    if let Some(name) = f.string(item, "header") {
+        let test = if let Some(v) = f.string(item, "equals") {
+            HeaderTest::Equals(v)
+        } else if let Some(re) = f.string(item, "matches") {
+            if let Err(e) = regex::Regex::new(&re) {
+                f.error(
+                    item.get("matches").map_or(item.pos, |n| n.pos),
+                    format!("`matches` is not a valid regular expression: {e}"),
+                );
+                return None;
+            }
+            HeaderTest::Matches(re)
+        } else {
+            HeaderTest::Exists(f.bool(item, "exists").unwrap_or(true))
+        };
+        return Some(Check::Header { name, test });
+    }
+    if let Some(codec) = f.string(item, k("sdp_codec")) {
+        return Some(Check::SdpCodec(codec));
+    }
+    if let Some(dir) = f.string(item, k("sdp_direction")) {
+        if !["sendrecv", "sendonly", "recvonly", "inactive"].contains(&dir.as_str()) {
+            f.error(
+                item.pos,
+                format!(
+                    "`{}` is sendrecv, sendonly, recvonly or inactive",
+                    k("sdp_direction")
+                ),
+            );
+            return None;
+        }
+        return Some(Check::SdpDirection(dir));
+    }
+    f.error(
+        item.pos,
+        format!(
+            "a check needs `header`, `{}` or `{}`",
+            k("sdp_codec"),
+            k("sdp_direction")
+        ),
+    );
+    None
+}
+
+/// The commands both formats spell the same way beyond sipflow's nine.
+pub(crate) fn extra_command(
+    f: &mut Fields<'_>,
+    map: &SNode,
+    name: &str,
+    style: Style,
+) -> Option<crate::model::Action> {
+    use crate::model::Action;
+    Some(match name {
+        "Reject" => {
+            let code = match map.get("code").map(|n| (&n.value, n.pos)) {
+                None => 486,
+                Some((Value::Int(c), _)) if (300..=699).contains(c) => *c as u16,
+                Some((_, pos)) => {
+                    f.error(pos, "`code` of Reject is a final status code (300-699)");
+                    486
+                }
+            };
+            Action::Reject {
+                code,
+                reason: f.string(map, "reason"),
+            }
+        }
+        "Cancel" => Action::Cancel,
+        "Ringing" => Action::SendRinging,
+        "Progress" => Action::SendProgress,
+        "SendInfo" | "SendMessage" | "SendOptions" => Action::SendRequest {
+            method: name.trim_start_matches("Send").to_ascii_uppercase(),
+            content_type: f.string(map, key(style, "content_type")),
+            body: f.string(map, "body"),
+        },
+        _ => return None,
+    })
+}
+
+/// The events both formats spell the same way beyond sipflow's eight.
+pub(crate) fn extra_event(
+    f: &mut Fields<'_>,
+    map: &SNode,
+    name: &str,
+) -> Option<crate::model::Action> {
+    match name {
+        "REQUEST" => Some(crate::model::Action::RequestReceived {
+            method: f.string(map, "method").map(|m| m.to_ascii_uppercase()),
+        }),
+        _ => None,
+    }
+}
