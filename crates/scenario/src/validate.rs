@@ -197,29 +197,26 @@ fn options(s: &Scenario, diags: &mut Diagnostics) {
         let a = &n.action;
         let call = matches!(a, Action::MakeCall { .. });
         let request = matches!(a, Action::SendRequest { .. });
-        let mut misplaced = Vec::new();
-        if !o.expect.is_empty() && !(call || request) {
-            misplaced.push("expect");
-        }
-        if o.until != crate::model::Until::Answer && !call {
-            misplaced.push("until");
-        }
-        if !o.headers.is_empty() && !(call || request) {
-            misplaced.push("headers");
-        }
-        if (o.display_name.is_some() || o.from_user.is_some()) && !call {
-            misplaced.push("display_name/from_user");
-        }
-        if o.delay.is_some() && !matches!(a, Action::SendRinging | Action::SendProgress) {
-            misplaced.push("delay");
-        }
-        if !o.checks.is_empty()
-            && !(call
-                || request
-                || matches!(a, Action::Incoming { .. } | Action::RequestReceived { .. }))
-        {
-            misplaced.push("check");
-        }
+        let received = matches!(a, Action::Incoming { .. } | Action::RequestReceived { .. });
+        let ringing = matches!(a, Action::SendRinging | Action::SendProgress);
+        // (option, set on this node, allowed on this node)
+        let rules = [
+            ("expect", !o.expect.is_empty(), call || request),
+            ("until", o.until != crate::model::Until::Answer, call),
+            ("headers", !o.headers.is_empty(), call || request),
+            (
+                "display_name/from_user",
+                o.display_name.is_some() || o.from_user.is_some(),
+                call,
+            ),
+            ("delay", o.delay.is_some(), ringing),
+            ("check", !o.checks.is_empty(), call || request || received),
+        ];
+        let misplaced: Vec<&str> = rules
+            .iter()
+            .filter(|(_, set, allowed)| *set && !*allowed)
+            .map(|(name, _, _)| *name)
+            .collect();
         if !misplaced.is_empty() {
             diags.push(
                 Diagnostic::error(
