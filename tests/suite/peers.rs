@@ -143,3 +143,234 @@ async fn sipp_uac_calls_callflow() {
     let (code, err) = sipp.finish().await;
     assert_eq!(code, 0, "sipp uac failed: {err}");
 }
+
+fn sipp_file(name: &str) -> String {
+    callflow_tests::fixture(&format!("sipp/{name}"))
+        .display()
+        .to_string()
+}
+
+/// Runs `text` with its UAs on fixed ports from `base`, starts a sipp caller at the first UA
+/// once it listens, and returns the run and sipp's exit code and stderr.
+async fn with_sipp_caller(
+    text: &str,
+    sipp_args: Vec<String>,
+) -> (callflow_tests::Run, i32, String) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let s = scenario::parse_str(text, "with-sipp.yaml").expect("valid");
+    let base = free_udp_port();
+    let opts = RunOptions {
+        sip_ports: PortPolicy::Range {
+            base,
+            count: 1,
+            step: 1,
+        },
+        ..RunOptions::default()
+    };
+    let sink = Arc::new(StartSippOnUa {
+        started: Mutex::new(Some(tx)),
+    });
+    let run = tokio::spawn(async move { run_scenario(&s, opts, vec![sink]).await });
+    let ua = tokio::time::timeout(Duration::from_secs(10), rx)
+        .await
+        .expect("the UA starts")
+        .expect("address");
+    let own = free_udp_port().to_string();
+    let mut args: Vec<String> = vec![
+        ua,
+        "-i".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        own,
+        "-m".into(),
+        "1".into(),
+    ];
+    args.extend(sipp_args);
+    let sipp = Sipp::spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let run = run.await.expect("run");
+    let (code, err) = sipp.finish().await;
+    (run, code, err)
+}
+
+const ANSWER_AND_WAIT: &str = "version: 1\nname: callee\ninstances:\n  bob:\n    dn: \"200\"\n    steps:\n      - event: INCOMING\n        timeout: 20s\n      - command: Answer\n      - event: DISCONNECTED\n        timeout: 20s\n";
+
+#[tokio::test]
+async fn a_180_after_the_200_and_a_retransmitted_200_do_not_break_a_call() {
+    let port = free_udp_port();
+    let sipp = Sipp::spawn(&[
+        "-sf",
+        &sipp_file("uas-late-180-double-200.xml"),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-m",
+        "1",
+    ]);
+    let text = format!(
+        // The call lasts 300 ms (a call duration, like sipp's -d): sipp aborts on any message
+        // that arrives while it is still sending its late 180 and repeated 200.
+        "version: 1\nname: odd callee\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: MakeCall\n        target: sip:service@127.0.0.1:{port}\n      - event: TIMEOUT\n        timeout: 300ms\n      - command: Release\n"
+    );
+    let run = run_text(&text, "odd-callee.yaml").await;
+    run.assert_outcome(Outcome::Passed);
+    run.assert_wire_contains("alice", &[">INVITE", "<200", ">ACK", ">BYE", "<200"]);
+    assert!(
+        run.wire("alice").contains(&"<180".to_owned()),
+        "the late 180 was received: {:?}",
+        run.wire("alice")
+    );
+    run.assert_clean();
+    let (code, err) = sipp.finish().await;
+    assert_eq!(code, 0, "sipp: {err}");
+}
+
+#[tokio::test]
+async fn a_bye_before_the_ack_still_answers_the_call() {
+    let args = vec![
+        "-sf".into(),
+        sipp_file("uac-bye-before-ack.xml"),
+        "-s".into(),
+        "200".into(),
+    ];
+    let (run, code, err) = with_sipp_caller(ANSWER_AND_WAIT, args).await;
+    run.assert_outcome(Outcome::Passed);
+    run.assert_wire_contains("bob", &["<INVITE", ">200", "<BYE", ">200"]);
+    run.assert_clean();
+    assert_eq!(code, 0, "sipp: {err}");
+}
+
+#[tokio::test]
+async fn an_unexpected_in_dialog_request_gets_405_and_is_logged() {
+    let args = vec![
+        "-sf".into(),
+        sipp_file("uac-unexpected-request.xml"),
+        "-s".into(),
+        "200".into(),
+    ];
+    let (run, code, err) = with_sipp_caller(ANSWER_AND_WAIT, args).await;
+    run.assert_outcome(Outcome::Passed);
+    run.assert_wire_contains("bob", &["<SUBSCRIBE", ">405", "<BYE", ">200"]);
+    assert!(run.events.iter().any(|e| matches!(&e.event, EventKind::Log(l) if l.message == "SUBSCRIBE in a call is not supported: 405")));
+    run.assert_clean();
+    assert_eq!(code, 0, "sipp: {err}");
+}
+
+#[tokio::test]
+async fn blind_transfer_to_a_sipp_target() {
+    let port = free_udp_port();
+    let target = Sipp::spawn(&[
+        "-sn",
+        "uas",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-m",
+        "1",
+    ]);
+    let text = std::fs::read_to_string(callflow_tests::fixture("blind-transfer.yaml"))
+        .expect("fixture")
+        .replace(
+            "target_user: \"300\"         # carol's DN: her address is known at run time",
+            &format!("target_user: service\n        target_host: 127.0.0.1:{port}"),
+        );
+    // Carol is sipp now: drop her from the scenario.
+    let text = text[..text.find("  carol:").expect("carol")].to_owned();
+    let run = run_text(&text, "blind-transfer-to-sipp.yaml").await;
+    run.assert_outcome(Outcome::Passed);
+    let refer = &run.raw("bob", ">REFER")[0];
+    assert!(
+        refer.contains(&format!("Refer-To: <sip:service@127.0.0.1:{port}>")),
+        "{refer}"
+    );
+    run.assert_wire_contains(
+        "alice",
+        &["<REFER", ">202", ">INVITE", "<200", ">ACK", ">BYE", "<200"],
+    );
+    run.assert_clean();
+    let (code, err) = target.finish().await;
+    assert_eq!(code, 0, "sipp target: {err}");
+}
+
+#[tokio::test]
+async fn attended_transfer_to_a_sipp_target() {
+    let port = free_udp_port();
+    // Two calls reach the target: bob's consultation, then alice's INVITE with Replaces.
+    let target = Sipp::spawn(&[
+        "-sn",
+        "uas",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-m",
+        "2",
+    ]);
+    let text = format!(
+        "version: 1\nname: attended to sipp\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: MakeCall\n        target: bob\n      - event: HELD\n      - event: TRANSFERRED\n        timeout: 15s\n      - command: Release\n  bob:\n    dn: \"200\"\n    steps:\n      - event: INCOMING\n      - command: Answer\n      - command: Hold\n      - command: MakeCall\n        call_id: consult\n        target: sip:service@127.0.0.1:{port}\n      - command: MuteTransfer\n        primary_call_id: call-1\n        consult_call_id: consult\n"
+    );
+    let run = run_text(&text, "attended-to-sipp.yaml").await;
+    run.assert_outcome(Outcome::Passed);
+    let invite = run
+        .raw("alice", ">INVITE")
+        .into_iter()
+        .find(|i| i.contains("Replaces:"))
+        .expect("alice's INVITE with Replaces");
+    let request_line = invite.lines().next().unwrap_or_default();
+    assert!(
+        request_line.contains(&format!("127.0.0.1:{port}")),
+        "alice calls the target's Contact: {request_line}"
+    );
+    run.assert_wire_contains(
+        "bob",
+        &[">REFER", "<202", "<NOTIFY", ">200", ">BYE", "<200"],
+    );
+    run.assert_clean();
+    let (code, err) = target.finish().await;
+    assert_eq!(code, 0, "sipp target: {err}");
+}
+
+#[tokio::test]
+async fn callflow_follows_a_refer_from_sipp() {
+    // sipp calls alice and transfers her to a second sipp.
+    let port = free_udp_port();
+    let target = Sipp::spawn(&[
+        "-sn",
+        "uas",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-m",
+        "1",
+    ]);
+    let text = "version: 1\nname: transferee\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - event: INCOMING\n        timeout: 20s\n      - command: Answer\n      - event: TRANSFERRED\n        timeout: 20s\n      - command: Release\n";
+    let args = vec![
+        "-sf".into(),
+        sipp_file("uac-refer-transferor.xml"),
+        "-s".into(),
+        "100".into(),
+        "-key".into(),
+        "target".into(),
+        format!("sip:service@127.0.0.1:{port}"),
+    ];
+    let (run, code, err) = with_sipp_caller(text, args).await;
+    run.assert_outcome(Outcome::Passed);
+    run.assert_wire_contains(
+        "alice",
+        &[
+            "<INVITE", ">200", "<ACK", "<REFER", ">202", ">INVITE", "<200", ">ACK", ">BYE", "<200",
+        ],
+    );
+    let notifies = run.raw("alice", ">NOTIFY");
+    assert!(
+        notifies.iter().any(|n| n.contains("SIP/2.0 100 Trying"))
+            && notifies.iter().any(|n| n.contains("SIP/2.0 200 OK")),
+        "{notifies:?}"
+    );
+    run.assert_clean();
+    assert_eq!(code, 0, "sipp transferor: {err}");
+    let (code, err) = target.finish().await;
+    assert_eq!(code, 0, "sipp target: {err}");
+}

@@ -106,6 +106,27 @@ impl UaShared {
                     .filter(|c| c.leg_state() != LegState::Terminated)
                     .map(|c| Dialog::Invite(c.dialog.clone()))
                     .or_else(|| self.dialogs.match_dialog(&tx));
+                if !matches!(
+                    method,
+                    Method::Ack
+                        | Method::Bye
+                        | Method::Cancel
+                        | Method::Invite
+                        | Method::Info
+                        | Method::Message
+                        | Method::Options
+                        | Method::Notify
+                        | Method::Refer
+                        | Method::Update
+                        | Method::PRack
+                ) {
+                    self.log(
+                        Level::Warning,
+                        None,
+                        call.as_ref().and_then(|c| c.name()).as_deref(),
+                        format!("{method} in a call is not supported: 405"),
+                    );
+                }
                 match known {
                     Some(mut d) => {
                         tokio::spawn(async move {
@@ -264,6 +285,7 @@ impl UaShared {
         );
         // On both: a wait that started before the swap holds the old call, one after it the new.
         call.push(CallEvent::Replaced);
+        old.mark_superseded();
         old.push(CallEvent::Replaced);
         if old.leg_state() == LegState::Confirmed && !old.hangup_started() {
             // Runs on its own task; the BYE's answer is not awaited here.
@@ -453,6 +475,7 @@ impl UaShared {
             match outcome {
                 Ok((new_call, code, reason)) if (200..300).contains(&code) => {
                     me.sessions.rebind(me.idx, &name, &new_call);
+                    call.mark_superseded();
                     let ev = CallEvent::Transferred {
                         to: target.uri.clone(),
                     };

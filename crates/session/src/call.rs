@@ -175,6 +175,8 @@ pub struct Call {
     held_by_us: std::sync::atomic::AtomicBool,
     /// The peer put us on hold.
     held_by_peer: std::sync::atomic::AtomicBool,
+    /// A transfer moved this call's logical id to a new call; the transferor ends this one.
+    superseded: std::sync::atomic::AtomicBool,
 }
 
 impl Call {
@@ -200,6 +202,7 @@ impl Call {
             resources: Mutex::new(Vec::new()),
             held_by_us: std::sync::atomic::AtomicBool::new(false),
             held_by_peer: std::sync::atomic::AtomicBool::new(false),
+            superseded: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -341,6 +344,16 @@ impl Call {
     pub fn set_held_by_us(&self, held: bool) {
         self.held_by_us
             .store(held, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Marks the call as left behind by a transfer (its logical id now names a new call).
+    pub fn mark_superseded(&self) {
+        self.superseded
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn superseded(&self) -> bool {
+        self.superseded.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn held_by_peer(&self) -> bool {

@@ -205,8 +205,14 @@ impl Sessions {
             };
             report.count(action);
             if call.leg_state() != LegState::Terminated {
-                let sent = (action != HangupAction::Nothing).then(|| call.start_hang_up(action));
                 pending.push(async move {
+                    // After a transfer the transferor ends the old call (RFC 5589 §6): give
+                    // it the first chance before sending our own BYE.
+                    let ended = |e: &CallEvent| matches!(e, CallEvent::Terminated { .. });
+                    if call.superseded() && tokio::time::timeout(limit / 2, call.wait(ended, false)).await.is_ok() {
+                        return;
+                    }
+                    let sent = (action != HangupAction::Nothing).then(|| call.start_hang_up(action));
                     if let Some(handle) = sent
                         && let Ok(Err(e)) = handle.await
                     {
