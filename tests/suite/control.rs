@@ -277,3 +277,12 @@ async fn a_failed_check_names_what_it_found() {
     );
     run.assert_clean();
 }
+
+#[tokio::test]
+async fn attended_transfer_in_sipflow_json() {
+    let run = run_file("attended-transfer.json").await;
+    all_passed(&run);
+    assert!(run.raw("b", ">REFER")[0].contains("?Replaces="));
+    assert!(run.raw("c", "<INVITE").iter().any(|i| i.contains("Replaces:")));
+    run.assert_clean();
+}
