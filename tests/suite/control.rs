@@ -283,6 +283,10 @@ async fn attended_transfer_in_sipflow_json() {
     let run = run_file("attended-transfer.json").await;
     all_passed(&run);
     assert!(run.raw("b", ">REFER")[0].contains("?Replaces="));
-    assert!(run.raw("c", "<INVITE").iter().any(|i| i.contains("Replaces:")));
+    assert!(
+        run.raw("c", "<INVITE")
+            .iter()
+            .any(|i| i.contains("Replaces:"))
+    );
     run.assert_clean();
 }

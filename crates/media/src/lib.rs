@@ -1,4 +1,11 @@
-//! Media for callflow. For now: the SDP offer/answer for G.711 audio with telephone-event.
-//! (RTP, DTMF and WAV arrive with the media issue.)
+//! Media for callflow: SDP offer/answer, RTP with G.711 and RFC 4733 DTMF, WAV playback and
+//! recording, and the audio analysis the media assertions use (tones, per-party signatures).
+//!
+//! Sans-IO where it can be: [`sdp`], [`audio`], [`dtmf`] and [`wav`] are pure; [`rtp`] owns a
+//! socket and two tasks per call.
 
+pub mod audio;
+pub mod dtmf;
+pub mod rtp;
 pub mod sdp;
+pub mod wav;

@@ -315,3 +315,85 @@ mod direction_tests {
         );
     }
 }
+
+/// Where and how to send media to a peer, from its SDP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteMedia {
+    pub addr: std::net::SocketAddr,
+    pub codec: Codec,
+    pub pt: u8,
+    pub dtmf_pt: Option<u8>,
+}
+
+/// The peer's audio address and the first of its formats we also have.
+pub fn negotiate(remote_sdp: &str, ours: &[Codec]) -> Option<RemoteMedia> {
+    let mut conn: Option<IpAddr> = None;
+    let mut port = None;
+    let mut pts: Vec<u8> = Vec::new();
+    let mut in_audio = false;
+    let mut media_conn = None;
+    for line in remote_sdp.lines() {
+        if let Some(c) = line.strip_prefix("c=") {
+            let ip = c
+                .split_whitespace()
+                .nth(2)
+                .and_then(|a| a.split('/').next())
+                .and_then(|a| a.parse().ok());
+            if in_audio { media_conn = ip } else { conn = ip }
+        } else if let Some(m) = line.strip_prefix("m=") {
+            if in_audio {
+                break;
+            }
+            let mut f = m.split_whitespace();
+            if f.next() == Some("audio") {
+                in_audio = true;
+                port = f.next().and_then(|p| p.parse::<u16>().ok());
+                pts = f.skip(1).filter_map(|p| p.parse().ok()).collect();
+            }
+        }
+    }
+    let ip = media_conn.or(conn)?;
+    let port = port.filter(|p| *p != 0)?;
+    let dtmf_pt = remote_sdp.lines().find_map(|l| {
+        let rest = l.strip_prefix("a=rtpmap:")?;
+        let (pt, enc) = rest.split_once(' ')?;
+        enc.to_ascii_lowercase()
+            .starts_with("telephone-event/")
+            .then(|| pt.trim().parse().ok())
+            .flatten()
+    });
+    let (pt, codec) = pts.iter().find_map(|pt| {
+        Codec::from_pt(*pt)
+            .filter(|c| ours.contains(c))
+            .map(|c| (*pt, c))
+    })?;
+    Some(RemoteMedia {
+        addr: std::net::SocketAddr::new(ip, port),
+        codec,
+        pt,
+        dtmf_pt,
+    })
+}
+
+#[cfg(test)]
+mod negotiate_tests {
+    use super::*;
+
+    #[test]
+    fn picks_the_peers_first_common_codec_and_its_address() {
+        let sdp = "v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 4002 RTP/AVP 18 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+        let r = negotiate(sdp, &[Codec::Pcmu, Codec::Pcma]).unwrap();
+        assert_eq!(
+            (r.addr.to_string().as_str(), r.codec, r.pt, r.dtmf_pt),
+            ("127.0.0.1:4002", Codec::Pcma, 8, Some(101))
+        );
+        assert_eq!(negotiate(sdp, &[]), None);
+        assert_eq!(
+            negotiate(
+                "v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 0 RTP/AVP 0\r\n",
+                &[Codec::Pcmu]
+            ),
+            None
+        );
+    }
+}

@@ -1,0 +1,453 @@
+//! One call's RTP: a paced sender (audio or silence every 20 ms, RFC 4733 events when asked) and
+//! a receiver that keeps RFC 3550 statistics, the decoded audio and the DTMF digits heard.
+
+use crate::audio::{self, FRAME, RATE};
+use crate::dtmf;
+use crate::sdp::{Codec, RemoteMedia};
+use rtp_rs::{RtpPacketBuilder, RtpReader, Seq};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// RFC 3550 receive statistics, and what we sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Stats {
+    pub packets_sent: u64,
+    pub packets_received: u64,
+    /// Expected minus received (RFC 3550 A.3); never negative.
+    pub lost: u64,
+    pub duplicates: u64,
+    pub out_of_order: u64,
+    /// Interarrival jitter (RFC 3550 A.8), in milliseconds.
+    pub jitter_ms: f64,
+}
+
+impl Stats {
+    /// Lost packets as a share of the expected ones, in percent.
+    pub fn loss_percent(&self) -> f64 {
+        let expected = self.packets_received + self.lost;
+        if expected == 0 {
+            0.0
+        } else {
+            100.0 * self.lost as f64 / expected as f64
+        }
+    }
+}
+
+struct Playing {
+    samples: Vec<i16>,
+    pos: usize,
+    looped: bool,
+    done: Option<oneshot::Sender<()>>,
+}
+
+struct DtmfOut {
+    event: u8,
+    /// Packets of 20 ms the tone lasts.
+    frames: u16,
+    gap_frames: u16,
+    done: Option<oneshot::Sender<()>>,
+}
+
+#[derive(Default)]
+struct Rx {
+    stats: Stats,
+    base_seq: Option<u16>,
+    max_seq: u16,
+    cycles: u32,
+    seen: VecDeque<u16>,
+    transit: Option<f64>,
+    jitter: f64,
+    first_at: Option<Instant>,
+    audio: Vec<i16>,
+    /// Digits heard, in order; `taken` of them consumed by waits.
+    digits: Vec<char>,
+    taken: usize,
+    last_event_ts: Option<u32>,
+    source: Option<SocketAddr>,
+}
+
+struct Shared {
+    socket: tokio::net::UdpSocket,
+    remote: RemoteMedia,
+    ssrc: u32,
+    started: Instant,
+    tx: Mutex<Tx>,
+    rx: Mutex<Rx>,
+    /// Bumped whenever something is received, so waits wake up.
+    changed: watch::Sender<u64>,
+}
+
+struct Tx {
+    seq: Seq,
+    ts: u32,
+    sent: u64,
+    sending: bool,
+    playing: Option<Playing>,
+    dtmf: VecDeque<DtmfOut>,
+    /// The DTMF event being sent: (event, timestamp, frames sent, frames total, end packets sent).
+    current: Option<(u8, u32, u16, u16, u8, Option<oneshot::Sender<()>>, u16)>,
+    gap_left: u16,
+}
+
+/// The RTP of one call. Dropping it stops its tasks.
+pub struct MediaSession {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Cap on the audio a call keeps (10 minutes at 8 kHz), so a long call cannot eat the memory.
+const MAX_AUDIO: usize = 10 * 60 * RATE as usize;
+const MAX_AUDIO_TRIM: usize = 60 * RATE as usize;
+
+impl MediaSession {
+    /// Starts sending to and receiving from `remote` on `socket` (already bound).
+    pub fn start(socket: std::net::UdpSocket, remote: RemoteMedia) -> std::io::Result<Self> {
+        socket.set_nonblocking(true)?;
+        let socket = tokio::net::UdpSocket::from_std(socket)?;
+        let seed = Instant::now().elapsed().as_nanos() as u32
+            ^ (std::process::id() << 16)
+            ^ remote.addr.port() as u32;
+        let ssrc = seed.wrapping_mul(2_654_435_761);
+        let shared = Arc::new(Shared {
+            socket,
+            remote,
+            ssrc,
+            started: Instant::now(),
+            tx: Mutex::new(Tx {
+                seq: Seq::from((ssrc >> 16) as u16),
+                ts: ssrc.rotate_left(7),
+                sent: 0,
+                sending: true,
+                playing: None,
+                dtmf: VecDeque::new(),
+                current: None,
+                gap_left: 0,
+            }),
+            rx: Mutex::new(Rx::default()),
+            changed: watch::channel(0).0,
+        });
+        let tasks = vec![
+            tokio::spawn(send_loop(shared.clone())),
+            tokio::spawn(recv_loop(shared.clone())),
+        ];
+        Ok(Self { shared, tasks })
+    }
+
+    pub fn codec(&self) -> Codec {
+        self.shared.remote.codec
+    }
+
+    pub fn remote(&self) -> SocketAddr {
+        self.shared.remote.addr
+    }
+
+    pub fn local(&self) -> Option<SocketAddr> {
+        self.shared.socket.local_addr().ok()
+    }
+
+    /// Stop or resume sending (a party on hold that answered `recvonly` does not send).
+    pub fn set_sending(&self, on: bool) {
+        self.shared.tx.lock().expect("tx lock").sending = on;
+    }
+
+    /// Plays `samples` (8 kHz PCM) instead of silence; resolves when they have been sent (with
+    /// `looped`, never: drop the future to stop). Dropping the future stops the playback.
+    pub async fn play(&self, samples: Vec<i16>, looped: bool) {
+        let (done, rx) = oneshot::channel();
+        self.shared.tx.lock().expect("tx lock").playing = Some(Playing {
+            samples,
+            pos: 0,
+            looped,
+            done: Some(done),
+        });
+        let _stop = StopPlayback(&self.shared);
+        let _ = rx.await;
+    }
+
+    /// Sends `digits` as RFC 4733 events, each `tone` long with `gap` between; resolves when the
+    /// last one has been sent.
+    pub async fn send_dtmf(&self, digits: &str, tone: Duration, gap: Duration) {
+        let frames = |d: Duration| (d.as_millis() as u64 / 20).clamp(1, 3000) as u16;
+        let mut last = None;
+        {
+            let mut tx = self.shared.tx.lock().expect("tx lock");
+            for d in digits.chars() {
+                if let Some(event) = dtmf::event_of(d) {
+                    let (done, rx) = oneshot::channel();
+                    tx.dtmf.push_back(DtmfOut {
+                        event,
+                        frames: frames(tone),
+                        gap_frames: frames(gap),
+                        done: Some(done),
+                    });
+                    last = Some(rx);
+                }
+            }
+        }
+        if let Some(rx) = last {
+            let _ = rx.await;
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        let mut s = self.shared.rx.lock().expect("rx lock").stats;
+        s.packets_sent = self.shared.tx.lock().expect("tx lock").sent;
+        s
+    }
+
+    /// When the first packet from the peer arrived.
+    pub fn first_received(&self) -> Option<Instant> {
+        self.shared.rx.lock().expect("rx lock").first_at
+    }
+
+    /// The decoded audio received so far (at most the last ten minutes).
+    pub fn received_audio(&self) -> Vec<i16> {
+        self.shared.rx.lock().expect("rx lock").audio.clone()
+    }
+
+    /// How many samples have been received so far (a mark for [`Self::audio_since`]).
+    pub fn audio_len(&self) -> usize {
+        self.shared.rx.lock().expect("rx lock").audio.len()
+    }
+
+    pub fn audio_since(&self, mark: usize) -> Vec<i16> {
+        let rx = self.shared.rx.lock().expect("rx lock");
+        rx.audio[mark.min(rx.audio.len())..].to_vec()
+    }
+
+    /// Waits until `pred` holds for what has been received, checking on every new packet.
+    pub async fn wait_until(&self, mut pred: impl FnMut(&MediaSession) -> bool) {
+        let mut rx = self.shared.changed.subscribe();
+        loop {
+            if pred(self) {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Digits received and not yet taken by a wait.
+    pub fn pending_digits(&self) -> String {
+        let rx = self.shared.rx.lock().expect("rx lock");
+        rx.digits[rx.taken..].iter().collect()
+    }
+
+    /// Marks `n` pending digits as taken.
+    pub fn take_digits(&self, n: usize) {
+        let mut rx = self.shared.rx.lock().expect("rx lock");
+        rx.taken = (rx.taken + n).min(rx.digits.len());
+    }
+
+    /// Records a digit that arrived another way (SIP INFO).
+    pub fn push_digit(&self, d: char) {
+        self.shared.rx.lock().expect("rx lock").digits.push(d);
+        self.shared.changed.send_modify(|n| *n += 1);
+    }
+
+    /// Stops the tasks and returns the final statistics.
+    pub fn stop(&mut self) -> Stats {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.stats()
+    }
+}
+
+impl Drop for MediaSession {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Clears the playback when the `play` future is dropped (node cancelled or timed out).
+struct StopPlayback<'a>(&'a Shared);
+
+impl Drop for StopPlayback<'_> {
+    fn drop(&mut self) {
+        self.0.tx.lock().expect("tx lock").playing = None;
+    }
+}
+
+/// One 20 ms step: the packet to send, if any.
+fn next_packet(s: &Shared, tx: &mut Tx) -> Option<Vec<u8>> {
+    let remote = &s.remote;
+    tx.ts = tx.ts.wrapping_add(FRAME as u32);
+    // A DTMF event in progress, or the next one once the gap has passed.
+    if tx.current.is_none()
+        && tx.gap_left == 0
+        && let Some(d) = remote.dtmf_pt.and(tx.dtmf.pop_front())
+    {
+        tx.current = Some((d.event, tx.ts, 0, d.frames, 0, d.done, d.gap_frames));
+    }
+    if tx.gap_left > 0 {
+        tx.gap_left -= 1;
+    }
+    if let (Some(pt), Some(cur)) = (remote.dtmf_pt, tx.current.as_mut()) {
+        let (event, ev_ts, sent, total, ends, _, _) = cur;
+        let first = *sent == 0;
+        let end = *sent + 1 >= *total;
+        *sent = (*sent + 1).min(*total);
+        let duration = (u32::from(*sent) * FRAME as u32).min(u32::from(u16::MAX)) as u16;
+        if end {
+            *ends += 1;
+        }
+        let payload = dtmf::encode(*event, end, 10, duration);
+        let pkt = RtpPacketBuilder::new()
+            .payload_type(pt)
+            .ssrc(s.ssrc)
+            .sequence(tx.seq)
+            .timestamp(*ev_ts)
+            .marked(first)
+            .payload(&payload)
+            .build()
+            .ok();
+        tx.seq = tx.seq.next();
+        // The end packet goes out three times (RFC 4733 §2.5.1.4).
+        if *ends >= 3
+            && let Some((_, _, _, _, _, done, gap)) = tx.current.take()
+        {
+            tx.gap_left = gap;
+            if let Some(d) = done {
+                let _ = d.send(());
+            }
+        }
+        return pkt;
+    }
+    if !tx.sending {
+        return None;
+    }
+    let mut frame = [0i16; FRAME];
+    if let Some(p) = tx.playing.as_mut() {
+        for slot in &mut frame {
+            if p.pos >= p.samples.len() {
+                if p.looped && !p.samples.is_empty() {
+                    p.pos = 0;
+                } else {
+                    break;
+                }
+            }
+            *slot = p.samples[p.pos];
+            p.pos += 1;
+        }
+        if p.pos >= p.samples.len() && !p.looped {
+            if let Some(d) = p.done.take() {
+                let _ = d.send(());
+            }
+            tx.playing = None;
+        }
+    }
+    let payload = audio::encode(remote.codec, &frame);
+    let pkt = RtpPacketBuilder::new()
+        .payload_type(remote.pt)
+        .ssrc(s.ssrc)
+        .sequence(tx.seq)
+        .timestamp(tx.ts)
+        .marked(tx.sent == 0)
+        .payload(&payload)
+        .build()
+        .ok();
+    tx.seq = tx.seq.next();
+    pkt
+}
+
+async fn send_loop(s: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    loop {
+        tick.tick().await;
+        let pkt = {
+            let mut tx = s.tx.lock().expect("tx lock");
+            next_packet(&s, &mut tx)
+        };
+        if let Some(p) = pkt {
+            if s.socket.send_to(&p, s.remote.addr).await.is_ok() {
+                s.tx.lock().expect("tx lock").sent += 1;
+            }
+        }
+    }
+}
+
+async fn recv_loop(s: Arc<Shared>) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let Ok((n, from)) = s.socket.recv_from(&mut buf).await else {
+            continue;
+        };
+        let Ok(pkt) = RtpReader::new(&buf[..n]) else {
+            continue;
+        };
+        let arrival = s.started.elapsed().as_secs_f64() * f64::from(RATE);
+        let mut rx = s.rx.lock().expect("rx lock");
+        rx.source.get_or_insert(from);
+        rx.first_at.get_or_insert_with(Instant::now);
+        let seq: u16 = pkt.sequence_number().into();
+        if rx.seen.contains(&seq) {
+            rx.stats.duplicates += 1;
+            continue;
+        }
+        rx.seen.push_back(seq);
+        if rx.seen.len() > 512 {
+            rx.seen.pop_front();
+        }
+        rx.stats.packets_received += 1;
+        match rx.base_seq {
+            None => {
+                rx.base_seq = Some(seq);
+                rx.max_seq = seq;
+            }
+            Some(_) => {
+                let delta = seq.wrapping_sub(rx.max_seq);
+                if delta == 0 || delta >= 0x8000 {
+                    rx.stats.out_of_order += 1;
+                } else {
+                    if seq < rx.max_seq {
+                        rx.cycles += 1;
+                    }
+                    rx.max_seq = seq;
+                }
+            }
+        }
+        let base = rx.base_seq.unwrap_or(seq);
+        let expected = (u64::from(rx.cycles) << 16) + u64::from(rx.max_seq) - u64::from(base) + 1;
+        rx.stats.lost = expected.saturating_sub(rx.stats.packets_received);
+        // RFC 3550 A.8 interarrival jitter, in timestamp units.
+        let transit = arrival - f64::from(pkt.timestamp());
+        if let Some(prev) = rx.transit {
+            let d = (transit - prev).abs();
+            rx.jitter += (d - rx.jitter) / 16.0;
+        }
+        rx.transit = Some(transit);
+        rx.stats.jitter_ms = rx.jitter * 1000.0 / f64::from(RATE);
+        let pt = pkt.payload_type();
+        if Some(pt) == s.remote.dtmf_pt {
+            if let Some((event, true, _)) = dtmf::decode(pkt.payload())
+                && rx.last_event_ts != Some(pkt.timestamp())
+            {
+                rx.last_event_ts = Some(pkt.timestamp());
+                if let Some(d) = dtmf::digit_of(event) {
+                    rx.digits.push(d);
+                }
+            }
+        } else if let Some(codec) = match pt {
+            0 => Some(Codec::Pcmu),
+            8 => Some(Codec::Pcma),
+            _ => None,
+        } {
+            let samples = audio::decode(codec, pkt.payload());
+            rx.audio.extend_from_slice(&samples);
+            if rx.audio.len() > MAX_AUDIO {
+                rx.audio.drain(..MAX_AUDIO_TRIM);
+            }
+        }
+        drop(rx);
+        s.changed.send_modify(|n| *n += 1);
+    }
+}
