@@ -70,6 +70,18 @@ struct Rx {
     source: Option<SocketAddr>,
 }
 
+/// A DTMF event on the wire: its packets share one timestamp, durations grow by 20 ms.
+struct DtmfSending {
+    event: u8,
+    ts: u32,
+    sent: u16,
+    total: u16,
+    /// End packets sent so far (three in all).
+    ends: u8,
+    done: Option<oneshot::Sender<()>>,
+    gap: u16,
+}
+
 struct Shared {
     socket: tokio::net::UdpSocket,
     remote: RemoteMedia,
@@ -88,8 +100,8 @@ struct Tx {
     sending: bool,
     playing: Option<Playing>,
     dtmf: VecDeque<DtmfOut>,
-    /// The DTMF event being sent: (event, timestamp, frames sent, frames total, end packets sent).
-    current: Option<(u8, u32, u16, u16, u8, Option<oneshot::Sender<()>>, u16)>,
+    /// The DTMF event being sent.
+    current: Option<DtmfSending>,
     gap_left: u16,
 }
 
@@ -220,7 +232,7 @@ impl MediaSession {
     }
 
     /// Waits until `pred` holds for what has been received, checking on every new packet.
-    pub async fn wait_until(&self, mut pred: impl FnMut(&MediaSession) -> bool) {
+    pub async fn wait_until(&self, mut pred: impl FnMut(&Self) -> bool) {
         let mut rx = self.shared.changed.subscribe();
         loop {
             if pred(self) {
@@ -285,37 +297,44 @@ fn next_packet(s: &Shared, tx: &mut Tx) -> Option<Vec<u8>> {
         && tx.gap_left == 0
         && let Some(d) = remote.dtmf_pt.and(tx.dtmf.pop_front())
     {
-        tx.current = Some((d.event, tx.ts, 0, d.frames, 0, d.done, d.gap_frames));
+        tx.current = Some(DtmfSending {
+            event: d.event,
+            ts: tx.ts,
+            sent: 0,
+            total: d.frames,
+            ends: 0,
+            done: d.done,
+            gap: d.gap_frames,
+        });
     }
     if tx.gap_left > 0 {
         tx.gap_left -= 1;
     }
     if let (Some(pt), Some(cur)) = (remote.dtmf_pt, tx.current.as_mut()) {
-        let (event, ev_ts, sent, total, ends, _, _) = cur;
-        let first = *sent == 0;
-        let end = *sent + 1 >= *total;
-        *sent = (*sent + 1).min(*total);
-        let duration = (u32::from(*sent) * FRAME as u32).min(u32::from(u16::MAX)) as u16;
+        let first = cur.sent == 0;
+        let end = cur.sent + 1 >= cur.total;
+        cur.sent = (cur.sent + 1).min(cur.total);
+        let duration = (u32::from(cur.sent) * FRAME as u32).min(u32::from(u16::MAX)) as u16;
         if end {
-            *ends += 1;
+            cur.ends += 1;
         }
-        let payload = dtmf::encode(*event, end, 10, duration);
+        let payload = dtmf::encode(cur.event, end, 10, duration);
         let pkt = RtpPacketBuilder::new()
             .payload_type(pt)
             .ssrc(s.ssrc)
             .sequence(tx.seq)
-            .timestamp(*ev_ts)
+            .timestamp(cur.ts)
             .marked(first)
             .payload(&payload)
             .build()
             .ok();
         tx.seq = tx.seq.next();
         // The end packet goes out three times (RFC 4733 §2.5.1.4).
-        if *ends >= 3
-            && let Some((_, _, _, _, _, done, gap)) = tx.current.take()
+        if cur.ends >= 3
+            && let Some(done) = tx.current.take()
         {
-            tx.gap_left = gap;
-            if let Some(d) = done {
+            tx.gap_left = done.gap;
+            if let Some(d) = done.done {
                 let _ = d.send(());
             }
         }
@@ -367,10 +386,10 @@ async fn send_loop(s: Arc<Shared>) {
             let mut tx = s.tx.lock().expect("tx lock");
             next_packet(&s, &mut tx)
         };
-        if let Some(p) = pkt {
-            if s.socket.send_to(&p, s.remote.addr).await.is_ok() {
-                s.tx.lock().expect("tx lock").sent += 1;
-            }
+        if let Some(p) = pkt
+            && s.socket.send_to(&p, s.remote.addr).await.is_ok()
+        {
+            s.tx.lock().expect("tx lock").sent += 1;
         }
     }
 }
