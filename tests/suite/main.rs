@@ -2,5 +2,6 @@
 
 mod calls;
 mod control;
+mod media;
 mod peers;
 mod stop;

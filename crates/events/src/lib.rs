@@ -54,6 +54,7 @@ pub enum EventKind {
     Log(Log),
     SipMessage(SipMessage),
     Cleanup(CleanupStep),
+    MediaStats(MediaStats),
     UaStopped(UaStopped),
     RunFinished(RunFinished),
 }
@@ -206,6 +207,30 @@ impl SipMessage {
             _ => self.method.clone(),
         }
     }
+}
+
+/// A call's RTP when its media ended (at hang-up, or at cleanup).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MediaStats {
+    pub ua: String,
+    /// The logical call id (`call-1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
+    /// The SIP Call-ID.
+    pub sip_call_id: String,
+    pub codec: String,
+    pub local: String,
+    pub remote: String,
+    pub packets_sent: u64,
+    pub packets_received: u64,
+    pub lost: u64,
+    pub loss_percent: f64,
+    pub duplicates: u64,
+    pub out_of_order: u64,
+    pub jitter_ms: f64,
+    /// The WAV file the received audio was written to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

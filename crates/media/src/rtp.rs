@@ -168,7 +168,8 @@ impl MediaSession {
 
     /// Plays `samples` (8 kHz PCM) instead of silence; resolves when they have been sent (with
     /// `looped`, never: drop the future to stop). Dropping the future stops the playback.
-    pub async fn play(&self, samples: Vec<i16>, looped: bool) {
+    /// Returns false if the session stopped first (the call ended).
+    pub async fn play(&self, samples: Vec<i16>, looped: bool) -> bool {
         let (done, rx) = oneshot::channel();
         self.shared.tx.lock().expect("tx lock").playing = Some(Playing {
             samples,
@@ -177,12 +178,12 @@ impl MediaSession {
             done: Some(done),
         });
         let _stop = StopPlayback(&self.shared);
-        let _ = rx.await;
+        rx.await.is_ok()
     }
 
     /// Sends `digits` as RFC 4733 events, each `tone` long with `gap` between; resolves when the
-    /// last one has been sent.
-    pub async fn send_dtmf(&self, digits: &str, tone: Duration, gap: Duration) {
+    /// last one has been sent (false if the session stopped first).
+    pub async fn send_dtmf(&self, digits: &str, tone: Duration, gap: Duration) -> bool {
         let frames = |d: Duration| (d.as_millis() as u64 / 20).clamp(1, 3000) as u16;
         let mut last = None;
         {
@@ -200,8 +201,9 @@ impl MediaSession {
                 }
             }
         }
-        if let Some(rx) = last {
-            let _ = rx.await;
+        match last {
+            Some(rx) => rx.await.is_ok(),
+            None => true,
         }
     }
 
@@ -263,10 +265,16 @@ impl MediaSession {
     }
 
     /// Stops the tasks and returns the final statistics.
-    pub fn stop(&mut self) -> Stats {
+    pub fn stop(&self) -> Stats {
         for t in &self.tasks {
             t.abort();
         }
+        // Whoever waits for a playback or DTMF learns that it will not finish.
+        let mut tx = self.shared.tx.lock().expect("tx lock");
+        tx.playing = None;
+        tx.dtmf.clear();
+        tx.current = None;
+        drop(tx);
         self.stats()
     }
 }

@@ -65,6 +65,9 @@ pub fn save(path: &Path, samples: &[i16]) -> Result<(), WavError> {
         path: p.clone(),
         source,
     };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| err(hound::Error::IoError(e)))?;
+    }
     let mut w = hound::WavWriter::create(path, spec()).map_err(err)?;
     for s in samples {
         w.write_sample(*s).map_err(err)?;

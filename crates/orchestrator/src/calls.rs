@@ -1,18 +1,15 @@
-//! Placing and answering calls: what MakeCall, Answer, a transfer and a Replaces have in common.
+//! Placing and answering calls, and their media: what MakeCall, Answer, a transfer and a
+//! Replaces have in common.
 
 use crate::ua::UaShared;
+use events::Level;
 use instances::PortLease;
-use media::sdp::{self, LocalMedia, SdpError};
+use media::rtp::MediaSession;
+use media::sdp::{self, LocalMedia};
 use session::Call;
 use std::sync::Arc;
 use transport::rsipstack::dialog::invitation::{InviteAsyncResult, InviteOption};
 use transport::sip::{Header, Uri};
-
-/// An RTP port held for a call until the call is closed.
-struct MediaLease {
-    _lease: PortLease,
-    _socket: std::net::UdpSocket,
-}
 
 /// Extra choices for an outgoing INVITE.
 #[derive(Clone, Debug, Default)]
@@ -33,9 +30,24 @@ pub(crate) fn make_header(name: &str, value: &str) -> Header {
     transport::sip::headers::make_header(name, value.to_owned())
 }
 
+/// An RTP port and its socket, leased before the call they belong to exists.
+struct RtpLease {
+    lease: PortLease,
+    socket: std::net::UdpSocket,
+}
+
+impl RtpLease {
+    /// Hands the lease to the call (released when it is closed) and reserves the socket for
+    /// its media.
+    fn attach(self, call: &Call) {
+        call.keep(Box::new(self.lease));
+        call.set_rtp_socket(self.socket);
+    }
+}
+
 impl UaShared {
     /// Leases an RTP port and describes our media on it.
-    fn local_media(&self) -> Result<(MediaLease, LocalMedia), String> {
+    fn lease_media(&self) -> Result<(RtpLease, LocalMedia), String> {
         let ip = self.bind_ip;
         let (lease, socket) = self
             .rtp
@@ -53,13 +65,7 @@ impl UaShared {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.as_secs()),
         };
-        Ok((
-            MediaLease {
-                _lease: lease,
-                _socket: socket,
-            },
-            media,
-        ))
+        Ok((RtpLease { lease, socket }, media))
     }
 
     /// Sends an INVITE with our offer. The call is recorded at once (bound to `name` if given)
@@ -70,7 +76,7 @@ impl UaShared {
         callee: Uri,
         opts: CallOptions,
     ) -> Result<(Arc<Call>, tokio::task::JoinHandle<InviteAsyncResult>), String> {
-        let (lease, media) = self.local_media()?;
+        let (rtp, media) = self.lease_media()?;
         let offer = sdp::offer(&media);
         let user = opts.from_user.as_deref().unwrap_or(&self.dn);
         let caller = Uri::try_from(instances::sip_uri(user, self.local, false).as_str())
@@ -91,7 +97,7 @@ impl UaShared {
             .map_err(|e| format!("cannot send INVITE to {callee}: {e}"))?;
         let call = self.sessions.insert_outgoing(self.idx, name, dialog);
         call.set_local_sdp(offer.into_bytes());
-        call.keep(Box::new(lease));
+        rtp.attach(&call);
         Ok((call, join))
     }
 
@@ -104,10 +110,79 @@ impl UaShared {
             return Ok(String::from_utf8_lossy(&sent).into_owned());
         }
         let offer = String::from_utf8_lossy(&call.dialog.initial_request().body).into_owned();
-        let (lease, media) = self.local_media()?;
-        let answer = sdp::answer(&offer, &media).map_err(|e: SdpError| e.to_string())?;
-        call.keep(Box::new(lease));
+        let (rtp, media) = self.lease_media()?;
+        let answer = sdp::answer(&offer, &media).map_err(|e| e.to_string())?;
+        rtp.attach(call);
         call.set_local_sdp(answer.clone().into_bytes());
         Ok(answer)
+    }
+
+    /// Starts the call's RTP towards the peer its SDP names (once the call is confirmed).
+    pub(crate) fn start_media(&self, call: &Call, remote_sdp: &str) {
+        if call.media().is_some() {
+            return;
+        }
+        let name = call.name();
+        let Some(remote) = sdp::negotiate(remote_sdp, &self.codecs) else {
+            self.log(
+                Level::Warning,
+                None,
+                name.as_deref(),
+                "no usable audio in the peer's SDP: no media".into(),
+            );
+            return;
+        };
+        let Some(socket) = call.take_rtp_socket() else {
+            return;
+        };
+        match MediaSession::start(socket, remote.clone()) {
+            Ok(m) => {
+                self.log(
+                    Level::Debug,
+                    None,
+                    name.as_deref(),
+                    format!("media: {} to {}", remote.codec.name(), remote.addr),
+                );
+                call.set_media(Arc::new(m));
+            }
+            Err(e) => self.log(
+                Level::Error,
+                None,
+                name.as_deref(),
+                format!("cannot start media: {e}"),
+            ),
+        }
+    }
+
+    /// Stops the call's RTP, reports its statistics and writes its recording.
+    pub(crate) fn stop_media(&self, call: &Call) {
+        let Some(m) = call.take_media() else { return };
+        let stats = m.stop();
+        let recording =
+            call.recording()
+                .and_then(|path| match media::wav::save(&path, &m.received_audio()) {
+                    Ok(()) => Some(path.display().to_string()),
+                    Err(e) => {
+                        self.log(Level::Error, None, call.name().as_deref(), e.to_string());
+                        None
+                    }
+                });
+        self.bus
+            .emit(events::EventKind::MediaStats(events::MediaStats {
+                ua: self.id.clone(),
+                call_id: call.name(),
+                sip_call_id: call.sip_call_id(),
+                codec: m.codec().name().to_owned(),
+                local: m.local().map(|a| a.to_string()).unwrap_or_default(),
+                remote: m.remote().to_string(),
+                packets_sent: stats.packets_sent,
+                packets_received: stats.packets_received,
+                lost: stats.lost,
+                loss_percent: stats.loss_percent(),
+                duplicates: stats.duplicates,
+                out_of_order: stats.out_of_order,
+                jitter_ms: stats.jitter_ms,
+                recording,
+            }));
     }
 }

@@ -5,6 +5,7 @@ use crate::checks;
 use crate::engine::{Ctx, NodeError};
 use crate::ua::UaShared;
 use events::Level;
+use media::rtp::MediaSession;
 use media::sdp::{self, Direction};
 use scenario::{Action, Node, NodeIdx, Until};
 use session::{Call, CallEvent, EndCause, HangupAction, LegState, Role, hangup_action};
@@ -167,10 +168,29 @@ pub(crate) async fn execute(ctx: &Arc<Ctx>, idx: NodeIdx) -> NodeResult {
             body,
         } => send_request(ua, node, method, content_type.as_deref(), body.as_deref()).await,
         Action::RequestReceived { method } => request_received(ua, node, method.as_deref()).await,
-        other => Err(fail(format!(
-            "{} is not supported by this version",
-            other.name()
-        ))),
+        Action::PlayAudio { file } => play_audio(ctx, ua, node, file).await,
+        Action::SendDtmf { digits, interval } => send_dtmf(ua, node, digits, *interval).await,
+        Action::DtmfReceived { expected } => dtmf_received(ua, node, expected.as_deref()).await,
+        Action::PlaySignature { duration } => play_signature(ua, node, *duration).await,
+        Action::Record { file } => {
+            let call = call_of(ua, node)?;
+            let path = scenario::resolve_path(&ctx.scenario.file, file);
+            node_log(
+                ua,
+                node,
+                Level::Info,
+                format!("recording what this party receives to {}", path.display()),
+            );
+            call.set_recording(path);
+            Ok(())
+        }
+        Action::CheckMedia {
+            max_loss_percent,
+            max_jitter_ms,
+        } => check_media(ua, node, *max_loss_percent, *max_jitter_ms).await,
+        Action::Heard { from } => heard(ctx, ua, node, from).await,
+        Action::Tone { frequency, absent } => tone(ua, node, *frequency, *absent).await,
+        Action::MediaFlowing => media_flowing(ua, node).await,
     }
 }
 
@@ -827,5 +847,320 @@ mod tests {
             escape("abc@h;to-tag=1;from-tag=2"),
             "abc%40h%3Bto-tag%3D1%3Bfrom-tag%3D2"
         );
+    }
+}
+
+/// The call's media, waiting (within the node's timeout) for it to start.
+async fn media_of(ua: &UaShared, node: &Node) -> Result<(Arc<Call>, Arc<MediaSession>), NodeError> {
+    let call = call_of(ua, node)?;
+    let what = |t: &str| {
+        format!(
+            "expected `{}` to have media (a confirmed call with SDP) {t}",
+            node.call_id
+        )
+    };
+    let m = within(node, what, async { Ok(call.wait_media().await) }).await?;
+    Ok((call, m))
+}
+
+/// The analysis windows (100 ms, overlapping by half) that became complete since the last call;
+/// `cursor` is where the next window starts.
+fn new_windows(m: &MediaSession, cursor: &mut usize) -> Vec<Vec<i16>> {
+    const WIN: usize = 800;
+    let audio = m.audio_since(*cursor);
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + WIN <= audio.len() {
+        out.push(audio[at..at + WIN].to_vec());
+        at += WIN / 2;
+    }
+    *cursor += at;
+    out
+}
+
+pub(crate) async fn play_audio(ctx: &Ctx, ua: &UaShared, node: &Node, file: &str) -> NodeResult {
+    let path = scenario::resolve_path(&ctx.scenario.file, file);
+    let samples = media::wav::load(&path).map_err(|e| fail(e.to_string()))?;
+    let (_, m) = media_of(ua, node).await?;
+    let secs_long = samples.len() as f64 / f64::from(media::audio::RATE);
+    node_log(
+        ua,
+        node,
+        Level::Info,
+        format!(
+            "playing {} ({secs_long:.2} s{})",
+            path.display(),
+            if node.opts.looped { ", looped" } else { "" }
+        ),
+    );
+    if node.opts.looped {
+        // Plays until the node's timeout, then passes; dropping the future stops it.
+        let _ = tokio::time::timeout(node.timeout, m.play(samples, true)).await;
+        return Ok(());
+    }
+    within(
+        node,
+        |t| format!("playing {} did not finish {t}", path.display()),
+        async {
+            if m.play(samples, false).await {
+                Ok(())
+            } else {
+                Err(fail("the call ended while playing"))
+            }
+        },
+    )
+    .await
+}
+
+async fn send_dtmf(ua: &UaShared, node: &Node, digits: &str, gap: Duration) -> NodeResult {
+    let tone = Duration::from_millis(100);
+    if node.opts.dtmf_info {
+        let call = call_of(ua, node)?;
+        let work = async {
+            for (i, d) in digits.chars().enumerate() {
+                if i > 0 {
+                    tokio::time::sleep(gap).await;
+                }
+                let headers = vec![make_header("Content-Type", "application/dtmf-relay")];
+                let body = format!("Signal={d}\r\nDuration={}\r\n", tone.as_millis()).into_bytes();
+                let resp = call
+                    .dialog
+                    .info(Some(headers), Some(body))
+                    .await
+                    .map_err(|e| fail(format!("INFO failed: {e}")))?;
+                match resp.map(|r| r.status_code.code()) {
+                    Some(200..=299) => {}
+                    Some(code) => return Err(fail(format!("INFO with digit {d} answered {code}"))),
+                    None => return Err(fail("the call is not confirmed: no INFO sent")),
+                }
+            }
+            Ok(())
+        };
+        return within(
+            node,
+            |t| format!("sending DTMF {digits} by SIP INFO did not finish {t}"),
+            work,
+        )
+        .await;
+    }
+    let (_, m) = media_of(ua, node).await?;
+    within(
+        node,
+        |t| format!("sending DTMF {digits} did not finish {t}"),
+        async {
+            if m.send_dtmf(digits, tone, gap).await {
+                Ok(())
+            } else {
+                Err(fail("the call ended while sending DTMF"))
+            }
+        },
+    )
+    .await
+}
+
+async fn dtmf_received(ua: &UaShared, node: &Node, expected: Option<&str>) -> NodeResult {
+    let (_, m) = media_of(ua, node).await?;
+    let pattern = match &node.opts.pattern {
+        Some(p) => Some(
+            regex::Regex::new(&format!("^(?:{p})$"))
+                .map_err(|e| fail(format!("bad `matches`: {e}")))?,
+        ),
+        None => None,
+    };
+    let enough = |pending: &str| match (expected, &pattern) {
+        (Some(w), _) => pending.len() >= w.len(),
+        (None, Some(re)) => re.is_match(pending),
+        (None, None) => !pending.is_empty(),
+    };
+    let waited =
+        tokio::time::timeout(node.timeout, m.wait_until(|m| enough(&m.pending_digits()))).await;
+    let pending = m.pending_digits();
+    let want = expected
+        .map(str::to_owned)
+        .or_else(|| node.opts.pattern.as_ref().map(|p| format!("/{p}/")))
+        .unwrap_or_else(|| "a digit".into());
+    if waited.is_err() {
+        return Err(fail(format!(
+            "expected DTMF {want} within {}, got `{pending}`",
+            secs(node.timeout)
+        )));
+    }
+    match expected {
+        Some(w) => {
+            let got: String = pending.chars().take(w.chars().count()).collect();
+            m.take_digits(got.chars().count());
+            if got.eq_ignore_ascii_case(w) {
+                Ok(())
+            } else {
+                Err(fail(format!("expected DTMF {w}, got {got}")))
+            }
+        }
+        None if pattern.is_some() => {
+            m.take_digits(pending.chars().count());
+            Ok(())
+        }
+        None => {
+            m.take_digits(1);
+            Ok(())
+        }
+    }
+}
+
+async fn play_signature(ua: &UaShared, node: &Node, duration: Duration) -> NodeResult {
+    let (_, m) = media_of(ua, node).await?;
+    let sig = media::audio::signature(ua.idx);
+    let samples = media::audio::tone(&sig, duration.as_millis() as u32);
+    within(
+        node,
+        |t| format!("playing the signature did not finish {t}"),
+        async {
+            if m.play(samples, false).await {
+                Ok(())
+            } else {
+                Err(fail("the call ended while playing the signature"))
+            }
+        },
+    )
+    .await
+}
+
+/// The index of the instance a `from` names (id, label or DN).
+fn instance_named(ctx: &Ctx, from: &str) -> Option<usize> {
+    ctx.scenario
+        .instances
+        .iter()
+        .position(|i| i.id == from || i.label == from || i.dn == from)
+}
+
+async fn heard(ctx: &Ctx, ua: &UaShared, node: &Node, from: &str) -> NodeResult {
+    let want =
+        instance_named(ctx, from).ok_or_else(|| fail(format!("`{from}` names no instance")))?;
+    let (_, m) = media_of(ua, node).await?;
+    let candidates: Vec<(usize, [f64; 2])> = (0..ctx.scenario.instances.len())
+        .map(|i| (i, media::audio::signature(i)))
+        .collect();
+    let mut cursor = 0;
+    let mut others = std::collections::BTreeSet::new();
+    let found = tokio::time::timeout(
+        node.timeout,
+        m.wait_until(|m| {
+            let mut hit = false;
+            for w in new_windows(m, &mut cursor) {
+                match media::audio::which_signature(&w, &candidates) {
+                    Some(i) if i == want => hit = true,
+                    Some(i) => {
+                        others.insert(i);
+                    }
+                    None => {}
+                }
+            }
+            hit
+        }),
+    )
+    .await;
+    let label = |i: usize| ctx.scenario.instances[i].label.clone();
+    match found {
+        Ok(()) => Ok(()),
+        Err(_) if !others.is_empty() => Err(fail(format!(
+            "expected to hear {} within {}, heard {} instead",
+            label(want),
+            secs(node.timeout),
+            others
+                .iter()
+                .map(|i| label(*i))
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ))),
+        Err(_) => {
+            let level =
+                media::audio::level_dbfs(&m.audio_since(m.audio_len().saturating_sub(8000)));
+            Err(fail(format!(
+                "expected to hear {} within {}, heard no signature (level {level:.0} dBFS)",
+                label(want),
+                secs(node.timeout)
+            )))
+        }
+    }
+}
+
+async fn tone(ua: &UaShared, node: &Node, frequency: f64, absent: bool) -> NodeResult {
+    let (_, m) = media_of(ua, node).await?;
+    let mut cursor = if absent { m.audio_len() } else { 0 };
+    let detected = tokio::time::timeout(
+        node.timeout,
+        m.wait_until(|m| {
+            new_windows(m, &mut cursor)
+                .iter()
+                .any(|w| media::audio::tone_present(w, frequency))
+        }),
+    )
+    .await;
+    match (detected.is_ok(), absent) {
+        (true, false) | (false, true) => Ok(()),
+        (true, true) => Err(fail(format!(
+            "expected no {frequency} Hz tone for {}, heard one",
+            secs(node.timeout)
+        ))),
+        (false, false) => Err(fail(format!(
+            "expected a {frequency} Hz tone within {}, none",
+            secs(node.timeout)
+        ))),
+    }
+}
+
+async fn media_flowing(ua: &UaShared, node: &Node) -> NodeResult {
+    let (_, m) = media_of(ua, node).await?;
+    let what = |t: &str| format!("expected RTP from the peer ({}) {t}, none came", m.remote());
+    within(node, what, async {
+        m.wait_until(|m| m.first_received().is_some()).await;
+        Ok(())
+    })
+    .await
+}
+
+async fn check_media(
+    ua: &UaShared,
+    node: &Node,
+    max_loss: Option<f64>,
+    max_jitter: Option<f64>,
+) -> NodeResult {
+    let (_, m) = media_of(ua, node).await?;
+    let s = m.stats();
+    if s.packets_received == 0 {
+        return Err(fail(format!(
+            "no RTP received from {} ({} packets sent)",
+            m.remote(),
+            s.packets_sent
+        )));
+    }
+    let mut bad = Vec::new();
+    if let Some(max) = max_loss
+        && s.loss_percent() > max
+    {
+        bad.push(format!(
+            "loss {:.2} % > {max} % ({} of {})",
+            s.loss_percent(),
+            s.lost,
+            s.lost + s.packets_received
+        ));
+    }
+    if let Some(max) = max_jitter
+        && s.jitter_ms > max
+    {
+        bad.push(format!("jitter {:.2} ms > {max} ms", s.jitter_ms));
+    }
+    node_log(
+        ua,
+        node,
+        Level::Info,
+        format!(
+            "RTP: {} sent, {} received, {} lost, jitter {:.2} ms",
+            s.packets_sent, s.packets_received, s.lost, s.jitter_ms
+        ),
+    );
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(fail(bad.join("; ")))
     }
 }

@@ -304,7 +304,20 @@ impl UaShared {
             };
             let name = call.as_ref().and_then(|c| c.name());
             match state {
+                DialogState::Confirmed(_, resp) => {
+                    if let Some(c) = call.as_ref().filter(|c| c.media().is_none()) {
+                        // Outgoing: the answer is in the 2xx; incoming: the offer was in the INVITE.
+                        let remote = match c.role {
+                            session::Role::Outgoing => resp.body.clone(),
+                            session::Role::Incoming => c.dialog.initial_request().body,
+                        };
+                        self.start_media(c, &String::from_utf8_lossy(&remote));
+                    }
+                }
                 DialogState::Terminated(id, _) => {
+                    if let Some(c) = &call {
+                        self.stop_media(c);
+                    }
                     self.dialogs.remove_dialog(&id);
                     if let Some(c) = &call {
                         for id in c.dialog_ids() {
@@ -340,6 +353,17 @@ impl UaShared {
                 | DialogState::Options(_, req, handle) => {
                     let _ = handle.reply(StatusCode::OK).await;
                     if let Some(c) = &call {
+                        // DTMF in SIP INFO joins the digits RFC 4733 brings.
+                        let ct = header(&req, "Content-Type");
+                        if let Some(d) = transport::sip::event_packages::parse_info_dtmf(
+                            ct.as_deref(),
+                            &req.body,
+                        )
+                        .and_then(media::dtmf::digit_of)
+                            && let Some(m) = c.media()
+                        {
+                            m.push_digit(d);
+                        }
                         let ev = received(&req);
                         self.log(Level::Info, None, name.as_deref(), ev.describe());
                         c.push(ev);
@@ -376,6 +400,12 @@ impl UaShared {
             (Some(ours), false) => {
                 let dir = sdp::direction(&offer);
                 let answer = sdp::with_direction(&ours, dir.answer());
+                if let Some(m) = call.media() {
+                    m.set_sending(matches!(
+                        dir.answer(),
+                        sdp::Direction::SendRecv | sdp::Direction::SendOnly
+                    ));
+                }
                 call.set_local_sdp(answer.clone().into_bytes());
                 let was_held = call.held_by_peer();
                 if dir.is_hold() != was_held {

@@ -94,3 +94,18 @@ fn detect_format(text: &str, _file: &str) -> Result<Format, Diagnostics> {
         Ok(Format::Native)
     }
 }
+
+/// A path a scenario names, relative to the scenario file's folder (or to the working
+/// directory for a scenario that is not a file).
+pub fn resolve_path(scenario_file: &str, path: &str) -> std::path::PathBuf {
+    let p = Path::new(path);
+    if p.is_absolute() {
+        return p.to_path_buf();
+    }
+    match Path::new(scenario_file).parent() {
+        Some(dir) if !scenario_file.contains(':') || Path::new(scenario_file).exists() => {
+            dir.join(p)
+        }
+        _ => p.to_path_buf(),
+    }
+}

@@ -67,7 +67,7 @@ pub struct Instance {
 }
 
 /// What a node does.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     // Commands.
     /// Send INVITE to another instance's DN or to a `sip:` URI; passes on 2xx.
@@ -113,6 +113,19 @@ pub enum Action {
         content_type: Option<String>,
         body: Option<String>,
     },
+    /// Play this instance's signature (a tone pair of its own) for `duration`.
+    PlaySignature {
+        duration: Duration,
+    },
+    /// Write what this party receives on the call to a WAV file when the call's media ends.
+    Record {
+        file: String,
+    },
+    /// Check the call's RTP statistics so far against bounds.
+    CheckMedia {
+        max_loss_percent: Option<f64>,
+        max_jitter_ms: Option<f64>,
+    },
     // Events.
     /// Take the next incoming call of this instance and bind it to the node's call id.
     Incoming {
@@ -134,6 +147,18 @@ pub enum Action {
     RequestReceived {
         method: Option<String>,
     },
+    /// The audio received on the call carries the signature of instance `from` (and not of
+    /// another instance).
+    Heard {
+        from: String,
+    },
+    /// A tone of `frequency` Hz is heard (or, with `absent`, is not heard for the whole timeout).
+    Tone {
+        frequency: f64,
+        absent: bool,
+    },
+    /// RTP is arriving from the peer.
+    MediaFlowing,
 }
 
 impl Action {
@@ -159,6 +184,12 @@ impl Action {
                 _ => "SendOptions",
             },
             Self::RequestReceived { .. } => "REQUEST",
+            Self::PlaySignature { .. } => "PlaySignature",
+            Self::Record { .. } => "Record",
+            Self::CheckMedia { .. } => "CheckMedia",
+            Self::Heard { .. } => "HEARD",
+            Self::Tone { .. } => "TONE",
+            Self::MediaFlowing => "MEDIA",
             Self::Incoming { .. } => "INCOMING",
             Self::Ringing => "RINGING",
             Self::Disconnected => "DISCONNECTED",
@@ -182,15 +213,15 @@ impl Action {
                 | Self::Retrieved
                 | Self::Transferred
                 | Self::RequestReceived { .. }
+                | Self::Heard { .. }
+                | Self::Tone { .. }
+                | Self::MediaFlowing
         )
     }
 
     /// Whether this version of the engine can run the action.
     pub fn is_supported(&self) -> bool {
-        !matches!(
-            self,
-            Self::PlayAudio { .. } | Self::SendDtmf { .. } | Self::DtmfReceived { .. }
-        )
+        true
     }
 }
 
@@ -213,6 +244,9 @@ pub(crate) const COMMANDS: &[&str] = &[
     "SendInfo",
     "SendMessage",
     "SendOptions",
+    "PlaySignature",
+    "Record",
+    "CheckMedia",
 ];
 
 /// Event names, as sipflow spells them.
@@ -226,6 +260,9 @@ pub(crate) const EVENTS: &[&str] = &[
     "RETRIEVED",
     "TRANSFERRED",
     "REQUEST",
+    "HEARD",
+    "TONE",
+    "MEDIA",
 ];
 
 /// One command or event node.
@@ -298,6 +335,12 @@ pub struct NodeOptions {
     pub checks: Vec<Check>,
     /// Run only once this node (of any instance) has passed.
     pub after: Option<NodeIdx>,
+    /// PlayAudio: play the file over and over until the node's timeout.
+    pub looped: bool,
+    /// SendDTMF: send the digits as SIP INFO (application/dtmf-relay) instead of RFC 4733.
+    pub dtmf_info: bool,
+    /// DTMFReceived: a regular expression the received digits must match.
+    pub pattern: Option<String>,
 }
 
 /// A parsed scenario.

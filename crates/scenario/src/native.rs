@@ -79,6 +79,15 @@ const STEP_KEYS: &[&str] = &[
     "content_type",
     "body",
     "method",
+    "loop",
+    "via",
+    "matches",
+    "duration",
+    "max_loss",
+    "max_jitter",
+    "from",
+    "frequency",
+    "absent",
 ];
 
 /// A step's success/failure that names a step id, resolved once every step is known.

@@ -26,6 +26,15 @@ pub(crate) const OPTION_KEYS: &[(&str, &str)] = &[
     ("content_type", "contentType"),
     ("body", "body"),
     ("method", "method"),
+    ("loop", "loop"),
+    ("via", "via"),
+    ("matches", "matches"),
+    ("duration", "durationMs"),
+    ("max_loss", "maxLoss"),
+    ("max_jitter", "maxJitterMs"),
+    ("from", "from"),
+    ("frequency", "frequency"),
+    ("absent", "absent"),
 ];
 
 pub(crate) fn key(style: Style, snake: &'static str) -> &'static str {
@@ -108,6 +117,26 @@ pub(crate) fn read(
             _ => f.error(
                 c.pos,
                 "`check` is a list of checks, such as `- header: X-Test` `equals: abc`",
+            ),
+        }
+    }
+    o.looped = f.bool(map, "loop").unwrap_or(false);
+    if let Some(via) = f.string(map, "via") {
+        match via.to_ascii_lowercase().as_str() {
+            "info" => o.dtmf_info = true,
+            "rtp" | "rfc4733" | "rfc2833" => {}
+            other => f.error(
+                map.get("via").map_or(map.pos, |n| n.pos),
+                format!("`via` is `rfc4733` (default) or `info`, not `{other}`"),
+            ),
+        }
+    }
+    if let Some(re) = f.string(map, "matches") {
+        match regex::Regex::new(&re) {
+            Ok(_) => o.pattern = Some(re),
+            Err(e) => f.error(
+                map.get("matches").map_or(map.pos, |n| n.pos),
+                format!("`matches` is not a valid regular expression: {e}"),
             ),
         }
     }
@@ -210,6 +239,30 @@ pub(crate) fn extra_command(
             }
         }
         "Cancel" => Action::Cancel,
+        "PlaySignature" => {
+            let duration = match style {
+                Style::Snake => f.duration(map, "duration").map(|(d, _)| d),
+                Style::Camel => f.millis(map, "durationMs").map(|(d, _)| d),
+            };
+            Action::PlaySignature {
+                duration: duration.unwrap_or(std::time::Duration::from_secs(1)),
+            }
+        }
+        "Record" => Action::Record {
+            file: f
+                .string(map, "file")
+                .or_else(|| f.string(map, "filePath"))
+                .unwrap_or_default(),
+        },
+        "CheckMedia" => Action::CheckMedia {
+            max_loss_percent: number(f, map, key(style, "max_loss")),
+            max_jitter_ms: match style {
+                Style::Snake => f
+                    .duration(map, "max_jitter")
+                    .map(|(d, _)| d.as_secs_f64() * 1000.0),
+                Style::Camel => number(f, map, "maxJitterMs"),
+            },
+        },
         "Ringing" => Action::SendRinging,
         "Progress" => Action::SendProgress,
         "SendInfo" | "SendMessage" | "SendOptions" => Action::SendRequest {
@@ -231,6 +284,27 @@ pub(crate) fn extra_event(
         "REQUEST" => Some(crate::model::Action::RequestReceived {
             method: f.string(map, "method").map(|m| m.to_ascii_uppercase()),
         }),
+        "HEARD" => Some(crate::model::Action::Heard {
+            from: f.string(map, "from").unwrap_or_default(),
+        }),
+        "TONE" => Some(crate::model::Action::Tone {
+            frequency: number(f, map, "frequency").unwrap_or(0.0),
+            absent: f.bool(map, "absent").unwrap_or(false),
+        }),
+        "MEDIA" => Some(crate::model::Action::MediaFlowing),
         _ => None,
+    }
+}
+
+/// A plain number (a percentage, a frequency).
+fn number(f: &mut Fields<'_>, map: &SNode, key: &str) -> Option<f64> {
+    let n = map.get(key)?;
+    match n.value {
+        Value::Int(i) => Some(i as f64),
+        Value::Float(x) => Some(x),
+        _ => {
+            f.error(n.pos, format!("`{key}` must be a number"));
+            None
+        }
     }
 }

@@ -62,6 +62,11 @@ const COMMAND_KEYS: &[&str] = &[
     "reason",
     "contentType",
     "body",
+    "loop",
+    "via",
+    "durationMs",
+    "maxLoss",
+    "maxJitterMs",
 ];
 const EVENT_KEYS: &[&str] = &[
     "event",
@@ -74,6 +79,10 @@ const EVENT_KEYS: &[&str] = &[
     "method",
     "check",
     "after",
+    "matches",
+    "from",
+    "frequency",
+    "absent",
 ];
 
 /// A value with where it was written.

@@ -78,6 +78,38 @@ pub(crate) fn validate(s: &Scenario, diags: &mut Diagnostics) {
                     "needs the consultation call id (`consultCallId`)".into()
                 ));
             }
+            Action::PlayAudio { file: f } if !f.trim().is_empty() => {
+                let path = crate::resolve_path(&s.file, f);
+                if let Err(e) = media::wav::check(&path) {
+                    diags.push(err(e.to_string()));
+                }
+            }
+            Action::Record { file: f } if f.trim().is_empty() => {
+                diags.push(err("needs a `file` to write".into()))
+            }
+            Action::Heard { from }
+                if s.instances
+                    .iter()
+                    .all(|i| &i.id != from && &i.label != from && &i.dn != from) =>
+            {
+                let mut d = err(format!("`from: {from}` names no instance"));
+                if let Some(h) = did_you_mean(from, s.instances.iter().map(|i| i.id.as_str())) {
+                    d = d.with_help(h);
+                }
+                diags.push(d);
+            }
+            Action::Tone { frequency, .. } if !(50.0..=3900.0).contains(frequency) => {
+                diags.push(err(format!(
+                    "`frequency` must be between 50 and 3900 Hz (8 kHz audio), got {frequency}"
+                )));
+            }
+            Action::DtmfReceived { expected: Some(e) }
+                if e.chars().any(|c| media::dtmf::event_of(c).is_none()) =>
+            {
+                diags.push(err(format!(
+                    "`{e}` is not a DTMF digit string (0-9, *, #, A-D)"
+                )));
+            }
             Action::PlayAudio { file: f } if f.trim().is_empty() => {
                 diags.push(err("needs a WAV file (`filePath`)".into()))
             }
@@ -211,6 +243,13 @@ fn options(s: &Scenario, diags: &mut Diagnostics) {
             ),
             ("delay", o.delay.is_some(), ringing),
             ("check", !o.checks.is_empty(), call || request || received),
+            ("loop", o.looped, matches!(a, Action::PlayAudio { .. })),
+            ("via", o.dtmf_info, matches!(a, Action::SendDtmf { .. })),
+            (
+                "matches",
+                o.pattern.is_some(),
+                matches!(a, Action::DtmfReceived { .. }),
+            ),
         ];
         let misplaced: Vec<&str> = rules
             .iter()

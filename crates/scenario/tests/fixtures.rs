@@ -49,6 +49,11 @@ const INVALID: &[(&str, &str, &str)] = &[
         "9:22",
         "`matches` is not a valid regular expression",
     ),
+    (
+        "bad-wav.yaml",
+        "6:9",
+        "44100 Hz, 2 channel(s), 16-bit PCM; callflow plays 8000 Hz mono 16-bit PCM",
+    ),
 ];
 
 #[test]
@@ -151,17 +156,17 @@ fn no_answer_has_a_failure_edge_in_both_formats() {
 }
 
 #[test]
-fn sipflow_compat_fixture_imports_and_names_what_is_not_supported_yet() {
-    // sipflow's own v1.1 test fixture: it imports, and validation says which nodes this
-    // version cannot run yet, before anything is sent.
+fn sipflow_compat_fixture_imports_and_checks_its_wav_before_running() {
+    // sipflow's own v1.1 test fixture imports whole; the one error is its example WAV path,
+    // which does not exist here: reported at the PlayAudio node, before anything is sent.
     let err = callflow_scenario::load(&fixture("sipflow-v1.1-compat.json")).unwrap_err();
-    let unsupported: Vec<_> = err
-        .errors()
-        .filter(|d| d.message.contains("not supported"))
-        .collect();
-    assert_eq!(unsupported.len(), 3, "{err}"); // PlayAudio, SendDTMF, DTMFReceived
+    let errors: Vec<_> = err.errors().collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert_eq!(errors[0].pos.line, 8);
     assert!(
-        err.errors().all(|d| d.message.contains("not supported")),
+        errors[0]
+            .message
+            .contains("node `cmd-playaudio` (PlayAudio): cannot read /audio/greeting.wav"),
         "{err}"
     );
     assert!(

@@ -2,7 +2,7 @@
 
 use crate::UaIdx;
 use crate::hangup::{HangupAction, LegState};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::watch;
 use transport::rsipstack::dialog::DialogId;
@@ -177,6 +177,13 @@ pub struct Call {
     held_by_peer: std::sync::atomic::AtomicBool,
     /// A transfer moved this call's logical id to a new call; the transferor ends this one.
     superseded: std::sync::atomic::AtomicBool,
+    /// The RTP socket reserved when our SDP was made, until the media starts.
+    rtp_socket: Mutex<Option<std::net::UdpSocket>>,
+    /// The call's RTP, once the call is confirmed.
+    media: Mutex<Option<Arc<media::rtp::MediaSession>>>,
+    media_started: watch::Sender<bool>,
+    /// Where to write the received audio when the media ends.
+    recording: Mutex<Option<std::path::PathBuf>>,
 }
 
 impl Call {
@@ -203,6 +210,10 @@ impl Call {
             held_by_us: std::sync::atomic::AtomicBool::new(false),
             held_by_peer: std::sync::atomic::AtomicBool::new(false),
             superseded: std::sync::atomic::AtomicBool::new(false),
+            rtp_socket: Mutex::new(None),
+            media: Mutex::new(None),
+            media_started: watch::channel(false).0,
+            recording: Mutex::new(None),
         }
     }
 
@@ -346,6 +357,51 @@ impl Call {
             .store(held, std::sync::atomic::Ordering::Release);
     }
 
+    pub fn set_rtp_socket(&self, socket: std::net::UdpSocket) {
+        *self.rtp_socket.lock().expect("rtp lock") = Some(socket);
+    }
+
+    pub fn take_rtp_socket(&self) -> Option<std::net::UdpSocket> {
+        self.rtp_socket.lock().expect("rtp lock").take()
+    }
+
+    pub fn set_media(&self, m: Arc<media::rtp::MediaSession>) {
+        *self.media.lock().expect("media lock") = Some(m);
+        self.media_started.send_replace(true);
+    }
+
+    pub fn media(&self) -> Option<Arc<media::rtp::MediaSession>> {
+        self.media.lock().expect("media lock").clone()
+    }
+
+    /// Waits until the call's media has started.
+    ///
+    /// Cancel safety: safe.
+    pub async fn wait_media(&self) -> Arc<media::rtp::MediaSession> {
+        let mut rx = self.media_started.subscribe();
+        loop {
+            if let Some(m) = self.media() {
+                return m;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Takes the media out of the call (to stop it once).
+    pub fn take_media(&self) -> Option<Arc<media::rtp::MediaSession>> {
+        self.media.lock().expect("media lock").take()
+    }
+
+    pub fn set_recording(&self, path: std::path::PathBuf) {
+        *self.recording.lock().expect("recording lock") = Some(path);
+    }
+
+    pub fn recording(&self) -> Option<std::path::PathBuf> {
+        self.recording.lock().expect("recording lock").clone()
+    }
+
     /// Marks the call as left behind by a transfer (its logical id now names a new call).
     pub fn mark_superseded(&self) {
         self.superseded
@@ -374,7 +430,7 @@ impl Call {
     /// Starts what `action` says in a task of its own, so that cancelling the caller cannot
     /// leave a BYE or CANCEL half-done. Await the handle for the peer's answer.
     pub fn start_hang_up(
-        self: &std::sync::Arc<Self>,
+        self: &Arc<Self>,
         action: HangupAction,
     ) -> tokio::task::JoinHandle<Result<(), transport::rsipstack::Error>> {
         self.hangup_started

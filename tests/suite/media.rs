@@ -1,0 +1,194 @@
+//! Media on real sockets: WAV playback and recording, DTMF both ways, who heard whom, codec
+//! mismatch, and baresip's echo service as an independent peer.
+
+use callflow_tests::{fixture, run_file, run_text};
+use events::{EventKind, NodeState, Outcome};
+use media::audio;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "callflow-{name}-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+fn media_stats(run: &callflow_tests::Run) -> Vec<events::MediaStats> {
+    run.events
+        .iter()
+        .filter_map(|e| match &e.event {
+            EventKind::MediaStats(m) => Some(m.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn play_record_dtmf_both_ways_and_stats() {
+    let dir = temp_dir("media");
+    let recording = dir.join("bob.wav");
+    let text = std::fs::read_to_string(fixture("media-call.yaml"))
+        .expect("fixture")
+        .replace(
+            "media/tone-1khz.wav",
+            &fixture("media/tone-1khz.wav").display().to_string(),
+        )
+        .replace(
+            "../target/recordings/media-call-bob.wav",
+            &recording.display().to_string(),
+        );
+    let run = run_text(&text, "media-call.yaml").await;
+    run.assert_outcome(Outcome::Passed);
+    // Bob's recording holds the tone alice played.
+    let heard = media::wav::load(&recording).expect("recording");
+    assert!(
+        heard
+            .windows(800)
+            .step_by(400)
+            .filter(|w| audio::tone_present(w, 1000.0))
+            .count()
+            >= 15,
+        "a second of 1 kHz"
+    );
+    // Bob sent his digits by SIP INFO; alice's went as RFC 4733 events (no INFO from alice).
+    let infos = run.raw("bob", ">INFO");
+    assert_eq!(infos.len(), 2, "9 and *");
+    assert!(infos[0].contains("application/dtmf-relay") && infos[0].contains("Signal=9"));
+    assert!(run.raw("alice", ">INFO").is_empty());
+    // Both legs report their RTP at hang-up.
+    let stats = media_stats(&run);
+    assert_eq!(stats.len(), 2, "{stats:?}");
+    for s in &stats {
+        assert_eq!(s.codec, "PCMU");
+        assert!(s.packets_received > 50 && s.packets_sent > 50, "{s:?}");
+        assert_eq!(s.lost, 0, "{s:?}");
+    }
+    assert!(
+        stats
+            .iter()
+            .any(|s| s.recording.as_deref() == Some(recording.to_str().unwrap()))
+    );
+    run.assert_clean();
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_party_hears_the_other() {
+    let run = run_file("signatures.yaml").await;
+    run.assert_outcome(Outcome::Passed);
+    run.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crossed_media_is_caught_and_the_parties_named() {
+    // Bob expects carol's audio but is talking to alice.
+    let text = "version: 1\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: MakeCall\n        target: bob\n      - command: PlaySignature\n        duration: 2s\n  bob:\n    dn: \"200\"\n    steps:\n      - event: INCOMING\n      - command: Answer\n      - event: HEARD\n        from: carol\n        timeout: 1s\n  carol:\n    dn: \"300\"\n";
+    let run = run_text(text, "crossed.yaml").await;
+    run.assert_outcome(Outcome::Failed);
+    let n = run.node("bob.3");
+    assert_eq!(n.state, NodeState::Failed);
+    assert_eq!(
+        n.reason.as_deref(),
+        Some("expected to hear carol within 1 s, heard alice instead")
+    );
+    run.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_common_codec_is_a_488() {
+    let text = "version: 1\ninstances:\n  alice:\n    dn: \"100\"\n    codecs: [PCMA]\n    steps:\n      - command: MakeCall\n        target: bob\n        expect: 488\n  bob:\n    dn: \"200\"\n    codecs: [PCMU]\n    steps:\n      - event: INCOMING\n      - command: Answer\n        on_failure:\n          - event: DISCONNECTED\n";
+    let run = run_text(text, "mismatch.yaml").await;
+    run.assert_outcome(Outcome::Passed);
+    let answer = run.node("bob.2").reason.clone().unwrap_or_default();
+    assert!(
+        answer.starts_with("cannot answer: no common codec"),
+        "{answer}"
+    );
+    assert!(run.wire("alice").contains(&"<488".to_owned()));
+    run.assert_clean();
+}
+
+/// A baresip (Debian baresip-core) answering every call with its echo module, on a port of its
+/// own, killed when dropped. Its log is read for the DTMF it received.
+struct Baresip {
+    child: Option<Child>,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Baresip {
+    fn echo() -> Self {
+        let dir = temp_dir("baresip");
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = format!(
+            "poll_method epoll\nsip_listen 127.0.0.1:{port}\nnet_interface 127.0.0.1\nmodule_path /usr/lib/baresip/modules\naudio_player aubridge,echo\naudio_source aubridge,echo\naudio_alert aubridge,echo\nmodule g711.so\nmodule aubridge.so\nmodule account.so\nmodule echo.so\n"
+        );
+        std::fs::write(dir.join("config"), config).unwrap();
+        std::fs::write(
+            dir.join("accounts"),
+            format!("<sip:echo@127.0.0.1:{port}>;regint=0;answermode=auto\n"),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("baresip.log")).unwrap();
+        let child = Command::new("baresip")
+            .args(["-f", dir.to_str().unwrap(), "-v", "-t", "60"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start baresip ({e}): apt-get install baresip-core (.ci/run does)")
+            });
+        Self {
+            child: Some(child),
+            dir,
+            port,
+        }
+    }
+
+    fn stop_and_log(mut self) -> String {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        std::fs::read_to_string(self.dir.join("baresip.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn baresip_echo_returns_our_audio_and_gets_our_dtmf() {
+    let echo = Baresip::echo();
+    // No wait for baresip to bind: if our INVITE is first, its retransmission covers it.
+    let text = format!(
+        "version: 1\nname: to baresip echo\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: MakeCall\n        target: sip:echo@127.0.0.1:{}\n      - event: MEDIA\n        timeout: 3s\n      - command: PlaySignature\n        duration: 1s\n      - event: HEARD\n        from: alice\n        timeout: 3s\n      - command: SendDTMF\n        digits: \"42\"\n      - event: TIMEOUT\n        timeout: 300ms\n      - command: CheckMedia\n        max_loss: 1\n        max_jitter: 30ms\n      - command: Release\n",
+        echo.port
+    );
+    let run = run_text(&text, "baresip-echo.yaml").await;
+    run.assert_outcome(Outcome::Passed);
+    let stats = media_stats(&run);
+    assert!(stats[0].packets_received > 40, "{stats:?}");
+    run.assert_clean();
+    let log = echo.stop_and_log();
+    assert!(
+        log.contains("received event: '4' (end=1)") && log.contains("received event: '2'"),
+        "baresip log:\n{log}"
+    );
+}
