@@ -23,6 +23,11 @@ pub struct Stats {
     pub out_of_order: u64,
     /// Interarrival jitter (RFC 3550 A.8), in milliseconds.
     pub jitter_ms: f64,
+    /// Sender pacing: packets sent on 20 ms ticks, how many came more than 1 ms off 20 ms after
+    /// the one before (pacing jitter), and the largest deviation.
+    pub ticks: u64,
+    pub ticks_late_1ms: u64,
+    pub tick_late_max_ms: f64,
 }
 
 impl Stats {
@@ -84,6 +89,9 @@ struct DtmfSending {
 
 struct Shared {
     socket: tokio::net::UdpSocket,
+    /// The same socket, for the media clock's thread to send on.
+    send_socket: std::net::UdpSocket,
+    stopped: std::sync::atomic::AtomicBool,
     remote: RemoteMedia,
     ssrc: u32,
     started: Instant,
@@ -94,6 +102,10 @@ struct Shared {
 }
 
 struct Tx {
+    ticks: u64,
+    late_1ms: u64,
+    late_max: Duration,
+    prev_tick: Option<Instant>,
     seq: Seq,
     ts: u32,
     sent: u64,
@@ -119,6 +131,7 @@ impl MediaSession {
     /// Starts sending to and receiving from `remote` on `socket` (already bound).
     pub fn start(socket: std::net::UdpSocket, remote: RemoteMedia) -> std::io::Result<Self> {
         socket.set_nonblocking(true)?;
+        let send_socket = socket.try_clone()?;
         let socket = tokio::net::UdpSocket::from_std(socket)?;
         let seed = Instant::now().elapsed().as_nanos() as u32
             ^ (std::process::id() << 16)
@@ -126,10 +139,16 @@ impl MediaSession {
         let ssrc = seed.wrapping_mul(2_654_435_761);
         let shared = Arc::new(Shared {
             socket,
+            send_socket,
+            stopped: std::sync::atomic::AtomicBool::new(false),
             remote,
             ssrc,
             started: Instant::now(),
             tx: Mutex::new(Tx {
+                ticks: 0,
+                late_1ms: 0,
+                late_max: Duration::ZERO,
+                prev_tick: None,
                 seq: Seq::from((ssrc >> 16) as u16),
                 ts: ssrc.rotate_left(7),
                 sent: 0,
@@ -142,10 +161,8 @@ impl MediaSession {
             rx: Mutex::new(Rx::default()),
             changed: watch::channel(0).0,
         });
-        let tasks = vec![
-            tokio::spawn(send_loop(shared.clone())),
-            tokio::spawn(recv_loop(shared.clone())),
-        ];
+        clock().add(&shared);
+        let tasks = vec![tokio::spawn(recv_loop(shared.clone()))];
         Ok(Self { shared, tasks })
     }
 
@@ -209,7 +226,11 @@ impl MediaSession {
 
     pub fn stats(&self) -> Stats {
         let mut s = self.shared.rx.lock().expect("rx lock").stats;
-        s.packets_sent = self.shared.tx.lock().expect("tx lock").sent;
+        let tx = self.shared.tx.lock().expect("tx lock");
+        s.packets_sent = tx.sent;
+        s.ticks = tx.ticks;
+        s.ticks_late_1ms = tx.late_1ms;
+        s.tick_late_max_ms = tx.late_max.as_secs_f64() * 1000.0;
         s
     }
 
@@ -266,6 +287,9 @@ impl MediaSession {
 
     /// Stops the tasks and returns the final statistics.
     pub fn stop(&self) -> Stats {
+        self.shared
+            .stopped
+            .store(true, std::sync::atomic::Ordering::Release);
         for t in &self.tasks {
             t.abort();
         }
@@ -281,6 +305,9 @@ impl MediaSession {
 
 impl Drop for MediaSession {
     fn drop(&mut self) {
+        self.shared
+            .stopped
+            .store(true, std::sync::atomic::Ordering::Release);
         for t in &self.tasks {
             t.abort();
         }
@@ -385,19 +412,88 @@ fn next_packet(s: &Shared, tx: &mut Tx) -> Option<Vec<u8>> {
     pkt
 }
 
-async fn send_loop(s: Arc<Shared>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    loop {
-        tick.tick().await;
-        let pkt = {
-            let mut tx = s.tx.lock().expect("tx lock");
-            next_packet(&s, &mut tx)
-        };
-        if let Some(p) = pkt
-            && s.socket.send_to(&p, s.remote.addr).await.is_ok()
-        {
-            s.tx.lock().expect("tx lock").sent += 1;
+/// One 20 ms tick of a session, called by the media clock: pace, build and send its packet.
+fn tick(s: &Shared, now: Instant) {
+    let pkt = {
+        let mut tx = s.tx.lock().expect("tx lock");
+        // Pacing jitter: how far this packet is from 20 ms after the previous one.
+        if let Some(prev) = tx.prev_tick {
+            let dev = (now - prev).abs_diff(FRAME_TIME);
+            tx.ticks += 1;
+            if dev > Duration::from_millis(1) {
+                tx.late_1ms += 1;
+            }
+            tx.late_max = tx.late_max.max(dev);
+        }
+        tx.prev_tick = Some(now);
+        next_packet(s, &mut tx)
+    };
+    if let Some(p) = pkt
+        && s.send_socket.send_to(&p, s.remote.addr).is_ok()
+    {
+        s.tx.lock().expect("tx lock").sent += 1;
+    }
+}
+
+const FRAME_TIME: Duration = Duration::from_millis(20);
+
+/// The media clock: one thread that wakes every 20 ms (sleeping, then spinning the last
+/// stretch, since tokio's timer only has millisecond granularity) and sends every live
+/// session's packet. One clock for all streams keeps their pacing jitter well under 1 ms.
+struct Clock {
+    sessions: Mutex<Vec<std::sync::Weak<Shared>>>,
+}
+
+fn clock() -> &'static Clock {
+    static CLOCK: std::sync::OnceLock<&'static Clock> = std::sync::OnceLock::new();
+    CLOCK.get_or_init(|| {
+        let c: &'static Clock = Box::leak(Box::new(Clock {
+            sessions: Mutex::new(Vec::new()),
+        }));
+        std::thread::Builder::new()
+            .name("callflow-media-clock".into())
+            .spawn(move || c.run())
+            .expect("the media clock thread starts");
+        c
+    })
+}
+
+impl Clock {
+    fn add(&self, s: &Arc<Shared>) {
+        self.sessions
+            .lock()
+            .expect("clock lock")
+            .push(Arc::downgrade(s));
+    }
+
+    fn run(&self) {
+        const SPIN: Duration = Duration::from_micros(300);
+        let mut next = Instant::now() + FRAME_TIME;
+        loop {
+            let now = Instant::now();
+            if next > now + SPIN {
+                std::thread::sleep(next - now - SPIN);
+            }
+            while Instant::now() < next {
+                std::hint::spin_loop();
+            }
+            let live: Vec<Arc<Shared>> = {
+                let mut list = self.sessions.lock().expect("clock lock");
+                list.retain(|w| {
+                    w.upgrade()
+                        .is_some_and(|s| !s.stopped.load(std::sync::atomic::Ordering::Acquire))
+                });
+                list.iter().filter_map(std::sync::Weak::upgrade).collect()
+            };
+            let at = Instant::now();
+            for s in &live {
+                tick(s, at);
+            }
+            next += FRAME_TIME;
+            // Far behind (the machine stalled): start again from now rather than burst.
+            if Instant::now() > next + 5 * FRAME_TIME {
+                next = Instant::now() + FRAME_TIME;
+            }
         }
     }
 }
