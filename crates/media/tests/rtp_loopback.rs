@@ -57,3 +57,108 @@ async fn tone_one_way_dtmf_the_other() {
     assert_eq!((s.lost, s.duplicates), (0, 0), "{s:?}");
     assert!(s.jitter_ms < 20.0, "{s:?}");
 }
+
+/// A session talking to a raw socket the test drives: what goes on the wire, packet by packet.
+fn with_raw_peer() -> (MediaSession, std::net::UdpSocket) {
+    let ours = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let remote = RemoteMedia {
+        addr: peer.local_addr().unwrap(),
+        codec: Codec::Pcmu,
+        pt: 0,
+        dtmf_pt: Some(101),
+    };
+    let to = ours.local_addr().unwrap();
+    peer.connect(to).unwrap();
+    (MediaSession::start(ours, remote).unwrap(), peer)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rfc4733_events_on_the_wire() {
+    let (session, peer) = with_raw_peer();
+    let recv = tokio::task::spawn_blocking(move || {
+        // Read until a digit's three end packets have gone by.
+        let mut events = Vec::new();
+        let mut buf = [0u8; 1500];
+        let mut ssrc = None;
+        let mut last_seq: Option<u16> = None;
+        while events.iter().filter(|(_, _, end, _, _)| *end).count() < 3 {
+            let n = peer.recv(&mut buf).expect("a packet within 5 s");
+            let p = rtp_rs::RtpReader::new(&buf[..n]).expect("RTP");
+            assert_eq!(*ssrc.get_or_insert(p.ssrc()), p.ssrc(), "one SSRC");
+            let seq: u16 = p.sequence_number().into();
+            if let Some(l) = last_seq {
+                assert_eq!(seq, l.wrapping_add(1), "sequence numbers step by one");
+            }
+            last_seq = Some(seq);
+            if p.payload_type() == 101 {
+                let (ev, end, dur) = callflow_media::dtmf::decode(p.payload()).unwrap();
+                events.push((ev, p.timestamp(), end, dur, p.mark()));
+            } else {
+                assert_eq!(
+                    (p.payload_type(), p.payload().len()),
+                    (0, 160),
+                    "20 ms of PCMU between events"
+                );
+            }
+        }
+        events
+    });
+    assert!(
+        session
+            .send_dtmf("5", Duration::from_millis(100), Duration::from_millis(40))
+            .await
+    );
+    let events = recv.await.unwrap();
+    assert!(
+        events
+            .iter()
+            .all(|(ev, ts, ..)| *ev == 5 && *ts == events[0].1),
+        "one event, one timestamp: {events:?}"
+    );
+    assert!(
+        events[0].4 && events[1..].iter().all(|e| !e.4),
+        "the marker on the first packet only"
+    );
+    let durations: Vec<u16> = events.iter().map(|e| e.3).collect();
+    assert_eq!(
+        durations,
+        [160, 320, 480, 640, 800, 800, 800],
+        "20 ms steps, then the end three times"
+    );
+    assert_eq!(events.iter().filter(|e| e.2).count(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicates_reordering_and_loss_are_counted() {
+    let (session, peer) = with_raw_peer();
+    let send = |seq: u16| {
+        let payload = [0xffu8; 160];
+        let pkt = rtp_rs::RtpPacketBuilder::new()
+            .payload_type(0)
+            .ssrc(7)
+            .sequence(seq.into())
+            .timestamp(u32::from(seq) * 160)
+            .payload(&payload)
+            .build()
+            .unwrap();
+        peer.send(&pkt).unwrap();
+    };
+    // 1 2 2 4 3 7: one duplicate, one out of order, 5 and 6 lost.
+    for seq in [1u16, 2, 2, 4, 3, 7] {
+        send(seq);
+    }
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        session.wait_until(|m| m.stats().packets_received + m.stats().duplicates >= 6),
+    )
+    .await
+    .expect("all six arrive");
+    let s = session.stats();
+    assert_eq!(
+        (s.packets_received, s.duplicates, s.out_of_order, s.lost),
+        (5, 1, 1, 2),
+        "{s:?}"
+    );
+}
