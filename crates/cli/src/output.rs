@@ -196,6 +196,7 @@ impl EventSink for Terminal {
                 let name = match c.phase {
                     CleanupPhase::HangupAll => "hang up all",
                     CleanupPhase::CloseAll => "close all",
+                    CleanupPhase::Unregister => "unregister",
                     CleanupPhase::TeardownUas => "tear down UAs",
                 };
                 Some(format!(

@@ -78,12 +78,18 @@ impl UaShared {
     ) -> Result<(Arc<Call>, tokio::task::JoinHandle<InviteAsyncResult>), String> {
         let (rtp, media) = self.lease_media()?;
         let offer = sdp::offer(&media);
-        let user = opts.from_user.as_deref().unwrap_or(&self.dn);
-        let caller = Uri::try_from(instances::sip_uri(user, self.local, false).as_str())
-            .map_err(|e| format!("bad caller URI: {e}"))?;
+                let user = opts.from_user.as_deref().unwrap_or(&self.dn);
+        // Through a PBX the From is our address of record there.
+        let caller = match &self.pbx {
+            Some(pbx) => format!("sip:{user}@{}", pbx.host_port),
+            None => instances::sip_uri(user, self.local, false),
+        };
+        let caller = Uri::try_from(caller.as_str()).map_err(|e| format!("bad caller URI: {e}"))?;
         let invite = InviteOption {
             caller,
-            caller_display_name: opts.display_name,
+            caller_display_name: opts.display_name.or_else(|| self.display_name.clone()),
+            credential: self.pbx.as_ref().and_then(|p| p.credential.clone()),
+            destination: self.pbx.as_ref().and_then(crate::pbx::PbxConf::destination),
             callee: callee.clone(),
             contact: self.contact.clone(),
             content_type: Some("application/sdp".to_owned()),

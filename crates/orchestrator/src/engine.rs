@@ -220,6 +220,35 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
         }
     }
 
+    // Register the UAs that have a PBX and say so; a failed registration fails the set-up.
+    let mut refreshers = Vec::new();
+    let mut registered = Vec::new();
+    if setup_failure.is_none() {
+        for ua in &uas {
+            let Some(pbx) = ua.shared.pbx.as_ref().filter(|p| p.register) else { continue };
+            let registrar = pbx.registrar();
+            match ua.shared.register(pbx.expires).await {
+                Ok(o) if (200..300).contains(&o.code) => {
+                    log(&bus, Level::Info, Some(&ua.shared.id), None, None, format!("registered at {registrar} ({} {})", o.code, o.text));
+                    registered.push(ua.shared.clone());
+                    refreshers.push(tokio::spawn(ua.shared.clone().refresh_registration()));
+                }
+                Ok(o) => {
+                    let message = format!("registration of {} at {registrar} failed: {} {}", ua.shared.label, o.code, o.text);
+                    log(&bus, Level::Error, Some(&ua.shared.id), None, None, message.clone());
+                    setup_failure = Some(Failure { node: None, ua: Some(ua.shared.id.clone()), message });
+                    break;
+                }
+                Err(e) => {
+                    let message = format!("registration of {} at {registrar} failed: {e}", ua.shared.label);
+                    log(&bus, Level::Error, Some(&ua.shared.id), None, None, message.clone());
+                    setup_failure = Some(Failure { node: None, ua: Some(ua.shared.id.clone()), message });
+                    break;
+                }
+            }
+        }
+    }
+
     let (tx, rx): (Vec<_>, Vec<_>) = scenario
         .instances
         .iter()
@@ -347,6 +376,28 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
         Some(format!("{closed} calls closed")),
         Some(t.elapsed()),
     );
+
+    // Unregister (expires 0) before the transports close.
+    for r in &refreshers {
+        r.abort();
+    }
+    if !registered.is_empty() {
+        let t = Instant::now();
+        step(CleanupPhase::Unregister, false, None, None);
+        let unregister = futures::future::join_all(registered.iter().map(|ua| async move { (ua.id.clone(), ua.register(0).await) }));
+        let detail = match tokio::time::timeout(opts.step_limit, unregister).await {
+            Ok(results) => results
+                .into_iter()
+                .map(|(id, r)| match r {
+                    Ok(o) => format!("{id}: {} {}", o.code, o.text),
+                    Err(e) => format!("{id}: {e}"),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            Err(_) => "the registrar did not answer in time".to_owned(),
+        };
+        step(CleanupPhase::Unregister, true, Some(detail), Some(t.elapsed()));
+    }
 
     let t = Instant::now();
     step(CleanupPhase::TeardownUas, false, None, None);

@@ -56,7 +56,7 @@ pub(crate) async fn execute(ctx: &Arc<Ctx>, idx: NodeIdx) -> NodeResult {
             target_user,
             target_host,
         } => {
-            let target = blind_target(ctx, target_user, target_host)?;
+            let target = blind_target(ctx, ua, target_user, target_host)?;
             transfer(ua, node, &node.call_id, target, None).await
         }
         Action::AttendedTransfer {
@@ -236,8 +236,17 @@ async fn wait_event(
     wait_for(node, call, pred, consume, what).await.map(|_| ())
 }
 
-/// Resolves a MakeCall target: another instance's DN, or a full URI. Returns the URI and who it is.
-fn resolve_target(ctx: &Ctx, target: &str) -> Result<(Uri, String), NodeError> {
+/// Resolves a MakeCall target: a DN goes through the UA's PBX when it has one, else to the
+/// instance with that DN; a full URI goes where it says. Returns the URI and who it is.
+fn resolve_target(ctx: &Ctx, ua: &UaShared, target: &str) -> Result<(Uri, String), NodeError> {
+    if let Some(pbx) = &ua.pbx
+        && !target.contains(':')
+    {
+        let uri = pbx.uri_for(target);
+        let who = ctx.registry.by_dn(target).map_or_else(|| target.to_owned(), |e| e.label.clone());
+        let parsed = Uri::try_from(uri.as_str()).map_err(|e| fail(format!("target `{uri}` is not a SIP URI: {e}")))?;
+        return Ok((parsed, who));
+    }
     let (uri, who) = match ctx.registry.resolve(target) {
         instances::Target::Local { uri, label } => (uri, label),
         instances::Target::Uri(uri) => (uri, target.to_owned()),
@@ -248,7 +257,7 @@ fn resolve_target(ctx: &Ctx, target: &str) -> Result<(Uri, String), NodeError> {
 }
 
 async fn make_call(ctx: &Arc<Ctx>, ua: &UaShared, node: &Node, target: &str) -> NodeResult {
-    let (callee, who) = resolve_target(ctx, target)?;
+        let (callee, who) = resolve_target(ctx, ua, target)?;
     let started = Instant::now();
     let opts = CallOptions {
         headers: node
@@ -675,8 +684,15 @@ async fn reinvite(ua: &UaShared, node: &Node, dir: Direction) -> NodeResult {
 
 /// BlindTransfer's target: the DN of an instance of this run (its address is known only now),
 /// or `sip:user@host`.
-fn blind_target(ctx: &Ctx, user: &str, host: &str) -> Result<Uri, NodeError> {
+fn blind_target(ctx: &Ctx, ua: &UaShared, user: &str, host: &str) -> Result<Uri, NodeError> {
     let host = host.trim();
+    // Through a PBX, a bare DN is transferred to that DN at the PBX.
+    if let Some(pbx) = &ua.pbx
+        && host.is_empty()
+    {
+        let uri = pbx.uri_for(user);
+        return Uri::try_from(uri.as_str()).map_err(|e| fail(format!("bad transfer target {uri}: {e}")));
+    }
     let local = ctx
         .registry
         .by_dn(user)

@@ -17,6 +17,7 @@ mod calls;
 mod checks;
 mod engine;
 mod exec;
+mod pbx;
 mod routing;
 mod ua;
 

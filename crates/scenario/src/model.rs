@@ -41,6 +41,13 @@ pub struct Pbx {
     pub host: String,
     pub port: Option<u16>,
     pub transport: SipTransport,
+    /// The digest user, when it is not the DN.
+    pub auth_user: Option<String>,
+    /// The digest password (write `${ENV_VAR}` to keep it out of the file).
+    pub password: Option<String>,
+    pub realm: Option<String>,
+    /// Send every request here (`host[:port]`) whatever its Request-URI says.
+    pub outbound_proxy: Option<String>,
 }
 
 /// One user agent of the scenario.
@@ -59,8 +66,10 @@ pub struct Instance {
     pub pbx: Option<Pbx>,
     /// Codec names in priority order (telephone-event is always added).
     pub codecs: Vec<String>,
-    /// Answer new INVITEs with 180 Ringing at once (they are held until a node answers or rejects).
+        /// Answer new INVITEs with 180 Ringing at once (they are held until a node answers or rejects).
     pub auto_ringing: bool,
+    /// The From display name of this instance's calls.
+    pub display_name: Option<String>,
     /// The first nodes of this instance's chains, in order.
     pub starts: Vec<NodeIdx>,
     pub pos: Pos,

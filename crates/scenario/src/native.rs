@@ -44,8 +44,9 @@ const INSTANCE_KEYS: &[&str] = &[
     "codecs",
     "auto_ringing",
     "steps",
+    "display_name",
 ];
-const PBX_KEYS: &[&str] = &["host", "port", "transport"];
+const PBX_KEYS: &[&str] = &["host", "port", "transport", "auth_user", "password", "realm", "outbound_proxy"];
 const STEP_KEYS: &[&str] = &[
     "command",
     "event",
@@ -284,10 +285,18 @@ fn instance(f: &mut Fields<'_>, name: &str, pos: Pos, body: &SNode) -> Option<In
             }
             None => None,
         };
+                let transport = match p.get("transport") {
+            Some(_) => transport(f, p, "transport"),
+            None => transport(f, body, "transport"),
+        };
         Some(Pbx {
             host,
             port,
-            transport: transport(f, p, "transport"),
+            transport,
+            auth_user: f.string(p, "auth_user"),
+            password: f.string(p, "password"),
+            realm: f.string(p, "realm"),
+            outbound_proxy: f.string(p, "outbound_proxy"),
         })
     });
     let register = f.bool(body, "register").unwrap_or(pbx.is_some());
@@ -328,7 +337,8 @@ fn instance(f: &mut Fields<'_>, name: &str, pos: Pos, body: &SNode) -> Option<In
             .map_or(Duration::from_secs(300), |(d, _)| d),
         pbx,
         codecs,
-        auto_ringing: f.bool(body, "auto_ringing").unwrap_or(true),
+                auto_ringing: f.bool(body, "auto_ringing").unwrap_or(true),
+        display_name: f.string(body, "display_name"),
         starts: Vec::new(),
         pos,
     })

@@ -476,11 +476,16 @@ fn instance(f: &mut Fields<'_>, id: &str, pos: Pos, data: &SNode) -> Option<Inst
         transport,
         register,
         register_interval,
-        pbx: host.map(|host| Pbx {
+                pbx: host.map(|host| Pbx {
             host,
             port,
             transport,
+            auth_user: f.string(data, "authUser").filter(|s| !s.is_empty()),
+            password: f.string(data, "password").filter(|s| !s.is_empty()),
+            realm: f.string(data, "realm").filter(|s| !s.is_empty()),
+            outbound_proxy: f.string(data, "outboundProxy").filter(|s| !s.is_empty()),
         }),
+        display_name: f.string(data, "displayName").filter(|s| !s.is_empty()),
         codecs,
         auto_ringing,
         starts: Vec::new(),

@@ -187,11 +187,22 @@ impl Fields<'_> {
         self.diags.push(Diagnostic::warning(self.file, pos, msg));
     }
 
-    /// A string field; numbers are accepted and written as text (DNs are often written as numbers).
+        /// A string field; numbers are accepted and written as text (DNs are often written as numbers).
+    /// `${NAME}` is replaced by the environment variable NAME (for secrets).
     pub(crate) fn string(&mut self, map: &SNode, key: &str) -> Option<String> {
         let node = map.get(key)?;
         match &node.value {
             Value::Null => None,
+            Value::Str(s) if s.contains("${") => match expand_env(s) {
+                Ok(v) => Some(v),
+                Err(name) => {
+                    self.diags.push(
+                        Diagnostic::error(self.file, node.pos, format!("`{key}`: the environment variable `{name}` is not set"))
+                            .with_help(format!("export {name}=... before running, or write the value itself")),
+                    );
+                    None
+                }
+            },
             Value::Str(_) | Value::Int(_) | Value::Float(_) => node.as_text(),
             _ => {
                 let ty = node.type_name();
@@ -364,5 +375,39 @@ mod tests {
     fn yaml_duplicate_key_is_an_error() {
         let err = parse("a: 1\na: 2\n", "f.yaml", Format::Native).unwrap_err();
         assert!(err.to_string().contains("f.yaml:2:"), "{err}");
+    }
+}
+
+/// Replaces every `${NAME}` with the environment variable NAME; the error is the first name unset.
+pub(crate) fn expand_env(s: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            return Ok(out);
+        };
+        let name = &after[..end];
+        match std::env::var(name) {
+            Ok(v) => out.push_str(&v),
+            Err(_) => return Err(name.to_owned()),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod env_tests {
+    #[test]
+    fn expands_set_variables_and_names_missing_ones() {
+        // PATH is set wherever tests run.
+        let path = std::env::var("PATH").unwrap();
+        assert_eq!(super::expand_env("a${PATH}b").unwrap(), format!("a{path}b"));
+        assert_eq!(super::expand_env("${CALLFLOW_SURELY_UNSET_VAR}"), Err("CALLFLOW_SURELY_UNSET_VAR".to_owned()));
+        assert_eq!(super::expand_env("plain").unwrap(), "plain");
     }
 }
