@@ -3,5 +3,6 @@
 mod calls;
 mod control;
 mod media;
+mod pbx;
 mod peers;
 mod stop;

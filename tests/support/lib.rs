@@ -1,6 +1,8 @@
 //! Test support: run a scenario in-process on real loopback sockets and read its events the way
 //! a ladder diagram would.
 
+pub mod lab;
+
 use events::{CleanupPhase, Direction, Event, EventKind, NodeState, Outcome, RunFinished};
 use orchestrator::{Collector, EventBus, EventSink, RunOptions, RunReport};
 use std::path::{Path, PathBuf};

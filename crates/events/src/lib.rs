@@ -238,7 +238,7 @@ pub struct MediaStats {
 pub enum CleanupPhase {
     /// BYE/CANCEL/480 for every dialog, and wait for the answers.
     HangupAll,
-        /// Forget every dialog.
+    /// Forget every dialog.
     CloseAll,
     /// REGISTER with expires 0 for every registered UA.
     Unregister,

@@ -78,7 +78,7 @@ impl UaShared {
     ) -> Result<(Arc<Call>, tokio::task::JoinHandle<InviteAsyncResult>), String> {
         let (rtp, media) = self.lease_media()?;
         let offer = sdp::offer(&media);
-                let user = opts.from_user.as_deref().unwrap_or(&self.dn);
+        let user = opts.from_user.as_deref().unwrap_or(&self.dn);
         // Through a PBX the From is our address of record there.
         let caller = match &self.pbx {
             Some(pbx) => format!("sip:{user}@{}", pbx.host_port),

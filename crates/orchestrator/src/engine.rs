@@ -225,24 +225,61 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
     let mut registered = Vec::new();
     if setup_failure.is_none() {
         for ua in &uas {
-            let Some(pbx) = ua.shared.pbx.as_ref().filter(|p| p.register) else { continue };
+            let Some(pbx) = ua.shared.pbx.as_ref().filter(|p| p.register) else {
+                continue;
+            };
             let registrar = pbx.registrar();
             match ua.shared.register(pbx.expires).await {
                 Ok(o) if (200..300).contains(&o.code) => {
-                    log(&bus, Level::Info, Some(&ua.shared.id), None, None, format!("registered at {registrar} ({} {})", o.code, o.text));
+                    log(
+                        &bus,
+                        Level::Info,
+                        Some(&ua.shared.id),
+                        None,
+                        None,
+                        format!("registered at {registrar} ({} {})", o.code, o.text),
+                    );
                     registered.push(ua.shared.clone());
                     refreshers.push(tokio::spawn(ua.shared.clone().refresh_registration()));
                 }
                 Ok(o) => {
-                    let message = format!("registration of {} at {registrar} failed: {} {}", ua.shared.label, o.code, o.text);
-                    log(&bus, Level::Error, Some(&ua.shared.id), None, None, message.clone());
-                    setup_failure = Some(Failure { node: None, ua: Some(ua.shared.id.clone()), message });
+                    let message = format!(
+                        "registration of {} at {registrar} failed: {} {}",
+                        ua.shared.label, o.code, o.text
+                    );
+                    log(
+                        &bus,
+                        Level::Error,
+                        Some(&ua.shared.id),
+                        None,
+                        None,
+                        message.clone(),
+                    );
+                    setup_failure = Some(Failure {
+                        node: None,
+                        ua: Some(ua.shared.id.clone()),
+                        message,
+                    });
                     break;
                 }
                 Err(e) => {
-                    let message = format!("registration of {} at {registrar} failed: {e}", ua.shared.label);
-                    log(&bus, Level::Error, Some(&ua.shared.id), None, None, message.clone());
-                    setup_failure = Some(Failure { node: None, ua: Some(ua.shared.id.clone()), message });
+                    let message = format!(
+                        "registration of {} at {registrar} failed: {e}",
+                        ua.shared.label
+                    );
+                    log(
+                        &bus,
+                        Level::Error,
+                        Some(&ua.shared.id),
+                        None,
+                        None,
+                        message.clone(),
+                    );
+                    setup_failure = Some(Failure {
+                        node: None,
+                        ua: Some(ua.shared.id.clone()),
+                        message,
+                    });
                     break;
                 }
             }
@@ -384,7 +421,11 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
     if !registered.is_empty() {
         let t = Instant::now();
         step(CleanupPhase::Unregister, false, None, None);
-        let unregister = futures::future::join_all(registered.iter().map(|ua| async move { (ua.id.clone(), ua.register(0).await) }));
+        let unregister = futures::future::join_all(
+            registered
+                .iter()
+                .map(|ua| async move { (ua.id.clone(), ua.register(0).await) }),
+        );
         let detail = match tokio::time::timeout(opts.step_limit, unregister).await {
             Ok(results) => results
                 .into_iter()
@@ -396,7 +437,12 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
                 .join(", "),
             Err(_) => "the registrar did not answer in time".to_owned(),
         };
-        step(CleanupPhase::Unregister, true, Some(detail), Some(t.elapsed()));
+        step(
+            CleanupPhase::Unregister,
+            true,
+            Some(detail),
+            Some(t.elapsed()),
+        );
     }
 
     let t = Instant::now();

@@ -243,8 +243,12 @@ fn resolve_target(ctx: &Ctx, ua: &UaShared, target: &str) -> Result<(Uri, String
         && !target.contains(':')
     {
         let uri = pbx.uri_for(target);
-        let who = ctx.registry.by_dn(target).map_or_else(|| target.to_owned(), |e| e.label.clone());
-        let parsed = Uri::try_from(uri.as_str()).map_err(|e| fail(format!("target `{uri}` is not a SIP URI: {e}")))?;
+        let who = ctx
+            .registry
+            .by_dn(target)
+            .map_or_else(|| target.to_owned(), |e| e.label.clone());
+        let parsed = Uri::try_from(uri.as_str())
+            .map_err(|e| fail(format!("target `{uri}` is not a SIP URI: {e}")))?;
         return Ok((parsed, who));
     }
     let (uri, who) = match ctx.registry.resolve(target) {
@@ -257,7 +261,7 @@ fn resolve_target(ctx: &Ctx, ua: &UaShared, target: &str) -> Result<(Uri, String
 }
 
 async fn make_call(ctx: &Arc<Ctx>, ua: &UaShared, node: &Node, target: &str) -> NodeResult {
-        let (callee, who) = resolve_target(ctx, ua, target)?;
+    let (callee, who) = resolve_target(ctx, ua, target)?;
     let started = Instant::now();
     let opts = CallOptions {
         headers: node
@@ -691,7 +695,8 @@ fn blind_target(ctx: &Ctx, ua: &UaShared, user: &str, host: &str) -> Result<Uri,
         && host.is_empty()
     {
         let uri = pbx.uri_for(user);
-        return Uri::try_from(uri.as_str()).map_err(|e| fail(format!("bad transfer target {uri}: {e}")));
+        return Uri::try_from(uri.as_str())
+            .map_err(|e| fail(format!("bad transfer target {uri}: {e}")));
     }
     let local = ctx
         .registry

@@ -33,7 +33,11 @@ impl PbxConf {
         let outbound_proxy = match &p.outbound_proxy {
             None => None,
             Some(op) => {
-                let with_port = if op.contains(':') { op.clone() } else { format!("{op}:5060") };
+                let with_port = if op.contains(':') {
+                    op.clone()
+                } else {
+                    format!("{op}:5060")
+                };
                 Some(
                     with_port
                         .to_socket_addrs()
@@ -55,7 +59,10 @@ impl PbxConf {
             credential,
             outbound_proxy,
             register: inst.register,
-            expires: inst.register_interval.as_secs().clamp(60, u64::from(u32::MAX)) as u32,
+            expires: inst
+                .register_interval
+                .as_secs()
+                .clamp(60, u64::from(u32::MAX)) as u32,
         }))
     }
 
@@ -76,8 +83,15 @@ impl PbxConf {
     /// Where requests are sent when there is an outbound proxy.
     pub(crate) fn destination(&self) -> Option<SipAddr> {
         let addr = self.outbound_proxy?;
-        let transport = if self.tcp { transport::sip::Transport::Tcp } else { transport::sip::Transport::Udp };
-        Some(SipAddr { r#type: Some(transport), addr: addr.into() })
+        let transport = if self.tcp {
+            transport::sip::Transport::Tcp
+        } else {
+            transport::sip::Transport::Udp
+        };
+        Some(SipAddr {
+            r#type: Some(transport),
+            addr: addr.into(),
+        })
     }
 }
 
@@ -91,17 +105,32 @@ impl UaShared {
     fn registration(&self, pbx: &PbxConf) -> Registration {
         let mut reg = Registration::new(self.endpoint.clone(), pbx.credential.clone());
         reg.outbound_proxy = pbx.outbound_proxy;
+        // Our own Contact (listener address, `;transport=tcp` on TCP): rsipstack would take the
+        // outgoing connection's ephemeral port, without the transport, which a registrar then
+        // tries to reach over UDP.
+        reg.contact = Some(transport::sip::typed::Contact {
+            display_name: None,
+            uri: self.contact.clone(),
+            params: vec![],
+        });
         reg
     }
 
     /// Sends REGISTER (with `expires`, 0 to unregister), answering challenges.
     pub(crate) async fn register(&self, expires: u32) -> Result<RegisterOutcome, String> {
         let pbx = self.pbx.as_ref().ok_or("no PBX")?;
-        let server = Uri::try_from(pbx.registrar().as_str()).map_err(|e| format!("bad registrar URI: {e}"))?;
+        let server = Uri::try_from(pbx.registrar().as_str())
+            .map_err(|e| format!("bad registrar URI: {e}"))?;
         let mut reg = self.registration.lock().await;
         let reg = reg.get_or_insert_with(|| self.registration(pbx));
-        let resp = reg.register(server, Some(expires)).await.map_err(|e| e.to_string())?;
-        Ok(RegisterOutcome { code: resp.status_code.code(), text: resp.status_code.text().to_owned() })
+        let resp = reg
+            .register(server, Some(expires))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(RegisterOutcome {
+            code: resp.status_code.code(),
+            text: resp.status_code.text().to_owned(),
+        })
     }
 
     /// Keeps the registration fresh (at 80 % of the expiry) until the task is aborted.
@@ -110,9 +139,21 @@ impl UaShared {
         loop {
             tokio::time::sleep(Duration::from_secs(u64::from(pbx.expires) * 4 / 5)).await;
             match self.register(pbx.expires).await {
-                Ok(o) if (200..300).contains(&o.code) => self.log(Level::Debug, None, None, "registration refreshed".into()),
-                Ok(o) => self.log(Level::Error, None, None, format!("registration refresh: {} {}", o.code, o.text)),
-                Err(e) => self.log(Level::Error, None, None, format!("registration refresh failed: {e}")),
+                Ok(o) if (200..300).contains(&o.code) => {
+                    self.log(Level::Debug, None, None, "registration refreshed".into())
+                }
+                Ok(o) => self.log(
+                    Level::Error,
+                    None,
+                    None,
+                    format!("registration refresh: {} {}", o.code, o.text),
+                ),
+                Err(e) => self.log(
+                    Level::Error,
+                    None,
+                    None,
+                    format!("registration refresh failed: {e}"),
+                ),
             }
         }
     }

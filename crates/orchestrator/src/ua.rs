@@ -32,12 +32,13 @@ pub(crate) struct UaShared {
     pub(crate) state_tx: DialogStateSender,
     pub(crate) sessions: Arc<Sessions>,
     pub(crate) bus: Arc<EventBus>,
-        /// RTP ports for this UA's calls (shared by every UA of the run).
+    /// RTP ports for this UA's calls (shared by every UA of the run).
     pub(crate) rtp: PortAllocator,
     pub(crate) pbx: Option<crate::pbx::PbxConf>,
     pub(crate) endpoint: transport::rsipstack::transaction::endpoint::EndpointInnerRef,
     /// The REGISTER state (Call-ID, CSeq) kept between refreshes and the unregister.
-    pub(crate) registration: tokio::sync::Mutex<Option<transport::rsipstack::dialog::registration::Registration>>,
+    pub(crate) registration:
+        tokio::sync::Mutex<Option<transport::rsipstack::dialog::registration::Registration>>,
     pub(crate) display_name: Option<String>,
 }
 
@@ -63,8 +64,11 @@ pub(crate) enum UaError {
         ua: String,
         source: instances::PortError,
     },
-        #[error("UA `{ua}`: {source}")]
-    Transport { ua: String, source: transport::TransportError },
+    #[error("UA `{ua}`: {source}")]
+    Transport {
+        ua: String,
+        source: transport::TransportError,
+    },
     #[error("UA `{ua}`: {message}")]
     Pbx { ua: String, message: String },
 }
@@ -159,8 +163,11 @@ impl Ua {
             state_tx: endpoint.state_tx.clone(),
             sessions: run.sessions.clone(),
             bus: run.bus.clone(),
-                        rtp: run.rtp_ports.clone(),
-            pbx: crate::pbx::PbxConf::from_instance(inst).map_err(|e| UaError::Pbx { ua: inst.label.clone(), message: e })?,
+            rtp: run.rtp_ports.clone(),
+            pbx: crate::pbx::PbxConf::from_instance(inst).map_err(|e| UaError::Pbx {
+                ua: inst.label.clone(),
+                message: e,
+            })?,
             endpoint: endpoint.endpoint.inner.clone(),
             registration: tokio::sync::Mutex::new(None),
             display_name: inst.display_name.clone(),

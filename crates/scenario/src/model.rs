@@ -66,7 +66,7 @@ pub struct Instance {
     pub pbx: Option<Pbx>,
     /// Codec names in priority order (telephone-event is always added).
     pub codecs: Vec<String>,
-        /// Answer new INVITEs with 180 Ringing at once (they are held until a node answers or rejects).
+    /// Answer new INVITEs with 180 Ringing at once (they are held until a node answers or rejects).
     pub auto_ringing: bool,
     /// The From display name of this instance's calls.
     pub display_name: Option<String>,

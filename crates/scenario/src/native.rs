@@ -46,7 +46,15 @@ const INSTANCE_KEYS: &[&str] = &[
     "steps",
     "display_name",
 ];
-const PBX_KEYS: &[&str] = &["host", "port", "transport", "auth_user", "password", "realm", "outbound_proxy"];
+const PBX_KEYS: &[&str] = &[
+    "host",
+    "port",
+    "transport",
+    "auth_user",
+    "password",
+    "realm",
+    "outbound_proxy",
+];
 const STEP_KEYS: &[&str] = &[
     "command",
     "event",
@@ -285,7 +293,7 @@ fn instance(f: &mut Fields<'_>, name: &str, pos: Pos, body: &SNode) -> Option<In
             }
             None => None,
         };
-                let transport = match p.get("transport") {
+        let transport = match p.get("transport") {
             Some(_) => transport(f, p, "transport"),
             None => transport(f, body, "transport"),
         };
@@ -337,7 +345,7 @@ fn instance(f: &mut Fields<'_>, name: &str, pos: Pos, body: &SNode) -> Option<In
             .map_or(Duration::from_secs(300), |(d, _)| d),
         pbx,
         codecs,
-                auto_ringing: f.bool(body, "auto_ringing").unwrap_or(true),
+        auto_ringing: f.bool(body, "auto_ringing").unwrap_or(true),
         display_name: f.string(body, "display_name"),
         starts: Vec::new(),
         pos,

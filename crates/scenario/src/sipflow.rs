@@ -476,7 +476,7 @@ fn instance(f: &mut Fields<'_>, id: &str, pos: Pos, data: &SNode) -> Option<Inst
         transport,
         register,
         register_interval,
-                pbx: host.map(|host| Pbx {
+        pbx: host.map(|host| Pbx {
             host,
             port,
             transport,

@@ -187,7 +187,7 @@ impl Fields<'_> {
         self.diags.push(Diagnostic::warning(self.file, pos, msg));
     }
 
-        /// A string field; numbers are accepted and written as text (DNs are often written as numbers).
+    /// A string field; numbers are accepted and written as text (DNs are often written as numbers).
     /// `${NAME}` is replaced by the environment variable NAME (for secrets).
     pub(crate) fn string(&mut self, map: &SNode, key: &str) -> Option<String> {
         let node = map.get(key)?;
@@ -197,8 +197,14 @@ impl Fields<'_> {
                 Ok(v) => Some(v),
                 Err(name) => {
                     self.diags.push(
-                        Diagnostic::error(self.file, node.pos, format!("`{key}`: the environment variable `{name}` is not set"))
-                            .with_help(format!("export {name}=... before running, or write the value itself")),
+                        Diagnostic::error(
+                            self.file,
+                            node.pos,
+                            format!("`{key}`: the environment variable `{name}` is not set"),
+                        )
+                        .with_help(format!(
+                            "export {name}=... before running, or write the value itself"
+                        )),
                     );
                     None
                 }
@@ -407,7 +413,10 @@ mod env_tests {
         // PATH is set wherever tests run.
         let path = std::env::var("PATH").unwrap();
         assert_eq!(super::expand_env("a${PATH}b").unwrap(), format!("a{path}b"));
-        assert_eq!(super::expand_env("${CALLFLOW_SURELY_UNSET_VAR}"), Err("CALLFLOW_SURELY_UNSET_VAR".to_owned()));
+        assert_eq!(
+            super::expand_env("${CALLFLOW_SURELY_UNSET_VAR}"),
+            Err("CALLFLOW_SURELY_UNSET_VAR".to_owned())
+        );
         assert_eq!(super::expand_env("plain").unwrap(), "plain");
     }
 }

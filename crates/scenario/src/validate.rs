@@ -45,7 +45,9 @@ pub(crate) fn validate(s: &Scenario, diags: &mut Diagnostics) {
                     ));
                 } else if is_uri(t) {
                     // A full URI goes where it says.
-                } else if !dns.contains_key(t) {
+                } else if !dns.contains_key(t) && inst.pbx.is_none() {
+                    // Through a PBX a DN may be any extension there.
+                    // (Without one it must be an instance of this scenario.)
                     let candidates = s
                         .instances
                         .iter()

@@ -72,9 +72,9 @@ impl PlatformUdpSocket for TappedUdp {
     }
 
     async fn send_to(&self, buf: &[u8], addr: SocketAddr) -> rsipstack::Result<usize> {
-        let n = self.socket.send_to(buf, addr).await?;
+        // Recorded before it leaves: the answer may otherwise be recorded first.
         self.record(WireDirection::Sent, addr, buf);
-        Ok(n)
+        Ok(self.socket.send_to(buf, addr).await?)
     }
 
     fn local_addr(&self) -> rsipstack::Result<SocketAddr> {

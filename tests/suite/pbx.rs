@@ -1,0 +1,219 @@
+//! Against a real PBX: Kamailio (registrar, record-routing proxy, digest auth) with baresip
+//! behind it, all started by the tests on loopback ports of their own.
+
+use callflow_tests::lab;
+use callflow_tests::run_text;
+use events::{CleanupPhase, Outcome};
+
+fn two_users(
+    port: u16,
+    transport: &str,
+    alice_pw: &str,
+    alice_steps: &str,
+    bob_steps: &str,
+) -> String {
+    format!(
+        "version: 1\nname: lab\ninstances:\n  alice:\n    dn: \"100\"\n    transport: {transport}\n    pbx: {{ host: 127.0.0.1, port: {port}, password: {alice_pw} }}\n    steps:\n{alice_steps}  bob:\n    dn: \"200\"\n    transport: {transport}\n    pbx: {{ host: 127.0.0.1, port: {port}, password: bobpw }}\n    steps:\n{bob_steps}"
+    )
+}
+
+const CALLER_HANGS_UP: (&str, &str) = (
+    "      - command: MakeCall\n        target: \"200\"\n      - command: Release\n",
+    "      - event: INCOMING\n      - command: Answer\n      - event: DISCONNECTED\n",
+);
+const CALLEE_HANGS_UP: (&str, &str) = (
+    "      - command: MakeCall\n        target: \"200\"\n      - event: DISCONNECTED\n",
+    "      - event: INCOMING\n      - command: Answer\n      - command: Release\n",
+);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn register_with_digest_then_call_through_the_proxy_both_hang_up_orders() {
+    let pbx = lab::kamailio(1);
+    for (a, b) in [CALLER_HANGS_UP, CALLEE_HANGS_UP] {
+        let run = run_text(&two_users(pbx.port, "udp", "alicepw", a, b), "lab.yaml").await;
+        run.assert_outcome(Outcome::Passed);
+        // REGISTER is challenged (401) and retried; the INVITE is challenged (407) and retried.
+        run.assert_wire_contains(
+            "alice",
+            &[
+                ">REGISTER",
+                "<401",
+                ">REGISTER",
+                "<200",
+                ">INVITE",
+                "<407",
+                ">ACK",
+                ">INVITE",
+                "<200",
+                ">ACK",
+            ],
+        );
+        assert!(
+            run.raw("alice", ">REGISTER")[1].contains("Authorization: Digest"),
+            "digest on the retry"
+        );
+        assert!(run.raw("alice", ">INVITE")[1].contains("Proxy-Authorization: Digest"));
+        // The proxy record-routes: in-dialog requests carry its Route.
+        let bye = run
+            .raw("alice", ">BYE")
+            .into_iter()
+            .chain(run.raw("bob", ">BYE"))
+            .next()
+            .expect("a BYE");
+        assert!(
+            bye.contains("Route: <sip:127.0.0.1:"),
+            "BYE follows the route set: {bye}"
+        );
+        // Unregister is a cleanup step, before the transports close.
+        let phases: Vec<CleanupPhase> = run
+            .cleanup()
+            .into_iter()
+            .filter(|(_, done)| *done)
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(
+            phases,
+            [
+                CleanupPhase::HangupAll,
+                CleanupPhase::CloseAll,
+                CleanupPhase::Unregister,
+                CleanupPhase::TeardownUas
+            ]
+        );
+        assert!(
+            run.raw("alice", ">REGISTER")
+                .iter()
+                .any(|r| r.contains("Expires: 0") || r.contains("expires=0")),
+            "unregistered"
+        );
+        assert!(run.finished().leaks.is_clean());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_password_fails_the_set_up_cleanly() {
+    let pbx = lab::kamailio(1);
+    let run = run_text(
+        &two_users(
+            pbx.port,
+            "udp",
+            "wrong",
+            CALLER_HANGS_UP.0,
+            CALLER_HANGS_UP.1,
+        ),
+        "lab.yaml",
+    )
+    .await;
+    run.assert_outcome(Outcome::Failed);
+    assert!(run.report.setup_error);
+    let msg = run.report.failure.clone().expect("failure").message;
+    assert!(
+        msg.starts_with(&format!(
+            "registration of alice at sip:127.0.0.1:{} failed: 401",
+            pbx.port
+        )),
+        "{msg}"
+    );
+    assert!(run.finished().leaks.is_clean());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_call_over_tcp() {
+    let pbx = lab::kamailio(1);
+    let run = run_text(
+        &two_users(
+            pbx.port,
+            "tcp",
+            "alicepw",
+            CALLER_HANGS_UP.0,
+            CALLER_HANGS_UP.1,
+        ),
+        "lab.yaml",
+    )
+    .await;
+    run.assert_outcome(Outcome::Passed);
+    assert!(
+        run.raw("alice", ">INVITE")[0].contains("SIP/2.0/TCP"),
+        "Via names TCP"
+    );
+    assert!(
+        run.raw("alice", ">REGISTER")[0]
+            .to_ascii_lowercase()
+            .contains("contact: <sip:100@127.0.0.1:")
+            && run.raw("alice", ">REGISTER")[0]
+                .to_ascii_lowercase()
+                .contains(";transport=tcp>"),
+        "Contact names TCP"
+    );
+    assert!(run.finished().leaks.is_clean());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_echo_extension_returns_our_media() {
+    let echo = lab::baresip_echo();
+    let pbx = lab::kamailio(echo.port);
+    let text = format!(
+        "version: 1\ninstances:\n  alice:\n    dn: \"100\"\n    pbx: {{ host: 127.0.0.1, port: {}, password: alicepw }}\n    steps:\n      - command: MakeCall\n        target: \"600\"\n      - command: PlaySignature\n        duration: 1s\n      - event: HEARD\n        from: alice\n        timeout: 3s\n      - command: CheckMedia\n        max_loss: 1\n      - command: Release\n",
+        pbx.port
+    );
+    let run = run_text(&text, "echo.yaml").await;
+    run.assert_outcome(Outcome::Passed);
+    assert!(run.finished().leaks.is_clean());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_to_a_registered_baresip_phone() {
+    let pbx = lab::kamailio(1);
+    let _carol = lab::baresip_phone(pbx.port, "300", "carolpw");
+    let text = format!(
+        "version: 1\ninstances:\n  alice:\n    dn: \"100\"\n    pbx: {{ host: 127.0.0.1, port: {}, password: alicepw }}\n    steps:\n      - command: MakeCall\n        target: \"300\"\n      - event: MEDIA\n        timeout: 3s\n      - command: Release\n",
+        pbx.port
+    );
+    let run = run_text(&text, "phone.yaml").await;
+    run.assert_outcome(Outcome::Passed);
+    assert!(run.finished().leaks.is_clean());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blind_transfer_through_the_proxy() {
+    let pbx = lab::kamailio(1);
+    let p = pbx.port;
+    let user = |name: &str, dn: &str, pw: &str, steps: &str| {
+        format!(
+            "  {name}:\n    dn: \"{dn}\"\n    pbx: {{ host: 127.0.0.1, port: {p}, password: {pw} }}\n    steps:\n{steps}"
+        )
+    };
+    let text = format!(
+        "version: 1\ninstances:\n{}{}{}",
+        user(
+            "alice",
+            "100",
+            "alicepw",
+            "      - command: MakeCall\n        target: \"200\"\n      - event: TRANSFERRED\n      - command: Release\n"
+        ),
+        user(
+            "bob",
+            "200",
+            "bobpw",
+            "      - event: INCOMING\n      - command: Answer\n      - command: BlindTransfer\n        target_user: \"300\"\n"
+        ),
+        user(
+            "carol",
+            "300",
+            "carolpw",
+            "      - event: INCOMING\n      - command: Answer\n      - event: DISCONNECTED\n"
+        ),
+    );
+    let run = run_text(&text, "transfer.yaml").await;
+    run.assert_outcome(Outcome::Passed);
+    let refer = &run.raw("bob", ">REFER")[0];
+    assert!(
+        refer.contains(&format!("Refer-To: <sip:300@127.0.0.1:{p}>")),
+        "{refer}"
+    );
+    assert!(
+        refer.contains("Route: <sip:127.0.0.1:"),
+        "REFER follows the route set"
+    );
+    assert!(run.finished().leaks.is_clean());
+}

@@ -1,0 +1,204 @@
+//! The PBX lab (`tests/lab/`): Kamailio as registrar and record-routing proxy with digest auth,
+//! baresip as an echo service (extension 600) and as a registered phone. Every process runs on
+//! loopback ports of its own, is health-checked before use, and is killed when dropped.
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    // A port free for both UDP and TCP (Kamailio and baresip listen on both).
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let port = udp.local_addr().expect("addr").port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("callflow-lab-{name}-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// A process of the lab, killed (with its log kept for the failure message) when dropped.
+pub struct Sidecar {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub port: u16,
+    name: &'static str,
+}
+
+impl Sidecar {
+    fn spawn(name: &'static str, cmd: &mut Command, dir: PathBuf, port: u16) -> Self {
+        use std::os::unix::process::CommandExt;
+        let log = std::fs::File::create(dir.join("output.log")).expect("log file");
+        // A process group of its own: Kamailio forks workers, and they must go with it.
+        let child = cmd
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {name} ({e}): .ci/run installs it (kamailio, baresip-core)")
+            });
+        Self {
+            child: Some(child),
+            dir,
+            port,
+            name,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("output.log")).unwrap_or_default()
+    }
+
+    /// Waits (polling its log, at most `limit`) until the process has written `needle`.
+    pub fn wait_for_log(&self, needle: &str, limit: Duration) {
+        let end = Instant::now() + limit;
+        while Instant::now() < end {
+            if self.log().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "{} did not log `{needle}` within {limit:?}:\n{}",
+            self.name,
+            self.log()
+        );
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // The whole group: the process and every worker it forked.
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", c.id())])
+                .status();
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+/// Sends OPTIONS until the server answers (at most `limit`): the health check.
+fn options_ping(port: u16, limit: Duration) -> bool {
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let me = sock.local_addr().expect("addr");
+    let end = Instant::now() + limit;
+    let mut n = 0;
+    while Instant::now() < end {
+        n += 1;
+        let msg = format!(
+            "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKprobe{n}\r\nFrom: <sip:probe@{me}>;tag=p{n}\r\nTo: <sip:127.0.0.1:{port}>\r\nCall-ID: probe-{n}@{me}\r\nCSeq: {n} OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        let _ = sock.send_to(msg.as_bytes(), ("127.0.0.1", port));
+        let mut buf = [0u8; 2048];
+        if let Ok((len, _)) = sock.recv_from(&mut buf)
+            && String::from_utf8_lossy(&buf[..len]).starts_with("SIP/2.0 200")
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// Kamailio with the lab config; extension 600 goes to `echo_port`.
+pub fn kamailio(echo_port: u16) -> Sidecar {
+    let dir = temp_dir("kamailio");
+    let port = free_port();
+    let template = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/kamailio.cfg"),
+    )
+    .expect("config");
+    let cfg = dir.join("kamailio.cfg");
+    std::fs::write(
+        &cfg,
+        template
+            .replace("@PORT@", &port.to_string())
+            .replace("@ECHO_PORT@", &echo_port.to_string()),
+    )
+    .expect("write");
+    let k = Sidecar::spawn(
+        "kamailio",
+        Command::new("kamailio").args([
+            "-f",
+            cfg.to_str().unwrap(),
+            "-DD",
+            "-E",
+            "-n",
+            "1",
+            "-m",
+            "64",
+            "-M",
+            "8",
+            "-Y",
+            dir.to_str().unwrap(),
+        ]),
+        dir,
+        port,
+    );
+    assert!(
+        options_ping(port, Duration::from_secs(10)),
+        "kamailio did not answer OPTIONS:\n{}",
+        k.log()
+    );
+    k
+}
+
+fn baresip(name: &'static str, account: &str, modules: &[&str], port: u16) -> Sidecar {
+    let dir = temp_dir(name);
+    let mut config = format!(
+        "poll_method epoll\nsip_listen 127.0.0.1:{port}\nnet_interface 127.0.0.1\nmodule_path /usr/lib/baresip/modules\naudio_player aubridge,echo\naudio_source aubridge,echo\naudio_alert aubridge,echo\n"
+    );
+    for m in modules {
+        config.push_str(&format!("module {m}\n"));
+    }
+    std::fs::write(dir.join("config"), config).expect("config");
+    std::fs::write(dir.join("accounts"), format!("{account}\n")).expect("accounts");
+    Sidecar::spawn(
+        name,
+        Command::new("baresip").args(["-f", dir.to_str().unwrap(), "-v", "-t", "120"]),
+        dir,
+        port,
+    )
+}
+
+/// baresip answering every call with its echo module (not registered).
+pub fn baresip_echo() -> Sidecar {
+    let port = free_port();
+    baresip(
+        "baresip-echo",
+        &format!("<sip:echo@127.0.0.1:{port}>;regint=0;answermode=auto"),
+        &["g711.so", "aubridge.so", "account.so", "echo.so"],
+        port,
+    )
+}
+
+/// baresip as a phone that registers at `pbx` as `dn` with `password` and answers every call
+/// (its audio loops back); returns once it is registered.
+pub fn baresip_phone(pbx: u16, dn: &str, password: &str) -> Sidecar {
+    let port = free_port();
+    let account =
+        format!("<sip:{dn}@127.0.0.1:{pbx}>;auth_pass={password};answermode=auto;regint=60");
+    let phone = baresip(
+        "baresip-phone",
+        &account,
+        &["g711.so", "aubridge.so", "account.so", "echo.so"],
+        port,
+    );
+    phone.wait_for_log("200 OK", Duration::from_secs(10));
+    phone
+}
