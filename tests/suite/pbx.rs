@@ -217,3 +217,120 @@ async fn a_blind_transfer_through_the_proxy() {
     );
     assert!(run.finished().leaks.is_clean());
 }
+
+/// Requests a stop once the run logs `needle`.
+struct StopOnLog {
+    needle: &'static str,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl orchestrator::EventSink for StopOnLog {
+    fn event(&self, e: &events::Event) {
+        if let events::EventKind::Log(l) = &e.event
+            && l.message.contains(self.needle)
+        {
+            self.stop.cancel();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn register_only_stays_up_until_stopped_then_unregisters() {
+    let pbx = lab::kamailio(1);
+    let text = format!(
+        "version: 1\ninstances:\n  alice:\n    dn: \"100\"\n    pbx: {{ host: 127.0.0.1, port: {}, password: alicepw }}\n",
+        pbx.port
+    );
+    let s = scenario::parse_str(&text, "register-only.yaml").expect("valid");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let sink = std::sync::Arc::new(StopOnLog {
+        needle: "register-only",
+        stop: stop.clone(),
+    });
+    let opts = orchestrator::RunOptions {
+        stop,
+        ..orchestrator::RunOptions::default()
+    };
+    let run = callflow_tests::run_scenario(&s, opts, vec![sink]).await;
+    run.assert_outcome(Outcome::Stopped);
+    let registers = run.raw("alice", ">REGISTER");
+    assert!(
+        registers.len() >= 3,
+        "register (challenged, retried), then unregister: {}",
+        registers.len()
+    );
+    assert!(
+        registers.last().unwrap().contains("Expires: 0")
+            || registers.last().unwrap().contains("expires=0")
+    );
+    assert!(run.finished().leaks.is_clean());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_playback_extension_plays_its_file() {
+    let play = lab::baresip_playback(&callflow_tests::fixture("media/tone-1khz.wav"));
+    let pbx = lab::kamailio_with(1, play.port);
+    let text = format!(
+        "version: 1\ninstances:\n  alice:\n    dn: \"100\"\n    pbx: {{ host: 127.0.0.1, port: {}, password: alicepw }}\n    steps:\n      - command: MakeCall\n        target: \"700\"\n      - event: TONE\n        frequency: 1000\n        timeout: 3s\n      - command: Release\n",
+        pbx.port
+    );
+    let run = run_text(&text, "playback.yaml").await;
+    run.assert_outcome(Outcome::Passed);
+    assert!(run.finished().leaks.is_clean());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scenario_starts_its_own_pbx_as_a_sidecar_and_stops_it() {
+    let port = lab::free_port();
+    let dir = std::env::temp_dir().join(format!("callflow-sidecar-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("kamailio.cfg");
+    let template =
+        std::fs::read_to_string(callflow_tests::fixture("../tests/lab/kamailio.cfg")).unwrap();
+    std::fs::write(
+        &cfg,
+        template
+            .replace("@PORT@", &port.to_string())
+            .replace("@ECHO_PORT@", "1")
+            .replace("@PLAY_PORT@", "1"),
+    )
+    .unwrap();
+    let text = format!(
+        "version: 1\nsidecars:\n  - name: pbx\n    command: [kamailio, -f, {cfg}, -DD, -E, -n, \"1\", -m, \"64\", -M, \"8\", -Y, {dir}]\n    health:\n      options: 127.0.0.1:{port}\n    timeout: 10s\n{}",
+        &two_users(port, "udp", "alicepw", CALLER_HANGS_UP.0, CALLER_HANGS_UP.1)
+            ["version: 1\nname: lab\n".len()..],
+        cfg = cfg.display(),
+        dir = dir.display(),
+    );
+    let run = run_text(&text, "with-sidecar.yaml").await;
+    run.assert_outcome(Outcome::Passed);
+    let last = run.cleanup().last().copied();
+    assert_eq!(
+        last,
+        Some((CleanupPhase::StopSidecars, true)),
+        "sidecars stop after the SIP cleanup"
+    );
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "kamailio left behind: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sidecar_that_dies_fails_the_set_up() {
+    let text = "version: 1\nsidecars:\n  - name: broken\n    command: [\"false\"]\n    health:\n      log: never printed\n    timeout: 5s\ninstances:\n  alice:\n    dn: \"100\"\n";
+    let run = run_text(text, "broken-sidecar.yaml").await;
+    run.assert_outcome(Outcome::Failed);
+    assert!(run.report.setup_error);
+    let msg = run.report.failure.as_ref().unwrap().message.clone();
+    assert!(
+        msg.starts_with("sidecar `broken` exited (exit status: 1) before it was ready"),
+        "{msg}"
+    );
+}

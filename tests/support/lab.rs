@@ -117,6 +117,11 @@ fn options_ping(port: u16, limit: Duration) -> bool {
 
 /// Kamailio with the lab config; extension 600 goes to `echo_port`.
 pub fn kamailio(echo_port: u16) -> Sidecar {
+    kamailio_with(echo_port, 1)
+}
+
+/// Kamailio with the lab config; extensions 600 and 700 go to `echo_port` and `play_port`.
+pub fn kamailio_with(echo_port: u16, play_port: u16) -> Sidecar {
     let dir = temp_dir("kamailio");
     let port = free_port();
     let template = std::fs::read_to_string(
@@ -128,7 +133,8 @@ pub fn kamailio(echo_port: u16) -> Sidecar {
         &cfg,
         template
             .replace("@PORT@", &port.to_string())
-            .replace("@ECHO_PORT@", &echo_port.to_string()),
+            .replace("@ECHO_PORT@", &echo_port.to_string())
+            .replace("@PLAY_PORT@", &play_port.to_string()),
     )
     .expect("write");
     let k = Sidecar::spawn(
@@ -185,6 +191,32 @@ pub fn baresip_echo() -> Sidecar {
         &["g711.so", "aubridge.so", "account.so", "echo.so"],
         port,
     )
+}
+
+/// baresip answering every call by playing `wav` (over and over).
+pub fn baresip_playback(wav: &Path) -> Sidecar {
+    let port = free_port();
+    let dir_modules = ["g711.so", "aufile.so", "account.so"];
+    let b = baresip(
+        "baresip-play",
+        &format!("<sip:play@127.0.0.1:{port}>;regint=0;answermode=auto"),
+        &dir_modules,
+        port,
+    );
+    // aufile plays the file as the call's audio source.
+    let cfg = b.dir.join("config");
+    let text = std::fs::read_to_string(&cfg)
+        .expect("config")
+        .replace(
+            "audio_source aubridge,echo",
+            &format!("audio_source aufile,{}", wav.display()),
+        )
+        .replace(
+            "audio_player aubridge,echo",
+            "audio_player aufile,/dev/null",
+        );
+    std::fs::write(&cfg, text).expect("config");
+    b
 }
 
 /// baresip as a phone that registers at `pbx` as `dn` with `password` and answers every call

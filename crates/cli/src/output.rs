@@ -198,6 +198,7 @@ impl EventSink for Terminal {
                     CleanupPhase::CloseAll => "close all",
                     CleanupPhase::Unregister => "unregister",
                     CleanupPhase::TeardownUas => "tear down UAs",
+                    CleanupPhase::StopSidecars => "stop sidecars",
                 };
                 Some(format!(
                     "{t:8.3}  cleanup: {name}: {} ({})",

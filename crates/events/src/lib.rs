@@ -244,6 +244,8 @@ pub enum CleanupPhase {
     Unregister,
     /// Close the UAs' transports and release their ports.
     TeardownUas,
+    /// Stop the scenario's sidecar processes (after the SIP cleanup).
+    StopSidecars,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

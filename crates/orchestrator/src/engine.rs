@@ -186,10 +186,35 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
         sessions: sessions.clone(),
     };
 
+    // Start the sidecars (a PBX, phones) before the UAs, in order, each health-checked.
+    let mut sidecars = Vec::new();
+    let mut setup_failure = None;
+    let dir = std::path::Path::new(&scenario.file)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && d.exists());
+    for sc in &scenario.sidecars {
+        match crate::sidecar::Running::start(sc, dir.unwrap_or(std::path::Path::new(".")), &bus)
+            .await
+        {
+            Ok(r) => sidecars.push(r),
+            Err(message) => {
+                log(&bus, Level::Error, None, None, None, message.clone());
+                setup_failure = Some(Failure {
+                    node: None,
+                    ua: None,
+                    message,
+                });
+                break;
+            }
+        }
+    }
+
     // Start the UAs.
     let mut uas: Vec<Ua> = Vec::new();
-    let mut setup_failure = None;
     for (idx, inst) in scenario.instances.iter().enumerate() {
+        if setup_failure.is_some() {
+            break;
+        }
         match Ua::start(idx, inst, &run_shared).await {
             Ok(ua) => {
                 bus.emit(EventKind::UaStarted(UaStarted {
@@ -333,7 +358,19 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
     let mut stopped = false;
     if setup_failure.is_none() {
         if ctx.live.load(Ordering::Acquire) == 0 {
-            ctx.done.cancel();
+            if registered.is_empty() {
+                ctx.done.cancel();
+            } else {
+                // Register-only: the instances stay up as registered phones until stopped.
+                log(
+                    &bus,
+                    Level::Info,
+                    None,
+                    None,
+                    None,
+                    "register-only: staying registered until stopped".into(),
+                );
+            }
         }
         let tracker = TaskTracker::new();
         for (ua, inbox) in rx.into_iter().enumerate() {
@@ -481,6 +518,19 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
         Some(format!("{n_uas} UAs stopped")),
         Some(t.elapsed()),
     );
+
+    if !sidecars.is_empty() {
+        let t = Instant::now();
+        step(CleanupPhase::StopSidecars, false, None, None);
+        let names: Vec<String> = sidecars.iter().map(|s| s.name.clone()).collect();
+        futures::future::join_all(sidecars.into_iter().map(crate::sidecar::Running::stop)).await;
+        step(
+            CleanupPhase::StopSidecars,
+            true,
+            Some(format!("{} stopped", names.join(", "))),
+            Some(t.elapsed()),
+        );
+    }
 
     let leaks = LeakCheck {
         dialogs: dialogs_left,

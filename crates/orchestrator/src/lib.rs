@@ -19,6 +19,7 @@ mod engine;
 mod exec;
 mod pbx;
 mod routing;
+mod sidecar;
 mod ua;
 
 pub use bus::{Collector, EventBus, EventSink};

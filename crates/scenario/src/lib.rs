@@ -39,8 +39,8 @@ mod validate;
 
 pub use diag::{Diagnostic, Diagnostics, Pos, Severity};
 pub use model::{
-    Action, Check, DEFAULT_CALL_ID, DEFAULT_TIMEOUT, Format, HeaderTest, Instance, InstanceIdx,
-    Node, NodeIdx, NodeOptions, Pbx, Scenario, SipTransport, Until,
+    Action, Check, DEFAULT_CALL_ID, DEFAULT_TIMEOUT, Format, HeaderTest, Health, Instance,
+    InstanceIdx, Node, NodeIdx, NodeOptions, Pbx, Scenario, Sidecar, SipTransport, Until,
 };
 
 use std::path::Path;

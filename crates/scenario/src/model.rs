@@ -352,6 +352,30 @@ pub struct NodeOptions {
     pub pattern: Option<String>,
 }
 
+/// How a sidecar proves it is ready.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// Ready once started.
+    None,
+    /// A SIP OPTIONS to this `ip:port` (UDP) gets a 200.
+    Options(std::net::SocketAddr),
+    /// This TCP `ip:port` accepts a connection.
+    Tcp(std::net::SocketAddr),
+    /// Its output contains this text.
+    Log(String),
+}
+
+/// A process the run starts before the UAs and kills after the SIP cleanup (a PBX, a phone).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sidecar {
+    pub name: String,
+    /// The program and its arguments (run in the scenario file's folder).
+    pub command: Vec<String>,
+    pub health: Health,
+    pub timeout: Duration,
+    pub pos: Pos,
+}
+
 /// A parsed scenario.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scenario {
@@ -361,6 +385,7 @@ pub struct Scenario {
     pub format: Format,
     pub instances: Vec<Instance>,
     pub nodes: Vec<Node>,
+    pub sidecars: Vec<Sidecar>,
 }
 
 impl Scenario {

@@ -32,7 +32,16 @@ use crate::spanned::{Fields, SNode, Value};
 use std::collections::HashMap;
 use std::time::Duration;
 
-const TOP_KEYS: &[&str] = &["name", "description", "version", "defaults", "instances"];
+const TOP_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "version",
+    "defaults",
+    "instances",
+    "sidecars",
+];
+const SIDECAR_KEYS: &[&str] = &["name", "command", "health", "timeout"];
+const HEALTH_KEYS: &[&str] = &["options", "tcp", "log"];
 const DEFAULTS_KEYS: &[&str] = &["timeout"];
 const INSTANCE_KEYS: &[&str] = &[
     "dn",
@@ -237,12 +246,17 @@ pub(crate) fn convert(root: &SNode, file: &str, diags: &mut Diagnostics) -> Opti
             |s| s.to_string_lossy().into_owned(),
         )
     });
+    let sidecars = sidecars(&mut f, root);
+    if f.diags.has_errors() {
+        return None;
+    }
     Some(Scenario {
         name,
         file: file.to_owned(),
         format: Format::Native,
         instances,
         nodes,
+        sidecars,
     })
 }
 
@@ -590,4 +604,80 @@ fn canonical(got: &str, known: &[&str]) -> Option<String> {
     };
     let g = norm(got);
     known.iter().find(|k| norm(k) == g).map(|k| (*k).to_owned())
+}
+
+fn sidecars(f: &mut Fields<'_>, root: &SNode) -> Vec<crate::model::Sidecar> {
+    use crate::model::{Health, Sidecar};
+    let Some(list) = root.get("sidecars") else {
+        return Vec::new();
+    };
+    let Value::Seq(items) = &list.value else {
+        f.error(
+            list.pos,
+            "`sidecars` is a list of processes to start before the run",
+        );
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        f.unknown_keys(item, SIDECAR_KEYS, "a sidecar", true);
+        let name = f
+            .string(item, "name")
+            .unwrap_or_else(|| format!("sidecar-{}", i + 1));
+        let command: Vec<String> = match item.get("command").map(|c| &c.value) {
+            Some(Value::Seq(parts)) => parts.iter().filter_map(SNode::as_text).collect(),
+            Some(Value::Str(s)) => s.split_whitespace().map(str::to_owned).collect(),
+            _ => Vec::new(),
+        };
+        if command.is_empty() {
+            f.error(
+                item.pos,
+                format!("sidecar `{name}` needs a `command` (a list: program and arguments)"),
+            );
+            continue;
+        }
+        let addr = |f: &mut Fields<'_>, h: &SNode, key: &str| -> Option<std::net::SocketAddr> {
+            let text = f.string(h, key)?;
+            match text.parse() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    f.error(
+                        h.get(key).map_or(h.pos, |n| n.pos),
+                        format!("`{key}` is an `ip:port`, such as 127.0.0.1:5060"),
+                    );
+                    None
+                }
+            }
+        };
+        let health = match item.get("health") {
+            None => Health::None,
+            Some(h) => {
+                f.unknown_keys(h, HEALTH_KEYS, "`health`", true);
+                if let Some(a) = addr(f, h, "options") {
+                    Health::Options(a)
+                } else if let Some(a) = addr(f, h, "tcp") {
+                    Health::Tcp(a)
+                } else if let Some(text) = f.string(h, "log") {
+                    Health::Log(text)
+                } else {
+                    f.error(
+                        h.pos,
+                        "`health` is `options: ip:port`, `tcp: ip:port` or `log: text`",
+                    );
+                    Health::None
+                }
+            }
+        };
+        let timeout = f
+            .duration(item, "timeout")
+            .map_or(Duration::from_secs(10), |(d, _)| d);
+        out.push(Sidecar {
+            name,
+            command,
+            health,
+            timeout,
+            pos: item.pos,
+        });
+    }
+    out
 }

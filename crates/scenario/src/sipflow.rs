@@ -396,6 +396,7 @@ pub(crate) fn convert(
         format: Format::SipflowJson,
         instances,
         nodes: out_nodes,
+        sidecars: Vec::new(),
     })
 }
 
