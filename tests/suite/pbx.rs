@@ -292,7 +292,8 @@ async fn a_scenario_starts_its_own_pbx_as_a_sidecar_and_stops_it() {
         template
             .replace("@PORT@", &port.to_string())
             .replace("@ECHO_PORT@", "1")
-            .replace("@PLAY_PORT@", "1"),
+            .replace("@PLAY_PORT@", "1")
+            .replace("@ALGORITHM@", "MD5"),
     )
     .unwrap();
     let text = format!(
@@ -333,4 +334,30 @@ async fn a_sidecar_that_dies_fails_the_set_up() {
         msg.starts_with("sidecar `broken` exited (exit status: 1) before it was ready"),
         "{msg}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sha256_digest() {
+    let pbx = lab::kamailio_full(1, 1, "SHA-256");
+    let run = run_text(
+        &two_users(
+            pbx.port,
+            "udp",
+            "alicepw",
+            CALLER_HANGS_UP.0,
+            CALLER_HANGS_UP.1,
+        ),
+        "lab.yaml",
+    )
+    .await;
+    run.assert_outcome(Outcome::Passed);
+    assert!(
+        run.raw("alice", "<401")[0].contains("algorithm=SHA-256"),
+        "challenged with SHA-256"
+    );
+    assert!(
+        run.raw("alice", ">REGISTER")[1].contains("algorithm=SHA-256"),
+        "answered with SHA-256"
+    );
+    assert!(run.finished().leaks.is_clean());
 }

@@ -122,6 +122,11 @@ pub fn kamailio(echo_port: u16) -> Sidecar {
 
 /// Kamailio with the lab config; extensions 600 and 700 go to `echo_port` and `play_port`.
 pub fn kamailio_with(echo_port: u16, play_port: u16) -> Sidecar {
+    kamailio_full(echo_port, play_port, "MD5")
+}
+
+/// Kamailio with the lab config and the digest `algorithm` of its challenges.
+pub fn kamailio_full(echo_port: u16, play_port: u16, algorithm: &str) -> Sidecar {
     let dir = temp_dir("kamailio");
     let port = free_port();
     let template = std::fs::read_to_string(
@@ -134,7 +139,8 @@ pub fn kamailio_with(echo_port: u16, play_port: u16) -> Sidecar {
         template
             .replace("@PORT@", &port.to_string())
             .replace("@ECHO_PORT@", &echo_port.to_string())
-            .replace("@PLAY_PORT@", &play_port.to_string()),
+            .replace("@PLAY_PORT@", &play_port.to_string())
+            .replace("@ALGORITHM@", algorithm),
     )
     .expect("write");
     let k = Sidecar::spawn(

@@ -159,13 +159,15 @@ impl UaEndpoint {
             .with_transport_layer(tl)
             .with_user_agent(&settings.user_agent)
             .with_option(option);
+        // Always: the digest algorithm spelling (below). On TCP also the tap, as UDP is tapped
+        // at the socket.
+        let stream_tap = settings.tcp.then(|| tap.clone());
+        builder.with_inspector(Box::new(Inspector {
+            local,
+            tap: stream_tap,
+        }));
         if settings.tcp {
-            builder
-                .with_inspector(Box::new(StreamTap {
-                    local,
-                    tap: tap.clone(),
-                }))
-                .with_transport_inspector(Box::new(StreamTap { local, tap }));
+            builder.with_transport_inspector(Box::new(StreamTap { local, tap }));
         }
         let endpoint = builder.build();
         let incoming = endpoint.incoming_transactions().map_err(|e| setup(&e))?;
@@ -229,14 +231,82 @@ fn top_via_transport(msg: &SipMessage) -> Option<String> {
         .map(|p| p.rsplit('/').next().unwrap_or("").to_ascii_lowercase())
 }
 
-impl MessageInspector for StreamTap {
+/// rsipstack 0.7.14 spells digest algorithms `SHA256`; RFC 7616 (and Kamailio, Asterisk...)
+/// write `SHA-256`, which rsipstack cannot parse, so it cannot answer such a challenge. The name
+/// only picks the hash (it is not part of what is hashed), so translating the spelling at the
+/// edge is safe: RFC spelling in received challenges becomes rsipstack's, and back on the way out.
+const RFC_TO_RSIP: &[(&str, &str)] = &[
+    ("SHA-256-sess", "SHA256-sess"),
+    ("SHA-256", "SHA256"),
+    ("SHA-512-256-sess", "SHA512-sess"),
+    ("SHA-512-256", "SHA512"),
+];
+const CHALLENGES: &[&str] = &["WWW-Authenticate", "Proxy-Authenticate"];
+const CREDENTIALS: &[&str] = &["Authorization", "Proxy-Authorization"];
+
+/// Replaces `algorithm=<from>` (quoted or not, any case) by `algorithm=<to>` in one value.
+fn respell_value(value: &str, from: &str, to: &str) -> String {
+    let mut out = value.to_owned();
+    for (f, t) in [
+        (format!("algorithm={from}"), format!("algorithm={to}")),
+        (
+            format!("algorithm=\"{from}\""),
+            format!("algorithm=\"{to}\""),
+        ),
+    ] {
+        let lower = out.to_ascii_lowercase();
+        if let Some(pos) = lower.find(&f.to_ascii_lowercase()) {
+            // Not a prefix of a longer name (SHA-256 in SHA-256-sess).
+            let after = lower[pos + f.len()..].chars().next();
+            if !matches!(after, Some(c) if c.is_ascii_alphanumeric() || c == '-') {
+                out.replace_range(pos..pos + f.len(), &t);
+            }
+        }
+    }
+    out
+}
+
+fn respell(mut msg: SipMessage, names: &[&str], outward: bool) -> SipMessage {
+    let headers = match &mut msg {
+        SipMessage::Request(r) => &mut r.headers,
+        SipMessage::Response(r) => &mut r.headers,
+    };
+    for h in headers.iter_mut() {
+        if !names.iter().any(|n| h.name().eq_ignore_ascii_case(n)) {
+            continue;
+        }
+        let mut v = h.value().to_owned();
+        for (rfc, rsip) in RFC_TO_RSIP {
+            v = if outward {
+                respell_value(&v, rsip, rfc)
+            } else {
+                respell_value(&v, rfc, rsip)
+            };
+        }
+        if v != h.value() {
+            *h = rsipstack::sip::headers::make_header(&h.name().to_owned(), v);
+        }
+    }
+    msg
+}
+
+/// Every UA's message inspector: the digest spelling, and the TCP tap for sent messages.
+struct Inspector {
+    local: SocketAddr,
+    tap: Option<Arc<dyn WireTap>>,
+}
+
+impl MessageInspector for Inspector {
     fn before_send(&self, msg: SipMessage, dest: Option<&SipAddr>) -> SipMessage {
-        if top_via_transport(&msg).as_deref() == Some("tcp") {
+        let msg = respell(msg, CREDENTIALS, true);
+        if let Some(tap) = &self.tap
+            && top_via_transport(&msg).as_deref() == Some("tcp")
+        {
             let peer = dest
                 .and_then(|d| d.get_socketaddr().ok())
                 .or_else(|| rsipstack::transport::SipConnection::get_destination(&msg).ok());
             if let Some(peer) = peer {
-                self.tap.record(WireRecord {
+                tap.record(WireRecord {
                     at: SystemTime::now(),
                     direction: WireDirection::Sent,
                     transport: "tcp",
@@ -250,7 +320,34 @@ impl MessageInspector for StreamTap {
     }
 
     fn after_received(&self, msg: SipMessage, _from: Option<&SipAddr>) -> SipMessage {
-        msg
+        respell(msg, CHALLENGES, false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::respell_value;
+
+    #[test]
+    fn digest_algorithm_spellings() {
+        let c = r#"Digest realm="lab", nonce="abc", qop="auth", algorithm=SHA-256"#;
+        assert_eq!(
+            respell_value(c, "SHA-256", "SHA256"),
+            r#"Digest realm="lab", nonce="abc", qop="auth", algorithm=SHA256"#
+        );
+        assert_eq!(
+            respell_value("algorithm=\"sha-256\", x", "SHA-256", "SHA256"),
+            "algorithm=\"SHA256\", x"
+        );
+        // SHA-256 is not rewritten inside SHA-256-sess.
+        assert_eq!(
+            respell_value("algorithm=SHA-256-sess", "SHA-256", "SHA256"),
+            "algorithm=SHA-256-sess"
+        );
+        assert_eq!(
+            respell_value("algorithm=MD5", "SHA-256", "SHA256"),
+            "algorithm=MD5"
+        );
     }
 }
 
