@@ -284,7 +284,7 @@ fn respell(mut msg: SipMessage, names: &[&str], outward: bool) -> SipMessage {
             };
         }
         if v != h.value() {
-            *h = rsipstack::sip::headers::make_header(&h.name().to_owned(), v);
+            *h = rsipstack::sip::headers::make_header(h.name(), v);
         }
     }
     msg
