@@ -38,6 +38,11 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Render the reports of a run folder again from its events.jsonl.
+    Report {
+        /// A folder written by `run --out`.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -68,6 +73,21 @@ struct RunArgs {
     /// Print only the verdict line.
     #[arg(short, long)]
     quiet: bool,
+    /// Print the ladder diagram of the run (120 columns) after the summary.
+    #[arg(long)]
+    ladder: bool,
+    /// Write JUnit XML to PATH.
+    #[arg(long, value_name = "PATH")]
+    junit: Option<PathBuf>,
+    /// Write the SIP messages as a pcap to PATH.
+    #[arg(long, value_name = "PATH")]
+    pcap: Option<PathBuf>,
+    /// Write the ladder as a Mermaid sequenceDiagram to PATH.
+    #[arg(long, value_name = "PATH")]
+    mermaid: Option<PathBuf>,
+    /// Write a run folder: events.jsonl, summary.json, ladder.txt, ladder.mmd, junit.xml, capture.pcap.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
 
 fn main() {
@@ -104,6 +124,7 @@ fn real_main() -> anyhow::Result<i32> {
     match cli.command {
         Command::Validate { files } => Ok(validate(&files)),
         Command::Run(args) => run(args),
+        Command::Report { dir } => report(&dir),
     }
 }
 
@@ -173,6 +194,24 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
     if let Some(j) = &jsonl {
         sinks.push(j.clone());
     }
+    let collector = orchestrator::Collector::new();
+    sinks.push(collector.clone());
+    let out_events = match &args.out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the run folder {}", dir.display()))?;
+            let f = std::fs::File::create(dir.join("events.jsonl"))
+                .context("cannot create events.jsonl")?;
+            let j = output::JsonLines::new(Box::new(f), false);
+            sinks.push(j.clone());
+            Some(j)
+        }
+        None => None,
+    };
+    let file_name = args
+        .file
+        .as_ref()
+        .map_or_else(|| BUNDLED.0.to_owned(), |f| f.display().to_string());
     let human: Box<dyn Write + Send> = if events_to_stdout {
         Box::new(std::io::stderr())
     } else {
@@ -225,8 +264,86 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
     };
     terminal.flush();
     rt.shutdown_timeout(Duration::from_millis(200));
+    if let Some(j) = &out_events {
+        j.flush();
+    }
+    let events = collector.events();
+    let outputs = Outputs {
+        ladder: args.ladder,
+        junit: args.junit,
+        pcap: args.pcap,
+        mermaid: args.mermaid,
+        out: args.out,
+    };
+    write_reports(&events, &file_name, &outputs)?;
     if report.setup_error {
         return Ok(exit_code::SETUP_ERROR);
     }
     Ok(report.outcome.exit_code())
+}
+
+/// Where the reports of a run go.
+struct Outputs {
+    ladder: bool,
+    junit: Option<PathBuf>,
+    pcap: Option<PathBuf>,
+    mermaid: Option<PathBuf>,
+    out: Option<PathBuf>,
+}
+
+fn write_reports(events: &[events::Event], file: &str, o: &Outputs) -> anyhow::Result<()> {
+    let ladder = report::Ladder::from_events(events);
+    if o.ladder {
+        println!("\n{}", ladder.to_text(120));
+    }
+    let junit = || report::junit::render(&[report::junit::Case { file, events }]);
+    if let Some(p) = &o.junit {
+        std::fs::write(p, junit()).with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    if let Some(p) = &o.mermaid {
+        std::fs::write(p, ladder.to_mermaid())
+            .with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    if let Some(p) = &o.pcap {
+        report::pcap::write(events, p)?;
+    }
+    if let Some(dir) = &o.out {
+        std::fs::write(dir.join("ladder.txt"), ladder.to_text(120))?;
+        std::fs::write(dir.join("ladder.mmd"), ladder.to_mermaid())?;
+        std::fs::write(dir.join("junit.xml"), junit())?;
+        report::pcap::write(events, &dir.join("capture.pcap"))?;
+        let summary = events.iter().rev().find_map(|e| match &e.event {
+            events::EventKind::RunFinished(f) => Some(serde_json::to_string_pretty(f)),
+            _ => None,
+        });
+        if let Some(s) = summary {
+            std::fs::write(dir.join("summary.json"), s?)?;
+        }
+    }
+    Ok(())
+}
+
+fn report(dir: &std::path::Path) -> anyhow::Result<i32> {
+    let events = report::read_events(&dir.join("events.jsonl"))?;
+    let file = events
+        .iter()
+        .find_map(|e| match &e.event {
+            events::EventKind::RunStarted(r) => Some(r.file.clone()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let o = Outputs {
+        ladder: true,
+        junit: None,
+        pcap: None,
+        mermaid: None,
+        out: Some(dir.to_path_buf()),
+    };
+    write_reports(&events, &file, &o)?;
+    eprintln!(
+        "callflow: re-rendered {} from {} events",
+        dir.display(),
+        events.len()
+    );
+    Ok(exit_code::PASSED)
 }

@@ -1,0 +1,55 @@
+//! Reports of a run, made from its event stream alone (never from the network): the ladder
+//! diagram (text, Mermaid), JUnit XML and a pcap of the SIP messages.
+//!
+//! ```text
+//! events.jsonl ──► Ladder::from_events ──► text (120 columns) / Mermaid
+//!              ├─► junit::render
+//!              └─► pcap::write
+//! ```
+
+pub mod junit;
+pub mod ladder;
+pub mod pcap;
+
+pub use ladder::Ladder;
+
+use events::Event;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReportError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: not an event: {source}")]
+    Parse {
+        path: String,
+        line: usize,
+        source: serde_json::Error,
+    },
+    #[error("cannot write {path}: {message}")]
+    Write { path: String, message: String },
+}
+
+/// Reads a JSON Lines event file.
+pub fn read_events(path: &Path) -> Result<Vec<Event>, ReportError> {
+    let p = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ReportError::Read {
+        path: p.clone(),
+        source,
+    })?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|source| ReportError::Parse {
+                path: p.clone(),
+                line: i + 1,
+                source,
+            })
+        })
+        .collect()
+}
