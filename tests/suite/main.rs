@@ -5,4 +5,5 @@ mod control;
 mod media;
 mod pbx;
 mod peers;
+mod reports;
 mod stop;

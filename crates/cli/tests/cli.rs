@@ -209,3 +209,55 @@ fn first_ctrl_c_stops_gracefully_with_exit_130() {
             .any(|v| v["event"]["type"] == "sip_message" && v["event"]["data"]["method"] == "BYE")
     );
 }
+
+#[test]
+fn run_folder_and_report_re_renders_it() {
+    let dir = std::env::temp_dir().join(format!("callflow-out-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = bin()
+        .args(["run", "-q", "--out"])
+        .arg(&dir)
+        .arg(fixture("basic-call.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in [
+        "events.jsonl",
+        "summary.json",
+        "ladder.txt",
+        "ladder.mmd",
+        "junit.xml",
+        "capture.pcap",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} in the run folder");
+    }
+    let ladder = std::fs::read_to_string(dir.join("ladder.txt")).unwrap();
+    assert!(
+        ladder.contains("INVITE") && ladder.ends_with("PASSED\n"),
+        "{ladder}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["outcome"], "passed");
+    // Everything is made again from events.jsonl alone.
+    std::fs::remove_file(dir.join("ladder.txt")).unwrap();
+    std::fs::remove_file(dir.join("junit.xml")).unwrap();
+    let again = bin().arg("report").arg(&dir).output().unwrap();
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("ladder.txt")).unwrap(),
+        ladder
+    );
+    assert!(dir.join("junit.xml").is_file());
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -1,0 +1,157 @@
+//! Reports from the event stream: ladder snapshots (times redacted), tshark reading our pcap,
+//! and JUnit.
+
+use callflow_tests::{run_file, run_text};
+use report::Ladder;
+
+/// Replaces the run-dependent parts of a ladder (the time column, durations) with placeholders.
+fn redact(text: &str) -> String {
+    let durations = regex::Regex::new(r"\b\d+\.\d+ s\b").unwrap();
+    text.lines()
+        .map(|l| match l.get(..9) {
+            Some(t) if t.trim().parse::<f64>().is_ok() => format!("   <time>{}", &l[9..]),
+            _ => l.to_owned(),
+        })
+        .map(|l| durations.replace_all(&l, "<t> s").into_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+const BUSY: &str = "version: 1\nname: Busy\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: MakeCall\n        target: bob\n  bob:\n    dn: \"200\"\n    steps:\n      - event: INCOMING\n      - command: Reject\n        code: 486\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn basic_call_ladder() {
+    let run = run_file("basic-call.yaml").await;
+    let ladder = Ladder::from_events(&run.events);
+    insta::assert_snapshot!("basic_call_text", redact(&ladder.to_text(120)));
+    insta::assert_snapshot!("basic_call_mermaid", redact(&ladder.to_mermaid()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failure_ladder_marks_the_divergence() {
+    let run = run_text(BUSY, "busy.yaml").await;
+    let ladder = Ladder::from_events(&run.events);
+    let text = ladder.to_text(120);
+    assert!(text.lines().all(|l| l.len() <= 120), "fits 120 columns");
+    insta::assert_snapshot!("busy_text", redact(&text));
+    insta::assert_snapshot!("busy_mermaid", redact(&ladder.to_mermaid()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transfer_ladder_tells_dialogs_apart() {
+    let run = run_file("attended-transfer.yaml").await;
+    let ladder = Ladder::from_events(&run.events);
+    assert_eq!(
+        ladder
+            .lanes
+            .iter()
+            .map(|l| l.title.as_str())
+            .collect::<Vec<_>>(),
+        ["alice (100)", "bob (200)", "carol (300)"]
+    );
+    assert_eq!(
+        ladder.arrows.iter().map(|a| a.call).max(),
+        Some(3),
+        "primary, consultation and the replacing call"
+    );
+    let text = ladder.to_text(120);
+    assert!(
+        text.contains("[1] REFER")
+            && text.contains("[3] INVITE (PCMU sendrecv)")
+            && text.contains("[1] INVITE (PCMU sendonly)"),
+        "{text}"
+    );
+    // Each message between our own UAs is drawn once.
+    let sent = run.events.iter().filter(|e| matches!(&e.event, events::EventKind::SipMessage(m) if m.direction == events::Direction::Sent)).count();
+    assert_eq!(ladder.arrows.len(), sent);
+    // The node that sent each message is linked.
+    assert!(
+        ladder
+            .arrows
+            .iter()
+            .any(|a| a.label == "REFER" && a.node.as_deref() == Some("bob.5"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tshark_reads_the_pcap_in_ladder_order() {
+    let run = run_file("hold-retrieve.yaml").await;
+    let dir = std::env::temp_dir().join(format!("callflow-pcap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = dir.join("run.pcap");
+    let written = report::pcap::write(&run.events, &pcap).unwrap();
+    let out = std::process::Command::new("tshark")
+        .args([
+            "-r",
+            pcap.to_str().unwrap(),
+            "-Y",
+            "sip",
+            "-T",
+            "fields",
+            "-e",
+            "sip.Method",
+            "-e",
+            "sip.Status-Code",
+            "-e",
+            "sip.CSeq",
+        ])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run tshark ({e}): apt-get install tshark (.ci/run does)")
+        });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let decoded: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            if f[1].is_empty() {
+                f[0].to_owned()
+            } else {
+                f[1].to_owned()
+            }
+        })
+        .collect();
+    let ladder: Vec<String> = Ladder::from_events(&run.events)
+        .arrows
+        .iter()
+        .map(|a| a.status.map_or_else(|| a.label.clone(), |s| s.to_string()))
+        .collect();
+    assert_eq!(decoded.len(), written);
+    assert_eq!(
+        decoded, ladder,
+        "tshark decodes the same SIP messages in the same order"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn junit_names_the_failure_and_carries_the_ladder() {
+    let run = run_text(BUSY, "busy.yaml").await;
+    let xml = report::junit::render(&[report::junit::Case {
+        file: "busy.yaml",
+        events: &run.events,
+    }]);
+    assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"callflow\" tests=\"1\" failures=\"1\" errors=\"0\""), "{xml}");
+    assert!(xml.contains("<testcase name=\"Busy\" classname=\"busy.yaml\""));
+    assert!(xml.contains("<failure message=\"alice.1 (MakeCall) on alice: expected 2xx from bob within 10 s, got 486 Busy Here at"), "{xml}");
+    assert!(xml.contains("<property name=\"ua.alice\" value=\"0 passed, 1 failed, 0 skipped\"/>"));
+    assert!(xml.contains("<system-out><![CDATA[Busy\n") && xml.contains("486 Busy Here"));
+    // Well-formed, as xmllint (libxml2-utils, installed by .ci/run) reads it.
+    let path = std::env::temp_dir().join(format!("callflow-junit-{}.xml", std::process::id()));
+    std::fs::write(&path, &xml).unwrap();
+    if let Ok(out) = std::process::Command::new("xmllint")
+        .args(["--noout", path.to_str().unwrap()])
+        .output()
+    {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    std::fs::remove_file(path).ok();
+}
