@@ -51,18 +51,18 @@ pub fn render(cases: &[Case<'_>]) -> String {
                         .filter(|n| n.ua == ua && n.state == s)
                         .count()
                 };
-                let _ = write!(
+                let _ = writeln!(
                     props,
-                    "      <property name=\"ua.{}\" value=\"{} passed, {} failed, {} skipped\"/>\n",
+                    "      <property name=\"ua.{}\" value=\"{} passed, {} failed, {} skipped\"/>",
                     esc(ua),
                     count(NodeState::Passed),
                     count(NodeState::Failed),
                     count(NodeState::Skipped)
                 );
             }
-            let _ = write!(
+            let _ = writeln!(
                 props,
-                "      <property name=\"leaks\" value=\"{} dialogs, {} ports\"/>\n",
+                "      <property name=\"leaks\" value=\"{} dialogs, {} ports\"/>",
                 f.leaks.dialogs, f.leaks.ports
             );
         }
