@@ -155,3 +155,42 @@ async fn junit_names_the_failure_and_carries_the_ladder() {
     }
     std::fs::remove_file(path).ok();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_html_ladder_renders_one_arrow_per_message_in_chromium() {
+    let run = run_file("blind-transfer.yaml").await;
+    let ladder = Ladder::from_events(&run.events);
+    let dir = std::env::temp_dir().join(format!("callflow-html-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let page = dir.join("ladder.html");
+    std::fs::write(&page, ladder.to_html()).unwrap();
+    let out = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+        ])
+        .args(["--disable-component-update", "--disable-sync", "--dump-dom"])
+        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run chromium ({e}): apt-get install chromium (.ci/run does)")
+        });
+    let dom = String::from_utf8_lossy(&out.stdout);
+    // The page's script counted the arrows the browser built (it ran: the attribute is set).
+    assert!(
+        dom.contains(&format!("data-arrows=\"{}\"", ladder.arrows.len())),
+        "chromium DOM:\n{}",
+        &dom[..dom.len().min(2000)]
+    );
+    assert_eq!(dom.matches("class=\"arrow\"").count(), ladder.arrows.len());
+    assert!(
+        dom.contains(">[1] REFER<") || dom.contains(">REFER<"),
+        "labels are drawn"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}

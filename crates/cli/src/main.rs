@@ -85,7 +85,7 @@ struct RunArgs {
     /// Write the ladder as a Mermaid sequenceDiagram to PATH.
     #[arg(long, value_name = "PATH")]
     mermaid: Option<PathBuf>,
-    /// Write a run folder: events.jsonl, summary.json, ladder.txt, ladder.mmd, junit.xml, capture.pcap.
+    /// Write a run folder: events.jsonl, summary.json, ladder.txt, ladder.html, ladder.mmd, junit.xml, capture.pcap.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
 }
@@ -310,6 +310,7 @@ fn write_reports(events: &[events::Event], file: &str, o: &Outputs) -> anyhow::R
     if let Some(dir) = &o.out {
         std::fs::write(dir.join("ladder.txt"), ladder.to_text(120))?;
         std::fs::write(dir.join("ladder.mmd"), ladder.to_mermaid())?;
+        std::fs::write(dir.join("ladder.html"), ladder.to_html())?;
         std::fs::write(dir.join("junit.xml"), junit())?;
         report::pcap::write(events, &dir.join("capture.pcap"))?;
         let summary = events.iter().rev().find_map(|e| match &e.event {

@@ -1,5 +1,5 @@
 //! Reports of a run, made from its event stream alone (never from the network): the ladder
-//! diagram (text, Mermaid), JUnit XML and a pcap of the SIP messages.
+//! diagram (text, HTML with SVG, Mermaid), JUnit XML and a pcap of the SIP messages.
 //!
 //! ```text
 //! events.jsonl ──► Ladder::from_events ──► text (120 columns) / Mermaid
@@ -7,6 +7,7 @@
 //!              └─► pcap::write
 //! ```
 
+mod html;
 pub mod junit;
 pub mod ladder;
 pub mod pcap;
