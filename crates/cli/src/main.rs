@@ -47,8 +47,12 @@ enum Command {
 
 #[derive(Args)]
 struct RunArgs {
-    /// Scenario file: sipflow flow JSON or callflow YAML (auto-detected).
-    file: Option<PathBuf>,
+    /// Scenario files (sipflow flow JSON or callflow YAML, auto-detected), folders of them, or
+    /// glob patterns. None: the bundled basic call. Several: run in parallel (see --jobs).
+    files: Vec<String>,
+    /// With several scenarios, how many run at once.
+    #[arg(long, default_value_t = 2)]
+    jobs: usize,
     /// Write every event as JSON Lines to PATH (`-` for stdout).
     #[arg(long, value_name = "PATH")]
     events: Option<String>,
@@ -163,8 +167,46 @@ fn validate(files: &[PathBuf]) -> i32 {
     }
 }
 
+/// The scenario files the arguments name: files as given, folders' *.yaml/*.yml/*.json, globs.
+fn expand(args: &[String]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for a in args {
+        let p = PathBuf::from(a);
+        if p.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(&p)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| {
+                    f.is_file()
+                        && matches!(
+                            f.extension().and_then(|x| x.to_str()),
+                            Some("yaml" | "yml" | "json")
+                        )
+                })
+                .collect();
+            found.sort();
+            out.extend(found);
+        } else if a.contains(['*', '?', '[']) {
+            let mut found: Vec<PathBuf> = glob::glob(a)?
+                .filter_map(Result::ok)
+                .filter(|f| f.is_file())
+                .collect();
+            found.sort();
+            anyhow::ensure!(!found.is_empty(), "no scenario matches {a}");
+            out.extend(found);
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
 fn run(args: RunArgs) -> anyhow::Result<i32> {
-    let parsed = match &args.file {
+    let files = expand(&args.files)?;
+    if files.len() > 1 {
+        return run_many(&args, &files);
+    }
+    let file = files.into_iter().next();
+    let parsed = match &file {
         Some(path) => scenario::load(path),
         None => scenario::parse_with_warnings(BUNDLED.1, BUNDLED.0),
     };
@@ -208,8 +250,7 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
         }
         None => None,
     };
-    let file_name = args
-        .file
+    let file_name = file
         .as_ref()
         .map_or_else(|| BUNDLED.0.to_owned(), |f| f.display().to_string());
     let human: Box<dyn Write + Send> = if events_to_stdout {
@@ -347,4 +388,134 @@ fn report(dir: &std::path::Path) -> anyhow::Result<i32> {
         events.len()
     );
     Ok(exit_code::PASSED)
+}
+
+/// Runs several scenarios, at most `--jobs` at a time, with one combined summary and JUnit.
+fn run_many(args: &RunArgs, files: &[PathBuf]) -> anyhow::Result<i32> {
+    let mut valid = Vec::new();
+    let mut invalid = 0;
+    for f in files {
+        match scenario::load(f) {
+            Ok((s, _)) => valid.push((f.display().to_string(), s)),
+            Err(diags) => {
+                eprintln!("{diags}");
+                println!("INVALID  {}", f.display());
+                invalid += 1;
+            }
+        }
+    }
+    let policy = |base: Option<u16>, count| {
+        base.map_or(PortPolicy::Ephemeral, |b| PortPolicy::range(b, count))
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let jobs = args.jobs.max(1);
+    let out_dir = args.out.clone();
+    let results: Vec<(String, Vec<events::Event>, orchestrator::RunReport)> = rt
+        .block_on(async {
+            let limit = Arc::new(tokio::sync::Semaphore::new(jobs));
+            let mut handles = Vec::new();
+            for (i, (file, s)) in valid.into_iter().enumerate() {
+                let limit = limit.clone();
+                let stop = stop.clone();
+                let opts = RunOptions {
+                    sip_ports: policy(args.base_port, args.port_count),
+                    rtp_ports: policy(args.rtp_base_port, args.rtp_port_count),
+                    bind_ip: args.bind,
+                    stop,
+                    ..RunOptions::default()
+                };
+                let run_dir = out_dir
+                    .as_ref()
+                    .map(|d| d.join(format!("{:02}-{}", i + 1, s.name.replace(['/', ' '], "_"))));
+                handles.push(tokio::spawn(async move {
+                    let _permit = limit.acquire_owned().await;
+                    let collector = orchestrator::Collector::new();
+                    let mut sinks: Vec<Arc<dyn EventSink>> = vec![collector.clone()];
+                    let jsonl = run_dir.as_ref().and_then(|d| {
+                        std::fs::create_dir_all(d).ok()?;
+                        let f = std::fs::File::create(d.join("events.jsonl")).ok()?;
+                        Some(output::JsonLines::new(Box::new(f), false))
+                    });
+                    if let Some(j) = &jsonl {
+                        sinks.push(j.clone());
+                    }
+                    let report = orchestrator::run(&s, opts, EventBus::new(sinks)).await;
+                    if let Some(j) = &jsonl {
+                        j.flush();
+                    }
+                    let verdict = format!("{:?}", report.outcome).to_uppercase();
+                    let why = report
+                        .failure
+                        .as_ref()
+                        .map_or_else(String::new, |f| format!(": {}", f.message));
+                    println!(
+                        "{verdict:<8} {file} ({:.2} s){why}",
+                        report.duration.as_secs_f64()
+                    );
+                    (file, collector.events(), report, run_dir)
+                }));
+            }
+            let mut results = Vec::new();
+            tokio::select! {
+                all = futures_join(handles) => results = all,
+                _ = tokio::signal::ctrl_c() => stop.cancel(),
+            }
+            results
+        })
+        .into_iter()
+        .map(|(f, e, r, d)| {
+            if let Some(d) = d {
+                let o = Outputs {
+                    ladder: false,
+                    junit: None,
+                    pcap: None,
+                    mermaid: None,
+                    out: Some(d),
+                };
+                let _ = write_reports(&e, &f, &o);
+            }
+            (f, e, r)
+        })
+        .collect();
+    let passed = results
+        .iter()
+        .filter(|(_, _, r)| r.outcome == events::Outcome::Passed)
+        .count();
+    let failed = results.len() - passed;
+    println!(
+        "{} scenarios: {passed} passed, {failed} failed, {invalid} invalid",
+        results.len() + invalid
+    );
+    let cases: Vec<report::junit::Case<'_>> = results
+        .iter()
+        .map(|(f, e, _)| report::junit::Case { file: f, events: e })
+        .collect();
+    let junit = report::junit::render(&cases);
+    if let Some(p) = &args.junit {
+        std::fs::write(p, &junit).with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    if let Some(d) = &args.out {
+        std::fs::write(d.join("junit.xml"), &junit)?;
+    }
+    Ok(if invalid > 0 {
+        exit_code::INVALID
+    } else if failed > 0 {
+        exit_code::SCENARIO_FAILED
+    } else {
+        exit_code::PASSED
+    })
+}
+
+async fn futures_join<T>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        if let Ok(v) = h.await {
+            out.push(v);
+        }
+    }
+    out
 }

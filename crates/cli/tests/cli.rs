@@ -261,3 +261,31 @@ fn run_folder_and_report_re_renders_it() {
     assert!(dir.join("junit.xml").is_file());
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn several_scenarios_in_parallel_one_summary_one_junit() {
+    let junit = std::env::temp_dir().join(format!("callflow-many-{}.xml", std::process::id()));
+    let out = bin()
+        .args(["run", "--jobs", "2", "--junit"])
+        .arg(&junit)
+        .arg(fixture("basic-call.yaml"))
+        .arg(fixture("failing-call.yaml"))
+        .arg(fixture("no-answer.json"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "one failed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("3 scenarios: 2 passed, 1 failed, 0 invalid"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("FAILED") && l.contains("failing-call.yaml")),
+        "{text}"
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert_eq!(xml.matches("<testsuite ").count(), 3);
+    assert!(xml.contains("tests=\"3\" failures=\"1\""), "{xml}");
+    std::fs::remove_file(junit).ok();
+}
