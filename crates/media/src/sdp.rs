@@ -96,6 +96,17 @@ fn render(m: &LocalMedia, codecs: &[Codec], dtmf_pt: Option<u8>) -> String {
     s
 }
 
+/// The payload type an SDP maps to telephone-event, if any.
+fn telephone_event_pt(sdp: &str) -> Option<u8> {
+    sdp.lines().find_map(|l| {
+        let (pt, enc) = l.strip_prefix("a=rtpmap:")?.split_once(' ')?;
+        enc.to_ascii_lowercase()
+            .starts_with("telephone-event/")
+            .then(|| pt.trim().parse().ok())
+            .flatten()
+    })
+}
+
 /// Our offer: the codecs in our order, then telephone-event.
 pub fn offer(m: &LocalMedia) -> String {
     render(m, &m.codecs, Some(TELEPHONE_EVENT_PT))
@@ -113,14 +124,7 @@ pub fn answer(offer_sdp: &str, m: &LocalMedia) -> Result<String, SdpError> {
         .skip(3)
         .filter_map(|p| p.parse().ok())
         .collect();
-    let dtmf_pt = offer_sdp.lines().find_map(|l| {
-        let rest = l.strip_prefix("a=rtpmap:")?;
-        let (pt, enc) = rest.split_once(' ')?;
-        enc.to_ascii_lowercase()
-            .starts_with("telephone-event/")
-            .then(|| pt.trim().parse().ok())
-            .flatten()
-    });
+    let dtmf_pt = telephone_event_pt(offer_sdp);
     let common: Vec<Codec> = pts
         .iter()
         .filter_map(|pt| Codec::from_pt(*pt))
@@ -354,14 +358,7 @@ pub fn negotiate(remote_sdp: &str, ours: &[Codec]) -> Option<RemoteMedia> {
     }
     let ip = media_conn.or(conn)?;
     let port = port.filter(|p| *p != 0)?;
-    let dtmf_pt = remote_sdp.lines().find_map(|l| {
-        let rest = l.strip_prefix("a=rtpmap:")?;
-        let (pt, enc) = rest.split_once(' ')?;
-        enc.to_ascii_lowercase()
-            .starts_with("telephone-event/")
-            .then(|| pt.trim().parse().ok())
-            .flatten()
-    });
+    let dtmf_pt = telephone_event_pt(remote_sdp);
     let (pt, codec) = pts.iter().find_map(|pt| {
         Codec::from_pt(*pt)
             .filter(|c| ours.contains(c))

@@ -267,29 +267,13 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
                     registered.push(ua.shared.clone());
                     refreshers.push(tokio::spawn(ua.shared.clone().refresh_registration()));
                 }
-                Ok(o) => {
+                other => {
+                    let why = match other {
+                        Ok(o) => format!("{} {}", o.code, o.text),
+                        Err(e) => e,
+                    };
                     let message = format!(
-                        "registration of {} at {registrar} failed: {} {}",
-                        ua.shared.label, o.code, o.text
-                    );
-                    log(
-                        &bus,
-                        Level::Error,
-                        Some(&ua.shared.id),
-                        None,
-                        None,
-                        message.clone(),
-                    );
-                    setup_failure = Some(Failure {
-                        node: None,
-                        ua: Some(ua.shared.id.clone()),
-                        message,
-                    });
-                    break;
-                }
-                Err(e) => {
-                    let message = format!(
-                        "registration of {} at {registrar} failed: {e}",
+                        "registration of {} at {registrar} failed: {why}",
                         ua.shared.label
                     );
                     log(
