@@ -46,6 +46,20 @@ impl Drop for Sipp {
     }
 }
 
+/// sipp's built-in callee on `port`, for `calls` calls.
+fn sipp_uas(port: u16, calls: u32) -> Sipp {
+    Sipp::spawn(&[
+        "-sn",
+        "uas",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-m",
+        &calls.to_string(),
+    ])
+}
+
 fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .expect("bind")
@@ -57,16 +71,7 @@ fn free_udp_port() -> u16 {
 #[tokio::test]
 async fn callflow_calls_sipp_uas() {
     let port = free_udp_port();
-    let sipp = Sipp::spawn(&[
-        "-sn",
-        "uas",
-        "-i",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-m",
-        "1",
-    ]);
+    let sipp = sipp_uas(port, 1);
     // No wait for sipp to be ready: if the INVITE comes first, UDP retransmission covers it.
     let text = format!(
         "version: 1\nname: to sipp\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: MakeCall\n        target: sip:service@127.0.0.1:{port}\n      - event: RINGING\n      - command: Release\n"
@@ -259,16 +264,7 @@ async fn an_unexpected_in_dialog_request_gets_405_and_is_logged() {
 #[tokio::test]
 async fn blind_transfer_to_a_sipp_target() {
     let port = free_udp_port();
-    let target = Sipp::spawn(&[
-        "-sn",
-        "uas",
-        "-i",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-m",
-        "1",
-    ]);
+    let target = sipp_uas(port, 1);
     let text = std::fs::read_to_string(callflow_tests::fixture("blind-transfer.yaml"))
         .expect("fixture")
         .replace(
@@ -297,16 +293,7 @@ async fn blind_transfer_to_a_sipp_target() {
 async fn attended_transfer_to_a_sipp_target() {
     let port = free_udp_port();
     // Two calls reach the target: bob's consultation, then alice's INVITE with Replaces.
-    let target = Sipp::spawn(&[
-        "-sn",
-        "uas",
-        "-i",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-m",
-        "2",
-    ]);
+    let target = sipp_uas(port, 2);
     let text = format!(
         "version: 1\nname: attended to sipp\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: MakeCall\n        target: bob\n      - event: HELD\n      - event: TRANSFERRED\n        timeout: 15s\n      - command: Release\n  bob:\n    dn: \"200\"\n    steps:\n      - event: INCOMING\n      - command: Answer\n      - command: Hold\n      - command: MakeCall\n        call_id: consult\n        target: sip:service@127.0.0.1:{port}\n      - command: MuteTransfer\n        primary_call_id: call-1\n        consult_call_id: consult\n"
     );
@@ -335,16 +322,7 @@ async fn attended_transfer_to_a_sipp_target() {
 async fn callflow_follows_a_refer_from_sipp() {
     // sipp calls alice and transfers her to a second sipp.
     let port = free_udp_port();
-    let target = Sipp::spawn(&[
-        "-sn",
-        "uas",
-        "-i",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-m",
-        "1",
-    ]);
+    let target = sipp_uas(port, 1);
     let text = "version: 1\nname: transferee\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - event: INCOMING\n        timeout: 20s\n      - command: Answer\n      - event: TRANSFERRED\n        timeout: 20s\n      - command: Release\n";
     let args = vec![
         "-sf".into(),

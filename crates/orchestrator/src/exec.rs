@@ -72,87 +72,65 @@ pub(crate) async fn execute(ctx: &Arc<Ctx>, idx: NodeIdx) -> NodeResult {
                     "sent"
                 }
             };
-            let call = call_of(ua, node)?;
-            let what = format!(
-                "expected a 180/183 {} on `{}` {{within}}, none",
-                side(&call),
-                node.call_id
-            );
-            wait_event(
-                node,
-                &call,
-                |e| {
-                    matches!(
-                        e,
-                        CallEvent::Provisional {
-                            code: 180 | 183,
-                            ..
-                        }
-                    )
-                },
-                true,
-                what,
-            )
-            .await
+            let ringing = |e: &CallEvent| {
+                matches!(
+                    e,
+                    CallEvent::Provisional {
+                        code: 180 | 183,
+                        ..
+                    }
+                )
+            };
+            let what = |c: &Call| {
+                format!(
+                    "expected a 180/183 {} on `{}` {{within}}, none",
+                    side(c),
+                    node.call_id
+                )
+            };
+            on_call(ua, node, ringing, true, what).await.map(drop)
         }
         Action::Disconnected => {
-            let call = call_of(ua, node)?;
-            let what = format!(
-                "expected `{}` to end {{within}}, it is still up",
-                node.call_id
-            );
-            let ev = wait_for(
-                node,
-                &call,
-                |e| matches!(e, CallEvent::Terminated { .. }),
-                false,
-                what,
-            )
-            .await?;
+            let ended = |e: &CallEvent| matches!(e, CallEvent::Terminated { .. });
+            let what = |_: &Call| {
+                format!(
+                    "expected `{}` to end {{within}}, it is still up",
+                    node.call_id
+                )
+            };
+            let ev = on_call(ua, node, ended, false, what).await?;
             node_log(ua, node, Level::Info, ev.describe());
             Ok(())
         }
         Action::Held => {
-            let call = call_of(ua, node)?;
-            wait_event(
-                node,
-                &call,
-                |e| matches!(e, CallEvent::Held),
-                true,
-                format!("expected the peer to hold `{}` {{within}}", node.call_id),
-            )
-            .await
+            let what =
+                |_: &Call| format!("expected the peer to hold `{}` {{within}}", node.call_id);
+            on_call(ua, node, |e| matches!(e, CallEvent::Held), true, what)
+                .await
+                .map(drop)
         }
         Action::Retrieved => {
-            let call = call_of(ua, node)?;
-            let what = format!(
-                "expected the peer to retrieve `{}` {{within}}",
-                node.call_id
-            );
-            wait_event(
-                node,
-                &call,
-                |e| matches!(e, CallEvent::Retrieved),
-                true,
-                what,
-            )
-            .await
+            let what = |_: &Call| {
+                format!(
+                    "expected the peer to retrieve `{}` {{within}}",
+                    node.call_id
+                )
+            };
+            on_call(ua, node, |e| matches!(e, CallEvent::Retrieved), true, what)
+                .await
+                .map(drop)
         }
         Action::Transferred => {
-            let call = call_of(ua, node)?;
-            let what = format!(
-                "expected `{}` to be transferred (a REFER followed) {{within}}",
-                node.call_id
-            );
             // The transferee sees Transferred; the target of an attended transfer sees its call replaced.
-            wait_event(
-                node,
-                &call,
-                |e| matches!(e, CallEvent::Transferred { .. } | CallEvent::Replaced),
-                true,
-                what,
-            )
-            .await
+            let moved =
+                |e: &CallEvent| matches!(e, CallEvent::Transferred { .. } | CallEvent::Replaced);
+            let what = |_: &Call| {
+                format!(
+                    "expected `{}` to be transferred (a REFER followed) {{within}}",
+                    node.call_id
+                )
+            };
+            on_call(ua, node, moved, true, what).await.map(drop)
         }
         Action::Delay => {
             tokio::time::sleep(node.timeout).await;
@@ -224,6 +202,20 @@ async fn wait_for(
         Ok(call.wait(pred, consume).await.0)
     })
     .await
+}
+
+/// Waits (within the node's timeout) for an event on the node's call; `what` says what was
+/// expected, with `{within}` where the limit goes.
+async fn on_call(
+    ua: &UaShared,
+    node: &Node,
+    pred: impl Fn(&CallEvent) -> bool,
+    consume: bool,
+    what: impl FnOnce(&Call) -> String,
+) -> Result<CallEvent, NodeError> {
+    let call = call_of(ua, node)?;
+    let what = what(&call);
+    wait_for(node, &call, pred, consume, what).await
 }
 
 async fn wait_event(
