@@ -140,20 +140,48 @@ async fn junit_names_the_failure_and_carries_the_ladder() {
     assert!(xml.contains("<failure message=\"alice.1 (MakeCall) on alice: expected 2xx from bob within 10 s, got 486 Busy Here at"), "{xml}");
     assert!(xml.contains("<property name=\"ua.alice\" value=\"0 passed, 1 failed, 0 skipped\"/>"));
     assert!(xml.contains("<system-out><![CDATA[Busy\n") && xml.contains("486 Busy Here"));
-    // Well-formed, as xmllint (libxml2-utils, installed by .ci/run) reads it.
-    let path = std::env::temp_dir().join(format!("callflow-junit-{}.xml", std::process::id()));
-    std::fs::write(&path, &xml).unwrap();
-    if let Ok(out) = std::process::Command::new("xmllint")
-        .args(["--noout", path.to_str().unwrap()])
-        .output()
-    {
-        assert!(
+    assert_valid_junit(&xml, "failing");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn junit_of_several_scenarios_is_valid_against_the_schema() {
+    let (pass, fail) = tokio::join!(run_file("basic-call.yaml"), run_text(BUSY, "busy.yaml"));
+    let xml = report::junit::render(&[
+        report::junit::Case {
+            file: "basic-call.yaml",
+            events: &pass.events,
+        },
+        report::junit::Case {
+            file: "busy.yaml",
+            events: &fail.events,
+        },
+    ]);
+    assert!(xml.contains("tests=\"2\" failures=\"1\""), "{xml}");
+    assert_valid_junit(&xml, "several");
+}
+
+/// Validates JUnit XML against `fixtures/schemas/junit.xsd` (the Ant/Jenkins JUnit format) with
+/// xmllint (libxml2-utils, installed by .ci/run).
+fn assert_valid_junit(xml: &str, tag: &str) {
+    let schema =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/schemas/junit.xsd");
+    let path =
+        std::env::temp_dir().join(format!("callflow-junit-{tag}-{}.xml", std::process::id()));
+    std::fs::write(&path, xml).unwrap();
+    let out = std::process::Command::new("xmllint")
+        .args(["--noout", "--schema"])
+        .arg(&schema)
+        .arg(&path)
+        .output();
+    std::fs::remove_file(&path).ok();
+    match out {
+        Ok(out) => assert!(
             out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stderr)
-        );
+        ),
+        Err(_) => eprintln!("xmllint not installed; JUnit schema check skipped"),
     }
-    std::fs::remove_file(path).ok();
 }
 
 #[tokio::test(flavor = "multi_thread")]
