@@ -15,7 +15,7 @@ test:
 # Formatting and lints, as CI runs them.
 lint:
     cargo fmt --check
-    cargo clippy --all-targets -- -D warnings
+    cargo clippy --workspace --all-targets -- -D warnings
 
 # What CI runs: lints, then the tests.
 check: lint test

@@ -850,19 +850,6 @@ fn escape(v: &str) -> String {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn replaces_is_escaped_for_a_uri_header() {
-        assert_eq!(
-            escape("abc@h;to-tag=1;from-tag=2"),
-            "abc%40h%3Bto-tag%3D1%3Bfrom-tag%3D2"
-        );
-    }
-}
-
 /// The call's media, waiting (within the node's timeout) for it to start.
 async fn media_of(ua: &UaShared, node: &Node) -> Result<(Arc<Call>, Arc<MediaSession>), NodeError> {
     let call = call_of(ua, node)?;
@@ -1175,5 +1162,18 @@ async fn check_media(
         Ok(())
     } else {
         Err(fail(bad.join("; ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_is_escaped_for_a_uri_header() {
+        assert_eq!(
+            escape("abc@h;to-tag=1;from-tag=2"),
+            "abc%40h%3Bto-tag%3D1%3Bfrom-tag%3D2"
+        );
     }
 }

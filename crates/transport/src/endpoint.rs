@@ -324,6 +324,29 @@ impl MessageInspector for Inspector {
     }
 }
 
+#[async_trait::async_trait]
+impl TransportEventInspector for StreamTap {
+    async fn handle(&self, event: TransportEvent) -> Option<TransportEvent> {
+        if let TransportEvent::Incoming(msg, conn, from) = &event
+            && !matches!(conn, rsipstack::transport::SipConnection::Udp(_))
+            && let Ok(peer) = from.get_socketaddr()
+        {
+            let bytes = msg.to_bytes().to_vec();
+            if !is_keepalive(&bytes) {
+                self.tap.record(WireRecord {
+                    at: SystemTime::now(),
+                    direction: WireDirection::Received,
+                    transport: "tcp",
+                    local: self.local,
+                    peer,
+                    bytes,
+                });
+            }
+        }
+        Some(event)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::respell_value;
@@ -348,28 +371,5 @@ mod tests {
             respell_value("algorithm=MD5", "SHA-256", "SHA256"),
             "algorithm=MD5"
         );
-    }
-}
-
-#[async_trait::async_trait]
-impl TransportEventInspector for StreamTap {
-    async fn handle(&self, event: TransportEvent) -> Option<TransportEvent> {
-        if let TransportEvent::Incoming(msg, conn, from) = &event
-            && !matches!(conn, rsipstack::transport::SipConnection::Udp(_))
-            && let Ok(peer) = from.get_socketaddr()
-        {
-            let bytes = msg.to_bytes().to_vec();
-            if !is_keepalive(&bytes) {
-                self.tap.record(WireRecord {
-                    at: SystemTime::now(),
-                    direction: WireDirection::Received,
-                    transport: "tcp",
-                    local: self.local,
-                    peer,
-                    bytes,
-                });
-            }
-        }
-        Some(event)
     }
 }
