@@ -222,3 +222,57 @@ async fn the_html_ladder_renders_one_arrow_per_message_in_chromium() {
     );
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pcap_carries_the_rtp_when_the_run_captures_it() {
+    let (s, _) = scenario::load(&callflow_tests::fixture("media-call.yaml")).unwrap();
+    let opts = orchestrator::RunOptions {
+        capture_rtp: true,
+        ..orchestrator::RunOptions::default()
+    };
+    let run = callflow_tests::run_scenario(&s, opts, vec![]).await;
+    let sent: Vec<&events::RtpPacket> = run
+        .events
+        .iter()
+        .filter_map(|e| match &e.event {
+            events::EventKind::RtpPacket(r) if r.direction == events::Direction::Sent => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert!(sent.len() > 20, "RTP captured: {} packets sent", sent.len());
+    let dir = std::env::temp_dir().join(format!("callflow-rtp-pcap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = dir.join("run.pcap");
+    let written = report::pcap::write(&run.events, &pcap).unwrap();
+    let out = std::process::Command::new("tshark")
+        .args(["-r", pcap.to_str().unwrap(), "-o", "rtp.heuristic_rtp:TRUE"])
+        .args(["-T", "fields", "-e", "_ws.col.Protocol", "-e", "rtp.ssrc"])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run tshark ({e}): apt-get install tshark (.ci/run does)")
+        });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+    let rtp: Vec<&Vec<&str>> = rows.iter().filter(|r| r[0].starts_with("RTP")).collect();
+    let ssrcs: std::collections::HashSet<&str> = rtp.iter().map(|r| r[1]).collect();
+    // Between our own UAs each packet is recorded by its sender and its receiver, written once.
+    assert_eq!(
+        rtp.len(),
+        sent.len(),
+        "every packet sent is in the pcap once"
+    );
+    assert_eq!(ssrcs.len(), 2, "both directions: {ssrcs:?}");
+    let sip = rows
+        .iter()
+        .filter(|r| r[0] == "SIP" || r[0] == "SIP/SDP")
+        .count();
+    assert_eq!(sip + rtp.len(), written, "{text}");
+    assert_eq!(sip, Ladder::from_events(&run.events).arrows.len());
+    run.assert_clean();
+    std::fs::remove_dir_all(dir).ok();
+}

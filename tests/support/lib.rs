@@ -133,6 +133,12 @@ impl Run {
             EventKind::RunStarted(r) => assert_eq!(r.schema_version, events::SCHEMA_VERSION),
             other => panic!("first event: {other:?}"),
         }
+        // Nothing (not even a late RTP packet) comes after run_finished.
+        let last = &self.events.last().expect("events").event;
+        assert!(
+            matches!(last, EventKind::RunFinished(_)),
+            "last event: {last:?}"
+        );
     }
 
     pub fn assert_outcome(&self, want: Outcome) {

@@ -83,15 +83,19 @@ struct RunArgs {
     /// Write JUnit XML to PATH.
     #[arg(long, value_name = "PATH")]
     junit: Option<PathBuf>,
-    /// Write the SIP messages as a pcap to PATH.
+    /// Write the SIP messages and the RTP as a pcap to PATH.
     #[arg(long, value_name = "PATH")]
     pcap: Option<PathBuf>,
     /// Write the ladder as a Mermaid sequenceDiagram to PATH.
     #[arg(long, value_name = "PATH")]
     mermaid: Option<PathBuf>,
-    /// Write a run folder: events.jsonl, summary.json, ladder.txt, ladder.html, ladder.mmd, junit.xml, capture.pcap.
+    /// Write a run folder: events.jsonl, summary.json, ladder.txt, ladder.html, ladder.mmd, junit.xml, capture.pcap, recordings/.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Leave RTP out of the event stream and the pcap (by default `--pcap` and `--out` capture it:
+    /// an `rtp_packet` event per packet, 50 per second per call direction).
+    #[arg(long)]
+    no_rtp_capture: bool,
 }
 
 fn main() {
@@ -270,6 +274,7 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
         rtp_ports: policy(args.rtp_base_port, args.rtp_port_count),
         bind_ip: args.bind,
         stop: stop.clone(),
+        capture_rtp: (args.pcap.is_some() || args.out.is_some()) && !args.no_rtp_capture,
         ..RunOptions::default()
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -361,6 +366,31 @@ fn write_reports(events: &[events::Event], file: &str, o: &Outputs) -> anyhow::R
         if let Some(s) = summary {
             std::fs::write(dir.join("summary.json"), s?)?;
         }
+        copy_recordings(events, &dir.join("recordings"))?;
+    }
+    Ok(())
+}
+
+/// Copies the WAV recordings the run wrote (`media_stats.recording`) into `to`, named
+/// `<ua>-<file name>`; a recording already there, or gone since, is left alone.
+fn copy_recordings(events: &[events::Event], to: &std::path::Path) -> anyhow::Result<()> {
+    for e in events {
+        let events::EventKind::MediaStats(m) = &e.event else {
+            continue;
+        };
+        let Some(src) = m.recording.as_deref().map(std::path::Path::new) else {
+            continue;
+        };
+        let Some(name) = src.file_name() else {
+            continue;
+        };
+        let dest = to.join(format!("{}-{}", m.ua, name.to_string_lossy()));
+        if !src.exists() || dest.canonicalize().ok() == src.canonicalize().ok() {
+            continue;
+        }
+        std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+        std::fs::copy(src, &dest)
+            .with_context(|| format!("cannot copy {} to {}", src.display(), dest.display()))?;
     }
     Ok(())
 }
@@ -426,6 +456,7 @@ fn run_many(args: &RunArgs, files: &[PathBuf]) -> anyhow::Result<i32> {
                     rtp_ports: policy(args.rtp_base_port, args.rtp_port_count),
                     bind_ip: args.bind,
                     stop,
+                    capture_rtp: out_dir.is_some() && !args.no_rtp_capture,
                     ..RunOptions::default()
                 };
                 let run_dir = out_dir

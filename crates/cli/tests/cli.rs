@@ -217,7 +217,7 @@ fn run_folder_and_report_re_renders_it() {
     let out = bin()
         .args(["run", "-q", "--out"])
         .arg(&dir)
-        .arg(fixture("basic-call.yaml"))
+        .arg(fixture("media-call.yaml"))
         .output()
         .unwrap();
     assert_eq!(
@@ -233,6 +233,7 @@ fn run_folder_and_report_re_renders_it() {
         "ladder.mmd",
         "junit.xml",
         "capture.pcap",
+        "recordings/bob-media-call-bob.wav",
     ] {
         assert!(dir.join(f).is_file(), "{f} in the run folder");
     }
@@ -244,6 +245,9 @@ fn run_folder_and_report_re_renders_it() {
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["outcome"], "passed");
+    // The RTP is captured (for the pcap) with the run folder.
+    let jsonl = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
+    assert!(jsonl.contains(r#""type":"rtp_packet""#));
     // Everything is made again from events.jsonl alone.
     std::fs::remove_file(dir.join("ladder.txt")).unwrap();
     std::fs::remove_file(dir.join("junit.xml")).unwrap();

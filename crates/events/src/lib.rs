@@ -55,6 +55,7 @@ pub enum EventKind {
     SipMessage(SipMessage),
     Cleanup(CleanupStep),
     MediaStats(MediaStats),
+    RtpPacket(RtpPacket),
     UaStopped(UaStopped),
     RunFinished(RunFinished),
 }
@@ -207,6 +208,22 @@ impl SipMessage {
             _ => self.method.clone(),
         }
     }
+}
+
+/// One RTP packet as it crossed the socket. Only emitted when the run captures RTP
+/// (`RunOptions::capture_rtp`, set by `--pcap` and `--out`): 50 per second per call direction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RtpPacket {
+    pub ua: String,
+    /// The SIP Call-ID of the call the media belongs to.
+    pub sip_call_id: String,
+    pub direction: Direction,
+    /// Our RTP address, `ip:port`.
+    pub local: String,
+    /// The other side's RTP address, `ip:port`.
+    pub peer: String,
+    /// The whole packet (RTP header and payload), base64 (standard alphabet, padded).
+    pub bytes: String,
 }
 
 /// A call's RTP when its media ended (at hang-up, or at cleanup).

@@ -12,6 +12,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
+/// Sees every RTP packet of a session as it is sent (`true`) or received (`false`), with the
+/// other side's address and the packet's bytes; for packet capture. It runs on the media clock
+/// thread for sent packets, so it must be quick and must not block.
+pub type RtpTap = Arc<dyn Fn(bool, SocketAddr, &[u8]) + Send + Sync>;
+
 /// RFC 3550 receive statistics, and what we sent.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Stats {
@@ -92,6 +97,7 @@ struct Shared {
     /// The same socket, for the media clock's thread to send on.
     send_socket: std::net::UdpSocket,
     stopped: std::sync::atomic::AtomicBool,
+    tap: Option<RtpTap>,
     remote: RemoteMedia,
     ssrc: u32,
     started: Instant,
@@ -130,6 +136,15 @@ const MAX_AUDIO_TRIM: usize = 60 * RATE as usize;
 impl MediaSession {
     /// Starts sending to and receiving from `remote` on `socket` (already bound).
     pub fn start(socket: std::net::UdpSocket, remote: RemoteMedia) -> std::io::Result<Self> {
+        Self::start_tapped(socket, remote, None)
+    }
+
+    /// [`MediaSession::start`], with every packet shown to `tap` (for packet capture).
+    pub fn start_tapped(
+        socket: std::net::UdpSocket,
+        remote: RemoteMedia,
+        tap: Option<RtpTap>,
+    ) -> std::io::Result<Self> {
         socket.set_nonblocking(true)?;
         let send_socket = socket.try_clone()?;
         let socket = tokio::net::UdpSocket::from_std(socket)?;
@@ -141,6 +156,7 @@ impl MediaSession {
             socket,
             send_socket,
             stopped: std::sync::atomic::AtomicBool::new(false),
+            tap,
             remote,
             ssrc,
             started: Instant::now(),
@@ -432,6 +448,11 @@ fn tick(s: &Shared, now: Instant) {
         && s.send_socket.send_to(&p, s.remote.addr).is_ok()
     {
         s.tx.lock().expect("tx lock").sent += 1;
+        if let Some(tap) = &s.tap
+            && !s.stopped.load(std::sync::atomic::Ordering::Acquire)
+        {
+            tap(true, s.remote.addr, &p);
+        }
     }
 }
 
@@ -504,6 +525,11 @@ async fn recv_loop(s: Arc<Shared>) {
         let Ok((n, from)) = s.socket.recv_from(&mut buf).await else {
             continue;
         };
+        if let Some(tap) = &s.tap
+            && !s.stopped.load(std::sync::atomic::Ordering::Acquire)
+        {
+            tap(false, from, &buf[..n]);
+        }
         let Ok(pkt) = RtpReader::new(&buf[..n]) else {
             continue;
         };

@@ -141,7 +141,14 @@ impl UaShared {
         let Some(socket) = call.take_rtp_socket() else {
             return;
         };
-        match MediaSession::start(socket, remote.clone()) {
+        let local = socket
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let tap = self
+            .capture_rtp
+            .then(|| self.rtp_tap(call.sip_call_id(), local));
+        match MediaSession::start_tapped(socket, remote.clone(), tap) {
             Ok(m) => {
                 self.log(
                     Level::Debug,
@@ -158,6 +165,30 @@ impl UaShared {
                 format!("cannot start media: {e}"),
             ),
         }
+    }
+
+    /// Puts each RTP packet of a call in the event stream, stamped when it crossed the socket.
+    fn rtp_tap(&self, sip_call_id: String, local: String) -> media::rtp::RtpTap {
+        use base64::Engine as _;
+        let (bus, ua) = (self.bus.clone(), self.id.clone());
+        Arc::new(move |sent, peer, bytes| {
+            let at = std::time::SystemTime::now();
+            bus.emit_at(
+                events::EventKind::RtpPacket(events::RtpPacket {
+                    ua: ua.clone(),
+                    sip_call_id: sip_call_id.clone(),
+                    direction: if sent {
+                        events::Direction::Sent
+                    } else {
+                        events::Direction::Received
+                    },
+                    local: local.clone(),
+                    peer: peer.to_string(),
+                    bytes: base64::engine::general_purpose::STANDARD.encode(bytes),
+                }),
+                at,
+            );
+        })
     }
 
     /// Stops the call's RTP, reports its statistics and writes its recording.

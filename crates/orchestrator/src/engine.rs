@@ -33,6 +33,8 @@ pub struct RunOptions {
     /// Cancel it to stop the run (outcome `stopped`); cleanup still runs.
     pub stop: CancellationToken,
     pub run_id: String,
+    /// Put every RTP packet in the event stream (`rtp_packet`), for the pcap.
+    pub capture_rtp: bool,
 }
 
 impl Default for RunOptions {
@@ -44,6 +46,7 @@ impl Default for RunOptions {
             step_limit: Duration::from_secs(5),
             stop: CancellationToken::new(),
             run_id: format!("{}-{}", std::process::id(), now_ms()),
+            capture_rtp: false,
         }
     }
 }
@@ -184,6 +187,7 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
         rtp_ports: PortAllocator::new(opts.rtp_ports),
         bus: bus.clone(),
         sessions: sessions.clone(),
+        capture_rtp: opts.capture_rtp,
     };
 
     // Start the sidecars (a PBX, phones) before the UAs, in order, each health-checked.

@@ -40,6 +40,8 @@ pub(crate) struct UaShared {
     pub(crate) registration:
         tokio::sync::Mutex<Option<transport::rsipstack::dialog::registration::Registration>>,
     pub(crate) display_name: Option<String>,
+    /// Emit every RTP packet of this UA's calls (`rtp_packet`).
+    pub(crate) capture_rtp: bool,
 }
 
 impl UaShared {
@@ -97,6 +99,7 @@ pub(crate) struct RunShared {
     pub(crate) rtp_ports: PortAllocator,
     pub(crate) bus: Arc<EventBus>,
     pub(crate) sessions: Arc<Sessions>,
+    pub(crate) capture_rtp: bool,
 }
 
 impl Ua {
@@ -171,6 +174,7 @@ impl Ua {
             endpoint: endpoint.endpoint.inner.clone(),
             registration: tokio::sync::Mutex::new(None),
             display_name: inst.display_name.clone(),
+            capture_rtp: run.capture_rtp,
         });
 
         let incoming = endpoint.incoming.take().expect("incoming taken once");

@@ -1,16 +1,19 @@
-//! A pcap of the run's SIP messages: Ethernet/IPv4/UDP (or TCP) frames with the real addresses
-//! and timestamps, each message once, readable by tshark and Wireshark.
+//! A pcap of the run's SIP messages, and its RTP when the run captured it (`rtp_packet` events):
+//! Ethernet/IPv4/UDP (or TCP) frames with the real addresses and timestamps, each packet once
+//! (a packet between two of our own UAs is recorded by both, and written once), readable by
+//! tshark and Wireshark.
 
 use crate::ReportError;
+use base64::Engine as _;
 use etherparse::PacketBuilder;
 use events::{Direction, Event, EventKind};
 use pcap_file::pcap::{PcapPacket, PcapWriter};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-/// Writes the SIP messages of `events` to `path`.
+/// Writes the SIP messages and RTP packets of `events` to `path`; returns how many frames.
 pub fn write(events: &[Event], path: &Path) -> Result<usize, ReportError> {
     let p = path.display().to_string();
     let err = |e: &dyn std::fmt::Display| ReportError::Write {
@@ -28,8 +31,43 @@ pub fn write(events: &[Event], path: &Path) -> Result<usize, ReportError> {
         .collect();
     let mut in_flight: HashMap<(String, String, String), usize> = HashMap::new();
     let mut tcp_seq: HashMap<(SocketAddr, SocketAddr), u32> = HashMap::new();
+    let our_rtp: HashSet<&str> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            EventKind::RtpPacket(r) => Some(r.local.as_str()),
+            _ => None,
+        })
+        .collect();
     let mut n = 0;
     for e in events {
+        if let EventKind::RtpPacket(r) = &e.event {
+            // Between two of our UAs, the sender's copy is the one written.
+            if r.direction == Direction::Received && our_rtp.contains(r.peer.as_str()) {
+                continue;
+            }
+            let (Ok(local), Ok(peer)) =
+                (r.local.parse::<SocketAddr>(), r.peer.parse::<SocketAddr>())
+            else {
+                continue;
+            };
+            let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(&r.bytes) else {
+                continue;
+            };
+            let (src, dst) = match r.direction {
+                Direction::Sent => (local, peer),
+                Direction::Received => (peer, local),
+            };
+            let Some(base) = ip(src, dst) else { continue };
+            let mut frame = Vec::new();
+            base.udp(src.port(), dst.port())
+                .write(&mut frame, &bytes)
+                .map_err(|e| err(&e))?;
+            let ts = Duration::from_micros(e.ts_us);
+            w.write_packet(&PcapPacket::new(ts, frame.len() as u32, &frame))
+                .map_err(|e| err(&e))?;
+            n += 1;
+            continue;
+        }
         let EventKind::SipMessage(m) = &e.event else {
             continue;
         };
@@ -53,15 +91,8 @@ pub fn write(events: &[Event], path: &Path) -> Result<usize, ReportError> {
                 (peer, local)
             }
         };
-        let (IpAddr::V4(s), IpAddr::V4(d)) = (src.ip(), dst.ip()) else {
-            continue;
-        };
+        let Some(base) = ip(src, dst) else { continue };
         let payload = m.raw.as_bytes();
-        let base = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4(
-            s.octets(),
-            d.octets(),
-            64,
-        );
         let mut frame = Vec::new();
         if m.transport == "tcp" {
             let seq = tcp_seq.entry((src, dst)).or_insert(1);
@@ -82,4 +113,17 @@ pub fn write(events: &[Event], path: &Path) -> Result<usize, ReportError> {
         n += 1;
     }
     Ok(n)
+}
+
+/// The Ethernet and IP headers of a frame from `src` to `dst` (None when the families differ).
+fn ip(
+    src: SocketAddr,
+    dst: SocketAddr,
+) -> Option<etherparse::PacketBuilderStep<etherparse::IpHeaders>> {
+    let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+    match (src.ip(), dst.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => Some(eth.ipv4(s.octets(), d.octets(), 64)),
+        (IpAddr::V6(s), IpAddr::V6(d)) => Some(eth.ipv6(s.octets(), d.octets(), 64)),
+        _ => None,
+    }
 }
