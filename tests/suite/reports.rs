@@ -276,3 +276,103 @@ async fn the_pcap_carries_the_rtp_when_the_run_captures_it() {
     run.assert_clean();
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// A transfer's ladder, dialog by dialog and transaction by transaction. Its dialogs and
+/// transactions run concurrently (RFC 3515 lets the first NOTIFY overtake the 202, a BYE may
+/// cross a NOTIFY's 200, and which node was running when the stack answered depends on timing),
+/// so what is fixed, and compared, is each transaction's exchange in the order the requests came.
+fn by_transaction(ladder: &Ladder) -> String {
+    let lanes: Vec<&str> = ladder.lanes.iter().map(|l| l.title.as_str()).collect();
+    let cseq = |raw: &str| {
+        let line = raw
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("cseq:"))
+            .unwrap_or_default();
+        let mut f = line[5..].split_whitespace();
+        let n = f.next().unwrap_or_default().to_owned();
+        let m = f.next().unwrap_or_default();
+        (
+            n,
+            if m == "ACK" {
+                "INVITE".to_owned()
+            } else {
+                m.to_owned()
+            },
+        )
+    };
+    let mut out = String::new();
+    for call in 1..=ladder.arrows.iter().map(|a| a.call).max().unwrap_or(0) {
+        out.push_str(&format!("dialog [{call}]\n"));
+        let arrows: Vec<_> = ladder.arrows.iter().filter(|a| a.call == call).collect();
+        let mut keys = Vec::new();
+        for a in &arrows {
+            let k = cseq(&a.raw);
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+        for k in keys {
+            for a in arrows.iter().filter(|a| cseq(&a.raw) == k) {
+                let sdp = a
+                    .sdp
+                    .as_deref()
+                    .map(|s| format!(" ({s})"))
+                    .unwrap_or_default();
+                out.push_str(&format!(
+                    "  {} -> {}: {}{sdp}\n",
+                    lanes[a.from], lanes[a.to], a.label
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transfer_ladders_dialog_by_dialog() {
+    for (fixture, name) in [
+        ("blind-transfer.yaml", "blind_transfer_by_dialog"),
+        ("attended-transfer.yaml", "attended_transfer_by_dialog"),
+    ] {
+        let run = run_file(fixture).await;
+        let text = by_transaction(&Ladder::from_events(&run.events));
+        insta::assert_snapshot!(name, text);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reception_listed_before_its_sending_is_drawn_once() {
+    // Each UA records its wire messages on its own task, so the stream can list bob's reception
+    // of the INVITE before alice's sending of it, even with the same timestamp.
+    let run = run_file("basic-call.yaml").await;
+    let want = Ladder::from_events(&run.events).to_text(120);
+    let is_invite = |e: &events::Event, d: events::Direction| matches!(&e.event, events::EventKind::SipMessage(m) if m.method == "INVITE" && m.status.is_none() && m.direction == d);
+    let mut events = run.events.clone();
+    let sent = events
+        .iter()
+        .position(|e| is_invite(e, events::Direction::Sent))
+        .unwrap();
+    let received = events
+        .iter()
+        .position(|e| is_invite(e, events::Direction::Received))
+        .unwrap();
+    let ts = events[sent].ts_us;
+    events[received].ts_us = ts;
+    let moved = events.remove(received);
+    events.insert(sent, moved);
+    for (i, e) in events.iter_mut().enumerate() {
+        e.seq = i as u64;
+    }
+    let ladder = Ladder::from_events(&events);
+    assert_eq!(
+        ladder.arrows.iter().filter(|a| a.label == "INVITE").count(),
+        1
+    );
+    assert_eq!(redact(&ladder.to_text(120)), redact(&want));
+    let pcap = std::env::temp_dir().join(format!("callflow-order-{}.pcap", std::process::id()));
+    assert_eq!(
+        report::pcap::write(&events, &pcap).unwrap(),
+        report::pcap::write(&run.events, &pcap).unwrap()
+    );
+    std::fs::remove_file(pcap).ok();
+}

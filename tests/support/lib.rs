@@ -133,6 +133,50 @@ impl Run {
             EventKind::RunStarted(r) => assert_eq!(r.schema_version, events::SCHEMA_VERSION),
             other => panic!("first event: {other:?}"),
         }
+        // Between our own UAs on loopback every request is answered at once, so none is ever
+        // retransmitted; one that is was dropped (an in-dialog request taken before its dialog was
+        // confirmed once was).
+        let ours: Vec<&str> = self
+            .events
+            .iter()
+            .filter_map(|e| match &e.event {
+                EventKind::UaStarted(u) => Some(u.local_addr.as_str()),
+                _ => None,
+            })
+            .collect();
+        let mut sent = std::collections::HashSet::new();
+        for e in &self.events {
+            if let EventKind::SipMessage(m) = &e.event
+                && m.direction == Direction::Sent
+                && m.status.is_none()
+                && m.method != "ACK"
+                && ours.contains(&m.peer.as_str())
+                && !sent.insert((m.ua.clone(), m.call_id.clone(), m.cseq.clone()))
+            {
+                let trace: Vec<String> = self
+                    .events
+                    .iter()
+                    .map(|e| match &e.event {
+                        EventKind::SipMessage(s) => format!(
+                            "{:>9.3} {} {:?} {} {}",
+                            e.elapsed_ms,
+                            s.ua,
+                            s.direction,
+                            s.summary(),
+                            s.cseq
+                        ),
+                        other => format!("{:>9.3} {other:?}", e.elapsed_ms),
+                    })
+                    .collect();
+                panic!(
+                    "{} retransmitted {} {} to one of our own UAs:\n{}",
+                    m.ua,
+                    m.cseq,
+                    m.call_id,
+                    trace.join("\n")
+                );
+            }
+        }
         // Nothing (not even a late RTP packet) comes after run_finished.
         let last = &self.events.last().expect("events").event;
         assert!(

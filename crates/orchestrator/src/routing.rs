@@ -101,6 +101,17 @@ impl UaShared {
                 let call = DialogId::try_from(&tx)
                     .ok()
                     .and_then(|id| self.sessions.by_dialog(self.idx, &id));
+                // Our BYE and the peer's crossed (both hung up at once, as cleanup does on
+                // both sides of a call between our own UAs): the dialog is over either way, but
+                // rsipstack would drop this BYE unanswered and leave the peer retransmitting.
+                if method == Method::Bye
+                    && call
+                        .as_ref()
+                        .is_some_and(|c| c.leg_state() == LegState::Terminated)
+                {
+                    let _ = tx.reply(StatusCode::OK).await;
+                    continue;
+                }
                 let known = call
                     .as_ref()
                     .filter(|c| c.leg_state() != LegState::Terminated)
@@ -130,13 +141,15 @@ impl UaShared {
                 match known {
                     Some(mut d) => {
                         tokio::spawn(async move {
-                            // A re-INVITE right behind the ACK can be taken while the dialog still
-                            // waits for that ACK; rsipstack would then treat it as the initial
-                            // INVITE and never answer it. Let the ACK land first.
-                            if method == Method::Invite
-                                && let Some(c) = call.filter(|c| {
-                                    matches!(c.dialog.state(), DialogState::WaitAck(..))
-                                })
+                            // A request right behind the 2xx/ACK can come before the dialog is
+                            // confirmed: rsipstack would treat a re-INVITE as the initial INVITE
+                            // and silently drop anything else ("received request not
+                            // confirmed"), leaving the peer to retransmit 500 ms later. Let the
+                            // dialog be confirmed first.
+                            if !matches!(
+                                method,
+                                Method::Ack | Method::Cancel | Method::PRack | Method::Update
+                            ) && let Some(c) = &call
                             {
                                 let confirmed = c.wait(
                                     |e| {
@@ -149,6 +162,20 @@ impl UaShared {
                                     false,
                                 );
                                 let _ = tokio::time::timeout(ACK_GRACE, confirmed).await;
+                            }
+                            // Ended meanwhile (our own BYE went out): rsipstack would drop the
+                            // request unanswered. A crossing BYE gets its 200, anything else 481.
+                            if call
+                                .as_ref()
+                                .is_some_and(|c| c.leg_state() == LegState::Terminated)
+                            {
+                                let code = if method == Method::Bye {
+                                    StatusCode::OK
+                                } else {
+                                    StatusCode::CallTransactionDoesNotExist
+                                };
+                                let _ = tx.reply(code).await;
+                                return;
                             }
                             let _ = d.handle(&mut tx).await;
                         });

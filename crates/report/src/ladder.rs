@@ -77,8 +77,9 @@ impl Ladder {
         let mut lane_of: HashMap<String, usize> = HashMap::new();
         let mut addr_of_ua: HashMap<String, String> = HashMap::new();
         let mut calls: HashMap<String, usize> = HashMap::new();
-        // Sent messages between our own UAs, not yet matched by their reception.
-        let mut in_flight: HashMap<(String, String, String), usize> = HashMap::new();
+        // Messages between our own UAs: sent and not yet received (> 0), or received before the
+        // sender's record came (< 0). Each is drawn once.
+        let mut in_flight: HashMap<(String, String, String), i64> = HashMap::new();
         // The node running on each UA.
         let mut running: HashMap<String, String> = HashMap::new();
         let mut labels: HashMap<String, String> = HashMap::new();
@@ -93,7 +94,7 @@ impl Ladder {
                 l.lanes.len() - 1
             })
         };
-        for e in events {
+        for e in crate::in_wire_order(events) {
             match &e.event {
                 EventKind::RunStarted(r) => {
                     l.title = r.scenario.clone();
@@ -135,7 +136,11 @@ impl Ladder {
                         Direction::Sent => {
                             let to = match &peer_is_ours {
                                 Some(ua) => {
-                                    *in_flight.entry(key.clone()).or_default() += 1;
+                                    let n = in_flight.entry(key.clone()).or_default();
+                                    *n += 1;
+                                    if *n <= 0 {
+                                        continue; // drawn from the receiver's side
+                                    }
                                     lane(&mut l, ua, ua)
                                 }
                                 None => lane(&mut l, &m.peer, &m.peer),
@@ -143,10 +148,14 @@ impl Ladder {
                             (lane(&mut l, &m.ua, &m.ua), to)
                         }
                         Direction::Received => {
-                            // Drawn already from the sender's side?
+                            // Drawn already from the sender's side? (Matched by message, not
+                            // address: over TCP the peer is the connection's own port.)
                             if let Some(n) = in_flight.get_mut(&key).filter(|n| **n > 0) {
                                 *n -= 1;
                                 continue;
+                            }
+                            if peer_is_ours.is_some() {
+                                *in_flight.entry(key.clone()).or_default() -= 1;
                             }
                             let from = match &peer_is_ours {
                                 Some(ua) => lane(&mut l, ua, ua),

@@ -54,3 +54,13 @@ pub fn read_events(path: &Path) -> Result<Vec<Event>, ReportError> {
         })
         .collect()
 }
+
+/// The events in the order things happened on the wire: by timestamp, ties in stream order.
+/// Each UA records its wire messages on its own task, so the stream may list a message's
+/// reception just before its sending; their timestamps (a send is stamped before it is sent)
+/// put them right.
+pub(crate) fn in_wire_order(events: &[Event]) -> Vec<&Event> {
+    let mut v: Vec<&Event> = events.iter().collect();
+    v.sort_by_key(|e| (e.ts_us, e.seq));
+    v
+}

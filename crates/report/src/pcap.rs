@@ -29,7 +29,8 @@ pub fn write(events: &[Event], path: &Path) -> Result<usize, ReportError> {
             _ => None,
         })
         .collect();
-    let mut in_flight: HashMap<(String, String, String), usize> = HashMap::new();
+    // As in the ladder: each message between our own UAs is written once, from the sender's record.
+    let mut in_flight: HashMap<(String, String, String), i64> = HashMap::new();
     let mut tcp_seq: HashMap<(SocketAddr, SocketAddr), u32> = HashMap::new();
     let our_rtp: HashSet<&str> = events
         .iter()
@@ -39,7 +40,7 @@ pub fn write(events: &[Event], path: &Path) -> Result<usize, ReportError> {
         })
         .collect();
     let mut n = 0;
-    for e in events {
+    for e in crate::in_wire_order(events) {
         if let EventKind::RtpPacket(r) = &e.event {
             // Between two of our UAs, the sender's copy is the one written.
             if r.direction == Direction::Received && our_rtp.contains(r.peer.as_str()) {
@@ -79,7 +80,11 @@ pub fn write(events: &[Event], path: &Path) -> Result<usize, ReportError> {
         let (src, dst) = match m.direction {
             Direction::Sent => {
                 if ours.contains(&m.peer) {
-                    *in_flight.entry(key).or_default() += 1;
+                    let n = in_flight.entry(key).or_default();
+                    *n += 1;
+                    if *n <= 0 {
+                        continue; // written from the receiver's record
+                    }
                 }
                 (local, peer)
             }
@@ -87,6 +92,9 @@ pub fn write(events: &[Event], path: &Path) -> Result<usize, ReportError> {
                 if let Some(c) = in_flight.get_mut(&key).filter(|c| **c > 0) {
                     *c -= 1;
                     continue;
+                }
+                if ours.contains(&m.peer) {
+                    *in_flight.entry(key).or_default() -= 1;
                 }
                 (peer, local)
             }
