@@ -73,28 +73,12 @@ async fn transfer_ladder_tells_dialogs_apart() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn tshark_reads_the_pcap_in_ladder_order() {
-    let run = run_file("hold-retrieve.yaml").await;
-    let dir = std::env::temp_dir().join(format!("callflow-pcap-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let pcap = dir.join("run.pcap");
-    let written = report::pcap::write(&run.events, &pcap).unwrap();
+/// tshark's output for `pcap` with `args` (tshark is installed by .ci/run).
+fn tshark(pcap: &std::path::Path, args: &[&str]) -> String {
     let out = std::process::Command::new("tshark")
-        .args([
-            "-r",
-            pcap.to_str().unwrap(),
-            "-Y",
-            "sip",
-            "-T",
-            "fields",
-            "-e",
-            "sip.Method",
-            "-e",
-            "sip.Status-Code",
-            "-e",
-            "sip.CSeq",
-        ])
+        .arg("-r")
+        .arg(pcap)
+        .args(args)
         .output()
         .unwrap_or_else(|e| {
             panic!("cannot run tshark ({e}): apt-get install tshark (.ci/run does)")
@@ -104,7 +88,22 @@ async fn tshark_reads_the_pcap_in_ladder_order() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let decoded: Vec<String> = String::from_utf8_lossy(&out.stdout)
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tshark_reads_the_pcap_in_ladder_order() {
+    let run = run_file("hold-retrieve.yaml").await;
+    let dir = std::env::temp_dir().join(format!("callflow-pcap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = dir.join("run.pcap");
+    let written = report::pcap::write(&run.events, &pcap).unwrap();
+    let fields = ["-Y", "sip", "-T", "fields", "-e", "sip.Method"];
+    let out = tshark(
+        &pcap,
+        &[&fields[..], &["-e", "sip.Status-Code", "-e", "sip.CSeq"]].concat(),
+    );
+    let decoded: Vec<String> = out
         .lines()
         .map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
@@ -244,19 +243,19 @@ async fn the_pcap_carries_the_rtp_when_the_run_captures_it() {
     std::fs::create_dir_all(&dir).unwrap();
     let pcap = dir.join("run.pcap");
     let written = report::pcap::write(&run.events, &pcap).unwrap();
-    let out = std::process::Command::new("tshark")
-        .args(["-r", pcap.to_str().unwrap(), "-o", "rtp.heuristic_rtp:TRUE"])
-        .args(["-T", "fields", "-e", "_ws.col.Protocol", "-e", "rtp.ssrc"])
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run tshark ({e}): apt-get install tshark (.ci/run does)")
-        });
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = tshark(
+        &pcap,
+        &[
+            "-o",
+            "rtp.heuristic_rtp:TRUE",
+            "-T",
+            "fields",
+            "-e",
+            "_ws.col.Protocol",
+            "-e",
+            "rtp.ssrc",
+        ],
     );
-    let text = String::from_utf8_lossy(&out.stdout);
     let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
     let rtp: Vec<&Vec<&str>> = rows.iter().filter(|r| r[0].starts_with("RTP")).collect();
     let ssrcs: std::collections::HashSet<&str> = rtp.iter().map(|r| r[1]).collect();
