@@ -43,6 +43,18 @@ enum Command {
         /// A folder written by `run --out`.
         dir: PathBuf,
     },
+    /// Serve the browser UI and its API for the scenarios in a workspace folder (Ctrl-C stops).
+    Serve {
+        /// Address to listen on; loopback unless --allow-remote.
+        #[arg(long, default_value = "127.0.0.1:7070")]
+        listen: std::net::SocketAddr,
+        /// The folder whose scenario files the UI lists, edits and runs.
+        #[arg(long, default_value = ".")]
+        workspace: PathBuf,
+        /// Allow a non-loopback --listen address (anyone who reaches it can run scenarios).
+        #[arg(long)]
+        allow_remote: bool,
+    },
 }
 
 #[derive(Args)]
@@ -133,7 +145,39 @@ fn real_main() -> anyhow::Result<i32> {
         Command::Validate { files } => Ok(validate(&files)),
         Command::Run(args) => run(args),
         Command::Report { dir } => report(&dir),
+        Command::Serve {
+            listen,
+            workspace,
+            allow_remote,
+        } => serve(listen, workspace, allow_remote),
     }
+}
+
+fn serve(
+    listen: std::net::SocketAddr,
+    workspace: PathBuf,
+    allow_remote: bool,
+) -> anyhow::Result<i32> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    rt.block_on(async move {
+        let listener = web::bind(listen, allow_remote).await?;
+        let addr = listener.local_addr().context("no local address")?;
+        eprintln!(
+            "callflow: serving {} on http://{addr}/",
+            workspace.display()
+        );
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let on_signal = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            on_signal.cancel();
+        });
+        web::serve(listener, workspace, shutdown).await?;
+        Ok(exit_code::PASSED)
+    })
 }
 
 fn validate(files: &[PathBuf]) -> i32 {
