@@ -163,7 +163,15 @@ fn serve(
         .build()
         .context("cannot start the runtime")?;
     rt.block_on(async move {
-        let listener = web::bind(listen, allow_remote).await?;
+        let listener = match web::bind(listen, allow_remote).await {
+            Ok(l) => l,
+            // A command-line mistake, like any other usage error.
+            Err(e @ web::WebError::NotLoopback(_)) => {
+                eprintln!("callflow: error: {e}");
+                return Ok(exit_code::INVALID);
+            }
+            Err(e) => return Err(e.into()),
+        };
         let addr = listener.local_addr().context("no local address")?;
         eprintln!(
             "callflow: serving {} on http://{addr}/",

@@ -67,6 +67,13 @@ fn usage_error_is_exit_2() {
         bin().arg("frobnicate").output().unwrap().status.code(),
         Some(2)
     );
+    // serve binds loopback only, unless told otherwise.
+    let out = bin()
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a loopback address"));
 }
 
 #[test]
