@@ -77,9 +77,8 @@ impl Ladder {
         let mut lane_of: HashMap<String, usize> = HashMap::new();
         let mut addr_of_ua: HashMap<String, String> = HashMap::new();
         let mut calls: HashMap<String, usize> = HashMap::new();
-        // Messages between our own UAs: sent and not yet received (> 0), or received before the
-        // sender's record came (< 0). Each is drawn once.
-        let mut in_flight: HashMap<(String, String, String), i64> = HashMap::new();
+        // Each message between our own UAs is drawn once.
+        let mut once = crate::OnceEach::default();
         // The node running on each UA.
         let mut running: HashMap<String, String> = HashMap::new();
         let mut labels: HashMap<String, String> = HashMap::new();
@@ -130,39 +129,18 @@ impl Ladder {
                     _ => {}
                 },
                 EventKind::SipMessage(m) => {
-                    let key = (m.call_id.clone(), m.cseq.clone(), m.summary());
                     let peer_is_ours = addr_of_ua.get(&m.peer).cloned();
+                    if !once.keep(m, peer_is_ours.is_some()) {
+                        continue;
+                    }
+                    let peer = match &peer_is_ours {
+                        Some(ua) => lane(&mut l, ua, ua),
+                        None => lane(&mut l, &m.peer, &m.peer),
+                    };
+                    let me = lane(&mut l, &m.ua, &m.ua);
                     let (from, to) = match m.direction {
-                        Direction::Sent => {
-                            let to = match &peer_is_ours {
-                                Some(ua) => {
-                                    let n = in_flight.entry(key.clone()).or_default();
-                                    *n += 1;
-                                    if *n <= 0 {
-                                        continue; // drawn from the receiver's side
-                                    }
-                                    lane(&mut l, ua, ua)
-                                }
-                                None => lane(&mut l, &m.peer, &m.peer),
-                            };
-                            (lane(&mut l, &m.ua, &m.ua), to)
-                        }
-                        Direction::Received => {
-                            // Drawn already from the sender's side? (Matched by message, not
-                            // address: over TCP the peer is the connection's own port.)
-                            if let Some(n) = in_flight.get_mut(&key).filter(|n| **n > 0) {
-                                *n -= 1;
-                                continue;
-                            }
-                            if peer_is_ours.is_some() {
-                                *in_flight.entry(key.clone()).or_default() -= 1;
-                            }
-                            let from = match &peer_is_ours {
-                                Some(ua) => lane(&mut l, ua, ua),
-                                None => lane(&mut l, &m.peer, &m.peer),
-                            };
-                            (from, lane(&mut l, &m.ua, &m.ua))
-                        }
+                        Direction::Sent => (me, peer),
+                        Direction::Received => (peer, me),
                     };
                     let n = calls.len() + 1;
                     let call = *calls.entry(m.call_id.clone()).or_insert(n);

@@ -14,7 +14,8 @@ pub mod pcap;
 
 pub use ladder::Ladder;
 
-use events::Event;
+use events::{Direction, Event, SipMessage};
+use std::collections::HashMap;
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
@@ -63,4 +64,39 @@ pub(crate) fn in_wire_order(events: &[Event]) -> Vec<&Event> {
     let mut v: Vec<&Event> = events.iter().collect();
     v.sort_by_key(|e| (e.ts_us, e.seq));
     v
+}
+
+/// Each SIP message between two of our own UAs is recorded twice, as sent and as received; this
+/// keeps one record of it, whichever comes first. Records are matched by Call-ID, CSeq and
+/// method or status, not by address: over TCP the receiver sees the connection's own port.
+#[derive(Default)]
+pub(crate) struct OnceEach {
+    /// Per message: sent and not yet received (> 0), or received before the sender's record
+    /// came (< 0).
+    pending: HashMap<(String, String, String), i64>,
+}
+
+impl OnceEach {
+    /// Whether to keep this record; `peer_is_ours`: its other side is one of our UAs' addresses.
+    pub(crate) fn keep(&mut self, m: &SipMessage, peer_is_ours: bool) -> bool {
+        let key = (m.call_id.clone(), m.cseq.clone(), m.summary());
+        match m.direction {
+            Direction::Sent if peer_is_ours => {
+                let n = self.pending.entry(key).or_default();
+                *n += 1;
+                *n > 0
+            }
+            Direction::Sent => true,
+            Direction::Received => {
+                if let Some(n) = self.pending.get_mut(&key).filter(|n| **n > 0) {
+                    *n -= 1;
+                    return false;
+                }
+                if peer_is_ours {
+                    *self.pending.entry(key).or_default() -= 1;
+                }
+                true
+            }
+        }
+    }
 }

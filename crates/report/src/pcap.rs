@@ -8,6 +8,7 @@ use base64::Engine as _;
 use etherparse::PacketBuilder;
 use events::{Direction, Event, EventKind};
 use pcap_file::pcap::{PcapPacket, PcapWriter};
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -29,8 +30,7 @@ pub fn write(events: &[Event], path: &Path) -> Result<usize, ReportError> {
             _ => None,
         })
         .collect();
-    // As in the ladder: each message between our own UAs is written once, from the sender's record.
-    let mut in_flight: HashMap<(String, String, String), i64> = HashMap::new();
+    let mut once = crate::OnceEach::default();
     let mut tcp_seq: HashMap<(SocketAddr, SocketAddr), u32> = HashMap::new();
     let our_rtp: HashSet<&str> = events
         .iter()
@@ -41,78 +41,53 @@ pub fn write(events: &[Event], path: &Path) -> Result<usize, ReportError> {
         .collect();
     let mut n = 0;
     for e in crate::in_wire_order(events) {
-        if let EventKind::RtpPacket(r) = &e.event {
-            // Between two of our UAs, the sender's copy is the one written.
-            if r.direction == Direction::Received && our_rtp.contains(r.peer.as_str()) {
-                continue;
+        let (direction, local, peer, payload, tcp): (_, _, _, Cow<'_, [u8]>, _) = match &e.event {
+            EventKind::RtpPacket(r) => {
+                // Between two of our UAs, the sender's copy is the one written.
+                if r.direction == Direction::Received && our_rtp.contains(r.peer.as_str()) {
+                    continue;
+                }
+                let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(&r.bytes) else {
+                    continue;
+                };
+                (r.direction, &r.local, &r.peer, bytes.into(), false)
             }
-            let (Ok(local), Ok(peer)) =
-                (r.local.parse::<SocketAddr>(), r.peer.parse::<SocketAddr>())
-            else {
-                continue;
-            };
-            let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(&r.bytes) else {
-                continue;
-            };
-            let (src, dst) = match r.direction {
-                Direction::Sent => (local, peer),
-                Direction::Received => (peer, local),
-            };
-            let Some(base) = ip(src, dst) else { continue };
-            let mut frame = Vec::new();
-            base.udp(src.port(), dst.port())
-                .write(&mut frame, &bytes)
-                .map_err(|e| err(&e))?;
-            let ts = Duration::from_micros(e.ts_us);
-            w.write_packet(&PcapPacket::new(ts, frame.len() as u32, &frame))
-                .map_err(|e| err(&e))?;
-            n += 1;
-            continue;
-        }
-        let EventKind::SipMessage(m) = &e.event else {
-            continue;
+            EventKind::SipMessage(m) => {
+                if !once.keep(m, ours.contains(&m.peer)) {
+                    continue;
+                }
+                let raw = m.raw.as_bytes();
+                (
+                    m.direction,
+                    &m.local,
+                    &m.peer,
+                    raw.into(),
+                    m.transport == "tcp",
+                )
+            }
+            _ => continue,
         };
-        let key = (m.call_id.clone(), m.cseq.clone(), m.summary());
-        let (Ok(local), Ok(peer)) = (m.local.parse::<SocketAddr>(), m.peer.parse::<SocketAddr>())
+        let (Ok(local), Ok(peer)) = (local.parse::<SocketAddr>(), peer.parse::<SocketAddr>())
         else {
             continue;
         };
-        let (src, dst) = match m.direction {
-            Direction::Sent => {
-                if ours.contains(&m.peer) {
-                    let n = in_flight.entry(key).or_default();
-                    *n += 1;
-                    if *n <= 0 {
-                        continue; // written from the receiver's record
-                    }
-                }
-                (local, peer)
-            }
-            Direction::Received => {
-                if let Some(c) = in_flight.get_mut(&key).filter(|c| **c > 0) {
-                    *c -= 1;
-                    continue;
-                }
-                if ours.contains(&m.peer) {
-                    *in_flight.entry(key).or_default() -= 1;
-                }
-                (peer, local)
-            }
+        let (src, dst) = match direction {
+            Direction::Sent => (local, peer),
+            Direction::Received => (peer, local),
         };
         let Some(base) = ip(src, dst) else { continue };
-        let payload = m.raw.as_bytes();
         let mut frame = Vec::new();
-        if m.transport == "tcp" {
+        if tcp {
             let seq = tcp_seq.entry((src, dst)).or_insert(1);
             base.tcp(src.port(), dst.port(), *seq, 65535)
                 .psh()
                 .ack(1)
-                .write(&mut frame, payload)
+                .write(&mut frame, &payload)
                 .map_err(|e| err(&e))?;
             *seq = seq.wrapping_add(payload.len() as u32);
         } else {
             base.udp(src.port(), dst.port())
-                .write(&mut frame, payload)
+                .write(&mut frame, &payload)
                 .map_err(|e| err(&e))?;
         }
         let ts = Duration::from_micros(e.ts_us);
