@@ -45,6 +45,24 @@ fn parse_replaces(v: &str) -> Option<(String, String, String)> {
     Some((call_id, to?, from?))
 }
 
+/// Answers an in-dialog request for a call that has ended (our own BYE went out, say while the
+/// peer's crossed it, as cleanup does on both sides of a call between our own UAs); rsipstack
+/// would drop it unanswered and leave the peer retransmitting. A crossing BYE gets its 200,
+/// anything else but an ACK 481. Returns whether it answered.
+async fn answered_as_ended(call: Option<&Call>, tx: &mut Transaction) -> bool {
+    let ended = call.is_some_and(|c| c.leg_state() == LegState::Terminated);
+    if !ended || tx.original.method == Method::Ack {
+        return false;
+    }
+    let code = if tx.original.method == Method::Bye {
+        StatusCode::OK
+    } else {
+        StatusCode::CallTransactionDoesNotExist
+    };
+    let _ = tx.reply(code).await;
+    true
+}
+
 /// A sipfrag NOTIFY about a REFER (RFC 3515): the status code and whether it is the last.
 pub(crate) fn refer_progress(req: &Request) -> Option<(u16, bool)> {
     let event = header(req, "Event")?;
@@ -101,17 +119,6 @@ impl UaShared {
                 let call = DialogId::try_from(&tx)
                     .ok()
                     .and_then(|id| self.sessions.by_dialog(self.idx, &id));
-                // Our BYE and the peer's crossed (both hung up at once, as cleanup does on
-                // both sides of a call between our own UAs): the dialog is over either way, but
-                // rsipstack would drop this BYE unanswered and leave the peer retransmitting.
-                if method == Method::Bye
-                    && call
-                        .as_ref()
-                        .is_some_and(|c| c.leg_state() == LegState::Terminated)
-                {
-                    let _ = tx.reply(StatusCode::OK).await;
-                    continue;
-                }
                 let known = call
                     .as_ref()
                     .filter(|c| c.leg_state() != LegState::Terminated)
@@ -138,6 +145,9 @@ impl UaShared {
                         format!("{method} in a call is not supported: 405"),
                     );
                 }
+                if answered_as_ended(call.as_deref(), &mut tx).await {
+                    continue;
+                }
                 match known {
                     Some(mut d) => {
                         tokio::spawn(async move {
@@ -163,21 +173,10 @@ impl UaShared {
                                 );
                                 let _ = tokio::time::timeout(ACK_GRACE, confirmed).await;
                             }
-                            // Ended meanwhile (our own BYE went out): rsipstack would drop the
-                            // request unanswered. A crossing BYE gets its 200, anything else 481.
-                            if call
-                                .as_ref()
-                                .is_some_and(|c| c.leg_state() == LegState::Terminated)
-                            {
-                                let code = if method == Method::Bye {
-                                    StatusCode::OK
-                                } else {
-                                    StatusCode::CallTransactionDoesNotExist
-                                };
-                                let _ = tx.reply(code).await;
-                                return;
+                            // Or ended meanwhile (our own BYE went out).
+                            if !answered_as_ended(call.as_deref(), &mut tx).await {
+                                let _ = d.handle(&mut tx).await;
                             }
-                            let _ = d.handle(&mut tx).await;
                         });
                     }
                     None if method == Method::Ack => {}
