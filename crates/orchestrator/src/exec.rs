@@ -292,25 +292,11 @@ async fn make_call(ctx: &Arc<Ctx>, ua: &UaShared, node: &Node, target: &str) -> 
         }
         Until::Answer => {}
     }
-    let expected = if node.opts.expect.is_empty() {
-        "2xx".to_owned()
-    } else {
-        node.opts
-            .expect
-            .iter()
-            .map(u16::to_string)
-            .collect::<Vec<_>>()
-            .join("/")
-    };
+    let expected = expected_codes(&node.opts.expect);
     match tokio::time::timeout(node.timeout, join).await {
         Ok(Ok(Ok((_, Some(resp))))) => {
             let code = resp.status_code.code();
-            let ok = if node.opts.expect.is_empty() {
-                (200..300).contains(&code)
-            } else {
-                node.opts.expect.contains(&code)
-            };
-            if !ok {
+            if !is_expected(&node.opts.expect, code) {
                 return Err(fail(format!(
                     "expected {expected} from {who} within {}, got {code} {} at {}",
                     secs(node.timeout),
@@ -464,22 +450,8 @@ async fn send_request(
     .await?
     .ok_or_else(|| fail(format!("the call is not confirmed: no {method} sent")))?;
     let code = resp.status_code.code();
-    let ok = if node.opts.expect.is_empty() {
-        (200..300).contains(&code)
-    } else {
-        node.opts.expect.contains(&code)
-    };
-    if !ok {
-        let want = if node.opts.expect.is_empty() {
-            "2xx".to_owned()
-        } else {
-            node.opts
-                .expect
-                .iter()
-                .map(u16::to_string)
-                .collect::<Vec<_>>()
-                .join("/")
-        };
+    if !is_expected(&node.opts.expect, code) {
+        let want = expected_codes(&node.opts.expect);
         return Err(fail(format!(
             "expected {want} to {method}, got {code} {}",
             resp.status_code.text()
@@ -816,6 +788,28 @@ async fn attended_transfer(ua: &UaShared, node: &Node, primary: &str, consult: &
         .headers
         .push(("Replaces".to_owned(), escape(&replaces)));
     transfer(ua, node, primary, target, Some(consult_call)).await
+}
+
+/// Whether a final response `code` is what a node's `expect` asks for (any 2xx when empty).
+fn is_expected(expect: &[u16], code: u16) -> bool {
+    if expect.is_empty() {
+        (200..300).contains(&code)
+    } else {
+        expect.contains(&code)
+    }
+}
+
+/// A node's `expect` for messages: `2xx` when empty, else `486/603`.
+fn expected_codes(expect: &[u16]) -> String {
+    if expect.is_empty() {
+        "2xx".to_owned()
+    } else {
+        expect
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join("/")
+    }
 }
 
 /// Percent-encodes a URI header value (RFC 3261 §25.1 `hvalue`).
