@@ -1,7 +1,7 @@
 //! callflow against an independent SIP implementation: sipp (Debian `sip-tester`), as callee
 //! and as caller.
 
-use callflow_tests::{run_scenario, run_text};
+use callflow_tests::{Run, run_scenario, run_text};
 use events::{Event, EventKind, Outcome};
 use orchestrator::{EventSink, PortPolicy, RunOptions};
 use std::process::{Child, Command, Stdio};
@@ -102,15 +102,13 @@ impl EventSink for StartSippOnUa {
     }
 }
 
-#[tokio::test]
-async fn sipp_uac_calls_callflow() {
+/// Runs a one-UA scenario on a free port of its own and waits for the UA to listen: the run's
+/// task and the UA's address, for sipp to call.
+async fn start_one_ua(s: scenario::Scenario) -> (tokio::task::JoinHandle<Run>, String) {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let text = "version: 1\nname: from sipp\ninstances:\n  bob:\n    dn: \"200\"\n    steps:\n      - event: INCOMING\n        timeout: 20s\n      - command: Answer\n      - event: DISCONNECTED\n        timeout: 20s\n";
-    let s = scenario::parse_str(text, "from-sipp.yaml").expect("valid");
-    let bob_port = free_udp_port();
     let opts = RunOptions {
         sip_ports: PortPolicy::Range {
-            base: bob_port,
+            base: free_udp_port(),
             count: 1,
             step: 1,
         },
@@ -120,10 +118,18 @@ async fn sipp_uac_calls_callflow() {
         started: Mutex::new(Some(tx)),
     });
     let run = tokio::spawn(async move { run_scenario(&s, opts, vec![sink]).await });
-    let bob = tokio::time::timeout(Duration::from_secs(10), rx)
+    let ua = tokio::time::timeout(Duration::from_secs(10), rx)
         .await
-        .expect("bob starts")
+        .expect("the UA starts")
         .expect("address");
+    (run, ua)
+}
+
+#[tokio::test]
+async fn sipp_uac_calls_callflow() {
+    let text = "version: 1\nname: from sipp\ninstances:\n  bob:\n    dn: \"200\"\n    steps:\n      - event: INCOMING\n        timeout: 20s\n      - command: Answer\n      - event: DISCONNECTED\n        timeout: 20s\n";
+    let s = scenario::parse_str(text, "from-sipp.yaml").expect("valid");
+    let (run, bob) = start_one_ua(s).await;
     let sipp_port = free_udp_port().to_string();
     let sipp = Sipp::spawn(&[
         "-sn",
@@ -155,31 +161,11 @@ fn sipp_file(name: &str) -> String {
         .to_string()
 }
 
-/// Runs `text` with its UAs on fixed ports from `base`, starts a sipp caller at the first UA
+/// Runs `text` (one UA, on a free port of its own), starts a sipp caller at that UA
 /// once it listens, and returns the run and sipp's exit code and stderr.
-async fn with_sipp_caller(
-    text: &str,
-    sipp_args: Vec<String>,
-) -> (callflow_tests::Run, i32, String) {
-    let (tx, rx) = tokio::sync::oneshot::channel();
+async fn with_sipp_caller(text: &str, sipp_args: Vec<String>) -> (Run, i32, String) {
     let s = scenario::parse_str(text, "with-sipp.yaml").expect("valid");
-    let base = free_udp_port();
-    let opts = RunOptions {
-        sip_ports: PortPolicy::Range {
-            base,
-            count: 1,
-            step: 1,
-        },
-        ..RunOptions::default()
-    };
-    let sink = Arc::new(StartSippOnUa {
-        started: Mutex::new(Some(tx)),
-    });
-    let run = tokio::spawn(async move { run_scenario(&s, opts, vec![sink]).await });
-    let ua = tokio::time::timeout(Duration::from_secs(10), rx)
-        .await
-        .expect("the UA starts")
-        .expect("address");
+    let (run, ua) = start_one_ua(s).await;
     let own = free_udp_port().to_string();
     let mut args: Vec<String> = vec![
         ua,
