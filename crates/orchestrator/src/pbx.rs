@@ -47,9 +47,9 @@ impl PbxConf {
                 )
             }
         };
-        let credential = p.password.as_ref().map(|password| Credential {
+        let credential = p.password()?.map(|password| Credential {
             username: inst.dn.clone(),
-            password: password.clone(),
+            password,
             realm: p.realm.clone(),
             auth_username: p.auth_user.clone().filter(|a| a != &inst.dn),
         });

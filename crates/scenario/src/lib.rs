@@ -33,10 +33,12 @@ mod diag;
 mod model;
 mod native;
 mod options;
+mod profiles;
 mod sipflow;
 mod spanned;
 mod validate;
 
+pub use profiles::{PROFILES_FILE, Profiles};
 pub use diag::{Diagnostic, Diagnostics, Pos, Severity};
 pub use model::{
     Action, Check, DEFAULT_CALL_ID, DEFAULT_TIMEOUT, Format, HeaderTest, Health, Instance,
@@ -57,7 +59,9 @@ pub fn load(path: &Path) -> Result<(Scenario, Diagnostics), Diagnostics> {
             format!("cannot read the file: {e}"),
         ))
     })?;
-    parse_with_warnings(&text, &file)
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let profiles = Profiles::load_dir(dir)?;
+    parse_with_profiles(&text, &file, &profiles)
 }
 
 /// Parses and validates scenario text; `file` names it in diagnostics. Warnings are dropped.
@@ -65,14 +69,23 @@ pub fn parse_str(text: &str, file: &str) -> Result<Scenario, Diagnostics> {
     parse_with_warnings(text, file).map(|(s, _)| s)
 }
 
-/// Parses and validates scenario text, keeping warnings.
+/// Parses and validates scenario text, keeping warnings (no PBX profiles).
 pub fn parse_with_warnings(text: &str, file: &str) -> Result<(Scenario, Diagnostics), Diagnostics> {
+    parse_with_profiles(text, file, &Profiles::default())
+}
+
+/// Parses and validates scenario text whose instances may name PBX `profiles`, keeping warnings.
+pub fn parse_with_profiles(
+    text: &str,
+    file: &str,
+    profiles: &Profiles,
+) -> Result<(Scenario, Diagnostics), Diagnostics> {
     let format = detect_format(text, file)?;
     let root = spanned::parse(text, file, format)?;
     let mut diags = Diagnostics::default();
     let scenario = match format {
-        Format::SipflowJson => sipflow::convert(&root, file, text, &mut diags),
-        Format::Native => native::convert(&root, file, &mut diags),
+        Format::SipflowJson => sipflow::convert(&root, file, profiles, &mut diags),
+        Format::Native => native::convert(&root, file, profiles, &mut diags),
     };
     let Some(scenario) = scenario else {
         return Err(diags);

@@ -38,16 +38,34 @@ impl SipTransport {
 /// A PBX (registrar/proxy) an instance talks to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pbx {
+    /// The PBX profile this came from (`pbx: lab`), when it did; the fields are the profile's
+    /// with the instance's overrides applied.
+    pub profile: Option<String>,
     pub host: String,
     pub port: Option<u16>,
     pub transport: SipTransport,
     /// The digest user, when it is not the DN.
     pub auth_user: Option<String>,
-    /// The digest password (write `${ENV_VAR}` to keep it out of the file).
-    pub password: Option<String>,
+    /// The digest password as written: `${ENV_VAR}` stays unexpanded here (so a scenario written
+    /// back never holds the secret); [`Pbx::password`] expands it.
+    pub password_text: Option<String>,
     pub realm: Option<String>,
     /// Send every request here (`host[:port]`) whatever its Request-URI says.
     pub outbound_proxy: Option<String>,
+}
+
+impl Pbx {
+    /// The digest password, `${ENV_VAR}` replaced by the variable (checked when the scenario is
+    /// read, so this fails only if the environment changed since).
+    pub fn password(&self) -> Result<Option<String>, String> {
+        self.password_text
+            .as_deref()
+            .map(|p| {
+                crate::spanned::expand_env(p)
+                    .map_err(|name| format!("the environment variable `{name}` is not set"))
+            })
+            .transpose()
+    }
 }
 
 /// One user agent of the scenario.

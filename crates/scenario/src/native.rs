@@ -28,6 +28,7 @@ use crate::model::{
     Action, DEFAULT_CALL_ID, DEFAULT_TIMEOUT, Format, Instance, Node, Pbx, Scenario, SipTransport,
 };
 use crate::options::Style;
+use crate::profiles::Profiles;
 use crate::spanned::{Fields, SNode, Value};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -56,6 +57,7 @@ const INSTANCE_KEYS: &[&str] = &[
     "display_name",
 ];
 const PBX_KEYS: &[&str] = &[
+    "profile",
     "host",
     "port",
     "transport",
@@ -121,7 +123,12 @@ struct Pending {
     after: Option<(String, Pos)>,
 }
 
-pub(crate) fn convert(root: &SNode, file: &str, diags: &mut Diagnostics) -> Option<Scenario> {
+pub(crate) fn convert(
+    root: &SNode,
+    file: &str,
+    profiles: &Profiles,
+    diags: &mut Diagnostics,
+) -> Option<Scenario> {
     let mut f = Fields { file, diags };
     if !matches!(root.value, Value::Map(_)) {
         f.error(
@@ -163,7 +170,7 @@ pub(crate) fn convert(root: &SNode, file: &str, diags: &mut Diagnostics) -> Opti
     let mut pending: Vec<Pending> = Vec::new();
     for (key, body) in insts.entries() {
         let idx = instances.len();
-        let Some(mut inst) = instance(&mut f, &key.name, key.pos, body) else {
+        let Some(mut inst) = instance(&mut f, &key.name, key.pos, body, profiles) else {
             continue;
         };
         if let Some(steps) = body.get("steps") {
@@ -276,7 +283,84 @@ fn transport(f: &mut Fields<'_>, map: &SNode, key: &str) -> SipTransport {
     }
 }
 
-fn instance(f: &mut Fields<'_>, name: &str, pos: Pos, body: &SNode) -> Option<Instance> {
+/// An instance's `pbx`: a profile name, a mapping of settings, or both (`profile:` plus the
+/// settings that differ).
+fn pbx(f: &mut Fields<'_>, p: &SNode, body: &SNode, profiles: &Profiles) -> Option<Pbx> {
+    if let Value::Str(name) = &p.value {
+        return profiles.get(f, name, p.pos);
+    }
+    if !matches!(p.value, Value::Map(_)) {
+        f.error(
+            p.pos,
+            "`pbx` is the name of a PBX profile or a mapping with `host`, `port`, ...",
+        );
+        return None;
+    }
+    f.unknown_keys(p, PBX_KEYS, "`pbx`", true);
+    let base = match p.get("profile") {
+        Some(n) => match n.as_text() {
+            Some(name) => Some(profiles.get(f, &name, n.pos)?),
+            None => {
+                f.error(n.pos, "`profile` is the name of a PBX profile");
+                return None;
+            }
+        },
+        None => None,
+    };
+    let transport = p
+        .get("transport")
+        .or_else(|| body.get("transport"))
+        .map(|_| transport(f, if p.get("transport").is_some() { p } else { body }, "transport"));
+    pbx_settings(f, p, base, transport)
+}
+
+/// PBX settings from a mapping, over `base` (a profile) when there is one.
+pub(crate) fn pbx_settings(
+    f: &mut Fields<'_>,
+    p: &SNode,
+    base: Option<Pbx>,
+    transport: Option<SipTransport>,
+) -> Option<Pbx> {
+    let host = match &base {
+        Some(b) => f.string(p, "host").unwrap_or_else(|| b.host.clone()),
+        None => f.required_string(p, "host", "`pbx`")?,
+    };
+    let port = match p.get("port").map(|n| (&n.value, n.pos)) {
+        Some((Value::Int(i), _)) if (1..=65535).contains(i) => Some(*i as u16),
+        Some((_, ppos)) => {
+            f.error(ppos, "`port` must be a port number (1-65535)");
+            None
+        }
+        None => base.as_ref().and_then(|b| b.port),
+    };
+    let keep = |v: Option<String>, b: Option<&Option<String>>| v.or_else(|| b.cloned().flatten());
+    Some(Pbx {
+        host,
+        port,
+        transport: transport
+            .or(base.as_ref().map(|b| b.transport))
+            .unwrap_or_default(),
+        auth_user: keep(f.string(p, "auth_user"), base.as_ref().map(|b| &b.auth_user)),
+        password_text: keep(
+            f.secret(p, "password"),
+            base.as_ref().map(|b| &b.password_text),
+        ),
+        realm: keep(f.string(p, "realm"), base.as_ref().map(|b| &b.realm)),
+        outbound_proxy: keep(
+            f.string(p, "outbound_proxy"),
+            base.as_ref().map(|b| &b.outbound_proxy),
+        ),
+        profile: base.and_then(|b| b.profile),
+    })
+}
+
+fn instance(
+    f: &mut Fields<'_>,
+    name: &str,
+    pos: Pos,
+    body: &SNode,
+    profiles: &Profiles,
+) -> Option<Instance> {
     if body.value == Value::Null {
         f.error(pos, format!("instance `{name}` needs at least a `dn`"));
         return None;
@@ -296,31 +380,9 @@ fn instance(f: &mut Fields<'_>, name: &str, pos: Pos, body: &SNode) -> Option<In
         .required_string(body, "dn", &format!("instance `{name}`"))
         .unwrap_or_default();
     let label = f.string(body, "label").unwrap_or_else(|| name.to_owned());
-    let pbx = body.get("pbx").and_then(|p| {
-        f.unknown_keys(p, PBX_KEYS, "`pbx`", true);
-        let host = f.required_string(p, "host", "`pbx`")?;
-        let port = match p.get("port").map(|n| (&n.value, n.pos)) {
-            Some((Value::Int(i), _)) if (1..=65535).contains(i) => Some(*i as u16),
-            Some((_, ppos)) => {
-                f.error(ppos, "`port` must be a port number (1-65535)");
-                None
-            }
-            None => None,
-        };
-        let transport = match p.get("transport") {
-            Some(_) => transport(f, p, "transport"),
-            None => transport(f, body, "transport"),
-        };
-        Some(Pbx {
-            host,
-            port,
-            transport,
-            auth_user: f.string(p, "auth_user"),
-            password: f.string(p, "password"),
-            realm: f.string(p, "realm"),
-            outbound_proxy: f.string(p, "outbound_proxy"),
-        })
-    });
+    let pbx = body
+        .get("pbx")
+        .and_then(|p| pbx(f, p, body, profiles));
     let register = f.bool(body, "register").unwrap_or(pbx.is_some());
     if register && pbx.is_none() {
         f.error(

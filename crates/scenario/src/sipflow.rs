@@ -10,6 +10,7 @@ use crate::model::{
     Action, DEFAULT_CALL_ID, DEFAULT_TIMEOUT, Format, Instance, Node, Pbx, Scenario, SipTransport,
 };
 use crate::options::Style;
+use crate::profiles::Profiles;
 use crate::spanned::{Fields, SNode, Value};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -20,6 +21,7 @@ const INSTANCE_KEYS: &[&str] = &[
     "register",
     "color",
     "codecs",
+    "pbxProfile",
     "pbxHost",
     "pbxPort",
     "pbxTransport",
@@ -91,7 +93,7 @@ type Located = (String, Pos);
 pub(crate) fn convert(
     root: &SNode,
     file: &str,
-    _text: &str,
+    profiles: &Profiles,
     diags: &mut Diagnostics,
 ) -> Option<Scenario> {
     let mut f = Fields { file, diags };
@@ -138,7 +140,7 @@ pub(crate) fn convert(
             pos: raw.pos,
             value: Value::Map(vec![]),
         });
-        if let Some(inst) = instance(&mut f, &id, raw.pos, &data) {
+        if let Some(inst) = instance(&mut f, &id, raw.pos, &data, profiles) {
             if inst_by_id.insert(id.clone(), instances.len()).is_some() {
                 f.error(raw.pos, format!("duplicate node id `{id}`"));
             }
@@ -400,7 +402,13 @@ pub(crate) fn convert(
     })
 }
 
-fn instance(f: &mut Fields<'_>, id: &str, pos: Pos, data: &SNode) -> Option<Instance> {
+fn instance(
+    f: &mut Fields<'_>,
+    id: &str,
+    pos: Pos,
+    data: &SNode,
+    profiles: &Profiles,
+) -> Option<Instance> {
     f.unknown_keys(data, INSTANCE_KEYS, "sipInstance data", false);
     let dn = f.string(data, "dn").unwrap_or_default();
     let label = f
@@ -414,12 +422,22 @@ fn instance(f: &mut Fields<'_>, id: &str, pos: Pos, data: &SNode) -> Option<Inst
             }
         });
     let mut register = f.bool(data, "register").unwrap_or(true);
-    let host = f.string(data, "pbxHost").filter(|h| !h.is_empty());
+    let profile = match f.string(data, "pbxProfile").filter(|p| !p.is_empty()) {
+        Some(name) => {
+            let ppos = data.get("pbxProfile").map_or(pos, |n| n.pos);
+            Some(profiles.get(f, &name, ppos)?)
+        }
+        None => None,
+    };
+    let host = f
+        .string(data, "pbxHost")
+        .filter(|h| !h.is_empty())
+        .or_else(|| profile.as_ref().map(|p| p.host.clone()));
     let transport = match f
         .string(data, "pbxTransport")
         .map(|t| t.to_ascii_uppercase())
     {
-        None => SipTransport::Udp,
+        None => profile.as_ref().map_or(SipTransport::Udp, |p| p.transport),
         Some(t) if t.is_empty() || t == "UDP" => SipTransport::Udp,
         Some(t) if t == "TCP" => SipTransport::Tcp,
         Some(t) => {
@@ -432,7 +450,7 @@ fn instance(f: &mut Fields<'_>, id: &str, pos: Pos, data: &SNode) -> Option<Inst
         }
     };
     let port = match f.string(data, "pbxPort").filter(|p| !p.is_empty()) {
-        None => None,
+        None => profile.as_ref().and_then(|p| p.port),
         Some(p) => match p.parse::<u16>() {
             Ok(p) => Some(p),
             Err(_) => {
@@ -470,21 +488,49 @@ fn instance(f: &mut Fields<'_>, id: &str, pos: Pos, data: &SNode) -> Option<Inst
         _ => vec!["PCMU".to_owned(), "PCMA".to_owned()],
     };
     let auto_ringing = f.bool(data, "autoRinging").unwrap_or(true);
+    // callflow's `transport` (the UA's own, when there is no PBX to take it from).
+    let own_transport = match f.string(data, "transport").map(|t| t.to_ascii_uppercase()) {
+        Some(t) if t == "TCP" => SipTransport::Tcp,
+        Some(t) if t == "UDP" => SipTransport::Udp,
+        Some(t) => {
+            let tpos = data.get("transport").map_or(pos, |n| n.pos);
+            f.error(tpos, format!("`transport` is `{t}`; callflow speaks UDP or TCP"));
+            transport
+        }
+        None => transport,
+    };
     Some(Instance {
         id: id.to_owned(),
         label,
         dn,
-        transport,
+        transport: own_transport,
         register,
         register_interval,
-        pbx: host.map(|host| Pbx {
-            host,
-            port,
-            transport,
-            auth_user: f.string(data, "authUser").filter(|s| !s.is_empty()),
-            password: f.string(data, "password").filter(|s| !s.is_empty()),
-            realm: f.string(data, "realm").filter(|s| !s.is_empty()),
-            outbound_proxy: f.string(data, "outboundProxy").filter(|s| !s.is_empty()),
+        pbx: host.map(|host| {
+            let from_profile = |get: fn(&Pbx) -> &Option<String>| {
+                profile.as_ref().and_then(|p| get(p).clone())
+            };
+            Pbx {
+                profile: profile.as_ref().and_then(|p| p.profile.clone()),
+                host,
+                port,
+                transport,
+                auth_user: f
+                    .string(data, "authUser")
+                    .filter(|s| !s.is_empty())
+                    .or_else(|| from_profile(|p| &p.auth_user)),
+                password_text: f
+                    .secret(data, "password")
+                    .or_else(|| from_profile(|p| &p.password_text)),
+                realm: f
+                    .string(data, "realm")
+                    .filter(|s| !s.is_empty())
+                    .or_else(|| from_profile(|p| &p.realm)),
+                outbound_proxy: f
+                    .string(data, "outboundProxy")
+                    .filter(|s| !s.is_empty())
+                    .or_else(|| from_profile(|p| &p.outbound_proxy)),
+            }
         }),
         display_name: f.string(data, "displayName").filter(|s| !s.is_empty()),
         codecs,

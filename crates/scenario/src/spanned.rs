@@ -218,6 +218,12 @@ impl Fields<'_> {
         }
     }
 
+    /// A secret as written (`${NAME}` kept), after checking that it expands.
+    pub(crate) fn secret(&mut self, map: &SNode, key: &str) -> Option<String> {
+        self.string(map, key)?;
+        map.get(key)?.as_text().filter(|s| !s.is_empty())
+    }
+
     pub(crate) fn required_string(&mut self, map: &SNode, key: &str, what: &str) -> Option<String> {
         match self.string(map, key) {
             Some(s) if !s.trim().is_empty() => Some(s),
