@@ -37,13 +37,15 @@ mod profiles;
 mod sipflow;
 mod spanned;
 mod validate;
+mod write;
 
-pub use profiles::{PROFILES_FILE, Profiles};
 pub use diag::{Diagnostic, Diagnostics, Pos, Severity};
 pub use model::{
     Action, Check, DEFAULT_CALL_ID, DEFAULT_TIMEOUT, Format, HeaderTest, Health, Instance,
     InstanceIdx, Node, NodeIdx, NodeOptions, Pbx, Scenario, Sidecar, SipTransport, Until,
 };
+pub use profiles::{PROFILES_FILE, Profiles};
+pub use write::{WriteError, to_flow, to_native};
 
 use std::path::Path;
 

@@ -307,10 +307,14 @@ fn pbx(f: &mut Fields<'_>, p: &SNode, body: &SNode, profiles: &Profiles) -> Opti
         },
         None => None,
     };
-    let transport = p
-        .get("transport")
-        .or_else(|| body.get("transport"))
-        .map(|_| transport(f, if p.get("transport").is_some() { p } else { body }, "transport"));
+    // The PBX's transport: its own, else (without a profile to give one) the instance's.
+    let transport = if p.get("transport").is_some() {
+        Some(transport(f, p, "transport"))
+    } else if base.is_none() && body.get("transport").is_some() {
+        Some(transport(f, body, "transport"))
+    } else {
+        None
+    };
     pbx_settings(f, p, base, transport)
 }
 
@@ -340,7 +344,10 @@ pub(crate) fn pbx_settings(
         transport: transport
             .or(base.as_ref().map(|b| b.transport))
             .unwrap_or_default(),
-        auth_user: keep(f.string(p, "auth_user"), base.as_ref().map(|b| &b.auth_user)),
+        auth_user: keep(
+            f.string(p, "auth_user"),
+            base.as_ref().map(|b| &b.auth_user),
+        ),
         password_text: keep(
             f.secret(p, "password"),
             base.as_ref().map(|b| &b.password_text),
@@ -380,9 +387,7 @@ fn instance(
         .required_string(body, "dn", &format!("instance `{name}`"))
         .unwrap_or_default();
     let label = f.string(body, "label").unwrap_or_else(|| name.to_owned());
-    let pbx = body
-        .get("pbx")
-        .and_then(|p| pbx(f, p, body, profiles));
+    let pbx = body.get("pbx").and_then(|p| pbx(f, p, body, profiles));
     let register = f.bool(body, "register").unwrap_or(pbx.is_some());
     if register && pbx.is_none() {
         f.error(

@@ -85,18 +85,25 @@ pub(crate) fn read(
         };
     }
     if let Some(h) = map.get("headers") {
-        match &h.value {
-            Value::Map(entries) => {
-                for (name, v) in entries {
-                    match v.as_text() {
-                        Some(val) => o.headers.push((name.name.clone(), val)),
-                        None => {
-                            f.error(v.pos, format!("header `{}` needs a text value", name.name))
+        // A mapping, or (so JSON keeps the order) a list of one-header mappings.
+        let maps: Vec<&SNode> = match &h.value {
+            Value::Seq(items) => items.iter().collect(),
+            _ => vec![h],
+        };
+        for h in maps {
+            match &h.value {
+                Value::Map(entries) => {
+                    for (name, v) in entries {
+                        match v.as_text() {
+                            Some(val) => o.headers.push((name.name.clone(), val)),
+                            None => {
+                                f.error(v.pos, format!("header `{}` needs a text value", name.name))
+                            }
                         }
                     }
                 }
+                _ => f.error(h.pos, "`headers` is a mapping from header name to value"),
             }
-            _ => f.error(h.pos, "`headers` is a mapping from header name to value"),
         }
     }
     o.display_name = f.string(map, k("display_name"));
@@ -151,7 +158,11 @@ pub(crate) fn read(
 }
 
 fn read_check(f: &mut Fields<'_>, item: &SNode, style: Style) -> Option<Check> {
-    let k = |snake| key(style, snake);
+    let k = |snake| match (style, snake) {
+        (Style::Camel, "sdp_codec") => "sdpCodec",
+        (Style::Camel, "sdp_direction") => "sdpDirection",
+        _ => snake,
+    };
     let known: Vec<&str> = match style {
         Style::Snake => vec![
             "header",

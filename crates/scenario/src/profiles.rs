@@ -59,7 +59,12 @@ impl Profiles {
                     ..
                 }) => {
                     for (key, body) in entries {
-                        f.unknown_keys(body, PROFILE_KEYS, &format!("profile `{}`", key.name), true);
+                        f.unknown_keys(
+                            body,
+                            PROFILE_KEYS,
+                            &format!("profile `{}`", key.name),
+                            true,
+                        );
                         let transport = match f.string(body, "transport").as_deref() {
                             None | Some("udp" | "UDP") => SipTransport::Udp,
                             Some("tcp" | "TCP") => SipTransport::Tcp,
@@ -176,7 +181,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("s.yaml:4:10") && err.contains("no PBX profile `lba`") && err.contains("lab"),
+            err.contains("s.yaml:4:10")
+                && err.contains("no PBX profile `lba`")
+                && err.contains("lab"),
             "{err}"
         );
     }

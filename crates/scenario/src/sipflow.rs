@@ -494,7 +494,10 @@ fn instance(
         Some(t) if t == "UDP" => SipTransport::Udp,
         Some(t) => {
             let tpos = data.get("transport").map_or(pos, |n| n.pos);
-            f.error(tpos, format!("`transport` is `{t}`; callflow speaks UDP or TCP"));
+            f.error(
+                tpos,
+                format!("`transport` is `{t}`; callflow speaks UDP or TCP"),
+            );
             transport
         }
         None => transport,
@@ -507,9 +510,8 @@ fn instance(
         register,
         register_interval,
         pbx: host.map(|host| {
-            let from_profile = |get: fn(&Pbx) -> &Option<String>| {
-                profile.as_ref().and_then(|p| get(p).clone())
-            };
+            let from_profile =
+                |get: fn(&Pbx) -> &Option<String>| profile.as_ref().and_then(|p| get(p).clone());
             Pbx {
                 profile: profile.as_ref().and_then(|p| p.profile.clone()),
                 host,
