@@ -96,10 +96,8 @@ fn node_fields(s: &Scenario, n: &Node) -> Vec<(&'static str, F)> {
                 put("body", text(b));
             }
         }
-        Action::PlaySignature { duration } => {
-            if *duration != Duration::from_secs(1) {
-                put("duration", F::Dur(*duration));
-            }
+        Action::PlaySignature { duration } if *duration != Duration::from_secs(1) => {
+            put("duration", F::Dur(*duration));
         }
         Action::CheckMedia {
             max_loss_percent,
