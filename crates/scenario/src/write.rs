@@ -631,3 +631,30 @@ pub fn to_flow(s: &Scenario, profiles: &Profiles) -> Json {
     }
     json!({ "nodes": nodes, "edges": edges })
 }
+
+impl Profiles {
+    /// The profiles as the YAML of [`crate::PROFILES_FILE`] (passwords as written).
+    pub fn to_yaml(&self) -> Result<String, WriteError> {
+        let mut all = Mapping::new();
+        for (name, pbx) in &self.profiles {
+            let mut plain = pbx.clone();
+            plain.profile = None;
+            let (_, fields) = pbx_fields(&plain, &Self::default());
+            all.insert(
+                ystr(name),
+                ymap(
+                    fields
+                        .into_iter()
+                        .map(|(k, v)| (k, yaml_field(k, v)))
+                        .collect(),
+                ),
+            );
+        }
+        let mut out = String::new();
+        YamlEmitter::new(&mut out)
+            .dump(&ymap(vec![("profiles", Yaml::Mapping(all))]))
+            .map_err(|e| WriteError::Emit(e.to_string()))?;
+        let body = out.strip_prefix("---\n").unwrap_or(&out);
+        Ok(format!("{body}\n"))
+    }
+}

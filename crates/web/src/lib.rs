@@ -11,6 +11,20 @@
 //! - `GET /api/runs/current/events` (WebSocket): every event of the run as a JSON text message,
 //!   from its first (`run_started`) to `run_finished`, then the socket closes. A client that
 //!   connects late gets the events so far first, so nothing is missed.
+//! - `GET /api/scenarios/{name}/flow`: the scenario as a sipflow flow for the graph editor (a
+//!   YAML file is laid out; a JSON file is itself), with its native YAML text.
+//! - `POST /api/flow/check` (`{"flow": {...}, "name": "x.yaml"}`): validation of an edited flow,
+//!   each diagnostic with the id of the node it concerns, and the native YAML when valid.
+//! - `PUT /api/scenarios/{name}/flow` (`{"flow": {...}}`): saves an edited flow (YAML files
+//!   as native YAML, JSON files as the flow).
+//! - `GET /api/history`, `GET /api/history/{id}` (the run and its events),
+//!   `GET /api/history/{id}/ladder` (the ladder re-rendered as HTML), `DELETE /api/history/{id}`,
+//!   `POST /api/history/prune` (`{"keep": 20}`).
+//! - `GET /api/profiles`, `PUT /api/profiles` (`{"profiles": {"lab": {"host": ...}}}`): the PBX
+//!   profiles scenarios name (`pbx-profiles.yaml` in the workspace).
+
+mod history;
+pub use history::{HISTORY_FILE, History, RunRow};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
@@ -43,6 +57,11 @@ pub enum WebError {
     Workspace { path: String },
     #[error("server: {0}")]
     Serve(std::io::Error),
+    #[error("run history {path}: {source}")]
+    History {
+        path: String,
+        source: rusqlite::Error,
+    },
 }
 
 /// Binds `addr`, refusing a non-loopback address unless `allow_remote`.
@@ -70,9 +89,14 @@ pub async fn serve(
             path: workspace.display().to_string(),
         });
     }
+    let history = History::open(&workspace).map_err(|source| WebError::History {
+        path: workspace.join(HISTORY_FILE).display().to_string(),
+        source,
+    })?;
     let app = App {
         workspace,
         current: Mutex::new(None),
+        history,
     };
     let app = Arc::new(app);
     let stop_runs = app.clone();
@@ -91,9 +115,16 @@ pub async fn serve(
 struct App {
     workspace: PathBuf,
     current: Mutex<Option<Arc<Run>>>,
+    history: History,
 }
 
 impl App {
+    /// The workspace's PBX profiles (none if the file is broken: the scenario then says which
+    /// profile it misses, and the Settings tab says what is wrong with the file).
+    fn profiles(&self) -> scenario::Profiles {
+        scenario::Profiles::load_dir(&self.workspace).unwrap_or_default()
+    }
+
     fn current(&self) -> Option<Arc<Run>> {
         self.current.lock().expect("current run lock").clone()
     }
@@ -110,14 +141,23 @@ struct Run {
     done: CancellationToken,
 }
 
-struct RunSink(Arc<Run>);
+struct RunSink {
+    run: Arc<Run>,
+    app: Arc<App>,
+}
 
 impl EventSink for RunSink {
     fn event(&self, event: &Event) {
         // Stored and sent under one lock, so a follower's snapshot plus subscription misses nothing.
-        let mut events = self.0.events.lock().expect("events lock");
+        let mut events = self.run.events.lock().expect("events lock");
         events.push(event.clone());
-        let _ = self.0.tx.send(event.clone());
+        // In the history before anyone hears the run has finished.
+        if matches!(event.event, EventKind::RunFinished(_))
+            && let Err(e) = self.app.history.finished(&self.run.id, &events)
+        {
+            eprintln!("callflow serve: run history: {e}");
+        }
+        let _ = self.run.tx.send(event.clone());
     }
 }
 
@@ -131,6 +171,31 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/runs/current", get(current))
         .route("/api/runs/current/stop", post(stop))
         .route("/api/runs/current/events", get(follow))
+        .route("/api/scenarios/{name}/flow", get(read_flow).put(save_flow))
+        .route("/api/flow/check", post(check_flow))
+        .route("/api/history", get(history_list))
+        .route("/api/history/prune", post(history_prune))
+        .route("/api/history/{id}", get(history_get).delete(history_delete))
+        .route("/api/history/{id}/ladder", get(history_ladder))
+        .route("/api/profiles", get(profiles_get).put(profiles_put))
+        .route(
+            "/app.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    include_str!("app.js"),
+                )
+            }),
+        )
+        .route(
+            "/app.css",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+                    include_str!("app.css"),
+                )
+            }),
+        )
         .with_state(app)
 }
 
@@ -167,8 +232,8 @@ impl IntoResponse for BadName {
     }
 }
 
-fn validation(text: &str, name: &str) -> serde_json::Value {
-    match scenario::parse_str(text, name) {
+fn validation(app: &App, text: &str, name: &str) -> serde_json::Value {
+    match scenario::parse_with_profiles(text, name, &app.profiles()) {
         Ok(_) => json!({ "valid": true }),
         Err(d) => json!({ "valid": false, "diagnostics": d.to_string() }),
     }
@@ -213,7 +278,7 @@ async fn save(State(app): State<Arc<App>>, Path(name): Path<String>, text: Strin
             format!("cannot save {name}: {e}"),
         );
     }
-    Json(validation(&text, &name)).into_response()
+    Json(validation(&app, &text, &name)).into_response()
 }
 
 async fn remove(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
@@ -269,12 +334,18 @@ async fn start(State(app): State<Arc<App>>, Json(body): Json<StartRun>) -> Respo
             format!("no scenario `{}`", body.scenario),
         );
     }
-    let scenario = match scenario::load(&path) {
+    let loaded = std::fs::read_to_string(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|text| {
+            scenario::parse_with_profiles(&text, &path.display().to_string(), &app.profiles())
+                .map_err(|d| d.to_string())
+        });
+    let scenario = match loaded {
         Ok((s, _)) => s,
         Err(d) => {
             return (
                 StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({ "error": "the scenario is invalid", "diagnostics": d.to_string() })),
+                Json(json!({ "error": "the scenario is invalid", "diagnostics": d })),
             )
                 .into_response();
         }
@@ -302,10 +373,27 @@ async fn start(State(app): State<Arc<App>>, Json(body): Json<StartRun>) -> Respo
         *current = Some(run.clone());
         run
     };
-    let bus = EventBus::new(vec![Arc::new(RunSink(run.clone()))]);
+    let bus = EventBus::new(vec![Arc::new(RunSink {
+        run: run.clone(),
+        app: app.clone(),
+    })]);
     let id = run.id.clone();
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    if let Err(e) = app.history.started(&id, &run.scenario, now_us) {
+        eprintln!("callflow serve: run history: {e}");
+    }
+    let app2 = app.clone();
     tokio::spawn(async move {
         let _report = orchestrator::run(&scenario, opts, bus).await;
+        let events = run.events.lock().expect("events lock").clone();
+        let finished = events
+            .last()
+            .is_some_and(|e| matches!(e.event, EventKind::RunFinished(_)));
+        if !finished && let Err(e) = app2.history.finished(&run.id, &events) {
+            eprintln!("callflow serve: run history: {e}");
+        }
         run.done.cancel();
     });
     (StatusCode::ACCEPTED, Json(json!({ "run_id": id }))).into_response()
@@ -391,4 +479,352 @@ async fn stream_events(mut socket: WebSocket, run: Arc<Run>) {
         }
     }
     let _ = socket.send(Message::Close(None)).await;
+}
+
+/// A flow written one node and one edge per line, so a diagnostic's line names what it concerns.
+struct FlowText {
+    text: String,
+    /// Per line (from 1): the node id it holds (an edge's line holds its source node).
+    line_owner: Vec<Option<String>>,
+}
+
+fn flow_text(flow: &serde_json::Value) -> FlowText {
+    let list = |key: &str| {
+        flow.get(key)
+            .and_then(|v| v.as_array())
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (nodes, edges) = (list("nodes"), list("edges"));
+    let mut text = String::from("{\"nodes\": [\n");
+    let mut line_owner = vec![None, None];
+    let owner =
+        |v: &serde_json::Value, key: &str| v.get(key).and_then(|i| i.as_str()).map(str::to_owned);
+    for (i, n) in nodes.iter().enumerate() {
+        text.push_str(&n.to_string());
+        text.push_str(if i + 1 < nodes.len() { ",\n" } else { "\n" });
+        line_owner.push(owner(n, "id"));
+    }
+    text.push_str("],\n\"edges\": [\n");
+    line_owner.extend([None, None]);
+    for (i, e) in edges.iter().enumerate() {
+        text.push_str(&e.to_string());
+        text.push_str(if i + 1 < edges.len() { ",\n" } else { "\n" });
+        line_owner.push(owner(e, "source"));
+    }
+    text.push_str("]}\n");
+    FlowText { text, line_owner }
+}
+
+/// Parses an edited flow; the diagnostics name their nodes.
+fn check(
+    app: &App,
+    flow: &serde_json::Value,
+    name: &str,
+) -> (Option<scenario::Scenario>, Vec<serde_json::Value>) {
+    let ft = flow_text(flow);
+    let (scenario, diags) = match scenario::parse_with_profiles(&ft.text, name, &app.profiles()) {
+        Ok((s, warnings)) => (Some(s), warnings),
+        Err(d) => (None, d),
+    };
+    let list = diags
+        .0
+        .iter()
+        .map(|d| {
+            json!({
+                "node": ft.line_owner.get(d.pos.line).cloned().flatten(),
+                "severity": if d.severity == scenario::Severity::Error { "error" } else { "warning" },
+                "message": d.message,
+                "help": d.help,
+            })
+        })
+        .collect();
+    (scenario, list)
+}
+
+async fn read_flow(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
+    let path = match scenario_path(&app, &name) {
+        Ok(p) => p,
+        Err(r) => return r.into_response(),
+    };
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return error(StatusCode::NOT_FOUND, format!("no scenario `{name}`"));
+    };
+    let profiles = app.profiles();
+    match scenario::parse_with_profiles(&text, &path.display().to_string(), &profiles) {
+        Ok((s, _)) => {
+            // A sipflow file is its own flow (its positions kept); YAML is laid out.
+            let flow = match s.format {
+                scenario::Format::SipflowJson => serde_json::from_str(&text)
+                    .unwrap_or_else(|_| scenario::to_flow(&s, &profiles)),
+                scenario::Format::Native => scenario::to_flow(&s, &profiles),
+            };
+            let yaml = scenario::to_native(&s, &profiles).map_err(|e| e.to_string());
+            Json(json!({
+                "flow": flow,
+                "yaml": yaml.as_ref().ok(),
+                "yaml_error": yaml.err(),
+                "sidecars": s.sidecars.len(),
+            }))
+            .into_response()
+        }
+        Err(d) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "error": "the scenario is invalid: fix it in the text view", "diagnostics": d.to_string() })),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct FlowBody {
+    flow: serde_json::Value,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+async fn check_flow(State(app): State<Arc<App>>, Json(body): Json<FlowBody>) -> Response {
+    let name = body.name.unwrap_or_else(|| "scenario.yaml".to_owned());
+    let (s, diagnostics) = check(&app, &body.flow, &name);
+    let yaml = s
+        .as_ref()
+        .map(|s| scenario::to_native(s, &app.profiles()).map_err(|e| e.to_string()));
+    Json(json!({
+        "valid": s.is_some(),
+        "diagnostics": diagnostics,
+        "yaml": yaml.as_ref().and_then(|y| y.as_ref().ok()),
+        "yaml_error": yaml.and_then(|y| y.err()),
+    }))
+    .into_response()
+}
+
+async fn save_flow(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    Json(body): Json<FlowBody>,
+) -> Response {
+    let path = match scenario_path(&app, &name) {
+        Ok(p) => p,
+        Err(r) => return r.into_response(),
+    };
+    let (s, diagnostics) = check(&app, &body.flow, &path.display().to_string());
+    let text = if name.ends_with(".json") {
+        serde_json::to_string_pretty(&body.flow)
+            .map(|t| t + "\n")
+            .ok()
+    } else {
+        let Some(mut s) = s.clone() else {
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({ "error": "not saved: the scenario has errors (they are on their nodes)", "diagnostics": diagnostics })),
+            )
+                .into_response();
+        };
+        // What a flow cannot hold is kept from the file: its name and sidecars.
+        if let Ok((old, _)) = std::fs::read_to_string(&path)
+            .map_err(|_| ())
+            .and_then(|t| {
+                scenario::parse_with_profiles(&t, &path.display().to_string(), &app.profiles())
+                    .map_err(|_| ())
+            })
+        {
+            s.name = old.name;
+            s.sidecars = old.sidecars;
+        } else {
+            s.name = name
+                .trim_end_matches(".yaml")
+                .trim_end_matches(".yml")
+                .to_owned();
+        }
+        match scenario::to_native(&s, &app.profiles()) {
+            Ok(t) => Some(t),
+            Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        }
+    };
+    let Some(text) = text else {
+        return error(StatusCode::BAD_REQUEST, "the flow is not JSON");
+    };
+    if let Err(e) = std::fs::write(&path, &text) {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot save {name}: {e}"),
+        );
+    }
+    Json(json!({ "saved": name, "valid": s.is_some(), "diagnostics": diagnostics, "text": text }))
+        .into_response()
+}
+
+fn db_error(e: rusqlite::Error) -> Response {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("run history: {e}"),
+    )
+}
+
+async fn history_list(State(app): State<Arc<App>>) -> Response {
+    match app.history.list(500) {
+        Ok(runs) => Json(json!({ "runs": runs })).into_response(),
+        Err(e) => db_error(e),
+    }
+}
+
+async fn history_get(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    match app.history.get(&id) {
+        Ok(Some((run, events))) => Json(json!({ "run": run, "events": events })).into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!("no run `{id}` in the history"),
+        ),
+        Err(e) => db_error(e),
+    }
+}
+
+async fn history_ladder(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    match app.history.get(&id) {
+        Ok(Some((_, events))) => {
+            Html(report::Ladder::from_events(&events).to_html()).into_response()
+        }
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!("no run `{id}` in the history"),
+        ),
+        Err(e) => db_error(e),
+    }
+}
+
+async fn history_delete(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    match app.history.delete(&id) {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => error(
+            StatusCode::NOT_FOUND,
+            format!("no finished run `{id}` in the history"),
+        ),
+        Err(e) => db_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct Prune {
+    keep: usize,
+}
+
+async fn history_prune(State(app): State<Arc<App>>, Json(body): Json<Prune>) -> Response {
+    match app.history.prune(body.keep) {
+        Ok(n) => Json(json!({ "deleted": n })).into_response(),
+        Err(e) => db_error(e),
+    }
+}
+
+/// A profile as the Settings tab edits it (passwords as written: `${VAR}` stays).
+#[derive(serde::Serialize, Deserialize, Default)]
+struct ProfileForm {
+    host: String,
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default)]
+    transport: Option<String>,
+    #[serde(default)]
+    auth_user: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    realm: Option<String>,
+    #[serde(default)]
+    outbound_proxy: Option<String>,
+}
+
+async fn profiles_get(State(app): State<Arc<App>>) -> Response {
+    match scenario::Profiles::load_dir(&app.workspace) {
+        Ok(p) => {
+            let forms: std::collections::BTreeMap<&String, ProfileForm> = p
+                .profiles
+                .iter()
+                .map(|(name, pbx)| {
+                    (
+                        name,
+                        ProfileForm {
+                            host: pbx.host.clone(),
+                            port: pbx.port,
+                            transport: Some(pbx.transport.as_str().to_owned()),
+                            auth_user: pbx.auth_user.clone(),
+                            password: pbx.password_text.clone(),
+                            realm: pbx.realm.clone(),
+                            outbound_proxy: pbx.outbound_proxy.clone(),
+                        },
+                    )
+                })
+                .collect();
+            Json(json!({ "file": scenario::PROFILES_FILE, "profiles": forms })).into_response()
+        }
+        Err(d) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "error": format!("{} is invalid", scenario::PROFILES_FILE), "diagnostics": d.to_string() })),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct ProfilesBody {
+    profiles: std::collections::BTreeMap<String, ProfileForm>,
+}
+
+async fn profiles_put(State(app): State<Arc<App>>, Json(body): Json<ProfilesBody>) -> Response {
+    let mut profiles = scenario::Profiles::default();
+    for (name, f) in body.profiles {
+        let empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+        let transport = match f
+            .transport
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("" | "udp") => scenario::SipTransport::Udp,
+            Some("tcp") => scenario::SipTransport::Tcp,
+            Some(t) => {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("profile `{name}`: transport `{t}`; callflow speaks udp or tcp"),
+                );
+            }
+        };
+        if name.trim().is_empty() || f.host.trim().is_empty() {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("profile `{name}` needs a name and a host"),
+            );
+        }
+        profiles.profiles.insert(
+            name.clone(),
+            scenario::Pbx {
+                profile: Some(name),
+                host: f.host,
+                port: f.port,
+                transport,
+                auth_user: empty(f.auth_user),
+                password_text: empty(f.password),
+                realm: empty(f.realm),
+                outbound_proxy: empty(f.outbound_proxy),
+            },
+        );
+    }
+    let text = match profiles.to_yaml() {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    // Checked as it will be read (an unset `${VAR}` is an error) before anything is written.
+    if let Err(d) = scenario::Profiles::parse(&text, scenario::PROFILES_FILE) {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "error": "not saved", "diagnostics": d.to_string() })),
+        )
+            .into_response();
+    }
+    match std::fs::write(app.workspace.join(scenario::PROFILES_FILE), &text) {
+        Ok(()) => Json(json!({ "saved": scenario::PROFILES_FILE, "text": text })).into_response(),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot save: {e}"),
+        ),
+    }
 }

@@ -30,6 +30,11 @@ impl Server {
         let dir = std::env::temp_dir().join(format!("callflow-web-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        Self::restart(dir).await
+    }
+
+    /// A server on a workspace that may hold files already.
+    async fn restart(dir: PathBuf) -> Self {
         let listener = web::bind("127.0.0.1:0".parse().unwrap(), false)
             .await
             .unwrap();
@@ -90,9 +95,14 @@ impl Server {
     }
 
     async fn stop(self) {
+        std::fs::remove_dir_all(self.stop_keeping_files().await).ok();
+    }
+
+    /// Stops the server, leaving its workspace; returns its folder.
+    async fn stop_keeping_files(self) -> PathBuf {
         self.shutdown.cancel();
         self.task.await.unwrap().unwrap();
-        std::fs::remove_dir_all(self.dir).ok();
+        self.dir
     }
 }
 
@@ -165,6 +175,193 @@ async fn save_run_and_follow_a_scenario() {
     let (_, current) = server.json("GET", "/api/runs/current", Value::Null).await;
     assert_eq!(current["running"], false);
     assert_eq!(current["finished"]["outcome"], "passed");
+
+    // The run is in the history with its events, and re-renders.
+    let run_id = started["run_id"].as_str().unwrap();
+    let (_, history) = server.json("GET", "/api/history", Value::Null).await;
+    let row = &history["runs"][0];
+    assert_eq!(row["id"], run_id, "{history}");
+    assert_eq!(row["scenario"], "basic.yaml");
+    assert_eq!(row["outcome"], "passed");
+    assert_eq!(row["events"], events.len() as u64);
+    assert!(row["duration_ms"].as_f64().unwrap() > 0.0);
+    assert!(row["started_us"].as_u64().unwrap() > 1_700_000_000_000_000);
+    let (status, stored) = server
+        .json("GET", &format!("/api/history/{run_id}"), Value::Null)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(stored["events"], Value::Array(events.clone()));
+    let (status, ladder) = server
+        .http("GET", &format!("/api/history/{run_id}/ladder"), "", false)
+        .await;
+    assert_eq!(status, 200);
+    for m in ["INVITE", "180 Ringing", "200 OK", "ACK", "BYE"] {
+        assert!(ladder.contains(m), "{m} in the re-rendered ladder");
+    }
+    let dir = server.stop_keeping_files().await;
+
+    // The history outlives the server; older runs can be deleted.
+    let server = Server::restart(dir).await;
+    let (_, history) = server.json("GET", "/api/history", Value::Null).await;
+    assert_eq!(history["runs"][0]["id"], run_id);
+    let (status, _) = server
+        .http("DELETE", &format!("/api/history/{run_id}"), "", false)
+        .await;
+    assert_eq!(status, 204);
+    let (_, history) = server.json("GET", "/api/history", Value::Null).await;
+    assert_eq!(history["runs"], json!([]));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_graph_editor_reads_checks_and_saves_flows() {
+    let server = Server::start("flow").await;
+    server
+        .http(
+            "PUT",
+            "/api/scenarios/basic.yaml",
+            &fixture("basic-call.yaml"),
+            false,
+        )
+        .await;
+    let (status, got) = server
+        .json("GET", "/api/scenarios/basic.yaml/flow", Value::Null)
+        .await;
+    assert_eq!(status, 200, "{got}");
+    let flow = got["flow"].clone();
+    let nodes = flow["nodes"].as_array().unwrap();
+    assert_eq!(
+        nodes.iter().filter(|n| n["type"] == "sipInstance").count(),
+        2
+    );
+    assert!(got["yaml"].as_str().unwrap().contains("command: MakeCall"));
+
+    // A broken node: the diagnostic names it.
+    let mut broken = flow.clone();
+    let make_call = broken["nodes"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|n| n["data"]["command"] == "MakeCall")
+        .unwrap();
+    make_call["data"]["command"] = json!("MakeCal");
+    let id = make_call["id"].clone();
+    let (_, checked) = server
+        .json(
+            "POST",
+            "/api/flow/check",
+            json!({ "flow": broken, "name": "basic.yaml" }),
+        )
+        .await;
+    assert_eq!(checked["valid"], false);
+    let d = &checked["diagnostics"][0];
+    assert_eq!(d["node"], id, "{checked}");
+    assert!(
+        d["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown command `MakeCal`")
+    );
+    assert!(d["help"].as_str().unwrap().contains("MakeCall"));
+    // Not saved as YAML while broken; the file is untouched.
+    let (status, _) = server
+        .json(
+            "PUT",
+            "/api/scenarios/basic.yaml/flow",
+            json!({ "flow": broken }),
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        std::fs::read_to_string(server.dir.join("basic.yaml")).unwrap(),
+        fixture("basic-call.yaml")
+    );
+
+    // An edit (a timeout and a call id) saves as YAML and reads back.
+    let mut edited = flow.clone();
+    let release = edited["nodes"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|n| n["data"]["command"] == "Release")
+        .unwrap();
+    release["data"]["timeout"] = json!(2500);
+    let (status, saved) = server
+        .json(
+            "PUT",
+            "/api/scenarios/basic.yaml/flow",
+            json!({ "flow": edited }),
+        )
+        .await;
+    assert_eq!(status, 200, "{saved}");
+    let text = std::fs::read_to_string(server.dir.join("basic.yaml")).unwrap();
+    assert!(text.contains("timeout: 2s 500ms"), "{text}");
+    assert!(
+        text.starts_with("name: Basic call"),
+        "the name is kept: {text}"
+    );
+    let (_, valid) = server
+        .http("PUT", "/api/scenarios/basic.yaml", &text, false)
+        .await;
+    assert_eq!(valid, r#"{"valid":true}"#);
+    // A JSON file saves as the flow itself.
+    let (status, _) = server
+        .json(
+            "PUT",
+            "/api/scenarios/copy.json/flow",
+            json!({ "flow": edited }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, valid) = server
+        .http("GET", "/api/scenarios/copy.json", "", false)
+        .await;
+    assert!(valid.contains("\"nodes\""));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pbx_profiles_are_settings_scenarios_name() {
+    let server = Server::start("profiles").await;
+    let (_, empty) = server.json("GET", "/api/profiles", Value::Null).await;
+    assert_eq!(empty["profiles"], json!({}));
+    let scenario = "name: p\ninstances:\n  a:\n    dn: '100'\n    pbx: lab\n    register: false\n";
+    let (_, v) = server
+        .http("PUT", "/api/scenarios/p.yaml", scenario, false)
+        .await;
+    assert!(v.contains("no PBX profile `lab`"), "{v}");
+    let (status, _) = server
+        .json(
+            "PUT",
+            "/api/profiles",
+            json!({ "profiles": { "lab": { "host": "127.0.0.1", "port": 5070, "password": "${CALLFLOW_UNSET_SECRET_Y}" } } }),
+        )
+        .await;
+    assert_eq!(status, 422, "an unset secret is refused");
+    let (status, saved) = server
+        .json(
+            "PUT",
+            "/api/profiles",
+            json!({ "profiles": { "lab": { "host": "127.0.0.1", "port": 5070, "realm": "r", "password": "${PATH}" } } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{saved}");
+    let file = std::fs::read_to_string(server.dir.join("pbx-profiles.yaml")).unwrap();
+    assert!(
+        file.contains("password: ${PATH}") || file.contains("password: \"${PATH}\""),
+        "{file}"
+    );
+    let (_, back) = server.json("GET", "/api/profiles", Value::Null).await;
+    assert_eq!(back["profiles"]["lab"]["port"], 5070);
+    assert_eq!(back["profiles"]["lab"]["password"], "${PATH}");
+    let (_, v) = server
+        .http("PUT", "/api/scenarios/p.yaml", scenario, false)
+        .await;
+    assert_eq!(v, r#"{"valid":true}"#);
+    let (_, flow) = server
+        .json("GET", "/api/scenarios/p.yaml/flow", Value::Null)
+        .await;
+    assert_eq!(flow["flow"]["nodes"][0]["data"]["pbxProfile"], "lab");
     server.stop().await;
 }
 
