@@ -384,7 +384,7 @@ async fn start(State(app): State<Arc<App>>, Json(body): Json<StartRun>) -> Respo
     if let Err(e) = app.history.started(&id, &run.scenario, now_us) {
         eprintln!("callflow serve: run history: {e}");
     }
-    let app2 = app.clone();
+    let app2 = app;
     tokio::spawn(async move {
         let _report = orchestrator::run(&scenario, opts, bus).await;
         let events = run.events.lock().expect("events lock").clone();
