@@ -580,7 +580,7 @@ pub fn to_flow(s: &Scenario, profiles: &Profiles) -> Json {
             while let Some(cur) = n.filter(|&c| pos[c].is_none() && s.nodes[c].instance == i) {
                 pos[cur] = Some((x0 + dx, r * ROW));
                 if let Some(f) = s.nodes[cur].on_failure {
-                    branch_rows.push((f, dx + SUB, r));
+                    branch_rows.push((f, dx + SUB, r + 1.0));
                     stack.push((f, dx + SUB));
                 }
                 r += 1.0;

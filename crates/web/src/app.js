@@ -114,6 +114,7 @@ async function open(name) {
   if (S.dirty && S.name && S.name !== name && !confirm(`Discard the unsaved changes to ${S.name}?`)) return;
   S.name = name;
   S.sel = null; S.diags = []; S.states = {};
+  history.replaceState(null, '', `#${encodeURIComponent(name)}`);
   $('#scenario-name').textContent = name;
   const text = await api('GET', `/api/scenarios/${encodeURIComponent(name)}`);
   S.text = text.ok ? text.data : '';
@@ -875,9 +876,13 @@ async function init() {
   await Promise.all([loadList(), loadHistory(), loadProfiles()]);
   // A run in progress (started elsewhere, or before a reload) is followed.
   const cur = await api('GET', '/api/runs/current');
-  if (cur.ok) {
+  const wanted = decodeURIComponent(location.hash.slice(1));
+  if (cur.ok && (cur.data.running || !wanted || wanted === cur.data.scenario)) {
     if (cur.data.scenario) await open(cur.data.scenario).catch(() => {});
     if (cur.data.running) follow(); else if (cur.data.run_id) replay(cur.data.run_id);
+  } else if (wanted) {
+    // A link to a scenario (#name.yaml) opens it.
+    await open(wanted).catch(() => {});
   }
   draw();
 }

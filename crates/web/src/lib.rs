@@ -209,7 +209,9 @@ fn scenario_path(app: &App, name: &str) -> Result<PathBuf, BadName> {
     let plain = !name.is_empty()
         && !name.starts_with('.')
         && !name.contains(['/', '\\'])
-        && [".yaml", ".yml", ".json"].iter().any(|e| name.ends_with(e));
+        && [".yaml", ".yml", ".json"].iter().any(|e| name.ends_with(e))
+        // The PBX profiles live next to the scenarios but are settings, not a scenario.
+        && name != scenario::PROFILES_FILE;
     if plain {
         Ok(app.workspace.join(name))
     } else {

@@ -317,6 +317,31 @@ async fn the_graph_editor_reads_checks_and_saves_flows() {
         .http("GET", "/api/scenarios/copy.json", "", false)
         .await;
     assert!(valid.contains("\"nodes\""));
+    // Files are listed, renamed (never over another) and deleted.
+    let (status, _) = server
+        .json(
+            "POST",
+            "/api/scenarios/copy.json/rename",
+            json!({ "to": "basic.yaml" }),
+        )
+        .await;
+    assert_eq!(status, 409);
+    let (status, _) = server
+        .json(
+            "POST",
+            "/api/scenarios/copy.json/rename",
+            json!({ "to": "renamed.json" }),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (_, list) = server.json("GET", "/api/scenarios", Value::Null).await;
+    assert_eq!(list, json!({ "scenarios": ["basic.yaml", "renamed.json"] }));
+    let (status, _) = server
+        .http("DELETE", "/api/scenarios/renamed.json", "", false)
+        .await;
+    assert_eq!(status, 204);
+    let (_, list) = server.json("GET", "/api/scenarios", Value::Null).await;
+    assert_eq!(list, json!({ "scenarios": ["basic.yaml"] }));
     server.stop().await;
 }
 
@@ -362,6 +387,9 @@ async fn pbx_profiles_are_settings_scenarios_name() {
         .json("GET", "/api/scenarios/p.yaml/flow", Value::Null)
         .await;
     assert_eq!(flow["flow"]["nodes"][0]["data"]["pbxProfile"], "lab");
+    // The profiles file is settings, not a scenario.
+    let (_, list) = server.json("GET", "/api/scenarios", Value::Null).await;
+    assert_eq!(list, json!({ "scenarios": ["p.yaml"] }));
     server.stop().await;
 }
 
