@@ -122,6 +122,9 @@ async function open(name) {
   if (r.ok) {
     S.flow = r.data.flow;
     $('#text-note').textContent = r.data.sidecars ? `${r.data.sidecars} sidecar(s) are kept in the file; edit them here.` : '';
+    // A sipflow file is edited as itself; its native YAML is shown beside it.
+    $('#yaml-preview').hidden = !name.endsWith('.json');
+    $('#yaml-preview').textContent = name.endsWith('.json') ? `# As callflow's native YAML (read only):\n${r.data.yaml || r.data.yaml_error || ''}` : '';
     showText(S.text);
     tab('graph');
   } else {
@@ -844,9 +847,10 @@ function wire() {
     if ($('#text-view').hidden) {
       const r = await check();
       if (r) say(r.valid ? 'valid' : `${r.diagnostics.filter((d) => d.severity === 'error').length} error(s)`, r.valid ? '' : 'error');
-    } else {
-      const r = await api('POST', '/api/flow/check', { flow: S.flow, name: S.name });
-      say(r.data.valid ? 'valid' : 'errors', r.data.valid ? '' : 'error');
+    } else if (S.name) {
+      const r = await api('POST', `/api/scenarios/${encodeURIComponent(S.name)}/validate`, $('#text').value, true);
+      showDiagText(r.data.valid ? '' : r.data.diagnostics);
+      say(r.data.valid ? 'valid' : 'the text has errors (below)', r.data.valid ? '' : 'error');
     }
   };
   $('#run').onclick = run;

@@ -167,6 +167,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/scenarios", get(list))
         .route("/api/scenarios/{name}", get(read).put(save).delete(remove))
         .route("/api/scenarios/{name}/rename", post(rename))
+        .route("/api/scenarios/{name}/validate", post(validate_text))
         .route("/api/runs", post(start))
         .route("/api/runs/current", get(current))
         .route("/api/runs/current/stop", post(stop))
@@ -281,6 +282,18 @@ async fn save(State(app): State<Arc<App>>, Path(name): Path<String>, text: Strin
         );
     }
     Json(validation(&app, &text, &name)).into_response()
+}
+
+/// Validates text as the scenario `name` would be read, without saving it.
+async fn validate_text(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    text: String,
+) -> Response {
+    match scenario_path(&app, &name) {
+        Ok(_) => Json(validation(&app, &text, &name)).into_response(),
+        Err(r) => r.into_response(),
+    }
 }
 
 async fn remove(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {

@@ -317,6 +317,21 @@ async fn the_graph_editor_reads_checks_and_saves_flows() {
         .http("GET", "/api/scenarios/copy.json", "", false)
         .await;
     assert!(valid.contains("\"nodes\""));
+    // Text is validated without being saved.
+    let (status, v) = server
+        .http(
+            "POST",
+            "/api/scenarios/basic.yaml/validate",
+            "instances:\n  a:\n    dn: 1\n    stepz: []\n",
+            false,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(v.contains("basic.yaml:4:5") && v.contains("steps"), "{v}");
+    assert_eq!(
+        std::fs::read_to_string(server.dir.join("basic.yaml")).unwrap(),
+        text
+    );
     // Files are listed, renamed (never over another) and deleted.
     let (status, _) = server
         .json(
