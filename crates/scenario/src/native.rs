@@ -56,7 +56,8 @@ const INSTANCE_KEYS: &[&str] = &[
     "steps",
     "display_name",
 ];
-const PBX_KEYS: &[&str] = &[
+/// The keys of an instance's `pbx` (`profile` first: a profile has all the others).
+pub(crate) const PBX_KEYS: &[&str] = &[
     "profile",
     "host",
     "port",

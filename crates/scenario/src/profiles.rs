@@ -23,15 +23,8 @@ use std::path::Path;
 /// The file PBX profiles are read from, in the scenario's folder.
 pub const PROFILES_FILE: &str = "pbx-profiles.yaml";
 
-const PROFILE_KEYS: &[&str] = &[
-    "host",
-    "port",
-    "transport",
-    "auth_user",
-    "password",
-    "realm",
-    "outbound_proxy",
-];
+/// A profile has the keys of an instance's `pbx` but `profile`.
+const PROFILE_KEYS: &[&str] = crate::native::PBX_KEYS.split_at(1).1;
 
 /// The PBX profiles scenarios can name.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -683,27 +683,29 @@ async fn history_list(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-async fn history_get(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
-    match app.history.get(&id) {
-        Ok(Some((run, events))) => Json(json!({ "run": run, "events": events })).into_response(),
-        Ok(None) => error(
+/// A run of the history with its events, or the answer saying why not.
+fn stored_run(app: &App, id: &str) -> Result<(RunRow, Vec<Event>), Response> {
+    match app.history.get(id) {
+        Ok(Some(found)) => Ok(found),
+        Ok(None) => Err(error(
             StatusCode::NOT_FOUND,
             format!("no run `{id}` in the history"),
-        ),
-        Err(e) => db_error(e),
+        )),
+        Err(e) => Err(db_error(e)),
+    }
+}
+
+async fn history_get(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    match stored_run(&app, &id) {
+        Ok((run, events)) => Json(json!({ "run": run, "events": events })).into_response(),
+        Err(r) => r,
     }
 }
 
 async fn history_ladder(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
-    match app.history.get(&id) {
-        Ok(Some((_, events))) => {
-            Html(report::Ladder::from_events(&events).to_html()).into_response()
-        }
-        Ok(None) => error(
-            StatusCode::NOT_FOUND,
-            format!("no run `{id}` in the history"),
-        ),
-        Err(e) => db_error(e),
+    match stored_run(&app, &id) {
+        Ok((_, events)) => Html(report::Ladder::from_events(&events).to_html()).into_response(),
+        Err(r) => r,
     }
 }
 

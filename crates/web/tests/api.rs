@@ -71,6 +71,14 @@ impl Server {
         (status, body.to_owned())
     }
 
+    /// Saves fixture `fixture` into the workspace as `name`; its validation.
+    async fn put_fixture(&self, name: &str, fixture_name: &str) -> String {
+        let path = format!("/api/scenarios/{name}");
+        let (status, body) = self.http("PUT", &path, &fixture(fixture_name), false).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
     async fn json(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
         let (status, text) = self.http(method, path, &body.to_string(), true).await;
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
@@ -115,15 +123,8 @@ fn finished(events: &[Value]) -> &Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn save_run_and_follow_a_scenario() {
     let server = Server::start("run").await;
-    let (status, body) = server
-        .http(
-            "PUT",
-            "/api/scenarios/basic.yaml",
-            &fixture("basic-call.yaml"),
-            false,
-        )
-        .await;
-    assert_eq!((status, body.as_str()), (200, r#"{"valid":true}"#));
+    let body = server.put_fixture("basic.yaml", "basic-call.yaml").await;
+    assert_eq!(body, r#"{"valid":true}"#);
     let (status, bad) = server
         .http(
             "PUT",
@@ -216,14 +217,7 @@ async fn save_run_and_follow_a_scenario() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_graph_editor_reads_checks_and_saves_flows() {
     let server = Server::start("flow").await;
-    server
-        .http(
-            "PUT",
-            "/api/scenarios/basic.yaml",
-            &fixture("basic-call.yaml"),
-            false,
-        )
-        .await;
+    server.put_fixture("basic.yaml", "basic-call.yaml").await;
     let (status, got) = server
         .json("GET", "/api/scenarios/basic.yaml/flow", Value::Null)
         .await;
@@ -411,14 +405,7 @@ async fn pbx_profiles_are_settings_scenarios_name() {
 #[tokio::test(flavor = "multi_thread")]
 async fn one_run_at_a_time_and_stop_within_ten_seconds() {
     let server = Server::start("stop").await;
-    server
-        .http(
-            "PUT",
-            "/api/scenarios/long.yaml",
-            &fixture("long-call.yaml"),
-            false,
-        )
-        .await;
+    server.put_fixture("long.yaml", "long-call.yaml").await;
     let (status, _) = server
         .json("POST", "/api/runs", json!({ "scenario": "long.yaml" }))
         .await;
