@@ -684,28 +684,28 @@ async fn history_list(State(app): State<Arc<App>>) -> Response {
 }
 
 /// A run of the history with its events, or the answer saying why not.
-fn stored_run(app: &App, id: &str) -> Result<(RunRow, Vec<Event>), Response> {
+fn stored_run(app: &App, id: &str) -> Result<(RunRow, Vec<Event>), Box<Response>> {
     match app.history.get(id) {
         Ok(Some(found)) => Ok(found),
-        Ok(None) => Err(error(
+        Ok(None) => Err(Box::new(error(
             StatusCode::NOT_FOUND,
             format!("no run `{id}` in the history"),
-        )),
-        Err(e) => Err(db_error(e)),
+        ))),
+        Err(e) => Err(Box::new(db_error(e))),
     }
 }
 
 async fn history_get(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
     match stored_run(&app, &id) {
         Ok((run, events)) => Json(json!({ "run": run, "events": events })).into_response(),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
 async fn history_ladder(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
     match stored_run(&app, &id) {
         Ok((_, events)) => Html(report::Ladder::from_events(&events).to_html()).into_response(),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
