@@ -151,11 +151,13 @@ impl EventSink for RunSink {
         // Stored and sent under one lock, so a follower's snapshot plus subscription misses nothing.
         let mut events = self.run.events.lock().expect("events lock");
         events.push(event.clone());
-        // In the history before anyone hears the run has finished.
-        if matches!(event.event, EventKind::RunFinished(_))
-            && let Err(e) = self.app.history.finished(&self.run.id, &events)
-        {
-            eprintln!("callflow serve: run history: {e}");
+        // `run_finished` is the last event, after the cleanup: the run is in the history and
+        // over (a new one may start) before anyone hears of it.
+        if matches!(event.event, EventKind::RunFinished(_)) {
+            if let Err(e) = self.app.history.finished(&self.run.id, &events) {
+                eprintln!("callflow serve: run history: {e}");
+            }
+            self.run.done.cancel();
         }
         let _ = self.run.tx.send(event.clone());
     }

@@ -445,11 +445,23 @@ async fn one_run_at_a_time_and_stop_within_ten_seconds() {
     assert!(events.iter().any(|e| e["event"]["type"] == "sip_message"
         && e["event"]["data"]["method"] == "BYE"
         && e["event"]["data"]["direction"] == "sent"));
-    // A new run may start now.
+    // Once `run_finished` is out, the run is over: nothing to stop, and a new run starts.
     let (status, _) = server
         .json("POST", "/api/runs/current/stop", Value::Null)
         .await;
     assert_eq!(status, 404);
+    let (status, again) = server
+        .json("POST", "/api/runs", json!({ "scenario": "long.yaml" }))
+        .await;
+    assert_eq!(status, 202, "{again}");
+    let (status, _) = server
+        .json("POST", "/api/runs/current/stop", Value::Null)
+        .await;
+    assert_eq!(status, 202);
+    let events = server.follow(Duration::from_secs(10)).await;
+    let done = finished(&events);
+    assert_eq!(done["outcome"], "stopped", "{done}");
+    assert_eq!(done["leaks"], json!({ "dialogs": 0, "ports": 0 }));
     server.stop().await;
 }
 
