@@ -342,6 +342,45 @@ async fn build_run_and_stop_scenarios_in_the_browser() {
         "{log}"
     );
 
+    // Settings: a PBX profile, written to the workspace, offered to instances by name.
+    click(&c, "#settings-open").await;
+    click(&c, "#profile-add").await;
+    for (key, value) in [
+        ("name", "lab"),
+        ("host", "127.0.0.1"),
+        ("port", "5070"),
+        ("realm", "callflow.test"),
+    ] {
+        css(
+            &c,
+            &format!("#profiles tbody tr:last-child [data-key='{key}']"),
+        )
+        .await
+        .send_keys(value)
+        .await
+        .unwrap();
+    }
+    click(&c, "#profiles-save").await;
+    c.wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(Locator::XPath(
+            "//span[@id='profiles-message'][contains(., 'saved')]",
+        ))
+        .await
+        .expect("the profiles are saved");
+    let profiles = std::fs::read_to_string(dir.join("pbx-profiles.yaml")).unwrap();
+    assert!(
+        profiles.contains("lab:") && profiles.contains("port: 5070"),
+        "{profiles}"
+    );
+    click(&c, "#settings-close").await;
+    click(&c, ".node.instance[data-id='alice'] rect").await;
+    css(
+        &c,
+        "#props select[data-field='pbxProfile'] option[value='lab']",
+    )
+    .await;
+
     c.close().await.unwrap();
     driver.kill().await.ok();
     shutdown.cancel();
