@@ -361,3 +361,52 @@ async fn sha256_digest() {
     );
     assert!(run.finished().leaks.is_clean());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_name_a_pbx_profile_from_the_scenario_folder() {
+    let pbx = lab::kamailio(1);
+    let dir = std::env::temp_dir().join(format!(
+        "callflow-profiles-{}-{}",
+        std::process::id(),
+        pbx.port
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join(scenario::PROFILES_FILE),
+        format!(
+            "profiles:\n  lab:\n    host: 127.0.0.1\n    port: {}\n    transport: udp\n",
+            pbx.port
+        ),
+    )
+    .unwrap();
+    let text = format!(
+        "name: profiles\ninstances:\n  alice:\n    dn: \"100\"\n    pbx: {{ profile: lab, password: alicepw }}\n    steps:\n{}  bob:\n    dn: \"200\"\n    pbx: {{ profile: lab, password: bobpw }}\n    steps:\n{}",
+        CALLER_HANGS_UP.0, CALLER_HANGS_UP.1
+    );
+    let path = dir.join("lab.yaml");
+    std::fs::write(&path, text).unwrap();
+    let (s, _) = scenario::load(&path).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(
+        s.instances[0].pbx.as_ref().unwrap().profile.as_deref(),
+        Some("lab")
+    );
+    let run = callflow_tests::run_scenario(&s, Default::default(), vec![]).await;
+    run.assert_outcome(Outcome::Passed);
+    run.assert_wire_contains(
+        "alice",
+        &[
+            ">REGISTER",
+            "<401",
+            ">REGISTER",
+            "<200",
+            ">INVITE",
+            "<407",
+            ">ACK",
+            ">INVITE",
+            "<200",
+        ],
+    );
+    assert!(run.raw("bob", ">REGISTER")[1].contains("Authorization: Digest"));
+    assert!(run.finished().leaks.is_clean());
+    std::fs::remove_dir_all(&dir).ok();
+}
