@@ -86,7 +86,7 @@ const STEP_KEYS: &[&str] = &[
     "interval",
     "number",
     "expected",
-    // Options (crate::options::OPTION_KEYS, snake_case).
+    // Options (crate::options::KEYS, snake_case).
     "expect",
     "until",
     "headers",

@@ -11,8 +11,9 @@ pub(crate) enum Style {
     Camel,
 }
 
-/// The option keys, in both spellings: (snake, camel).
-pub(crate) const OPTION_KEYS: &[(&str, &str)] = &[
+/// Node keys in both spellings, (snake, camel): the options, the keys of a check, and the
+/// fields of sipflow's own nodes. A key not listed is spelt the same in both formats.
+pub(crate) const KEYS: &[(&str, &str)] = &[
     ("expect", "expect"),
     ("until", "until"),
     ("headers", "headers"),
@@ -35,12 +36,25 @@ pub(crate) const OPTION_KEYS: &[(&str, &str)] = &[
     ("from", "from"),
     ("frequency", "frequency"),
     ("absent", "absent"),
+    // A check.
+    ("sdp_codec", "sdpCodec"),
+    ("sdp_direction", "sdpDirection"),
+    // sipflow's own fields.
+    ("call_id", "callId"),
+    ("target", "targetUri"),
+    ("target_user", "targetUser"),
+    ("target_host", "targetHost"),
+    ("primary_call_id", "primaryCallId"),
+    ("consult_call_id", "consultCallId"),
+    ("file", "filePath"),
+    ("interval", "intervalMs"),
+    ("expected", "expectedDigit"),
 ];
 
 pub(crate) fn key(style: Style, snake: &'static str) -> &'static str {
     match style {
         Style::Snake => snake,
-        Style::Camel => OPTION_KEYS
+        Style::Camel => KEYS
             .iter()
             .find(|(s, _)| *s == snake)
             .map_or(snake, |(_, c)| c),
@@ -158,29 +172,15 @@ pub(crate) fn read(
 }
 
 fn read_check(f: &mut Fields<'_>, item: &SNode, style: Style) -> Option<Check> {
-    let k = |snake| match (style, snake) {
-        (Style::Camel, "sdp_codec") => "sdpCodec",
-        (Style::Camel, "sdp_direction") => "sdpDirection",
-        _ => snake,
-    };
-    let known: Vec<&str> = match style {
-        Style::Snake => vec![
-            "header",
-            "exists",
-            "equals",
-            "matches",
-            "sdp_codec",
-            "sdp_direction",
-        ],
-        Style::Camel => vec![
-            "header",
-            "exists",
-            "equals",
-            "matches",
-            "sdpCodec",
-            "sdpDirection",
-        ],
-    };
+    let k = |snake| key(style, snake);
+    let known = [
+        "header",
+        "exists",
+        "equals",
+        "matches",
+        k("sdp_codec"),
+        k("sdp_direction"),
+    ];
     f.unknown_keys(item, &known, "a check", true);
     if let Some(name) = f.string(item, "header") {
         let test = if let Some(v) = f.string(item, "equals") {

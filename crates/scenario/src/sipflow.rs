@@ -51,7 +51,7 @@ const COMMAND_KEYS: &[&str] = &[
     "primaryCallId",
     "consultCallId",
     "transferTarget",
-    // callflow's options (crate::options::OPTION_KEYS, camelCase).
+    // callflow's options (crate::options::KEYS, camelCase).
     "expect",
     "until",
     "headers",

@@ -6,6 +6,7 @@ use crate::model::{
     Action, Check, DEFAULT_CALL_ID, DEFAULT_TIMEOUT, HeaderTest, Node, Pbx, Scenario, SipTransport,
     Until,
 };
+use crate::options::{Style, key};
 use crate::profiles::Profiles;
 use saphyr::{Mapping, Scalar, Yaml, YamlEmitter};
 use serde_json::{Value as Json, json};
@@ -27,19 +28,7 @@ enum F {
 
 /// The sipflow spelling of a native key.
 fn camel(snake: &'static str) -> &'static str {
-    match snake {
-        "call_id" => "callId",
-        "target" => "targetUri",
-        "target_user" => "targetUser",
-        "target_host" => "targetHost",
-        "primary_call_id" => "primaryCallId",
-        "consult_call_id" => "consultCallId",
-        "file" => "filePath",
-        "interval" => "intervalMs",
-        "expected" => "expectedDigit",
-        "timeout" => "timeout",
-        other => crate::options::key(crate::options::Style::Camel, other),
-    }
+    key(Style::Camel, snake)
 }
 
 /// The fields of a node beyond its name, id and links, in the order a person writes them.
@@ -203,7 +192,7 @@ fn yaml_field(key: &'static str, v: F) -> Yaml<'static> {
             checks
                 .into_iter()
                 .map(|c| {
-                    let (k, v) = check_fields(&c, false);
+                    let (k, v) = check_fields(&c, Style::Snake);
                     ymap(
                         k.into_iter()
                             .zip(v)
@@ -243,7 +232,7 @@ fn json_field(key: &'static str, v: F) -> (&'static str, Json) {
             checks
                 .iter()
                 .map(|c| {
-                    let (k, v) = check_fields(c, true);
+                    let (k, v) = check_fields(c, Style::Camel);
                     Json::Object(k.into_iter().map(str::to_owned).zip(v).collect())
                 })
                 .collect(),
@@ -252,7 +241,7 @@ fn json_field(key: &'static str, v: F) -> (&'static str, Json) {
     (k, v)
 }
 
-fn check_fields(c: &Check, camel_case: bool) -> (Vec<&'static str>, Vec<Json>) {
+fn check_fields(c: &Check, style: Style) -> (Vec<&'static str>, Vec<Json>) {
     match c {
         Check::Header { name, test } => {
             let (k, v) = match test {
@@ -262,18 +251,8 @@ fn check_fields(c: &Check, camel_case: bool) -> (Vec<&'static str>, Vec<Json>) {
             };
             (vec!["header", k], vec![json!(name), v])
         }
-        Check::SdpCodec(c) => (
-            vec![if camel_case { "sdpCodec" } else { "sdp_codec" }],
-            vec![json!(c)],
-        ),
-        Check::SdpDirection(d) => (
-            vec![if camel_case {
-                "sdpDirection"
-            } else {
-                "sdp_direction"
-            }],
-            vec![json!(d)],
-        ),
+        Check::SdpCodec(c) => (vec![key(style, "sdp_codec")], vec![json!(c)]),
+        Check::SdpDirection(d) => (vec![key(style, "sdp_direction")], vec![json!(d)]),
     }
 }
 
