@@ -268,7 +268,8 @@ pub(crate) fn convert(
     })
 }
 
-fn transport(f: &mut Fields<'_>, map: &SNode, key: &str) -> SipTransport {
+/// A `udp`/`tcp` field (any case); UDP when absent.
+pub(crate) fn transport(f: &mut Fields<'_>, map: &SNode, key: &str) -> SipTransport {
     match f.string(map, key).map(|t| t.to_ascii_lowercase()) {
         None => SipTransport::Udp,
         Some(t) if t == "udp" => SipTransport::Udp,

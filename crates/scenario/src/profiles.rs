@@ -15,7 +15,7 @@
 //! ```
 
 use crate::diag::{Diagnostic, Diagnostics, Pos};
-use crate::model::{Format, Pbx, SipTransport};
+use crate::model::{Format, Pbx};
 use crate::spanned::{Fields, SNode, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -58,17 +58,7 @@ impl Profiles {
                             &format!("profile `{}`", key.name),
                             true,
                         );
-                        let transport = match f.string(body, "transport").as_deref() {
-                            None | Some("udp" | "UDP") => SipTransport::Udp,
-                            Some("tcp" | "TCP") => SipTransport::Tcp,
-                            Some(t) => {
-                                f.error(
-                                    body.get("transport").map_or(body.pos, |n| n.pos),
-                                    format!("`transport` is `{t}`; callflow speaks `udp` or `tcp`"),
-                                );
-                                SipTransport::Udp
-                            }
-                        };
+                        let transport = crate::native::transport(&mut f, body, "transport");
                         if let Some(mut pbx) =
                             crate::native::pbx_settings(&mut f, body, None, Some(transport))
                         {

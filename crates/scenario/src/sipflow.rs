@@ -433,22 +433,9 @@ fn instance(
         .string(data, "pbxHost")
         .filter(|h| !h.is_empty())
         .or_else(|| profile.as_ref().map(|p| p.host.clone()));
-    let transport = match f
-        .string(data, "pbxTransport")
-        .map(|t| t.to_ascii_uppercase())
-    {
-        None => profile.as_ref().map_or(SipTransport::Udp, |p| p.transport),
-        Some(t) if t.is_empty() || t == "UDP" => SipTransport::Udp,
-        Some(t) if t == "TCP" => SipTransport::Tcp,
-        Some(t) => {
-            let p = data.get("pbxTransport").map_or(pos, |n| n.pos);
-            f.error(
-                p,
-                format!("`pbxTransport` is `{t}`; callflow speaks UDP or TCP"),
-            );
-            SipTransport::Udp
-        }
-    };
+    let transport = sip_transport(f, data, "pbxTransport", pos)
+        .or(profile.as_ref().map(|p| p.transport))
+        .unwrap_or_default();
     let port = match f.string(data, "pbxPort").filter(|p| !p.is_empty()) {
         None => profile.as_ref().and_then(|p| p.port),
         Some(p) => match p.parse::<u16>() {
@@ -489,19 +476,7 @@ fn instance(
     };
     let auto_ringing = f.bool(data, "autoRinging").unwrap_or(true);
     // callflow's `transport` (the UA's own, when there is no PBX to take it from).
-    let own_transport = match f.string(data, "transport").map(|t| t.to_ascii_uppercase()) {
-        Some(t) if t == "TCP" => SipTransport::Tcp,
-        Some(t) if t == "UDP" => SipTransport::Udp,
-        Some(t) => {
-            let tpos = data.get("transport").map_or(pos, |n| n.pos);
-            f.error(
-                tpos,
-                format!("`transport` is `{t}`; callflow speaks UDP or TCP"),
-            );
-            transport
-        }
-        None => transport,
-    };
+    let own_transport = sip_transport(f, data, "transport", pos).unwrap_or(transport);
     Some(Instance {
         id: id.to_owned(),
         label,
@@ -540,6 +515,24 @@ fn instance(
         starts: Vec::new(),
         pos,
     })
+}
+
+/// A `UDP`/`TCP` field (any case; empty, as sipflow writes an unset one, is UDP); None when
+/// absent or wrong (an error).
+fn sip_transport(f: &mut Fields<'_>, data: &SNode, key: &str, pos: Pos) -> Option<SipTransport> {
+    let t = f.string(data, key)?.to_ascii_uppercase();
+    match t.as_str() {
+        "" | "UDP" => Some(SipTransport::Udp),
+        "TCP" => Some(SipTransport::Tcp),
+        _ => {
+            let tpos = data.get(key).map_or(pos, |n| n.pos);
+            f.error(
+                tpos,
+                format!("`{key}` is `{t}`; callflow speaks UDP or TCP"),
+            );
+            None
+        }
+    }
 }
 
 fn command(f: &mut Fields<'_>, data: &SNode) -> Option<Action> {
