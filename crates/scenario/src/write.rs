@@ -292,6 +292,53 @@ fn pbx_fields(pbx: &Pbx, profiles: &Profiles) -> (Option<String>, Vec<(&'static 
     (base.map(|(name, _)| name), out)
 }
 
+/// Where a node goes when an instance's chains are written out.
+struct Placed {
+    node: usize,
+    /// 0 for a chain of its own, one more for each failure branch it is down.
+    column: usize,
+    /// From 1 (row 0 is the instance).
+    row: usize,
+}
+
+/// The nodes of instance `i`, chain by chain: its start chain first, each failure branch after
+/// the chain it leaves (one column right, one row down from its node), then the chains nothing
+/// reaches. Each node once, in the order the native format lists them.
+fn chains(s: &Scenario, i: usize) -> Vec<Placed> {
+    let mut out = Vec::new();
+    let mut placed = vec![false; s.nodes.len()];
+    let roots = s.instances[i].starts.iter().copied();
+    let mut queue: Vec<(usize, Option<(usize, usize)>)> = roots
+        .chain((0..s.nodes.len()).filter(|&n| s.nodes[n].instance == i))
+        .map(|n| (n, None))
+        .collect();
+    let mut next_row = 1;
+    let mut qi = 0;
+    while qi < queue.len() {
+        let (first, at) = queue[qi];
+        qi += 1;
+        let (column, mut row) = at.unwrap_or((0, next_row));
+        let mut branches = 0;
+        let mut n = Some(first);
+        while let Some(cur) = n.filter(|&c| !placed[c] && s.nodes[c].instance == i) {
+            placed[cur] = true;
+            out.push(Placed {
+                node: cur,
+                column,
+                row,
+            });
+            if let Some(f) = s.nodes[cur].on_failure {
+                queue.insert(qi + branches, (f, Some((column + 1, row + 1))));
+                branches += 1;
+            }
+            row += 1;
+            n = s.nodes[cur].on_success;
+        }
+        next_row = next_row.max(row);
+    }
+    out
+}
+
 /// Why a scenario cannot be written in the native format.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -306,30 +353,14 @@ pub enum WriteError {
 /// The scenario as native YAML (see `docs/scenario-format.md`). `profiles` are the ones its
 /// instances name, so only what an instance changes is written next to the profile's name.
 pub fn to_native(s: &Scenario, profiles: &Profiles) -> Result<String, WriteError> {
-    // Which nodes are named by a link that is not "the next step in the list".
-    let mut order: Vec<Vec<usize>> = vec![Vec::new(); s.instances.len()];
-    let mut placed = vec![false; s.nodes.len()];
+    let mut order: Vec<Vec<usize>> = Vec::new();
     for (i, inst) in s.instances.iter().enumerate() {
         if inst.starts.len() > 1 {
             return Err(WriteError::ManyChains(inst.id.clone(), inst.starts.len()));
         }
-        // The start chain first, then the failure chains, then anything unreachable.
-        let mut queue: Vec<usize> = inst.starts.clone();
-        queue.extend((0..s.nodes.len()).filter(|&n| s.nodes[n].instance == i));
-        let mut qi = 0;
-        while qi < queue.len() {
-            let mut n = Some(queue[qi]);
-            qi += 1;
-            while let Some(cur) = n.filter(|&c| !placed[c] && s.nodes[c].instance == i) {
-                placed[cur] = true;
-                order[i].push(cur);
-                if let Some(f) = s.nodes[cur].on_failure {
-                    queue.insert(qi, f);
-                }
-                n = s.nodes[cur].on_success;
-            }
-        }
+        order.push(chains(s, i).into_iter().map(|p| p.node).collect());
     }
+    // Which nodes are named by a link that is not "the next step in the list".
     let mut referenced = vec![false; s.nodes.len()];
     for list in &order {
         for (k, &n) in list.iter().enumerate() {
@@ -540,32 +571,8 @@ pub fn to_flow(s: &Scenario, profiles: &Profiles) -> Json {
         nodes.push(json!({
             "id": inst.id, "type": "sipInstance", "position": {"x": x0, "y": 0.0}, "data": data,
         }));
-        // Lay the chains out: (node, column offset, row).
-        let mut row = 1.0;
-        let mut stack: Vec<(usize, f64)> = inst.starts.iter().rev().map(|&n| (n, 0.0)).collect();
-        stack.extend(
-            (0..s.nodes.len())
-                .rev()
-                .filter(|&n| s.nodes[n].instance == i)
-                .map(|n| (n, 0.0)),
-        );
-        let mut branch_rows: Vec<(usize, f64, f64)> = Vec::new();
-        while let Some((start, dx)) = stack.pop() {
-            let mut n = Some(start);
-            let mut r = branch_rows
-                .iter()
-                .find(|(t, _, _)| *t == start)
-                .map_or(row, |(_, _, r)| *r);
-            while let Some(cur) = n.filter(|&c| pos[c].is_none() && s.nodes[c].instance == i) {
-                pos[cur] = Some((x0 + dx, r * ROW));
-                if let Some(f) = s.nodes[cur].on_failure {
-                    branch_rows.push((f, dx + SUB, r + 1.0));
-                    stack.push((f, dx + SUB));
-                }
-                r += 1.0;
-                n = s.nodes[cur].on_success;
-            }
-            row = row.max(r);
+        for p in chains(s, i) {
+            pos[p.node] = Some((x0 + p.column as f64 * SUB, p.row as f64 * ROW));
         }
         for &st in &inst.starts {
             edges.push(json!({
