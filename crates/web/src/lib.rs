@@ -345,24 +345,18 @@ async fn start(State(app): State<Arc<App>>, Json(body): Json<StartRun>) -> Respo
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
-    if !path.is_file() {
+    let Some((_, parsed)) = read_scenario(&path, &app.profiles()) else {
         return error(
             StatusCode::NOT_FOUND,
             format!("no scenario `{}`", body.scenario),
         );
-    }
-    let loaded = std::fs::read_to_string(&path)
-        .map_err(|e| e.to_string())
-        .and_then(|text| {
-            scenario::parse_with_profiles(&text, &path.display().to_string(), &app.profiles())
-                .map_err(|d| d.to_string())
-        });
-    let scenario = match loaded {
+    };
+    let scenario = match parsed {
         Ok((s, _)) => s,
         Err(d) => {
             return (
                 StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({ "error": "the scenario is invalid", "diagnostics": d })),
+                Json(json!({ "error": "the scenario is invalid", "diagnostics": d.to_string() })),
             )
                 .into_response();
         }
@@ -533,14 +527,28 @@ fn flow_text(flow: &serde_json::Value) -> FlowText {
     FlowText { text, line_owner }
 }
 
+/// How a scenario's text reads: the scenario and its warnings, or every error.
+type Parsed = Result<(scenario::Scenario, scenario::Diagnostics), scenario::Diagnostics>;
+
+/// A scenario file as it stands: its text and how it reads with `profiles`; None if it cannot
+/// be read.
+fn read_scenario(
+    path: &std::path::Path,
+    profiles: &scenario::Profiles,
+) -> Option<(String, Parsed)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let parsed = scenario::parse_with_profiles(&text, &path.display().to_string(), profiles);
+    Some((text, parsed))
+}
+
 /// Parses an edited flow; the diagnostics name their nodes.
 fn check(
-    app: &App,
+    profiles: &scenario::Profiles,
     flow: &serde_json::Value,
     name: &str,
 ) -> (Option<scenario::Scenario>, Vec<serde_json::Value>) {
     let ft = flow_text(flow);
-    let (scenario, diags) = match scenario::parse_with_profiles(&ft.text, name, &app.profiles()) {
+    let (scenario, diags) = match scenario::parse_with_profiles(&ft.text, name, profiles) {
         Ok((s, warnings)) => (Some(s), warnings),
         Err(d) => (None, d),
     };
@@ -564,11 +572,11 @@ async fn read_flow(State(app): State<Arc<App>>, Path(name): Path<String>) -> Res
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
-    let Ok(text) = std::fs::read_to_string(&path) else {
+    let profiles = app.profiles();
+    let Some((text, parsed)) = read_scenario(&path, &profiles) else {
         return error(StatusCode::NOT_FOUND, format!("no scenario `{name}`"));
     };
-    let profiles = app.profiles();
-    match scenario::parse_with_profiles(&text, &path.display().to_string(), &profiles) {
+    match parsed {
         Ok((s, _)) => {
             // A sipflow file is its own flow (its positions kept); YAML is laid out.
             let flow = match s.format {
@@ -602,10 +610,11 @@ struct FlowBody {
 
 async fn check_flow(State(app): State<Arc<App>>, Json(body): Json<FlowBody>) -> Response {
     let name = body.name.unwrap_or_else(|| "scenario.yaml".to_owned());
-    let (s, diagnostics) = check(&app, &body.flow, &name);
+    let profiles = app.profiles();
+    let (s, diagnostics) = check(&profiles, &body.flow, &name);
     let yaml = s
         .as_ref()
-        .map(|s| scenario::to_native(s, &app.profiles()).map_err(|e| e.to_string()));
+        .map(|s| scenario::to_native(s, &profiles).map_err(|e| e.to_string()));
     Json(json!({
         "valid": s.is_some(),
         "diagnostics": diagnostics,
@@ -624,13 +633,13 @@ async fn save_flow(
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
-    let (s, diagnostics) = check(&app, &body.flow, &path.display().to_string());
+    let profiles = app.profiles();
+    let (s, diagnostics) = check(&profiles, &body.flow, &path.display().to_string());
+    let valid = s.is_some();
     let text = if name.ends_with(".json") {
-        serde_json::to_string_pretty(&body.flow)
-            .map(|t| t + "\n")
-            .ok()
+        format!("{:#}\n", body.flow)
     } else {
-        let Some(mut s) = s.clone() else {
+        let Some(mut s) = s else {
             return (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 Json(json!({ "error": "not saved: the scenario has errors (they are on their nodes)", "diagnostics": diagnostics })),
@@ -638,13 +647,7 @@ async fn save_flow(
                 .into_response();
         };
         // What a flow cannot hold is kept from the file: its name and sidecars.
-        if let Ok((old, _)) = std::fs::read_to_string(&path)
-            .map_err(|_| ())
-            .and_then(|t| {
-                scenario::parse_with_profiles(&t, &path.display().to_string(), &app.profiles())
-                    .map_err(|_| ())
-            })
-        {
+        if let Some((_, Ok((old, _)))) = read_scenario(&path, &profiles) {
             s.name = old.name;
             s.sidecars = old.sidecars;
         } else {
@@ -653,13 +656,10 @@ async fn save_flow(
                 .trim_end_matches(".yml")
                 .to_owned();
         }
-        match scenario::to_native(&s, &app.profiles()) {
-            Ok(t) => Some(t),
+        match scenario::to_native(&s, &profiles) {
+            Ok(t) => t,
             Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         }
-    };
-    let Some(text) = text else {
-        return error(StatusCode::BAD_REQUEST, "the flow is not JSON");
     };
     if let Err(e) = std::fs::write(&path, &text) {
         return error(
@@ -667,7 +667,7 @@ async fn save_flow(
             format!("cannot save {name}: {e}"),
         );
     }
-    Json(json!({ "saved": name, "valid": s.is_some(), "diagnostics": diagnostics, "text": text }))
+    Json(json!({ "saved": name, "valid": valid, "diagnostics": diagnostics, "text": text }))
         .into_response()
 }
 
