@@ -68,6 +68,38 @@ impl Pbx {
     }
 }
 
+/// PBX settings as an instance writes them: each one it leaves unset comes from its profile.
+#[derive(Default)]
+pub(crate) struct PbxSettings {
+    pub(crate) host: Option<String>,
+    pub(crate) port: Option<u16>,
+    pub(crate) transport: Option<SipTransport>,
+    pub(crate) auth_user: Option<String>,
+    pub(crate) password_text: Option<String>,
+    pub(crate) realm: Option<String>,
+    pub(crate) outbound_proxy: Option<String>,
+}
+
+impl PbxSettings {
+    /// The PBX these settings make over `profile`; None when neither names a host.
+    pub(crate) fn over(self, profile: Option<&Pbx>) -> Option<Pbx> {
+        let from = |get: fn(&Pbx) -> &Option<String>| profile.and_then(|p| get(p).clone());
+        Some(Pbx {
+            host: self.host.or_else(|| profile.map(|p| p.host.clone()))?,
+            port: self.port.or(profile.and_then(|p| p.port)),
+            transport: self
+                .transport
+                .or(profile.map(|p| p.transport))
+                .unwrap_or_default(),
+            auth_user: self.auth_user.or_else(|| from(|p| &p.auth_user)),
+            password_text: self.password_text.or_else(|| from(|p| &p.password_text)),
+            realm: self.realm.or_else(|| from(|p| &p.realm)),
+            outbound_proxy: self.outbound_proxy.or_else(|| from(|p| &p.outbound_proxy)),
+            profile: profile.and_then(|p| p.profile.clone()),
+        })
+    }
+}
+
 /// One user agent of the scenario.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Instance {

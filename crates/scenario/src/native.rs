@@ -25,7 +25,8 @@
 
 use crate::diag::{Diagnostic, Diagnostics, Pos};
 use crate::model::{
-    Action, DEFAULT_CALL_ID, DEFAULT_TIMEOUT, Format, Instance, Node, Pbx, Scenario, SipTransport,
+    Action, DEFAULT_CALL_ID, DEFAULT_TIMEOUT, Format, Instance, Node, Pbx, PbxSettings, Scenario,
+    SipTransport,
 };
 use crate::options::Style;
 use crate::profiles::Profiles;
@@ -328,8 +329,8 @@ pub(crate) fn pbx_settings(
     transport: Option<SipTransport>,
 ) -> Option<Pbx> {
     let host = match &base {
-        Some(b) => f.string(p, "host").unwrap_or_else(|| b.host.clone()),
-        None => f.required_string(p, "host", "`pbx`")?,
+        Some(_) => f.string(p, "host"),
+        None => Some(f.required_string(p, "host", "`pbx`")?),
     };
     let port = match p.get("port").map(|n| (&n.value, n.pos)) {
         Some((Value::Int(i), _)) if (1..=65535).contains(i) => Some(*i as u16),
@@ -337,30 +338,18 @@ pub(crate) fn pbx_settings(
             f.error(ppos, "`port` must be a port number (1-65535)");
             None
         }
-        None => base.as_ref().and_then(|b| b.port),
+        None => None,
     };
-    let keep = |v: Option<String>, b: Option<&Option<String>>| v.or_else(|| b.cloned().flatten());
-    Some(Pbx {
+    PbxSettings {
         host,
         port,
-        transport: transport
-            .or(base.as_ref().map(|b| b.transport))
-            .unwrap_or_default(),
-        auth_user: keep(
-            f.string(p, "auth_user"),
-            base.as_ref().map(|b| &b.auth_user),
-        ),
-        password_text: keep(
-            f.secret(p, "password"),
-            base.as_ref().map(|b| &b.password_text),
-        ),
-        realm: keep(f.string(p, "realm"), base.as_ref().map(|b| &b.realm)),
-        outbound_proxy: keep(
-            f.string(p, "outbound_proxy"),
-            base.as_ref().map(|b| &b.outbound_proxy),
-        ),
-        profile: base.and_then(|b| b.profile),
-    })
+        transport,
+        auth_user: f.string(p, "auth_user"),
+        password_text: f.secret(p, "password"),
+        realm: f.string(p, "realm"),
+        outbound_proxy: f.string(p, "outbound_proxy"),
+    }
+    .over(base.as_ref())
 }
 
 fn instance(

@@ -7,7 +7,8 @@
 
 use crate::diag::{Diagnostics, Pos};
 use crate::model::{
-    Action, DEFAULT_CALL_ID, DEFAULT_TIMEOUT, Format, Instance, Node, Pbx, Scenario, SipTransport,
+    Action, DEFAULT_CALL_ID, DEFAULT_TIMEOUT, Format, Instance, Node, PbxSettings, Scenario,
+    SipTransport,
 };
 use crate::options::Style;
 use crate::profiles::Profiles;
@@ -429,15 +430,9 @@ fn instance(
         }
         None => None,
     };
-    let host = f
-        .string(data, "pbxHost")
-        .filter(|h| !h.is_empty())
-        .or_else(|| profile.as_ref().map(|p| p.host.clone()));
-    let transport = sip_transport(f, data, "pbxTransport", pos)
-        .or(profile.as_ref().map(|p| p.transport))
-        .unwrap_or_default();
+    let transport = sip_transport(f, data, "pbxTransport", pos);
     let port = match f.string(data, "pbxPort").filter(|p| !p.is_empty()) {
-        None => profile.as_ref().and_then(|p| p.port),
+        None => None,
         Some(p) => match p.parse::<u16>() {
             Ok(p) => Some(p),
             Err(_) => {
@@ -447,7 +442,18 @@ fn instance(
             }
         },
     };
-    if register && host.is_none() {
+    let nonempty = |f: &mut Fields<'_>, key: &str| f.string(data, key).filter(|s| !s.is_empty());
+    let pbx = PbxSettings {
+        host: nonempty(f, "pbxHost"),
+        port,
+        transport,
+        auth_user: nonempty(f, "authUser"),
+        password_text: f.secret(data, "password"),
+        realm: nonempty(f, "realm"),
+        outbound_proxy: nonempty(f, "outboundProxy"),
+    }
+    .over(profile.as_ref());
+    if register && pbx.is_none() {
         if data.get("register").is_some() {
             f.warn(pos, format!("instance `{label}` has `register: true` but no `pbxHost`; it runs locally without REGISTER"));
         }
@@ -476,7 +482,10 @@ fn instance(
     };
     let auto_ringing = f.bool(data, "autoRinging").unwrap_or(true);
     // callflow's `transport` (the UA's own, when there is no PBX to take it from).
-    let own_transport = sip_transport(f, data, "transport", pos).unwrap_or(transport);
+    let own_transport = sip_transport(f, data, "transport", pos)
+        .or(transport)
+        .or(profile.as_ref().map(|p| p.transport))
+        .unwrap_or_default();
     Some(Instance {
         id: id.to_owned(),
         label,
@@ -484,31 +493,7 @@ fn instance(
         transport: own_transport,
         register,
         register_interval,
-        pbx: host.map(|host| {
-            let from_profile =
-                |get: fn(&Pbx) -> &Option<String>| profile.as_ref().and_then(|p| get(p).clone());
-            Pbx {
-                profile: profile.as_ref().and_then(|p| p.profile.clone()),
-                host,
-                port,
-                transport,
-                auth_user: f
-                    .string(data, "authUser")
-                    .filter(|s| !s.is_empty())
-                    .or_else(|| from_profile(|p| &p.auth_user)),
-                password_text: f
-                    .secret(data, "password")
-                    .or_else(|| from_profile(|p| &p.password_text)),
-                realm: f
-                    .string(data, "realm")
-                    .filter(|s| !s.is_empty())
-                    .or_else(|| from_profile(|p| &p.realm)),
-                outbound_proxy: f
-                    .string(data, "outboundProxy")
-                    .filter(|s| !s.is_empty())
-                    .or_else(|| from_profile(|p| &p.outbound_proxy)),
-            }
-        }),
+        pbx,
         display_name: f.string(data, "displayName").filter(|s| !s.is_empty()),
         codecs,
         auto_ringing,
