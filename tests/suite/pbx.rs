@@ -26,6 +26,18 @@ const CALLEE_HANGS_UP: (&str, &str) = (
     "      - event: INCOMING\n      - command: Answer\n      - command: Release\n",
 );
 
+/// alice (password `alice_pw`) calls bob through the PBX on `port` and hangs up.
+async fn caller_hangs_up(port: u16, transport: &str, alice_pw: &str) -> callflow_tests::Run {
+    let text = two_users(
+        port,
+        transport,
+        alice_pw,
+        CALLER_HANGS_UP.0,
+        CALLER_HANGS_UP.1,
+    );
+    run_text(&text, "lab.yaml").await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn register_with_digest_then_call_through_the_proxy_both_hang_up_orders() {
     let pbx = lab::kamailio(1);
@@ -93,17 +105,7 @@ async fn register_with_digest_then_call_through_the_proxy_both_hang_up_orders() 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_password_fails_the_set_up_cleanly() {
     let pbx = lab::kamailio(1);
-    let run = run_text(
-        &two_users(
-            pbx.port,
-            "udp",
-            "wrong",
-            CALLER_HANGS_UP.0,
-            CALLER_HANGS_UP.1,
-        ),
-        "lab.yaml",
-    )
-    .await;
+    let run = caller_hangs_up(pbx.port, "udp", "wrong").await;
     run.assert_outcome(Outcome::Failed);
     assert!(run.report.setup_error);
     let msg = run.report.failure.clone().expect("failure").message;
@@ -120,17 +122,7 @@ async fn a_wrong_password_fails_the_set_up_cleanly() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_same_call_over_tcp() {
     let pbx = lab::kamailio(1);
-    let run = run_text(
-        &two_users(
-            pbx.port,
-            "tcp",
-            "alicepw",
-            CALLER_HANGS_UP.0,
-            CALLER_HANGS_UP.1,
-        ),
-        "lab.yaml",
-    )
-    .await;
+    let run = caller_hangs_up(pbx.port, "tcp", "alicepw").await;
     run.assert_outcome(Outcome::Passed);
     assert!(
         run.raw("alice", ">INVITE")[0].contains("SIP/2.0/TCP"),
@@ -339,17 +331,7 @@ async fn a_sidecar_that_dies_fails_the_set_up() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sha256_digest() {
     let pbx = lab::kamailio_full(1, 1, "SHA-256");
-    let run = run_text(
-        &two_users(
-            pbx.port,
-            "udp",
-            "alicepw",
-            CALLER_HANGS_UP.0,
-            CALLER_HANGS_UP.1,
-        ),
-        "lab.yaml",
-    )
-    .await;
+    let run = caller_hangs_up(pbx.port, "udp", "alicepw").await;
     run.assert_outcome(Outcome::Passed);
     assert!(
         run.raw("alice", "<401")[0].contains("algorithm=SHA-256"),
