@@ -26,6 +26,21 @@ const CALLEE_HANGS_UP: (&str, &str) = (
     "      - event: INCOMING\n      - command: Answer\n      - command: Release\n",
 );
 
+/// The caller's side of a call through the PBX: REGISTER is challenged (401) and retried with
+/// digest, the INVITE is challenged (407), ACKed and retried.
+const DIGEST_CALL: &[&str] = &[
+    ">REGISTER",
+    "<401",
+    ">REGISTER",
+    "<200",
+    ">INVITE",
+    "<407",
+    ">ACK",
+    ">INVITE",
+    "<200",
+    ">ACK",
+];
+
 /// alice (password `alice_pw`) calls bob through the PBX on `port` and hangs up.
 async fn caller_hangs_up(port: u16, transport: &str, alice_pw: &str) -> callflow_tests::Run {
     let text = two_users(
@@ -44,22 +59,7 @@ async fn register_with_digest_then_call_through_the_proxy_both_hang_up_orders() 
     for (a, b) in [CALLER_HANGS_UP, CALLEE_HANGS_UP] {
         let run = run_text(&two_users(pbx.port, "udp", "alicepw", a, b), "lab.yaml").await;
         run.assert_outcome(Outcome::Passed);
-        // REGISTER is challenged (401) and retried; the INVITE is challenged (407) and retried.
-        run.assert_wire_contains(
-            "alice",
-            &[
-                ">REGISTER",
-                "<401",
-                ">REGISTER",
-                "<200",
-                ">INVITE",
-                "<407",
-                ">ACK",
-                ">INVITE",
-                "<200",
-                ">ACK",
-            ],
-        );
+        run.assert_wire_contains("alice", DIGEST_CALL);
         assert!(
             run.raw("alice", ">REGISTER")[1].contains("Authorization: Digest"),
             "digest on the retry"
@@ -374,20 +374,7 @@ async fn instances_name_a_pbx_profile_from_the_scenario_folder() {
     );
     let run = callflow_tests::run_scenario(&s, Default::default(), vec![]).await;
     run.assert_outcome(Outcome::Passed);
-    run.assert_wire_contains(
-        "alice",
-        &[
-            ">REGISTER",
-            "<401",
-            ">REGISTER",
-            "<200",
-            ">INVITE",
-            "<407",
-            ">ACK",
-            ">INVITE",
-            "<200",
-        ],
-    );
+    run.assert_wire_contains("alice", DIGEST_CALL);
     assert!(run.raw("bob", ">REGISTER")[1].contains("Authorization: Digest"));
     assert!(run.finished().leaks.is_clean());
     std::fs::remove_dir_all(&dir).ok();
