@@ -47,7 +47,7 @@ const INSTANCE_FIELDS = [['label', 'text'], ['dn', 'text'], ['transport', ['UDP'
 
 const S = {
   name: null, flow: { nodes: [], edges: [] }, dirty: false, sel: null, diags: [],
-  text: '', profiles: {}, run: null, states: {}, following: null, counter: 0,
+  text: '', profiles: {}, states: {}, following: null, counter: 0,
 };
 
 // ---------------------------------------------------------------- helpers
@@ -81,9 +81,8 @@ function el(tag, attrs = {}, parent, ns) {
 const sv = (tag, attrs, parent) => el(tag, attrs, parent, true);
 
 function newId(prefix) {
-  S.counter += 1;
   let id;
-  do { id = `${prefix}-${Date.now().toString(36)}${S.counter}`; S.counter += 1; } while (node(id));
+  do { S.counter += 1; id = `${prefix}-${Date.now().toString(36)}${S.counter}`; } while (node(id));
   return id;
 }
 const node = (id) => S.flow.nodes.find((n) => n.id === id);
@@ -201,10 +200,8 @@ async function saveText() {
   S.textDirty = false;
   if (!r.ok) return say(r.data.error, 'error');
   say(r.data.valid ? `saved ${S.name}` : `saved ${S.name}; it has errors`, r.data.valid ? '' : 'error');
-  const view = $('#text-view').hidden ? 'graph' : 'text';
-  await open(S.name);
+  await reopenKeepingView();
   if (!r.data.valid) showDiagText(r.data.diagnostics);
-  tab(view);
   return r.data.valid;
 }
 
