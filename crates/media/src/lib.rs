@@ -6,6 +6,7 @@
 
 pub mod audio;
 pub mod dtmf;
+pub mod file;
 pub mod rtp;
 pub mod sdp;
 pub mod wav;

@@ -7,6 +7,11 @@ use std::path::Path;
 pub enum WavError {
     #[error("cannot read {path}: {source}")]
     Read { path: String, source: hound::Error },
+    #[error("cannot read {path}: {source}")]
+    Open {
+        path: String,
+        source: crate::file::OpenError,
+    },
     #[error(
         "{path} is {got}; callflow plays 8000 Hz mono 16-bit PCM (convert it with `sox in.wav -r 8000 -c 1 -b 16 out.wav`)"
     )]
@@ -24,13 +29,26 @@ fn spec() -> hound::WavSpec {
     }
 }
 
-/// Checks a file without reading its samples.
-pub fn check(path: &Path) -> Result<(), WavError> {
+/// The largest WAV PlayAudio plays: 64 MiB, over an hour of 8 kHz 16-bit mono.
+pub const MAX_WAV_BYTES: u64 = 64 << 20;
+
+/// A reader over a regular file within [`MAX_WAV_BYTES`] (a FIFO or a device is refused at
+/// once instead of blocking or reading without end).
+fn reader(path: &Path) -> Result<hound::WavReader<std::io::BufReader<std::fs::File>>, WavError> {
     let p = path.display().to_string();
-    let r = hound::WavReader::open(path).map_err(|source| WavError::Read {
+    let (file, _) = crate::file::open_regular(path, MAX_WAV_BYTES, crate::file::Symlinks::Follow)
+        .map_err(|source| WavError::Open {
         path: p.clone(),
         source,
     })?;
+    hound::WavReader::new(std::io::BufReader::new(file))
+        .map_err(|source| WavError::Read { path: p, source })
+}
+
+/// Checks a file without reading its samples.
+pub fn check(path: &Path) -> Result<(), WavError> {
+    let p = path.display().to_string();
+    let r = reader(path)?;
     let s = r.spec();
     if s != spec() {
         let kind = if s.sample_format == hound::SampleFormat::Float {
@@ -50,10 +68,7 @@ pub fn check(path: &Path) -> Result<(), WavError> {
 pub fn load(path: &Path) -> Result<Vec<i16>, WavError> {
     check(path)?;
     let p = path.display().to_string();
-    let mut r = hound::WavReader::open(path).map_err(|source| WavError::Read {
-        path: p.clone(),
-        source,
-    })?;
+    let mut r = reader(path)?;
     r.samples::<i16>()
         .collect::<Result<_, _>>()
         .map_err(|source| WavError::Read { path: p, source })

@@ -36,9 +36,9 @@ impl Diagnostic {
     pub fn error(file: &str, pos: Pos, message: impl Into<String>) -> Self {
         Self {
             severity: Severity::Error,
-            file: file.to_owned(),
+            file: escape_controls(file),
             pos,
-            message: message.into(),
+            message: escape_controls(&message.into()),
             help: None,
         }
     }
@@ -52,7 +52,7 @@ impl Diagnostic {
 
     #[must_use]
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
-        self.help = Some(help.into());
+        self.help = Some(escape_controls(&help.into()));
         self
     }
 }
@@ -77,6 +77,23 @@ impl fmt::Display for Diagnostic {
         }
         Ok(())
     }
+}
+
+/// Text with its control characters (escape sequences, line breaks, NUL) written as `\u{..}`,
+/// so what a file says can neither move the terminal's cursor nor fake another diagnostic line.
+pub(crate) fn escape_controls(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Every diagnostic of one parse, in source order.
@@ -107,6 +124,43 @@ impl Diagnostics {
     pub(crate) fn sort(&mut self) {
         self.0.sort_by_key(|a| a.pos);
     }
+
+    /// Writes the value of every `${NAME}` that `text` uses back as `${NAME}` in the messages,
+    /// so a diagnostic never shows a secret taken from the environment.
+    pub(crate) fn redact_env(&mut self, text: &str) {
+        let mut secrets: Vec<(String, String)> = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            let after = &rest[start + 2..];
+            let Some(end) = after.find('}') else { break };
+            let name = &after[..end];
+            if let Ok(value) = std::env::var(name)
+                && !value.is_empty()
+                && !secrets.iter().any(|(n, _)| n == name)
+            {
+                secrets.push((name.to_owned(), escape_controls(&value)));
+            }
+            rest = &after[end + 1..];
+        }
+        if secrets.is_empty() {
+            return;
+        }
+        // Longest first, so a value that contains another is replaced whole.
+        secrets.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
+        let redact = |s: &mut String| {
+            for (name, value) in &secrets {
+                if s.contains(value.as_str()) {
+                    *s = s.replace(value.as_str(), &format!("${{{name}}}"));
+                }
+            }
+        };
+        for d in &mut self.0 {
+            redact(&mut d.message);
+            if let Some(h) = &mut d.help {
+                redact(h);
+            }
+        }
+    }
 }
 
 impl From<Diagnostic> for Diagnostics {
@@ -135,8 +189,10 @@ pub(crate) fn did_you_mean<'a>(
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<String> {
     let lower = got.to_ascii_lowercase();
+    // Bounded, so a file with thousands of misspelt ids stays linear to check.
     candidates
         .into_iter()
+        .take(2_000)
         .map(|c| (strsim::jaro_winkler(&lower, &c.to_ascii_lowercase()), c))
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))

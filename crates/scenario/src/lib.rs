@@ -49,21 +49,47 @@ pub use write::{WriteError, to_flow, to_native};
 
 use std::path::Path;
 
+pub use media::file::Symlinks;
+pub use spanned::{MAX_DEPTH, MAX_DURATION};
+
+/// The largest scenario file read: 4 MiB, some 20,000 steps (the largest bundled file is 4 KB).
+pub const MAX_SCENARIO_BYTES: u64 = 4 << 20;
+
 /// Reads and parses a scenario file, then validates it.
 ///
 /// Returns the scenario with any warnings, or every error found.
 pub fn load(path: &Path) -> Result<(Scenario, Diagnostics), Diagnostics> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostics::from(Diagnostic::error(
-            &file,
-            Pos::default(),
-            format!("cannot read the file: {e}"),
-        ))
-    })?;
+    let text = read_source(path, Symlinks::Follow)?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let profiles = Profiles::load_dir(dir)?;
     parse_with_profiles(&text, &file, &profiles)
+}
+
+/// The text of a scenario (or settings) file: a regular file of at most
+/// [`MAX_SCENARIO_BYTES`] in UTF-8; anything else is an error at its position (a FIFO or a
+/// device is refused at once, never waited on).
+pub fn read_source(path: &Path, symlinks: Symlinks) -> Result<String, Diagnostics> {
+    let file = path.display().to_string();
+    let bytes = media::file::read_regular(path, MAX_SCENARIO_BYTES, symlinks).map_err(|e| {
+        Diagnostics::from(Diagnostic::error(
+            &file,
+            Pos::new(1, 1),
+            format!("cannot read the file: {e}"),
+        ))
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        // Safe: the prefix up to `valid_up_to` is UTF-8 by definition.
+        let valid = std::str::from_utf8(valid).unwrap_or_default();
+        let line = valid.matches('\n').count() + 1;
+        let col = valid.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        Diagnostics::from(Diagnostic::error(
+            &file,
+            Pos::new(line, col),
+            "the file is not UTF-8 text: an invalid byte is here",
+        ))
+    })
 }
 
 /// Parses and validates scenario text; `file` names it in diagnostics. Warnings are dropped.
@@ -82,17 +108,22 @@ pub fn parse_with_profiles(
     file: &str,
     profiles: &Profiles,
 ) -> Result<(Scenario, Diagnostics), Diagnostics> {
+    let redacted = |mut d: Diagnostics| {
+        d.redact_env(text);
+        d
+    };
     let format = detect_format(text, file)?;
-    let root = spanned::parse(text, file, format)?;
+    let root = spanned::parse(text, file, format).map_err(redacted)?;
     let mut diags = Diagnostics::default();
     let scenario = match format {
         Format::SipflowJson => sipflow::convert(&root, file, profiles, &mut diags),
         Format::Native => native::convert(&root, file, profiles, &mut diags),
     };
     let Some(scenario) = scenario else {
-        return Err(diags);
+        return Err(redacted(diags));
     };
     validate::validate(&scenario, &mut diags);
+    let diags = redacted(diags);
     if diags.has_errors() {
         Err(diags)
     } else {

@@ -169,6 +169,7 @@ pub(crate) fn convert(
 
     let mut instances = Vec::new();
     let mut nodes: Vec<Node> = Vec::new();
+    let mut ids: HashMap<String, usize> = HashMap::new();
     let mut pending: Vec<Pending> = Vec::new();
     for (key, body) in insts.entries() {
         let idx = instances.len();
@@ -179,6 +180,7 @@ pub(crate) fn convert(
             let mut ctx = StepCtx {
                 f: &mut f,
                 nodes: &mut nodes,
+                ids: &mut ids,
                 pending: &mut pending,
                 instance: idx,
                 default_timeout,
@@ -191,11 +193,15 @@ pub(crate) fn convert(
     }
 
     // Targets may name instances: turn them into DNs.
+    let dn_of: HashMap<&str, &str> = instances
+        .iter()
+        .map(|i| (i.id.as_str(), i.dn.as_str()))
+        .collect();
     for n in &mut nodes {
         if let Action::MakeCall { target } = &mut n.action
-            && let Some(i) = instances.iter().find(|i| &i.id == target)
+            && let Some(dn) = dn_of.get(target.as_str())
         {
-            target.clone_from(&i.dn);
+            *target = (*dn).to_owned();
         }
     }
 
@@ -427,6 +433,8 @@ fn instance(
 struct StepCtx<'a, 'f> {
     f: &'a mut Fields<'f>,
     nodes: &'a mut Vec<Node>,
+    /// Step id → the line it is defined on.
+    ids: &'a mut HashMap<String, usize>,
     pending: &'a mut Vec<Pending>,
     instance: usize,
     default_timeout: Duration,
@@ -489,8 +497,7 @@ impl StepCtx<'_, '_> {
             .f
             .string(item, "id")
             .unwrap_or_else(|| default_id.to_owned());
-        if let Some(other) = self.nodes.iter().find(|n| n.id == id) {
-            let line = other.pos.line;
+        if let Some(&line) = self.ids.get(&id) {
             self.f.error(
                 item.get("id").map_or(item.pos, |n| n.pos),
                 format!("step id `{id}` is already used on line {line}"),
@@ -515,6 +522,7 @@ impl StepCtx<'_, '_> {
             .unwrap_or_else(|| action.name().to_owned());
         let (opts, after) = crate::options::read(self.f, item, Style::Snake);
         let idx = self.nodes.len();
+        self.ids.entry(id.clone()).or_insert(item.pos.line);
         self.nodes.push(Node {
             id,
             label,

@@ -152,14 +152,10 @@ pub(crate) fn read(
             ),
         }
     }
-    if let Some(re) = f.string(map, "matches") {
-        match regex::Regex::new(&re) {
-            Ok(_) => o.pattern = Some(re),
-            Err(e) => f.error(
-                map.get("matches").map_or(map.pos, |n| n.pos),
-                format!("`matches` is not a valid regular expression: {e}"),
-            ),
-        }
+    if let Some(re) = f.string(map, "matches")
+        && check_regex(f, map, &re)
+    {
+        o.pattern = Some(re);
     }
     let after = map.get("after").and_then(|n| match n.as_text() {
         Some(id) => Some((id, n.pos)),
@@ -186,11 +182,7 @@ fn read_check(f: &mut Fields<'_>, item: &SNode, style: Style) -> Option<Check> {
         let test = if let Some(v) = f.string(item, "equals") {
             HeaderTest::Equals(v)
         } else if let Some(re) = f.string(item, "matches") {
-            if let Err(e) = regex::Regex::new(&re) {
-                f.error(
-                    item.get("matches").map_or(item.pos, |n| n.pos),
-                    format!("`matches` is not a valid regular expression: {e}"),
-                );
+            if !check_regex(f, item, &re) {
                 return None;
             }
             HeaderTest::Matches(re)
@@ -308,14 +300,92 @@ pub(crate) fn extra_event(
 }
 
 /// A plain number (a percentage, a frequency).
-fn number(f: &mut Fields<'_>, map: &SNode, key: &str) -> Option<f64> {
-    let n = map.get(key)?;
-    match n.value {
-        Value::Int(i) => Some(i as f64),
-        Value::Float(x) => Some(x),
-        _ => {
-            f.error(n.pos, format!("`{key}` must be a number"));
-            None
+/// The longest `matches` pattern (a header or digit pattern is a few dozen characters).
+pub(crate) const MAX_REGEX_LEN: usize = 4096;
+/// The most memory one compiled pattern may take.
+pub(crate) const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// Whether `re` (the `matches` of `map`) compiles within the limits; the error, on one line,
+/// is at the pattern's position otherwise.
+fn check_regex(f: &mut Fields<'_>, map: &SNode, re: &str) -> bool {
+    let pos = map.get("matches").map_or(map.pos, |n| n.pos);
+    if re.len() > MAX_REGEX_LEN {
+        f.error(
+            pos,
+            format!(
+                "`matches` is {} bytes long; a pattern may have at most {MAX_REGEX_LEN}",
+                re.len()
+            ),
+        );
+        return false;
+    }
+    match regex::RegexBuilder::new(re)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .build()
+    {
+        Ok(_) => true,
+        Err(e) => {
+            f.error(
+                pos,
+                format!(
+                    "`matches` is not a valid regular expression: {}",
+                    regex_error(&e)
+                ),
+            );
+            false
         }
     }
 }
+
+/// regex's error on one line: its `error:` line and where in the pattern it is.
+fn regex_error(e: &regex::Error) -> String {
+    match e {
+        regex::Error::Syntax(text) => {
+            let lines: Vec<&str> = text.lines().collect();
+            let what = lines
+                .iter()
+                .rev()
+                .find_map(|l| l.strip_prefix("error: "))
+                .unwrap_or("syntax error");
+            // The pattern is indented by 4 spaces and the line after it marks the spot with ^.
+            let at = lines
+                .iter()
+                .find(|l| l.trim_start().starts_with('^'))
+                .and_then(|l| l.find('^'))
+                .map(|i| i.saturating_sub(4) + 1);
+            match at {
+                Some(c) => format!("{what} (at character {c} of the pattern)"),
+                None => what.to_owned(),
+            }
+        }
+        regex::Error::CompiledTooBig(limit) => {
+            format!("the pattern compiles to more than {limit} bytes")
+        }
+        other => other.to_string().replace('\n', " "),
+    }
+}
+
+fn number(f: &mut Fields<'_>, map: &SNode, key: &str) -> Option<f64> {
+    let n = map.get(key)?;
+    let x = match n.value {
+        Value::Int(i) => i as f64,
+        Value::Float(x) => x,
+        _ => {
+            f.error(n.pos, format!("`{key}` must be a number"));
+            return None;
+        }
+    };
+    // Every number read here is a percentage or a number of milliseconds.
+    if !(0.0..=MAX_NUMBER).contains(&x) {
+        f.error(
+            n.pos,
+            format!("`{key}` must be a number from 0 to {MAX_NUMBER}, got {x}"),
+        );
+        return None;
+    }
+    Some(x)
+}
+
+/// The largest number an option takes (a day in milliseconds is 8.64e7).
+const MAX_NUMBER: f64 = 1e9;

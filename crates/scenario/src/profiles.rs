@@ -37,7 +37,16 @@ pub struct Profiles {
 impl Profiles {
     /// Parses a profiles file's text.
     pub fn parse(text: &str, file: &str) -> Result<Self, Diagnostics> {
-        let root = crate::spanned::parse(text, file, Format::Native)?;
+        if text.trim_start_matches('\u{feff}').trim().is_empty() {
+            return Ok(Self {
+                file: Some(file.to_owned()),
+                profiles: BTreeMap::new(),
+            });
+        }
+        let root = crate::spanned::parse(text, file, Format::Native).map_err(|mut d| {
+            d.redact_env(text);
+            d
+        })?;
         let mut diags = Diagnostics::default();
         let mut f = Fields {
             file,
@@ -75,6 +84,7 @@ impl Profiles {
             }
         }
         if diags.has_errors() {
+            diags.redact_env(text);
             return Err(diags);
         }
         Ok(Self {
@@ -85,16 +95,18 @@ impl Profiles {
 
     /// Reads [`PROFILES_FILE`] in `dir`; no file is no profiles.
     pub fn load_dir(dir: &Path) -> Result<Self, Diagnostics> {
+        Self::load_dir_with(dir, crate::Symlinks::Follow)
+    }
+
+    /// [`Self::load_dir`], refusing a symbolic link where `symlinks` says so.
+    pub fn load_dir_with(dir: &Path, symlinks: crate::Symlinks) -> Result<Self, Diagnostics> {
         let path = dir.join(PROFILES_FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Self::parse(&text, &path.display().to_string()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(Diagnostics::from(Diagnostic::error(
-                &path.display().to_string(),
-                Pos::default(),
-                format!("cannot read the PBX profiles: {e}"),
-            ))),
+        if std::fs::symlink_metadata(&path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+        {
+            return Ok(Self::default());
         }
+        let text = crate::read_source(&path, symlinks)?;
+        Self::parse(&text, &path.display().to_string())
     }
 
     /// The profile `name`, or an error at `pos` naming the ones there are.

@@ -462,7 +462,7 @@ fn instance(
     let register_interval = f
         .millis(data, "registerIntervalSeconds")
         .map_or(Duration::from_secs(300), |(d, _)| {
-            Duration::from_secs_f64(d.as_secs_f64() * 1000.0)
+            d.saturating_mul(1000).min(crate::spanned::MAX_DURATION)
         });
     let codecs = match data.get("codecs").map(|c| &c.value) {
         Some(Value::Seq(items)) => {

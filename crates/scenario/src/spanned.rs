@@ -5,7 +5,7 @@
 
 use crate::diag::{Diagnostic, Diagnostics, Pos};
 use crate::model::Format;
-use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
+use saphyr::{MarkedYaml, Scalar, YamlData};
 
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Value {
@@ -70,28 +70,45 @@ impl SNode {
     }
 }
 
+/// How deep lists and mappings may nest. The deepest real scenario is about 8 levels (a sipflow
+/// node's `data.headers` list of maps); the limit keeps a crafted file from exhausting the stack.
+pub const MAX_DEPTH: usize = 64;
+
+/// The longest duration a scenario may write (a timer further out than this is a typo, and
+/// `Instant + Duration` must not overflow).
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
 pub(crate) fn parse(text: &str, file: &str, format: Format) -> Result<SNode, Diagnostics> {
     let text = text.trim_start_matches('\u{feff}');
+    if text.trim().is_empty() {
+        return Err(Diagnostic::error(
+            file,
+            Pos::new(1, 1),
+            "the file is empty: a scenario needs `instances` (or a sipflow flow's `nodes` and `edges`)",
+        )
+        .into());
+    }
+    // JSON's own messages are the better ones for JSON (serde_json bounds its nesting itself;
+    // the tree is dropped at once).
     if format == Format::SipflowJson
         && let Err(e) = serde_json::from_str::<serde_json::Value>(text)
     {
         return Err(Diagnostic::error(
             file,
-            Pos::new(e.line(), e.column()),
+            Pos::new(e.line().max(1), e.column().max(1)),
             format!("invalid JSON: {e}"),
         )
         .into());
     }
-    let docs = MarkedYaml::load_from_str(text).map_err(|e| {
-        let m = e.marker();
+    let docs = load_bounded(text).map_err(|(m, what)| {
         Diagnostics::from(Diagnostic::error(
             file,
             Pos::new(m.line(), m.col() + 1),
-            format!("invalid YAML: {}", e.info()),
+            what,
         ))
     })?;
     match docs.len() {
-        0 => Err(Diagnostic::error(file, Pos::default(), "the file is empty").into()),
+        0 => Err(Diagnostic::error(file, Pos::new(1, 1), "the file holds no YAML document").into()),
         1 => convert(&docs[0], file),
         _ => Err(Diagnostic::error(
             file,
@@ -100,6 +117,38 @@ pub(crate) fn parse(text: &str, file: &str, format: Format) -> Result<SNode, Dia
         )
         .into()),
     }
+}
+
+/// saphyr's loader fed event by event (its own `load` recurses once per nesting level), with
+/// the nesting bounded by [`MAX_DEPTH`].
+fn load_bounded(text: &str) -> Result<Vec<MarkedYaml<'_>>, (saphyr::Marker, String)> {
+    use saphyr_parser::{Event, Parser, SpannedEventReceiver};
+    let mut loader = saphyr::YamlLoader::<MarkedYaml<'_>>::default();
+    let mut depth = 0usize;
+    for item in Parser::new_from_str(text) {
+        let (event, span) =
+            item.map_err(|e| (*e.marker(), format!("invalid YAML: {}", e.info())))?;
+        match event {
+            Event::SequenceStart(..) | Event::MappingStart(..) => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err((
+                        span.start,
+                        format!(
+                            "lists and mappings nest more than {MAX_DEPTH} deep here; a scenario needs far fewer levels"
+                        ),
+                    ));
+                }
+            }
+            Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        loader.on_event(event, span);
+        if let Some(e) = loader.error() {
+            return Err((*e.marker(), format!("invalid YAML: {}", e.info())));
+        }
+    }
+    Ok(loader.into_documents())
 }
 
 fn pos_of(node: &MarkedYaml<'_>) -> Pos {
@@ -256,6 +305,16 @@ impl Fields<'_> {
         }
     }
 
+    fn too_long(&mut self, pos: Pos, key: &str) {
+        self.error(
+            pos,
+            format!(
+                "`{key}` is longer than {} days, the longest a step may wait",
+                MAX_DURATION.as_secs() / 86_400
+            ),
+        );
+    }
+
     /// A number of milliseconds (sipflow stores every duration as a JSON number of ms).
     pub(crate) fn millis(&mut self, map: &SNode, key: &str) -> Option<(std::time::Duration, Pos)> {
         let node = map.get(key)?;
@@ -279,7 +338,13 @@ impl Fields<'_> {
             );
             return None;
         }
-        Some((std::time::Duration::from_secs_f64(ms / 1000.0), node.pos))
+        match std::time::Duration::try_from_secs_f64(ms / 1000.0) {
+            Ok(d) if d <= MAX_DURATION => Some((d, node.pos)),
+            _ => {
+                self.too_long(node.pos, key);
+                None
+            }
+        }
     }
 
     /// A duration with a unit, such as `10s`, `500ms` or `1m 30s`.
@@ -291,6 +356,10 @@ impl Fields<'_> {
         let node = map.get(key)?;
         match &node.value {
             Value::Str(s) => match humantime::parse_duration(s.trim()) {
+                Ok(d) if d > MAX_DURATION => {
+                    self.too_long(node.pos, key);
+                    None
+                }
                 Ok(d) if !d.is_zero() => Some((d, node.pos)),
                 Ok(_) => {
                     self.error(node.pos, format!("`{key}` must be more than 0"));
