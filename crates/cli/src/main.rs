@@ -43,7 +43,8 @@ enum Command {
         /// A folder written by `run --out`.
         dir: PathBuf,
     },
-    /// Serve the browser UI and its API for the scenarios in a workspace folder (Ctrl-C stops).
+    /// Serve the browser UI and its API for the scenarios in a workspace folder (Ctrl-C,
+    /// SIGTERM or SIGHUP stops; see docs/security.md for what it trusts).
     Serve {
         /// Address to listen on; loopback unless --allow-remote.
         #[arg(long, default_value = "127.0.0.1:7070")]
@@ -54,6 +55,14 @@ enum Command {
         /// Allow a non-loopback --listen address (anyone who reaches it can run scenarios).
         #[arg(long)]
         allow_remote: bool,
+        /// Another host name the server answers to (`name` or `name:port`, for a reverse proxy
+        /// or a DNS name); requests naming any other host are refused. Repeatable.
+        #[arg(long = "allow-host", value_name = "NAME")]
+        allow_hosts: Vec<String>,
+        /// Run scenarios that start sidecar processes (they run any command the file names, as
+        /// this user); without it such scenarios are refused.
+        #[arg(long)]
+        allow_sidecars: bool,
     },
 }
 
@@ -149,7 +158,18 @@ fn real_main() -> anyhow::Result<i32> {
             listen,
             workspace,
             allow_remote,
-        } => serve(listen, workspace, allow_remote),
+            allow_hosts,
+            allow_sidecars,
+        } => serve(
+            listen,
+            workspace,
+            allow_remote,
+            web::ServeOptions {
+                allowed_hosts: allow_hosts,
+                allow_sidecars,
+                token: None,
+            },
+        ),
     }
 }
 
@@ -157,6 +177,7 @@ fn serve(
     listen: std::net::SocketAddr,
     workspace: PathBuf,
     allow_remote: bool,
+    options: web::ServeOptions,
 ) -> anyhow::Result<i32> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -180,12 +201,30 @@ fn serve(
         let shutdown = tokio_util::sync::CancellationToken::new();
         let on_signal = shutdown.clone();
         tokio::spawn(async move {
-            let _ = tokio::signal::ctrl_c().await;
+            stop_signal().await;
             on_signal.cancel();
         });
-        web::serve(listener, workspace, shutdown).await?;
+        web::serve(listener, workspace, options, shutdown).await?;
         Ok(exit_code::PASSED)
     })
+}
+
+/// Resolves on the first SIGINT (Ctrl-C), SIGTERM or SIGHUP: each stops a run like Ctrl-C, with
+/// its cleanup (BYE, sidecars stopped, `run_finished`), instead of killing the process at once.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        _ = hup.recv() => {}
+    }
 }
 
 fn validate(files: &[PathBuf]) -> i32 {
@@ -339,14 +378,14 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
         tokio::pin!(run);
         tokio::select! {
             r = &mut run => return Some(r),
-            _ = tokio::signal::ctrl_c() => {}
+            () = stop_signal() => {}
         }
         // First Ctrl-C: stop gracefully, within 10 s whatever happens; a second exits at once.
         eprintln!("\ncallflow: stopping (Ctrl-C again to exit at once)");
         stop.cancel();
         tokio::select! {
             r = &mut run => Some(r),
-            _ = tokio::signal::ctrl_c() => None,
+            () = stop_signal() => None,
             () = tokio::time::sleep(Duration::from_secs(9)) => {
                 eprintln!("callflow: cleanup did not finish in time; exiting");
                 None
@@ -545,7 +584,7 @@ fn run_many(args: &RunArgs, files: &[PathBuf]) -> anyhow::Result<i32> {
             let mut results = Vec::new();
             tokio::select! {
                 all = futures_join(handles) => results = all,
-                _ = tokio::signal::ctrl_c() => stop.cancel(),
+                () = stop_signal() => stop.cancel(),
             }
             results
         })

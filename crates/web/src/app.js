@@ -52,11 +52,21 @@ const S = {
 
 // ---------------------------------------------------------------- helpers
 
+// The token of this server start (docs/security.md): every state-changing request carries it.
+const TOKEN = document.querySelector('meta[name="callflow-token"]').content;
+
+// A scenario's text goes as its own type: YAML, or JSON for a sipflow flow.
+const textType = (path) => (/\.json(\/|$)/.test(decodeURIComponent(path)) ? 'application/json' : 'application/yaml');
+
 async function api(method, path, body, isText) {
   const opts = { method, headers: {} };
+  if (method !== 'GET') {
+    opts.headers['X-Callflow-Token'] = TOKEN;
+    if (body === undefined && method !== 'DELETE') body = {};
+  }
   if (body !== undefined) {
     opts.body = isText ? body : JSON.stringify(body);
-    opts.headers['Content-Type'] = isText ? 'text/plain' : 'application/json';
+    opts.headers['Content-Type'] = isText ? textType(path) : 'application/json';
   }
   const r = await fetch(path, opts);
   const type = r.headers.get('content-type') || '';
@@ -120,7 +130,9 @@ async function open(name) {
   const r = await api('GET', `/api/scenarios/${encodeURIComponent(name)}/flow`);
   if (r.ok) {
     S.flow = r.data.flow;
-    $('#text-note').textContent = r.data.sidecars ? `${r.data.sidecars} sidecar(s) are kept in the file; edit them here.` : '';
+    $('#text-note').textContent = !r.data.sidecars ? ''
+      : r.data.sidecars_allowed ? `${r.data.sidecars} sidecar(s) are kept in the file; edit them here.`
+      : `${r.data.sidecars} sidecar(s) are kept in the file; this server does not run scenarios that start processes (start callflow serve with --allow-sidecars).`;
     // A sipflow file is edited as itself; its native YAML is shown beside it.
     $('#yaml-preview').hidden = !name.endsWith('.json');
     $('#yaml-preview').textContent = name.endsWith('.json') ? `# As callflow's native YAML (read only):\n${r.data.yaml || r.data.yaml_error || ''}` : '';
@@ -241,8 +253,8 @@ function applyDiags(list) {
     const li = el('li', { class: d.severity, text: `${d.severity}: ${where}${d.message}${d.help ? ` (${d.help})` : ''}` }, ul);
     if (n) li.onclick = () => select({ kind: 'node', id: n.id });
   }
-  draw();
-  props();
+  markErrors();
+  propsDiags();
 }
 
 // ---------------------------------------------------------------- graph
@@ -398,8 +410,7 @@ function draw() {
     const hit = sv('path', { class: 'edge-hit', d: p.d, 'data-edge': e.id }, g);
     hit.addEventListener('pointerdown', (ev) => { ev.stopPropagation(); select({ kind: 'edge', id: e.id }); });
   }
-  const errs = new Map();
-  for (const d of S.diags) if (d.node && d.severity === 'error') errs.set(d.node, (errs.get(d.node) || []).concat(d.message));
+  const errs = errorsByNode();
   for (const n of S.flow.nodes) {
     const b = box(n);
     const classes = ['node', kindOf(n)];
@@ -418,13 +429,34 @@ function draw() {
       sv('text', { class: 'sub', x: 10, y: 49, text: `${n.data.callId || 'call-1'} · ${((n.data.timeout ?? 10000) / 1000)}s` }, g);
       sv('circle', { class: 'port failure', 'data-node': n.id, 'data-handle': 'failure', cx: b.w, cy: b.h / 2, r: 6 }, g);
     }
-    if (errs.has(n.id)) {
-      const badge = sv('circle', { class: 'badge', cx: b.w - 8, cy: 8, r: 7 }, g);
-      sv('title', { text: errs.get(n.id).join('\n') }, badge);
-      sv('title', { text: errs.get(n.id).join('\n') }, g);
-    }
+    if (errs.has(n.id)) badge(g, b.w, errs.get(n.id));
     sv('circle', { class: 'port success', 'data-node': n.id, 'data-handle': 'success', cx: b.w / 2, cy: b.h, r: 6 }, g);
     g.addEventListener('pointerdown', (ev) => nodePointerDown(ev, n));
+  }
+}
+
+// node id -> its error messages.
+function errorsByNode() {
+  const errs = new Map();
+  for (const d of S.diags) if (d.node && d.severity === 'error') errs.set(d.node, (errs.get(d.node) || []).concat(d.message));
+  return errs;
+}
+
+function badge(g, w, messages) {
+  const b = sv('circle', { class: 'badge', cx: w - 8, cy: 8, r: 7 }, g);
+  sv('title', { text: messages.join('\n') }, b);
+  sv('title', { class: 'err-title', text: messages.join('\n') }, g);
+}
+
+// Puts the diagnostics on the nodes drawn, in place: a validation result must not redraw the
+// graph under a pointer that is dragging or about to click.
+function markErrors() {
+  const errs = errorsByNode();
+  for (const g of $('#canvas').querySelectorAll('g.node')) {
+    g.querySelectorAll(':scope > .badge, :scope > .err-title').forEach((x) => x.remove());
+    const messages = errs.get(g.dataset.id);
+    g.classList.toggle('has-error', !!messages);
+    if (messages) badge(g, Number(g.querySelector('rect').getAttribute('width')), messages);
   }
 }
 
@@ -497,6 +529,15 @@ function nodePointerDown(ev, n) {
 
 // ---------------------------------------------------------------- properties
 
+// The selected node's diagnostics, updated in place: a validation result must not rebuild the
+// panel under a field being typed in (it would lose the focus and the next keystrokes).
+function propsDiags() {
+  const box = $('#node-diags');
+  if (!box || S.sel?.kind !== 'node') return;
+  box.innerHTML = '';
+  for (const d of S.diags.filter((x) => x.node === S.sel.id)) el('div', { class: 'err', text: `${d.severity}: ${d.message}${d.help ? ` — ${d.help}` : ''}` }, box);
+}
+
 function props() {
   const p = $('#props');
   p.innerHTML = '';
@@ -514,7 +555,8 @@ function props() {
   const kind = kindOf(n);
   el('h2', { text: kind === 'instance' ? `Instance ${n.id}` : `${nameOf(n)} (${kind})` }, p);
   el('div', { class: 'hint', text: `id ${n.id}` }, p);
-  for (const d of S.diags.filter((x) => x.node === n.id)) el('div', { class: 'err', text: `${d.severity}: ${d.message}${d.help ? ` — ${d.help}` : ''}` }, p);
+  el('div', { id: 'node-diags' }, p);
+  propsDiags();
   const fields = kind === 'instance' ? INSTANCE_FIELDS : [...COMMON, ...SPEC[kind][nameOf(n)] || []];
   for (const f of fields) {
     if (f[0] === 'callId' && nameOf(n) === 'MuteTransfer') continue;
@@ -668,7 +710,7 @@ function follow() {
   if (S.following) S.following.close();
   resetRunViews();
   setStatus('running');
-  const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/api/runs/current/events`);
+  const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/api/runs/current/events?token=${encodeURIComponent(TOKEN)}`);
   S.following = ws;
   ws.onmessage = (m) => onEvent(JSON.parse(m.data), true);
   ws.onclose = () => { if (S.following === ws) S.following = null; loadHistory(); };

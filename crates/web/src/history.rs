@@ -31,9 +31,37 @@ pub struct RunRow {
 
 impl History {
     /// Opens (creating if needed) the history of `workspace`. A run left `running` by a server
-    /// that stopped without finishing it is marked `interrupted`.
-    pub fn open(workspace: &Path) -> rusqlite::Result<Self> {
-        let db = Connection::open(workspace.join(HISTORY_FILE))?;
+    /// that stopped without finishing it is marked `interrupted`. A file that is not a readable
+    /// history (corrupt, not SQLite, a link) is moved aside to `callflow-history.sqlite.bad-N`
+    /// and a new history begins; the second element says where it went.
+    pub fn open(workspace: &Path) -> rusqlite::Result<(Self, Option<std::path::PathBuf>)> {
+        let path = workspace.join(HISTORY_FILE);
+        let is_link = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+        if !is_link && let Ok(h) = Self::open_file(&path) {
+            return Ok((h, None));
+        }
+        // Moved aside, with its WAL and shared-memory files, under the first free name.
+        let aside = (1..)
+            .map(|n| workspace.join(format!("{HISTORY_FILE}.bad-{n}")))
+            .find(|p| std::fs::symlink_metadata(p).is_err())
+            .expect("a free name");
+        std::fs::rename(&path, &aside).map_err(|e| {
+            rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some(format!("cannot move the unreadable history aside: {e}")),
+            )
+        })?;
+        for ext in ["-wal", "-shm"] {
+            let side = workspace.join(format!("{HISTORY_FILE}{ext}"));
+            if std::fs::symlink_metadata(&side).is_ok() {
+                let _ = std::fs::rename(&side, format!("{}{ext}", aside.display()));
+            }
+        }
+        Ok((Self::open_file(&path)?, Some(aside)))
+    }
+
+    fn open_file(path: &Path) -> rusqlite::Result<Self> {
+        let db = Connection::open(path)?;
         db.execute_batch(
             "PRAGMA journal_mode = WAL;
              CREATE TABLE IF NOT EXISTS runs (
@@ -48,6 +76,15 @@ impl History {
              CREATE INDEX IF NOT EXISTS runs_started ON runs (started_us);
              UPDATE runs SET outcome = 'interrupted' WHERE outcome = 'running';",
         )?;
+        // A file that opens but whose pages are damaged fails here rather than at the first
+        // listing.
+        let ok: String = db.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+        if ok != "ok" {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                Some(ok),
+            ));
+        }
         Ok(Self { db: Mutex::new(db) })
     }
 
@@ -161,7 +198,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("callflow-history-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let _ = std::fs::remove_file(dir.join(HISTORY_FILE));
-        let h = History::open(&dir).unwrap();
+        let (h, moved) = History::open(&dir).unwrap();
+        assert_eq!(moved, None);
         h.started("r1", "a.yaml", 10).unwrap();
         h.started("r2", "b.yaml", 20).unwrap();
         h.finished("r1", &[]).unwrap();
@@ -174,12 +212,41 @@ mod tests {
         assert_eq!(list[1].outcome, "interrupted");
         assert!(!h.delete("r2").unwrap(), "a running run stays");
         drop(h);
-        let h = History::open(&dir).unwrap();
+        let (h, _) = History::open(&dir).unwrap();
         assert_eq!(h.get("r2").unwrap().unwrap().0.outcome, "interrupted");
         assert_eq!(h.prune(1).unwrap(), 1);
         assert!(h.get("r1").unwrap().is_none());
         assert!(h.delete("r2").unwrap());
         assert!(h.list(10).unwrap().is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_history_is_moved_aside_and_a_new_one_begun() {
+        let dir = std::env::temp_dir().join(format!("callflow-history-bad-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Not SQLite at all, then a real database with its pages damaged.
+        std::fs::write(dir.join(HISTORY_FILE), b"this is no database, just text").unwrap();
+        let (h, moved) = History::open(&dir).unwrap();
+        assert_eq!(moved, Some(dir.join(format!("{HISTORY_FILE}.bad-1"))));
+        h.started("r1", "a.yaml", 10).unwrap();
+        drop(h);
+        let mut bytes = std::fs::read(dir.join(HISTORY_FILE)).unwrap();
+        let mid = bytes.len() / 2;
+        for b in &mut bytes[100..mid] {
+            *b = 0xA5;
+        }
+        std::fs::write(dir.join(HISTORY_FILE), &bytes).unwrap();
+        let (h, moved) = History::open(&dir).unwrap();
+        assert_eq!(moved, Some(dir.join(format!("{HISTORY_FILE}.bad-2"))));
+        assert!(h.list(10).unwrap().is_empty());
+        // A link is never followed: moved aside too.
+        drop(h);
+        std::fs::remove_file(dir.join(HISTORY_FILE)).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.join(HISTORY_FILE)).unwrap();
+        let (_, moved) = History::open(&dir).unwrap();
+        assert_eq!(moved, Some(dir.join(format!("{HISTORY_FILE}.bad-3"))));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

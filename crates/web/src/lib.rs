@@ -23,7 +23,18 @@
 //! - `GET /api/profiles`, `PUT /api/profiles` (`{"profiles": {"lab": {"host": ...}}}`): the PBX
 //!   profiles scenarios name (`pbx-profiles.yaml` in the workspace).
 
+//!
+//! What the server trusts and refuses is in docs/security.md: requests must name the server as
+//! their Host, state-changing ones (and the WebSocket) must come from its own page (Origin,
+//! the per-start token the page carries, a JSON or scenario body), files are the workspace's
+//! own (no links out of it), and blocking work runs off the runtime, bounded in size and time.
+
+// A handler's early answer is its `Err(Response)`: boxing each would only add noise.
+#![allow(clippy::result_large_err)]
+
+mod guard;
 mod history;
+pub use guard::{ServeOptions, TOKEN_HEADER};
 pub use history::{HISTORY_FILE, History, RunRow};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -34,12 +45,14 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use events::{Event, EventKind};
 use orchestrator::{EventBus, EventSink, RunOptions};
+use scenario::Symlinks;
 use serde::Deserialize;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use tokio::sync::broadcast;
+use std::time::Duration;
+use tokio::sync::{Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
@@ -82,21 +95,34 @@ pub async fn bind(
 pub async fn serve(
     listener: tokio::net::TcpListener,
     workspace: PathBuf,
+    options: ServeOptions,
     shutdown: CancellationToken,
 ) -> Result<(), WebError> {
-    if !workspace.is_dir() {
-        return Err(WebError::Workspace {
+    let workspace = std::fs::canonicalize(&workspace)
+        .ok()
+        .filter(|w| w.is_dir())
+        .ok_or_else(|| WebError::Workspace {
             path: workspace.display().to_string(),
-        });
-    }
-    let history = History::open(&workspace).map_err(|source| WebError::History {
+        })?;
+    let (history, moved) = History::open(&workspace).map_err(|source| WebError::History {
         path: workspace.join(HISTORY_FILE).display().to_string(),
         source,
     })?;
+    if let Some(aside) = moved {
+        eprintln!(
+            "callflow serve: warning: {} could not be read as a run history; it was moved to {} and a new history begun",
+            workspace.join(HISTORY_FILE).display(),
+            aside.display()
+        );
+    }
+    let addr = listener.local_addr().map_err(WebError::Serve)?;
     let app = App {
         workspace,
         current: Mutex::new(None),
         history,
+        guard: guard::Guard::new(addr, &options),
+        allow_sidecars: options.allow_sidecars,
+        blocking: Arc::new(Semaphore::new(BLOCKING_SLOTS)),
     };
     let app = Arc::new(app);
     let stop_runs = app.clone();
@@ -112,22 +138,72 @@ pub async fn serve(
         .map_err(WebError::Serve)
 }
 
+/// How many blocking jobs (file reads, validations, SQLite) run at once; more wait.
+const BLOCKING_SLOTS: usize = 4;
+/// How long one request may wait for and do its blocking work before it is answered 503.
+const BLOCKING_LIMIT: Duration = Duration::from_secs(10);
+
 struct App {
     workspace: PathBuf,
     current: Mutex<Option<Arc<Run>>>,
     history: History,
+    guard: guard::Guard,
+    allow_sidecars: bool,
+    blocking: Arc<Semaphore>,
 }
 
 impl App {
     /// The workspace's PBX profiles (none if the file is broken: the scenario then says which
     /// profile it misses, and the Settings tab says what is wrong with the file).
     fn profiles(&self) -> scenario::Profiles {
-        scenario::Profiles::load_dir(&self.workspace).unwrap_or_default()
+        scenario::Profiles::load_dir_with(&self.workspace, Symlinks::Refuse).unwrap_or_default()
     }
 
     fn current(&self) -> Option<Arc<Run>> {
         self.current.lock().expect("current run lock").clone()
     }
+}
+
+/// Runs `f` on the blocking pool, at most [`BLOCKING_SLOTS`] at once and within
+/// [`BLOCKING_LIMIT`] (waiting included), so no request can stall the runtime's threads. A job
+/// past the limit is answered 503; it keeps its slot until it really ends.
+async fn offload<T: Send + 'static>(
+    app: &Arc<App>,
+    f: impl FnOnce(Arc<App>) -> T + Send + 'static,
+) -> Result<T, Response> {
+    let app = app.clone();
+    let slots = app.blocking.clone();
+    let work = async move {
+        let permit = slots.acquire_owned().await.ok()?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            f(app)
+        })
+        .await
+        .ok()
+    };
+    match tokio::time::timeout(BLOCKING_LIMIT, work).await {
+        Ok(Some(v)) => Ok(v),
+        Ok(None) => Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the request failed inside the server",
+        )),
+        Err(_) => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the request took more than {} s and was given up",
+                BLOCKING_LIMIT.as_secs()
+            ),
+        )),
+    }
+}
+
+/// [`offload`] for a handler whose whole work is blocking.
+async fn offloaded(
+    app: &Arc<App>,
+    f: impl FnOnce(Arc<App>) -> Response + Send + 'static,
+) -> Response {
+    offload(app, f).await.unwrap_or_else(|r| r)
 }
 
 /// A run started from the UI: its events so far and a channel for the ones to come.
@@ -165,7 +241,7 @@ impl EventSink for RunSink {
 
 fn router(app: Arc<App>) -> Router {
     Router::new()
-        .route("/", get(|| async { Html(include_str!("index.html")) }))
+        .route("/", get(page))
         .route("/api/scenarios", get(list))
         .route("/api/scenarios/{name}", get(read).put(save).delete(remove))
         .route("/api/scenarios/{name}/rename", post(rename))
@@ -199,7 +275,20 @@ fn router(app: Arc<App>) -> Router {
                 )
             }),
         )
+        .layer(axum::extract::DefaultBodyLimit::max(
+            scenario::MAX_SCENARIO_BYTES as usize,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            guard::check,
+        ))
         .with_state(app)
+}
+
+/// The page, carrying this start's token for the requests it makes.
+async fn page(State(app): State<Arc<App>>) -> Response {
+    Html(include_str!("index.html").replace("__CALLFLOW_TOKEN__", app.guard.token()))
+        .into_response()
 }
 
 fn error(code: StatusCode, message: impl Into<String>) -> Response {
@@ -237,28 +326,96 @@ impl IntoResponse for BadName {
     }
 }
 
-fn validation(app: &App, text: &str, name: &str) -> serde_json::Value {
-    match scenario::parse_with_profiles(text, name, &app.profiles()) {
+/// How `text` reads as the workspace file `path` (paths it names resolve next to it).
+fn validation(app: &App, text: &str, path: &std::path::Path) -> serde_json::Value {
+    match scenario::parse_with_profiles(text, &path.display().to_string(), &app.profiles()) {
         Ok(_) => json!({ "valid": true }),
         Err(d) => json!({ "valid": false, "diagnostics": d.to_string() }),
     }
 }
 
-async fn list(State(app): State<Arc<App>>) -> Response {
-    let Ok(dir) = std::fs::read_dir(&app.workspace) else {
-        return error(
+/// A workspace file's text: 404 if there is none, 403 for a link or what is not a regular file
+/// within the size limit (it is never opened through a link, never waited on).
+fn read_text(path: &std::path::Path, name: &str) -> Result<String, Response> {
+    if std::fs::symlink_metadata(path).is_err() {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            format!("no scenario `{name}`"),
+        ));
+    }
+    scenario::read_source(path, Symlinks::Refuse).map_err(|d| {
+        error(
+            StatusCode::FORBIDDEN,
+            d.to_string().replace(
+                &format!("{}:1:1: error: ", path.display()),
+                &format!("`{name}`: "),
+            ),
+        )
+    })
+}
+
+/// Writes a workspace file whole (a new file renamed over the old one, so a save is never half
+/// done), refusing to write through a link or over what is not a regular file.
+fn write_text(path: &std::path::Path, name: &str, text: &str) -> Result<(), Response> {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        let what = if meta.file_type().is_symlink() {
+            Some("a symbolic link")
+        } else if !meta.is_file() {
+            Some("not a regular file")
+        } else {
+            None
+        };
+        if let Some(what) = what {
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                format!("`{name}` is {what}; callflow serve writes only the workspace's own files"),
+            ));
+        }
+    }
+    let fail = |e: std::io::Error| {
+        error(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "cannot read the workspace",
-        );
+            format!("cannot save {name}: {e}"),
+        )
     };
-    let mut names: Vec<String> = dir
-        .filter_map(Result::ok)
-        .filter(|e| e.path().is_file())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| scenario_path(&app, n).is_ok())
-        .collect();
-    names.sort();
-    Json(json!({ "scenarios": names })).into_response()
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let tmp = dir.join(format!(".{name}.saving-{}", guard::random_hex(8)));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut f| {
+            use std::io::Write;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(fail(e));
+    }
+    Ok(())
+}
+
+async fn list(State(app): State<Arc<App>>) -> Response {
+    offloaded(&app, |app| {
+        let Ok(dir) = std::fs::read_dir(&app.workspace) else {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot read the workspace",
+            );
+        };
+        // Regular files only: a link is not followed, so it is not listed.
+        let mut names: Vec<String> = dir
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| scenario_path(&app, n).is_ok())
+            .collect();
+        names.sort();
+        Json(json!({ "scenarios": names })).into_response()
+    })
+    .await
 }
 
 async fn read(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
@@ -266,10 +423,11 @@ async fn read(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
-    match std::fs::read_to_string(&path) {
+    offloaded(&app, move |_| match read_text(&path, &name) {
         Ok(text) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response(),
-        Err(_) => error(StatusCode::NOT_FOUND, format!("no scenario `{name}`")),
-    }
+        Err(r) => r,
+    })
+    .await
 }
 
 async fn save(State(app): State<Arc<App>>, Path(name): Path<String>, text: String) -> Response {
@@ -277,13 +435,13 @@ async fn save(State(app): State<Arc<App>>, Path(name): Path<String>, text: Strin
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
-    if let Err(e) = std::fs::write(&path, &text) {
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot save {name}: {e}"),
-        );
-    }
-    Json(validation(&app, &text, &name)).into_response()
+    offloaded(&app, move |app| {
+        if let Err(r) = write_text(&path, &name, &text) {
+            return r;
+        }
+        Json(validation(&app, &text, &path)).into_response()
+    })
+    .await
 }
 
 /// Validates text as the scenario `name` would be read, without saving it.
@@ -293,7 +451,12 @@ async fn validate_text(
     text: String,
 ) -> Response {
     match scenario_path(&app, &name) {
-        Ok(_) => Json(validation(&app, &text, &name)).into_response(),
+        Ok(path) => {
+            offloaded(&app, move |app| {
+                Json(validation(&app, &text, &path)).into_response()
+            })
+            .await
+        }
         Err(r) => r.into_response(),
     }
 }
@@ -303,10 +466,12 @@ async fn remove(State(app): State<Arc<App>>, Path(name): Path<String>) -> Respon
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
-    match std::fs::remove_file(path) {
+    // A link is removed itself, never what it leads to.
+    offloaded(&app, move |_| match std::fs::remove_file(path) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(_) => error(StatusCode::NOT_FOUND, format!("no scenario `{name}`")),
-    }
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -323,16 +488,19 @@ async fn rename(
         (Ok(f), Ok(t)) => (f, t),
         (Err(r), _) | (_, Err(r)) => return r.into_response(),
     };
-    if to.exists() {
-        return error(
-            StatusCode::CONFLICT,
-            format!("`{}` exists already", body.to),
-        );
-    }
-    match std::fs::rename(from, to) {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(_) => error(StatusCode::NOT_FOUND, format!("no scenario `{name}`")),
-    }
+    offloaded(&app, move |_| {
+        if std::fs::symlink_metadata(&to).is_ok() {
+            return error(
+                StatusCode::CONFLICT,
+                format!("`{}` exists already", body.to),
+            );
+        }
+        match std::fs::rename(from, to) {
+            Ok(()) => StatusCode::NO_CONTENT.into_response(),
+            Err(_) => error(StatusCode::NOT_FOUND, format!("no scenario `{name}`")),
+        }
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -345,11 +513,14 @@ async fn start(State(app): State<Arc<App>>, Json(body): Json<StartRun>) -> Respo
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
-    let Some((_, parsed)) = read_scenario(&path, &app.profiles()) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("no scenario `{}`", body.scenario),
-        );
+    let name = body.scenario.clone();
+    let parsed = match offload(&app, move |app| {
+        read_scenario(&path, &name, &app.profiles())
+    })
+    .await
+    {
+        Ok(Ok((_, parsed))) => parsed,
+        Ok(Err(r)) | Err(r) => return r,
     };
     let scenario = match parsed {
         Ok((s, _)) => s,
@@ -361,6 +532,21 @@ async fn start(State(app): State<Arc<App>>, Json(body): Json<StartRun>) -> Respo
                 .into_response();
         }
     };
+    if !scenario.sidecars.is_empty() && !app.allow_sidecars {
+        let commands: Vec<String> = scenario
+            .sidecars
+            .iter()
+            .map(|s| format!("`{}`", s.name))
+            .collect();
+        return error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "`{}` starts sidecar processes ({}); this server was started without --allow-sidecars, so it runs no scenario that starts processes (run it with `callflow run`, or restart the server with --allow-sidecars)",
+                body.scenario,
+                commands.join(", ")
+            ),
+        );
+    }
     let opts = RunOptions::default();
     let run = {
         let mut current = app.current.lock().expect("current run lock");
@@ -392,7 +578,12 @@ async fn start(State(app): State<Arc<App>>, Json(body): Json<StartRun>) -> Respo
     let now_us = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64);
-    if let Err(e) = app.history.started(&id, &run.scenario, now_us) {
+    let (row_id, row_scenario) = (id.clone(), run.scenario.clone());
+    if let Ok(Err(e)) = offload(&app, move |app| {
+        app.history.started(&row_id, &row_scenario, now_us)
+    })
+    .await
+    {
         eprintln!("callflow serve: run history: {e}");
     }
     let app2 = app;
@@ -402,8 +593,12 @@ async fn start(State(app): State<Arc<App>>, Json(body): Json<StartRun>) -> Respo
         let finished = events
             .last()
             .is_some_and(|e| matches!(e.event, EventKind::RunFinished(_)));
-        if !finished && let Err(e) = app2.history.finished(&run.id, &events) {
-            eprintln!("callflow serve: run history: {e}");
+        if !finished {
+            let id = run.id.clone();
+            if let Ok(Err(e)) = offload(&app2, move |app| app.history.finished(&id, &events)).await
+            {
+                eprintln!("callflow serve: run history: {e}");
+            }
         }
         run.done.cancel();
     });
@@ -530,15 +725,16 @@ fn flow_text(flow: &serde_json::Value) -> FlowText {
 /// How a scenario's text reads: the scenario and its warnings, or every error.
 type Parsed = Result<(scenario::Scenario, scenario::Diagnostics), scenario::Diagnostics>;
 
-/// A scenario file as it stands: its text and how it reads with `profiles`; None if it cannot
-/// be read.
+/// A scenario file as it stands: its text and how it reads with `profiles`, or the answer
+/// saying why it cannot be read.
 fn read_scenario(
     path: &std::path::Path,
+    name: &str,
     profiles: &scenario::Profiles,
-) -> Option<(String, Parsed)> {
-    let text = std::fs::read_to_string(path).ok()?;
+) -> Result<(String, Parsed), Response> {
+    let text = read_text(path, name)?;
     let parsed = scenario::parse_with_profiles(&text, &path.display().to_string(), profiles);
-    Some((text, parsed))
+    Ok((text, parsed))
 }
 
 /// Parses an edited flow; the diagnostics name their nodes.
@@ -572,33 +768,38 @@ async fn read_flow(State(app): State<Arc<App>>, Path(name): Path<String>) -> Res
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
-    let profiles = app.profiles();
-    let Some((text, parsed)) = read_scenario(&path, &profiles) else {
-        return error(StatusCode::NOT_FOUND, format!("no scenario `{name}`"));
-    };
-    match parsed {
-        Ok((s, _)) => {
-            // A sipflow file is its own flow (its positions kept); YAML is laid out.
-            let flow = match s.format {
-                scenario::Format::SipflowJson => serde_json::from_str(&text)
-                    .unwrap_or_else(|_| scenario::to_flow(&s, &profiles)),
-                scenario::Format::Native => scenario::to_flow(&s, &profiles),
-            };
-            let yaml = scenario::to_native(&s, &profiles).map_err(|e| e.to_string());
-            Json(json!({
-                "flow": flow,
-                "yaml": yaml.as_ref().ok(),
-                "yaml_error": yaml.err(),
-                "sidecars": s.sidecars.len(),
-            }))
-            .into_response()
+    offloaded(&app, move |app| {
+        let profiles = app.profiles();
+        let (text, parsed) = match read_scenario(&path, &name, &profiles) {
+            Ok(found) => found,
+            Err(r) => return r,
+        };
+        match parsed {
+            Ok((s, _)) => {
+                // A sipflow file is its own flow (its positions kept); YAML is laid out.
+                let flow = match s.format {
+                    scenario::Format::SipflowJson => serde_json::from_str(&text)
+                        .unwrap_or_else(|_| scenario::to_flow(&s, &profiles)),
+                    scenario::Format::Native => scenario::to_flow(&s, &profiles),
+                };
+                let yaml = scenario::to_native(&s, &profiles).map_err(|e| e.to_string());
+                Json(json!({
+                    "flow": flow,
+                    "yaml": yaml.as_ref().ok(),
+                    "yaml_error": yaml.err(),
+                    "sidecars": s.sidecars.len(),
+                    "sidecars_allowed": app.allow_sidecars,
+                }))
+                .into_response()
+            }
+            Err(d) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({ "error": "the scenario is invalid: fix it in the text view", "diagnostics": d.to_string() })),
+            )
+                .into_response(),
         }
-        Err(d) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({ "error": "the scenario is invalid: fix it in the text view", "diagnostics": d.to_string() })),
-        )
-            .into_response(),
-    }
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -609,19 +810,22 @@ struct FlowBody {
 }
 
 async fn check_flow(State(app): State<Arc<App>>, Json(body): Json<FlowBody>) -> Response {
-    let name = body.name.unwrap_or_else(|| "scenario.yaml".to_owned());
-    let profiles = app.profiles();
-    let (s, diagnostics) = check(&profiles, &body.flow, &name);
-    let yaml = s
-        .as_ref()
-        .map(|s| scenario::to_native(s, &profiles).map_err(|e| e.to_string()));
-    Json(json!({
-        "valid": s.is_some(),
-        "diagnostics": diagnostics,
-        "yaml": yaml.as_ref().and_then(|y| y.as_ref().ok()),
-        "yaml_error": yaml.and_then(|y| y.err()),
-    }))
-    .into_response()
+    offloaded(&app, move |app| {
+        let name = body.name.unwrap_or_else(|| "scenario.yaml".to_owned());
+        let profiles = app.profiles();
+        let (s, diagnostics) = check(&profiles, &body.flow, &name);
+        let yaml = s
+            .as_ref()
+            .map(|s| scenario::to_native(s, &profiles).map_err(|e| e.to_string()));
+        Json(json!({
+            "valid": s.is_some(),
+            "diagnostics": diagnostics,
+            "yaml": yaml.as_ref().and_then(|y| y.as_ref().ok()),
+            "yaml_error": yaml.and_then(|y| y.err()),
+        }))
+        .into_response()
+    })
+    .await
 }
 
 async fn save_flow(
@@ -633,11 +837,23 @@ async fn save_flow(
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
+    offloaded(&app, move |app| {
+        save_flow_now(&app, &path, &name, &body.flow)
+    })
+    .await
+}
+
+fn save_flow_now(
+    app: &App,
+    path: &std::path::Path,
+    name: &str,
+    flow: &serde_json::Value,
+) -> Response {
     let profiles = app.profiles();
-    let (s, diagnostics) = check(&profiles, &body.flow, &path.display().to_string());
+    let (s, diagnostics) = check(&profiles, flow, &path.display().to_string());
     let valid = s.is_some();
     let text = if name.ends_with(".json") {
-        format!("{:#}\n", body.flow)
+        format!("{flow:#}\n")
     } else {
         let Some(mut s) = s else {
             return (
@@ -647,7 +863,7 @@ async fn save_flow(
                 .into_response();
         };
         // What a flow cannot hold is kept from the file: its name and sidecars.
-        if let Some((_, Ok((old, _)))) = read_scenario(&path, &profiles) {
+        if let Ok((_, Ok((old, _)))) = read_scenario(path, name, &profiles) {
             s.name = old.name;
             s.sidecars = old.sidecars;
         } else {
@@ -661,11 +877,8 @@ async fn save_flow(
             Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         }
     };
-    if let Err(e) = std::fs::write(&path, &text) {
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot save {name}: {e}"),
-        );
+    if let Err(r) = write_text(path, name, &text) {
+        return r;
     }
     Json(json!({ "saved": name, "valid": valid, "diagnostics": diagnostics, "text": text }))
         .into_response()
@@ -679,47 +892,51 @@ fn db_error(e: rusqlite::Error) -> Response {
 }
 
 async fn history_list(State(app): State<Arc<App>>) -> Response {
-    match app.history.list(500) {
+    offloaded(&app, |app| match app.history.list(500) {
         Ok(runs) => Json(json!({ "runs": runs })).into_response(),
         Err(e) => db_error(e),
-    }
+    })
+    .await
 }
 
 /// A run of the history with its events, or the answer saying why not.
-fn stored_run(app: &App, id: &str) -> Result<(RunRow, Vec<Event>), Box<Response>> {
+fn stored_run(app: &App, id: &str) -> Result<(RunRow, Vec<Event>), Response> {
     match app.history.get(id) {
         Ok(Some(found)) => Ok(found),
-        Ok(None) => Err(Box::new(error(
+        Ok(None) => Err(error(
             StatusCode::NOT_FOUND,
             format!("no run `{id}` in the history"),
-        ))),
-        Err(e) => Err(Box::new(db_error(e))),
+        )),
+        Err(e) => Err(db_error(e)),
     }
 }
 
 async fn history_get(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
-    match stored_run(&app, &id) {
+    offloaded(&app, move |app| match stored_run(&app, &id) {
         Ok((run, events)) => Json(json!({ "run": run, "events": events })).into_response(),
-        Err(r) => *r,
-    }
+        Err(r) => r,
+    })
+    .await
 }
 
 async fn history_ladder(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
-    match stored_run(&app, &id) {
+    offloaded(&app, move |app| match stored_run(&app, &id) {
         Ok((_, events)) => Html(report::Ladder::from_events(&events).to_html()).into_response(),
-        Err(r) => *r,
-    }
+        Err(r) => r,
+    })
+    .await
 }
 
 async fn history_delete(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
-    match app.history.delete(&id) {
+    offloaded(&app, move |app| match app.history.delete(&id) {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
         Ok(false) => error(
             StatusCode::NOT_FOUND,
             format!("no finished run `{id}` in the history"),
         ),
         Err(e) => db_error(e),
-    }
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -728,10 +945,11 @@ struct Prune {
 }
 
 async fn history_prune(State(app): State<Arc<App>>, Json(body): Json<Prune>) -> Response {
-    match app.history.prune(body.keep) {
+    offloaded(&app, move |app| match app.history.prune(body.keep) {
         Ok(n) => Json(json!({ "deleted": n })).into_response(),
         Err(e) => db_error(e),
-    }
+    })
+    .await
 }
 
 /// A profile as the Settings tab edits it (passwords as written: `${VAR}` stays).
@@ -753,7 +971,11 @@ struct ProfileForm {
 }
 
 async fn profiles_get(State(app): State<Arc<App>>) -> Response {
-    match scenario::Profiles::load_dir(&app.workspace) {
+    offloaded(&app, profiles_now).await
+}
+
+fn profiles_now(app: Arc<App>) -> Response {
+    match scenario::Profiles::load_dir_with(&app.workspace, Symlinks::Refuse) {
         Ok(p) => {
             let forms: std::collections::BTreeMap<&String, ProfileForm> = p
                 .profiles
@@ -789,6 +1011,10 @@ struct ProfilesBody {
 }
 
 async fn profiles_put(State(app): State<Arc<App>>, Json(body): Json<ProfilesBody>) -> Response {
+    offloaded(&app, move |app| profiles_save(&app, body)).await
+}
+
+fn profiles_save(app: &App, body: ProfilesBody) -> Response {
     let mut profiles = scenario::Profiles::default();
     for (name, f) in body.profiles {
         let empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
@@ -839,11 +1065,12 @@ async fn profiles_put(State(app): State<Arc<App>>, Json(body): Json<ProfilesBody
         )
             .into_response();
     }
-    match std::fs::write(app.workspace.join(scenario::PROFILES_FILE), &text) {
+    match write_text(
+        &app.workspace.join(scenario::PROFILES_FILE),
+        scenario::PROFILES_FILE,
+        &text,
+    ) {
         Ok(()) => Json(json!({ "saved": scenario::PROFILES_FILE, "text": text })).into_response(),
-        Err(e) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot save: {e}"),
-        ),
+        Err(r) => r,
     }
 }

@@ -23,6 +23,7 @@ struct Server {
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), web::WebError>>,
     dir: PathBuf,
+    token: String,
 }
 
 impl Server {
@@ -35,40 +36,100 @@ impl Server {
 
     /// A server on a workspace that may hold files already.
     async fn restart(dir: PathBuf) -> Self {
+        Self::with_options(dir, web::ServeOptions::default()).await
+    }
+
+    /// A server started with `options`, whose token the helpers send (taken from the page, as
+    /// the browser does).
+    async fn with_options(dir: PathBuf, options: web::ServeOptions) -> Self {
         let listener = web::bind("127.0.0.1:0".parse().unwrap(), false)
             .await
             .unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(web::serve(listener, dir.clone(), shutdown.clone()));
-        Self {
+        let task = tokio::spawn(web::serve(listener, dir.clone(), options, shutdown.clone()));
+        let mut server = Self {
             addr,
             shutdown,
             task,
             dir,
-        }
+            token: String::new(),
+        };
+        let (status, page) = server
+            .raw(&format!(
+                "GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+            ))
+            .await;
+        assert_eq!(status, 200);
+        let marker = "name=\"callflow-token\" content=\"";
+        let at = page.find(marker).expect("the token in the page") + marker.len();
+        server.token = page[at..at + 32].to_owned();
+        server
     }
 
-    /// One HTTP/1.1 request; the status and the body.
-    async fn http(&self, method: &str, path: &str, body: &str, json: bool) -> (u16, String) {
+    /// A request written out whole; the status and the body (read to its Content-Length, so
+    /// a connection the server keeps open does not matter).
+    async fn raw(&self, request: &str) -> (u16, String) {
         let mut s = tokio::net::TcpStream::connect(self.addr).await.unwrap();
-        let ctype = if json {
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        let (head, len) = loop {
+            let n = s.read(&mut buf).await.unwrap();
+            out.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&out);
+            if let Some((head, _)) = text.split_once("\r\n\r\n") {
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())
+                            .flatten()
+                    })
+                    .unwrap_or(0);
+                break (head.to_owned(), len);
+            }
+            assert!(n > 0, "the server closed the connection mid-response");
+        };
+        while out.len() < head.len() + 4 + len {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the server closed the connection mid-body");
+            out.extend_from_slice(&buf[..n]);
+        }
+        let body = String::from_utf8(out[head.len() + 4..].to_vec()).unwrap();
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (status, body)
+    }
+
+    /// A request with these extra header lines (each ending in \r\n).
+    async fn with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &str,
+        body: &str,
+    ) -> (u16, String) {
+        self.raw(&format!(
+            "{method} {path} HTTP/1.1\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+        .await
+    }
+
+    /// One HTTP/1.1 request as the page makes it (its Host, its token; JSON, or a scenario's
+    /// text as YAML); the status and the body.
+    async fn http(&self, method: &str, path: &str, body: &str, json: bool) -> (u16, String) {
+        let ctype = if json || path.contains(".json") {
             "application/json"
         } else {
-            "text/plain"
+            "application/yaml"
         };
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{body}",
-            self.addr,
-            body.len()
+        let headers = format!(
+            "Host: {}\r\nX-Callflow-Token: {}\r\nContent-Type: {ctype}\r\n",
+            self.addr, self.token
         );
-        s.write_all(req.as_bytes()).await.unwrap();
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).await.unwrap();
-        let text = String::from_utf8(out).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        (status, body.to_owned())
+        self.with_headers(method, path, &headers, body).await
     }
 
     /// Saves fixture `fixture` into the workspace as `name`; its validation.
@@ -84,11 +145,20 @@ impl Server {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// The run's event stream, with the token the page would add.
+    fn events_url(&self) -> String {
+        format!(
+            "ws://{}/api/runs/current/events?token={}",
+            self.addr, self.token
+        )
+    }
+
     /// Follows the current run's events to the end (the server closes the socket after
     /// `run_finished`), with a deadline.
     async fn follow(&self, deadline: Duration) -> Vec<Value> {
-        let url = format!("ws://{}/api/runs/current/events", self.addr);
-        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let (mut ws, _) = tokio_tungstenite::connect_async(self.events_url())
+            .await
+            .unwrap();
         let mut events = Vec::new();
         tokio::time::timeout(deadline, async {
             while let Some(Ok(m)) = ws.next().await {
@@ -419,8 +489,9 @@ async fn one_run_at_a_time_and_stop_within_ten_seconds() {
         "a run of `long.yaml` is in progress: stop it or wait for it to finish"
     );
     // Stop once the call is up (bob answered), and the run ends stopped, cleaned up.
-    let url = format!("ws://{}/api/runs/current/events", server.addr);
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.events_url())
+        .await
+        .unwrap();
     tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(Ok(Message::Text(t))) = ws.next().await {
             let e: Value = serde_json::from_str(t.as_str()).unwrap();
@@ -471,4 +542,308 @@ async fn refuses_a_non_loopback_address_without_the_flag() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("not a loopback address"), "{err}");
+}
+
+/// A scenario whose sidecar would leave a mark outside the workspace if it ever ran.
+fn sidecar_scenario(mark: &Path) -> String {
+    format!(
+        "name: probe\nsidecars:\n  - name: probe\n    command: [touch, {}]\n    health:\n      log: never\n    timeout: 1s\ninstances:\n  a:\n    dn: \"100\"\n    steps:\n      - command: Release\n",
+        mark.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_on_another_origin_cannot_drive_the_server() {
+    let server = Server::start("forged").await;
+    let mark = server.dir.with_extension("sidecar-ran");
+    let _ = std::fs::remove_file(&mark);
+    let token = server.token.clone();
+    let body = sidecar_scenario(&mark);
+    // DNS rebinding: the browser sends the attacker's name as Host. Refused before any handler,
+    // reads included, with the token or without.
+    for (method, path) in [
+        ("GET", "/api/scenarios"),
+        ("GET", "/"),
+        ("PUT", "/api/scenarios/x.yaml"),
+        ("POST", "/api/runs"),
+    ] {
+        let headers = format!(
+            "Host: evil.example:{}\r\nX-Callflow-Token: {token}\r\nContent-Type: application/json\r\n",
+            server.addr.port()
+        );
+        let (status, text) = server.with_headers(method, path, &headers, &body).await;
+        assert_eq!(status, 421, "{method} {path}: {text}");
+        assert!(text.contains("--allow-host"), "{text}");
+    }
+    let host = format!("Host: {}\r\n", server.addr);
+    // Right Host, but a foreign Origin, no token, a wrong token, or a "simple" content type.
+    let cases = [
+        (
+            "PUT",
+            "/api/scenarios/x.yaml",
+            format!("Origin: http://evil.example\r\nX-Callflow-Token: {token}\r\nContent-Type: application/yaml\r\n"),
+            403,
+        ),
+        (
+            "PUT",
+            "/api/scenarios/x.yaml",
+            "Content-Type: application/yaml\r\n".to_owned(),
+            403,
+        ),
+        (
+            "PUT",
+            "/api/scenarios/x.yaml",
+            "X-Callflow-Token: 0123456789abcdef0123456789abcdef\r\nContent-Type: application/yaml\r\n".to_owned(),
+            403,
+        ),
+        (
+            "POST",
+            "/api/runs",
+            format!("Sec-Fetch-Site: cross-site\r\nX-Callflow-Token: {token}\r\nContent-Type: application/json\r\n"),
+            403,
+        ),
+        (
+            "POST",
+            "/api/scenarios/x.yaml/validate",
+            format!("X-Callflow-Token: {token}\r\nContent-Type: text/plain\r\n"),
+            415,
+        ),
+        (
+            "POST",
+            "/api/runs/current/stop",
+            format!("X-Callflow-Token: {token}\r\nContent-Type: text/plain\r\n"),
+            415,
+        ),
+        (
+            "POST",
+            "/api/runs",
+            format!("X-Callflow-Token: {token}\r\nContent-Type: application/x-www-form-urlencoded\r\n"),
+            415,
+        ),
+        (
+            "PUT",
+            "/api/scenarios/x.yaml",
+            format!("X-Callflow-Token: {token}\r\nContent-Type: text/plain; charset=utf-8\r\n"),
+            415,
+        ),
+        (
+            "DELETE",
+            "/api/scenarios/x.yaml",
+            "Origin: null\r\n".to_owned(),
+            403,
+        ),
+    ];
+    for (method, path, headers, want) in cases {
+        let (status, text) = server
+            .with_headers(method, path, &format!("{host}{headers}"), &body)
+            .await;
+        assert_eq!(status, want, "{method} {path} with {headers:?}: {text}");
+    }
+    assert!(
+        !server.dir.join("x.yaml").exists(),
+        "no refused request wrote anything"
+    );
+    // The WebSocket: a foreign Origin, or no token, gets no 101 (the events carry raw SIP).
+    for (origin, query) in [
+        ("http://evil.example", format!("?token={token}")),
+        (&format!("http://{}", server.addr) as &str, String::new()),
+    ] {
+        let req = format!(
+            "GET /api/runs/current/events{query} HTTP/1.1\r\nHost: {}\r\nOrigin: {origin}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            server.addr
+        );
+        let (status, _) = server.raw(&req).await;
+        assert_eq!(status, 403, "origin {origin}, query {query:?}");
+    }
+    // The page itself, same origin, works; loopback names are accepted as Host.
+    let (status, _) = server
+        .with_headers(
+            "GET",
+            "/api/scenarios",
+            &format!("Host: localhost:{}\r\n", server.addr.port()),
+            "",
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = server
+        .with_headers(
+            "PUT",
+            "/api/scenarios/ok.yaml",
+            &format!(
+                "{host}Origin: http://{}\r\nX-Callflow-Token: {token}\r\nContent-Type: application/yaml\r\n",
+                server.addr
+            ),
+            &fixture("basic-call.yaml"),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(!mark.exists());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sidecars_run_only_when_the_server_allows_them() {
+    let server = Server::start("sidecars").await;
+    let mark = server.dir.with_extension("sidecar-ran");
+    let _ = std::fs::remove_file(&mark);
+    let (status, _) = server
+        .http(
+            "PUT",
+            "/api/scenarios/probe.yaml",
+            &sidecar_scenario(&mark),
+            false,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, refused) = server
+        .json("POST", "/api/runs", json!({ "scenario": "probe.yaml" }))
+        .await;
+    assert_eq!(status, 403, "{refused}");
+    let msg = refused["error"].as_str().unwrap();
+    assert!(
+        msg.contains("--allow-sidecars") && msg.contains("`probe`"),
+        "{msg}"
+    );
+    let (_, flow) = server
+        .json("GET", "/api/scenarios/probe.yaml/flow", Value::Null)
+        .await;
+    assert_eq!(flow["sidecars"], 1);
+    assert_eq!(flow["sidecars_allowed"], false);
+    assert!(!mark.exists(), "the sidecar never ran");
+    let dir = server.stop_keeping_files().await;
+    // Started with the flag, the same file runs its sidecar.
+    let server = Server::with_options(
+        dir,
+        web::ServeOptions {
+            allow_sidecars: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let (status, started) = server
+        .json("POST", "/api/runs", json!({ "scenario": "probe.yaml" }))
+        .await;
+    assert_eq!(status, 202, "{started}");
+    server.follow(Duration::from_secs(20)).await;
+    assert!(mark.exists(), "the allowed sidecar ran");
+    std::fs::remove_file(&mark).unwrap();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn validation_never_echoes_an_environment_value() {
+    let server = Server::start("secrets").await;
+    // PATH stands in for a secret: it is set wherever tests run.
+    let secret = std::env::var("PATH").unwrap();
+    let text = "instances:\n  a:\n    dn: \"100\"\n    steps:\n      - command: MakeCall\n        target: \"${PATH}\"\n";
+    let (status, body) = server
+        .http("POST", "/api/scenarios/s.yaml/validate", text, false)
+        .await;
+    assert_eq!(status, 200);
+    assert!(!body.contains(&secret), "{body}");
+    assert!(body.contains("${PATH}"), "{body}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_workspace_boundary_holds_against_links_fifos_and_floods() {
+    let server = Server::start("boundary").await;
+    let outside = server.dir.with_extension("outside.yaml");
+    std::fs::write(&outside, "secret: outside the workspace\n").unwrap();
+    std::os::unix::fs::symlink(&outside, server.dir.join("link.yaml")).unwrap();
+    // A link is not listed, not read, not written through.
+    let (_, listed) = server.json("GET", "/api/scenarios", Value::Null).await;
+    assert_eq!(listed["scenarios"], json!([]));
+    let (status, body) = server
+        .http("GET", "/api/scenarios/link.yaml", "", false)
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(!body.contains("outside the workspace"), "{body}");
+    let (status, body) = server
+        .http(
+            "PUT",
+            "/api/scenarios/link.yaml",
+            &fixture("basic-call.yaml"),
+            false,
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(
+        std::fs::read_to_string(&outside).unwrap(),
+        "secret: outside the workspace\n"
+    );
+    std::os::unix::fs::symlink(
+        &outside,
+        server.dir.join(web::HISTORY_FILE.replace("sqlite", "yaml")),
+    )
+    .ok();
+    let (status, _) = server
+        .json("GET", "/api/scenarios/link.yaml/flow", Value::Null)
+        .await;
+    assert_eq!(status, 403);
+    // A FIFO as a scenario, and as the WAV two validations name: answered, not waited on.
+    let mkfifo = |p: PathBuf| {
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(p)
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+    mkfifo(server.dir.join("fifo.yaml"));
+    mkfifo(server.dir.join("audio.wav"));
+    let (status, body) = server
+        .http("GET", "/api/scenarios/fifo.yaml", "", false)
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("FIFO"), "{body}");
+    let play = "instances:\n  a:\n    dn: \"100\"\n    steps:\n      - command: PlayAudio\n        file: audio.wav\n";
+    let (status, _) = server
+        .http("PUT", "/api/scenarios/play.yaml", play, false)
+        .await;
+    assert_eq!(status, 200);
+    let validate = || server.http("POST", "/api/scenarios/play.yaml/validate", play, false);
+    let (a, b) = tokio::join!(validate(), validate());
+    for (status, body) in [a, b] {
+        assert_eq!(status, 200);
+        assert!(body.contains("FIFO"), "{body}");
+    }
+    // Two 2 MB step lists at once, while the page is still served; over the size limit is 413.
+    let mut big = String::from("instances:\n  a:\n    dn: \"100\"\n    steps:\n");
+    while big.len() < 2 << 20 {
+        big.push_str("      - command: Release\n");
+    }
+    let v = || server.http("POST", "/api/scenarios/big.yaml/validate", &big, false);
+    let page = async {
+        server
+            .with_headers("GET", "/", &format!("Host: {}\r\n", server.addr), "")
+            .await
+    };
+    let ((s1, b1), (s2, _), (s3, _)) = tokio::join!(v(), v(), page);
+    assert_eq!((s1, s2, s3), (200, 200, 200), "{b1}");
+    let huge = "#".repeat((4 << 20) + 1);
+    let (status, _) = server
+        .http("POST", "/api/scenarios/huge.yaml/validate", &huge, false)
+        .await;
+    assert_eq!(status, 413);
+    server.stop().await;
+    std::fs::remove_file(&outside).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_history_does_not_stop_the_server() {
+    let dir = std::env::temp_dir().join(format!("callflow-web-corrupt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(web::HISTORY_FILE), "not a database").unwrap();
+    let server = Server::restart(dir.clone()).await;
+    let (status, runs) = server.json("GET", "/api/history", Value::Null).await;
+    assert_eq!(status, 200);
+    assert_eq!(runs["runs"], json!([]));
+    assert_eq!(
+        std::fs::read_to_string(dir.join(format!("{}.bad-1", web::HISTORY_FILE))).unwrap(),
+        "not a database"
+    );
+    server.stop().await;
 }

@@ -89,42 +89,62 @@ async fn click(c: &Client, sel: &str) {
     css(c, sel).await.click().await.unwrap();
 }
 
-/// Presses on `from`, moves onto `to` (offset from its centre) and releases there.
-async fn drag(c: &Client, from: Element, to: Element, dx: f64, dy: f64) {
-    let moves = MouseActions::new("mouse".into())
-        .then(PointerAction::MoveToElement {
-            element: from,
-            duration: None,
-            x: 0.0,
-            y: 0.0,
-        })
-        .then(PointerAction::Down {
-            button: MOUSE_BUTTON_LEFT,
-        })
-        .then(PointerAction::MoveToElement {
-            element: to.clone(),
-            duration: Some(Duration::from_millis(120)),
-            x: dx / 2.0,
-            y: dy / 2.0,
-        })
-        .then(PointerAction::MoveToElement {
-            element: to,
-            duration: Some(Duration::from_millis(120)),
-            x: dx,
-            y: dy,
-        })
-        .then(PointerAction::Up {
-            button: MOUSE_BUTTON_LEFT,
-        });
-    c.perform_actions(moves).await.unwrap();
+/// Presses on `from`, moves onto `to` (offset from its centre) and releases there. The graph
+/// is drawn anew after each validation (300 ms after an edit), so an element found just before
+/// that is stale: both are then found again and the drag retried (WebDriver resolves the
+/// elements before it moves the pointer, so a stale one means nothing happened).
+async fn drag(c: &Client, from: &str, to: &str, dx: f64, dy: f64) {
+    for _ in 0..20 {
+        let (from_el, to_el) = (css(c, from).await, css(c, to).await);
+        let moves = MouseActions::new("mouse".into())
+            .then(PointerAction::MoveToElement {
+                element: from_el,
+                duration: None,
+                x: 0.0,
+                y: 0.0,
+            })
+            .then(PointerAction::Down {
+                button: MOUSE_BUTTON_LEFT,
+            })
+            .then(PointerAction::MoveToElement {
+                element: to_el.clone(),
+                duration: Some(Duration::from_millis(120)),
+                x: dx / 2.0,
+                y: dy / 2.0,
+            })
+            .then(PointerAction::MoveToElement {
+                element: to_el,
+                duration: Some(Duration::from_millis(120)),
+                x: dx,
+                y: dy,
+            })
+            .then(PointerAction::Up {
+                button: MOUSE_BUTTON_LEFT,
+            });
+        match c.perform_actions(moves).await {
+            Ok(()) => return,
+            Err(fantoccini::error::CmdError::Standard(e))
+                if e.error == fantoccini::error::ErrorStatus::StaleElementReference =>
+            {
+                let _ = c.release_actions().await;
+            }
+            Err(e) => panic!("drag {from} -> {to}: {e}"),
+        }
+    }
+    panic!("drag {from} -> {to}: the elements kept going stale");
 }
 
 /// Drops a palette item into an instance's column, `below` px under the instance box; returns
 /// the new node's id (it is selected once dropped).
 async fn drop_node(c: &Client, item: &str, instance: &str, below: f64) -> String {
-    let from = css(c, &format!(".palette-item[data-type='{item}']")).await;
-    let to = css(c, &format!(".node.instance[data-id='{instance}'] rect")).await;
-    drag(c, from, to, 0.0, below).await;
+    drag(
+        c,
+        &format!(".palette-item[data-type='{item}']"),
+        &format!(".node.instance[data-id='{instance}'] rect"),
+        0.0,
+        below,
+    )
+    .await;
     let sel = css(c, ".node.sel").await;
     let id = sel.attr("data-id").await.unwrap().unwrap();
     assert_eq!(
@@ -143,9 +163,14 @@ async fn drop_node(c: &Client, item: &str, instance: &str, below: f64) -> String
 
 /// Connects `from`'s success (or failure) dot to node `to` by dragging.
 async fn connect(c: &Client, from: &str, handle: &str, to: &str) {
-    let port = css(c, &format!(".port.{handle}[data-node='{from}']")).await;
-    let target = css(c, &format!(".node[data-id='{to}'] rect")).await;
-    drag(c, port, target, 0.0, 0.0).await;
+    drag(
+        c,
+        &format!(".port.{handle}[data-node='{from}']"),
+        &format!(".node[data-id='{to}'] rect"),
+        0.0,
+        0.0,
+    )
+    .await;
     css(c, &format!(".edge-hit[data-edge='e-{from}-{handle}-{to}']")).await;
 }
 
@@ -188,7 +213,12 @@ async fn build_run_and_stop_scenarios_in_the_browser() {
         .unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(web::serve(listener, dir.clone(), shutdown.clone()));
+    let server = tokio::spawn(web::serve(
+        listener,
+        dir.clone(),
+        web::ServeOptions::default(),
+        shutdown.clone(),
+    ));
 
     let (mut driver, webdriver) = chromedriver().await;
     let c = browser(&webdriver).await;
