@@ -2,6 +2,7 @@
 
 mod calls;
 mod control;
+mod malformed;
 mod media;
 mod pbx;
 mod peers;

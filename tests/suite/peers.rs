@@ -1,12 +1,9 @@
 //! callflow against an independent SIP implementation: sipp (Debian `sip-tester`), as callee
 //! and as caller.
 
-use callflow_tests::{Run, run_scenario, run_text};
-use events::{Event, EventKind, Outcome};
-use orchestrator::{EventSink, PortPolicy, RunOptions};
+use callflow_tests::{Run, free_udp_port, run_text, start_one_ua};
+use events::{EventKind, Outcome};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// A sipp process that is killed if the test ends before it does.
 struct Sipp(Option<Child>);
@@ -60,14 +57,6 @@ fn sipp_uas(port: u16, calls: u32) -> Sipp {
     ])
 }
 
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 #[tokio::test]
 async fn callflow_calls_sipp_uas() {
     let port = free_udp_port();
@@ -85,44 +74,6 @@ async fn callflow_calls_sipp_uas() {
     run.assert_clean();
     let (code, err) = sipp.finish().await;
     assert_eq!(code, 0, "sipp uas failed: {err}");
-}
-
-/// Starts sipp's caller once callee `bob` is listening.
-struct StartSippOnUa {
-    started: Mutex<Option<tokio::sync::oneshot::Sender<String>>>,
-}
-
-impl EventSink for StartSippOnUa {
-    fn event(&self, e: &Event) {
-        if let EventKind::UaStarted(u) = &e.event
-            && let Some(tx) = self.started.lock().expect("lock").take()
-        {
-            let _ = tx.send(u.local_addr.clone());
-        }
-    }
-}
-
-/// Runs a one-UA scenario on a free port of its own and waits for the UA to listen: the run's
-/// task and the UA's address, for sipp to call.
-async fn start_one_ua(s: scenario::Scenario) -> (tokio::task::JoinHandle<Run>, String) {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let opts = RunOptions {
-        sip_ports: PortPolicy::Range {
-            base: free_udp_port(),
-            count: 1,
-            step: 1,
-        },
-        ..RunOptions::default()
-    };
-    let sink = Arc::new(StartSippOnUa {
-        started: Mutex::new(Some(tx)),
-    });
-    let run = tokio::spawn(async move { run_scenario(&s, opts, vec![sink]).await });
-    let ua = tokio::time::timeout(Duration::from_secs(10), rx)
-        .await
-        .expect("the UA starts")
-        .expect("address");
-    (run, ua)
 }
 
 #[tokio::test]

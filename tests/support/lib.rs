@@ -46,6 +46,53 @@ pub async fn run_scenario(
     }
 }
 
+/// A UDP port free right now on 127.0.0.1.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Tells the test where the first UA listens, once it does.
+struct UaListening {
+    started: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<String>>>,
+}
+
+impl EventSink for UaListening {
+    fn event(&self, e: &Event) {
+        if let EventKind::UaStarted(u) = &e.event
+            && let Some(tx) = self.started.lock().expect("lock").take()
+        {
+            let _ = tx.send(u.local_addr.clone());
+        }
+    }
+}
+
+/// Runs a one-UA scenario on a free port of its own and waits for the UA to listen: the run's
+/// task and the UA's address, for a peer (sipp, or a test's own socket) to reach.
+pub async fn start_one_ua(s: scenario::Scenario) -> (tokio::task::JoinHandle<Run>, String) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let opts = RunOptions {
+        sip_ports: orchestrator::PortPolicy::Range {
+            base: free_udp_port(),
+            count: 1,
+            step: 1,
+        },
+        ..RunOptions::default()
+    };
+    let sink = Arc::new(UaListening {
+        started: std::sync::Mutex::new(Some(tx)),
+    });
+    let run = tokio::spawn(async move { run_scenario(&s, opts, vec![sink]).await });
+    let ua = tokio::time::timeout(std::time::Duration::from_secs(10), rx)
+        .await
+        .expect("the UA starts")
+        .expect("address");
+    (run, ua)
+}
+
 impl Run {
     pub fn finished(&self) -> &RunFinished {
         match &self.events.last().expect("events").event {

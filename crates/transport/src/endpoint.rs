@@ -1,5 +1,6 @@
 //! One rsipstack endpoint per user agent.
 
+use crate::intake::Intake;
 use crate::tap::{TappedUdp, WireDirection, WireRecord, WireTap, is_keepalive};
 use rsipstack::EndpointBuilder;
 use rsipstack::dialog::dialog::{DialogStateReceiver, DialogStateSender};
@@ -8,6 +9,7 @@ use rsipstack::sip::SipMessage;
 use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::transaction::TransactionReceiver;
 use rsipstack::transaction::endpoint::{EndpointOption, MessageInspector, TransportEventInspector};
+use rsipstack::transport::channel::ChannelConnection;
 use rsipstack::transport::connection::TransportEvent;
 use rsipstack::transport::tcp_listener::TcpListenerConnection;
 use rsipstack::transport::udp::UdpConnection;
@@ -139,14 +141,27 @@ impl UaEndpoint {
             tl.add_transport(tcp.into());
         }
         let socket = tokio::net::UdpSocket::from_std(socket).map_err(|e| setup(&e))?;
-        let tapped: Arc<dyn rsipstack::platform::net::UdpSocket> = Arc::new(TappedUdp {
-            socket,
-            local,
-            tap: tap.clone(),
-        });
-        let udp = UdpConnection::from_socket(tapped, None, Some(cancel.child_token()))
+        let tapped = Arc::new(TappedUdp::new(socket, local, tap.clone()));
+        let udp = UdpConnection::from_socket(tapped.clone(), None, Some(cancel.child_token()))
             .await
             .map_err(|e| setup(&e))?;
+        // Datagrams larger than rsipstack's read buffer reach its transport layer through a
+        // channel of their own, as if its UDP loop had read them.
+        let (large_tx, large_rx) = rsipstack::platform::mpsc::unbounded_channel();
+        let (unused_tx, _) = rsipstack::platform::mpsc::unbounded_channel();
+        let large = ChannelConnection::create_connection(
+            large_rx,
+            unused_tx,
+            SipAddr {
+                r#type: Some(rsipstack::sip::transport::Transport::Udp),
+                addr: local.into(),
+            },
+            Some(cancel.child_token()),
+        )
+        .await
+        .map_err(|e| setup(&e))?;
+        let _ = tapped.large.set((large_tx, udp.clone()));
+        tl.inner.serve_connection(large.into());
         tl.add_transport(udp.into());
 
         let option = EndpointOption {
@@ -166,9 +181,11 @@ impl UaEndpoint {
             local,
             tap: stream_tap,
         }));
-        if settings.tcp {
-            builder.with_transport_inspector(Box::new(StreamTap { local, tap }));
-        }
+        // Stream messages are checked at the door here (datagrams are, in TappedUdp).
+        builder.with_transport_inspector(Box::new(StreamTap {
+            local,
+            tap: settings.tcp.then_some(tap),
+        }));
         let endpoint = builder.build();
         let incoming = endpoint.incoming_transactions().map_err(|e| setup(&e))?;
         let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
@@ -218,10 +235,11 @@ impl Drop for UaEndpoint {
 }
 
 /// Taps TCP messages, which do not pass through [`TappedUdp`]: received ones from the transport
-/// events, sent ones just before they are written.
+/// events, sent ones just before they are written. Also checks each received stream message at
+/// the door ([`crate::intake`]) and answers a malformed request itself: rsipstack would drop it.
 struct StreamTap {
     local: SocketAddr,
-    tap: Arc<dyn WireTap>,
+    tap: Option<Arc<dyn WireTap>>,
 }
 
 fn top_via_transport(msg: &SipMessage) -> Option<String> {
@@ -327,23 +345,53 @@ impl MessageInspector for Inspector {
 #[async_trait::async_trait]
 impl TransportEventInspector for StreamTap {
     async fn handle(&self, event: TransportEvent) -> Option<TransportEvent> {
-        if let TransportEvent::Incoming(msg, conn, from) = &event
-            && !matches!(conn, rsipstack::transport::SipConnection::Udp(_))
-            && let Ok(peer) = from.get_socketaddr()
+        let TransportEvent::Incoming(msg, conn, from) = &event else {
+            return Some(event);
+        };
+        if matches!(conn, rsipstack::transport::SipConnection::Udp(_)) {
+            return Some(event);
+        }
+        let bytes = msg.to_bytes().to_vec();
+        if let (Some(tap), Ok(peer)) = (&self.tap, from.get_socketaddr())
+            && !is_keepalive(&bytes)
         {
-            let bytes = msg.to_bytes().to_vec();
-            if !is_keepalive(&bytes) {
-                self.tap.record(WireRecord {
-                    at: SystemTime::now(),
-                    direction: WireDirection::Received,
-                    transport: "tcp",
-                    local: self.local,
-                    peer,
-                    bytes,
-                });
+            tap.record(WireRecord {
+                at: SystemTime::now(),
+                direction: WireDirection::Received,
+                transport: "tcp",
+                local: self.local,
+                peer,
+                bytes: bytes.clone(),
+            });
+        }
+        match crate::intake::check(&bytes) {
+            Intake::Pass { .. } => Some(event),
+            Intake::Answer {
+                status,
+                problem,
+                response,
+            } => {
+                tracing::info!(%from, status, %problem, "malformed request answered");
+                if let (Some(tap), Ok(peer)) = (&self.tap, from.get_socketaddr()) {
+                    tap.record(WireRecord {
+                        at: SystemTime::now(),
+                        direction: WireDirection::Sent,
+                        transport: "tcp",
+                        local: self.local,
+                        peer,
+                        bytes: response.clone(),
+                    });
+                }
+                if let Ok(resp) = SipMessage::try_from(&response[..]) {
+                    let _ = conn.send(resp, None).await;
+                }
+                None
+            }
+            Intake::Drop { problem } => {
+                tracing::info!(%from, %problem, "malformed message dropped");
+                None
             }
         }
-        Some(event)
     }
 }
 

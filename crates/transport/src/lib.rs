@@ -16,6 +16,7 @@
 //! included; rsipstack's own `MessageInspector` misses retransmissions and absorbed ACKs.
 
 mod endpoint;
+pub mod intake;
 mod tap;
 
 pub use endpoint::{
@@ -23,4 +24,4 @@ pub use endpoint::{
 };
 pub use rsipstack;
 pub use rsipstack::sip;
-pub use tap::{MessageSummary, WireDirection, WireRecord, WireTap, parse_summary};
+pub use tap::{MAX_DATAGRAM, MessageSummary, WireDirection, WireRecord, WireTap, parse_summary};

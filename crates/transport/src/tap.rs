@@ -1,8 +1,13 @@
 //! Recording what crosses the wire.
 
+use crate::intake::Intake;
 use rsipstack::platform::net::UdpSocket as PlatformUdpSocket;
 use rsipstack::sip::SipMessage;
 use rsipstack::sip::prelude::HeadersExt;
+use rsipstack::sip::transport::Transport;
+use rsipstack::transport::connection::TransportSender;
+use rsipstack::transport::udp::UdpConnection;
+use rsipstack::transport::{SipAddr, SipConnection, TransportEvent};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -41,14 +46,38 @@ pub(crate) fn is_keepalive(bytes: &[u8]) -> bool {
     bytes.iter().all(|b| b.is_ascii_whitespace())
 }
 
-/// A UDP socket that reports every datagram it sends or receives.
+/// The largest datagram read: a UDP payload is at most 65,507 bytes over IPv4 (65,527 over
+/// IPv6); rsipstack's own reads stop at 8 KB and lose the rest silently.
+pub const MAX_DATAGRAM: usize = 65_536;
+
+/// A UDP socket that reports every datagram it sends or receives, and checks each received one
+/// at the door ([`crate::intake`]): a malformed request is answered here (400, 505, 501) and not
+/// handed on; a datagram larger than rsipstack's read buffer is handed on through `large`.
 pub(crate) struct TappedUdp {
     pub(crate) socket: tokio::net::UdpSocket,
     pub(crate) local: SocketAddr,
     pub(crate) tap: Arc<dyn WireTap>,
+    /// The read buffer ([`MAX_DATAGRAM`]); only rsipstack's one receive loop reads.
+    pub(crate) buf: tokio::sync::Mutex<Vec<u8>>,
+    /// Where a datagram too large for rsipstack's buffer goes (set once its connection exists).
+    pub(crate) large: std::sync::OnceLock<(TransportSender, UdpConnection)>,
 }
 
 impl TappedUdp {
+    pub(crate) fn new(
+        socket: tokio::net::UdpSocket,
+        local: SocketAddr,
+        tap: Arc<dyn WireTap>,
+    ) -> Self {
+        Self {
+            socket,
+            local,
+            tap,
+            buf: tokio::sync::Mutex::new(vec![0; MAX_DATAGRAM]),
+            large: std::sync::OnceLock::new(),
+        }
+    }
+
     fn record(&self, direction: WireDirection, peer: SocketAddr, bytes: &[u8]) {
         if !is_keepalive(bytes) {
             self.tap.record(WireRecord {
@@ -61,14 +90,70 @@ impl TappedUdp {
             });
         }
     }
+
+    /// Hands a message larger than rsipstack's read buffer to its transport layer, as its own
+    /// UDP loop would have.
+    fn deliver_large(&self, bytes: &[u8], from: SocketAddr) {
+        let Some((tx, conn)) = self.large.get() else {
+            return;
+        };
+        let msg = SipMessage::try_from(bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|m| {
+                SipConnection::update_msg_received(m, from, Transport::Udp)
+                    .map_err(|e| e.to_string())
+            });
+        match msg {
+            Ok(msg) => {
+                let source = SipAddr {
+                    r#type: Some(Transport::Udp),
+                    addr: from.into(),
+                };
+                let _ = tx.send(TransportEvent::Incoming(
+                    msg,
+                    SipConnection::Udp(conn.clone()),
+                    source,
+                ));
+            }
+            Err(e) => tracing::warn!(%from, error = %e, "a large datagram could not be handed on"),
+        }
+    }
 }
 
 #[async_trait::async_trait]
 impl PlatformUdpSocket for TappedUdp {
     async fn recv_from(&self, buf: &mut [u8]) -> rsipstack::Result<(usize, SocketAddr)> {
-        let (n, from) = self.socket.recv_from(buf).await?;
-        self.record(WireDirection::Received, from, &buf[..n]);
-        Ok((n, from))
+        let mut own = self.buf.lock().await;
+        loop {
+            let (n, from) = self.socket.recv_from(&mut own[..]).await?;
+            let bytes = &own[..n];
+            self.record(WireDirection::Received, from, bytes);
+            if is_keepalive(bytes) && n <= buf.len() {
+                buf[..n].copy_from_slice(bytes);
+                return Ok((n, from));
+            }
+            match crate::intake::check(bytes) {
+                Intake::Pass { offset, len } => {
+                    let message = &bytes[offset..offset + len];
+                    if len <= buf.len() {
+                        buf[..len].copy_from_slice(message);
+                        return Ok((len, from));
+                    }
+                    self.deliver_large(message, from);
+                }
+                Intake::Answer {
+                    status,
+                    problem,
+                    response,
+                } => {
+                    tracing::info!(%from, status, %problem, "malformed request answered");
+                    let _ = self.send_to(&response, from).await;
+                }
+                Intake::Drop { problem } => {
+                    tracing::info!(%from, %problem, "malformed message dropped");
+                }
+            }
+        }
     }
 
     async fn send_to(&self, buf: &[u8], addr: SocketAddr) -> rsipstack::Result<usize> {
