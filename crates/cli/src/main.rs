@@ -184,6 +184,7 @@ fn serve(
         .build()
         .context("cannot start the runtime")?;
     rt.block_on(async move {
+        let mut signals = StopSignals::new()?;
         let listener = match web::bind(listen, allow_remote).await {
             Ok(l) => l,
             // A command-line mistake, like any other usage error.
@@ -201,7 +202,7 @@ fn serve(
         let shutdown = tokio_util::sync::CancellationToken::new();
         let on_signal = shutdown.clone();
         tokio::spawn(async move {
-            stop_signal().await;
+            signals.recv().await;
             on_signal.cancel();
         });
         web::serve(listener, workspace, options, shutdown).await?;
@@ -209,21 +210,32 @@ fn serve(
     })
 }
 
-/// Resolves on the first SIGINT (Ctrl-C), SIGTERM or SIGHUP: each stops a run like Ctrl-C, with
-/// its cleanup (BYE, sidecars stopped, `run_finished`), instead of killing the process at once.
-async fn stop_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-        _ = hup.recv() => {}
+/// SIGINT (Ctrl-C), SIGTERM and SIGHUP, each of which stops a run like Ctrl-C, with its cleanup
+/// (BYE, sidecars stopped, `run_finished`), instead of killing the process at once. The handlers
+/// are installed when this is made (inside the runtime), before anything can be interrupted.
+struct StopSignals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            hup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
+        })
+    }
+
+    /// The next of the three.
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+            _ = self.hup.recv() => {}
+        }
     }
 }
 
@@ -373,25 +385,26 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
         .build()
         .context("cannot start the runtime")?;
     let report = rt.block_on(async move {
+        let mut signals = StopSignals::new()?;
         let bus = EventBus::new(sinks);
         let run = orchestrator::run(&scenario, opts, bus);
         tokio::pin!(run);
         tokio::select! {
-            r = &mut run => return Some(r),
-            () = stop_signal() => {}
+            r = &mut run => return Ok(Some(r)),
+            () = signals.recv() => {}
         }
         // First Ctrl-C: stop gracefully, within 10 s whatever happens; a second exits at once.
         eprintln!("\ncallflow: stopping (Ctrl-C again to exit at once)");
         stop.cancel();
-        tokio::select! {
+        Ok::<_, anyhow::Error>(tokio::select! {
             r = &mut run => Some(r),
-            () = stop_signal() => None,
+            () = signals.recv() => None,
             () = tokio::time::sleep(Duration::from_secs(9)) => {
                 eprintln!("callflow: cleanup did not finish in time; exiting");
                 None
             }
-        }
-    });
+        })
+    })?;
     if let Some(j) = &jsonl {
         j.flush();
     }
@@ -537,6 +550,7 @@ fn run_many(args: &RunArgs, files: &[PathBuf]) -> anyhow::Result<i32> {
     let out_dir = args.out.clone();
     let results: Vec<(String, Vec<events::Event>, orchestrator::RunReport)> = rt
         .block_on(async {
+            let mut signals = StopSignals::new().ok();
             let limit = Arc::new(tokio::sync::Semaphore::new(jobs));
             let mut handles = Vec::new();
             for (i, (file, s)) in valid.into_iter().enumerate() {
@@ -584,7 +598,12 @@ fn run_many(args: &RunArgs, files: &[PathBuf]) -> anyhow::Result<i32> {
             let mut results = Vec::new();
             tokio::select! {
                 all = futures_join(handles) => results = all,
-                () = stop_signal() => stop.cancel(),
+                () = async {
+                    match &mut signals {
+                        Some(s) => s.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => stop.cancel(),
             }
             results
         })

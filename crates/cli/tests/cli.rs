@@ -167,11 +167,23 @@ fn setup_error_is_exit_3() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("no free port"));
 }
 
-#[test]
-fn first_ctrl_c_stops_gracefully_with_exit_130() {
+/// Runs the long call with a sidecar that writes its pid, sends `signal` once alice holds the
+/// call, and checks the stop: exit 130 within 10 s, BYE sent, `run_finished` written as
+/// `stopped` with no leaks, and the sidecar's process group gone.
+fn stops_gracefully_on(signal: &str) {
+    let dir = std::env::temp_dir().join(format!("callflow-signal-{signal}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let long = std::fs::read_to_string(fixture("long-call.yaml")).unwrap();
+    let scenario = long.replace(
+        "instances:",
+        "sidecars:\n  - name: helper\n    command: [sh, -c, 'echo $$ > helper.pid; echo ready; exec sleep 120']\n    health:\n      log: ready\n    timeout: 5s\ninstances:",
+    );
+    let file = dir.join("long-with-sidecar.yaml");
+    std::fs::write(&file, scenario).unwrap();
     let mut child = bin()
         .args(["run", "--events", "-"])
-        .arg(fixture("long-call.yaml"))
+        .arg(&file)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -193,9 +205,20 @@ fn first_ctrl_c_stops_gracefully_with_exit_130() {
         holding,
         "the event stream must show `hold-on` running while the run goes on"
     );
+    let helper = std::fs::read_to_string(dir.join("helper.pid")).unwrap();
+    let helper = helper.trim().to_owned();
+    let alive = |pid: &str| {
+        Command::new("kill")
+            .args(["-0", pid])
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(alive(&helper), "the sidecar runs during the call");
     let started = std::time::Instant::now();
     let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
@@ -203,9 +226,10 @@ fn first_ctrl_c_stops_gracefully_with_exit_130() {
         .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
         .collect();
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
+    assert_eq!(status.code(), Some(130), "SIG{signal}");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     let last = rest.last().expect("run_finished");
+    assert_eq!(last["event"]["type"], "run_finished");
     assert_eq!(last["event"]["data"]["outcome"], "stopped");
     assert_eq!(
         last["event"]["data"]["leaks"],
@@ -215,6 +239,27 @@ fn first_ctrl_c_stops_gracefully_with_exit_130() {
         rest.iter()
             .any(|v| v["event"]["type"] == "sip_message" && v["event"]["data"]["method"] == "BYE")
     );
+    // The sidecar's group was stopped with the run, not orphaned (a zombie is reaped by then).
+    assert!(
+        !alive(&helper),
+        "SIG{signal} left the sidecar {helper} running"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn first_ctrl_c_stops_gracefully_with_exit_130() {
+    stops_gracefully_on("INT");
+}
+
+#[test]
+fn sigterm_stops_like_ctrl_c() {
+    stops_gracefully_on("TERM");
+}
+
+#[test]
+fn sighup_stops_like_ctrl_c() {
+    stops_gracefully_on("HUP");
 }
 
 #[test]
@@ -299,4 +344,35 @@ fn several_scenarios_in_parallel_one_summary_one_junit() {
     assert_eq!(xml.matches("<testsuite ").count(), 3);
     assert!(xml.contains("tests=\"3\" failures=\"1\""), "{xml}");
     std::fs::remove_file(junit).ok();
+}
+
+#[test]
+fn serve_stops_on_sigterm_and_sighup_like_ctrl_c() {
+    for signal in ["TERM", "HUP", "INT"] {
+        let dir =
+            std::env::temp_dir().join(format!("callflow-serve-{signal}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut child = bin()
+            .args(["serve", "--listen", "127.0.0.1:0", "--workspace"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let serving = lines
+            .by_ref()
+            .map(Result::unwrap)
+            .find(|l| l.contains("serving"));
+        assert!(serving.is_some(), "serve says where it listens");
+        let kill = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        // Handled: a clean exit, not death by the signal (which has no exit code).
+        assert_eq!(child.wait().unwrap().code(), Some(0), "SIG{signal}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
