@@ -2,7 +2,7 @@
 //! RFC 3261 names (400 with a Warning naming the problem, 505, 501), not silence; a 9 KB INVITE
 //! (past rsipstack's 8 KB read buffer) is a call like any other.
 
-use callflow_tests::start_one_ua;
+use callflow_tests::{start_one_ua, start_one_ua_with};
 use events::Outcome;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -226,5 +226,83 @@ async fn malformed_tcp_requests_are_answered_on_their_connection() {
         .expect("run");
     // Nobody called: INCOMING times out, and everything is cleaned up.
     run.assert_outcome(Outcome::Failed);
+    run.assert_clean();
+}
+
+#[tokio::test]
+async fn an_invite_no_node_takes_is_answered_480_after_the_hold() {
+    // bob waits on a timer and never takes a call.
+    let text = "version: 1\nname: busy elsewhere\ninstances:\n  bob:\n    dn: \"200\"\n    steps:\n      - event: TIMEOUT\n        timeout: 3s\n";
+    let s = scenario::parse_str(text, "unclaimed.yaml").expect("valid");
+    let limits = orchestrator::Limits {
+        unclaimed_invite: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let (run, ua) = start_one_ua_with(s, limits).await;
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let from = sock.local_addr().unwrap();
+    let invite = request("INVITE", &ua, from, "unclaimed-1", "UDP").replace(
+        "Max-Forwards: 70\r\n",
+        &format!("Max-Forwards: 70\r\nContact: <sip:probe@{from}>\r\n"),
+    );
+    sock.send_to(invite.as_bytes(), &ua).await.unwrap();
+    let refused = recv_status(&sock, 480).await;
+    assert_eq!(header(&refused, "Call-ID"), "unclaimed-1");
+    let to = header(&refused, "To").to_owned();
+    let ack = request("ACK", &ua, from, "unclaimed-1", "UDP")
+        .replace(&format!("To: <sip:200@{ua}>"), &format!("To: {to}"));
+    sock.send_to(ack.as_bytes(), &ua).await.unwrap();
+    let run = tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("the run ends")
+        .expect("run");
+    run.assert_outcome(Outcome::Passed);
+    run.assert_clean();
+}
+
+#[tokio::test]
+async fn tcp_connections_past_the_cap_close_the_idlest() {
+    let text = "version: 1\nname: tcp cap\ninstances:\n  bob:\n    dn: \"200\"\n    transport: tcp\n    steps:\n      - event: TIMEOUT\n        timeout: 3s\n";
+    let s = scenario::parse_str(text, "tcp-cap.yaml").expect("valid");
+    let limits = orchestrator::Limits {
+        max_tcp_connections: 4,
+        ..Default::default()
+    };
+    let (run, ua) = start_one_ua_with(s, limits).await;
+    // Two idle connections, then four that each send a request (and so are active).
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        idle.push(tokio::net::TcpStream::connect(&ua).await.unwrap());
+    }
+    let mut active = Vec::new();
+    for i in 0..4 {
+        let mut c = tokio::net::TcpStream::connect(&ua).await.unwrap();
+        let from = c.local_addr().unwrap();
+        c.write_all(request("OPTIONS", &ua, from, &format!("cap-{i}"), "TCP").as_bytes())
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(WAIT, c.read(&mut buf))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 200"));
+        active.push(c);
+    }
+    // The two idle ones were closed by the UA (EOF), the active ones were not.
+    for mut c in idle {
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(WAIT, c.read(&mut buf))
+            .await
+            .expect("closed within 5 s")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "an idle connection past the cap is closed");
+    }
+    drop(active);
+    let run = tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("the run ends")
+        .expect("run");
+    run.assert_outcome(Outcome::Passed);
     run.assert_clean();
 }

@@ -73,6 +73,14 @@ impl EventSink for UaListening {
 /// Runs a one-UA scenario on a free port of its own and waits for the UA to listen: the run's
 /// task and the UA's address, for a peer (sipp, or a test's own socket) to reach.
 pub async fn start_one_ua(s: scenario::Scenario) -> (tokio::task::JoinHandle<Run>, String) {
+    start_one_ua_with(s, orchestrator::Limits::default()).await
+}
+
+/// [`start_one_ua`] with other [`orchestrator::Limits`].
+pub async fn start_one_ua_with(
+    s: scenario::Scenario,
+    limits: orchestrator::Limits,
+) -> (tokio::task::JoinHandle<Run>, String) {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let opts = RunOptions {
         sip_ports: orchestrator::PortPolicy::Range {
@@ -80,6 +88,7 @@ pub async fn start_one_ua(s: scenario::Scenario) -> (tokio::task::JoinHandle<Run
             count: 1,
             step: 1,
         },
+        limits,
         ..RunOptions::default()
     };
     let sink = Arc::new(UaListening {

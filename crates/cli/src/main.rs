@@ -117,6 +117,16 @@ struct RunArgs {
     /// an `rtp_packet` event per packet, 50 per second per call direction).
     #[arg(long)]
     no_rtp_capture: bool,
+    /// How long an INVITE that no INCOMING node takes is held (ringing) before it is answered
+    /// 480 Temporarily Unavailable.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    unclaimed_invite_hold: Duration,
+    /// TCP connections a UA keeps at once; past it the one idle longest is closed.
+    #[arg(long, value_name = "N", default_value_t = orchestrator::Limits::default().max_tcp_connections)]
+    max_tcp_connections: usize,
+    /// A TCP connection with no message for this long is closed.
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = humantime::parse_duration)]
+    tcp_idle_timeout: Duration,
 }
 
 fn main() {
@@ -130,7 +140,19 @@ fn main() {
     std::process::exit(code);
 }
 
+/// Raises the open-file limit to its hard maximum (many systems start at 1,024): each UA holds
+/// sockets, each TCP peer a connection, and running out makes every accept fail.
+fn raise_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+}
+
 fn real_main() -> anyhow::Result<i32> {
+    raise_file_limit();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -378,6 +400,7 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
         bind_ip: args.bind,
         stop: stop.clone(),
         capture_rtp: (args.pcap.is_some() || args.out.is_some()) && !args.no_rtp_capture,
+        limits: limits(&args),
         ..RunOptions::default()
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -430,6 +453,14 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
         return Ok(exit_code::SETUP_ERROR);
     }
     Ok(report.outcome.exit_code())
+}
+
+fn limits(args: &RunArgs) -> orchestrator::Limits {
+    orchestrator::Limits {
+        max_tcp_connections: args.max_tcp_connections.max(1),
+        tcp_idle_timeout: args.tcp_idle_timeout,
+        unclaimed_invite: args.unclaimed_invite_hold,
+    }
 }
 
 /// Where the reports of a run go.
@@ -562,6 +593,7 @@ fn run_many(args: &RunArgs, files: &[PathBuf]) -> anyhow::Result<i32> {
                     bind_ip: args.bind,
                     stop,
                     capture_rtp: out_dir.is_some() && !args.no_rtp_capture,
+                    limits: limits(args),
                     ..RunOptions::default()
                 };
                 let run_dir = out_dir

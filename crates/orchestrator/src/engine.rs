@@ -35,6 +35,32 @@ pub struct RunOptions {
     pub run_id: String,
     /// Put every RTP packet in the event stream (`rtp_packet`), for the pcap.
     pub capture_rtp: bool,
+    /// Bounds on what a peer can make a UA hold (docs/security.md).
+    pub limits: Limits,
+}
+
+/// Bounds on what a peer can make a UA hold.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// TCP connections per UA; past it the one idle longest is closed.
+    pub max_tcp_connections: usize,
+    /// A TCP connection idle this long is closed.
+    pub tcp_idle_timeout: Duration,
+    /// An INVITE that no INCOMING node takes within this long is answered 480.
+    pub unclaimed_invite: Duration,
+}
+
+/// The default of [`Limits::unclaimed_invite`].
+pub const DEFAULT_UNCLAIMED_INVITE: Duration = Duration::from_secs(60);
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_tcp_connections: transport::DEFAULT_MAX_TCP_CONNECTIONS,
+            tcp_idle_timeout: transport::DEFAULT_TCP_IDLE_TIMEOUT,
+            unclaimed_invite: DEFAULT_UNCLAIMED_INVITE,
+        }
+    }
 }
 
 impl Default for RunOptions {
@@ -47,6 +73,7 @@ impl Default for RunOptions {
             stop: CancellationToken::new(),
             run_id: format!("{}-{}", std::process::id(), now_ms()),
             capture_rtp: false,
+            limits: Limits::default(),
         }
     }
 }
@@ -188,6 +215,7 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
         bus: bus.clone(),
         sessions: sessions.clone(),
         capture_rtp: opts.capture_rtp,
+        limits: opts.limits.clone(),
     };
 
     // Start the sidecars (a PBX, phones) before the UAs, in order, each health-checked.

@@ -251,7 +251,7 @@ impl UaShared {
         if let Some(rep) = replaces {
             self.on_replaces(&d, &rep, &from);
         } else {
-            self.sessions.insert_incoming(self.idx, d.clone(), |call| {
+            let call = self.sessions.insert_incoming(self.idx, d.clone(), |call| {
                 self.log(
                     Level::Info,
                     None,
@@ -263,6 +263,7 @@ impl UaShared {
                     let _ = d.ringing(None, None);
                 }
             });
+            tokio::spawn(self.clone().refuse_if_unclaimed(call, from.clone()));
         }
         let mut d = d;
         if let Err(e) = d.handle(&mut tx).await {
@@ -272,6 +273,30 @@ impl UaShared {
                 None,
                 format!("incoming INVITE transaction ended with an error: {e}"),
             );
+        }
+    }
+
+    /// An INVITE that no INCOMING node takes within the hold ([`crate::Limits::unclaimed_invite`])
+    /// is answered 480, so calls nobody expects cannot pile up for the whole run. Ends as soon as
+    /// the call does.
+    async fn refuse_if_unclaimed(self: Arc<Self>, call: Arc<Call>, from: String) {
+        let ended = call.wait(|e| matches!(e, CallEvent::Terminated { .. }), false);
+        tokio::select! {
+            _ = ended => return,
+            () = tokio::time::sleep(self.unclaimed_invite) => {}
+        }
+        if call.leg_state() == LegState::Early && self.sessions.withdraw_incoming(self.idx, &call) {
+            self.log(
+                Level::Warning,
+                None,
+                None,
+                format!(
+                    "incoming call {} from {from}: no INCOMING node took it within {} s: 480",
+                    call.sip_call_id(),
+                    self.unclaimed_invite.as_secs_f64()
+                ),
+            );
+            let _ = call.start_hang_up(HangupAction::Reject(480)).await;
         }
     }
 

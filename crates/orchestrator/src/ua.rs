@@ -42,6 +42,8 @@ pub(crate) struct UaShared {
     pub(crate) display_name: Option<String>,
     /// Emit every RTP packet of this UA's calls (`rtp_packet`).
     pub(crate) capture_rtp: bool,
+    /// How long an INVITE no node takes is held before it is answered 480.
+    pub(crate) unclaimed_invite: Duration,
 }
 
 impl UaShared {
@@ -100,6 +102,7 @@ pub(crate) struct RunShared {
     pub(crate) bus: Arc<EventBus>,
     pub(crate) sessions: Arc<Sessions>,
     pub(crate) capture_rtp: bool,
+    pub(crate) limits: crate::engine::Limits,
 }
 
 impl Ua {
@@ -138,6 +141,8 @@ impl Ua {
         let tap = Arc::new(move |rec: WireRecord| wire_event(&tap_bus, &ua_id, rec));
         let settings = EndpointSettings {
             tcp,
+            max_tcp_connections: run.limits.max_tcp_connections,
+            tcp_idle_timeout: run.limits.tcp_idle_timeout,
             ..EndpointSettings::default()
         };
         let mut endpoint = UaEndpoint::start(socket, &settings, tap)
@@ -175,6 +180,7 @@ impl Ua {
             registration: tokio::sync::Mutex::new(None),
             display_name: inst.display_name.clone(),
             capture_rtp: run.capture_rtp,
+            unclaimed_invite: run.limits.unclaimed_invite,
         });
 
         let incoming = endpoint.incoming.take().expect("incoming taken once");

@@ -104,6 +104,20 @@ impl Sessions {
         call
     }
 
+    /// Takes an incoming call back from the queue of `ua` if no node has taken it yet (true), so
+    /// it can be refused; false once a node has it. Atomic with [`Self::next_incoming`].
+    pub fn withdraw_incoming(&self, ua: UaIdx, call: &Call) -> bool {
+        let q = self.queue(ua);
+        let mut calls = q.calls.lock().expect("queue lock");
+        match calls.iter().position(|k| *k == call.key) {
+            Some(i) => {
+                calls.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn queue(&self, ua: UaIdx) -> Arc<IncomingQueue> {
         self.incoming.entry(ua).or_default().clone()
     }

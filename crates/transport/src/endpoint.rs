@@ -13,7 +13,7 @@ use rsipstack::transport::channel::ChannelConnection;
 use rsipstack::transport::connection::TransportEvent;
 use rsipstack::transport::tcp_listener::TcpListenerConnection;
 use rsipstack::transport::udp::UdpConnection;
-use rsipstack::transport::{SipAddr, TransportLayer};
+use rsipstack::transport::{SipAddr, SipConnection, TransportLayer};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -89,7 +89,18 @@ pub struct EndpointSettings {
     pub tcp: bool,
     /// Call-IDs end in `@<suffix>`.
     pub call_id_suffix: String,
+    /// At most this many TCP connections at once (accepted and opened); past it the one idle
+    /// longest is closed, so a flood of idle connections cannot lock out a real call or use up
+    /// the process's file descriptors.
+    pub max_tcp_connections: usize,
+    /// A TCP connection with no message for this long is closed.
+    pub tcp_idle_timeout: Duration,
 }
+
+/// The default of [`EndpointSettings::max_tcp_connections`].
+pub const DEFAULT_MAX_TCP_CONNECTIONS: usize = 256;
+/// The default of [`EndpointSettings::tcp_idle_timeout`].
+pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl Default for EndpointSettings {
     fn default() -> Self {
@@ -97,6 +108,8 @@ impl Default for EndpointSettings {
             user_agent: format!("callflow/{}", env!("CARGO_PKG_VERSION")),
             tcp: false,
             call_id_suffix: "callflow".to_owned(),
+            max_tcp_connections: DEFAULT_MAX_TCP_CONNECTIONS,
+            tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
         }
     }
 }
@@ -133,6 +146,7 @@ impl UaEndpoint {
         };
         let cancel = CancellationToken::new();
         let tl = TransportLayer::new(cancel.child_token());
+        tl.set_stream_idle_timeout(settings.tcp_idle_timeout);
         if settings.tcp {
             // Listens first, so Contact and Via name TCP.
             let tcp = TcpListenerConnection::new(local, None)
@@ -185,6 +199,10 @@ impl UaEndpoint {
         builder.with_transport_inspector(Box::new(StreamTap {
             local,
             tap: settings.tcp.then_some(tap),
+            streams: Streams {
+                cap: settings.max_tcp_connections.max(1),
+                open: std::sync::Mutex::new(Vec::new()),
+            },
         }));
         let endpoint = builder.build();
         let incoming = endpoint.incoming_transactions().map_err(|e| setup(&e))?;
@@ -240,6 +258,63 @@ impl Drop for UaEndpoint {
 struct StreamTap {
     local: SocketAddr,
     tap: Option<Arc<dyn WireTap>>,
+    streams: Streams,
+}
+
+/// A TCP (or other stream) connection: neither UDP nor the in-memory channel of large datagrams.
+fn is_stream(conn: &SipConnection) -> bool {
+    conn.is_reliable() && !matches!(conn, SipConnection::Channel(_))
+}
+
+/// The UA's open stream connections (by peer address) and when each last carried a message.
+struct Streams {
+    cap: usize,
+    open: std::sync::Mutex<Vec<(String, SipConnection, std::time::Instant)>>,
+}
+
+impl Streams {
+    fn key(conn: &SipConnection) -> Option<String> {
+        conn.get_remote_addr().map(ToString::to_string)
+    }
+
+    /// A new connection; the one idle longest if that makes one too many.
+    fn opened(&self, conn: &SipConnection) -> Option<SipConnection> {
+        let key = Self::key(conn)?;
+        let mut open = self.open.lock().expect("streams lock");
+        open.retain(|(k, _, _)| *k != key);
+        open.push((key, conn.clone(), std::time::Instant::now()));
+        if open.len() <= self.cap {
+            return None;
+        }
+        let idlest = open[..open.len() - 1]
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, (_, _, seen))| *seen)
+            .map(|(i, _)| i)?;
+        Some(open.remove(idlest).1)
+    }
+
+    fn closed(&self, conn: &SipConnection) {
+        if let Some(key) = Self::key(conn) {
+            self.open
+                .lock()
+                .expect("streams lock")
+                .retain(|(k, _, _)| *k != key);
+        }
+    }
+
+    fn active(&self, conn: &SipConnection) {
+        if let Some(key) = Self::key(conn)
+            && let Some(entry) = self
+                .open
+                .lock()
+                .expect("streams lock")
+                .iter_mut()
+                .find(|(k, _, _)| *k == key)
+        {
+            entry.2 = std::time::Instant::now();
+        }
+    }
 }
 
 fn top_via_transport(msg: &SipMessage) -> Option<String> {
@@ -322,7 +397,7 @@ impl MessageInspector for Inspector {
         {
             let peer = dest
                 .and_then(|d| d.get_socketaddr().ok())
-                .or_else(|| rsipstack::transport::SipConnection::get_destination(&msg).ok());
+                .or_else(|| SipConnection::get_destination(&msg).ok());
             if let Some(peer) = peer {
                 tap.record(WireRecord {
                     at: SystemTime::now(),
@@ -345,12 +420,26 @@ impl MessageInspector for Inspector {
 #[async_trait::async_trait]
 impl TransportEventInspector for StreamTap {
     async fn handle(&self, event: TransportEvent) -> Option<TransportEvent> {
-        let TransportEvent::Incoming(msg, conn, from) = &event else {
-            return Some(event);
+        let (msg, conn, from) = match &event {
+            TransportEvent::New(conn) if is_stream(conn) => {
+                if let Some(old) = self.streams.opened(conn) {
+                    tracing::warn!(
+                        local = %self.local,
+                        cap = self.streams.cap,
+                        "too many TCP connections: the one idle longest is closed"
+                    );
+                    tokio::spawn(async move { old.close().await });
+                }
+                return Some(event);
+            }
+            TransportEvent::Closed(conn) => {
+                self.streams.closed(conn);
+                return Some(event);
+            }
+            TransportEvent::Incoming(msg, conn, from) if is_stream(conn) => (msg, conn, from),
+            _ => return Some(event),
         };
-        if matches!(conn, rsipstack::transport::SipConnection::Udp(_)) {
-            return Some(event);
-        }
+        self.streams.active(conn);
         let bytes = msg.to_bytes().to_vec();
         if let (Some(tap), Ok(peer)) = (&self.tap, from.get_socketaddr())
             && !is_keepalive(&bytes)

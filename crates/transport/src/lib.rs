@@ -20,7 +20,8 @@ pub mod intake;
 mod tap;
 
 pub use endpoint::{
-    DEFAULT_RCVBUF, EndpointSettings, TransportError, UaEndpoint, bind_udp, check_tcp,
+    DEFAULT_MAX_TCP_CONNECTIONS, DEFAULT_RCVBUF, DEFAULT_TCP_IDLE_TIMEOUT, EndpointSettings,
+    TransportError, UaEndpoint, bind_udp, check_tcp,
 };
 pub use rsipstack;
 pub use rsipstack::sip;
