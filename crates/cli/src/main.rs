@@ -365,8 +365,17 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
     if let Some(j) = &jsonl {
         sinks.push(j.clone());
     }
+    // Events are kept in memory only when a report is drawn from them at the end (a flood of
+    // messages would otherwise grow the process for the whole run).
+    let reports_wanted = args.ladder
+        || args.junit.is_some()
+        || args.pcap.is_some()
+        || args.mermaid.is_some()
+        || args.out.is_some();
     let collector = orchestrator::Collector::new();
-    sinks.push(collector.clone());
+    if reports_wanted {
+        sinks.push(collector.clone());
+    }
     let out_events = match &args.out {
         Some(dir) => {
             std::fs::create_dir_all(dir)
