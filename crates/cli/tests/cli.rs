@@ -376,3 +376,118 @@ fn serve_stops_on_sigterm_and_sighup_like_ctrl_c() {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// A network namespace of the test's own, with its own `lo` and an nftables rule that drops
+/// `percent` % of the UDP datagrams it receives; deleted on drop. None where it cannot be made
+/// (not root, no `ip` or `nft`).
+struct LossyNetns(String);
+
+impl LossyNetns {
+    fn new(percent: u32) -> Option<Self> {
+        let name = format!("cfloss-{}", std::process::id());
+        let ok = |args: &[&str], stdin: Option<&str>| {
+            let mut c = Command::new(args[0]);
+            c.args(&args[1..])
+                .stdin(if stdin.is_some() {
+                    Stdio::piped()
+                } else {
+                    Stdio::null()
+                })
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            let Ok(mut child) = c.spawn() else {
+                return false;
+            };
+            if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+                use std::io::Write;
+                let _ = pipe.write_all(text.as_bytes());
+            }
+            child.wait().is_ok_and(|s| s.success())
+        };
+        let _ = ok(&["ip", "netns", "del", &name], None);
+        if !ok(&["ip", "netns", "add", &name], None) {
+            return None;
+        }
+        let ns = Self(name);
+        let rules = format!(
+            "table inet lossy {{\n  chain inp {{\n    type filter hook input priority 0; policy accept;\n    meta l4proto udp numgen random mod 100 < {percent} drop\n  }}\n}}\n"
+        );
+        (ok(
+            &[
+                "ip", "netns", "exec", &ns.0, "ip", "link", "set", "lo", "up",
+            ],
+            None,
+        ) && ok(
+            &["ip", "netns", "exec", &ns.0, "nft", "-f", "-"],
+            Some(&rules),
+        ))
+        .then_some(ns)
+    }
+}
+
+impl Drop for LossyNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn calls_pass_under_15_percent_udp_loss_by_retransmission() {
+    let Some(ns) = LossyNetns::new(15) else {
+        eprintln!(
+            "skipped: a network namespace with nftables cannot be made here (needs root, ip and nft; .ci/run has them)"
+        );
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("callflow-loss-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // No wait for a 180: an unreliable provisional may be lost for good (RFC 3262 is not used).
+    let file = dir.join("loss.yaml");
+    std::fs::write(
+        &file,
+        "version: 1\nname: call under loss\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: MakeCall\n        target: bob\n        timeout: 20s\n      - command: Release\n        timeout: 20s\n  bob:\n    dn: \"200\"\n    steps:\n      - event: INCOMING\n        timeout: 20s\n      - command: Answer\n      - event: DISCONNECTED\n        timeout: 20s\n",
+    )
+    .unwrap();
+    let (mut passed, mut retransmitted) = (0, 0);
+    for _ in 0..20 {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns.0])
+            .arg(env!("CARGO_BIN_EXE_callflow"))
+            .args(["run", "-q", "--events", "-"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let last = events.last().expect("run_finished");
+        assert_eq!(
+            last["event"]["data"]["outcome"], "passed",
+            "under 15 % loss: {last}"
+        );
+        assert_eq!(
+            last["event"]["data"]["leaks"],
+            serde_json::json!({"dialogs": 0, "ports": 0})
+        );
+        passed += 1;
+        // A message (request, or response of one status) sent again by the same UA is a
+        // retransmission the loss caused.
+        let mut sent = std::collections::HashSet::new();
+        for e in &events {
+            let d = &e["event"]["data"];
+            if e["event"]["type"] == "sip_message"
+                && d["direction"] == "sent"
+                && d["method"].is_string()
+            {
+                let key = format!("{} {} {} {}", d["ua"], d["call_id"], d["cseq"], d["status"]);
+                if !sent.insert(key) {
+                    retransmitted += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(passed, 20);
+    eprintln!("20 calls under 15 % UDP loss passed; {retransmitted} requests were retransmitted");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
