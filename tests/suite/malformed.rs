@@ -101,6 +101,14 @@ async fn recv_status(sock: &tokio::net::UdpSocket, status: u16) -> String {
     }
 }
 
+/// The run, once it has ended (within 20 s).
+async fn finish(run: tokio::task::JoinHandle<callflow_tests::Run>) -> callflow_tests::Run {
+    tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("the run ends")
+        .expect("run")
+}
+
 fn header<'a>(msg: &'a str, name: &str) -> &'a str {
     msg.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(':')))
@@ -181,10 +189,7 @@ async fn malformed_udp_requests_are_answered_and_a_9_kb_invite_is_a_call() {
         .unwrap();
     let bye_ok = recv_status(&sock, 200).await;
     assert!(header(&bye_ok, "CSeq").ends_with("BYE"), "{bye_ok}");
-    let run = tokio::time::timeout(Duration::from_secs(20), run)
-        .await
-        .expect("the run ends")
-        .expect("run");
+    let run = finish(run).await;
     run.assert_outcome(Outcome::Passed);
     // The refusals are on the record, as any other message.
     let bob = run.wire("bob");
@@ -220,10 +225,7 @@ async fn malformed_tcp_requests_are_answered_on_their_connection() {
         assert!(w.contains(warning), "{w} / {warning}");
     }
     drop(conn);
-    let run = tokio::time::timeout(Duration::from_secs(20), run)
-        .await
-        .expect("the run ends")
-        .expect("run");
+    let run = finish(run).await;
     // Nobody called: INCOMING times out, and everything is cleaned up.
     run.assert_outcome(Outcome::Failed);
     run.assert_clean();
@@ -252,10 +254,7 @@ async fn an_invite_no_node_takes_is_answered_480_after_the_hold() {
     let ack = request("ACK", &ua, from, "unclaimed-1", "UDP")
         .replace(&format!("To: <sip:200@{ua}>"), &format!("To: {to}"));
     sock.send_to(ack.as_bytes(), &ua).await.unwrap();
-    let run = tokio::time::timeout(Duration::from_secs(20), run)
-        .await
-        .expect("the run ends")
-        .expect("run");
+    let run = finish(run).await;
     run.assert_outcome(Outcome::Passed);
     run.assert_clean();
 }
@@ -299,10 +298,7 @@ async fn tcp_connections_past_the_cap_close_the_idlest() {
         assert_eq!(n, 0, "an idle connection past the cap is closed");
     }
     drop(active);
-    let run = tokio::time::timeout(Duration::from_secs(20), run)
-        .await
-        .expect("the run ends")
-        .expect("run");
+    let run = finish(run).await;
     run.assert_outcome(Outcome::Passed);
     run.assert_clean();
 }

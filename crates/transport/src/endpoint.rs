@@ -261,6 +261,26 @@ struct StreamTap {
     streams: Streams,
 }
 
+/// Records a TCP message on `tap` (if the UA taps TCP).
+fn record_tcp(
+    tap: Option<&Arc<dyn WireTap>>,
+    local: SocketAddr,
+    direction: WireDirection,
+    peer: SocketAddr,
+    bytes: Vec<u8>,
+) {
+    if let Some(tap) = tap {
+        tap.record(WireRecord {
+            at: SystemTime::now(),
+            direction,
+            transport: "tcp",
+            local,
+            peer,
+            bytes,
+        });
+    }
+}
+
 /// A TCP (or other stream) connection: neither UDP nor the in-memory channel of large datagrams.
 fn is_stream(conn: &SipConnection) -> bool {
     conn.is_reliable() && !matches!(conn, SipConnection::Channel(_))
@@ -399,14 +419,8 @@ impl MessageInspector for Inspector {
                 .and_then(|d| d.get_socketaddr().ok())
                 .or_else(|| SipConnection::get_destination(&msg).ok());
             if let Some(peer) = peer {
-                tap.record(WireRecord {
-                    at: SystemTime::now(),
-                    direction: WireDirection::Sent,
-                    transport: "tcp",
-                    local: self.local,
-                    peer,
-                    bytes: msg.to_bytes().to_vec(),
-                });
+                let bytes = msg.to_bytes().to_vec();
+                record_tcp(Some(tap), self.local, WireDirection::Sent, peer, bytes);
             }
         }
         msg
@@ -441,45 +455,39 @@ impl TransportEventInspector for StreamTap {
         };
         self.streams.active(conn);
         let bytes = msg.to_bytes().to_vec();
-        if let (Some(tap), Ok(peer)) = (&self.tap, from.get_socketaddr())
+        let peer = from.get_socketaddr().ok();
+        if let Some(peer) = peer
             && !is_keepalive(&bytes)
         {
-            tap.record(WireRecord {
-                at: SystemTime::now(),
-                direction: WireDirection::Received,
-                transport: "tcp",
-                local: self.local,
+            record_tcp(
+                self.tap.as_ref(),
+                self.local,
+                WireDirection::Received,
                 peer,
-                bytes: bytes.clone(),
-            });
+                bytes.clone(),
+            );
         }
-        match crate::intake::check(&bytes) {
+        let verdict = crate::intake::check(&bytes);
+        verdict.log(from);
+        match verdict {
             Intake::Pass { .. } => Some(event),
-            Intake::Answer {
-                status,
-                problem,
-                response,
-            } => {
-                tracing::info!(%from, status, %problem, "malformed request answered");
-                if let (Some(tap), Ok(peer)) = (&self.tap, from.get_socketaddr()) {
-                    tap.record(WireRecord {
-                        at: SystemTime::now(),
-                        direction: WireDirection::Sent,
-                        transport: "tcp",
-                        local: self.local,
+            Intake::Answer { response, .. } => {
+                if let Some(peer) = peer {
+                    let sent = response.clone();
+                    record_tcp(
+                        self.tap.as_ref(),
+                        self.local,
+                        WireDirection::Sent,
                         peer,
-                        bytes: response.clone(),
-                    });
+                        sent,
+                    );
                 }
                 if let Ok(resp) = SipMessage::try_from(&response[..]) {
                     let _ = conn.send(resp, None).await;
                 }
                 None
             }
-            Intake::Drop { problem } => {
-                tracing::info!(%from, %problem, "malformed message dropped");
-                None
-            }
+            Intake::Drop { .. } => None,
         }
     }
 }

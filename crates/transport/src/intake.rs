@@ -53,6 +53,19 @@ pub enum Intake {
     Drop { problem: String },
 }
 
+impl Intake {
+    /// Says in the log what was refused, and why.
+    pub fn log(&self, from: impl std::fmt::Display) {
+        match self {
+            Self::Pass { .. } => {}
+            Self::Answer {
+                status, problem, ..
+            } => tracing::info!(%from, status, %problem, "malformed request answered"),
+            Self::Drop { problem } => tracing::info!(%from, %problem, "malformed message dropped"),
+        }
+    }
+}
+
 /// A request's headers as written: (lower-case full name, value) in order, folded lines joined.
 struct Head<'a> {
     method: &'a str,

@@ -132,7 +132,9 @@ impl PlatformUdpSocket for TappedUdp {
                 buf[..n].copy_from_slice(bytes);
                 return Ok((n, from));
             }
-            match crate::intake::check(bytes) {
+            let verdict = crate::intake::check(bytes);
+            verdict.log(from);
+            match verdict {
                 Intake::Pass { offset, len } => {
                     let message = &bytes[offset..offset + len];
                     if len <= buf.len() {
@@ -141,17 +143,10 @@ impl PlatformUdpSocket for TappedUdp {
                     }
                     self.deliver_large(message, from);
                 }
-                Intake::Answer {
-                    status,
-                    problem,
-                    response,
-                } => {
-                    tracing::info!(%from, status, %problem, "malformed request answered");
+                Intake::Answer { response, .. } => {
                     let _ = self.send_to(&response, from).await;
                 }
-                Intake::Drop { problem } => {
-                    tracing::info!(%from, %problem, "malformed message dropped");
-                }
+                Intake::Drop { .. } => {}
             }
         }
     }
