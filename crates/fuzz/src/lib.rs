@@ -63,7 +63,7 @@ impl Target {
             Self::Sipflow => scenario_text(input, "fuzz.json"),
             Self::Sip => {
                 if let transport::intake::Intake::Pass { offset, len } =
-                    transport::intake::check(input)
+                    transport::intake::check_unguarded(input)
                 {
                     let _ = transport::sip::SipMessage::try_from(&input[offset..offset + len]);
                 }

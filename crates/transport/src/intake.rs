@@ -132,8 +132,18 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Checks one received message (a whole datagram, or one framed stream message).
+/// Checks one received message (a whole datagram, or one framed stream message). A bug in the
+/// checks must not take the UA's receive loop down with it: a panic here drops the message
+/// (and says so) instead.
 pub fn check(bytes: &[u8]) -> Intake {
+    std::panic::catch_unwind(|| check_unguarded(bytes)).unwrap_or_else(|_| Intake::Drop {
+        problem: "the intake check failed on this message (a callflow bug: please report it)"
+            .to_owned(),
+    })
+}
+
+/// [`check`] without the guard, so the fuzz targets see a panic as the bug it is.
+pub fn check_unguarded(bytes: &[u8]) -> Intake {
     let start = bytes
         .iter()
         .position(|b| !matches!(b, b'\r' | b'\n'))
@@ -248,7 +258,12 @@ fn bad(what: impl Into<String>) -> Option<Problem> {
 /// The first thing wrong with a request, in the order a reader would notice it.
 fn problem(head: &Head<'_>, bad_line: Option<&str>, body_len: usize) -> Option<Problem> {
     if !head.version.eq_ignore_ascii_case("SIP/2.0") {
-        if head.version.len() > 4 && head.version[..4].eq_ignore_ascii_case("SIP/") {
+        if head.version.len() > 4
+            && head
+                .version
+                .get(..4)
+                .is_some_and(|p| p.eq_ignore_ascii_case("SIP/"))
+        {
             return Some(Problem {
                 status: 505,
                 reason: "Version Not Supported",
@@ -565,6 +580,14 @@ mod tests {
                 assert!(resp.contains(&format!("Allow: {ALLOW}")), "{resp}");
             }
         }
+    }
+
+    #[test]
+    fn a_version_with_a_multibyte_character_is_an_answer_not_a_panic() {
+        // Found by the fuzzer: the version was sliced at byte 4, inside a character.
+        let text = GOOD.replace("SIP/2.0\r\nVia", "SIP\u{80}2.0\r\nVia");
+        let (status, problem, _) = answer(&text);
+        assert_eq!(status, 400, "{problem}");
     }
 
     #[test]
