@@ -118,15 +118,16 @@ struct RunArgs {
     #[arg(long)]
     no_rtp_capture: bool,
     /// How long an INVITE that no INCOMING node takes is held (ringing) before it is answered
-    /// 480 Temporarily Unavailable.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
-    unclaimed_invite_hold: Duration,
-    /// TCP connections a UA keeps at once; past it the one idle longest is closed.
-    #[arg(long, value_name = "N", default_value_t = orchestrator::Limits::default().max_tcp_connections)]
-    max_tcp_connections: usize,
-    /// A TCP connection with no message for this long is closed.
-    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = humantime::parse_duration)]
-    tcp_idle_timeout: Duration,
+    /// 480 Temporarily Unavailable [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    unclaimed_invite_hold: Option<Duration>,
+    /// TCP connections a UA keeps at once; past it the one idle longest is closed
+    /// [default: 256].
+    #[arg(long, value_name = "N")]
+    max_tcp_connections: Option<usize>,
+    /// A TCP connection with no message for this long is closed [default: 120s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    tcp_idle_timeout: Option<Duration>,
 }
 
 fn main() {
@@ -464,11 +465,16 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
     Ok(report.outcome.exit_code())
 }
 
+/// The run's limits: each flag given, else the engine's default (one source for both).
 fn limits(args: &RunArgs) -> orchestrator::Limits {
+    let d = orchestrator::Limits::default();
     orchestrator::Limits {
-        max_tcp_connections: args.max_tcp_connections.max(1),
-        tcp_idle_timeout: args.tcp_idle_timeout,
-        unclaimed_invite: args.unclaimed_invite_hold,
+        max_tcp_connections: args
+            .max_tcp_connections
+            .unwrap_or(d.max_tcp_connections)
+            .max(1),
+        tcp_idle_timeout: args.tcp_idle_timeout.unwrap_or(d.tcp_idle_timeout),
+        unclaimed_invite: args.unclaimed_invite_hold.unwrap_or(d.unclaimed_invite),
     }
 }
 

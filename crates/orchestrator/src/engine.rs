@@ -50,15 +50,12 @@ pub struct Limits {
     pub unclaimed_invite: Duration,
 }
 
-/// The default of [`Limits::unclaimed_invite`].
-pub const DEFAULT_UNCLAIMED_INVITE: Duration = Duration::from_secs(60);
-
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_tcp_connections: transport::DEFAULT_MAX_TCP_CONNECTIONS,
             tcp_idle_timeout: transport::DEFAULT_TCP_IDLE_TIMEOUT,
-            unclaimed_invite: DEFAULT_UNCLAIMED_INVITE,
+            unclaimed_invite: Duration::from_secs(60),
         }
     }
 }

@@ -23,5 +23,5 @@ mod sidecar;
 mod ua;
 
 pub use bus::{Collector, EventBus, EventSink};
-pub use engine::{DEFAULT_UNCLAIMED_INVITE, Limits, RunOptions, RunReport, run};
+pub use engine::{Limits, RunOptions, RunReport, run};
 pub use instances::PortPolicy;

@@ -108,22 +108,32 @@ pub fn parse_with_profiles(
     file: &str,
     profiles: &Profiles,
 ) -> Result<(Scenario, Diagnostics), Diagnostics> {
-    let redacted = |mut d: Diagnostics| {
+    // Every diagnostic, error or warning, leaves with its `${VAR}` values written back.
+    let redact = |mut d: Diagnostics| {
         d.redact_env(text);
         d
     };
+    parse_unredacted(text, file, profiles)
+        .map(|(s, warnings)| (s, redact(warnings)))
+        .map_err(redact)
+}
+
+fn parse_unredacted(
+    text: &str,
+    file: &str,
+    profiles: &Profiles,
+) -> Result<(Scenario, Diagnostics), Diagnostics> {
     let format = detect_format(text, file)?;
-    let root = spanned::parse(text, file, format).map_err(redacted)?;
+    let root = spanned::parse(text, file, format)?;
     let mut diags = Diagnostics::default();
     let scenario = match format {
         Format::SipflowJson => sipflow::convert(&root, file, profiles, &mut diags),
         Format::Native => native::convert(&root, file, profiles, &mut diags),
     };
     let Some(scenario) = scenario else {
-        return Err(redacted(diags));
+        return Err(diags);
     };
     validate::validate(&scenario, &mut diags);
-    let diags = redacted(diags);
     if diags.has_errors() {
         Err(diags)
     } else {

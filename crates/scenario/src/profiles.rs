@@ -35,18 +35,22 @@ pub struct Profiles {
 }
 
 impl Profiles {
-    /// Parses a profiles file's text.
+    /// Parses a profiles file's text (its diagnostics with `${VAR}` values written back).
     pub fn parse(text: &str, file: &str) -> Result<Self, Diagnostics> {
+        Self::parse_unredacted(text, file).map_err(|mut d| {
+            d.redact_env(text);
+            d
+        })
+    }
+
+    fn parse_unredacted(text: &str, file: &str) -> Result<Self, Diagnostics> {
         if text.trim_start_matches('\u{feff}').trim().is_empty() {
             return Ok(Self {
                 file: Some(file.to_owned()),
                 profiles: BTreeMap::new(),
             });
         }
-        let root = crate::spanned::parse(text, file, Format::Native).map_err(|mut d| {
-            d.redact_env(text);
-            d
-        })?;
+        let root = crate::spanned::parse(text, file, Format::Native)?;
         let mut diags = Diagnostics::default();
         let mut f = Fields {
             file,
@@ -84,7 +88,6 @@ impl Profiles {
             }
         }
         if diags.has_errors() {
-            diags.redact_env(text);
             return Err(diags);
         }
         Ok(Self {

@@ -196,48 +196,37 @@ pub fn check_unguarded(bytes: &[u8]) -> Intake {
         version,
         headers,
     };
-    let is_ack = method == "ACK";
-    let problem = problem(&head, bad_line, body.len());
-    match problem {
+    // A datagram's bytes past its Content-Length are not the message (checked by `problem`
+    // not to run past the body).
+    let separator = bytes.len() - head_bytes.len() - body.len();
+    let len = match head.one("content-length").map(str::parse::<usize>) {
+        Some(Ok(cl)) if cl <= body.len() => head_bytes.len() + separator + cl,
+        _ => bytes.len(),
+    };
+    // The last word is rsipstack's parser: what it cannot read is a 400 too (else it would be
+    // dropped silently).
+    let found = problem(&head, bad_line, body.len()).or_else(|| {
+        SipMessage::try_from(&bytes[..len]).err().and_then(|e| {
+            bad(format!(
+                "cannot parse the request: {}",
+                one_line(&e.to_string())
+            ))
+        })
+    });
+    match found {
+        None => Intake::Pass { offset: start, len },
+        Some(Problem { what, .. }) if method == "ACK" => Intake::Drop {
+            problem: format!("a malformed ACK (never answered): {what}"),
+        },
         Some(Problem {
             status,
             reason,
             what,
-        }) => {
-            if is_ack {
-                return Intake::Drop {
-                    problem: format!("a malformed ACK (never answered): {what}"),
-                };
-            }
-            Intake::Answer {
-                status,
-                response: response(&head, status, reason, &what),
-                problem: what,
-            }
-        }
-        None => {
-            let separator = bytes.len() - head_bytes.len() - body.len();
-            let len = match head.one("content-length").map(str::parse::<usize>) {
-                Some(Ok(cl)) => head_bytes.len() + separator + cl,
-                _ => bytes.len(),
-            };
-            // The last word is rsipstack's parser: what it cannot read is a 400 too (else it
-            // would be dropped silently).
-            if let Err(e) = SipMessage::try_from(&bytes[..len]) {
-                let what = format!("cannot parse the request: {}", one_line(&e.to_string()));
-                if is_ack {
-                    return Intake::Drop {
-                        problem: format!("a malformed ACK (never answered): {what}"),
-                    };
-                }
-                return Intake::Answer {
-                    status: 400,
-                    response: response(&head, 400, "Bad Request", &what),
-                    problem: what,
-                };
-            }
-            Intake::Pass { offset: start, len }
-        }
+        }) => Intake::Answer {
+            status,
+            response: response(&head, status, reason, &what),
+            problem: what,
+        },
     }
 }
 

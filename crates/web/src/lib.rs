@@ -344,13 +344,11 @@ fn read_text(path: &std::path::Path, name: &str) -> Result<String, Response> {
         ));
     }
     scenario::read_source(path, Symlinks::Refuse).map_err(|d| {
-        error(
-            StatusCode::FORBIDDEN,
-            d.to_string().replace(
-                &format!("{}:1:1: error: ", path.display()),
-                &format!("`{name}`: "),
-            ),
-        )
+        let why = d
+            .errors()
+            .next()
+            .map_or("cannot be read", |e| e.message.as_str());
+        error(StatusCode::FORBIDDEN, format!("`{name}`: {why}"))
     })
 }
 
@@ -372,12 +370,6 @@ fn write_text(path: &std::path::Path, name: &str, text: &str) -> Result<(), Resp
             ));
         }
     }
-    let fail = |e: std::io::Error| {
-        error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot save {name}: {e}"),
-        )
-    };
     let dir = path.parent().unwrap_or(std::path::Path::new("."));
     let tmp = dir.join(format!(".{name}.saving-{}", guard::random_hex(8)));
     let written = std::fs::OpenOptions::new()
@@ -392,7 +384,10 @@ fn write_text(path: &std::path::Path, name: &str, text: &str) -> Result<(), Resp
         .and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
-        return Err(fail(e));
+        return Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot save {name}: {e}"),
+        ));
     }
     Ok(())
 }
@@ -810,10 +805,16 @@ struct FlowBody {
 }
 
 async fn check_flow(State(app): State<Arc<App>>, Json(body): Json<FlowBody>) -> Response {
+    // Checked as the workspace file it names, so the paths it holds (a PlayAudio `file:`)
+    // resolve in the workspace, never elsewhere.
+    let name = body.name.as_deref().unwrap_or("scenario.yaml");
+    let path = match scenario_path(&app, name) {
+        Ok(p) => p,
+        Err(r) => return r.into_response(),
+    };
     offloaded(&app, move |app| {
-        let name = body.name.unwrap_or_else(|| "scenario.yaml".to_owned());
         let profiles = app.profiles();
-        let (s, diagnostics) = check(&profiles, &body.flow, &name);
+        let (s, diagnostics) = check(&profiles, &body.flow, &path.display().to_string());
         let yaml = s
             .as_ref()
             .map(|s| scenario::to_native(s, &profiles).map_err(|e| e.to_string()));
