@@ -170,22 +170,45 @@ pub fn kamailio_full(echo_port: u16, play_port: u16, algorithm: &str) -> Sidecar
     k
 }
 
-fn baresip(name: &'static str, account: &str, modules: &[&str], port: u16) -> Sidecar {
+/// Where a baresip's call audio comes from and goes to (its `audio_source` and `audio_player`).
+struct Audio<'a> {
+    source: &'a str,
+    player: &'a str,
+}
+
+/// The echo module's loop: what the peer sends comes back.
+const ECHO: Audio<'static> = Audio {
+    source: "aubridge,echo",
+    player: "aubridge,echo",
+};
+
+/// Starts baresip with its whole config written first (it reads the config once, at start), and
+/// returns once it says it is ready (it answers OPTIONS only for its own account's URI).
+fn baresip(
+    name: &'static str,
+    account: &str,
+    modules: &[&str],
+    audio: Audio<'_>,
+    port: u16,
+) -> Sidecar {
     let dir = temp_dir(name);
+    let Audio { source, player } = audio;
     let mut config = format!(
-        "poll_method epoll\nsip_listen 127.0.0.1:{port}\nnet_interface 127.0.0.1\nmodule_path /usr/lib/baresip/modules\naudio_player aubridge,echo\naudio_source aubridge,echo\naudio_alert aubridge,echo\n"
+        "poll_method epoll\nsip_listen 127.0.0.1:{port}\nnet_interface 127.0.0.1\nmodule_path /usr/lib/baresip/modules\naudio_player {player}\naudio_source {source}\naudio_alert {player}\n"
     );
     for m in modules {
         config.push_str(&format!("module {m}\n"));
     }
     std::fs::write(dir.join("config"), config).expect("config");
     std::fs::write(dir.join("accounts"), format!("{account}\n")).expect("accounts");
-    Sidecar::spawn(
+    let b = Sidecar::spawn(
         name,
         Command::new("baresip").args(["-f", dir.to_str().unwrap(), "-v", "-t", "120"]),
         dir,
         port,
-    )
+    );
+    b.wait_for_log("baresip is ready.", Duration::from_secs(10));
+    b
 }
 
 /// baresip answering every call with its echo module (not registered).
@@ -195,6 +218,7 @@ pub fn baresip_echo() -> Sidecar {
         "baresip-echo",
         &format!("<sip:echo@127.0.0.1:{port}>;regint=0;answermode=auto"),
         &["g711.so", "aubridge.so", "account.so", "echo.so"],
+        ECHO,
         port,
     )
 }
@@ -202,27 +226,18 @@ pub fn baresip_echo() -> Sidecar {
 /// baresip answering every call by playing `wav` (over and over).
 pub fn baresip_playback(wav: &Path) -> Sidecar {
     let port = free_port();
-    let dir_modules = ["g711.so", "aufile.so", "account.so"];
-    let b = baresip(
+    // aufile plays the file as the call's audio source.
+    let source = format!("aufile,{}", wav.display());
+    baresip(
         "baresip-play",
         &format!("<sip:play@127.0.0.1:{port}>;regint=0;answermode=auto"),
-        &dir_modules,
+        &["g711.so", "aufile.so", "account.so"],
+        Audio {
+            source: &source,
+            player: "aufile,/dev/null",
+        },
         port,
-    );
-    // aufile plays the file as the call's audio source.
-    let cfg = b.dir.join("config");
-    let text = std::fs::read_to_string(&cfg)
-        .expect("config")
-        .replace(
-            "audio_source aubridge,echo",
-            &format!("audio_source aufile,{}", wav.display()),
-        )
-        .replace(
-            "audio_player aubridge,echo",
-            "audio_player aufile,/dev/null",
-        );
-    std::fs::write(&cfg, text).expect("config");
-    b
+    )
 }
 
 /// baresip as a phone that registers at `pbx` as `dn` with `password` and answers every call
@@ -235,6 +250,7 @@ pub fn baresip_phone(pbx: u16, dn: &str, password: &str) -> Sidecar {
         "baresip-phone",
         &account,
         &["g711.so", "aubridge.so", "account.so", "echo.so"],
+        ECHO,
         port,
     );
     phone.wait_for_log("200 OK", Duration::from_secs(10));
