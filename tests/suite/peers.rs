@@ -183,6 +183,95 @@ async fn a_bye_before_the_ack_still_answers_the_call() {
 }
 
 #[tokio::test]
+async fn an_answer_whose_ack_never_comes_names_the_200_that_went_unacknowledged() {
+    let args = vec![
+        "-sf".into(),
+        sipp_file("uac-no-ack.xml"),
+        "-s".into(),
+        "200".into(),
+    ];
+    let text = "version: 1\nname: callee\ninstances:\n  bob:\n    dn: \"200\"\n    steps:\n      - event: INCOMING\n        timeout: 20s\n      - command: Answer\n        timeout: 2s\n";
+    let (run, code, err) = with_sipp_caller(text, args).await;
+    run.assert_outcome(Outcome::Failed);
+    let reason = run.node("bob.2").reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("no ACK") && reason.contains("on the wire: 200 to the INVITE sent"),
+        "the failure names the unacknowledged 200: {reason}"
+    );
+    // rsipstack retransmits the 200 (RFC 3261 §13.3.1.4) until it gives up.
+    assert!(run.raw("bob", ">200").len() >= 2, "{:?}", run.wire("bob"));
+    run.assert_clean();
+    assert_eq!(code, 0, "sipp: {err}");
+}
+
+/// A sink that kills a process (and waits for it to be gone) when a node passes.
+struct KillWhenPassed {
+    node: &'static str,
+    child: std::sync::Mutex<Option<Child>>,
+}
+
+impl orchestrator::EventSink for KillWhenPassed {
+    fn event(&self, event: &events::Event) {
+        if let EventKind::NodeState(n) = &event.event
+            && n.node == self.node
+            && n.to == events::NodeState::Passed
+            && let Some(mut c) = self.child.lock().unwrap().take()
+        {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_peer_killed_mid_call_fails_the_run_within_its_bounds_naming_the_unanswered_bye() {
+    let port = free_udp_port();
+    let mut sipp = sipp_uas(port, 1);
+    let child = sipp.0.take();
+    let text = format!(
+        "version: 1\nname: peer dies\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: MakeCall\n        target: sip:service@127.0.0.1:{port}\n      - command: Release\n        timeout: 2s\n"
+    );
+    let s = scenario::parse_str(&text, "peer-dies.yaml").expect("valid");
+    let killer = std::sync::Arc::new(KillWhenPassed {
+        node: "alice.1",
+        child: std::sync::Mutex::new(child),
+    });
+    let run =
+        callflow_tests::run_scenario(&s, orchestrator::RunOptions::default(), vec![killer]).await;
+    run.assert_outcome(Outcome::Failed);
+    let failure = run.finished().failure.clone().expect("a failure").message;
+    assert!(
+        failure.contains("alice.2 (Release)")
+            && failure.contains("on the wire: BYE sent")
+            && failure.contains(&format!("to 127.0.0.1:{port}, no response came back")),
+        "the failure names the BYE nobody answered: {failure}"
+    );
+    // The run ends at the Release's own bound: cleanup waits no second time for that BYE.
+    let cleanup = run.events.iter().find_map(|e| match &e.event {
+        EventKind::Cleanup(c) if c.phase == events::CleanupPhase::HangupAll && c.finished => {
+            Some(c.clone())
+        }
+        _ => None,
+    });
+    let cleanup = cleanup.expect("a hang-up step");
+    assert!(
+        cleanup
+            .detail
+            .as_deref()
+            .unwrap_or_default()
+            .contains("1 already under way"),
+        "{cleanup:?}"
+    );
+    let limit = orchestrator::RunOptions::default().step_limit;
+    assert!(
+        run.finished().duration_ms < (2_000.0 + limit.as_millis() as f64),
+        "ended within the Release timeout and one cleanup step: {} ms",
+        run.finished().duration_ms
+    );
+    assert!(run.finished().leaks.is_clean());
+}
+
+#[tokio::test]
 async fn an_unexpected_in_dialog_request_gets_405_and_is_logged() {
     let args = vec![
         "-sf".into(),

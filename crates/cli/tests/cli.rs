@@ -409,8 +409,14 @@ impl LossyNetns {
             return None;
         }
         let ns = Self(name);
+        // nft takes `< 100` as out of range: all is a rule of its own.
+        let share = if percent >= 100 {
+            String::new()
+        } else {
+            format!(" numgen random mod 100 < {percent}")
+        };
         let rules = format!(
-            "table inet lossy {{\n  chain inp {{\n    type filter hook input priority 0; policy accept;\n    meta l4proto udp numgen random mod 100 < {percent} drop\n  }}\n}}\n"
+            "table inet lossy {{\n  chain inp {{\n    type filter hook input priority 0; policy accept;\n    meta l4proto udp{share} drop\n  }}\n}}\n"
         );
         (ok(
             &[
@@ -489,5 +495,46 @@ fn calls_pass_under_15_percent_udp_loss_by_retransmission() {
     }
     assert_eq!(passed, 20);
     eprintln!("20 calls under 15 % UDP loss passed; {retransmitted} requests were retransmitted");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_call_under_total_loss_fails_naming_the_invite_that_never_arrived() {
+    let Some(ns) = LossyNetns::new(100) else {
+        eprintln!(
+            "skipped: a network namespace with nftables cannot be made here (needs root, ip and nft; .ci/run has them)"
+        );
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("callflow-lost-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("lost.yaml");
+    std::fs::write(
+        &file,
+        "version: 1\nname: call into the void\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: MakeCall\n        target: bob\n        timeout: 2s\n  bob:\n    dn: \"200\"\n    steps:\n      - event: INCOMING\n        timeout: 20s\n",
+    )
+    .unwrap();
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.0])
+        .arg(env!("CARGO_BIN_EXE_callflow"))
+        .args(["run", "-q", "--events", "-"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let last = &events.last().expect("run_finished")["event"]["data"];
+    assert_eq!(last["outcome"], "failed", "{last}");
+    let message = last["failure"]["message"].as_str().unwrap_or_default();
+    // Timer A: the INVITE goes at 0, 0.5 and 1.5 s within the MakeCall's 2 s.
+    assert!(
+        message.contains("alice.1 (MakeCall)")
+            && message.contains("on the wire: INVITE sent 3 times over 1.5 s to 127.0.0.1:")
+            && message.ends_with("no response came back"),
+        "the failure names the INVITE that never arrived: {message}"
+    );
+    assert_eq!(last["leaks"], serde_json::json!({"dialogs": 0, "ports": 0}));
     std::fs::remove_dir_all(&dir).unwrap();
 }

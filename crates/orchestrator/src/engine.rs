@@ -664,6 +664,21 @@ async fn ua_task(
     }
 }
 
+/// A node's failure message, with what never arrived on the node's call appended (a request
+/// of ours no response answered, a 2xx of ours no ACK acknowledged): under loss or with a
+/// peer gone, that names the message the run waited for.
+fn with_missing(ua: &UaShared, node: &scenario::Node, msg: String) -> String {
+    let Some(call) = ua.sessions.get(ua.idx, &node.call_id) else {
+        return msg;
+    };
+    let missing = ua.ledger.missing(&call.sip_call_id());
+    if missing.is_empty() {
+        msg
+    } else {
+        format!("{msg}; on the wire: {}", missing.join("; "))
+    }
+}
+
 async fn run_chain(ctx: &Arc<Ctx>, ua: usize, mut cur: NodeIdx) {
     loop {
         if ctx.cancel.is_cancelled() {
@@ -707,6 +722,7 @@ async fn run_chain(ctx: &Arc<Ctx>, ua: usize, mut cur: NodeIdx) {
                 return;
             }
             Err(NodeError::Failed(msg)) => {
+                let msg = with_missing(&ctx.uas[ua], node, msg);
                 let label = &ctx.scenario.instances[node.instance].label;
                 log(
                     &ctx.bus,

@@ -322,21 +322,21 @@ async fn make_call(ctx: &Arc<Ctx>, ua: &UaShared, node: &Node, target: &str) -> 
         ))),
         Ok(Err(e)) => Err(fail(format!("the INVITE task failed: {e}"))),
         Err(_) => {
-            let last = call
-                .events()
-                .into_iter()
-                .rev()
-                .find_map(|(e, at)| match e {
-                    CallEvent::Provisional { code, reason } => {
-                        Some(format!("{code} {reason} at {}", secs(at - started)))
-                    }
-                    _ => None,
-                })
-                .unwrap_or_else(|| "no provisional response".to_owned());
-            Err(fail(format!(
-                "expected {expected} from {who} within {}; last: {last}; the call is still ringing",
-                secs(node.timeout)
-            )))
+            let last = call.events().into_iter().rev().find_map(|(e, at)| match e {
+                CallEvent::Provisional { code, reason } => {
+                    Some(format!("{code} {reason} at {}", secs(at - started)))
+                }
+                _ => None,
+            });
+            let within = secs(node.timeout);
+            Err(fail(match last {
+                Some(last) => format!(
+                    "expected {expected} from {who} within {within}; last: {last}; the call is still ringing"
+                ),
+                None => {
+                    format!("expected {expected} from {who} within {within}; no response at all")
+                }
+            }))
         }
     }
 }

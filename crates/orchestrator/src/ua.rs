@@ -44,6 +44,8 @@ pub(crate) struct UaShared {
     pub(crate) capture_rtp: bool,
     /// How long an INVITE no node takes is held before it is answered 480.
     pub(crate) unclaimed_invite: Duration,
+    /// What crossed the wire on each call: what a failure message says never arrived.
+    pub(crate) ledger: Arc<session::Ledger>,
 }
 
 impl UaShared {
@@ -138,7 +140,9 @@ impl Ua {
 
         let tap_bus = run.bus.clone();
         let ua_id = inst.id.clone();
-        let tap = Arc::new(move |rec: WireRecord| wire_event(&tap_bus, &ua_id, rec));
+        let ledger = Arc::new(session::Ledger::new());
+        let tap_ledger = ledger.clone();
+        let tap = Arc::new(move |rec: WireRecord| wire_event(&tap_bus, &tap_ledger, &ua_id, rec));
         let settings = EndpointSettings {
             tcp,
             max_tcp_connections: run.limits.max_tcp_connections,
@@ -181,6 +185,7 @@ impl Ua {
             display_name: inst.display_name.clone(),
             capture_rtp: run.capture_rtp,
             unclaimed_invite: run.limits.unclaimed_invite,
+            ledger,
         });
 
         let incoming = endpoint.incoming.take().expect("incoming taken once");
@@ -216,9 +221,22 @@ fn contact_uri(user: &str, local: SocketAddr, tcp: bool) -> Uri {
     Uri::try_from(s.as_str()).expect("a contact built from an address parses")
 }
 
-fn wire_event(bus: &EventBus, ua: &str, rec: WireRecord) {
+fn wire_event(bus: &EventBus, ledger: &session::Ledger, ua: &str, rec: WireRecord) {
     let raw = String::from_utf8_lossy(&rec.bytes).into_owned();
     let summary = transport::parse_summary(&rec.bytes).unwrap_or_default();
+    let peer = rec.peer.to_string();
+    ledger.record(session::ledger::Seen {
+        way: match rec.direction {
+            WireDirection::Sent => session::ledger::Way::Sent,
+            WireDirection::Received => session::ledger::Way::Received,
+        },
+        at: rec.at,
+        peer: &peer,
+        method: &summary.method,
+        status: summary.status,
+        call_id: &summary.call_id,
+        cseq: &summary.cseq,
+    });
     bus.emit_at(
         EventKind::SipMessage(events::SipMessage {
             ua: ua.to_owned(),
@@ -228,7 +246,7 @@ fn wire_event(bus: &EventBus, ua: &str, rec: WireRecord) {
             },
             transport: rec.transport.to_owned(),
             local: rec.local.to_string(),
-            peer: rec.peer.to_string(),
+            peer,
             method: summary.method,
             status: summary.status,
             reason: summary.reason,

@@ -168,7 +168,8 @@ pub struct Call {
     /// Our SDP, for answering re-INVITEs.
     local_sdp: Mutex<Option<Vec<u8>>>,
     /// A BYE/CANCEL/reject has been started: cleanup must not send another.
-    hangup_started: std::sync::atomic::AtomicBool,
+    /// When a hang-up was first started on this call (by a node or by cleanup).
+    hangup_started: std::sync::OnceLock<Instant>,
     /// What the call holds until it is closed (its RTP port lease and socket).
     resources: Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
     /// We put the peer on hold (our last offer was sendonly/inactive).
@@ -205,7 +206,7 @@ impl Call {
             log: Mutex::new(Vec::new()),
             changed: watch::channel(0).0,
             local_sdp: Mutex::new(None),
-            hangup_started: std::sync::atomic::AtomicBool::new(false),
+            hangup_started: std::sync::OnceLock::new(),
             resources: Mutex::new(Vec::new()),
             held_by_us: std::sync::atomic::AtomicBool::new(false),
             held_by_peer: std::sync::atomic::AtomicBool::new(false),
@@ -423,8 +424,12 @@ impl Call {
 
     /// Whether a hang-up was started on this call (by a node or by cleanup).
     pub fn hangup_started(&self) -> bool {
-        self.hangup_started
-            .load(std::sync::atomic::Ordering::Acquire)
+        self.hangup_started.get().is_some()
+    }
+
+    /// When the first hang-up was started on this call.
+    pub fn hangup_started_at(&self) -> Option<Instant> {
+        self.hangup_started.get().copied()
     }
 
     /// Starts what `action` says in a task of its own, so that cancelling the caller cannot
@@ -433,8 +438,7 @@ impl Call {
         self: &Arc<Self>,
         action: HangupAction,
     ) -> tokio::task::JoinHandle<Result<(), transport::rsipstack::Error>> {
-        self.hangup_started
-            .store(true, std::sync::atomic::Ordering::Release);
+        let _ = self.hangup_started.set(Instant::now());
         let call = self.clone();
         tokio::spawn(async move { call.hang_up(action).await })
     }

@@ -40,6 +40,8 @@ pub struct HangupReport {
     pub cancel: usize,
     pub reject: usize,
     pub already_ended: usize,
+    /// Calls whose hang-up was already under way (started by a node), waited for.
+    pub in_progress: usize,
     /// Calls still not ended when the limit ran out.
     pub unfinished: usize,
 }
@@ -62,6 +64,9 @@ impl std::fmt::Display for HangupReport {
             "{} BYE, {} CANCEL, {} rejected, {} already ended",
             self.bye, self.cancel, self.reject, self.already_ended
         )?;
+        if self.in_progress > 0 {
+            write!(f, ", {} already under way", self.in_progress)?;
+        }
         if self.unfinished > 0 {
             write!(f, ", {} still not ended at the limit", self.unfinished)?;
         }

@@ -8,9 +8,11 @@
 
 mod call;
 mod hangup;
+pub mod ledger;
 
 pub use call::{Call, CallEvent, CallKey, EndCause, Role};
 pub use hangup::{HangupAction, HangupReport, LegState, hangup_action};
+pub use ledger::Ledger;
 
 use dashmap::DashMap;
 use std::collections::VecDeque;
@@ -211,41 +213,53 @@ impl Sessions {
         let mut report = HangupReport::default();
         let mut pending = Vec::new();
         for call in self.all() {
-            // A hang-up already in flight (a Release the run interrupted) is waited for, not repeated.
-            let action = if call.hangup_started() {
-                HangupAction::Nothing
-            } else {
-                hangup_action(call.role, call.leg_state())
+            // A hang-up already in flight (a Release that timed out, or one the run interrupted)
+            // is waited for, not repeated, and only for what is left of `limit` since it started:
+            // a BYE to a peer that died gets `limit` in all, not again here.
+            let in_flight = call.hangup_started_at();
+            let action = match in_flight {
+                Some(_) => HangupAction::Nothing,
+                None => hangup_action(call.role, call.leg_state()),
             };
-            report.count(action);
-            if call.leg_state() != LegState::Terminated {
-                pending.push(async move {
+            if call.leg_state() == LegState::Terminated {
+                report.count(HangupAction::Nothing);
+                continue;
+            }
+            match in_flight {
+                Some(_) => report.in_progress += 1,
+                None => report.count(action),
+            }
+            let own_limit = in_flight.map_or(limit, |at| limit.saturating_sub(at.elapsed()));
+            pending.push(async move {
+                let work = async {
                     // After a transfer the transferor ends the old call (RFC 5589 §6): give
                     // it the first chance before sending our own BYE.
                     let ended = |e: &CallEvent| matches!(e, CallEvent::Terminated { .. });
-                    if call.superseded() && tokio::time::timeout(limit / 2, call.wait(ended, false)).await.is_ok() {
+                    if call.superseded()
+                        && tokio::time::timeout(limit / 2, call.wait(ended, false))
+                            .await
+                            .is_ok()
+                    {
                         return;
                     }
-                    let sent = (action != HangupAction::Nothing).then(|| call.start_hang_up(action));
+                    let sent =
+                        (action != HangupAction::Nothing).then(|| call.start_hang_up(action));
                     if let Some(handle) = sent
                         && let Ok(Err(e)) = handle.await
                     {
                         tracing::debug!(call = %call.sip_call_id(), error = %e, "hang-up request failed");
                     }
-                    call.wait(|e| matches!(e, CallEvent::Terminated { .. }), false).await;
-                });
-            }
+                    call.wait(ended, false).await;
+                };
+                let _ = tokio::time::timeout(own_limit, work).await;
+            });
         }
-        if tokio::time::timeout(limit, futures::future::join_all(pending))
-            .await
-            .is_err()
-        {
-            report.unfinished = self
-                .all()
-                .iter()
-                .filter(|c| c.leg_state() != LegState::Terminated)
-                .count();
-        }
+        let _ = tokio::time::timeout(limit, futures::future::join_all(pending)).await;
+        report.unfinished = self
+            .all()
+            .iter()
+            .filter(|c| c.leg_state() != LegState::Terminated)
+            .count();
         report
     }
 
