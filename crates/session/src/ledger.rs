@@ -311,14 +311,20 @@ mod tests {
     }
 
     #[test]
-    fn a_call_answered_only_provisionally_names_the_final_response() {
+    fn a_request_answered_only_provisionally_names_the_final_response() {
         let w = Wire::new();
         w.at(0, ">INVITE 1")
             .at(1, "<100 1 INVITE")
             .at(2, "<180 1 INVITE");
+        // A ringing INVITE is its MakeCall's to describe ("last: 180 Ringing").
+        assert!(w.missing().is_empty());
+        w.at(3, "<200 1 INVITE")
+            .at(4, ">ACK 1")
+            .at(9, ">BYE 2")
+            .at(10, "<100 2 BYE");
         assert_eq!(
             w.missing(),
-            ["INVITE to 127.0.0.1:5060 answered 180 only, no final response came back"]
+            ["BYE to 127.0.0.1:5060 answered 100 only, no final response came back"]
         );
     }
 
