@@ -128,6 +128,11 @@ struct RunArgs {
     /// A TCP connection with no message for this long is closed [default: 120s].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     tcp_idle_timeout: Option<Duration>,
+    /// Memory the reports (ladder, JUnit, pcap, --out) may keep of a run's events; past it, SIP
+    /// messages and RTP packets are left out of them (the --events stream keeps all) [default:
+    /// 128].
+    #[arg(long, value_name = "MIB")]
+    report_memory: Option<usize>,
 }
 
 fn main() {
@@ -373,7 +378,7 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
         || args.pcap.is_some()
         || args.mermaid.is_some()
         || args.out.is_some();
-    let collector = orchestrator::Collector::new();
+    let collector = orchestrator::Collector::with_budget(report_budget(&args));
     if reports_wanted {
         sinks.push(collector.clone());
     }
@@ -451,6 +456,9 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
         j.flush();
     }
     let events = collector.events();
+    if let Some(note) = collector.note() {
+        eprintln!("callflow: {note}");
+    }
     let outputs = Outputs {
         ladder: args.ladder,
         junit: args.junit,
@@ -463,6 +471,14 @@ fn run(args: RunArgs) -> anyhow::Result<i32> {
         return Ok(exit_code::SETUP_ERROR);
     }
     Ok(report.outcome.exit_code())
+}
+
+/// The memory the reports may keep of a run's events, in bytes.
+fn report_budget(args: &RunArgs) -> usize {
+    args.report_memory
+        .map_or(events::retained::DEFAULT_BUDGET, |mib| {
+            mib.saturating_mul(1 << 20)
+        })
 }
 
 /// The run's limits: each flag given, else the engine's default (one source for both).
@@ -598,6 +614,7 @@ fn run_many(args: &RunArgs, files: &[PathBuf]) -> anyhow::Result<i32> {
         .block_on(async {
             let mut signals = StopSignals::new().ok();
             let limit = Arc::new(tokio::sync::Semaphore::new(jobs));
+            let budget = report_budget(args);
             let mut handles = Vec::new();
             for (i, (file, s)) in valid.into_iter().enumerate() {
                 let limit = limit.clone();
@@ -616,7 +633,7 @@ fn run_many(args: &RunArgs, files: &[PathBuf]) -> anyhow::Result<i32> {
                     .map(|d| d.join(format!("{:02}-{}", i + 1, s.name.replace(['/', ' '], "_"))));
                 handles.push(tokio::spawn(async move {
                     let _permit = limit.acquire_owned().await;
-                    let collector = orchestrator::Collector::new();
+                    let collector = orchestrator::Collector::with_budget(budget);
                     let mut sinks: Vec<Arc<dyn EventSink>> = vec![collector.clone()];
                     let jsonl = run_dir.as_ref().and_then(|d| {
                         std::fs::create_dir_all(d).ok()?;
@@ -639,6 +656,9 @@ fn run_many(args: &RunArgs, files: &[PathBuf]) -> anyhow::Result<i32> {
                         "{verdict:<8} {file} ({:.2} s){why}",
                         report.duration.as_secs_f64()
                     );
+                    if let Some(note) = collector.note() {
+                        eprintln!("callflow: {file}: {note}");
+                    }
                     (file, collector.events(), report, run_dir)
                 }));
             }

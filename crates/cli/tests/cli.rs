@@ -538,3 +538,39 @@ fn a_call_under_total_loss_fails_naming_the_invite_that_never_arrived() {
     assert_eq!(last["leaks"], serde_json::json!({"dialogs": 0, "ports": 0}));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn reports_keep_the_runs_story_past_their_memory_budget_and_say_what_they_left_out() {
+    let dir = std::env::temp_dir().join(format!("callflow-budget-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let junit = dir.join("junit.xml");
+    let events = dir.join("events.jsonl");
+    // A budget of 0: every message goes past it.
+    let out = bin()
+        .args(["run", "-q", "--report-memory", "0", "--junit"])
+        .arg(&junit)
+        .arg("--events")
+        .arg(&events)
+        .arg(fixture("basic-call.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("events (SIP messages, RTP packets, logs) past the 0 MiB kept for reports were left out of them"),
+        "{stderr}"
+    );
+    // The verdict is still in the report; the stream still has every message.
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("<testsuite") && !xml.contains("<failure"),
+        "{xml}"
+    );
+    let stream = std::fs::read_to_string(&events).unwrap();
+    assert_eq!(
+        stream.matches("\"type\":\"sip_message\"").count(),
+        14,
+        "INVITE 100 180 200 ACK BYE 200, seen by both UAs: {stream}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

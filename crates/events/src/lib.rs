@@ -18,6 +18,9 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod retained;
+pub use retained::Retained;
+
 /// Version of the event schema, carried by `run_started`.
 pub const SCHEMA_VERSION: u32 = 1;
 

@@ -1,6 +1,6 @@
 //! One ordered event stream, fanned out to every sink.
 
-use events::{Event, EventKind};
+use events::{Event, EventKind, Retained};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -61,28 +61,39 @@ impl EventBus {
     }
 }
 
-/// Keeps every event in memory (for the summary and for tests).
+/// Keeps the run's events in memory for the reports drawn at its end, within a budget
+/// ([`events::Retained`]: past it, messages and packets are counted, not kept).
 #[derive(Default)]
-pub struct Collector(Mutex<Vec<Event>>);
+pub struct Collector(Mutex<Retained>);
 
 impl Collector {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
     }
 
-    pub fn events(&self) -> Vec<Event> {
+    /// A collector that keeps at most about `budget` bytes of events.
+    pub fn with_budget(budget: usize) -> Arc<Self> {
+        Arc::new(Self(Mutex::new(Retained::new(budget))))
+    }
+
+    fn kept(&self) -> std::sync::MutexGuard<'_, Retained> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+    }
+
+    pub fn events(&self) -> Vec<Event> {
+        self.kept().events().to_vec()
+    }
+
+    /// What the reports must say when events were left out of them.
+    pub fn note(&self) -> Option<String> {
+        self.kept().note()
     }
 }
 
 impl EventSink for Collector {
     fn event(&self, event: &Event) {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(event.clone());
+        self.kept().push(event);
     }
 }

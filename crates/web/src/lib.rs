@@ -43,7 +43,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use events::{Event, EventKind};
+use events::{Event, EventKind, Retained};
 use orchestrator::{EventBus, EventSink, RunOptions};
 use scenario::Symlinks;
 use serde::Deserialize;
@@ -210,7 +210,9 @@ async fn offloaded(
 struct Run {
     id: String,
     scenario: String,
-    events: Mutex<Vec<Event>>,
+    /// Within a budget ([`events::Retained`]): a flood of messages to the run's UAs must not
+    /// grow the server; past it, messages and packets are counted, not kept.
+    events: Mutex<Retained>,
     tx: broadcast::Sender<Event>,
     stop: CancellationToken,
     /// Cancelled when the run has finished (cleanup included).
@@ -226,11 +228,11 @@ impl EventSink for RunSink {
     fn event(&self, event: &Event) {
         // Stored and sent under one lock, so a follower's snapshot plus subscription misses nothing.
         let mut events = self.run.events.lock().expect("events lock");
-        events.push(event.clone());
+        events.push(event);
         // `run_finished` is the last event, after the cleanup: the run is in the history and
         // over (a new one may start) before anyone hears of it.
         if matches!(event.event, EventKind::RunFinished(_)) {
-            if let Err(e) = self.app.history.finished(&self.run.id, &events) {
+            if let Err(e) = self.app.history.finished(&self.run.id, events.events()) {
                 eprintln!("callflow serve: run history: {e}");
             }
             self.run.done.cancel();
@@ -557,7 +559,7 @@ async fn start(State(app): State<Arc<App>>, Json(body): Json<StartRun>) -> Respo
         let run = Arc::new(Run {
             id: opts.run_id.clone(),
             scenario: body.scenario,
-            events: Mutex::new(Vec::new()),
+            events: Mutex::new(Retained::default()),
             tx: broadcast::channel(4096).0,
             stop: opts.stop.clone(),
             done: CancellationToken::new(),
@@ -584,7 +586,7 @@ async fn start(State(app): State<Arc<App>>, Json(body): Json<StartRun>) -> Respo
     let app2 = app;
     tokio::spawn(async move {
         let _report = orchestrator::run(&scenario, opts, bus).await;
-        let events = run.events.lock().expect("events lock").clone();
+        let events = run.events.lock().expect("events lock").events().to_vec();
         let finished = events
             .last()
             .is_some_and(|e| matches!(e.event, EventKind::RunFinished(_)));
@@ -608,6 +610,7 @@ async fn current(State(app): State<Arc<App>>) -> Response {
         .events
         .lock()
         .expect("events lock")
+        .events()
         .iter()
         .rev()
         .find_map(|e| match &e.event {
@@ -644,7 +647,7 @@ async fn follow(State(app): State<Arc<App>>, ws: WebSocketUpgrade) -> Response {
 async fn stream_events(mut socket: WebSocket, run: Arc<Run>) {
     let (past, mut rx) = {
         let events = run.events.lock().expect("events lock");
-        (events.clone(), run.tx.subscribe())
+        (events.events().to_vec(), run.tx.subscribe())
     };
     let mut next_seq = 0;
     let mut send_all = async |socket: &mut WebSocket, events: Vec<Event>| -> Option<bool> {
@@ -671,7 +674,7 @@ async fn stream_events(mut socket: WebSocket, run: Arc<Run>) {
             Ok(e) => vec![e],
             // Fell behind: catch up from the stored events.
             Err(broadcast::error::RecvError::Lagged(_)) => {
-                run.events.lock().expect("events lock").clone()
+                run.events.lock().expect("events lock").events().to_vec()
             }
             Err(broadcast::error::RecvError::Closed) => break,
         };
