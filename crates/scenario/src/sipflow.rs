@@ -91,6 +91,56 @@ const EVENT_KEYS: &[&str] = &[
 /// A value with where it was written.
 type Located = (String, Pos);
 
+/// The keys of a flow, its nodes and its edges (React Flow's, as sipflow writes them).
+const FLOW_KEYS: &[&str] = &[
+    "nodes",
+    "edges",
+    "id",
+    "type",
+    "data",
+    "position",
+    "source",
+    "target",
+    "sourceHandle",
+    "targetHandle",
+    "branchType",
+];
+
+/// Every key the reader knows, in the spelling it looks for.
+fn known_key(name: &str) -> Option<&'static str> {
+    [FLOW_KEYS, INSTANCE_KEYS, COMMAND_KEYS, EVENT_KEYS]
+        .into_iter()
+        .flatten()
+        .find(|k| k.eq_ignore_ascii_case(name))
+        .copied()
+}
+
+/// Reads keys the way sipflow does: its Go structs are filled by encoding/json, which takes a
+/// key that differs from a field's name only in case (`Nodes`, `ID`, `SourceHandle`, what Go
+/// writes for a struct without tags) and prefers the exact spelling when both are there. So a
+/// key is renamed to the spelling this reader looks for, unless its map has that spelling too.
+fn fold_keys(node: &mut SNode) {
+    match &mut node.value {
+        Value::Seq(items) => items.iter_mut().for_each(fold_keys),
+        Value::Map(entries) => {
+            let renames: Vec<(usize, &'static str)> = entries
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (k, _))| {
+                    let canon = known_key(&k.name)?;
+                    let exact_elsewhere = entries.iter().any(|(o, _)| o.name == canon);
+                    (k.name != canon && !exact_elsewhere).then_some((i, canon))
+                })
+                .collect();
+            for (i, canon) in renames {
+                entries[i].0.name = canon.to_owned();
+            }
+            entries.iter_mut().for_each(|(_, v)| fold_keys(v));
+        }
+        _ => {}
+    }
+}
+
 pub(crate) fn convert(
     root: &SNode,
     file: &str,
@@ -98,6 +148,9 @@ pub(crate) fn convert(
     diags: &mut Diagnostics,
 ) -> Option<Scenario> {
     let mut f = Fields { file, diags };
+    let mut folded = root.clone();
+    fold_keys(&mut folded);
+    let root = &folded;
     let Some(nodes) = root.get("nodes") else {
         f.error(root.pos, "a sipflow flow needs a `nodes` list");
         return None;

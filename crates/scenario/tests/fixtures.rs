@@ -175,3 +175,27 @@ fn sipflow_compat_fixture_imports_and_checks_its_wav_before_running() {
             .any(|d| d.severity == Severity::Warning && d.message.contains("register"))
     );
 }
+
+#[test]
+fn a_flow_marshalled_by_go_with_capitalised_keys_reads_like_the_react_flow_one() {
+    // sipflow's Go tests marshal structs without tags (`Nodes`, `ID`, `SourceHandle`); Go's
+    // encoding/json reads keys without regard to case, and so does this reader.
+    let (go, warnings) = callflow_scenario::load(&fixture("sipflow-go-keys.json")).unwrap();
+    let (react, _) = callflow_scenario::load(&fixture("basic-call.json")).unwrap();
+    assert!(warnings.is_empty(), "{warnings}");
+    assert_eq!(go.format, Format::SipflowJson);
+    assert_eq!(go.instances.len(), react.instances.len());
+    assert_eq!(go.nodes.len(), react.nodes.len());
+    for (a, b) in go.nodes.iter().zip(&react.nodes) {
+        assert_eq!(
+            (&a.id, &a.action, a.timeout, &a.on_success, &a.on_failure),
+            (&b.id, &b.action, b.timeout, &b.on_success, &b.on_failure)
+        );
+    }
+    for (a, b) in go.instances.iter().zip(&react.instances) {
+        assert_eq!(
+            (&a.dn, &a.label, a.register, &a.codecs, &a.starts),
+            (&b.dn, &b.label, b.register, &b.codecs, &b.starts)
+        );
+    }
+}
