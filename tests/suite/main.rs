@@ -1,6 +1,7 @@
 //! Cross-crate tests, one module per topic (ripgrep's layout).
 
 mod calls;
+mod conformance;
 mod control;
 mod malformed;
 mod media;

@@ -81,6 +81,22 @@ pub async fn start_one_ua_with(
     s: scenario::Scenario,
     limits: orchestrator::Limits,
 ) -> (tokio::task::JoinHandle<Run>, String) {
+    start_one_ua_opts(
+        s,
+        RunOptions {
+            limits,
+            ..RunOptions::default()
+        },
+    )
+    .await
+}
+
+/// Starts the run of `s` (its UA on a free port) with `opts` and returns once the UA listens,
+/// with its address; cancel `opts.stop` to end a scenario that waits.
+pub async fn start_one_ua_opts(
+    s: scenario::Scenario,
+    opts: RunOptions,
+) -> (tokio::task::JoinHandle<Run>, String) {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let opts = RunOptions {
         sip_ports: orchestrator::PortPolicy::Range {
@@ -88,8 +104,7 @@ pub async fn start_one_ua_with(
             count: 1,
             step: 1,
         },
-        limits,
-        ..RunOptions::default()
+        ..opts
     };
     let sink = Arc::new(UaListening {
         started: std::sync::Mutex::new(Some(tx)),

@@ -25,6 +25,42 @@ pub(crate) fn sdp_header() -> Header {
     Header::ContentType("application/sdp".into())
 }
 
+/// The extensions a UA supports (RFC 3261 §20.37): Replaces (RFC 3891).
+pub(crate) const SUPPORTED: &str = "replaces";
+/// The bodies a UA takes (RFC 3261 §20.1).
+pub(crate) const ACCEPT: &str = "application/sdp";
+
+/// What a UA says it can do: Allow and Supported on our INVITEs and 2xx (RFC 3261 §20.5), and
+/// also Accept on the 200 to OPTIONS (§11.2).
+pub(crate) fn capabilities(with_accept: bool) -> Vec<Header> {
+    let mut h = vec![
+        make_header("Allow", transport::intake::ALLOW),
+        make_header("Supported", SUPPORTED),
+    ];
+    if with_accept {
+        h.push(make_header("Accept", ACCEPT));
+    }
+    h
+}
+
+/// The Allow of a 405 (RFC 3261 §8.2.1: MUST).
+pub(crate) fn allow() -> Vec<Header> {
+    vec![make_header("Allow", transport::intake::ALLOW)]
+}
+
+/// `extra`, then our capabilities where `extra` does not set them already.
+pub(crate) fn with_capabilities(mut extra: Vec<Header>) -> Vec<Header> {
+    for h in capabilities(false) {
+        if !extra
+            .iter()
+            .any(|e| e.name().eq_ignore_ascii_case(&h.name()))
+        {
+            extra.push(h);
+        }
+    }
+    extra
+}
+
 /// A header from its name and value, typed where rsipstack knows the name.
 pub(crate) fn make_header(name: &str, value: &str) -> Header {
     transport::sip::headers::make_header(name, value.to_owned())
@@ -94,7 +130,7 @@ impl UaShared {
             contact: self.contact.clone(),
             content_type: Some("application/sdp".to_owned()),
             offer: Some(offer.clone().into_bytes()),
-            headers: (!opts.headers.is_empty()).then_some(opts.headers),
+            headers: Some(with_capabilities(opts.headers)),
             ..Default::default()
         };
         let (dialog, join) = self

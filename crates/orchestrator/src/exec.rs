@@ -535,7 +535,10 @@ async fn answer(ua: &UaShared, node: &Node) -> NodeResult {
         }
     };
     call.dialog
-        .accept(Some(vec![sdp_header()]), Some(answer.into_bytes()))
+        .accept(
+            Some(crate::calls::with_capabilities(vec![sdp_header()])),
+            Some(answer.into_bytes()),
+        )
         .map_err(|e| fail(format!("cannot send 200 OK: {e}")))?;
     let what = "200 OK sent, no ACK {within}".to_owned();
     let settled = |e: &CallEvent| {

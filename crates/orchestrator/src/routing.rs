@@ -144,6 +144,10 @@ impl UaShared {
                         call.as_ref().and_then(|c| c.name()).as_deref(),
                         format!("{method} in a call is not supported: 405"),
                     );
+                    let _ = tx
+                        .reply_with(StatusCode::MethodNotAllowed, crate::calls::allow(), None)
+                        .await;
+                    continue;
                 }
                 if answered_as_ended(call.as_deref(), &mut tx).await {
                     continue;
@@ -197,7 +201,9 @@ impl UaShared {
                     tokio::spawn(self.clone().on_invite(tx));
                 }
                 Method::Options => {
-                    let _ = tx.reply(StatusCode::OK).await;
+                    let _ = tx
+                        .reply_with(StatusCode::OK, crate::calls::capabilities(true), None)
+                        .await;
                 }
                 Method::Ack => {}
                 Method::Bye | Method::Cancel => {
@@ -216,7 +222,9 @@ impl UaShared {
                         None,
                         format!("{other} outside a dialog is not handled: 405"),
                     );
-                    let _ = tx.reply(StatusCode::MethodNotAllowed).await;
+                    let _ = tx
+                        .reply_with(StatusCode::MethodNotAllowed, crate::calls::allow(), None)
+                        .await;
                 }
             }
         }
@@ -321,7 +329,10 @@ impl UaShared {
             .insert_bound(self.idx, session::Role::Incoming, d.clone(), &name);
         match self.answer_sdp(&call) {
             Ok(answer) => {
-                let _ = d.accept(Some(vec![sdp_header()]), Some(answer.into_bytes()));
+                let _ = d.accept(
+                    Some(crate::calls::with_capabilities(vec![sdp_header()])),
+                    Some(answer.into_bytes()),
+                );
             }
             Err(e) => {
                 let _ = d.reject(Some(StatusCode::NotAcceptableHere), Some(e));
@@ -402,7 +413,9 @@ impl UaShared {
                 DialogState::Info(_, req, handle)
                 | DialogState::Message(_, req, handle)
                 | DialogState::Options(_, req, handle) => {
-                    let _ = handle.reply(StatusCode::OK).await;
+                    let caps =
+                        (req.method == Method::Options).then(|| crate::calls::capabilities(true));
+                    let _ = handle.respond(StatusCode::OK, caps, None).await;
                     if let Some(c) = &call {
                         // DTMF in SIP INFO joins the digits RFC 4733 brings.
                         let ct = header(&req, "Content-Type");

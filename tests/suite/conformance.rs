@@ -1,0 +1,90 @@
+//! What RFC 3261 asks of a UA beyond the call itself, by raw UDP from the test: a UA says what
+//! it allows and supports (Allow on every 405, Allow, Supported and Accept on the 200 to
+//! OPTIONS, Allow and Supported on its INVITEs and 2xx).
+
+use callflow_tests::{run_file, start_one_ua_opts};
+use events::Outcome;
+use std::time::Duration;
+
+fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+    msg.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+async fn ask(sock: &tokio::net::UdpSocket, ua: &str, method: &str, n: u32) -> String {
+    let from = sock.local_addr().unwrap();
+    let req = format!(
+        "{method} sip:200@{ua} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK-cap{n}\r\nFrom: <sip:probe@{from}>;tag=p{n}\r\nTo: <sip:200@{ua}>\r\nCall-ID: cap-{n}\r\nCSeq: 1 {method}\r\nContact: <sip:probe@{from}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    sock.send_to(req.as_bytes(), ua).await.unwrap();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let (len, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap();
+        let resp = String::from_utf8_lossy(&buf[..len]).into_owned();
+        // Skip a provisional answer.
+        if !resp.starts_with("SIP/2.0 1") {
+            return resp;
+        }
+    }
+}
+
+#[tokio::test]
+async fn options_and_405s_say_what_the_ua_allows() {
+    let text = "version: 1\nname: asked\ninstances:\n  bob:\n    dn: \"200\"\n    steps:\n      - event: INCOMING\n        timeout: 30s\n";
+    let s = scenario::parse_str(text, "asked.yaml").expect("valid");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let opts = orchestrator::RunOptions {
+        stop: stop.clone(),
+        ..orchestrator::RunOptions::default()
+    };
+    let (run, ua) = start_one_ua_opts(s, opts).await;
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+
+    let ok = ask(&sock, &ua, "OPTIONS", 1).await;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let allow = header(&ok, "Allow").unwrap_or_default();
+    for m in ["INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REFER"] {
+        assert!(allow.contains(m), "Allow lists {m}: {ok}");
+    }
+    assert_eq!(header(&ok, "Supported"), Some("replaces"), "{ok}");
+    assert_eq!(header(&ok, "Accept"), Some("application/sdp"), "{ok}");
+
+    // A REGISTER or SUBSCRIBE reaching a UA (not a registrar, no event packages): 405, Allow.
+    for (n, method) in [(2, "REGISTER"), (3, "SUBSCRIBE")] {
+        let no = ask(&sock, &ua, method, n).await;
+        assert!(no.starts_with("SIP/2.0 405"), "{method}: {no}");
+        assert!(
+            header(&no, "Allow").is_some_and(|a| a.contains("INVITE")),
+            "{method}: {no}"
+        );
+    }
+    stop.cancel();
+    let run = run.await.unwrap();
+    run.assert_outcome(Outcome::Stopped);
+    assert!(run.finished().leaks.is_clean());
+}
+
+#[tokio::test]
+async fn invites_and_their_2xx_carry_allow_and_supported() {
+    let run = run_file("basic-call.yaml").await;
+    run.assert_outcome(Outcome::Passed);
+    let invite = &run.raw("alice", ">INVITE")[0];
+    let ok = run
+        .raw("bob", ">200")
+        .into_iter()
+        .find(|m| header(m, "CSeq").is_some_and(|c| c.ends_with("INVITE")))
+        .expect("the 200 to the INVITE");
+    for msg in [invite, &ok] {
+        assert!(
+            header(msg, "Allow").is_some_and(|a| a.contains("BYE")),
+            "{msg}"
+        );
+        assert_eq!(header(msg, "Supported"), Some("replaces"), "{msg}");
+    }
+    run.assert_clean();
+}
