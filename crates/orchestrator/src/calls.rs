@@ -53,7 +53,7 @@ pub(crate) fn with_capabilities(mut extra: Vec<Header>) -> Vec<Header> {
     for h in capabilities(false) {
         if !extra
             .iter()
-            .any(|e| e.name().eq_ignore_ascii_case(&h.name()))
+            .any(|e| e.name().eq_ignore_ascii_case(h.name()))
         {
             extra.push(h);
         }
