@@ -171,6 +171,25 @@ async fn reject_with_an_expected_status() {
 }
 
 #[tokio::test]
+async fn a_reject_reason_in_free_text_is_sent_in_the_rfc_3326_form() {
+    let text = std::fs::read_to_string(callflow_tests::fixture("reject-busy.yaml"))
+        .unwrap()
+        .replace(
+            "reason: \"SIP;cause=486;text=\\\"Busy Here\\\"\"",
+            "reason: Busy Here",
+        );
+    assert!(text.contains("reason: Busy Here"));
+    let run = callflow_tests::run_text(&text, "reject-free-text.yaml").await;
+    all_passed(&run);
+    let busy = &run.raw("bob", ">486")[0];
+    assert!(
+        busy.contains("Reason: SIP ;cause=486 ;text=\"Busy Here\"\r\n"),
+        "{busy}"
+    );
+    run.assert_clean();
+}
+
+#[tokio::test]
 async fn cancel_while_ringing() {
     let run = run_file("cancel.yaml").await;
     all_passed(&run);

@@ -61,6 +61,31 @@ pub(crate) fn with_capabilities(mut extra: Vec<Header>) -> Vec<Header> {
     extra
 }
 
+/// A Reason header's value (RFC 3326): `SIP ;cause=486 ;text="Busy Here"` for free text, with
+/// the text's quotes and backslashes escaped; a value already in that form (`SIP;cause=…`,
+/// `Q.850;cause=16`) is kept as written.
+pub(crate) fn reason_value(code: u16, text: &str) -> String {
+    let text = text.trim();
+    let protocol = text
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_uppercase();
+    if text.contains(';') && (protocol == "SIP" || protocol == "Q.850") {
+        return text.to_owned();
+    }
+    let escaped: String = text
+        .chars()
+        .filter(|c| !c.is_control())
+        .flat_map(|c| match c {
+            '"' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    format!("SIP ;cause={code} ;text=\"{escaped}\"")
+}
+
 /// A header from its name and value, typed where rsipstack knows the name.
 pub(crate) fn make_header(name: &str, value: &str) -> Header {
     transport::sip::headers::make_header(name, value.to_owned())
@@ -257,5 +282,27 @@ impl UaShared {
                 jitter_ms: stats.jitter_ms,
                 recording,
             }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reason_value;
+
+    #[test]
+    fn reason_headers_take_the_rfc_3326_form() {
+        assert_eq!(
+            reason_value(486, "Busy Here"),
+            "SIP ;cause=486 ;text=\"Busy Here\""
+        );
+        assert_eq!(
+            reason_value(488, "codec \"G729\" is not offered"),
+            "SIP ;cause=488 ;text=\"codec \\\"G729\\\" is not offered\""
+        );
+        assert_eq!(
+            reason_value(486, "SIP;cause=486;text=\"Busy Here\""),
+            "SIP;cause=486;text=\"Busy Here\""
+        );
+        assert_eq!(reason_value(480, "Q.850;cause=16"), "Q.850;cause=16");
     }
 }

@@ -365,7 +365,10 @@ fn ringing_call(ua: &UaShared, node: &Node) -> Result<Arc<Call>, NodeError> {
 async fn reject(ua: &UaShared, node: &Node, code: u16, reason: Option<&str>) -> NodeResult {
     let call = ringing_call(ua, node)?;
     call.dialog
-        .reject(Some(StatusCode::from(code)), reason.map(str::to_owned))
+        .reject(
+            Some(StatusCode::from(code)),
+            reason.map(|r| crate::calls::reason_value(code, r)),
+        )
         .map_err(|e| fail(format!("cannot send {code}: {e}")))?;
     wait_event(
         node,
@@ -526,9 +529,10 @@ async fn answer(ua: &UaShared, node: &Node) -> NodeResult {
     let answer = match ua.answer_sdp(&call) {
         Ok(a) => a,
         Err(e) => {
-            let _ = call
-                .dialog
-                .reject(Some(StatusCode::NotAcceptableHere), Some(e.clone()));
+            let _ = call.dialog.reject(
+                Some(StatusCode::NotAcceptableHere),
+                Some(crate::calls::reason_value(488, &e)),
+            );
             return Err(fail(format!(
                 "cannot answer: {e}; rejected with 488 Not Acceptable Here"
             )));

@@ -335,7 +335,10 @@ impl UaShared {
                 );
             }
             Err(e) => {
-                let _ = d.reject(Some(StatusCode::NotAcceptableHere), Some(e));
+                let _ = d.reject(
+                    Some(StatusCode::NotAcceptableHere),
+                    Some(crate::calls::reason_value(488, &e)),
+                );
                 return;
             }
         }
