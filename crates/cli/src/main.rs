@@ -84,13 +84,13 @@ struct RunArgs {
     #[arg(long)]
     base_port: Option<u16>,
     /// How many SIP ports (2 apart) from --base-port may be used.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..))]
     port_count: u16,
     /// First RTP port to try; without it the OS picks free ports.
     #[arg(long)]
     rtp_base_port: Option<u16>,
     /// How many RTP ports (2 apart) from --rtp-base-port may be used.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..))]
     rtp_port_count: u16,
     /// Show every SIP message as it crosses the wire.
     #[arg(short, long)]

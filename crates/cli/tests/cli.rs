@@ -74,6 +74,19 @@ fn usage_error_is_exit_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a loopback address"));
+    // No ports to use is a usage error, not a set-up failure later.
+    for flag in ["--port-count", "--rtp-port-count"] {
+        let out = bin()
+            .args(["run", flag, "0"])
+            .arg(fixture("basic-call.yaml"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("0 is not in 1..=65535"),
+            "{flag}"
+        );
+    }
 }
 
 #[test]
