@@ -48,7 +48,7 @@ pub const TELEPHONE_EVENT_PT: u8 = 101;
 pub enum SdpError {
     #[error("the offer has no audio stream")]
     NoAudio,
-    #[error("no common codec: the offer has {offered:?}, we accept {ours:?}")]
+    #[error("no common codec: the offer has {}, we accept {}", offered.join(", "), ours.join(", "))]
     NoCommonCodec {
         offered: Vec<String>,
         ours: Vec<String>,
@@ -107,6 +107,29 @@ fn telephone_event_pt(sdp: &str) -> Option<u8> {
     })
 }
 
+/// What a payload type of `sdp` is called: its rtpmap's encoding name, else the static name RFC
+/// 3551 gives it, else `payload type N`.
+fn codec_name(sdp: &str, pt: u8) -> String {
+    let mapped = sdp.lines().find_map(|l| {
+        let (p, enc) = l.strip_prefix("a=rtpmap:")?.split_once(' ')?;
+        (p.trim().parse::<u8>().ok()? == pt)
+            .then(|| enc.split('/').next().unwrap_or(enc).trim().to_owned())
+    });
+    if let Some(name) = mapped.filter(|n| !n.is_empty()) {
+        return name;
+    }
+    let name = match pt {
+        0 => "PCMU",
+        3 => "GSM",
+        4 => "G723",
+        8 => "PCMA",
+        9 => "G722",
+        18 => "G729",
+        _ => return format!("payload type {pt}"),
+    };
+    name.to_owned()
+}
+
 /// Our offer: the codecs in our order, then telephone-event.
 pub fn offer(m: &LocalMedia) -> String {
     render(m, &m.codecs, Some(TELEPHONE_EVENT_PT))
@@ -132,7 +155,11 @@ pub fn answer(offer_sdp: &str, m: &LocalMedia) -> Result<String, SdpError> {
         .collect();
     if common.is_empty() {
         return Err(SdpError::NoCommonCodec {
-            offered: pts.iter().map(|p| p.to_string()).collect(),
+            offered: pts
+                .iter()
+                .filter(|pt| Some(**pt) != dtmf_pt)
+                .map(|pt| codec_name(offer_sdp, *pt))
+                .collect(),
             ours: m.codecs.iter().map(|c| c.name().to_owned()).collect(),
         });
     }
@@ -165,8 +192,16 @@ mod tests {
         let o = offer(&local(vec![Codec::Pcmu, Codec::Pcma]));
         let a = answer(&o, &local(vec![Codec::Pcma])).unwrap();
         assert!(a.contains("m=audio 40000 RTP/AVP 8 101\r\n"), "{a}");
-        let err = answer("v=0\r\nm=audio 1 RTP/AVP 18\r\n", &local(vec![Codec::Pcmu])).unwrap_err();
-        assert!(matches!(err, SdpError::NoCommonCodec { .. }));
+        let err = answer(
+            "v=0\r\nm=audio 1 RTP/AVP 18 96 101\r\na=rtpmap:96 opus/48000/2\r\na=rtpmap:101 telephone-event/8000\r\n",
+            &local(vec![Codec::Pcmu]),
+        )
+        .unwrap_err();
+        // Codecs by name, not payload number, and no Rust debug text.
+        assert_eq!(
+            err.to_string(),
+            "no common codec: the offer has G729, opus, we accept PCMU"
+        );
     }
 }
 

@@ -189,12 +189,19 @@ pub(crate) fn did_you_mean<'a>(
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<String> {
     let lower = got.to_ascii_lowercase();
+    // Only a near word: a typo is an edit or two (a swap counts as one), never a word that shares
+    // a prefix or suffix (`CONNECTED` is not `DISCONNECTED`, `SendBye` is not `SendMessage`).
+    let allowed = match lower.chars().count() {
+        0..=4 => 1,
+        5..=12 => 2,
+        n => n / 5,
+    };
     // Bounded, so a file with thousands of misspelt ids stays linear to check.
     candidates
         .into_iter()
         .take(2_000)
-        .map(|c| (strsim::jaro_winkler(&lower, &c.to_ascii_lowercase()), c))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|c| (strsim::osa_distance(&lower, &c.to_ascii_lowercase()), c))
+        .filter(|(d, _)| *d <= allowed)
+        .min_by_key(|(d, _)| *d)
         .map(|(_, c)| format!("did you mean `{c}`?"))
 }

@@ -398,10 +398,11 @@ fn instance(
             for item in items {
                 match item.as_text().map(|c| c.to_ascii_uppercase()) {
                     Some(c) if c == "PCMU" || c == "PCMA" => out.push(c),
-                    other => f.error(
+                    Some(other) => f.error(
                         item.pos,
-                        format!("codec {other:?} is not supported; use PCMU or PCMA"),
+                        format!("codec `{other}` is not supported; use PCMU or PCMA"),
                     ),
+                    None => f.error(item.pos, "a codec is a name: PCMU or PCMA"),
                 }
             }
             out

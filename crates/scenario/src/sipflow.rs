@@ -523,9 +523,13 @@ fn instance(
             for item in items {
                 match item.as_text().map(|c| c.to_ascii_uppercase()) {
                     Some(c) if c == "PCMU" || c == "PCMA" => out.push(c),
-                    other => f.warn(
+                    Some(other) => f.warn(
                         item.pos,
-                        format!("codec {other:?} is not supported (PCMU, PCMA); it is dropped"),
+                        format!("codec `{other}` is not supported (PCMU, PCMA); it is dropped"),
+                    ),
+                    None => f.warn(
+                        item.pos,
+                        "a codec is a name (PCMU, PCMA); this one is dropped",
                     ),
                 }
             }
