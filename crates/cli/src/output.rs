@@ -139,10 +139,11 @@ impl EventSink for Terminal {
             EventKind::NodeState(n)
                 if !self.quiet && matches!(n.to, NodeState::Passed | NodeState::Failed) =>
             {
-                let mark = if n.to == NodeState::Passed {
-                    "ok  "
-                } else {
-                    "FAIL"
+                // A failure with a failure edge is the scenario's plan, not the run's verdict.
+                let mark = match (n.to, n.handled) {
+                    (NodeState::Passed, _) => "ok  ",
+                    (_, true) => "fail",
+                    _ => "FAIL",
                 };
                 let kind = st.kinds.get(&n.node).cloned().unwrap_or_default();
                 let label = st
@@ -157,6 +158,12 @@ impl EventSink for Terminal {
                 );
                 if let Some(r) = &n.reason {
                     s.push_str(&format!("\n{:10}     {r}", ""));
+                }
+                if n.handled {
+                    s.push_str(&format!(
+                        "\n{:10}     handled: the run goes on along its failure edge",
+                        ""
+                    ));
                 }
                 Some(s)
             }
@@ -234,8 +241,14 @@ impl EventSink for Terminal {
                         .iter()
                         .filter(|n| n.state == NodeState::Failed)
                         .count();
+                    let handled = r.nodes.iter().filter(|n| n.handled).count();
+                    let failed = if handled > 0 {
+                        format!("{failed} failed ({handled} handled by a failure edge)")
+                    } else {
+                        format!("{failed} failed")
+                    };
                     s.push_str(&format!(
-                        "nodes: {passed} passed, {failed} failed, {} skipped; cleanup {}; leak check: {} dialogs, {} ports\n",
+                        "nodes: {passed} passed, {failed}, {} skipped; cleanup {}; leak check: {} dialogs, {} ports\n",
                         skipped.len(),
                         ms(r.cleanup_ms),
                         r.leaks.dialogs,

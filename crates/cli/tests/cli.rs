@@ -587,3 +587,22 @@ fn reports_keep_the_runs_story_past_their_memory_budget_and_say_what_they_left_o
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_failure_with_a_failure_edge_shows_as_handled() {
+    let out = bin()
+        .arg("run")
+        .arg(fixture("no-answer.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("FAIL "), "{text}");
+    assert!(
+        text.contains("fail alice      MakeCall")
+            && text.contains("handled: the run goes on along its failure edge")
+            && text.contains("1 failed (1 handled by a failure edge)")
+            && text.contains("PASSED in"),
+        "{text}"
+    );
+}

@@ -140,6 +140,7 @@ mod tests {
             to: NodeState::Passed,
             reason: None,
             duration_ms: None,
+            handled: false,
         }));
         assert!(
             kept.push(&state),

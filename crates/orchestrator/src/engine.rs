@@ -149,6 +149,7 @@ impl Ctx {
             to,
             reason,
             duration_ms: duration.map(|d| d.as_secs_f64() * 1000.0),
+            handled: to == NodeState::Failed && node.on_failure.is_some(),
         }));
     }
 
@@ -579,6 +580,7 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
                 state: r.state,
                 duration_ms: r.duration.map(|d| d.as_secs_f64() * 1000.0),
                 reason: r.reason.clone(),
+                handled: r.state == NodeState::Failed && n.on_failure.is_some(),
             })
             .collect()
     };
