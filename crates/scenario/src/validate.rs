@@ -216,7 +216,65 @@ pub(crate) fn validate(s: &Scenario, diags: &mut Diagnostics) {
             ));
         }
     }
+    rebinding(s, diags);
     diags.sort();
+}
+
+/// A node that binds a call id (INCOMING, MakeCall) while the call an earlier node of its chain
+/// bound to that id is still up would orphan that call: the id then names the new one, and the
+/// first is left to the cleanup. Walks each chain's success path; a node that ends the call
+/// (DISCONNECTED, Release, Reject, Cancel, a transfer) frees its id.
+fn rebinding(s: &Scenario, diags: &mut Diagnostics) {
+    for inst in &s.instances {
+        for &start in &inst.starts {
+            let mut open: HashMap<(usize, &str), &str> = HashMap::new();
+            let mut cur = Some(start);
+            // The graph is checked acyclic elsewhere; bound the walk all the same.
+            for _ in 0..s.nodes.len() {
+                let Some(i) = cur else { break };
+                let n = &s.nodes[i];
+                let key = (n.instance, n.call_id.as_str());
+                match &n.action {
+                    Action::Incoming { .. } | Action::MakeCall { .. } => {
+                        if let Some(first) = open.insert(key, n.id.as_str()) {
+                            diags.push(
+                                Diagnostic::error(
+                                    &s.file,
+                                    n.pos,
+                                    format!(
+                                        "node `{}` ({}) binds `{}` again while the call node `{first}` bound to it is still up: that call would be orphaned",
+                                        n.id,
+                                        n.action.name(),
+                                        n.call_id
+                                    ),
+                                )
+                                .with_help(
+                                    "give this node a call id of its own (`call_id: call-2`; sipflow: `callId`), or end the first call before it (DISCONNECTED, Release)",
+                                ),
+                            );
+                        }
+                    }
+                    Action::AttendedTransfer {
+                        primary_call_id,
+                        consult_call_id,
+                    } => {
+                        open.remove(&(n.instance, primary_call_id.as_str()));
+                        open.remove(&(n.instance, consult_call_id.as_str()));
+                    }
+                    Action::Disconnected
+                    | Action::Release
+                    | Action::Reject { .. }
+                    | Action::Cancel
+                    | Action::BlindTransfer { .. }
+                    | Action::Transferred => {
+                        open.remove(&key);
+                    }
+                    _ => {}
+                }
+                cur = n.on_success;
+            }
+        }
+    }
 }
 
 pub(crate) fn is_uri(t: &str) -> bool {
