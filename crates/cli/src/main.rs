@@ -35,8 +35,10 @@ enum Command {
     Run(RunArgs),
     /// Check scenarios without sending anything. Exit 0 when all are valid, 2 otherwise.
     Validate {
+        /// Scenario files, folders (their *.yaml, *.yml and *.json) or glob patterns, as `run`
+        /// takes them.
         #[arg(required = true)]
-        files: Vec<PathBuf>,
+        files: Vec<String>,
     },
     /// Render the reports of a run folder again from its events.jsonl.
     Report {
@@ -135,9 +137,19 @@ struct RunArgs {
     report_memory: Option<usize>,
 }
 
+/// A command line that names nothing to work on (a glob that matches no file, a folder with no
+/// scenario): exit 2, like clap's own usage errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
 fn main() {
     let code = match real_main() {
         Ok(code) => code,
+        Err(e) if e.downcast_ref::<UsageError>().is_some() => {
+            eprintln!("callflow: {e:#}");
+            exit_code::INVALID
+        }
         Err(e) => {
             eprintln!("callflow: error: {e:#}");
             exit_code::SETUP_ERROR
@@ -179,7 +191,7 @@ fn real_main() -> anyhow::Result<i32> {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Validate { files } => Ok(validate(&files)),
+        Command::Validate { files } => Ok(validate(&expand(&files)?)),
         Command::Run(args) => run(args),
         Command::Report { dir } => report(&dir),
         Command::Serve {
@@ -319,6 +331,12 @@ fn expand(args: &[String]) -> anyhow::Result<Vec<PathBuf>> {
                 })
                 .collect();
             found.sort();
+            if found.is_empty() {
+                return Err(UsageError(format!(
+                    "no scenario (*.yaml, *.yml, *.json) in the folder {a}"
+                ))
+                .into());
+            }
             out.extend(found);
         } else if a.contains(['*', '?', '[']) {
             let mut found: Vec<PathBuf> = glob::glob(a)?
@@ -326,7 +344,9 @@ fn expand(args: &[String]) -> anyhow::Result<Vec<PathBuf>> {
                 .filter(|f| f.is_file())
                 .collect();
             found.sort();
-            anyhow::ensure!(!found.is_empty(), "no scenario matches {a}");
+            if found.is_empty() {
+                return Err(UsageError(format!("no file matches {a}")).into());
+            }
             out.extend(found);
         } else {
             out.push(p);
@@ -589,17 +609,19 @@ fn report(dir: &std::path::Path) -> anyhow::Result<i32> {
 /// Runs several scenarios, at most `--jobs` at a time, with one combined summary and JUnit.
 fn run_many(args: &RunArgs, files: &[PathBuf]) -> anyhow::Result<i32> {
     let mut valid = Vec::new();
-    let mut invalid = 0;
+    // (file, diagnostics) of each scenario that did not validate: counted, and errors in the JUnit.
+    let mut invalid_files: Vec<(String, String)> = Vec::new();
     for f in files {
         match scenario::load(f) {
             Ok((s, _)) => valid.push((f.display().to_string(), s)),
             Err(diags) => {
                 eprintln!("{diags}");
                 println!("INVALID  {}", f.display());
-                invalid += 1;
+                invalid_files.push((f.display().to_string(), diags.to_string()));
             }
         }
     }
+    let invalid = invalid_files.len();
     let policy = |base: Option<u16>, count| {
         base.map_or(PortPolicy::Ephemeral, |b| PortPolicy::range(b, count))
     };
@@ -702,7 +724,11 @@ fn run_many(args: &RunArgs, files: &[PathBuf]) -> anyhow::Result<i32> {
         .iter()
         .map(|(f, e, _)| report::junit::Case { file: f, events: e })
         .collect();
-    let junit = report::junit::render(&cases);
+    let invalid_cases: Vec<report::junit::Invalid<'_>> = invalid_files
+        .iter()
+        .map(|(file, diagnostics)| report::junit::Invalid { file, diagnostics })
+        .collect();
+    let junit = report::junit::render_with_invalid(&cases, &invalid_cases);
     if let Some(p) = &args.junit {
         std::fs::write(p, &junit).with_context(|| format!("cannot write {}", p.display()))?;
     }

@@ -149,7 +149,7 @@ fn run_bundled_default_passes_and_streams_json_lines() {
 fn failed_run_is_exit_1_and_names_the_node() {
     let out = bin()
         .arg("run")
-        .arg(fixture("failing-call.yaml"))
+        .arg(fixture("demo/failing-call.yaml"))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -187,7 +187,7 @@ fn stops_gracefully_on(signal: &str) {
     let dir = std::env::temp_dir().join(format!("callflow-signal-{signal}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let long = std::fs::read_to_string(fixture("long-call.yaml")).unwrap();
+    let long = std::fs::read_to_string(fixture("demo/long-call.yaml")).unwrap();
     let scenario = long.replace(
         "instances:",
         "sidecars:\n  - name: helper\n    command: [sh, -c, 'echo $$ > helper.pid; echo ready; exec sleep 120']\n    health:\n      log: ready\n    timeout: 5s\ninstances:",
@@ -338,7 +338,7 @@ fn several_scenarios_in_parallel_one_summary_one_junit() {
         .args(["run", "--jobs", "2", "--junit"])
         .arg(&junit)
         .arg(fixture("basic-call.yaml"))
-        .arg(fixture("failing-call.yaml"))
+        .arg(fixture("demo/failing-call.yaml"))
         .arg(fixture("no-answer.json"))
         .output()
         .unwrap();
@@ -397,7 +397,8 @@ struct LossyNetns(String);
 
 impl LossyNetns {
     fn new(percent: u32) -> Option<Self> {
-        let name = format!("cfloss-{}", std::process::id());
+        // One per test: the tests of this file run at once.
+        let name = format!("cfloss-{}-{percent}", std::process::id());
         let ok = |args: &[&str], stdin: Option<&str>| {
             let mut c = Command::new(args[0]);
             c.args(&args[1..])
@@ -605,4 +606,57 @@ fn a_failure_with_a_failure_edge_shows_as_handled() {
             && text.contains("PASSED in"),
         "{text}"
     );
+}
+
+#[test]
+fn validate_takes_folders_and_globs_like_run_and_an_unmatched_glob_is_a_usage_error() {
+    let out = bin().arg("validate").arg(fixture("demo")).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("failing-call.yaml: valid") && text.contains("long-call.yaml: valid"),
+        "{text}"
+    );
+    for cmd in ["validate", "run"] {
+        let out = bin()
+            .arg(cmd)
+            .arg(fixture("no-such-*.yaml"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{cmd}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("no file matches"),
+            "{cmd}"
+        );
+    }
+}
+
+#[test]
+fn invalid_scenarios_of_a_suite_are_errors_in_its_junit() {
+    let dir = std::env::temp_dir().join(format!("callflow-suite-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(fixture("basic-call.yaml"), dir.join("a-basic.yaml")).unwrap();
+    std::fs::copy(fixture("invalid/unknown-key.yaml"), dir.join("b-bad.yaml")).unwrap();
+    let junit = dir.join("junit.xml");
+    let out = bin()
+        .args(["run", "-q", "--junit"])
+        .arg(&junit)
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an invalid scenario makes the exit 2"
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("<testsuites name=\"callflow\" tests=\"2\" failures=\"0\" errors=\"1\""),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("type=\"invalid\"") && xml.contains("unknown key `tiemout`"),
+        "{xml}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -24,7 +24,20 @@ pub struct Case<'a> {
     pub events: &'a [Event],
 }
 
+/// A scenario that did not validate: it ran nothing, and the report lists it as an error with
+/// its diagnostics.
+pub struct Invalid<'a> {
+    pub file: &'a str,
+    pub diagnostics: &'a str,
+}
+
 pub fn render(cases: &[Case<'_>]) -> String {
+    render_with_invalid(cases, &[])
+}
+
+/// The report of `cases` and of the scenarios that were `invalid` (each an error: it ran
+/// nothing), one test suite each.
+pub fn render_with_invalid(cases: &[Case<'_>], invalid: &[Invalid<'_>]) -> String {
     let mut suites = String::new();
     let (mut tests, mut failures, mut errors, mut total) = (0, 0, 0, 0.0);
     for case in cases {
@@ -102,6 +115,18 @@ pub fn render(cases: &[Case<'_>]) -> String {
             e = usize::from(verdict.contains("<error")),
             class = esc(case.file),
             out = cdata(&ladder),
+        );
+    }
+    for i in invalid {
+        tests += 1;
+        errors += 1;
+        let first = i.diagnostics.lines().next().unwrap_or("invalid");
+        let _ = write!(
+            suites,
+            "  <testsuite name=\"{name}\" tests=\"1\" failures=\"0\" errors=\"1\" skipped=\"0\" time=\"0.000\">\n    <testcase name=\"{name}\" classname=\"{name}\" time=\"0.000\">\n      <error message=\"the scenario is invalid: {msg}\" type=\"invalid\">{body}</error>\n    </testcase>\n  </testsuite>\n",
+            name = esc(i.file),
+            msg = esc(first),
+            body = esc(i.diagnostics),
         );
     }
     format!(

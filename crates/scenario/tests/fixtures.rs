@@ -40,6 +40,11 @@ const INVALID: &[(&str, &str, &str)] = &[
     ("unknown-step-id.yaml", "8:15", "no step has id `finnish`"),
     ("after-cycle.yaml", "13:9", "cycle: a -> b -> a"),
     (
+        "sipflow-v1.1-compat.json",
+        "8:5",
+        "node `cmd-playaudio` (PlayAudio): cannot read /audio/greeting.wav",
+    ),
+    (
         "misplaced-option.yaml",
         "6:9",
         "node `alice.1` (Release) does not take expect",
@@ -159,7 +164,7 @@ fn no_answer_has_a_failure_edge_in_both_formats() {
 fn sipflow_compat_fixture_imports_and_checks_its_wav_before_running() {
     // sipflow's own v1.1 test fixture imports whole; the one error is its example WAV path,
     // which does not exist here: reported at the PlayAudio node, before anything is sent.
-    let err = callflow_scenario::load(&fixture("sipflow-v1.1-compat.json")).unwrap_err();
+    let err = callflow_scenario::load(&fixture("invalid/sipflow-v1.1-compat.json")).unwrap_err();
     let errors: Vec<_> = err.errors().collect();
     assert_eq!(errors.len(), 1, "{err}");
     assert_eq!(errors[0].pos.line, 8);

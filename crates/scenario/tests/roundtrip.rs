@@ -49,8 +49,10 @@ fn canon(s: &Scenario) -> String {
 
 fn fixtures() -> Vec<std::path::PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
+    // The suite and the demonstrations (a failing call, a long one).
+    let mut files: Vec<_> = [dir.clone(), dir.join("demo")]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).unwrap())
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "json"))
         .collect();

@@ -475,7 +475,7 @@ async fn pbx_profiles_are_settings_scenarios_name() {
 #[tokio::test(flavor = "multi_thread")]
 async fn one_run_at_a_time_and_stop_within_ten_seconds() {
     let server = Server::start("stop").await;
-    server.put_fixture("long.yaml", "long-call.yaml").await;
+    server.put_fixture("long.yaml", "demo/long-call.yaml").await;
     let (status, _) = server
         .json("POST", "/api/runs", json!({ "scenario": "long.yaml" }))
         .await;

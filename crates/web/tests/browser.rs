@@ -207,7 +207,11 @@ async fn build_run_and_stop_scenarios_in_the_browser() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
-    std::fs::copy(fixtures.join("long-call.yaml"), dir.join("long-call.yaml")).unwrap();
+    std::fs::copy(
+        fixtures.join("demo/long-call.yaml"),
+        dir.join("long-call.yaml"),
+    )
+    .unwrap();
     let listener = web::bind("127.0.0.1:0".parse().unwrap(), false)
         .await
         .unwrap();
