@@ -8,9 +8,9 @@ help:
 run:
     cargo run --release -p callflow -- run
 
-# Every test (needs sipp: `apt-get install sip-tester`).
+# Every test (installs the peers the tests use where they are missing).
 test:
-    cargo test --workspace
+    scripts/test
 
 # Formatting and lints, as CI runs them.
 lint:
