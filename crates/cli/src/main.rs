@@ -76,7 +76,8 @@ struct RunArgs {
     /// With several scenarios, how many run at once.
     #[arg(long, default_value_t = 2)]
     jobs: usize,
-    /// Write every event as JSON Lines to PATH (`-` for stdout).
+    /// Write every event as JSON Lines to PATH (`-` for stdout). With several scenarios, one
+    /// stream per run: PATH-NN-<name>.<ext>.
     #[arg(long, value_name = "PATH")]
     events: Option<String>,
     /// Address the UAs bind to.
@@ -608,6 +609,12 @@ fn report(dir: &std::path::Path) -> anyhow::Result<i32> {
 
 /// Runs several scenarios, at most `--jobs` at a time, with one combined summary and JUnit.
 fn run_many(args: &RunArgs, files: &[PathBuf]) -> anyhow::Result<i32> {
+    if args.events.as_deref() == Some("-") {
+        return Err(UsageError(
+            "--events - streams one run; with several scenarios give a file path, and each run gets a stream of its own (events.jsonl -> events-01-<name>.jsonl)".into(),
+        )
+        .into());
+    }
     let mut valid = Vec::new();
     // (file, diagnostics) of each scenario that did not validate: counted, and errors in the JUnit.
     let mut invalid_files: Vec<(String, String)> = Vec::new();
@@ -632,71 +639,109 @@ fn run_many(args: &RunArgs, files: &[PathBuf]) -> anyhow::Result<i32> {
         .context("cannot start the runtime")?;
     let jobs = args.jobs.max(1);
     let out_dir = args.out.clone();
-    let results: Vec<(String, Vec<events::Event>, orchestrator::RunReport)> = rt
-        .block_on(async {
-            let mut signals = StopSignals::new().ok();
-            let limit = Arc::new(tokio::sync::Semaphore::new(jobs));
-            let budget = report_budget(args);
-            let mut handles = Vec::new();
-            for (i, (file, s)) in valid.into_iter().enumerate() {
-                let limit = limit.clone();
-                let stop = stop.clone();
-                let opts = RunOptions {
-                    sip_ports: policy(args.base_port, args.port_count),
-                    rtp_ports: policy(args.rtp_base_port, args.rtp_port_count),
-                    bind_ip: args.bind,
-                    stop,
-                    capture_rtp: out_dir.is_some() && !args.no_rtp_capture,
-                    limits: limits(args),
-                    ..RunOptions::default()
-                };
-                let run_dir = out_dir
+    let results = rt.block_on(async {
+        let mut signals = StopSignals::new().ok();
+        let limit = Arc::new(tokio::sync::Semaphore::new(jobs));
+        let budget = report_budget(args);
+        let mut handles = Vec::new();
+        for (i, (file, s)) in valid.into_iter().enumerate() {
+            let limit = limit.clone();
+            let stop = stop.clone();
+            let stop_before_start = stop.clone();
+            let opts = RunOptions {
+                sip_ports: policy(args.base_port, args.port_count),
+                rtp_ports: policy(args.rtp_base_port, args.rtp_port_count),
+                bind_ip: args.bind,
+                stop,
+                capture_rtp: out_dir.is_some() && !args.no_rtp_capture,
+                limits: limits(args),
+                ..RunOptions::default()
+            };
+            let run_dir = out_dir
+                .as_ref()
+                .map(|d| d.join(format!("{:02}-{}", i + 1, s.name.replace(['/', ' '], "_"))));
+            let events_path = args
+                .events
+                .as_deref()
+                .map(|p| per_run_path(p, i + 1, &s.name));
+            handles.push(tokio::spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                // Stopped while it waited for its turn: it never starts.
+                if stop_before_start.is_cancelled() {
+                    return None;
+                }
+                let collector = orchestrator::Collector::with_budget(budget);
+                let mut sinks: Vec<Arc<dyn EventSink>> = vec![collector.clone()];
+                let stream = events_path.as_ref().and_then(|p| {
+                    let f = std::fs::File::create(p)
+                        .map_err(|e| eprintln!("callflow: cannot create {}: {e}", p.display()))
+                        .ok()?;
+                    Some(output::JsonLines::new(Box::new(f), false))
+                });
+                if let Some(j) = &stream {
+                    sinks.push(j.clone());
+                }
+                let jsonl = run_dir.as_ref().and_then(|d| {
+                    std::fs::create_dir_all(d).ok()?;
+                    let f = std::fs::File::create(d.join("events.jsonl")).ok()?;
+                    Some(output::JsonLines::new(Box::new(f), false))
+                });
+                if let Some(j) = &jsonl {
+                    sinks.push(j.clone());
+                }
+                let report = orchestrator::run(&s, opts, EventBus::new(sinks)).await;
+                for j in jsonl.iter().chain(&stream) {
+                    j.flush();
+                }
+                let verdict = format!("{:?}", report.outcome).to_uppercase();
+                let why = report
+                    .failure
                     .as_ref()
-                    .map(|d| d.join(format!("{:02}-{}", i + 1, s.name.replace(['/', ' '], "_"))));
-                handles.push(tokio::spawn(async move {
-                    let _permit = limit.acquire_owned().await;
-                    let collector = orchestrator::Collector::with_budget(budget);
-                    let mut sinks: Vec<Arc<dyn EventSink>> = vec![collector.clone()];
-                    let jsonl = run_dir.as_ref().and_then(|d| {
-                        std::fs::create_dir_all(d).ok()?;
-                        let f = std::fs::File::create(d.join("events.jsonl")).ok()?;
-                        Some(output::JsonLines::new(Box::new(f), false))
-                    });
-                    if let Some(j) = &jsonl {
-                        sinks.push(j.clone());
-                    }
-                    let report = orchestrator::run(&s, opts, EventBus::new(sinks)).await;
-                    if let Some(j) = &jsonl {
-                        j.flush();
-                    }
-                    let verdict = format!("{:?}", report.outcome).to_uppercase();
-                    let why = report
-                        .failure
-                        .as_ref()
-                        .map_or_else(String::new, |f| format!(": {}", f.message));
-                    println!(
-                        "{verdict:<8} {file} ({:.2} s){why}",
-                        report.duration.as_secs_f64()
-                    );
-                    if let Some(note) = collector.note() {
-                        eprintln!("callflow: {file}: {note}");
-                    }
-                    (file, collector.events(), report, run_dir)
-                }));
+                    .map_or_else(String::new, |f| format!(": {}", f.message));
+                println!(
+                    "{verdict:<8} {file} ({:.2} s){why}",
+                    report.duration.as_secs_f64()
+                );
+                if let Some(note) = collector.note() {
+                    eprintln!("callflow: {file}: {note}");
+                }
+                Some((file, collector.events(), report, run_dir))
+            }));
+        }
+        // A signal stops every run; each started one still does its cleanup and is counted.
+        let joined = futures_join(handles);
+        tokio::pin!(joined);
+        tokio::select! {
+            all = &mut joined => all,
+            () = async {
+                match &mut signals {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                stop.cancel();
+                eprintln!("callflow: stopping every run (cleanup included)");
+                joined.await
             }
-            let mut results = Vec::new();
-            tokio::select! {
-                all = futures_join(handles) => results = all,
-                () = async {
-                    match &mut signals {
-                        Some(s) => s.recv().await,
-                        None => std::future::pending().await,
-                    }
-                } => stop.cancel(),
-            }
-            results
-        })
+        }
+    });
+    let mut panicked = 0;
+    let mut not_started = 0;
+    let results: Vec<(String, Vec<events::Event>, orchestrator::RunReport)> = results
         .into_iter()
+        .filter_map(|r| match r {
+            Ok(Some(done)) => Some(done),
+            Ok(None) => {
+                not_started += 1;
+                None
+            }
+            Err(e) => {
+                // Counted as a failure: a run that panicked has no verdict to trust.
+                println!("PANICKED a run: {e}");
+                panicked += 1;
+                None
+            }
+        })
         .map(|(f, e, r, d)| {
             if let Some(d) = d {
                 let o = Outputs {
@@ -715,11 +760,19 @@ fn run_many(args: &RunArgs, files: &[PathBuf]) -> anyhow::Result<i32> {
         .iter()
         .filter(|(_, _, r)| r.outcome == events::Outcome::Passed)
         .count();
-    let failed = results.len() - passed;
-    println!(
+    let stopped = results
+        .iter()
+        .filter(|(_, _, r)| r.outcome == events::Outcome::Stopped)
+        .count();
+    let failed = results.len() - passed - stopped + panicked;
+    let mut summary = format!(
         "{} scenarios: {passed} passed, {failed} failed, {invalid} invalid",
-        results.len() + invalid
+        results.len() + panicked + not_started + invalid
     );
+    if stopped > 0 || not_started > 0 {
+        summary.push_str(&format!(", {stopped} stopped, {not_started} not started"));
+    }
+    println!("{summary}");
     let cases: Vec<report::junit::Case<'_>> = results
         .iter()
         .map(|(f, e, _)| report::junit::Case { file: f, events: e })
@@ -735,7 +788,9 @@ fn run_many(args: &RunArgs, files: &[PathBuf]) -> anyhow::Result<i32> {
     if let Some(d) = &args.out {
         std::fs::write(d.join("junit.xml"), &junit)?;
     }
-    Ok(if invalid > 0 {
+    Ok(if stopped > 0 || not_started > 0 {
+        exit_code::STOPPED
+    } else if invalid > 0 {
         exit_code::INVALID
     } else if failed > 0 {
         exit_code::SCENARIO_FAILED
@@ -744,12 +799,35 @@ fn run_many(args: &RunArgs, files: &[PathBuf]) -> anyhow::Result<i32> {
     })
 }
 
-async fn futures_join<T>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+/// Every task's result, in order; a task that panicked gives its panic's text.
+async fn futures_join<T>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<Result<T, String>> {
     let mut out = Vec::with_capacity(handles.len());
     for h in handles {
-        if let Ok(v) = h.await {
-            out.push(v);
-        }
+        out.push(h.await.map_err(|e| e.to_string()));
     }
     out
+}
+
+/// The events file of run `n` of several: `PATH` with `-NN-name` before its extension
+/// (`run.jsonl` → `run-01-Basic_call.jsonl`), one stream per run.
+fn per_run_path(path: &str, n: usize, name: &str) -> PathBuf {
+    let p = std::path::Path::new(path);
+    let stem = p
+        .file_stem()
+        .map_or_else(|| "events".into(), |s| s.to_string_lossy());
+    let ext = p
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    p.with_file_name(format!("{stem}-{n:02}-{safe}{ext}"))
 }

@@ -660,3 +660,88 @@ fn invalid_scenarios_of_a_suite_are_errors_in_its_junit() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_signal_during_several_runs_stops_each_with_its_cleanup_counts_them_and_exits_130() {
+    let dir = std::env::temp_dir().join(format!("callflow-many-stop-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Each run's sidecar says it started on a FIFO the test reads: a wait on an event, no timer.
+    let fifo = dir.join("started");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let long = std::fs::read_to_string(fixture("demo/long-call.yaml")).unwrap();
+    for name in ["one", "two"] {
+        let scenario = long.replace(
+            "instances:",
+            &format!(
+                "sidecars:\n  - name: herald\n    command: [sh, -c, 'echo ready; echo {name} > {}; exec sleep 120']\n    health:\n      log: ready\n    timeout: 5s\ninstances:",
+                fifo.display()
+            ),
+        );
+        std::fs::write(dir.join(format!("{name}.yaml")), scenario).unwrap();
+    }
+    let events = dir.join("ev.jsonl");
+    let mut child = bin()
+        .args(["run", "--jobs", "2", "--events"])
+        .arg(&events)
+        .arg(dir.join("one.yaml"))
+        .arg(dir.join("two.yaml"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader_fifo = fifo;
+    std::thread::spawn(move || {
+        let mut heard = 0;
+        while heard < 2 {
+            let Ok(f) = std::fs::File::open(&reader_fifo) else {
+                return;
+            };
+            heard += BufReader::new(f).lines().count();
+        }
+        let _ = tx.send(heard);
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(20))
+        .expect("both runs started");
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let mut out = String::new();
+    use std::io::Read;
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{out}");
+    assert!(
+        out.contains("2 scenarios: 0 passed, 0 failed, 0 invalid, 2 stopped"),
+        "{out}"
+    );
+    // One stream per run, each ending with its run_finished after its cleanup (the signal may
+    // come before the call is up: what is hung up depends on that, that cleanup runs does not).
+    for n in ["01", "02"] {
+        let stream = std::fs::read_to_string(dir.join(format!("ev-{n}-Long_call.jsonl")))
+            .unwrap_or_else(|e| panic!("stream {n}: {e}"));
+        let last: serde_json::Value = serde_json::from_str(stream.lines().last().unwrap()).unwrap();
+        assert_eq!(last["event"]["type"], "run_finished", "{n}");
+        assert_eq!(last["event"]["data"]["outcome"], "stopped", "{n}");
+        for phase in ["hangup_all", "close_all", "teardown_uas"] {
+            assert!(
+                stream.contains(&format!("\"phase\":\"{phase}\",\"finished\":true")),
+                "{n}: cleanup step {phase}: {stream}"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
