@@ -107,7 +107,7 @@ async fn no_answer_sipflow_json() {
 /// cleanup hangs up the established call with BYE.
 #[tokio::test]
 async fn failing_call_cancels_the_other_chains_and_cleans_up() {
-    let run = run_file("failing-call.yaml").await;
+    let run = run_file("demo/failing-call.yaml").await;
     run.assert_outcome(Outcome::Failed);
     let failure = run.report.failure.clone().expect("failure");
     assert_eq!(failure.node.as_deref(), Some("bob.3"));

@@ -26,7 +26,7 @@ impl EventSink for StopWhenRunning {
 
 #[tokio::test]
 async fn stop_ends_the_run_with_cleanup() {
-    let (s, _) = scenario::load(&fixture("long-call.yaml")).expect("valid");
+    let (s, _) = scenario::load(&fixture("demo/long-call.yaml")).expect("valid");
     let stop = CancellationToken::new();
     let opts = RunOptions {
         stop: stop.clone(),
