@@ -272,6 +272,46 @@ async fn a_peer_killed_mid_call_fails_the_run_within_its_bounds_naming_the_unans
 }
 
 #[tokio::test]
+async fn a_late_offer_gets_our_offer_in_the_200_and_media_from_the_answer_in_the_ack() {
+    let args = vec![
+        "-sf".into(),
+        sipp_file("uac-late-offer.xml"),
+        "-s".into(),
+        "200".into(),
+        "-mp".into(),
+        free_udp_port().to_string(),
+    ];
+    let (run, code, err) = with_sipp_caller(ANSWER_AND_WAIT, args).await;
+    assert_eq!(code, 0, "sipp (which checks the 200 offers audio): {err}");
+    run.assert_outcome(Outcome::Passed);
+    run.assert_wire_contains("bob", &["<INVITE", ">200", "<ACK", "<BYE", ">200"]);
+    let invite = &run.raw("bob", "<INVITE")[0];
+    assert!(
+        invite.ends_with("\r\n\r\n"),
+        "no SDP in the INVITE: {invite}"
+    );
+    let ok = &run.raw("bob", ">200")[0];
+    assert!(
+        ok.contains("m=audio ") && ok.contains("a=sendrecv"),
+        "our offer: {ok}"
+    );
+    // The media follows the answer in the ACK (sipp's media port), not the INVITE (none).
+    let ack = &run.raw("bob", "<ACK")[0];
+    let port = ack
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("an answer in the ACK")
+        .to_owned();
+    assert!(
+        run.events.iter().any(|e| matches!(&e.event, EventKind::Log(l)
+            if l.message.starts_with("media: PCMU to ") && l.message.ends_with(&format!(":{port}")))),
+        "media to the ACK's address"
+    );
+    run.assert_clean();
+}
+
+#[tokio::test]
 async fn an_unexpected_in_dialog_request_gets_405_and_is_logged() {
     let args = vec![
         "-sf".into(),

@@ -86,6 +86,12 @@ pub(crate) fn reason_value(code: u16, text: &str) -> String {
     format!("SIP ;cause={code} ;text=\"{escaped}\"")
 }
 
+/// An incoming call whose INVITE carried no offer (no body): our 2xx offers, the ACK answers.
+pub(crate) fn late_offer(call: &Call) -> bool {
+    call.role == session::Role::Incoming
+        && call.dialog.initial_request().body.trim_ascii().is_empty()
+}
+
 /// A header from its name and value, typed where rsipstack knows the name.
 pub(crate) fn make_header(name: &str, value: &str) -> Header {
     transport::sip::headers::make_header(name, value.to_owned())
@@ -178,10 +184,16 @@ impl UaShared {
         }
         let offer = String::from_utf8_lossy(&call.dialog.initial_request().body).into_owned();
         let (rtp, media) = self.lease_media()?;
-        let answer = sdp::answer(&offer, &media).map_err(|e| e.to_string())?;
+        // Late offer (RFC 3261 §13.2.1): an INVITE without SDP gets our offer in the 2xx, and
+        // the answer comes in the ACK.
+        let ours = if late_offer(call) {
+            sdp::offer(&media)
+        } else {
+            sdp::answer(&offer, &media).map_err(|e| e.to_string())?
+        };
         rtp.attach(call);
-        call.set_local_sdp(answer.clone().into_bytes());
-        Ok(answer)
+        call.set_local_sdp(ours.clone().into_bytes());
+        Ok(ours)
     }
 
     /// Starts the call's RTP towards the peer its SDP names (once the call is confirmed).

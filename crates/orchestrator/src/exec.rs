@@ -396,6 +396,11 @@ async fn send_provisional(ua: &UaShared, node: &Node, early_media: bool) -> Node
         tokio::time::sleep(d).await;
     }
     let call = ringing_call(ua, node)?;
+    if early_media && crate::calls::late_offer(&call) {
+        return Err(fail(
+            "the INVITE carries no offer: early media would put ours in the 183, which RFC 3262 allows only in a reliable provisional; send RINGING, or Answer (our offer goes in the 200)",
+        ));
+    }
     let sent = if early_media {
         let sdp = ua.answer_sdp(&call).map_err(fail)?;
         call.dialog

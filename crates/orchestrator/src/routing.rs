@@ -372,11 +372,26 @@ impl UaShared {
                 DialogState::Confirmed(_, resp) => {
                     if let Some(c) = call.as_ref().filter(|c| c.media().is_none()) {
                         // Outgoing: the answer is in the 2xx; incoming: the offer was in the INVITE.
+                        // A late offer: ours went in the 2xx, the answer is in the ACK.
                         let remote = match c.role {
                             session::Role::Outgoing => resp.body.clone(),
+                            session::Role::Incoming if crate::calls::late_offer(c) => c
+                                .dialog
+                                .last_remote_ack()
+                                .map(|ack| ack.body)
+                                .unwrap_or_default(),
                             session::Role::Incoming => c.dialog.initial_request().body,
                         };
-                        self.start_media(c, &String::from_utf8_lossy(&remote));
+                        if remote.trim_ascii().is_empty() && crate::calls::late_offer(c) {
+                            self.log(
+                                Level::Warning,
+                                None,
+                                name.as_deref(),
+                                "the INVITE had no offer and the ACK no answer to ours (RFC 3264 §4): no media".into(),
+                            );
+                        } else {
+                            self.start_media(c, &String::from_utf8_lossy(&remote));
+                        }
                     }
                 }
                 DialogState::Terminated(id, _) => {
