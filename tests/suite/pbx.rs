@@ -65,6 +65,16 @@ async fn register_with_digest_then_call_through_the_proxy_both_hang_up_orders() 
             "digest on the retry"
         );
         assert!(run.raw("alice", ">INVITE")[1].contains("Proxy-Authorization: Digest"));
+        // qop is a token in credentials (RFC 7616 §3.4), quoted only in the challenge.
+        for creds in [
+            &run.raw("alice", ">REGISTER")[1],
+            &run.raw("alice", ">INVITE")[1],
+        ] {
+            assert!(
+                creds.contains("qop=auth,") && !creds.contains("qop=\"auth\""),
+                "{creds}"
+            );
+        }
         // The proxy record-routes: in-dialog requests carry its Route.
         let bye = run
             .raw("alice", ">BYE")

@@ -357,6 +357,21 @@ const RFC_TO_RSIP: &[(&str, &str)] = &[
 const CHALLENGES: &[&str] = &["WWW-Authenticate", "Proxy-Authenticate"];
 const CREDENTIALS: &[&str] = &["Authorization", "Proxy-Authorization"];
 
+/// rsipstack 0.7.14 writes `qop="auth"` in its credentials; in Authorization and
+/// Proxy-Authorization the qop value is a token, unquoted (RFC 7616 §3.4, RFC 2617 §3.2.2; only
+/// the challenge quotes its list). The quotes are not part of what is hashed.
+fn unquote_qop(value: &str) -> String {
+    let mut out = value.to_owned();
+    for q in ["auth-int", "auth"] {
+        let quoted = format!("qop=\"{q}\"");
+        if let Some(pos) = out.to_ascii_lowercase().find(&quoted) {
+            out.replace_range(pos..pos + quoted.len(), &format!("qop={q}"));
+            break;
+        }
+    }
+    out
+}
+
 /// Replaces `algorithm=<from>` (quoted or not, any case) by `algorithm=<to>` in one value.
 fn respell_value(value: &str, from: &str, to: &str) -> String {
     let mut out = value.to_owned();
@@ -389,6 +404,9 @@ fn respell(mut msg: SipMessage, names: &[&str], outward: bool) -> SipMessage {
             continue;
         }
         let mut v = h.value().to_owned();
+        if outward {
+            v = unquote_qop(&v);
+        }
         for (rfc, rsip) in RFC_TO_RSIP {
             v = if outward {
                 respell_value(&v, rsip, rfc)
@@ -494,7 +512,18 @@ impl TransportEventInspector for StreamTap {
 
 #[cfg(test)]
 mod tests {
-    use super::respell_value;
+    use super::{respell_value, unquote_qop};
+
+    #[test]
+    fn credentials_carry_qop_as_a_token() {
+        let a = r#"Digest username="100", realm="lab", nonce="n", uri="sip:x", response="r", qop="auth", nc=00000001, cnonce="c""#;
+        assert_eq!(
+            unquote_qop(a),
+            r#"Digest username="100", realm="lab", nonce="n", uri="sip:x", response="r", qop=auth, nc=00000001, cnonce="c""#
+        );
+        assert_eq!(unquote_qop(r#"qop="auth-int", nc=1"#), "qop=auth-int, nc=1");
+        assert_eq!(unquote_qop("qop=auth, nc=1"), "qop=auth, nc=1");
+    }
 
     #[test]
     fn digest_algorithm_spellings() {
