@@ -65,6 +65,15 @@ async fn register_with_digest_then_call_through_the_proxy_both_hang_up_orders() 
             "digest on the retry"
         );
         assert!(run.raw("alice", ">INVITE")[1].contains("Proxy-Authorization: Digest"));
+        // An answered challenge is authentication, not a failure: the ladder does not mark it.
+        let ladder = report::Ladder::from_events(&run.events);
+        assert!(
+            ladder.arrows.iter().any(|a| a.status == Some(407))
+                && !ladder.arrows.iter().any(|a| a.is_failure()),
+            "{}",
+            ladder.to_text(120)
+        );
+        assert!(!ladder.to_mermaid().contains("--x"));
         // qop is a token in credentials (RFC 7616 §3.4), quoted only in the challenge.
         for creds in [
             &run.raw("alice", ">REGISTER")[1],

@@ -29,11 +29,14 @@ pub struct Arrow {
     /// The node running on the sending UA (or awaiting, on the receiving UA) at the time.
     pub node: Option<String>,
     pub raw: String,
+    /// A 401/407 the challenged side answered with credentials later in the call: part of
+    /// digest authentication, not a failure.
+    pub challenge_answered: bool,
 }
 
 impl Arrow {
     pub fn is_failure(&self) -> bool {
-        self.status.is_some_and(|s| s >= 400)
+        self.status.is_some_and(|s| s >= 400) && !self.challenge_answered
     }
 
     pub fn is_response(&self) -> bool {
@@ -155,13 +158,37 @@ impl Ladder {
                         sdp: sdp_note(&m.raw),
                         node: running.get(&m.ua).cloned(),
                         raw: m.raw.clone(),
+                        challenge_answered: false,
                     });
                 }
                 EventKind::RunFinished(f) => l.outcome = Some(f.outcome),
                 _ => {}
             }
         }
+        l.mark_answered_challenges();
         l
+    }
+
+    /// A 401 or 407 is answered when the side it went to sends a request with credentials on
+    /// the same call afterwards.
+    fn mark_answered_challenges(&mut self) {
+        for i in 0..self.arrows.len() {
+            let a = &self.arrows[i];
+            if !matches!(a.status, Some(401 | 407)) {
+                continue;
+            }
+            let answered = self.arrows[i + 1..].iter().any(|b| {
+                b.status.is_none()
+                    && b.from == a.to
+                    && b.call_id == a.call_id
+                    && b.raw.lines().any(|l| {
+                        let name = l.split(':').next().unwrap_or_default().trim();
+                        name.eq_ignore_ascii_case("Authorization")
+                            || name.eq_ignore_ascii_case("Proxy-Authorization")
+                    })
+            });
+            self.arrows[i].challenge_answered = answered;
+        }
     }
 
     /// The ladder as text, at most `width` columns wide (120 fits a terminal and a CI log).
