@@ -95,9 +95,10 @@ struct RunArgs {
     /// How many RTP ports (2 apart) from --rtp-base-port may be used.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..))]
     rtp_port_count: u16,
-    /// Show every SIP message as it crosses the wire.
-    #[arg(short, long)]
-    verbose: bool,
+    /// Show every SIP message as it crosses the wire (-v: a line each; -vv: and the whole
+    /// message).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
     /// Print only the verdict line.
     #[arg(short, long)]
     quiet: bool,

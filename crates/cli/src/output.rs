@@ -59,7 +59,8 @@ impl EventSink for JsonLines {
 /// The readable view: node results as they happen, then a summary.
 pub(crate) struct Terminal {
     state: Mutex<TermState>,
-    verbose: bool,
+    /// 1: every SIP message as a line; 2: and each whole message under it.
+    verbose: u8,
     quiet: bool,
 }
 
@@ -70,7 +71,7 @@ struct TermState {
 }
 
 impl Terminal {
-    pub(crate) fn new(out: Box<dyn Write + Send>, verbose: bool, quiet: bool) -> Arc<Self> {
+    pub(crate) fn new(out: Box<dyn Write + Send>, verbose: u8, quiet: bool) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(TermState {
                 out,
@@ -127,7 +128,7 @@ impl EventSink for Terminal {
                     )
                 })
             }
-            EventKind::UaStarted(u) => (self.verbose).then(|| {
+            EventKind::UaStarted(u) => (self.verbose > 0).then(|| {
                 format!(
                     "{t:8.3}  {} ({}) on {} {} ",
                     st.labels.get(&u.ua).unwrap_or(&u.ua),
@@ -167,7 +168,7 @@ impl EventSink for Terminal {
                 }
                 Some(s)
             }
-            EventKind::SipMessage(m) if self.verbose => {
+            EventKind::SipMessage(m) if self.verbose > 0 => {
                 let arrow = if m.direction == Direction::Sent {
                     "->"
                 } else {
@@ -178,15 +179,23 @@ impl EventSink for Terminal {
                     .get(&m.ua)
                     .cloned()
                     .unwrap_or_else(|| m.ua.clone());
-                Some(format!(
+                let mut line = format!(
                     "{t:8.3}       {label:<10} {arrow} {:<21} {:<18} {}",
                     m.peer,
                     m.summary(),
                     m.cseq
-                ))
+                );
+                if self.verbose > 1 {
+                    // The whole message, indented, control characters escaped.
+                    for l in m.raw.trim_end().lines() {
+                        let l: String = l.chars().flat_map(char::escape_debug).collect();
+                        line.push_str(&format!("\n{:19}| {}", "", l.replace("\\\"", "\"")));
+                    }
+                }
+                Some(line)
             }
             EventKind::Log(l)
-                if l.level >= Level::Warning || (self.verbose && l.level >= Level::Info) =>
+                if l.level >= Level::Warning || (self.verbose > 0 && l.level >= Level::Info) =>
             {
                 let who =
                     l.ua.as_ref()
@@ -199,7 +208,7 @@ impl EventSink for Terminal {
                 };
                 Some(format!("{t:8.3}  {lvl:<5} {who:<10} {}", l.message))
             }
-            EventKind::Cleanup(c) if self.verbose && c.finished => {
+            EventKind::Cleanup(c) if self.verbose > 0 && c.finished => {
                 let name = match c.phase {
                     CleanupPhase::HangupAll => "hang up all",
                     CleanupPhase::CloseAll => "close all",

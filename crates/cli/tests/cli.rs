@@ -745,3 +745,25 @@ fn a_signal_during_several_runs_stops_each_with_its_cleanup_counts_them_and_exit
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn verbose_shows_message_lines_and_vv_whole_messages_without_doubled_lines() {
+    let run = |flag: &str| {
+        let out = bin()
+            .args(["run", flag])
+            .arg(fixture("basic-call.yaml"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let v = run("-v");
+    assert!(v.contains("-> 127.0.0.1:") && !v.contains("| Via:"), "{v}");
+    // Each side says once that its call ended.
+    assert_eq!(v.matches("ended: BYE from the caller").count(), 2, "{v}");
+    let vv = run("-vv");
+    assert!(
+        vv.contains("| INVITE sip:200@127.0.0.1:") && vv.contains("| Via: SIP/2.0/UDP"),
+        "{vv}"
+    );
+}

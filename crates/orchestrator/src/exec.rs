@@ -98,8 +98,7 @@ pub(crate) async fn execute(ctx: &Arc<Ctx>, idx: NodeIdx) -> NodeResult {
                     node.call_id
                 )
             };
-            let ev = on_call(ua, node, ended, false, what).await?;
-            node_log(ua, node, Level::Info, ev.describe());
+            on_call(ua, node, ended, false, what).await?;
             Ok(())
         }
         Action::Held => {
