@@ -767,3 +767,24 @@ fn verbose_shows_message_lines_and_vv_whole_messages_without_doubled_lines() {
         "{vv}"
     );
 }
+
+#[test]
+fn a_sidecar_stopped_after_the_run_leaves_no_kill_noise() {
+    let dir = std::env::temp_dir().join(format!("callflow-quiet-sidecar-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let basic = std::fs::read_to_string(fixture("basic-call.yaml")).unwrap();
+    let file = dir.join("with-sidecar.yaml");
+    std::fs::write(
+        &file,
+        basic.replace(
+            "instances:",
+            "sidecars:\n  - name: helper\n    command: [sh, -c, 'echo ready; exec sleep 30']\n    health:\n      log: ready\n    timeout: 5s\ninstances:",
+        ),
+    )
+    .unwrap();
+    let out = bin().args(["run", "-q"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("No such process"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -17,10 +17,15 @@ pub(crate) struct Running {
     output: Arc<Mutex<String>>,
 }
 
-fn group_signal(pid: u32, signal: &str) {
-    let _ = std::process::Command::new("kill")
-        .args([signal, "--", &format!("-{pid}")])
-        .status();
+/// Signals the process group `pid` leads. A group already gone is not an error (the `kill`
+/// command printed "No such process" after every run whose sidecar had exited).
+fn group_signal(pid: u32, signal: rustix::process::Signal) {
+    if let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process_group(pid, signal);
+    }
 }
 
 impl Running {
@@ -135,16 +140,16 @@ impl Running {
     /// Stops the whole process group: TERM, then KILL if it has not gone within 2 s.
     pub(crate) async fn stop(mut self) {
         let Some(pid) = self.child.id() else { return };
-        group_signal(pid, "-TERM");
+        group_signal(pid, rustix::process::Signal::TERM);
         if tokio::time::timeout(Duration::from_secs(2), self.child.wait())
             .await
             .is_err()
         {
-            group_signal(pid, "-KILL");
+            group_signal(pid, rustix::process::Signal::KILL);
             let _ = self.child.wait().await;
         }
         // Workers that outlived their parent.
-        group_signal(pid, "-KILL");
+        group_signal(pid, rustix::process::Signal::KILL);
     }
 }
 
