@@ -445,6 +445,34 @@ impl LossyNetns {
     }
 }
 
+impl LossyNetns {
+    /// The namespace, or `None` with a message saying why the test is skipped.
+    fn or_skip(percent: u32) -> Option<Self> {
+        let ns = Self::new(percent);
+        if ns.is_none() {
+            eprintln!(
+                "skipped: a network namespace with nftables cannot be made here (needs root, ip and nft; .ci/run has them)"
+            );
+        }
+        ns
+    }
+
+    /// Runs `callflow run -q --events -` on `file` inside the namespace; its events.
+    fn run_events(&self, file: &std::path::Path) -> Vec<serde_json::Value> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.0])
+            .arg(env!("CARGO_BIN_EXE_callflow"))
+            .args(["run", "-q", "--events", "-"])
+            .arg(file)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
 impl Drop for LossyNetns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
@@ -453,10 +481,7 @@ impl Drop for LossyNetns {
 
 #[test]
 fn calls_pass_under_15_percent_udp_loss_by_retransmission() {
-    let Some(ns) = LossyNetns::new(15) else {
-        eprintln!(
-            "skipped: a network namespace with nftables cannot be made here (needs root, ip and nft; .ci/run has them)"
-        );
+    let Some(ns) = LossyNetns::or_skip(15) else {
         return;
     };
     let dir = std::env::temp_dir().join(format!("callflow-loss-{}", std::process::id()));
@@ -470,17 +495,7 @@ fn calls_pass_under_15_percent_udp_loss_by_retransmission() {
     .unwrap();
     let (mut passed, mut retransmitted) = (0, 0);
     for _ in 0..20 {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &ns.0])
-            .arg(env!("CARGO_BIN_EXE_callflow"))
-            .args(["run", "-q", "--events", "-"])
-            .arg(&file)
-            .output()
-            .unwrap();
-        let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
+        let events = ns.run_events(&file);
         let last = events.last().expect("run_finished");
         assert_eq!(
             last["event"]["data"]["outcome"], "passed",
@@ -514,10 +529,7 @@ fn calls_pass_under_15_percent_udp_loss_by_retransmission() {
 
 #[test]
 fn a_call_under_total_loss_fails_naming_the_invite_that_never_arrived() {
-    let Some(ns) = LossyNetns::new(100) else {
-        eprintln!(
-            "skipped: a network namespace with nftables cannot be made here (needs root, ip and nft; .ci/run has them)"
-        );
+    let Some(ns) = LossyNetns::or_skip(100) else {
         return;
     };
     let dir = std::env::temp_dir().join(format!("callflow-lost-{}", std::process::id()));
@@ -528,17 +540,7 @@ fn a_call_under_total_loss_fails_naming_the_invite_that_never_arrived() {
         "version: 1\nname: call into the void\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: MakeCall\n        target: bob\n        timeout: 2s\n  bob:\n    dn: \"200\"\n    steps:\n      - event: INCOMING\n        timeout: 20s\n",
     )
     .unwrap();
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns.0])
-        .arg(env!("CARGO_BIN_EXE_callflow"))
-        .args(["run", "-q", "--events", "-"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let events = ns.run_events(&file);
     let last = &events.last().expect("run_finished")["event"]["data"];
     assert_eq!(last["outcome"], "failed", "{last}");
     let message = last["failure"]["message"].as_str().unwrap_or_default();
