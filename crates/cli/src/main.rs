@@ -584,6 +584,13 @@ fn copy_recordings(events: &[events::Event], to: &std::path::Path) -> anyhow::Re
 }
 
 fn report(dir: &std::path::Path) -> anyhow::Result<i32> {
+    if !dir.is_dir() {
+        return Err(UsageError(format!(
+            "no run folder at {} (`callflow run --out DIR` writes one)",
+            dir.display()
+        ))
+        .into());
+    }
     let events = report::read_events(&dir.join("events.jsonl"))?;
     let file = events
         .iter()

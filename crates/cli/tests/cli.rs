@@ -790,3 +790,28 @@ fn a_sidecar_stopped_after_the_run_leaves_no_kill_noise() {
     assert!(!stderr.contains("No such process"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn report_on_a_missing_folder_says_so_once() {
+    let out = bin()
+        .args(["report", "/nonexistent/callflow-run"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim(),
+        "callflow: no run folder at /nonexistent/callflow-run (`callflow run --out DIR` writes one)"
+    );
+    // A folder without its events: the cause is given once.
+    let dir = std::env::temp_dir().join(format!("callflow-empty-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = bin().arg("report").arg(&dir).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -21,16 +21,15 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReportError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}:{line}: not an event: {source}")]
+    // The cause is in the message, so it is not also a `source` (a chain printer such as
+    // anyhow's `{:#}` would say it twice).
+    #[error("cannot read {path}: {cause}")]
+    Read { path: String, cause: std::io::Error },
+    #[error("{path}:{line}: not an event: {cause}")]
     Parse {
         path: String,
         line: usize,
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     #[error("cannot write {path}: {message}")]
     Write { path: String, message: String },
@@ -39,18 +38,18 @@ pub enum ReportError {
 /// Reads a JSON Lines event file.
 pub fn read_events(path: &Path) -> Result<Vec<Event>, ReportError> {
     let p = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ReportError::Read {
+    let text = std::fs::read_to_string(path).map_err(|cause| ReportError::Read {
         path: p.clone(),
-        source,
+        cause,
     })?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|source| ReportError::Parse {
+            serde_json::from_str(l).map_err(|cause| ReportError::Parse {
                 path: p.clone(),
                 line: i + 1,
-                source,
+                cause,
             })
         })
         .collect()
