@@ -312,6 +312,58 @@ async fn a_late_offer_gets_our_offer_in_the_200_and_media_from_the_answer_in_the
 }
 
 #[tokio::test]
+async fn the_first_sdp_is_the_answer_and_a_different_one_in_the_200_is_reported() {
+    let port = free_udp_port();
+    let media = free_udp_port();
+    let sipp = Sipp::spawn(&[
+        "-sf",
+        &sipp_file("uas-183-then-other-200.xml"),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-mp",
+        &media.to_string(),
+        "-m",
+        "1",
+    ]);
+    let text = format!(
+        "version: 1\nname: two answers\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: MakeCall\n        target: sip:service@127.0.0.1:{port}\n      - command: Release\n"
+    );
+    let run = run_text(&text, "two-answers.yaml").await;
+    run.assert_outcome(Outcome::Passed);
+    let logs: Vec<&str> = run
+        .events
+        .iter()
+        .filter_map(|e| match &e.event {
+            EventKind::Log(l) => Some(l.message.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        logs.iter().any(|l| l.starts_with(
+            "the 200's SDP differs from the one a provisional response brought first"
+        )),
+        "{logs:?}"
+    );
+    // The media goes where the 183 said, not the 200.
+    let first = run.raw("alice", "<183")[0]
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("SDP in the 183")
+        .to_owned();
+    assert!(
+        logs.iter()
+            .any(|l| l.starts_with("media: PCMU to ") && l.ends_with(&format!(":{first}"))),
+        "{logs:?}"
+    );
+    run.assert_clean();
+    let (code, err) = sipp.finish().await;
+    assert_eq!(code, 0, "sipp: {err}");
+}
+
+#[tokio::test]
 async fn an_unexpected_in_dialog_request_gets_405_and_is_logged() {
     let args = vec![
         "-sf".into(),

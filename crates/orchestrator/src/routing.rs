@@ -369,12 +369,35 @@ impl UaShared {
             };
             let name = call.as_ref().and_then(|c| c.name());
             match state {
+                DialogState::Early(_, resp) => {
+                    // A caller's answer is the first SDP it receives, a 183's included.
+                    if let Some(c) = call.as_ref().filter(|c| c.role == session::Role::Outgoing) {
+                        c.first_remote_sdp(&resp.body);
+                    }
+                }
                 DialogState::Confirmed(_, resp) => {
                     if let Some(c) = call.as_ref().filter(|c| c.media().is_none()) {
-                        // Outgoing: the answer is in the 2xx; incoming: the offer was in the INVITE.
-                        // A late offer: ours went in the 2xx, the answer is in the ACK.
+                        // Outgoing: the answer is the first SDP received (a 183's, else the
+                        // 2xx's); incoming: the offer was in the INVITE, or, for a late offer,
+                        // ours went in the 2xx and the answer is in the ACK.
                         let remote = match c.role {
-                            session::Role::Outgoing => resp.body.clone(),
+                            session::Role::Outgoing => {
+                                let first = c.first_remote_sdp(&resp.body);
+                                if !resp.body.trim_ascii().is_empty()
+                                    && resp.body.trim_ascii() != first.trim_ascii()
+                                {
+                                    self.log(
+                                        Level::Warning,
+                                        None,
+                                        name.as_deref(),
+                                        format!(
+                                            "the {}'s SDP differs from the one a provisional response brought first; the first stays the answer (RFC 3261 §13.2.1: the same answer in both)",
+                                            resp.status_code.code()
+                                        ),
+                                    );
+                                }
+                                first
+                            }
                             session::Role::Incoming if crate::calls::late_offer(c) => c
                                 .dialog
                                 .last_remote_ack()

@@ -167,6 +167,9 @@ pub struct Call {
     changed: watch::Sender<usize>,
     /// Our SDP, for answering re-INVITEs.
     local_sdp: Mutex<Option<Vec<u8>>>,
+    /// The first SDP the peer sent on this call (a 183's, or the 2xx's): for a caller, the
+    /// answer to its offer (RFC 3261 §13.2.1).
+    first_remote_sdp: Mutex<Option<Vec<u8>>>,
     /// A BYE/CANCEL/reject has been started: cleanup must not send another.
     /// When a hang-up was first started on this call (by a node or by cleanup).
     hangup_started: std::sync::OnceLock<Instant>,
@@ -206,6 +209,7 @@ impl Call {
             log: Mutex::new(Vec::new()),
             changed: watch::channel(0).0,
             local_sdp: Mutex::new(None),
+            first_remote_sdp: Mutex::new(None),
             hangup_started: std::sync::OnceLock::new(),
             resources: Mutex::new(Vec::new()),
             held_by_us: std::sync::atomic::AtomicBool::new(false),
@@ -246,6 +250,15 @@ impl Call {
 
     pub fn local_sdp(&self) -> Option<Vec<u8>> {
         self.local_sdp.lock().expect("sdp lock").clone()
+    }
+
+    /// Keeps `sdp` if it is the first SDP the peer sent; returns the first one.
+    pub fn first_remote_sdp(&self, sdp: &[u8]) -> Vec<u8> {
+        let mut first = self.first_remote_sdp.lock().expect("sdp lock");
+        if first.is_none() && !sdp.trim_ascii().is_empty() {
+            *first = Some(sdp.to_vec());
+        }
+        first.clone().unwrap_or_default()
     }
 
     /// Appends an event; returns false when it adds nothing (a repeat, or after the end).
