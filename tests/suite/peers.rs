@@ -364,6 +364,36 @@ async fn the_first_sdp_is_the_answer_and_a_different_one_in_the_200_is_reported(
 }
 
 #[tokio::test]
+async fn a_redirect_fails_the_call_naming_where_it_points() {
+    let port = free_udp_port();
+    let sipp = Sipp::spawn(&[
+        "-sf",
+        &sipp_file("uas-302.xml"),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-m",
+        "1",
+    ]);
+    let text = format!(
+        "version: 1\nname: redirected\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: MakeCall\n        target: sip:service@127.0.0.1:{port}\n"
+    );
+    let run = run_text(&text, "redirected.yaml").await;
+    run.assert_outcome(Outcome::Failed);
+    let message = run.finished().failure.clone().expect("a failure").message;
+    assert!(
+        message.contains("got 302 Moved Temporarily")
+            && message.contains("it redirects to <sip:elsewhere@127.0.0.1:5099>"),
+        "{message}"
+    );
+    run.assert_wire_contains("alice", &[">INVITE", "<302", ">ACK"]);
+    run.assert_clean();
+    let (code, err) = sipp.finish().await;
+    assert_eq!(code, 0, "sipp: {err}");
+}
+
+#[tokio::test]
 async fn an_unexpected_in_dialog_request_gets_405_and_is_logged() {
     let args = vec![
         "-sf".into(),

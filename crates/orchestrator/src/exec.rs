@@ -296,8 +296,18 @@ async fn make_call(ctx: &Arc<Ctx>, ua: &UaShared, node: &Node, target: &str) -> 
         Ok(Ok(Ok((_, Some(resp))))) => {
             let code = resp.status_code.code();
             if !is_expected(&node.opts.expect, code) {
+                // A redirection names where to call instead (RFC 3261 §21.3): say it.
+                let contact = (300..400)
+                    .contains(&code)
+                    .then(|| checks::headers_of(&resp.headers))
+                    .and_then(|h| {
+                        h.iter()
+                            .find(|(n, _)| n.eq_ignore_ascii_case("Contact"))
+                            .map(|(_, v)| format!("; it redirects to {v}"))
+                    })
+                    .unwrap_or_default();
                 return Err(fail(format!(
-                    "expected {expected} from {who} within {}, got {code} {} at {}",
+                    "expected {expected} from {who} within {}, got {code} {} at {}{contact}",
                     secs(node.timeout),
                     resp.status_code.text(),
                     secs(started.elapsed())
