@@ -139,6 +139,28 @@ async fn a_wrong_password_fails_the_set_up_cleanly() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_password_on_a_call_without_registration_fails_its_makecall() {
+    // The rule (docs/scenario-format.md, "A PBX"): a refused REGISTER is a set-up error (exit
+    // 3, nothing ran); credentials refused on a call fail the node that placed it (exit 1).
+    let pbx = lab::kamailio(1);
+    let text = format!(
+        "version: 1\nname: lab\ninstances:\n  alice:\n    dn: \"100\"\n    register: false\n    pbx: {{ host: 127.0.0.1, port: {}, password: wrong }}\n    steps:\n      - command: MakeCall\n        target: \"200\"\n        timeout: 5s\n",
+        pbx.port
+    );
+    let run = run_text(&text, "wrong-call-password.yaml").await;
+    run.assert_outcome(Outcome::Failed);
+    assert!(!run.report.setup_error);
+    let failure = run.report.failure.clone().expect("failure");
+    assert_eq!(failure.node.as_deref(), Some("alice.1"));
+    assert!(
+        failure.message.contains("got 407") || failure.message.contains("got 401"),
+        "{}",
+        failure.message
+    );
+    assert!(run.finished().leaks.is_clean());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_same_call_over_tcp() {
     let pbx = lab::kamailio(1);
     let run = caller_hangs_up(pbx.port, "tcp", "alicepw").await;
