@@ -107,16 +107,20 @@ fn telephone_event_pt(sdp: &str) -> Option<u8> {
     })
 }
 
+/// The encoding name an `a=rtpmap` line of `sdp` gives payload type `pt` (`PCMU` of
+/// `a=rtpmap:0 PCMU/8000`), if one does.
+fn rtpmap_name<'a>(sdp: &'a str, pt: &str) -> Option<&'a str> {
+    sdp.lines().find_map(|l| {
+        let (p, enc) = l.strip_prefix("a=rtpmap:")?.split_once(' ')?;
+        (p.trim() == pt).then(|| enc.split('/').next().unwrap_or(enc).trim())
+    })
+}
+
 /// What a payload type of `sdp` is called: its rtpmap's encoding name, else the static name RFC
 /// 3551 gives it, else `payload type N`.
 fn codec_name(sdp: &str, pt: u8) -> String {
-    let mapped = sdp.lines().find_map(|l| {
-        let (p, enc) = l.strip_prefix("a=rtpmap:")?.split_once(' ')?;
-        (p.trim().parse::<u8>().ok()? == pt)
-            .then(|| enc.split('/').next().unwrap_or(enc).trim().to_owned())
-    });
-    if let Some(name) = mapped.filter(|n| !n.is_empty()) {
-        return name;
+    if let Some(name) = rtpmap_name(sdp, &pt.to_string()).filter(|n| !n.is_empty()) {
+        return name.to_owned();
     }
     let name = match pt {
         0 => "PCMU",
@@ -280,16 +284,13 @@ pub fn codec_names(sdp: &str) -> Vec<String> {
         .split_whitespace()
         .skip(3)
         .map(|pt| {
-            let mapped = sdp.lines().find_map(|l| {
-                let rest = l.strip_prefix("a=rtpmap:")?;
-                let (p, enc) = rest.split_once(' ')?;
-                (p.trim() == pt).then(|| enc.split('/').next().unwrap_or(enc).to_owned())
-            });
-            mapped.unwrap_or_else(|| match pt {
-                "0" => "PCMU".to_owned(),
-                "8" => "PCMA".to_owned(),
-                other => other.to_owned(),
-            })
+            rtpmap_name(sdp, pt)
+                .map(str::to_owned)
+                .unwrap_or_else(|| match pt {
+                    "0" => "PCMU".to_owned(),
+                    "8" => "PCMA".to_owned(),
+                    other => other.to_owned(),
+                })
         })
         .collect()
 }
