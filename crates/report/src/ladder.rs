@@ -170,24 +170,26 @@ impl Ladder {
     }
 
     /// A 401 or 407 is answered when the side it went to sends a request with credentials on
-    /// the same call afterwards.
+    /// the same call afterwards: one pass from the end, remembering who has sent credentials
+    /// on which call from there on.
     fn mark_answered_challenges(&mut self) {
-        for i in 0..self.arrows.len() {
-            let a = &self.arrows[i];
-            if !matches!(a.status, Some(401 | 407)) {
-                continue;
+        let mut credentials_later: std::collections::HashSet<(usize, String)> =
+            std::collections::HashSet::new();
+        for a in self.arrows.iter_mut().rev() {
+            match a.status {
+                None if a.raw.lines().any(|l| {
+                    let name = l.split(':').next().unwrap_or_default().trim();
+                    name.eq_ignore_ascii_case("Authorization")
+                        || name.eq_ignore_ascii_case("Proxy-Authorization")
+                }) =>
+                {
+                    credentials_later.insert((a.from, a.call_id.clone()));
+                }
+                Some(401 | 407) => {
+                    a.challenge_answered = credentials_later.contains(&(a.to, a.call_id.clone()));
+                }
+                _ => {}
             }
-            let answered = self.arrows[i + 1..].iter().any(|b| {
-                b.status.is_none()
-                    && b.from == a.to
-                    && b.call_id == a.call_id
-                    && b.raw.lines().any(|l| {
-                        let name = l.split(':').next().unwrap_or_default().trim();
-                        name.eq_ignore_ascii_case("Authorization")
-                            || name.eq_ignore_ascii_case("Proxy-Authorization")
-                    })
-            });
-            self.arrows[i].challenge_answered = answered;
         }
     }
 
