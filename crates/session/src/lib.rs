@@ -216,19 +216,22 @@ impl Sessions {
             // A hang-up already in flight (a Release that timed out, or one the run interrupted)
             // is waited for, not repeated, and only for what is left of `limit` since it started:
             // a BYE to a peer that died gets `limit` in all, not again here.
-            let in_flight = call.hangup_started_at();
-            let action = match in_flight {
-                Some(_) => HangupAction::Nothing,
-                None => hangup_action(call.role, call.leg_state()),
-            };
             if call.leg_state() == LegState::Terminated {
                 report.count(HangupAction::Nothing);
                 continue;
             }
-            match in_flight {
-                Some(_) => report.in_progress += 1,
-                None => report.count(action),
-            }
+            let in_flight = call.hangup_started_at();
+            let action = match in_flight {
+                Some(_) => {
+                    report.in_progress += 1;
+                    HangupAction::Nothing
+                }
+                None => {
+                    let action = hangup_action(call.role, call.leg_state());
+                    report.count(action);
+                    action
+                }
+            };
             let own_limit = in_flight.map_or(limit, |at| limit.saturating_sub(at.elapsed()));
             pending.push(async move {
                 let work = async {
