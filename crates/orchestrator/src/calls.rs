@@ -33,10 +33,8 @@ pub(crate) const ACCEPT: &str = "application/sdp";
 /// What a UA says it can do: Allow and Supported on our INVITEs and 2xx (RFC 3261 §20.5), and
 /// also Accept on the 200 to OPTIONS (§11.2).
 pub(crate) fn capabilities(with_accept: bool) -> Vec<Header> {
-    let mut h = vec![
-        make_header("Allow", transport::intake::ALLOW),
-        make_header("Supported", SUPPORTED),
-    ];
+    let mut h = allow();
+    h.push(make_header("Supported", SUPPORTED));
     if with_accept {
         h.push(make_header("Accept", ACCEPT));
     }

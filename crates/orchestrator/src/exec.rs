@@ -299,12 +299,9 @@ async fn make_call(ctx: &Arc<Ctx>, ua: &UaShared, node: &Node, target: &str) -> 
                 // A redirection names where to call instead (RFC 3261 §21.3): say it.
                 let contact = (300..400)
                     .contains(&code)
-                    .then(|| checks::headers_of(&resp.headers))
-                    .and_then(|h| {
-                        h.iter()
-                            .find(|(n, _)| n.eq_ignore_ascii_case("Contact"))
-                            .map(|(_, v)| format!("; it redirects to {v}"))
-                    })
+                    .then(|| crate::routing::header_in(&resp.headers, "Contact"))
+                    .flatten()
+                    .map(|v| format!("; it redirects to {v}"))
                     .unwrap_or_default();
                 return Err(fail(format!(
                     "expected {expected} from {who} within {}, got {code} {} at {}{contact}",

@@ -22,9 +22,14 @@ use transport::sip::{Header, Method, Request, StatusCode, Uri};
 /// in practice the ACK is already in).
 const ACK_GRACE: std::time::Duration = std::time::Duration::from_secs(4);
 
-/// The value of the first header called `name` (case-insensitive).
+/// The value of the first header of `req` called `name` (case-insensitive).
 pub(crate) fn header(req: &Request, name: &str) -> Option<String> {
-    req.headers
+    header_in(&req.headers, name)
+}
+
+/// The value of the first of `headers` called `name` (case-insensitive).
+pub(crate) fn header_in(headers: &transport::sip::Headers, name: &str) -> Option<String> {
+    headers
         .iter()
         .find(|h| h.name().eq_ignore_ascii_case(name))
         .map(|h| h.value().to_owned())
@@ -380,6 +385,7 @@ impl UaShared {
                         // Outgoing: the answer is the first SDP received (a 183's, else the
                         // 2xx's); incoming: the offer was in the INVITE, or, for a late offer,
                         // ours went in the 2xx and the answer is in the ACK.
+                        let late = crate::calls::late_offer(c);
                         let remote = match c.role {
                             session::Role::Outgoing => {
                                 let first = c.first_remote_sdp(&resp.body);
@@ -398,14 +404,14 @@ impl UaShared {
                                 }
                                 first
                             }
-                            session::Role::Incoming if crate::calls::late_offer(c) => c
+                            session::Role::Incoming if late => c
                                 .dialog
                                 .last_remote_ack()
                                 .map(|ack| ack.body)
                                 .unwrap_or_default(),
                             session::Role::Incoming => c.dialog.initial_request().body,
                         };
-                        if remote.trim_ascii().is_empty() && crate::calls::late_offer(c) {
+                        if remote.trim_ascii().is_empty() && late {
                             self.log(
                                 Level::Warning,
                                 None,
