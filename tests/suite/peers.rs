@@ -57,6 +57,15 @@ fn sipp_uas(port: u16, calls: u32) -> Sipp {
     ])
 }
 
+/// sipp as the callee of one call, playing `fixtures/sipp/<file>` on `port` (`extra`: more
+/// arguments, such as `-mp` for its media port).
+fn sipp_uas_file(file: &str, port: u16, extra: &[&str]) -> Sipp {
+    let (scenario, port) = (sipp_file(file), port.to_string());
+    let mut args = vec!["-sf", &scenario, "-i", "127.0.0.1", "-p", &port, "-m", "1"];
+    args.extend_from_slice(extra);
+    Sipp::spawn(&args)
+}
+
 #[tokio::test]
 async fn callflow_calls_sipp_uas() {
     let port = free_udp_port();
@@ -139,16 +148,7 @@ const ANSWER_AND_WAIT: &str = "version: 1\nname: callee\ninstances:\n  bob:\n   
 #[tokio::test]
 async fn a_180_after_the_200_and_a_retransmitted_200_do_not_break_a_call() {
     let port = free_udp_port();
-    let sipp = Sipp::spawn(&[
-        "-sf",
-        &sipp_file("uas-late-180-double-200.xml"),
-        "-i",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-m",
-        "1",
-    ]);
+    let sipp = sipp_uas_file("uas-late-180-double-200.xml", port, &[]);
     let text = format!(
         // The call lasts 300 ms (a call duration, like sipp's -d): sipp aborts on any message
         // that arrives while it is still sending its late 180 and repeated 200.
@@ -315,18 +315,11 @@ async fn a_late_offer_gets_our_offer_in_the_200_and_media_from_the_answer_in_the
 async fn the_first_sdp_is_the_answer_and_a_different_one_in_the_200_is_reported() {
     let port = free_udp_port();
     let media = free_udp_port();
-    let sipp = Sipp::spawn(&[
-        "-sf",
-        &sipp_file("uas-183-then-other-200.xml"),
-        "-i",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-mp",
-        &media.to_string(),
-        "-m",
-        "1",
-    ]);
+    let sipp = sipp_uas_file(
+        "uas-183-then-other-200.xml",
+        port,
+        &["-mp", &media.to_string()],
+    );
     let text = format!(
         "version: 1\nname: two answers\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: MakeCall\n        target: sip:service@127.0.0.1:{port}\n      - command: Release\n"
     );
@@ -366,16 +359,7 @@ async fn the_first_sdp_is_the_answer_and_a_different_one_in_the_200_is_reported(
 #[tokio::test]
 async fn a_redirect_fails_the_call_naming_where_it_points() {
     let port = free_udp_port();
-    let sipp = Sipp::spawn(&[
-        "-sf",
-        &sipp_file("uas-302.xml"),
-        "-i",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-m",
-        "1",
-    ]);
+    let sipp = sipp_uas_file("uas-302.xml", port, &[]);
     let text = format!(
         "version: 1\nname: redirected\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: MakeCall\n        target: sip:service@127.0.0.1:{port}\n"
     );
