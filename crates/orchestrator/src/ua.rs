@@ -232,7 +232,6 @@ fn wire_event(bus: &EventBus, ledger: &session::Ledger, ua: &str, rec: WireRecor
         },
         at: rec.at,
         peer: &peer,
-        method: &summary.method,
         status: summary.status,
         call_id: &summary.call_id,
         cseq: &summary.cseq,

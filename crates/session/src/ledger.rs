@@ -26,12 +26,11 @@ pub struct Seen<'a> {
     pub way: Way,
     pub at: SystemTime,
     pub peer: &'a str,
-    /// The request method, or the CSeq method of a response.
-    pub method: &'a str,
     /// `None` for a request.
     pub status: Option<u16>,
     pub call_id: &'a str,
-    /// The CSeq value, `1 INVITE`.
+    /// The CSeq value, `1 INVITE`: its method is the request's (or, on a response, the method
+    /// it answers).
     pub cseq: &'a str,
 }
 
@@ -75,6 +74,12 @@ impl Ledger {
         Self::default()
     }
 
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Takes one message off the wire.
     pub fn record(&self, m: Seen<'_>) {
         let Some((n, method)) = cseq_of(m.cseq) else {
@@ -83,10 +88,7 @@ impl Ledger {
         if m.call_id.is_empty() {
             return;
         }
-        let mut inner = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut inner = self.inner();
         let inner = &mut *inner;
         if !inner.calls.contains_key(m.call_id) {
             if inner.order.len() >= MAX_CALLS
@@ -100,8 +102,8 @@ impl Ledger {
         let exchanges = inner.calls.get_mut(m.call_id).expect("inserted above");
         let is_ack = m.status.is_none() && method == "ACK";
         let key = (n, if is_ack { "INVITE".to_owned() } else { method });
-        // Who sent the request of this transaction.
-        // (an ACK belongs to the INVITE of whoever sends it).
+        // Who sent the request of this transaction (an ACK belongs to the INVITE of whoever
+        // sends it).
         let ours = (m.way == Way::Sent) == m.status.is_none();
         let found = exchanges
             .iter()
@@ -152,10 +154,7 @@ impl Ledger {
     /// response answered, a 2xx of ours to an INVITE no ACK acknowledged. Empty when nothing is
     /// missing.
     pub fn missing(&self, call_id: &str) -> Vec<String> {
-        let inner = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let inner = self.inner();
         let Some(exchanges) = inner.calls.get(call_id) else {
             return Vec::new();
         };
@@ -164,11 +163,7 @@ impl Ledger {
 
     /// How many Call-IDs are remembered.
     pub fn len(&self) -> usize {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .calls
-            .len()
+        self.inner().calls.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -254,12 +249,10 @@ mod tests {
                 Ok(code) => (Some(code), words.collect::<Vec<_>>().join(" ")),
                 Err(_) => (None, format!("{} {first}", words.next().unwrap())),
             };
-            let method = cseq.split_whitespace().nth(1).unwrap().to_owned();
             self.ledger.record(Seen {
                 way,
                 at: self.t0 + Duration::from_millis(ms),
                 peer: "127.0.0.1:5060",
-                method: &method,
                 status,
                 call_id: "c1",
                 cseq: &cseq,
@@ -353,7 +346,6 @@ mod tests {
                 way: if i == 0 { Way::Sent } else { Way::Received },
                 at: SystemTime::UNIX_EPOCH,
                 peer: "127.0.0.1:5060",
-                method: "OPTIONS",
                 status: None,
                 call_id: &id,
                 cseq: "1 OPTIONS",
