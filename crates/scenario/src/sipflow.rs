@@ -123,13 +123,15 @@ fn fold_keys(node: &mut SNode) {
     match &mut node.value {
         Value::Seq(items) => items.iter_mut().for_each(fold_keys),
         Value::Map(entries) => {
+            // The spellings present, once: linear in the map's size whatever its keys.
+            let present: std::collections::HashSet<&str> =
+                entries.iter().map(|(k, _)| k.name.as_str()).collect();
             let renames: Vec<(usize, &'static str)> = entries
                 .iter()
                 .enumerate()
                 .filter_map(|(i, (k, _))| {
                     let canon = known_key(&k.name)?;
-                    let exact_elsewhere = entries.iter().any(|(o, _)| o.name == canon);
-                    (k.name != canon && !exact_elsewhere).then_some((i, canon))
+                    (k.name != canon && !present.contains(canon)).then_some((i, canon))
                 })
                 .collect();
             for (i, canon) in renames {
