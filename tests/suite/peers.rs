@@ -484,3 +484,52 @@ async fn callflow_follows_a_refer_from_sipp() {
     let (code, err) = target.finish().await;
     assert_eq!(code, 0, "sipp target: {err}");
 }
+
+#[tokio::test]
+async fn a_reinvite_that_moves_the_media_moves_it_and_one_we_cannot_take_gets_488() {
+    // sipp's re-offer points the media at this socket, PCMA only.
+    let moved = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    moved
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let moved_port = moved.local_addr().expect("addr").port().to_string();
+    let heard = tokio::task::spawn_blocking(move || {
+        let mut buf = [0u8; 1500];
+        let n = moved.recv(&mut buf).expect("RTP at the new address within 10 s");
+        assert!(n > 12, "an RTP packet");
+        buf[1] & 0x7f
+    });
+    let args = vec![
+        "-sf".into(),
+        sipp_file("uac-reinvite-moves-media.xml"),
+        "-s".into(),
+        "200".into(),
+        "-mp".into(),
+        free_udp_port().to_string(),
+        "-key".into(),
+        "moved_port".into(),
+        moved_port.clone(),
+    ];
+    let (run, code, err) = with_sipp_caller(ANSWER_AND_WAIT, args).await;
+    assert_eq!(code, 0, "sipp (which checks the 488, and PCMA in the 200): {err}");
+    run.assert_outcome(Outcome::Passed);
+    run.assert_wire_contains(
+        "bob",
+        &[
+            "<INVITE", ">200", "<ACK", "<INVITE", ">488", "<ACK", "<INVITE", ">200", "<ACK",
+            "<BYE", ">200",
+        ],
+    );
+    assert_eq!(heard.await.expect("join"), 8, "PCMA at the new address");
+    let stats = run
+        .events
+        .iter()
+        .find_map(|e| match &e.event {
+            EventKind::MediaStats(m) => Some(m.clone()),
+            _ => None,
+        })
+        .expect("media statistics");
+    assert_eq!(stats.codec, "PCMA");
+    assert!(stats.remote.ends_with(&format!(":{moved_port}")), "{stats:?}");
+    run.assert_clean();
+}

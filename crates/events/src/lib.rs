@@ -251,9 +251,24 @@ pub struct MediaStats {
     pub duplicates: u64,
     pub out_of_order: u64,
     pub jitter_ms: f64,
+    /// The same figures for each RTP stream received (each SSRC), when there was more than one
+    /// (a PBX changes SSRC on a transfer or for music on hold); the totals above add them up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<RtpStream>,
     /// The WAV file the received audio was written to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recording: Option<String>,
+}
+
+/// One RTP stream a call received (one SSRC), RFC 3550 statistics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RtpStream {
+    pub ssrc: u32,
+    pub packets_received: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub out_of_order: u64,
+    pub jitter_ms: f64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

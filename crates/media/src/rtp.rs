@@ -35,6 +35,21 @@ pub struct Stats {
     pub tick_late_max_ms: f64,
 }
 
+/// What one received RTP stream (one SSRC) brought: a PBX changes SSRC on a transfer or for music
+/// on hold, and sipp's `uac_pcap` plays two recordings with their own SSRCs, so each stream keeps
+/// its own sequence numbers (RFC 3550 A.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StreamStats {
+    pub ssrc: u32,
+    pub packets_received: u64,
+    /// Expected minus received in this stream (RFC 3550 A.3); never negative.
+    pub lost: u64,
+    pub duplicates: u64,
+    pub out_of_order: u64,
+    /// Interarrival jitter (RFC 3550 A.8), in milliseconds.
+    pub jitter_ms: f64,
+}
+
 impl Stats {
     /// Lost packets as a share of the expected ones, in percent.
     pub fn loss_percent(&self) -> f64 {
@@ -62,22 +77,169 @@ struct DtmfOut {
     done: Option<oneshot::Sender<()>>,
 }
 
-#[derive(Default)]
-struct Rx {
-    stats: Stats,
-    base_seq: Option<u16>,
+/// A jump in sequence numbers past which a stream is taken to have restarted (RFC 3550 A.1).
+const MAX_DROPOUT: u16 = 3000;
+/// How far back a packet may come and still count as reordered rather than a restart.
+const MAX_MISORDER: u16 = 100;
+/// Streams (SSRCs) a call tracks one by one; the figures of older ones are kept as totals.
+const MAX_STREAMS: usize = 16;
+
+/// The receive state of one RTP stream (one SSRC), RFC 3550 A.1, A.3 and A.8.
+struct Stream {
+    ssrc: u32,
+    received: u64,
+    duplicates: u64,
+    out_of_order: u64,
+    base_seq: u16,
     max_seq: u16,
     cycles: u32,
+    /// A far sequence number seen once: if the next packet follows it, the stream restarted.
+    bad_seq: Option<u16>,
+    /// The packets expected before the stream restarted its sequence numbers.
+    earlier_expected: u64,
     seen: VecDeque<u16>,
     transit: Option<f64>,
+    /// In timestamp units.
     jitter: f64,
+}
+
+impl Stream {
+    fn new(ssrc: u32, seq: u16) -> Self {
+        Self {
+            ssrc,
+            received: 0,
+            duplicates: 0,
+            out_of_order: 0,
+            base_seq: seq,
+            max_seq: seq,
+            cycles: 0,
+            bad_seq: None,
+            earlier_expected: 0,
+            seen: VecDeque::new(),
+            transit: None,
+            jitter: 0.0,
+        }
+    }
+
+    fn expected(&self) -> u64 {
+        // The extended highest sequence number less the first, plus one (RFC 3550 A.3).
+        let extended = (u64::from(self.cycles) << 16) + u64::from(self.max_seq);
+        self.earlier_expected + (extended + 1).saturating_sub(u64::from(self.base_seq))
+    }
+
+    /// Takes one packet with sequence number `seq` and RTP timestamp `ts` that arrived at
+    /// `arrival` (in timestamp units, on any clock); false for a duplicate.
+    fn take(&mut self, seq: u16, ts: u32, arrival: f64) -> bool {
+        if self.received > 0 && self.seen.contains(&seq) {
+            self.duplicates += 1;
+            return false;
+        }
+        if self.received > 0 {
+            let delta = seq.wrapping_sub(self.max_seq);
+            if delta > 0 && delta < MAX_DROPOUT {
+                if seq < self.max_seq {
+                    self.cycles += 1;
+                }
+                self.max_seq = seq;
+                self.bad_seq = None;
+            } else if delta == 0 || delta >= u16::MAX - MAX_MISORDER {
+                self.out_of_order += 1;
+            } else if self.bad_seq == Some(seq) {
+                // Two packets in a row far from the last: the sender restarted its sequence.
+                // The far packet before this one was counted as reordered: it began the new run.
+                self.earlier_expected = self.expected();
+                self.out_of_order -= 1;
+                self.base_seq = seq.wrapping_sub(1);
+                self.max_seq = seq;
+                self.cycles = u32::from(seq < self.base_seq);
+                self.bad_seq = None;
+                self.seen.clear();
+            } else {
+                // A far jump, seen once: wait for the next packet before believing it.
+                self.bad_seq = Some(seq.wrapping_add(1));
+                self.out_of_order += 1;
+            }
+        }
+        self.received += 1;
+        self.seen.push_back(seq);
+        if self.seen.len() > 512 {
+            self.seen.pop_front();
+        }
+        let transit = arrival - f64::from(ts);
+        if let Some(prev) = self.transit {
+            let d = (transit - prev).abs();
+            self.jitter += (d - self.jitter) / 16.0;
+        }
+        self.transit = Some(transit);
+        true
+    }
+
+    fn stats(&self) -> StreamStats {
+        StreamStats {
+            ssrc: self.ssrc,
+            packets_received: self.received,
+            lost: self.expected().saturating_sub(self.received),
+            duplicates: self.duplicates,
+            out_of_order: self.out_of_order,
+            jitter_ms: self.jitter * 1000.0 / f64::from(RATE),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Rx {
+    /// The streams received, in the order they began (at most [`MAX_STREAMS`]).
+    streams: Vec<Stream>,
+    /// The totals of streams dropped from `streams` to keep it bounded.
+    retired: StreamStats,
     first_at: Option<Instant>,
     audio: Vec<i16>,
     /// Digits heard, in order; `taken` of them consumed by waits.
     digits: Vec<char>,
     taken: usize,
     last_event_ts: Option<u32>,
-    source: Option<SocketAddr>,
+}
+
+impl Rx {
+    /// The stream `ssrc` names, begun at `seq` if it is new.
+    fn stream(&mut self, ssrc: u32, seq: u16) -> &mut Stream {
+        match self.streams.iter().position(|s| s.ssrc == ssrc) {
+            Some(i) => &mut self.streams[i],
+            None => {
+                if self.streams.len() >= MAX_STREAMS {
+                    let old = self.streams.remove(0).stats();
+                    let r = &mut self.retired;
+                    r.packets_received += old.packets_received;
+                    r.lost += old.lost;
+                    r.duplicates += old.duplicates;
+                    r.out_of_order += old.out_of_order;
+                    r.jitter_ms = r.jitter_ms.max(old.jitter_ms);
+                }
+                self.streams.push(Stream::new(ssrc, seq));
+                self.streams.last_mut().expect("just pushed")
+            }
+        }
+    }
+
+    /// Every stream's figures added up; the jitter is the worst stream's.
+    fn totals(&self) -> Stats {
+        let mut t = Stats {
+            packets_received: self.retired.packets_received,
+            lost: self.retired.lost,
+            duplicates: self.retired.duplicates,
+            out_of_order: self.retired.out_of_order,
+            jitter_ms: self.retired.jitter_ms,
+            ..Stats::default()
+        };
+        for s in self.streams.iter().map(Stream::stats) {
+            t.packets_received += s.packets_received;
+            t.lost += s.lost;
+            t.duplicates += s.duplicates;
+            t.out_of_order += s.out_of_order;
+            t.jitter_ms = t.jitter_ms.max(s.jitter_ms);
+        }
+        t
+    }
 }
 
 /// A DTMF event on the wire: its packets share one timestamp, durations grow by 20 ms.
@@ -98,7 +260,8 @@ struct Shared {
     send_socket: std::net::UdpSocket,
     stopped: std::sync::atomic::AtomicBool,
     tap: Option<RtpTap>,
-    remote: RemoteMedia,
+    /// Where and how to send; a new offer or answer in the call changes it.
+    remote: Mutex<RemoteMedia>,
     ssrc: u32,
     started: Instant,
     tx: Mutex<Tx>,
@@ -157,7 +320,7 @@ impl MediaSession {
             send_socket,
             stopped: std::sync::atomic::AtomicBool::new(false),
             tap,
-            remote,
+            remote: Mutex::new(remote),
             ssrc,
             started: Instant::now(),
             tx: Mutex::new(Tx {
@@ -183,11 +346,22 @@ impl MediaSession {
     }
 
     pub fn codec(&self) -> Codec {
-        self.shared.remote.codec
+        self.shared.remote().codec
     }
 
     pub fn remote(&self) -> SocketAddr {
-        self.shared.remote.addr
+        self.shared.remote().addr
+    }
+
+    /// Sends to and as `remote` from the next packet on (a re-INVITE or UPDATE moved the media
+    /// or changed its codec, RFC 3264 §8.3). Returns whether anything changed.
+    pub fn retarget(&self, remote: RemoteMedia) -> bool {
+        let mut now = self.shared.remote.lock().expect("remote lock");
+        if *now == remote {
+            return false;
+        }
+        *now = remote;
+        true
     }
 
     pub fn local(&self) -> Option<SocketAddr> {
@@ -240,8 +414,15 @@ impl MediaSession {
         }
     }
 
+    /// The figures of each stream received (each SSRC), in the order they began; at most the
+    /// last 16 (the totals in [`Self::stats`] count them all).
+    pub fn streams(&self) -> Vec<StreamStats> {
+        let rx = self.shared.rx.lock().expect("rx lock");
+        rx.streams.iter().map(Stream::stats).collect()
+    }
+
     pub fn stats(&self) -> Stats {
-        let mut s = self.shared.rx.lock().expect("rx lock").stats;
+        let mut s = self.shared.rx.lock().expect("rx lock").totals();
         let tx = self.shared.tx.lock().expect("tx lock");
         s.packets_sent = tx.sent;
         s.ticks = tx.ticks;
@@ -339,9 +520,14 @@ impl Drop for StopPlayback<'_> {
     }
 }
 
+impl Shared {
+    fn remote(&self) -> RemoteMedia {
+        self.remote.lock().expect("remote lock").clone()
+    }
+}
+
 /// One 20 ms step: the packet to send, if any.
-fn next_packet(s: &Shared, tx: &mut Tx) -> Option<Vec<u8>> {
-    let remote = &s.remote;
+fn next_packet(s: &Shared, remote: &RemoteMedia, tx: &mut Tx) -> Option<Vec<u8>> {
     tx.ts = tx.ts.wrapping_add(FRAME as u32);
     // A DTMF event in progress, or the next one once the gap has passed.
     if tx.current.is_none()
@@ -430,6 +616,7 @@ fn next_packet(s: &Shared, tx: &mut Tx) -> Option<Vec<u8>> {
 
 /// One 20 ms tick of a session, called by the media clock: pace, build and send its packet.
 fn tick(s: &Shared, now: Instant) {
+    let remote = s.remote();
     let pkt = {
         let mut tx = s.tx.lock().expect("tx lock");
         // Pacing jitter: how far this packet is from 20 ms after the previous one.
@@ -442,16 +629,16 @@ fn tick(s: &Shared, now: Instant) {
             tx.late_max = tx.late_max.max(dev);
         }
         tx.prev_tick = Some(now);
-        next_packet(s, &mut tx)
+        next_packet(s, &remote, &mut tx)
     };
     if let Some(p) = pkt
-        && s.send_socket.send_to(&p, s.remote.addr).is_ok()
+        && s.send_socket.send_to(&p, remote.addr).is_ok()
     {
         s.tx.lock().expect("tx lock").sent += 1;
         if let Some(tap) = &s.tap
             && !s.stopped.load(std::sync::atomic::Ordering::Acquire)
         {
-            tap(true, s.remote.addr, &p);
+            tap(true, remote.addr, &p);
         }
     }
 }
@@ -534,49 +721,18 @@ async fn recv_loop(s: Arc<Shared>) {
             continue;
         };
         let arrival = s.started.elapsed().as_secs_f64() * f64::from(RATE);
+        let dtmf_pt = s.remote().dtmf_pt;
         let mut rx = s.rx.lock().expect("rx lock");
-        rx.source.get_or_insert(from);
         rx.first_at.get_or_insert_with(Instant::now);
         let seq: u16 = pkt.sequence_number().into();
-        if rx.seen.contains(&seq) {
-            rx.stats.duplicates += 1;
+        if !rx
+            .stream(pkt.ssrc(), seq)
+            .take(seq, pkt.timestamp(), arrival)
+        {
             continue;
         }
-        rx.seen.push_back(seq);
-        if rx.seen.len() > 512 {
-            rx.seen.pop_front();
-        }
-        rx.stats.packets_received += 1;
-        match rx.base_seq {
-            None => {
-                rx.base_seq = Some(seq);
-                rx.max_seq = seq;
-            }
-            Some(_) => {
-                let delta = seq.wrapping_sub(rx.max_seq);
-                if delta == 0 || delta >= 0x8000 {
-                    rx.stats.out_of_order += 1;
-                } else {
-                    if seq < rx.max_seq {
-                        rx.cycles += 1;
-                    }
-                    rx.max_seq = seq;
-                }
-            }
-        }
-        let base = rx.base_seq.unwrap_or(seq);
-        let expected = (u64::from(rx.cycles) << 16) + u64::from(rx.max_seq) - u64::from(base) + 1;
-        rx.stats.lost = expected.saturating_sub(rx.stats.packets_received);
-        // RFC 3550 A.8 interarrival jitter, in timestamp units.
-        let transit = arrival - f64::from(pkt.timestamp());
-        if let Some(prev) = rx.transit {
-            let d = (transit - prev).abs();
-            rx.jitter += (d - rx.jitter) / 16.0;
-        }
-        rx.transit = Some(transit);
-        rx.stats.jitter_ms = rx.jitter * 1000.0 / f64::from(RATE);
         let pt = pkt.payload_type();
-        if Some(pt) == s.remote.dtmf_pt {
+        if Some(pt) == dtmf_pt {
             if let Some((event, true, _)) = dtmf::decode(pkt.payload())
                 && rx.last_event_ts != Some(pkt.timestamp())
             {
@@ -598,5 +754,77 @@ async fn recv_loop(s: Arc<Shared>) {
         }
         drop(rx);
         s.changed.send_modify(|n| *n += 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `seqs` to one stream, a packet every 20 ms on time.
+    fn stream_of(seqs: impl IntoIterator<Item = u16>) -> Stream {
+        let mut st = None::<Stream>;
+        for (i, seq) in seqs.into_iter().enumerate() {
+            let ts = i as u32 * 160;
+            st.get_or_insert_with(|| Stream::new(1, seq))
+                .take(seq, ts, f64::from(ts));
+        }
+        st.expect("at least one packet")
+    }
+
+    #[test]
+    fn a_lossless_stream_counts_no_loss_across_the_sequence_wrap() {
+        let s = stream_of((65_000..=u16::MAX).chain(0..500)).stats();
+        assert_eq!((s.packets_received, s.lost, s.out_of_order), (1036, 0, 0));
+        assert_eq!(s.jitter_ms, 0.0);
+    }
+
+    #[test]
+    fn gaps_count_as_lost_and_late_packets_as_reordered() {
+        let s = stream_of([1, 2, 4, 3, 5, 8, 9]).stats();
+        assert_eq!((s.packets_received, s.lost, s.out_of_order), (7, 2, 1));
+        let d = stream_of([1, 2, 2, 3]).stats();
+        assert_eq!((d.packets_received, d.duplicates, d.lost), (3, 1, 0));
+    }
+
+    #[test]
+    fn a_sequence_restart_is_a_new_run_not_loss() {
+        // A sender that restarts its numbering (RFC 3550 A.1: two packets in a row far off).
+        let s = stream_of((100..200).chain(40_000..40_100)).stats();
+        assert_eq!((s.packets_received, s.lost, s.out_of_order), (200, 0, 0));
+        // One stray far packet is reordered, not a restart.
+        let one = stream_of((100..150).chain([40_000]).chain(150..200)).stats();
+        assert_eq!((one.packets_received, one.lost, one.out_of_order), (101, 0, 1));
+    }
+
+    #[test]
+    fn each_ssrc_keeps_its_own_numbers() {
+        // sipp's uac_pcap: a recording with one SSRC, then DTMF from another capture.
+        let mut rx = Rx::default();
+        for (i, seq) in (1000..1250u16).enumerate() {
+            rx.stream(0xaaaa, seq).take(seq, i as u32 * 160, i as f64 * 160.0);
+        }
+        for (i, seq) in (7..40u16).enumerate() {
+            rx.stream(0xbbbb, seq).take(seq, i as u32 * 160, i as f64 * 160.0);
+        }
+        let t = rx.totals();
+        assert_eq!((t.packets_received, t.lost), (283, 0));
+        assert_eq!(t.loss_percent(), 0.0);
+        let ssrcs: Vec<u32> = rx.streams.iter().map(|s| s.ssrc).collect();
+        assert_eq!(ssrcs, [0xaaaa, 0xbbbb]);
+    }
+
+    #[test]
+    fn streams_past_the_bound_are_kept_as_totals() {
+        let mut rx = Rx::default();
+        for ssrc in 0..(MAX_STREAMS as u32 + 4) {
+            for seq in [1u16, 2, 4] {
+                rx.stream(ssrc, seq).take(seq, 0, 0.0);
+            }
+        }
+        assert_eq!(rx.streams.len(), MAX_STREAMS);
+        let t = rx.totals();
+        let n = MAX_STREAMS as u64 + 4;
+        assert_eq!((t.packets_received, t.lost), (3 * n, n));
     }
 }

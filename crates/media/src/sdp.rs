@@ -365,14 +365,14 @@ pub struct RemoteMedia {
     pub dtmf_pt: Option<u8>,
 }
 
-/// The peer's audio address and the first of its formats we also have.
-pub fn negotiate(remote_sdp: &str, ours: &[Codec]) -> Option<RemoteMedia> {
+/// The audio stream's address (its own `c=`, else the session's), port and payload types.
+fn audio_of(sdp: &str) -> Option<(IpAddr, u16, Vec<u8>)> {
     let mut conn: Option<IpAddr> = None;
     let mut port = None;
     let mut pts: Vec<u8> = Vec::new();
     let mut in_audio = false;
     let mut media_conn = None;
-    for line in remote_sdp.lines() {
+    for line in sdp.lines() {
         if let Some(c) = line.strip_prefix("c=") {
             let ip = c
                 .split_whitespace()
@@ -392,8 +392,13 @@ pub fn negotiate(remote_sdp: &str, ours: &[Codec]) -> Option<RemoteMedia> {
             }
         }
     }
-    let ip = media_conn.or(conn)?;
-    let port = port.filter(|p| *p != 0)?;
+    Some((media_conn.or(conn)?, port?, pts))
+}
+
+/// The peer's audio address and the first of its formats we also have.
+pub fn negotiate(remote_sdp: &str, ours: &[Codec]) -> Option<RemoteMedia> {
+    let (ip, port, pts) = audio_of(remote_sdp)?;
+    let port = Some(port).filter(|p| *p != 0)?;
     let dtmf_pt = telephone_event_pt(remote_sdp);
     let (pt, codec) = pts.iter().find_map(|pt| {
         Codec::from_pt(*pt)
@@ -406,6 +411,106 @@ pub fn negotiate(remote_sdp: &str, ours: &[Codec]) -> Option<RemoteMedia> {
         pt,
         dtmf_pt,
     })
+}
+
+/// The direction an offer asks for, counting the old way of holding (RFC 2543, RFC 3264 §8.4):
+/// a connection address of `0.0.0.0` in an offer that names no direction is a hold.
+pub fn offered_direction(offer: &str) -> Direction {
+    let dir = direction(offer);
+    let on_hold = audio_of(offer).is_some_and(|(ip, ..)| ip.is_unspecified());
+    if dir == Direction::SendRecv && on_hold {
+        Direction::SendOnly
+    } else {
+        dir
+    }
+}
+
+/// The `o=` line's session id and version.
+fn origin(sdp: &str) -> Option<(u64, u64)> {
+    let o = sdp.lines().find_map(|l| l.strip_prefix("o="))?;
+    let mut f = o.split_whitespace().skip(1);
+    Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+}
+
+/// `sdp` with the version of its `o=` line set to `version`.
+fn with_version(sdp: &str, version: u64) -> String {
+    sdp.lines()
+        .map(|line| match line.strip_prefix("o=") {
+            Some(o) => {
+                let mut f: Vec<String> = o.split_whitespace().map(str::to_owned).collect();
+                if let Some(v) = f.get_mut(2) {
+                    *v = version.to_string();
+                }
+                format!("o={}\r\n", f.join(" "))
+            }
+            None => format!("{line}\r\n"),
+        })
+        .collect()
+}
+
+/// Our answer to a new offer in a running session (a re-INVITE or UPDATE, RFC 3264 §8): the
+/// codecs of `codecs` the offer lists, in its order, on the address and port of our SDP so far
+/// (`ours`), in the direction that answers the offer's, with the version of `ours` bumped. When
+/// nothing changed (a session refresh), `ours` as it was.
+pub fn reanswer(offer: &str, ours: &str, codecs: &[Codec]) -> Result<String, SdpError> {
+    let (ip, rtp_port, _) = audio_of(ours).ok_or(SdpError::NoAudio)?;
+    let (session_id, version) = origin(ours).unwrap_or((1, 1));
+    let local = LocalMedia {
+        ip,
+        rtp_port,
+        codecs: codecs.to_vec(),
+        session_id,
+    };
+    let fresh = with_version(&answer(offer, &local)?, version);
+    let fresh = with_direction(&fresh, offered_direction(offer).answer());
+    let body = |s: &str| -> String { s.lines().filter(|l| !l.starts_with("o=")).collect() };
+    if body(&fresh) == body(ours) {
+        Ok(ours.to_owned())
+    } else {
+        Ok(fresh)
+    }
+}
+
+#[cfg(test)]
+mod reanswer_tests {
+    use super::*;
+
+    fn ours() -> String {
+        offer(&LocalMedia {
+            ip: "127.0.0.1".parse().unwrap(),
+            rtp_port: 4000,
+            codecs: vec![Codec::Pcmu, Codec::Pcma],
+            session_id: 9,
+        })
+    }
+
+    #[test]
+    fn a_pcma_only_reoffer_is_answered_pcma_on_our_port_with_the_version_bumped() {
+        let reoffer = "v=0\r\no=- 1 2 IN IP4 127.0.0.2\r\nc=IN IP4 127.0.0.2\r\nm=audio 5000 RTP/AVP 8\r\n";
+        let a = reanswer(reoffer, &ours(), &[Codec::Pcmu, Codec::Pcma]).unwrap();
+        assert!(a.contains("m=audio 4000 RTP/AVP 8\r\n"), "{a}");
+        assert!(a.contains("o=callflow 9 10 IN IP4 127.0.0.1"), "{a}");
+        assert_eq!(direction(&a), Direction::SendRecv);
+        let r = negotiate(reoffer, &[Codec::Pcmu, Codec::Pcma]).unwrap();
+        assert_eq!((r.addr.to_string().as_str(), r.codec), ("127.0.0.2:5000", Codec::Pcma));
+    }
+
+    #[test]
+    fn a_refresh_keeps_our_sdp_and_a_hold_answers_recvonly() {
+        let first = "v=0\r\nc=IN IP4 127.0.0.2\r\nm=audio 5000 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+        let codecs = [Codec::Pcmu, Codec::Pcma];
+        let a1 = reanswer(first, &ours(), &codecs).unwrap();
+        assert_eq!(reanswer(first, &a1, &codecs).unwrap(), a1, "nothing changed");
+        let held = format!("{first}a=sendonly\r\n");
+        let a2 = reanswer(&held, &a1, &codecs).unwrap();
+        assert_eq!(direction(&a2), Direction::RecvOnly);
+        let old_style = first.replace("127.0.0.2", "0.0.0.0");
+        assert_eq!(offered_direction(&old_style), Direction::SendOnly);
+        assert!(matches!(
+            reanswer("v=0\r\nc=IN IP4 127.0.0.2\r\nm=audio 5000 RTP/AVP 18\r\n", &a1, &codecs),
+            Err(SdpError::NoCommonCodec { .. })
+        ));
+    }
 }
 
 #[cfg(test)]

@@ -162,3 +162,68 @@ async fn duplicates_reordering_and_loss_are_counted() {
         "{s:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retargeted_session_sends_to_the_new_address_in_the_new_codec() {
+    let (session, old_peer) = with_raw_peer();
+    let new_peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    new_peer
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 1500];
+    let n = old_peer.recv(&mut buf).expect("RTP to the first address");
+    assert_eq!(rtp_rs::RtpReader::new(&buf[..n]).unwrap().payload_type(), 0);
+    let moved = RemoteMedia {
+        addr: new_peer.local_addr().unwrap(),
+        codec: Codec::Pcma,
+        pt: 8,
+        dtmf_pt: None,
+    };
+    assert!(session.retarget(moved.clone()));
+    assert!(!session.retarget(moved), "the same target again changes nothing");
+    let n = new_peer.recv(&mut buf).expect("RTP to the new address");
+    let p = rtp_rs::RtpReader::new(&buf[..n]).unwrap();
+    assert_eq!((p.payload_type(), p.payload().len()), (8, 160), "PCMA now");
+    assert_eq!(session.codec(), Codec::Pcma);
+    assert_eq!(session.remote(), new_peer.local_addr().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_ssrc_is_a_new_stream_not_loss() {
+    let (session, peer) = with_raw_peer();
+    let send = |ssrc: u32, seq: u16| {
+        let pkt = rtp_rs::RtpPacketBuilder::new()
+            .payload_type(0)
+            .ssrc(ssrc)
+            .sequence(seq.into())
+            .timestamp(u32::from(seq) * 160)
+            .payload(&[0xffu8; 160])
+            .build()
+            .unwrap();
+        peer.send(&pkt).unwrap();
+    };
+    // Music on hold from another SSRC, far away in sequence numbers, then the call again.
+    for seq in 100..120 {
+        send(1, seq);
+    }
+    for seq in 50_000..50_010 {
+        send(2, seq);
+    }
+    for seq in 120..130 {
+        send(1, seq);
+    }
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        session.wait_until(|m| m.stats().packets_received >= 40),
+    )
+    .await
+    .expect("all forty arrive");
+    let s = session.stats();
+    assert_eq!((s.packets_received, s.lost), (40, 0), "{s:?}");
+    let per: Vec<(u32, u64)> = session
+        .streams()
+        .iter()
+        .map(|s| (s.ssrc, s.packets_received))
+        .collect();
+    assert_eq!(per, [(1, 30), (2, 10)]);
+}

@@ -238,6 +238,41 @@ impl UaShared {
         }
     }
 
+    /// Applies a new offer or answer from the peer to the call's running media (RFC 3264 §8.3):
+    /// where and in which codec to send, and whether to send at all (`ours`, our direction).
+    pub(crate) fn apply_remote_sdp(&self, call: &Call, remote_sdp: &str, ours: sdp::Direction) {
+        let Some(m) = call.media() else { return };
+        let name = call.name();
+        match sdp::negotiate(remote_sdp, &self.codecs) {
+            Some(r) if !r.addr.ip().is_unspecified() => {
+                m.set_sending(matches!(
+                    ours,
+                    sdp::Direction::SendRecv | sdp::Direction::SendOnly
+                ));
+                let (codec, addr) = (r.codec, r.addr);
+                if m.retarget(r) {
+                    self.log(
+                        Level::Info,
+                        None,
+                        name.as_deref(),
+                        format!("media now {} to {addr}", codec.name()),
+                    );
+                }
+            }
+            // `c=0.0.0.0` (an old-style hold) keeps the address; a port of 0 stops the stream.
+            Some(_) => m.set_sending(false),
+            None => {
+                m.set_sending(false);
+                self.log(
+                    Level::Warning,
+                    None,
+                    name.as_deref(),
+                    "no usable audio in the peer's new SDP: sending stopped".into(),
+                );
+            }
+        }
+    }
+
     /// Puts each RTP packet of a call in the event stream, stamped when it crossed the socket.
     fn rtp_tap(&self, sip_call_id: String, local: String) -> media::rtp::RtpTap {
         use base64::Engine as _;
@@ -290,6 +325,20 @@ impl UaShared {
                 duplicates: stats.duplicates,
                 out_of_order: stats.out_of_order,
                 jitter_ms: stats.jitter_ms,
+                streams: match m.streams() {
+                    one if one.len() < 2 => Vec::new(),
+                    many => many
+                        .into_iter()
+                        .map(|s| events::RtpStream {
+                            ssrc: s.ssrc,
+                            packets_received: s.packets_received,
+                            lost: s.lost,
+                            duplicates: s.duplicates,
+                            out_of_order: s.out_of_order,
+                            jitter_ms: s.jitter_ms,
+                        })
+                        .collect(),
+                },
                 recording,
             }));
     }

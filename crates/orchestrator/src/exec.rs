@@ -654,7 +654,11 @@ async fn reinvite(ua: &UaShared, node: &Node, dir: Direction) -> NodeResult {
     }
     call.set_local_sdp(offer.into_bytes());
     call.set_held_by_us(dir.is_hold());
-    let answered = sdp::direction(&String::from_utf8_lossy(&resp.body));
+    let answer = String::from_utf8_lossy(&resp.body);
+    let answered = sdp::direction(&answer);
+    if !answer.trim().is_empty() {
+        ua.apply_remote_sdp(&call, &answer, answered.answer());
+    }
     node_log(
         ua,
         node,

@@ -381,6 +381,24 @@ impl UaShared {
                     }
                 }
                 DialogState::Confirmed(_, resp) => {
+                    // The ACK of a re-INVITE we put our offer in brings the answer.
+                    if let Some(c) = call.as_ref().filter(|c| c.media().is_some())
+                        && c.take_answer_in_ack()
+                    {
+                        match c.dialog.last_remote_ack().map(|ack| ack.body) {
+                            Some(answer) if !answer.trim_ascii().is_empty() => {
+                                let answer = String::from_utf8_lossy(&answer);
+                                let ours = sdp::direction(&answer).answer();
+                                self.apply_remote_sdp(c, &answer, ours);
+                            }
+                            _ => self.log(
+                                Level::Warning,
+                                None,
+                                name.as_deref(),
+                                "the re-INVITE had no offer and its ACK no answer to ours (RFC 3264 §4): the media stays as it was".into(),
+                            ),
+                        }
+                    }
                     if let Some(c) = call.as_ref().filter(|c| c.media().is_none()) {
                         // Outgoing: the answer is the first SDP received (a 183's, else the
                         // 2xx's); incoming: the offer was in the INVITE, or, for a late offer,
@@ -507,41 +525,60 @@ impl UaShared {
         let offer = String::from_utf8_lossy(&req.body).into_owned();
         let (status, body) = match (ours, offer.trim().is_empty()) {
             // An offer-less re-INVITE: our SDP is the offer, the ACK carries the answer.
-            (Some(ours), true) => (StatusCode::OK, Some(ours)),
-            (Some(ours), false) => {
-                let dir = sdp::direction(&offer);
-                let answer = sdp::with_direction(&ours, dir.answer());
-                if let Some(m) = call.media() {
-                    m.set_sending(matches!(
-                        dir.answer(),
-                        sdp::Direction::SendRecv | sdp::Direction::SendOnly
-                    ));
+            (Some(ours), true) => {
+                if req.method == Method::Invite {
+                    call.expect_answer_in_ack();
                 }
-                call.set_local_sdp(answer.clone().into_bytes());
-                let was_held = call.held_by_peer();
-                if dir.is_hold() != was_held {
-                    call.set_held_by_peer(dir.is_hold());
-                    let ev = if dir.is_hold() {
-                        CallEvent::Held
-                    } else {
-                        CallEvent::Retrieved
-                    };
+                (StatusCode::OK, Some(ours))
+            }
+            (Some(ours), false) => match sdp::reanswer(&offer, &ours, &self.codecs) {
+                Ok(answer) => {
+                    let dir = sdp::offered_direction(&offer);
+                    self.apply_remote_sdp(call, &offer, dir.answer());
+                    call.set_local_sdp(answer.clone().into_bytes());
+                    self.note_hold(call, dir);
+                    (StatusCode::OK, Some(answer))
+                }
+                // RFC 3261 §14.2: the call goes on as it was.
+                Err(e) => {
                     self.log(
-                        Level::Info,
+                        Level::Warning,
                         None,
                         call.name().as_deref(),
-                        format!("{} ({} offered)", ev.describe(), dir.as_str()),
+                        format!(
+                            "the {}'s new offer cannot be taken ({e}): 488, the call goes on as it was",
+                            req.method
+                        ),
                     );
-                    call.push(ev);
+                    (StatusCode::NotAcceptableHere, None)
                 }
-                (StatusCode::OK, Some(answer))
-            }
+            },
             (None, _) => (StatusCode::NotAcceptableHere, None),
         };
         let headers = body.as_ref().map(|_| vec![sdp_header()]);
         let _ = handle
             .respond(status, headers, body.map(String::into_bytes))
             .await;
+    }
+
+    /// Records HELD / RETRIEVED when an offer in direction `dir` puts us on or off hold.
+    fn note_hold(&self, call: &Call, dir: sdp::Direction) {
+        if dir.is_hold() == call.held_by_peer() {
+            return;
+        }
+        call.set_held_by_peer(dir.is_hold());
+        let ev = if dir.is_hold() {
+            CallEvent::Held
+        } else {
+            CallEvent::Retrieved
+        };
+        self.log(
+            Level::Info,
+            None,
+            call.name().as_deref(),
+            format!("{} ({} offered)", ev.describe(), dir.as_str()),
+        );
+        call.push(ev);
     }
 
     /// The transferee's side of a REFER (RFC 3515): accept it, call the Refer-To target (with

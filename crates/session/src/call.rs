@@ -181,6 +181,8 @@ pub struct Call {
     held_by_peer: std::sync::atomic::AtomicBool,
     /// A transfer moved this call's logical id to a new call; the transferor ends this one.
     superseded: std::sync::atomic::AtomicBool,
+    /// We put an offer in a 2xx to an offer-less re-INVITE: the answer comes in its ACK.
+    answer_in_ack: std::sync::atomic::AtomicBool,
     /// The RTP socket reserved when our SDP was made, until the media starts.
     rtp_socket: Mutex<Option<std::net::UdpSocket>>,
     /// The call's RTP, once the call is confirmed.
@@ -215,6 +217,7 @@ impl Call {
             held_by_us: std::sync::atomic::AtomicBool::new(false),
             held_by_peer: std::sync::atomic::AtomicBool::new(false),
             superseded: std::sync::atomic::AtomicBool::new(false),
+            answer_in_ack: std::sync::atomic::AtomicBool::new(false),
             rtp_socket: Mutex::new(None),
             media: Mutex::new(None),
             media_started: watch::channel(false).0,
@@ -424,6 +427,19 @@ impl Call {
 
     pub fn superseded(&self) -> bool {
         self.superseded.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Marks that the next ACK brings the answer to the offer in our 2xx (a re-INVITE without
+    /// SDP, RFC 3264 §8.1).
+    pub fn expect_answer_in_ack(&self) {
+        self.answer_in_ack
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether an ACK was to bring an answer; clears the mark.
+    pub fn take_answer_in_ack(&self) -> bool {
+        self.answer_in_ack
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
     }
 
     pub fn held_by_peer(&self) -> bool {
