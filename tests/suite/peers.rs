@@ -10,7 +10,16 @@ struct Sipp(Option<Child>);
 
 impl Sipp {
     fn spawn(args: &[&str]) -> Self {
-        let child = Command::new("sipp")
+        Self::spawn_in(None, args)
+    }
+
+    /// sipp working in `dir` (where a scenario's `play_pcap_audio` files are found).
+    fn spawn_in(dir: Option<&std::path::Path>, args: &[&str]) -> Self {
+        let mut cmd = Command::new("sipp");
+        if let Some(dir) = dir {
+            cmd.current_dir(dir);
+        }
+        let child = cmd
             .args(args)
             .args(["-nostdin", "-timeout", "20s", "-timeout_error"])
             .stdout(Stdio::null())
@@ -124,6 +133,15 @@ fn sipp_file(name: &str) -> String {
 /// Runs `text` (one UA, on a free port of its own), starts a sipp caller at that UA
 /// once it listens, and returns the run and sipp's exit code and stderr.
 async fn with_sipp_caller(text: &str, sipp_args: Vec<String>) -> (Run, i32, String) {
+    with_sipp_caller_in(None, text, sipp_args).await
+}
+
+/// [`with_sipp_caller`], with sipp working in `dir`.
+async fn with_sipp_caller_in(
+    dir: Option<&std::path::Path>,
+    text: &str,
+    sipp_args: Vec<String>,
+) -> (Run, i32, String) {
     let s = scenario::parse_str(text, "with-sipp.yaml").expect("valid");
     let (run, ua) = start_one_ua(s).await;
     let own = free_udp_port().to_string();
@@ -137,7 +155,7 @@ async fn with_sipp_caller(text: &str, sipp_args: Vec<String>) -> (Run, i32, Stri
         "1".into(),
     ];
     args.extend(sipp_args);
-    let sipp = Sipp::spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let sipp = Sipp::spawn_in(dir, &args.iter().map(String::as_str).collect::<Vec<_>>());
     let run = run.await.expect("run");
     let (code, err) = sipp.finish().await;
     (run, code, err)
@@ -531,5 +549,73 @@ async fn a_reinvite_that_moves_the_media_moves_it_and_one_we_cannot_take_gets_48
         .expect("media statistics");
     assert_eq!(stats.codec, "PCMA");
     assert!(stats.remote.ends_with(&format!(":{moved_port}")), "{stats:?}");
+    run.assert_clean();
+}
+
+/// A capture of two RTP streams of PCMU silence from 127.0.0.1:`from`: `first` packets of one
+/// SSRC, then `second` of another whose sequence numbers start 17,000 further on (one sequence
+/// read as one stream, that is 99 % loss), 20 ms apart.
+fn two_ssrc_capture(path: &std::path::Path, from: u16, first: u16, second: u16) {
+    use base64::Engine as _;
+    let packet = |ssrc: u32, seq: u16, i: u64| {
+        let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p[4..8].copy_from_slice(&((i as u32) * 160).to_be_bytes());
+        p[8..12].copy_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(&[0xff; 160]);
+        events::Event {
+            seq: i,
+            ts_us: 1_000_000 + i * 20_000,
+            elapsed_ms: 0.0,
+            event: EventKind::RtpPacket(events::RtpPacket {
+                ua: "capture".into(),
+                sip_call_id: "c".into(),
+                direction: events::Direction::Sent,
+                local: format!("127.0.0.1:{from}"),
+                peer: "127.0.0.1:9".into(),
+                bytes: base64::engine::general_purpose::STANDARD.encode(p),
+            }),
+        }
+    };
+    let mut frames: Vec<events::Event> = (0..first)
+        .map(|n| packet(0x1111_1111, 3_000 + n, u64::from(n)))
+        .collect();
+    frames.extend((0..second).map(|n| packet(0x2222_2222, 20_000 + n, u64::from(first + n))));
+    report::pcap::write(&frames, path).expect("write the capture");
+}
+
+#[tokio::test]
+async fn two_rtp_streams_from_a_sipp_capture_count_no_loss_and_each_is_reported() {
+    let dir = std::env::temp_dir().join(format!("callflow-two-ssrcs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let media = free_udp_port();
+    two_ssrc_capture(&dir.join("two-ssrcs.pcap"), media, 60, 40);
+    let args = vec![
+        "-sf".into(),
+        sipp_file("uac-pcap-two-ssrcs.xml"),
+        "-s".into(),
+        "200".into(),
+        "-mp".into(),
+        media.to_string(),
+    ];
+    let (run, code, err) = with_sipp_caller_in(Some(&dir), ANSWER_AND_WAIT, args).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, 0, "sipp: {err}");
+    run.assert_outcome(Outcome::Passed);
+    let stats = run
+        .events
+        .iter()
+        .find_map(|e| match &e.event {
+            EventKind::MediaStats(m) => Some(m.clone()),
+            _ => None,
+        })
+        .expect("media statistics");
+    assert_eq!((stats.packets_received, stats.lost), (100, 0), "{stats:?}");
+    let per: Vec<(u32, u64, u64)> = stats
+        .streams
+        .iter()
+        .map(|s| (s.ssrc, s.packets_received, s.lost))
+        .collect();
+    assert_eq!(per, [(0x1111_1111, 60, 0), (0x2222_2222, 40, 0)]);
     run.assert_clean();
 }
