@@ -51,7 +51,7 @@ async fn options_and_405s_say_what_the_ua_allows() {
     for m in ["INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REFER"] {
         assert!(allow.contains(m), "Allow lists {m}: {ok}");
     }
-    assert_eq!(header(&ok, "Supported"), Some("replaces"), "{ok}");
+    assert_eq!(header(&ok, "Supported"), Some("replaces, 100rel"), "{ok}");
     assert_eq!(header(&ok, "Accept"), Some("application/sdp"), "{ok}");
 
     // A REGISTER or SUBSCRIBE reaching a UA (not a registrar, no event packages): 405, Allow.
@@ -84,7 +84,7 @@ async fn invites_and_their_2xx_carry_allow_and_supported() {
             header(msg, "Allow").is_some_and(|a| a.contains("BYE")),
             "{msg}"
         );
-        assert_eq!(header(msg, "Supported"), Some("replaces"), "{msg}");
+        assert_eq!(header(msg, "Supported"), Some("replaces, 100rel"), "{msg}");
     }
     run.assert_clean();
 }

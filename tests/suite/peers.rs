@@ -513,7 +513,9 @@ async fn a_reinvite_that_moves_the_media_moves_it_and_one_we_cannot_take_gets_48
     let moved_port = moved.local_addr().expect("addr").port().to_string();
     let heard = tokio::task::spawn_blocking(move || {
         let mut buf = [0u8; 1500];
-        let n = moved.recv(&mut buf).expect("RTP at the new address within 10 s");
+        let n = moved
+            .recv(&mut buf)
+            .expect("RTP at the new address within 10 s");
         assert!(n > 12, "an RTP packet");
         buf[1] & 0x7f
     });
@@ -529,7 +531,10 @@ async fn a_reinvite_that_moves_the_media_moves_it_and_one_we_cannot_take_gets_48
         moved_port.clone(),
     ];
     let (run, code, err) = with_sipp_caller(ANSWER_AND_WAIT, args).await;
-    assert_eq!(code, 0, "sipp (which checks the 488, and PCMA in the 200): {err}");
+    assert_eq!(
+        code, 0,
+        "sipp (which checks the 488, and PCMA in the 200): {err}"
+    );
     run.assert_outcome(Outcome::Passed);
     run.assert_wire_contains(
         "bob",
@@ -548,7 +553,10 @@ async fn a_reinvite_that_moves_the_media_moves_it_and_one_we_cannot_take_gets_48
         })
         .expect("media statistics");
     assert_eq!(stats.codec, "PCMA");
-    assert!(stats.remote.ends_with(&format!(":{moved_port}")), "{stats:?}");
+    assert!(
+        stats.remote.ends_with(&format!(":{moved_port}")),
+        "{stats:?}"
+    );
     run.assert_clean();
 }
 
@@ -618,4 +626,74 @@ async fn two_rtp_streams_from_a_sipp_capture_count_no_loss_and_each_is_reported(
         .collect();
     assert_eq!(per, [(0x1111_1111, 60, 0), (0x2222_2222, 40, 0)]);
     run.assert_clean();
+}
+
+#[tokio::test]
+async fn an_invite_requiring_100rel_gets_a_reliable_183_and_the_200_waits_for_its_prack() {
+    let callee = "version: 1\nname: reliable callee\ninstances:\n  bob:\n    dn: \"200\"\n    auto_ringing: false\n    steps:\n      - event: INCOMING\n        timeout: 20s\n      - command: Progress\n      - command: Answer\n      - event: DISCONNECTED\n        timeout: 20s\n";
+    let args = vec![
+        "-sf".into(),
+        sipp_file("uac-100rel.xml"),
+        "-s".into(),
+        "200".into(),
+        "-mp".into(),
+        free_udp_port().to_string(),
+    ];
+    let (run, code, err) = with_sipp_caller(callee, args).await;
+    assert_eq!(
+        code, 0,
+        "sipp (which checks Require and RSeq, and the order of the 200s): {err}"
+    );
+    run.assert_outcome(Outcome::Passed);
+    assert_eq!(
+        run.wire("bob"),
+        [
+            "<INVITE", ">100", ">183", "<PRACK", ">200", ">200", "<ACK", "<BYE", ">200"
+        ]
+    );
+    let ok = &run.raw("bob", ">200")[1];
+    assert!(
+        ok.lines()
+            .any(|l| l.starts_with("Supported:") && l.contains("100rel")),
+        "Supported: 100rel advertised: {ok}"
+    );
+    run.assert_clean();
+}
+
+#[tokio::test]
+async fn an_invite_requiring_100rel_gets_420_when_it_is_off() {
+    let callee = "version: 1\nname: no 100rel\ninstances:\n  bob:\n    dn: \"200\"\n    100rel: \"off\"\n    steps:\n      - event: TIMEOUT\n        timeout: 2s\n";
+    let args = vec!["-sf".into(), sipp_file("uac-100rel-refused.xml")];
+    let (run, code, err) = with_sipp_caller(callee, args).await;
+    assert_eq!(code, 0, "sipp (which checks Unsupported: 100rel): {err}");
+    run.assert_outcome(Outcome::Passed);
+    assert_eq!(run.wire("bob"), ["<INVITE", ">420", "<ACK"]);
+    run.assert_clean();
+}
+
+#[tokio::test]
+async fn our_prack_goes_to_the_contact_of_the_reliable_180() {
+    let port = free_udp_port();
+    let sipp = sipp_uas_file(
+        "uas-100rel.xml",
+        port,
+        &["-mp", &free_udp_port().to_string()],
+    );
+    let text = format!(
+        "version: 1\nname: reliable 180\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: MakeCall\n        target: sip:service@127.0.0.1:{port}\n      - command: Release\n"
+    );
+    let run = run_text(&text, "reliable-180.yaml").await;
+    run.assert_outcome(Outcome::Passed);
+    assert_eq!(
+        run.wire("alice"),
+        [
+            ">INVITE", "<180", ">PRACK", "<200", "<200", ">ACK", ">BYE", "<200"
+        ]
+    );
+    run.assert_clean();
+    let (code, err) = sipp.finish().await;
+    assert_eq!(
+        code, 0,
+        "sipp (which checks the PRACK's target and RAck): {err}"
+    );
 }

@@ -794,7 +794,10 @@ mod tests {
         assert_eq!((s.packets_received, s.lost, s.out_of_order), (200, 0, 0));
         // One stray far packet is reordered, not a restart.
         let one = stream_of((100..150).chain([40_000]).chain(150..200)).stats();
-        assert_eq!((one.packets_received, one.lost, one.out_of_order), (101, 0, 1));
+        assert_eq!(
+            (one.packets_received, one.lost, one.out_of_order),
+            (101, 0, 1)
+        );
     }
 
     #[test]
@@ -802,10 +805,12 @@ mod tests {
         // sipp's uac_pcap: a recording with one SSRC, then DTMF from another capture.
         let mut rx = Rx::default();
         for (i, seq) in (1000..1250u16).enumerate() {
-            rx.stream(0xaaaa, seq).take(seq, i as u32 * 160, i as f64 * 160.0);
+            rx.stream(0xaaaa, seq)
+                .take(seq, i as u32 * 160, i as f64 * 160.0);
         }
         for (i, seq) in (7..40u16).enumerate() {
-            rx.stream(0xbbbb, seq).take(seq, i as u32 * 160, i as f64 * 160.0);
+            rx.stream(0xbbbb, seq)
+                .take(seq, i as u32 * 160, i as f64 * 160.0);
         }
         let t = rx.totals();
         assert_eq!((t.packets_received, t.lost), (283, 0));

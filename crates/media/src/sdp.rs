@@ -486,13 +486,17 @@ mod reanswer_tests {
 
     #[test]
     fn a_pcma_only_reoffer_is_answered_pcma_on_our_port_with_the_version_bumped() {
-        let reoffer = "v=0\r\no=- 1 2 IN IP4 127.0.0.2\r\nc=IN IP4 127.0.0.2\r\nm=audio 5000 RTP/AVP 8\r\n";
+        let reoffer =
+            "v=0\r\no=- 1 2 IN IP4 127.0.0.2\r\nc=IN IP4 127.0.0.2\r\nm=audio 5000 RTP/AVP 8\r\n";
         let a = reanswer(reoffer, &ours(), &[Codec::Pcmu, Codec::Pcma]).unwrap();
         assert!(a.contains("m=audio 4000 RTP/AVP 8\r\n"), "{a}");
         assert!(a.contains("o=callflow 9 10 IN IP4 127.0.0.1"), "{a}");
         assert_eq!(direction(&a), Direction::SendRecv);
         let r = negotiate(reoffer, &[Codec::Pcmu, Codec::Pcma]).unwrap();
-        assert_eq!((r.addr.to_string().as_str(), r.codec), ("127.0.0.2:5000", Codec::Pcma));
+        assert_eq!(
+            (r.addr.to_string().as_str(), r.codec),
+            ("127.0.0.2:5000", Codec::Pcma)
+        );
     }
 
     #[test]
@@ -500,14 +504,22 @@ mod reanswer_tests {
         let first = "v=0\r\nc=IN IP4 127.0.0.2\r\nm=audio 5000 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\n";
         let codecs = [Codec::Pcmu, Codec::Pcma];
         let a1 = reanswer(first, &ours(), &codecs).unwrap();
-        assert_eq!(reanswer(first, &a1, &codecs).unwrap(), a1, "nothing changed");
+        assert_eq!(
+            reanswer(first, &a1, &codecs).unwrap(),
+            a1,
+            "nothing changed"
+        );
         let held = format!("{first}a=sendonly\r\n");
         let a2 = reanswer(&held, &a1, &codecs).unwrap();
         assert_eq!(direction(&a2), Direction::RecvOnly);
         let old_style = first.replace("127.0.0.2", "0.0.0.0");
         assert_eq!(offered_direction(&old_style), Direction::SendOnly);
         assert!(matches!(
-            reanswer("v=0\r\nc=IN IP4 127.0.0.2\r\nm=audio 5000 RTP/AVP 18\r\n", &a1, &codecs),
+            reanswer(
+                "v=0\r\nc=IN IP4 127.0.0.2\r\nm=audio 5000 RTP/AVP 18\r\n",
+                &a1,
+                &codecs
+            ),
             Err(SdpError::NoCommonCodec { .. })
         ));
     }

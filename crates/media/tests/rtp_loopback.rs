@@ -180,7 +180,10 @@ async fn a_retargeted_session_sends_to_the_new_address_in_the_new_codec() {
         dtmf_pt: None,
     };
     assert!(session.retarget(moved.clone()));
-    assert!(!session.retarget(moved), "the same target again changes nothing");
+    assert!(
+        !session.retarget(moved),
+        "the same target again changes nothing"
+    );
     let n = new_peer.recv(&mut buf).expect("RTP to the new address");
     let p = rtp_rs::RtpReader::new(&buf[..n]).unwrap();
     assert_eq!((p.payload_type(), p.payload().len()), (8, 160), "PCMA now");

@@ -25,16 +25,15 @@ pub(crate) fn sdp_header() -> Header {
     Header::ContentType("application/sdp".into())
 }
 
-/// The extensions a UA supports (RFC 3261 §20.37): Replaces (RFC 3891).
-pub(crate) const SUPPORTED: &str = "replaces";
 /// The bodies a UA takes (RFC 3261 §20.1).
 pub(crate) const ACCEPT: &str = "application/sdp";
 
-/// What a UA says it can do: Allow and Supported on our INVITEs and 2xx (RFC 3261 §20.5), and
-/// also Accept on the 200 to OPTIONS (§11.2).
-pub(crate) fn capabilities(with_accept: bool) -> Vec<Header> {
+/// What a UA says it can do: Allow and Supported (Replaces, RFC 3891, and 100rel, RFC 3262,
+/// unless `rel100` is off) on our INVITEs and 2xx (RFC 3261 §20.5), and also Accept on the 200 to
+/// OPTIONS (§11.2).
+pub(crate) fn capabilities(rel100: scenario::Rel100, with_accept: bool) -> Vec<Header> {
     let mut h = allow();
-    h.push(make_header("Supported", SUPPORTED));
+    h.push(make_header("Supported", crate::rel100::supported(rel100)));
     if with_accept {
         h.push(make_header("Accept", ACCEPT));
     }
@@ -47,8 +46,8 @@ pub(crate) fn allow() -> Vec<Header> {
 }
 
 /// `extra`, then our capabilities where `extra` does not set them already.
-pub(crate) fn with_capabilities(mut extra: Vec<Header>) -> Vec<Header> {
-    for h in capabilities(false) {
+pub(crate) fn with_capabilities(rel100: scenario::Rel100, mut extra: Vec<Header>) -> Vec<Header> {
+    for h in capabilities(rel100, false) {
         if !extra
             .iter()
             .any(|e| e.name().eq_ignore_ascii_case(h.name()))
@@ -159,7 +158,13 @@ impl UaShared {
             contact: self.contact.clone(),
             content_type: Some("application/sdp".to_owned()),
             offer: Some(offer.clone().into_bytes()),
-            headers: Some(with_capabilities(opts.headers)),
+            headers: Some(with_capabilities(self.rel100, {
+                let mut h = opts.headers;
+                if self.rel100 == scenario::Rel100::Required {
+                    h.push(make_header("Require", "100rel"));
+                }
+                h
+            })),
             ..Default::default()
         };
         let (dialog, join) = self

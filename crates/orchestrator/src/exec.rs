@@ -407,19 +407,14 @@ async fn send_provisional(ua: &UaShared, node: &Node, early_media: bool) -> Node
             "the INVITE carries no offer: early media would put ours in the 183, which RFC 3262 allows only in a reliable provisional; send RINGING, or Answer (our offer goes in the 200)",
         ));
     }
-    let sent = if early_media {
-        let sdp = ua.answer_sdp(&call).map_err(fail)?;
-        call.dialog
-            .ringing(Some(vec![sdp_header()]), Some(sdp.into_bytes()))
+    let sdp = if early_media {
+        Some(ua.answer_sdp(&call).map_err(fail)?)
     } else {
-        call.dialog.ringing(None, None)
+        None
     };
-    sent.map_err(|e| {
-        fail(format!(
-            "cannot send {}: {e}",
-            if early_media { 183 } else { 180 }
-        ))
-    })
+    ua.send_provisional(&call, sdp, node.timeout)
+        .await
+        .map_err(fail)
 }
 
 async fn send_request(
@@ -537,6 +532,18 @@ async fn answer(ua: &UaShared, node: &Node) -> NodeResult {
             "the call ended before it was answered: {reason}"
         )));
     }
+    // RFC 3262 §3: no 2xx before the PRACK of a reliable provisional response with SDP.
+    if let Some((rseq, true)) = call.unacked_provisional() {
+        within(
+            node,
+            |t| format!("the reliable 183 (RSeq {rseq}) got no PRACK {t}, so no 200 can follow it (RFC 3262 §3)"),
+            async {
+                call.wait_pracked().await;
+                Ok(())
+            },
+        )
+        .await?;
+    }
     let answer = match ua.answer_sdp(&call) {
         Ok(a) => a,
         Err(e) => {
@@ -551,7 +558,10 @@ async fn answer(ua: &UaShared, node: &Node) -> NodeResult {
     };
     call.dialog
         .accept(
-            Some(crate::calls::with_capabilities(vec![sdp_header()])),
+            Some(crate::calls::with_capabilities(
+                ua.rel100,
+                vec![sdp_header()],
+            )),
             Some(answer.into_bytes()),
         )
         .map_err(|e| fail(format!("cannot send 200 OK: {e}")))?;

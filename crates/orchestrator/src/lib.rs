@@ -18,6 +18,7 @@ mod checks;
 mod engine;
 mod exec;
 mod pbx;
+mod rel100;
 mod routing;
 mod sidecar;
 mod ua;

@@ -35,6 +35,15 @@ pub(crate) fn header_in(headers: &transport::sip::Headers, name: &str) -> Option
         .map(|h| h.value().to_owned())
 }
 
+/// The RSeq of a call's first reliable provisional response: unpredictable, and below 2**31 less
+/// the room for many more (RFC 3262 §3).
+fn first_rseq() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.subsec_nanos());
+    1 + nanos.wrapping_mul(2_654_435_761) % (1 << 30)
+}
+
 /// A Replaces value (RFC 3891): `call-id;to-tag=X;from-tag=Y`.
 fn parse_replaces(v: &str) -> Option<(String, String, String)> {
     let mut parts = v.split(';');
@@ -157,6 +166,27 @@ impl UaShared {
                 if answered_as_ended(call.as_deref(), &mut tx).await {
                     continue;
                 }
+                // A PRACK must match the reliable provisional response it acknowledges (RFC
+                // 3262 §3); rsipstack would answer any PRACK with an RAck 200.
+                let rack = crate::rel100::rack(&tx.original);
+                if method == Method::PRack
+                    && let Some(c) = &call
+                {
+                    let matched = rack.map(|(rseq, cseq)| c.prack(rseq, cseq, false));
+                    if !matches!(matched, Some(session::Prack::Acked | session::Prack::Again)) {
+                        self.log(
+                            Level::Warning,
+                            None,
+                            c.name().as_deref(),
+                            format!(
+                                "PRACK with RAck {} matches no reliable provisional response of this call: 481",
+                                header(&tx.original, "RAck").unwrap_or_default()
+                            ),
+                        );
+                        let _ = tx.reply(StatusCode::CallTransactionDoesNotExist).await;
+                        continue;
+                    }
+                }
                 match known {
                     Some(mut d) => {
                         tokio::spawn(async move {
@@ -186,6 +216,13 @@ impl UaShared {
                             if !answered_as_ended(call.as_deref(), &mut tx).await {
                                 let _ = d.handle(&mut tx).await;
                             }
+                            // A PRACK counts once answered: what waits for it (our 200, the
+                            // next reliable 18x) comes after its 200.
+                            if method == Method::PRack
+                                && let (Some(c), Some((rseq, cseq))) = (&call, rack)
+                            {
+                                c.prack(rseq, cseq, true);
+                            }
                         });
                     }
                     None if method == Method::Ack => {}
@@ -207,7 +244,11 @@ impl UaShared {
                 }
                 Method::Options => {
                     let _ = tx
-                        .reply_with(StatusCode::OK, crate::calls::capabilities(true), None)
+                        .reply_with(
+                            StatusCode::OK,
+                            crate::calls::capabilities(self.rel100, true),
+                            None,
+                        )
                         .await;
                 }
                 Method::Ack => {}
@@ -236,6 +277,14 @@ impl UaShared {
     }
 
     async fn on_invite(self: Arc<Self>, mut tx: Transaction) {
+        // An extension we lack (420) or 100rel missing where we require it (421).
+        if self.refuse_extensions(&mut tx).await {
+            return;
+        }
+        let reliable = matches!(
+            crate::rel100::intake(self.rel100, &tx.original),
+            crate::rel100::Intake::Take { reliable: true }
+        );
         let replaces = header(&tx.original, "Replaces");
         let d = match self.dialogs.get_or_create_server_invite(
             &tx,
@@ -271,9 +320,12 @@ impl UaShared {
                     None,
                     format!("incoming call {} from {from}", call.sip_call_id()),
                 );
+                if reliable {
+                    call.make_provisionals_reliable(first_rseq());
+                }
                 if self.auto_ringing {
                     // Queued on the INVITE transaction before any node can answer.
-                    let _ = d.ringing(None, None);
+                    let _ = self.provisional_now(call, None);
                 }
             });
             tokio::spawn(self.clone().refuse_if_unclaimed(call, from.clone()));
@@ -335,7 +387,10 @@ impl UaShared {
         match self.answer_sdp(&call) {
             Ok(answer) => {
                 let _ = d.accept(
-                    Some(crate::calls::with_capabilities(vec![sdp_header()])),
+                    Some(crate::calls::with_capabilities(
+                        self.rel100,
+                        vec![sdp_header()],
+                    )),
                     Some(answer.into_bytes()),
                 );
             }
@@ -478,8 +533,8 @@ impl UaShared {
                 DialogState::Info(_, req, handle)
                 | DialogState::Message(_, req, handle)
                 | DialogState::Options(_, req, handle) => {
-                    let caps =
-                        (req.method == Method::Options).then(|| crate::calls::capabilities(true));
+                    let caps = (req.method == Method::Options)
+                        .then(|| crate::calls::capabilities(self.rel100, true));
                     let _ = handle.respond(StatusCode::OK, caps, None).await;
                     if let Some(c) = &call {
                         // DTMF in SIP INFO joins the digits RFC 4733 brings.

@@ -26,6 +26,8 @@ pub(crate) struct UaShared {
     pub(crate) tcp: bool,
     pub(crate) contact: Uri,
     pub(crate) auto_ringing: bool,
+    /// Reliable provisional responses (RFC 3262).
+    pub(crate) rel100: scenario::Rel100,
     pub(crate) codecs: Vec<Codec>,
     pub(crate) bind_ip: IpAddr,
     pub(crate) dialogs: Arc<DialogLayer>,
@@ -165,6 +167,7 @@ impl Ua {
             tcp,
             contact: contact_uri(&inst.dn, local, tcp),
             auto_ringing: inst.auto_ringing,
+            rel100: inst.rel100,
             codecs: inst
                 .codecs
                 .iter()

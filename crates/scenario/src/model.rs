@@ -118,11 +118,46 @@ pub struct Instance {
     pub codecs: Vec<String>,
     /// Answer new INVITEs with 180 Ringing at once (they are held until a node answers or rejects).
     pub auto_ringing: bool,
+    /// Reliable provisional responses (RFC 3262, option tag `100rel`).
+    pub rel100: Rel100,
     /// The From display name of this instance's calls.
     pub display_name: Option<String>,
     /// The first nodes of this instance's chains, in order.
     pub starts: Vec<NodeIdx>,
     pub pos: Pos,
+}
+
+/// How a UA takes reliable provisional responses (RFC 3262): the instance's `100rel`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Rel100 {
+    /// `Supported: 100rel` on our INVITEs; as the callee, 18x are reliable when the INVITE
+    /// requires it.
+    #[default]
+    Supported,
+    /// `Require: 100rel` on our INVITEs; as the callee, 18x are reliable whenever the INVITE
+    /// supports it, and an INVITE that does not gets 421 (RFC 3261 §8.2.2.3).
+    Required,
+    /// Neither: an INVITE that requires 100rel gets 420 with `Unsupported: 100rel`.
+    Off,
+}
+
+impl Rel100 {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Supported => "supported",
+            Self::Required => "required",
+            Self::Off => "off",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "supported" => Some(Self::Supported),
+            "required" => Some(Self::Required),
+            "off" => Some(Self::Off),
+            _ => None,
+        }
+    }
 }
 
 /// What a node does.

@@ -54,6 +54,7 @@ const INSTANCE_KEYS: &[&str] = &[
     "pbx",
     "codecs",
     "auto_ringing",
+    "100rel",
     "steps",
     "display_name",
 ];
@@ -292,6 +293,21 @@ pub(crate) fn transport(f: &mut Fields<'_>, map: &SNode, key: &str) -> SipTransp
     }
 }
 
+/// An instance's `100rel`: `supported` (the default), `required` or `off`.
+pub(crate) fn rel100(f: &mut Fields<'_>, map: &SNode, key: &str) -> crate::model::Rel100 {
+    let Some(v) = f.string(map, key) else {
+        return crate::model::Rel100::default();
+    };
+    crate::model::Rel100::parse(&v).unwrap_or_else(|| {
+        let pos = map.get(key).map_or(map.pos, |n| n.pos);
+        f.error(
+            pos,
+            format!("`{key}` is `{v}`; it takes `supported`, `required` or `off`"),
+        );
+        crate::model::Rel100::default()
+    })
+}
+
 /// An instance's `pbx`: a profile name, a mapping of settings, or both (`profile:` plus the
 /// settings that differ).
 fn pbx(f: &mut Fields<'_>, p: &SNode, body: &SNode, profiles: &Profiles) -> Option<Pbx> {
@@ -425,6 +441,7 @@ fn instance(
         pbx,
         codecs,
         auto_ringing: f.bool(body, "auto_ringing").unwrap_or(true),
+        rel100: rel100(f, body, "100rel"),
         display_name: f.string(body, "display_name"),
         starts: Vec::new(),
         pos,

@@ -36,6 +36,8 @@ const INSTANCE_KEYS: &[&str] = &[
     "outboundProxy",
     "transport",
     "autoRinging",
+    // callflow's own: 100rel (RFC 3262) as `supported`, `required` or `off`.
+    "rel100",
 ];
 const COMMAND_KEYS: &[&str] = &[
     "command",
@@ -556,6 +558,7 @@ fn instance(
         display_name: f.string(data, "displayName").filter(|s| !s.is_empty()),
         codecs,
         auto_ringing,
+        rel100: crate::native::rel100(f, data, "rel100"),
         starts: Vec::new(),
         pos,
     })

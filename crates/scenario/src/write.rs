@@ -427,6 +427,9 @@ pub fn to_native(s: &Scenario, profiles: &Profiles) -> Result<String, WriteError
         if !inst.auto_ringing {
             body.push(("auto_ringing", Yaml::Value(Scalar::Boolean(false))));
         }
+        if inst.rel100 != crate::model::Rel100::default() {
+            body.push(("100rel", ystr(inst.rel100.as_str())));
+        }
         if let Some(d) = &inst.display_name {
             body.push(("display_name", ystr(d)));
         }
@@ -564,6 +567,9 @@ pub fn to_flow(s: &Scenario, profiles: &Profiles) -> Json {
         data.insert("codecs".into(), json!(inst.codecs));
         if !inst.auto_ringing {
             data.insert("autoRinging".into(), json!(false));
+        }
+        if inst.rel100 != crate::model::Rel100::default() {
+            data.insert("rel100".into(), json!(inst.rel100.as_str()));
         }
         if let Some(d) = &inst.display_name {
             data.insert("displayName".into(), json!(d));

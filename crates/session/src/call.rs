@@ -147,6 +147,28 @@ fn describe(reason: &TerminatedReason, role: Role) -> (String, bool, Option<u16>
     }
 }
 
+/// What a PRACK did (RFC 3262 §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prack {
+    /// It acknowledged the reliable provisional response waiting for it.
+    Acked,
+    /// It acknowledges one acknowledged already (a retransmission): answer it again.
+    Again,
+    /// It matches no reliable provisional response of this call: 481.
+    NoMatch,
+}
+
+/// The reliable provisional responses of an incoming call (RFC 3262).
+#[derive(Debug, Default)]
+struct Reliable {
+    on: bool,
+    /// The RSeq of the next one.
+    next: u32,
+    /// The one sent and not yet PRACKed: its RSeq, and whether it carried SDP.
+    unacked: Option<(u32, bool)>,
+    last_acked: Option<u32>,
+}
+
 struct Logged {
     event: CallEvent,
     at: Instant,
@@ -183,6 +205,9 @@ pub struct Call {
     superseded: std::sync::atomic::AtomicBool,
     /// We put an offer in a 2xx to an offer-less re-INVITE: the answer comes in its ACK.
     answer_in_ack: std::sync::atomic::AtomicBool,
+    /// Reliable provisional responses, and a counter bumped when one is PRACKed.
+    reliable: Mutex<Reliable>,
+    pracked: watch::Sender<u64>,
     /// The RTP socket reserved when our SDP was made, until the media starts.
     rtp_socket: Mutex<Option<std::net::UdpSocket>>,
     /// The call's RTP, once the call is confirmed.
@@ -218,6 +243,8 @@ impl Call {
             held_by_peer: std::sync::atomic::AtomicBool::new(false),
             superseded: std::sync::atomic::AtomicBool::new(false),
             answer_in_ack: std::sync::atomic::AtomicBool::new(false),
+            reliable: Mutex::new(Reliable::default()),
+            pracked: watch::channel(0).0,
             rtp_socket: Mutex::new(None),
             media: Mutex::new(None),
             media_started: watch::channel(false).0,
@@ -279,6 +306,13 @@ impl Call {
         if log
             .iter()
             .any(|l| matches!(l.event, CallEvent::Terminated { .. }))
+        {
+            return false;
+        }
+        // A reliable provisional response is sent again until its PRACK comes: once is news.
+        if matches!(event, CallEvent::Provisional { .. })
+            && self.provisionals_reliable()
+            && log.last().is_some_and(|l| l.event == event)
         {
             return false;
         }
@@ -427,6 +461,74 @@ impl Call {
 
     pub fn superseded(&self) -> bool {
         self.superseded.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Makes this (incoming) call's provisional responses reliable (RFC 3262), numbered from
+    /// `first_rseq` (RFC 3262 §3: chosen at random, below 2**31).
+    pub fn make_provisionals_reliable(&self, first_rseq: u32) {
+        let mut r = self.reliable.lock().expect("reliable lock");
+        r.on = true;
+        r.next = first_rseq.clamp(1, (1 << 31) - 1);
+    }
+
+    pub fn provisionals_reliable(&self) -> bool {
+        self.reliable.lock().expect("reliable lock").on
+    }
+
+    /// The reliable provisional response sent and not PRACKed yet: its RSeq, and whether it
+    /// carried SDP.
+    pub fn unacked_provisional(&self) -> Option<(u32, bool)> {
+        self.reliable.lock().expect("reliable lock").unacked
+    }
+
+    /// Numbers a new reliable provisional response (carrying SDP or not) and marks it as
+    /// waiting for its PRACK; returns its RSeq.
+    pub fn begin_reliable_provisional(&self, with_sdp: bool) -> u32 {
+        let mut r = self.reliable.lock().expect("reliable lock");
+        let rseq = r.next;
+        r.next = r.next.wrapping_add(1);
+        r.unacked = Some((rseq, with_sdp));
+        rseq
+    }
+
+    /// What a PRACK whose RAck names `rseq` and the INVITE's CSeq `cseq` does; with `take`, it
+    /// is taken (once answered): the provisional response it acknowledges stops waiting.
+    pub fn prack(&self, rseq: u32, cseq: u32, take: bool) -> Prack {
+        let invite_cseq = self
+            .dialog
+            .initial_request()
+            .headers
+            .iter()
+            .find(|h| h.name().eq_ignore_ascii_case("CSeq"))
+            .and_then(|h| h.value().split_whitespace().next()?.parse::<u32>().ok());
+        if invite_cseq.is_some_and(|c| c != cseq) {
+            return Prack::NoMatch;
+        }
+        let mut r = self.reliable.lock().expect("reliable lock");
+        match r.unacked {
+            Some((want, _)) if want == rseq && !take => Prack::Acked,
+            Some((want, _)) if want == rseq => {
+                r.unacked = None;
+                r.last_acked = Some(rseq);
+                drop(r);
+                self.pracked.send_modify(|n| *n += 1);
+                Prack::Acked
+            }
+            _ if r.last_acked == Some(rseq) => Prack::Again,
+            _ => Prack::NoMatch,
+        }
+    }
+
+    /// Waits until no reliable provisional response waits for its PRACK.
+    ///
+    /// Cancel safety: safe.
+    pub async fn wait_pracked(&self) {
+        let mut rx = self.pracked.subscribe();
+        while self.unacked_provisional().is_some() {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// Marks that the next ACK brings the answer to the offer in our 2xx (a re-INVITE without

@@ -10,7 +10,7 @@ mod call;
 mod hangup;
 pub mod ledger;
 
-pub use call::{Call, CallEvent, CallKey, EndCause, Role};
+pub use call::{Call, CallEvent, CallKey, EndCause, Prack, Role};
 pub use hangup::{HangupAction, HangupReport, LegState, hangup_action};
 pub use ledger::Ledger;
 

@@ -194,6 +194,7 @@ impl UaEndpoint {
         builder.with_inspector(Box::new(Inspector {
             local,
             tap: stream_tap,
+            early: crate::early::EarlyTargets::default(),
         }));
         // Stream messages are checked at the door here (datagrams are, in TappedUdp).
         builder.with_transport_inspector(Box::new(StreamTap {
@@ -421,15 +422,18 @@ fn respell(mut msg: SipMessage, names: &[&str], outward: bool) -> SipMessage {
     msg
 }
 
-/// Every UA's message inspector: the digest spelling, and the TCP tap for sent messages.
+/// Every UA's message inspector: the digest spelling, the PRACK's target, and the TCP tap for
+/// sent messages.
 struct Inspector {
     local: SocketAddr,
     tap: Option<Arc<dyn WireTap>>,
+    /// Where PRACKs go (see `early.rs`).
+    early: crate::early::EarlyTargets,
 }
 
 impl MessageInspector for Inspector {
     fn before_send(&self, msg: SipMessage, dest: Option<&SipAddr>) -> SipMessage {
-        let msg = respell(msg, CREDENTIALS, true);
+        let msg = self.early.aim(respell(msg, CREDENTIALS, true));
         if let Some(tap) = &self.tap
             && top_via_transport(&msg).as_deref() == Some("tcp")
         {
@@ -445,6 +449,7 @@ impl MessageInspector for Inspector {
     }
 
     fn after_received(&self, msg: SipMessage, _from: Option<&SipAddr>) -> SipMessage {
+        self.early.saw(&msg);
         respell(msg, CHALLENGES, false)
     }
 }

@@ -15,6 +15,7 @@
 //! The UDP tap sits under rsipstack, so it sees what crossed the socket, retransmissions
 //! included; rsipstack's own `MessageInspector` misses retransmissions and absorbed ACKs.
 
+mod early;
 mod endpoint;
 pub mod intake;
 mod tap;
