@@ -375,24 +375,58 @@ async fn the_first_sdp_is_the_answer_and_a_different_one_in_the_200_is_reported(
 }
 
 #[tokio::test]
-async fn a_redirect_fails_the_call_naming_where_it_points() {
+async fn a_redirect_not_followed_fails_the_call_naming_where_it_points() {
     let port = free_udp_port();
-    let sipp = sipp_uas_file("uas-302.xml", port, &[]);
+    let sipp = sipp_uas_file("uas-302.xml", port, &["-key", "target_port", "5099"]);
     let text = format!(
-        "version: 1\nname: redirected\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: MakeCall\n        target: sip:service@127.0.0.1:{port}\n"
+        "version: 1\nname: redirected\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: MakeCall\n        target: sip:service@127.0.0.1:{port}\n        redirects: 0\n"
     );
     let run = run_text(&text, "redirected.yaml").await;
     run.assert_outcome(Outcome::Failed);
     let message = run.finished().failure.clone().expect("a failure").message;
     assert!(
         message.contains("got 302 Moved Temporarily")
-            && message.contains("it redirects to <sip:elsewhere@127.0.0.1:5099>"),
+            && message.contains("it redirects to sip:elsewhere@127.0.0.1:5099 (`redirects: 0`"),
         "{message}"
     );
     run.assert_wire_contains("alice", &[">INVITE", "<302", ">ACK"]);
     run.assert_clean();
     let (code, err) = sipp.finish().await;
     assert_eq!(code, 0, "sipp: {err}");
+}
+
+#[tokio::test]
+async fn a_redirect_is_followed_to_the_contact_it_names() {
+    let (port, elsewhere) = (free_udp_port(), free_udp_port());
+    let redirector = sipp_uas_file(
+        "uas-302.xml",
+        port,
+        &["-key", "target_port", &elsewhere.to_string()],
+    );
+    let callee = sipp_uas(elsewhere, 1);
+    let text = format!(
+        "version: 1\nname: redirected\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: MakeCall\n        target: sip:service@127.0.0.1:{port}\n      - command: Release\n"
+    );
+    let run = run_text(&text, "followed.yaml").await;
+    run.assert_outcome(Outcome::Passed);
+    run.assert_wire_contains(
+        "alice",
+        &[
+            ">INVITE", "<302", ">ACK", ">INVITE", "<200", ">ACK", ">BYE", "<200",
+        ],
+    );
+    let invites = run.raw("alice", ">INVITE");
+    assert!(
+        invites
+            .iter()
+            .any(|m| m.starts_with(&format!("INVITE sip:elsewhere@127.0.0.1:{elsewhere} "))),
+        "an INVITE goes to the Contact: {invites:?}"
+    );
+    run.assert_clean();
+    for (name, sipp) in [("redirector", redirector), ("callee", callee)] {
+        let (code, err) = sipp.finish().await;
+        assert_eq!(code, 0, "sipp {name}: {err}");
+    }
 }
 
 #[tokio::test]
@@ -695,5 +729,44 @@ async fn our_prack_goes_to_the_contact_of_the_reliable_180() {
     assert_eq!(
         code, 0,
         "sipp (which checks the PRACK's target and RAck): {err}"
+    );
+}
+
+#[tokio::test]
+async fn a_late_offer_of_ours_answers_the_200s_offer_in_the_ack() {
+    let port = free_udp_port();
+    let media = free_udp_port();
+    let sipp = sipp_uas_file("uas-late-offer.xml", port, &["-mp", &media.to_string()]);
+    let text = format!(
+        "version: 1\nname: late offer\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: MakeCall\n        target: sip:service@127.0.0.1:{port}\n        offer: late\n      - command: Release\n"
+    );
+    let run = run_text(&text, "late-offer.yaml").await;
+    run.assert_outcome(Outcome::Passed);
+    run.assert_wire_contains("alice", &[">INVITE", "<200", ">ACK", ">BYE", "<200"]);
+    let invite = &run.raw("alice", ">INVITE")[0];
+    assert!(
+        invite.ends_with("\r\n\r\n") && !invite.contains("Content-Type"),
+        "no SDP, no Content-Type: {invite}"
+    );
+    let ack = &run.raw("alice", ">ACK")[0];
+    assert!(
+        ack.contains("Content-Type: application/sdp") && ack.contains("m=audio "),
+        "the answer in the ACK: {ack}"
+    );
+    let stats = run
+        .events
+        .iter()
+        .find_map(|e| match &e.event {
+            EventKind::MediaStats(m) => Some(m.clone()),
+            _ => None,
+        })
+        .expect("media statistics");
+    assert_eq!(stats.codec, "PCMA", "the 200 offered PCMA first");
+    assert!(stats.remote.ends_with(&format!(":{media}")), "{stats:?}");
+    run.assert_clean();
+    let (code, err) = sipp.finish().await;
+    assert_eq!(
+        code, 0,
+        "sipp (which checks the INVITE had no SDP and the ACK answers): {err}"
     );
 }

@@ -19,6 +19,8 @@ pub(crate) struct CallOptions {
     pub(crate) display_name: Option<String>,
     /// The From user; the UA's DN by default.
     pub(crate) from_user: Option<String>,
+    /// No SDP in the INVITE: the 2xx offers, the ACK answers (RFC 3261 §13.2.1).
+    pub(crate) late_offer: bool,
 }
 
 pub(crate) fn sdp_header() -> Header {
@@ -85,8 +87,12 @@ pub(crate) fn reason_value(code: u16, text: &str) -> String {
 
 /// An incoming call whose INVITE carried no offer (no body): our 2xx offers, the ACK answers.
 pub(crate) fn late_offer(call: &Call) -> bool {
-    call.role == session::Role::Incoming
-        && call.dialog.initial_request().body.trim_ascii().is_empty()
+    call.role == session::Role::Incoming && offerless(call)
+}
+
+/// A call whose INVITE carried no offer, either way.
+pub(crate) fn offerless(call: &Call) -> bool {
+    call.dialog.initial_request().body.trim_ascii().is_empty()
 }
 
 /// A header from its name and value, typed where rsipstack knows the name.
@@ -156,8 +162,8 @@ impl UaShared {
             destination: self.pbx.as_ref().and_then(crate::pbx::PbxConf::destination),
             callee: callee.clone(),
             contact: self.contact.clone(),
-            content_type: Some("application/sdp".to_owned()),
-            offer: Some(offer.clone().into_bytes()),
+            content_type: (!opts.late_offer).then(|| "application/sdp".to_owned()),
+            offer: (!opts.late_offer).then(|| offer.clone().into_bytes()),
             headers: Some(with_capabilities(self.rel100, {
                 let mut h = opts.headers;
                 if self.rel100 == scenario::Rel100::Required {
@@ -172,9 +178,53 @@ impl UaShared {
             .do_invite_async(invite, self.state_tx.clone())
             .map_err(|e| format!("cannot send INVITE to {callee}: {e}"))?;
         let call = self.sessions.insert_outgoing(self.idx, name, dialog);
+        // With a late offer this is not sent: it says where our media is when we answer.
         call.set_local_sdp(offer.into_bytes());
+        if opts.late_offer {
+            self.late_calls
+                .lock()
+                .expect("late lock")
+                .insert(call.sip_call_id(), Arc::downgrade(&call));
+        }
         rtp.attach(&call);
         Ok((call, join))
+    }
+
+    /// Our answer, for the ACK, to the offer in the 2xx of a late-offer INVITE of ours with SIP
+    /// Call-ID `call_id` (None for any other call, or an offer we cannot take).
+    pub(crate) fn late_answer(&self, call_id: &str, offer: &[u8]) -> Option<Vec<u8>> {
+        let call = self
+            .late_calls
+            .lock()
+            .expect("late lock")
+            .remove(call_id)?
+            .upgrade()?;
+        let ours = String::from_utf8_lossy(&call.local_sdp()?).into_owned();
+        match sdp::reanswer(&String::from_utf8_lossy(offer), &ours, &self.codecs) {
+            Ok(answer) => {
+                call.set_local_sdp(answer.clone().into_bytes());
+                Some(answer.into_bytes())
+            }
+            Err(e) => {
+                self.log(
+                    Level::Warning,
+                    None,
+                    call.name().as_deref(),
+                    format!("the 2xx's offer cannot be answered ({e}): the ACK carries no answer"),
+                );
+                None
+            }
+        }
+    }
+
+    /// Whether our late-offer INVITE of `call` still waits for an offer we could answer;
+    /// forgets it.
+    pub(crate) fn late_unanswered(&self, call: &Call) -> bool {
+        self.late_calls
+            .lock()
+            .expect("late lock")
+            .remove(&call.sip_call_id())
+            .is_some()
     }
 
     /// Builds our answer to the call's offer (leasing its RTP port) and records it as our SDP.

@@ -251,98 +251,169 @@ fn resolve_target(ctx: &Ctx, ua: &UaShared, target: &str) -> Result<(Uri, String
     Ok((parsed, who))
 }
 
-async fn make_call(ctx: &Arc<Ctx>, ua: &UaShared, node: &Node, target: &str) -> NodeResult {
-    let (callee, who) = resolve_target(ctx, ua, target)?;
-    let started = Instant::now();
-    let opts = CallOptions {
-        headers: node
-            .opts
-            .headers
-            .iter()
-            .map(|(n, v)| make_header(n, v))
-            .collect(),
-        display_name: node.opts.display_name.clone(),
-        from_user: node.opts.from_user.clone(),
+/// Where a 3xx points (RFC 3261 §21.3): the URI of its first Contact.
+fn redirect_target(resp: &transport::sip::Response) -> Option<Uri> {
+    let v = crate::routing::header_in(&resp.headers, "Contact")?;
+    let first = v.split(',').next()?.trim();
+    let uri = match (first.find('<'), first.find('>')) {
+        (Some(a), Some(b)) if a < b => &first[a + 1..b],
+        _ => first.split(';').next().unwrap_or(first),
     };
-    let (call, join) = ua
-        .place_call(Some(&node.call_id), callee.clone(), opts)
-        .map_err(fail)?;
-    node_log(ua, node, Level::Info, format!("calling {who} ({callee})"));
-    match node.opts.until {
-        Until::Sent => return Ok(()),
-        Until::Ringing => {
-            let what = format!("expected a 180/183 or an answer from {who} {{within}}");
-            let seen = |e: &CallEvent| {
-                matches!(
-                    e,
-                    CallEvent::Provisional {
-                        code: 180 | 183,
-                        ..
-                    } | CallEvent::Confirmed { .. }
-                        | CallEvent::Terminated { .. }
-                )
-            };
-            return match wait_for(node, &call, seen, false, what).await? {
-                CallEvent::Terminated { reason, .. } => Err(fail(format!(
-                    "the call to {who} ended before it rang: {reason}"
-                ))),
-                _ => Ok(()),
-            };
+    Uri::try_from(uri.trim()).ok()
+}
+
+async fn make_call(ctx: &Arc<Ctx>, ua: &UaShared, node: &Node, target: &str) -> NodeResult {
+    let (mut callee, who) = resolve_target(ctx, ua, target)?;
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + node.timeout;
+    let redirects = node.opts.redirects.unwrap_or(scenario::DEFAULT_REDIRECTS);
+    let mut hops: Vec<String> = vec![callee.to_string()];
+    loop {
+        let opts = CallOptions {
+            headers: node
+                .opts
+                .headers
+                .iter()
+                .map(|(n, v)| make_header(n, v))
+                .collect(),
+            display_name: node.opts.display_name.clone(),
+            from_user: node.opts.from_user.clone(),
+            late_offer: node.opts.late_offer,
+        };
+        let (call, join) = ua
+            .place_call(Some(&node.call_id), callee.clone(), opts)
+            .map_err(fail)?;
+        node_log(ua, node, Level::Info, format!("calling {who} ({callee})"));
+        match node.opts.until {
+            Until::Sent => return Ok(()),
+            Until::Ringing => {
+                let what = format!("expected a 180/183 or an answer from {who} {{within}}");
+                let seen = |e: &CallEvent| {
+                    matches!(
+                        e,
+                        CallEvent::Provisional {
+                            code: 180 | 183,
+                            ..
+                        } | CallEvent::Confirmed { .. }
+                            | CallEvent::Terminated { .. }
+                    )
+                };
+                return match wait_for(node, &call, seen, false, what).await? {
+                    CallEvent::Terminated { reason, .. } => Err(fail(format!(
+                        "the call to {who} ended before it rang: {reason}"
+                    ))),
+                    _ => Ok(()),
+                };
+            }
+            Until::Answer => {}
         }
-        Until::Answer => {}
-    }
-    let expected = expected_codes(&node.opts.expect);
-    match tokio::time::timeout(node.timeout, join).await {
-        Ok(Ok(Ok((_, Some(resp))))) => {
-            let code = resp.status_code.code();
-            if !is_expected(&node.opts.expect, code) {
-                // A redirection names where to call instead (RFC 3261 §21.3): say it.
-                let contact = (300..400)
-                    .contains(&code)
-                    .then(|| crate::routing::header_in(&resp.headers, "Contact"))
-                    .flatten()
-                    .map(|v| format!("; it redirects to {v}"))
-                    .unwrap_or_default();
+        let expected = expected_codes(&node.opts.expect);
+        match tokio::time::timeout_at(deadline, join).await {
+            Ok(Ok(Ok((_, Some(resp))))) => {
+                let code = resp.status_code.code();
+                if !is_expected(&node.opts.expect, code) {
+                    let to = (300..400)
+                        .contains(&code)
+                        .then(|| redirect_target(&resp))
+                        .flatten();
+                    // A redirect names where to call instead (RFC 3261 §8.1.3.4): follow it,
+                    // within the bound and never to a target already tried (a loop).
+                    if let Some(next) = &to
+                        && hops.len() <= redirects as usize
+                        && !hops.contains(&next.to_string())
+                    {
+                        node_log(
+                            ua,
+                            node,
+                            Level::Info,
+                            format!(
+                                "{code} {}: following it to {next} ({} of at most {redirects})",
+                                resp.status_code.text(),
+                                hops.len()
+                            ),
+                        );
+                        hops.push(next.to_string());
+                        callee = next.clone();
+                        continue;
+                    }
+                    let contact = match &to {
+                        Some(next) if hops.contains(&next.to_string()) => {
+                            format!("; it redirects to {next}, already tried (a redirect loop)")
+                        }
+                        Some(next) if redirects == 0 => {
+                            format!("; it redirects to {next} (`redirects: 0`: not followed)")
+                        }
+                        Some(next) => format!(
+                            "; it redirects to {next}, past the {redirects} redirects this MakeCall follows"
+                        ),
+                        None => (300..400)
+                            .contains(&code)
+                            .then(|| crate::routing::header_in(&resp.headers, "Contact"))
+                            .flatten()
+                            .map(|v| format!("; it redirects to {v}"))
+                            .unwrap_or_default(),
+                    };
+                    let path = if hops.len() > 1 {
+                        format!(
+                            " (after {} redirects: {})",
+                            hops.len() - 1,
+                            hops.join(" → ")
+                        )
+                    } else {
+                        String::new()
+                    };
+                    return Err(fail(format!(
+                        "expected {expected} from {who} within {}, got {code} {} at {}{contact}{path}",
+                        secs(node.timeout),
+                        resp.status_code.text(),
+                        secs(started.elapsed())
+                    )));
+                }
+                if node.opts.late_offer && (200..300).contains(&code) && ua.late_unanswered(&call) {
+                    return Err(fail(format!(
+                        "our INVITE had no offer, and the {code} from {who} brought none we could answer (RFC 3261 §13.2.1: the 2xx offers, the ACK answers)"
+                    )));
+                }
+                let body = String::from_utf8_lossy(&resp.body);
+                return checks::run(
+                    &node.opts.checks,
+                    &format!("the {code} from {who}"),
+                    &checks::headers_of(&resp.headers),
+                    &body,
+                )
+                .map_err(fail);
+            }
+            Ok(Ok(Ok((_, None)))) => {
                 return Err(fail(format!(
-                    "expected {expected} from {who} within {}, got {code} {} at {}{contact}",
-                    secs(node.timeout),
-                    resp.status_code.text(),
+                    "the INVITE to {who} ended with no final response"
+                )));
+            }
+            Ok(Ok(Err(e))) => {
+                return Err(fail(format!(
+                    "the INVITE to {who} failed after {}: {e}",
                     secs(started.elapsed())
                 )));
             }
-            let body = String::from_utf8_lossy(&resp.body);
-            checks::run(
-                &node.opts.checks,
-                &format!("the {code} from {who}"),
-                &checks::headers_of(&resp.headers),
-                &body,
-            )
-            .map_err(fail)
-        }
-        Ok(Ok(Ok((_, None)))) => Err(fail(format!(
-            "the INVITE to {who} ended with no final response"
-        ))),
-        Ok(Ok(Err(e))) => Err(fail(format!(
-            "the INVITE to {who} failed after {}: {e}",
-            secs(started.elapsed())
-        ))),
-        Ok(Err(e)) => Err(fail(format!("the INVITE task failed: {e}"))),
-        Err(_) => {
-            let last = call.events().into_iter().rev().find_map(|(e, at)| match e {
-                CallEvent::Provisional { code, reason } => {
-                    Some(format!("{code} {reason} at {}", secs(at - started)))
-                }
-                _ => None,
-            });
-            let within = secs(node.timeout);
-            Err(fail(match last {
-                Some(last) => format!(
-                    "expected {expected} from {who} within {within}; last: {last}; the call is still ringing"
-                ),
-                None => {
-                    format!("expected {expected} from {who} within {within}; no response at all")
-                }
-            }))
+            Ok(Err(e)) => return Err(fail(format!("the INVITE task failed: {e}"))),
+            Err(_) => {
+                let last = call.events().into_iter().rev().find_map(|(e, at)| match e {
+                    CallEvent::Provisional { code, reason } => {
+                        Some(format!("{code} {reason} at {}", secs(at - started)))
+                    }
+                    _ => None,
+                });
+                let within = secs(node.timeout);
+                return Err(fail(match last {
+                    Some(last) => format!(
+                        "expected {expected} from {who} within {within}; last: {last}; the call is still ringing"
+                    ),
+                    None => {
+                        format!(
+                            "expected {expected} from {who} within {within}; no response at all"
+                        )
+                    }
+                }));
+            }
         }
     }
 }

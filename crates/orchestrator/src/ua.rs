@@ -48,6 +48,10 @@ pub(crate) struct UaShared {
     pub(crate) unclaimed_invite: Duration,
     /// What crossed the wire on each call: what a failure message says never arrived.
     pub(crate) ledger: Arc<session::Ledger>,
+    /// Our late-offer INVITEs not answered yet, by SIP Call-ID: their 2xx's offer gets our
+    /// answer in the ACK (`transport::AckAnswer`).
+    pub(crate) late_calls:
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<session::Call>>>,
 }
 
 impl UaShared {
@@ -189,7 +193,13 @@ impl Ua {
             capture_rtp: run.capture_rtp,
             unclaimed_invite: run.limits.unclaimed_invite,
             ledger,
+            late_calls: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
+        // Weak: the endpoint (which the UA's context holds) keeps the hook.
+        let weak = Arc::downgrade(&shared);
+        endpoint.set_ack_answer(Arc::new(move |call_id: &str, offer: &[u8]| {
+            weak.upgrade()?.late_answer(call_id, offer)
+        }));
 
         let incoming = endpoint.incoming.take().expect("incoming taken once");
         let state_rx = endpoint.state_rx.take().expect("state receiver taken once");

@@ -435,7 +435,15 @@ pub struct NodeOptions {
     pub dtmf_info: bool,
     /// DTMFReceived: a regular expression the received digits must match.
     pub pattern: Option<String>,
+    /// MakeCall: send the INVITE without SDP (a late offer: the 2xx offers, our ACK answers).
+    pub late_offer: bool,
+    /// MakeCall: how many 3xx redirects to follow (to the Contact they name) before failing;
+    /// `None` is the default, [`DEFAULT_REDIRECTS`].
+    pub redirects: Option<u32>,
 }
+
+/// How many 3xx a MakeCall follows unless its `redirects` says otherwise.
+pub const DEFAULT_REDIRECTS: u32 = 3;
 
 /// How a sidecar proves it is ready.
 #[derive(Clone, Debug, PartialEq, Eq)]

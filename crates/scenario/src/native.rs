@@ -91,6 +91,8 @@ const STEP_KEYS: &[&str] = &[
     // Options (crate::options::KEYS, snake_case).
     "expect",
     "until",
+    "offer",
+    "redirects",
     "headers",
     "display_name",
     "from_user",

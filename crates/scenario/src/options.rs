@@ -16,6 +16,8 @@ pub(crate) enum Style {
 pub(crate) const KEYS: &[(&str, &str)] = &[
     ("expect", "expect"),
     ("until", "until"),
+    ("offer", "offer"),
+    ("redirects", "redirects"),
     ("headers", "headers"),
     ("display_name", "displayName"),
     ("from_user", "fromUser"),
@@ -97,6 +99,25 @@ pub(crate) fn read(
                 Until::Answer
             }
         };
+    }
+    if let Some(v) = f.string(map, "offer") {
+        match v.to_ascii_lowercase().as_str() {
+            "early" => {}
+            "late" => o.late_offer = true,
+            other => f.error(
+                map.get("offer").map_or(map.pos, |n| n.pos),
+                format!("`offer` is early (SDP in the INVITE, the default) or late (none), not `{other}`"),
+            ),
+        }
+    }
+    if let Some(n) = map.get("redirects") {
+        match n.value {
+            Value::Int(r) if (0..=20).contains(&r) => o.redirects = Some(r as u32),
+            _ => f.error(
+                n.pos,
+                "`redirects` is how many 3xx to follow: a number from 0 (none) to 20",
+            ),
+        }
     }
     if let Some(h) = map.get("headers") {
         // A mapping, or (so JSON keeps the order) a list of one-header mappings.

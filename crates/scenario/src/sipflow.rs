@@ -57,6 +57,8 @@ const COMMAND_KEYS: &[&str] = &[
     // callflow's options (crate::options::KEYS, camelCase).
     "expect",
     "until",
+    "offer",
+    "redirects",
     "headers",
     "displayName",
     "fromUser",

@@ -295,6 +295,8 @@ fn options(s: &Scenario, diags: &mut Diagnostics) {
         let rules = [
             ("expect", !o.expect.is_empty(), call || request),
             ("until", o.until != crate::model::Until::Answer, call),
+            ("offer", o.late_offer, call),
+            ("redirects", o.redirects.is_some(), call),
             ("headers", !o.headers.is_empty(), call || request),
             (
                 "display_name/from_user",
@@ -323,7 +325,7 @@ fn options(s: &Scenario, diags: &mut Diagnostics) {
                     n.pos,
                     format!("node `{}` ({}) does not take {}", n.id, a.name(), misplaced.join(", ")),
                 )
-                .with_help("expect/headers: MakeCall, SendInfo/SendMessage/SendOptions; until/display_name/from_user: MakeCall; delay: Ringing, Progress; check: MakeCall, INCOMING, REQUEST, Send*"),
+                .with_help("expect/headers: MakeCall, SendInfo/SendMessage/SendOptions; until/offer/redirects/display_name/from_user: MakeCall; delay: Ringing, Progress; check: MakeCall, INCOMING, REQUEST, Send*"),
             );
         }
         if call && o.until != crate::model::Until::Answer && !o.expect.is_empty() {

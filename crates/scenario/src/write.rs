@@ -120,6 +120,12 @@ fn node_fields(s: &Scenario, n: &Node) -> Vec<(&'static str, F)> {
         Until::Ringing => put("until", text("ringing")),
         Until::Sent => put("until", text("sent")),
     }
+    if o.late_offer {
+        put("offer", text("late"));
+    }
+    if let Some(r) = o.redirects {
+        put("redirects", F::Int(i64::from(r)));
+    }
     if !o.headers.is_empty() {
         put("headers", F::Headers(o.headers.clone()));
     }

@@ -9,12 +9,8 @@
 //! headers when the PRACK has none). Where the datagram goes was decided before: the INVITE's
 //! next hop, which is the proxy whenever there is one.
 
+use crate::by_dialog::{ByDialog, key, value_of};
 use rsipstack::sip::{Header, Request, Response, SipMessage, Uri};
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
-
-/// Early dialogs remembered at once; the oldest is forgotten past this.
-const CAP: usize = 1024;
 
 /// An early dialog's remote target and route set.
 #[derive(Clone, Debug, PartialEq)]
@@ -24,31 +20,10 @@ struct Target {
     routes: Vec<String>,
 }
 
-/// A dialog's Call-ID and remote (To) tag.
-type Key = (String, String);
-
-/// Early dialogs by Call-ID and remote (To) tag, and the order they came in.
+/// Early dialogs by Call-ID and remote (To) tag.
 #[derive(Default)]
 pub(crate) struct EarlyTargets {
-    inner: Mutex<(HashMap<Key, Target>, VecDeque<Key>)>,
-}
-
-fn value_of<'a>(headers: &'a rsipstack::sip::Headers, name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|h| h.name().eq_ignore_ascii_case(name))
-        .map(|h| h.value())
-}
-
-/// The Call-ID and To tag of a message.
-fn key(headers: &rsipstack::sip::Headers) -> Option<Key> {
-    let call_id = value_of(headers, "Call-ID").or_else(|| value_of(headers, "i"))?;
-    let to = value_of(headers, "To").or_else(|| value_of(headers, "t"))?;
-    let tag = to
-        .split(';')
-        .skip(1)
-        .find_map(|p| p.trim().strip_prefix("tag="))?;
-    Some((call_id.trim().to_owned(), tag.trim().to_owned()))
+    targets: ByDialog<Target>,
 }
 
 /// The URI of a Contact or Record-Route value (`"Bob" <sip:bob@h;lr>;p=1` gives `sip:bob@h;lr`).
@@ -79,16 +54,7 @@ impl EarlyTargets {
             return;
         };
         if let Some((k, t)) = reliable_target(resp) {
-            let mut g = self.inner.lock().expect("early lock");
-            let (map, order) = &mut *g;
-            if map.insert(k.clone(), t).is_none() {
-                order.push_back(k);
-                if order.len() > CAP
-                    && let Some(old) = order.pop_front()
-                {
-                    map.remove(&old);
-                }
-            }
+            self.targets.insert_with(k, || Some(t));
         }
     }
 
@@ -99,7 +65,7 @@ impl EarlyTargets {
         };
         if req.method == rsipstack::sip::Method::PRack
             && let Some(k) = key(&req.headers)
-            && let Some(t) = self.inner.lock().expect("early lock").0.get(&k).cloned()
+            && let Some(t) = self.targets.get(&k)
         {
             aim_at(&mut req, &t);
         }
@@ -107,14 +73,12 @@ impl EarlyTargets {
     }
 }
 
-fn reliable_target(resp: &Response) -> Option<(Key, Target)> {
+fn reliable_target(resp: &Response) -> Option<(crate::by_dialog::Key, Target)> {
     let code = resp.status_code.code();
     if !(101..200).contains(&code) || !has_token(&resp.headers, "Require", "100rel") {
         return None;
     }
-    let contact = value_of(&resp.headers, "Contact")
-        .or_else(|| value_of(&resp.headers, "m"))
-        .and_then(uri_of)?;
+    let contact = value_of(&resp.headers, "Contact", "m").and_then(uri_of)?;
     let mut routes: Vec<String> = resp
         .headers
         .iter()

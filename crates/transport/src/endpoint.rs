@@ -125,6 +125,7 @@ pub struct UaEndpoint {
     pub state_rx: Option<DialogStateReceiver>,
     pub local: SocketAddr,
     pub transport: &'static str,
+    late: Arc<crate::late::LateOffers>,
     cancel: CancellationToken,
     serve: Option<JoinHandle<()>>,
 }
@@ -191,10 +192,12 @@ impl UaEndpoint {
         // Always: the digest algorithm spelling (below). On TCP also the tap, as UDP is tapped
         // at the socket.
         let stream_tap = settings.tcp.then(|| tap.clone());
+        let late = Arc::new(crate::late::LateOffers::default());
         builder.with_inspector(Box::new(Inspector {
             local,
             tap: stream_tap,
             early: crate::early::EarlyTargets::default(),
+            late: late.clone(),
         }));
         // Stream messages are checked at the door here (datagrams are, in TappedUdp).
         builder.with_transport_inspector(Box::new(StreamTap {
@@ -223,9 +226,16 @@ impl UaEndpoint {
             state_rx: Some(state_rx),
             local,
             transport: if settings.tcp { "tcp" } else { "udp" },
+            late,
             cancel,
             serve: Some(serve),
         })
+    }
+
+    /// Sets how this UA answers the offer in the 2xx of a late-offer INVITE of its own (the
+    /// answer goes in the ACK rsipstack sends); once.
+    pub fn set_ack_answer(&self, answer: crate::AckAnswer) {
+        let _ = self.late.answer.set(answer);
     }
 
     /// Running transactions; 0 once every exchange has finished.
@@ -429,11 +439,15 @@ struct Inspector {
     tap: Option<Arc<dyn WireTap>>,
     /// Where PRACKs go (see `early.rs`).
     early: crate::early::EarlyTargets,
+    /// The answers our ACKs carry (see `late.rs`).
+    late: Arc<crate::late::LateOffers>,
 }
 
 impl MessageInspector for Inspector {
     fn before_send(&self, msg: SipMessage, dest: Option<&SipAddr>) -> SipMessage {
-        let msg = self.early.aim(respell(msg, CREDENTIALS, true));
+        let msg = self
+            .late
+            .amend(self.early.aim(respell(msg, CREDENTIALS, true)));
         if let Some(tap) = &self.tap
             && top_via_transport(&msg).as_deref() == Some("tcp")
         {
@@ -450,6 +464,7 @@ impl MessageInspector for Inspector {
 
     fn after_received(&self, msg: SipMessage, _from: Option<&SipAddr>) -> SipMessage {
         self.early.saw(&msg);
+        self.late.saw(&msg);
         respell(msg, CHALLENGES, false)
     }
 }

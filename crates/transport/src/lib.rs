@@ -15,15 +15,18 @@
 //! The UDP tap sits under rsipstack, so it sees what crossed the socket, retransmissions
 //! included; rsipstack's own `MessageInspector` misses retransmissions and absorbed ACKs.
 
+mod by_dialog;
 mod early;
 mod endpoint;
 pub mod intake;
+mod late;
 mod tap;
 
 pub use endpoint::{
     DEFAULT_MAX_TCP_CONNECTIONS, DEFAULT_RCVBUF, DEFAULT_TCP_IDLE_TIMEOUT, EndpointSettings,
     TransportError, UaEndpoint, bind_udp, check_tcp,
 };
+pub use late::AckAnswer;
 pub use rsipstack;
 pub use rsipstack::sip;
 pub use tap::{MAX_DATAGRAM, MessageSummary, WireDirection, WireRecord, WireTap, parse_summary};
