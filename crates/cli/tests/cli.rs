@@ -551,6 +551,17 @@ fn a_call_under_total_loss_fails_naming_the_invite_that_never_arrived() {
             && message.ends_with("no response came back"),
         "the failure names the INVITE that never arrived: {message}"
     );
+    // No CANCEL can go before a response (RFC 3261 §9.1): cleanup says so, and sends none.
+    let hangup = events
+        .iter()
+        .map(|e| &e["event"]["data"])
+        .find(|d| d["phase"] == "hangup_all" && d["finished"] == true)
+        .expect("the hang-up step");
+    let detail = hangup["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.starts_with("0 BYE, 0 CANCEL") && detail.contains("1 INVITE with no response"),
+        "{detail}"
+    );
     assert_eq!(last["leaks"], serde_json::json!({"dialogs": 0, "ports": 0}));
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -667,6 +667,10 @@ async fn hang_up(node: &Node, call: &Arc<Call>) -> NodeResult {
     let action = hangup_action(call.role, call.leg_state());
     let what = match action {
         HangupAction::Bye => "BYE".to_owned(),
+        // RFC 3261 §9.1: no CANCEL before a provisional response; rsipstack holds it back.
+        HangupAction::Cancel if call.unanswered() => {
+            "no response to the INVITE yet, so its CANCEL is held back until one comes (RFC 3261 §9.1); nothing was".to_owned()
+        }
         HangupAction::Cancel => "CANCEL".to_owned(),
         HangupAction::Reject(code) => format!("{code} to the ringing call"),
         HangupAction::Nothing => return Ok(()),

@@ -357,6 +357,12 @@ impl Call {
         }
     }
 
+    /// An outgoing call whose INVITE has had no response at all: a CANCEL cannot go before one
+    /// (RFC 3261 §9.1); rsipstack holds it back until a provisional response comes.
+    pub fn unanswered(&self) -> bool {
+        self.role == Role::Outgoing && matches!(self.dialog.state(), DialogState::Calling(_))
+    }
+
     pub fn is_terminated(&self) -> bool {
         self.leg_state() == LegState::Terminated
     }

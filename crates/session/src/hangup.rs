@@ -37,7 +37,11 @@ pub fn hangup_action(role: Role, state: LegState) -> HangupAction {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HangupReport {
     pub bye: usize,
+    /// CANCELs sent (the INVITE had a provisional response).
     pub cancel: usize,
+    /// Outgoing calls whose INVITE had no response at all: their CANCEL is held back until one
+    /// comes (RFC 3261 §9.1), so none was sent.
+    pub cancel_held: usize,
     pub reject: usize,
     pub already_ended: usize,
     /// Calls whose hang-up was already under way (started by a node), waited for.
@@ -64,6 +68,13 @@ impl std::fmt::Display for HangupReport {
             "{} BYE, {} CANCEL, {} rejected, {} already ended",
             self.bye, self.cancel, self.reject, self.already_ended
         )?;
+        if self.cancel_held > 0 {
+            write!(
+                f,
+                ", {} INVITE with no response (CANCEL held back until one comes, RFC 3261 §9.1)",
+                self.cancel_held
+            )?;
+        }
         if self.in_progress > 0 {
             write!(f, ", {} already under way", self.in_progress)?;
         }
@@ -77,6 +88,18 @@ impl std::fmt::Display for HangupReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cancel_held_back_is_not_counted_as_sent() {
+        let r = HangupReport {
+            cancel_held: 1,
+            ..HangupReport::default()
+        };
+        assert_eq!(
+            r.to_string(),
+            "0 BYE, 0 CANCEL, 0 rejected, 0 already ended, 1 INVITE with no response (CANCEL held back until one comes, RFC 3261 §9.1)"
+        );
+    }
 
     #[test]
     fn every_state_has_its_hangup() {

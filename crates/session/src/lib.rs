@@ -228,7 +228,11 @@ impl Sessions {
                 }
                 None => {
                     let action = hangup_action(call.role, call.leg_state());
-                    report.count(action);
+                    if action == HangupAction::Cancel && call.unanswered() {
+                        report.cancel_held += 1;
+                    } else {
+                        report.count(action);
+                    }
                     action
                 }
             };
