@@ -88,3 +88,28 @@ async fn invites_and_their_2xx_carry_allow_and_supported() {
     }
     run.assert_clean();
 }
+
+#[tokio::test]
+async fn requests_outside_calls_a_late_offer_with_100rel_and_an_update() {
+    let run = run_file("requests-outside-calls.yaml").await;
+    run.assert_outcome(Outcome::Passed);
+    run.assert_wire_contains(
+        "alice",
+        &[
+            ">MESSAGE", "<200", ">OPTIONS", "<200", ">INVITE", "<180", ">PRACK", "<200", ">ACK",
+            ">UPDATE", "<200", ">BYE", "<200",
+        ],
+    );
+    run.assert_wire_contains(
+        "bob",
+        &["<MESSAGE", ">200", "<OPTIONS", ">200", "<INVITE", ">180"],
+    );
+    let invite = &run.raw("alice", ">INVITE")[0];
+    assert!(
+        invite.contains("Require: 100rel") && invite.ends_with("\r\n\r\n"),
+        "a late offer requiring 100rel: {invite}"
+    );
+    let ack = &run.raw("alice", ">ACK")[0];
+    assert!(ack.contains("m=audio "), "the answer in the ACK: {ack}");
+    run.assert_clean();
+}

@@ -420,3 +420,23 @@ async fn instances_name_a_pbx_profile_from_the_scenario_folder() {
     assert!(run.finished().leaks.is_clean());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_outside_any_call_goes_through_the_proxy_with_digest() {
+    let pbx = lab::kamailio(1);
+    let text = two_users(
+        pbx.port,
+        "udp",
+        "alicepw",
+        "      - command: SendMessage\n        target: \"200\"\n        content_type: text/plain\n        body: voicemail for you\n",
+        "      - event: REQUEST\n        call_id: inbox\n        method: MESSAGE\n        check:\n          - header: Content-Type\n            equals: text/plain\n",
+    );
+    let run = run_text(&text, "message.yaml").await;
+    run.assert_outcome(Outcome::Passed);
+    // Challenged by the proxy (407) and sent again with credentials, then relayed to bob.
+    run.assert_wire_contains("alice", &[">MESSAGE", "<407", ">MESSAGE", "<200"]);
+    run.assert_wire_contains("bob", &["<MESSAGE", ">200"]);
+    let got = &run.raw("bob", "<MESSAGE")[0];
+    assert!(got.ends_with("voicemail for you"), "{got}");
+    assert!(run.finished().leaks.is_clean());
+}

@@ -770,3 +770,100 @@ async fn a_late_offer_of_ours_answers_the_200s_offer_in_the_ack() {
         "sipp (which checks the INVITE had no SDP and the ACK answers): {err}"
     );
 }
+
+#[tokio::test]
+async fn a_subscription_to_message_waiting_gets_its_notify_and_ends_at_cleanup() {
+    let port = free_udp_port();
+    let sipp = sipp_uas_file("uas-subscribe-mwi.xml", port, &[]);
+    let text = format!(
+        "version: 1\nname: mwi\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: Subscribe\n        call_id: mwi\n        target: sip:100@127.0.0.1:{port}\n        package: message-summary\n        expires: 10m\n      - event: REQUEST\n        call_id: mwi\n        method: NOTIFY\n        check:\n          - header: Content-Type\n            equals: application/simple-message-summary\n"
+    );
+    let run = run_text(&text, "mwi.yaml").await;
+    run.assert_outcome(Outcome::Passed);
+    run.assert_wire_contains(
+        "alice",
+        &[
+            ">SUBSCRIBE",
+            "<200",
+            "<NOTIFY",
+            ">200",
+            ">SUBSCRIBE",
+            "<200",
+            "<NOTIFY",
+            ">200",
+        ],
+    );
+    let first = &run.raw("alice", ">SUBSCRIBE")[0];
+    assert!(
+        first.contains("Event: message-summary") && first.contains("Expires: 600"),
+        "{first}"
+    );
+    let hangup = run
+        .events
+        .iter()
+        .find_map(|e| match &e.event {
+            EventKind::Cleanup(c) if c.finished && c.phase == events::CleanupPhase::HangupAll => {
+                c.detail.clone()
+            }
+            _ => None,
+        })
+        .unwrap_or_default();
+    assert!(hangup.contains("1 subscriptions ended"), "{hangup}");
+    run.assert_clean();
+    let (code, err) = sipp.finish().await;
+    assert_eq!(
+        code, 0,
+        "sipp (which checks Event, Expires and the Expires: 0): {err}"
+    );
+}
+
+#[tokio::test]
+async fn an_update_offers_our_sdp_and_its_answer_moves_the_media() {
+    let moved = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    moved
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let moved_port = moved.local_addr().expect("addr").port().to_string();
+    let heard = tokio::task::spawn_blocking(move || {
+        let mut buf = [0u8; 1500];
+        let n = moved
+            .recv(&mut buf)
+            .expect("RTP at the new address within 10 s");
+        assert!(n > 12, "an RTP packet");
+        buf[1] & 0x7f
+    });
+    let port = free_udp_port();
+    let sipp = sipp_uas_file(
+        "uas-update.xml",
+        port,
+        &[
+            "-mp",
+            &free_udp_port().to_string(),
+            "-key",
+            "moved_port",
+            &moved_port,
+        ],
+    );
+    let text = format!(
+        "version: 1\nname: update\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: MakeCall\n        target: sip:service@127.0.0.1:{port}\n      - command: SendUpdate\n      - event: TIMEOUT\n        timeout: 300ms\n      - command: Release\n"
+    );
+    let run = run_text(&text, "update.yaml").await;
+    run.assert_outcome(Outcome::Passed);
+    run.assert_wire_contains(
+        "alice",
+        &[">INVITE", "<200", ">ACK", ">UPDATE", "<200", ">BYE", "<200"],
+    );
+    let update = &run.raw("alice", ">UPDATE")[0];
+    assert!(
+        update.contains("Content-Type: application/sdp") && update.contains("m=audio "),
+        "our offer: {update}"
+    );
+    assert_eq!(
+        heard.await.expect("join"),
+        8,
+        "PCMA at the address the answer gave"
+    );
+    run.assert_clean();
+    let (code, err) = sipp.finish().await;
+    assert_eq!(code, 0, "sipp (which checks the UPDATE's offer): {err}");
+}

@@ -445,11 +445,22 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
     };
     let t = Instant::now();
     step(CleanupPhase::HangupAll, false, None, None);
-    let hangup = sessions.hangup_all(opts.step_limit).await;
+    // Subscriptions end with the calls: SUBSCRIBE with Expires: 0 (RFC 6665 §4.1.2.3).
+    let unsubscribe = async {
+        let all = uas.iter().map(|u| u.shared.unsubscribe_all());
+        tokio::time::timeout(opts.step_limit, futures::future::join_all(all))
+            .await
+            .map_or(0, |n| n.into_iter().sum::<usize>())
+    };
+    let (hangup, ended) = tokio::join!(sessions.hangup_all(opts.step_limit), unsubscribe);
+    let mut detail = hangup.to_string();
+    if ended > 0 {
+        detail.push_str(&format!(", {ended} subscriptions ended"));
+    }
     step(
         CleanupPhase::HangupAll,
         true,
-        Some(hangup.to_string()),
+        Some(detail),
         Some(t.elapsed()),
     );
 
@@ -457,6 +468,13 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
     step(CleanupPhase::CloseAll, false, None, None);
     let layers: Vec<_> = uas.iter().map(|u| u.endpoint.dialogs.clone()).collect();
     let closed = sessions.close_all(&layers);
+    for u in &uas {
+        u.shared
+            .subscriptions
+            .lock()
+            .expect("subscriptions lock")
+            .clear();
+    }
     let dialogs_left = sessions.len() + layers.iter().map(|l| l.len()).sum::<usize>();
     step(
         CleanupPhase::CloseAll,

@@ -143,7 +143,34 @@ pub(crate) async fn execute(ctx: &Arc<Ctx>, idx: NodeIdx) -> NodeResult {
             method,
             content_type,
             body,
+            target: Some(target),
+        } => {
+            let (uri, who) = resolve_target(ctx, ua, target)?;
+            request_outside(
+                ua,
+                node,
+                method,
+                uri,
+                &who,
+                content_type.as_deref(),
+                body.as_deref(),
+            )
+            .await
+        }
+        Action::SendRequest {
+            method,
+            content_type,
+            body,
+            target: None,
         } => send_request(ua, node, method, content_type.as_deref(), body.as_deref()).await,
+        Action::Subscribe {
+            target,
+            event,
+            expires,
+        } => {
+            let (uri, who) = resolve_target(ctx, ua, target)?;
+            subscribe(ua, node, uri, &who, event, *expires).await
+        }
         Action::RequestReceived { method } => request_received(ua, node, method.as_deref()).await,
         Action::PlayAudio { file } => play_audio(ctx, ua, node, file).await,
         Action::SendDtmf { digits, interval } => send_dtmf(ua, node, digits, *interval).await,
@@ -505,6 +532,7 @@ async fn send_request(
     let m = match method {
         "INFO" => Method::Info,
         "MESSAGE" => Method::Message,
+        "UPDATE" => Method::Update,
         _ => Method::Options,
     };
     let mut headers: Vec<_> = node
@@ -513,6 +541,19 @@ async fn send_request(
         .iter()
         .map(|(n, v)| make_header(n, v))
         .collect();
+    // An UPDATE without a body of its own is a new offer of our SDP (RFC 3311 §5.1), in the
+    // direction the call has now, its version bumped.
+    let offer = (m == Method::Update && body.is_none()).then(|| {
+        let ours = call
+            .local_sdp()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        sdp::with_direction(&ours, sdp::direction(&ours))
+    });
+    let (content_type, body) = match &offer {
+        Some(o) => (Some("application/sdp"), Some(o.as_str())),
+        None => (content_type, body),
+    };
     if body.is_some() {
         headers.push(make_header(
             "Content-Type",
@@ -529,33 +570,155 @@ async fn send_request(
     })
     .await?
     .ok_or_else(|| fail(format!("the call is not confirmed: no {method} sent")))?;
+    let body = String::from_utf8_lossy(&resp.body);
+    if let Some(offer) = offer
+        && resp.status_code.kind() == transport::sip::StatusCodeKind::Successful
+        && !body.trim().is_empty()
+    {
+        call.set_local_sdp(offer.into_bytes());
+        ua.apply_remote_sdp(&call, &body, sdp::direction(&body).answer());
+    }
+    final_response(node, method, "the peer", &resp)
+}
+
+/// Sends `method` to `uri` outside any dialog; passes on a 2xx (or one of `expect`), then its
+/// checks.
+async fn request_outside(
+    ua: &UaShared,
+    node: &Node,
+    method: &str,
+    uri: Uri,
+    who: &str,
+    content_type: Option<&str>,
+    body: Option<&str>,
+) -> NodeResult {
+    let m = match method {
+        "INFO" => Method::Info,
+        "MESSAGE" => Method::Message,
+        "NOTIFY" => Method::Notify,
+        _ => Method::Options,
+    };
+    node_log(
+        ua,
+        node,
+        Level::Info,
+        format!("{method} to {who} ({uri}), outside any call"),
+    );
+    let headers = node
+        .opts
+        .headers
+        .iter()
+        .map(|(n, v)| make_header(n, v))
+        .collect();
+    let out = crate::requests::Outgoing {
+        method: m,
+        uri,
+        dialog: None,
+        cseq: 1,
+        headers,
+        content_type: content_type.map(str::to_owned),
+        body: body.map(|b| b.as_bytes().to_vec()),
+    };
+    let what = |t: &str| format!("{method} sent to {who}, no final response {t}");
+    let resp = within(node, what, async {
+        ua.send_outside(out).await.map_err(fail)
+    })
+    .await?;
+    final_response(node, method, who, &resp)
+}
+
+/// A final response to a request of a node: one of `expect` (or a 2xx), then its checks.
+fn final_response(
+    node: &Node,
+    method: &str,
+    who: &str,
+    resp: &transport::sip::Response,
+) -> NodeResult {
     let code = resp.status_code.code();
     if !is_expected(&node.opts.expect, code) {
         let want = expected_codes(&node.opts.expect);
         return Err(fail(format!(
-            "expected {want} to {method}, got {code} {}",
+            "expected {want} to {method} from {who}, got {code} {}",
             resp.status_code.text()
         )));
     }
-    let body = String::from_utf8_lossy(&resp.body);
     checks::run(
         &node.opts.checks,
         &format!("the {code} to {method}"),
         &checks::headers_of(&resp.headers),
-        &body,
+        &String::from_utf8_lossy(&resp.body),
     )
     .map_err(fail)
 }
 
-async fn request_received(ua: &UaShared, node: &Node, method: Option<&str>) -> NodeResult {
-    let call = call_of(ua, node)?;
-    let wanted = |e: &CallEvent| matches!(e, CallEvent::Request { method: m, .. } if method.is_none_or(|want| want.eq_ignore_ascii_case(m)));
-    let what = format!(
-        "expected {} on `{}` {{within}}, none came",
-        method.unwrap_or("an in-dialog request"),
-        node.call_id
+/// Subscribe: SUBSCRIBE to `event` at `uri`, binding the node's call id to the subscription.
+async fn subscribe(
+    ua: &UaShared,
+    node: &Node,
+    uri: Uri,
+    who: &str,
+    event: &str,
+    expires: Duration,
+) -> NodeResult {
+    node_log(
+        ua,
+        node,
+        Level::Info,
+        format!(
+            "subscribing to {event} at {who} ({uri}) for {}",
+            secs(expires)
+        ),
     );
-    match wait_for(node, &call, wanted, true, what).await? {
+    let headers = node
+        .opts
+        .headers
+        .iter()
+        .map(|(n, v)| make_header(n, v))
+        .collect();
+    let what = |t: &str| format!("SUBSCRIBE ({event}) sent to {who}, no final response {t}");
+    let (_, resp) = within(node, what, async {
+        ua.subscribe(&node.call_id, uri, event, expires, headers)
+            .await
+            .map_err(fail)
+    })
+    .await?;
+    final_response(node, "SUBSCRIBE", who, &resp)
+}
+
+async fn request_received(ua: &UaShared, node: &Node, method: Option<&str>) -> NodeResult {
+    let wanted = |e: &CallEvent| matches!(e, CallEvent::Request { method: m, .. } if method.is_none_or(|want| want.eq_ignore_ascii_case(m)));
+    let kind = method.unwrap_or("a request");
+    // The call the node's call id names, else its subscription, else the UA's inbox.
+    let call = ua.sessions.get(ua.idx, &node.call_id);
+    let sub = ua.subscription(&node.call_id);
+    let (log, what) = match (&call, &sub) {
+        (Some(c), _) => (
+            c.latched(),
+            format!(
+                "expected {kind} on `{}` {{within}}, none came",
+                node.call_id
+            ),
+        ),
+        (None, Some(s)) => (
+            &s.log,
+            format!(
+                "expected {kind} in the {} subscription `{}` {{within}}, none came",
+                s.event, node.call_id
+            ),
+        ),
+        (None, None) => (
+            &ua.inbox,
+            format!(
+                "expected {kind} to {} outside any call {{within}}, none came (`{}` names no call or subscription)",
+                ua.label, node.call_id
+            ),
+        ),
+    };
+    let got = within(node, |t| what.replace("{within}", t), async {
+        Ok(log.wait(wanted, true).await.0)
+    })
+    .await?;
+    match got {
         CallEvent::Request {
             method,
             body,

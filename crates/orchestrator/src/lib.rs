@@ -19,6 +19,7 @@ mod engine;
 mod exec;
 mod pbx;
 mod rel100;
+mod requests;
 mod routing;
 mod sidecar;
 mod ua;

@@ -133,6 +133,10 @@ impl UaShared {
                 let call = DialogId::try_from(&tx)
                     .ok()
                     .and_then(|id| self.sessions.by_dialog(self.idx, &id));
+                // A NOTIFY (or any request) in one of our subscriptions.
+                if call.is_none() && self.in_subscription(&mut tx).await {
+                    continue;
+                }
                 let known = call
                     .as_ref()
                     .filter(|c| c.leg_state() != LegState::Terminated)
@@ -195,10 +199,14 @@ impl UaShared {
                             // and silently drop anything else ("received request not
                             // confirmed"), leaving the peer to retransmit 500 ms later. Let the
                             // dialog be confirmed first.
-                            if !matches!(
-                                method,
-                                Method::Ack | Method::Cancel | Method::PRack | Method::Update
-                            ) && let Some(c) = &call
+                            // (An UPDATE in the early dialog, before any 2xx, is taken there.)
+                            let early_update = method == Method::Update
+                                && call
+                                    .as_ref()
+                                    .is_some_and(|c| c.leg_state() == LegState::Early);
+                            if !matches!(method, Method::Ack | Method::Cancel | Method::PRack)
+                                && !early_update
+                                && let Some(c) = &call
                             {
                                 let confirmed = c.wait(
                                     |e| {
@@ -252,6 +260,10 @@ impl UaShared {
                         .await;
                 }
                 Method::Ack => {}
+                // A MESSAGE, an unsolicited NOTIFY (message-waiting), an INFO: taken.
+                Method::Message | Method::Notify | Method::Info => {
+                    self.outside_any_dialog(&mut tx).await;
+                }
                 Method::Bye | Method::Cancel => {
                     self.log(
                         Level::Warning,
@@ -732,7 +744,7 @@ impl UaShared {
 }
 
 /// An in-dialog request as a call event.
-fn received(req: &Request) -> CallEvent {
+pub(crate) fn received(req: &Request) -> CallEvent {
     CallEvent::Request {
         method: req.method.to_string(),
         content_type: header(req, "Content-Type"),

@@ -52,6 +52,10 @@ pub(crate) struct UaShared {
     /// answer in the ACK (`transport::AckAnswer`).
     pub(crate) late_calls:
         std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<session::Call>>>,
+    /// Requests that reached this UA outside any dialog (MESSAGE, NOTIFY, INFO), latched.
+    pub(crate) inbox: session::Latched<session::CallEvent>,
+    /// Our subscriptions, by the logical id their Subscribe node bound.
+    pub(crate) subscriptions: crate::requests::Subscriptions,
 }
 
 impl UaShared {
@@ -194,6 +198,8 @@ impl Ua {
             unclaimed_invite: run.limits.unclaimed_invite,
             ledger,
             late_calls: std::sync::Mutex::new(std::collections::HashMap::new()),
+            inbox: session::Latched::bounded(crate::requests::INBOX),
+            subscriptions: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
         // Weak: the endpoint (which the UA's context holds) keeps the hook.
         let weak = Arc::downgrade(&shared);

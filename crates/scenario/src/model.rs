@@ -201,11 +201,23 @@ pub enum Action {
     SendRinging,
     /// Send 183 Session Progress (with our SDP: early media) on an incoming call.
     SendProgress,
-    /// Send an in-dialog request (INFO, MESSAGE, OPTIONS) and expect a final status.
+    /// Send a request (INFO, MESSAGE, OPTIONS, NOTIFY, UPDATE) and expect a final status: in the
+    /// call bound to the node's call id, or, with `target` (a DN or a `sip:` URI), outside any
+    /// dialog. An UPDATE (in a call only) carries our SDP as a new offer unless `body` is given.
     SendRequest {
         method: String,
         content_type: Option<String>,
         body: Option<String>,
+        target: Option<String>,
+    },
+    /// SUBSCRIBE (RFC 6665) to the event package `event` (YAML `package`) at `target` for
+    /// `expires`; binds the node's call id to
+    /// the subscription, whose NOTIFYs REQUEST nodes wait for; passes on a 2xx. Cleanup ends it
+    /// (SUBSCRIBE with Expires: 0).
+    Subscribe {
+        target: String,
+        event: String,
+        expires: Duration,
     },
     /// Play this instance's signature (a tone pair of its own) for `duration`.
     PlaySignature {
@@ -237,7 +249,9 @@ pub enum Action {
     Held,
     Retrieved,
     Transferred,
-    /// An in-dialog request (of `method`, if given) was received on the call.
+    /// A request (of `method`, if given) was received and answered 200: on the call bound to the
+    /// node's call id, in the subscription bound to it (its NOTIFYs), or, when it names neither,
+    /// outside any dialog (MESSAGE, NOTIFY, INFO).
     RequestReceived {
         method: Option<String>,
     },
@@ -275,8 +289,11 @@ impl Action {
             Self::SendRequest { method, .. } => match method.as_str() {
                 "INFO" => "SendInfo",
                 "MESSAGE" => "SendMessage",
+                "NOTIFY" => "SendNotify",
+                "UPDATE" => "SendUpdate",
                 _ => "SendOptions",
             },
+            Self::Subscribe { .. } => "Subscribe",
             Self::RequestReceived { .. } => "REQUEST",
             Self::PlaySignature { .. } => "PlaySignature",
             Self::Record { .. } => "Record",
@@ -338,6 +355,9 @@ pub(crate) const COMMANDS: &[&str] = &[
     "SendInfo",
     "SendMessage",
     "SendOptions",
+    "SendNotify",
+    "SendUpdate",
+    "Subscribe",
     "PlaySignature",
     "Record",
     "CheckMedia",

@@ -108,6 +108,8 @@ const STEP_KEYS: &[&str] = &[
     "via",
     "matches",
     "duration",
+    "package",
+    "expires",
     "max_loss",
     "max_jitter",
     "from",
@@ -201,7 +203,12 @@ pub(crate) fn convert(
         .map(|i| (i.id.as_str(), i.dn.as_str()))
         .collect();
     for n in &mut nodes {
-        if let Action::MakeCall { target } = &mut n.action
+        let target = match &mut n.action {
+            Action::MakeCall { target } | Action::Subscribe { target, .. } => Some(target),
+            Action::SendRequest { target, .. } => target.as_mut(),
+            _ => None,
+        };
+        if let Some(target) = target
             && let Some(dn) = dn_of.get(target.as_str())
         {
             *target = (*dn).to_owned();

@@ -38,6 +38,8 @@ pub(crate) const KEYS: &[(&str, &str)] = &[
     ("from", "from"),
     ("frequency", "frequency"),
     ("absent", "absent"),
+    ("package", "package"),
+    ("expires", "expiresMs"),
     // A check.
     ("sdp_codec", "sdpCodec"),
     ("sdp_direction", "sdpDirection"),
@@ -289,11 +291,25 @@ pub(crate) fn extra_command(
         },
         "Ringing" => Action::SendRinging,
         "Progress" => Action::SendProgress,
-        "SendInfo" | "SendMessage" | "SendOptions" => Action::SendRequest {
-            method: name.trim_start_matches("Send").to_ascii_uppercase(),
-            content_type: f.string(map, key(style, "content_type")),
-            body: f.string(map, "body"),
-        },
+        "SendInfo" | "SendMessage" | "SendOptions" | "SendNotify" | "SendUpdate" => {
+            Action::SendRequest {
+                method: name.trim_start_matches("Send").to_ascii_uppercase(),
+                content_type: f.string(map, key(style, "content_type")),
+                body: f.string(map, "body"),
+                target: f.string(map, key(style, "target")),
+            }
+        }
+        "Subscribe" => {
+            let expires = match style {
+                Style::Snake => f.duration(map, "expires").map(|(d, _)| d),
+                Style::Camel => f.millis(map, "expiresMs").map(|(d, _)| d),
+            };
+            Action::Subscribe {
+                target: f.string(map, key(style, "target")).unwrap_or_default(),
+                event: f.string(map, "package").unwrap_or_default(),
+                expires: expires.unwrap_or(std::time::Duration::from_secs(3600)),
+            }
+        }
         _ => return None,
     })
 }

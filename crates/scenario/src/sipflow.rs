@@ -68,6 +68,8 @@ const COMMAND_KEYS: &[&str] = &[
     "code",
     "reason",
     "contentType",
+    "package",
+    "expiresMs",
     "body",
     "loop",
     "via",

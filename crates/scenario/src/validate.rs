@@ -70,6 +70,33 @@ pub(crate) fn validate(s: &Scenario, diags: &mut Diagnostics) {
                     diags.push(err(format!("`{}` calls its own DN {t}", inst.label)));
                 }
             }
+            Action::Subscribe { target, event, .. } => {
+                if target.trim().is_empty() {
+                    diags.push(err(
+                        "needs a target: another instance's DN, a DN at the PBX, or a sip: URI"
+                            .into(),
+                    ));
+                }
+                if event.trim().is_empty() {
+                    diags.push(err(
+                        "needs the event package to subscribe to (`package: message-summary`, `dialog`, `presence`)".into(),
+                    ));
+                }
+            }
+            Action::SendRequest { method, target, .. }
+                if method == "UPDATE" && target.is_some() =>
+            {
+                diags.push(err(
+                    "an UPDATE belongs to a call (RFC 3311): no `target`, it goes in the call of its `call_id`".into(),
+                ));
+            }
+            Action::SendRequest { method, target, .. }
+                if method == "NOTIFY" && target.is_none() =>
+            {
+                diags.push(err(
+                    "a NOTIFY needs a `target`: callflow sends it outside any dialog (an unsolicited NOTIFY, such as message-waiting)".into(),
+                ));
+            }
             Action::BlindTransfer { target_user, .. } if target_user.trim().is_empty() => {
                 diags.push(err("needs a transfer target (`targetUser`)".into()));
             }
@@ -288,7 +315,7 @@ fn options(s: &Scenario, diags: &mut Diagnostics) {
         let o = &n.opts;
         let a = &n.action;
         let call = matches!(a, Action::MakeCall { .. });
-        let request = matches!(a, Action::SendRequest { .. });
+        let request = matches!(a, Action::SendRequest { .. } | Action::Subscribe { .. });
         let received = matches!(a, Action::Incoming { .. } | Action::RequestReceived { .. });
         let ringing = matches!(a, Action::SendRinging | Action::SendProgress);
         // (option, set on this node, allowed on this node)
@@ -325,7 +352,7 @@ fn options(s: &Scenario, diags: &mut Diagnostics) {
                     n.pos,
                     format!("node `{}` ({}) does not take {}", n.id, a.name(), misplaced.join(", ")),
                 )
-                .with_help("expect/headers: MakeCall, SendInfo/SendMessage/SendOptions; until/offer/redirects/display_name/from_user: MakeCall; delay: Ringing, Progress; check: MakeCall, INCOMING, REQUEST, Send*"),
+                .with_help("expect/headers: MakeCall, Send*, Subscribe; until/offer/redirects/display_name/from_user: MakeCall; delay: Ringing, Progress; check: MakeCall, INCOMING, REQUEST, Send*"),
             );
         }
         if call && o.until != crate::model::Until::Answer && !o.expect.is_empty() {

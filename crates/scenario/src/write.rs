@@ -76,13 +76,30 @@ fn node_fields(s: &Scenario, n: &Node) -> Vec<(&'static str, F)> {
             }
         }
         Action::SendRequest {
-            content_type, body, ..
+            content_type,
+            body,
+            target,
+            ..
         } => {
+            if let Some(t) = target {
+                put("target", text(t));
+            }
             if let Some(c) = content_type {
                 put("content_type", text(c));
             }
             if let Some(b) = body {
                 put("body", text(b));
+            }
+        }
+        Action::Subscribe {
+            target,
+            event,
+            expires,
+        } => {
+            put("target", text(target));
+            put("package", text(event));
+            if *expires != Duration::from_secs(3600) {
+                put("expires", F::Dur(*expires));
             }
         }
         Action::PlaySignature { duration } if *duration != Duration::from_secs(1) => {

@@ -65,3 +65,60 @@ fn a_second_incoming_on_a_call_still_up_is_refused_and_one_after_it_ended_is_not
             .unwrap_or_else(|e| panic!("{steps}: {e}"));
     }
 }
+
+#[test]
+fn requests_outside_calls_say_what_they_need() {
+    for (step, want) in [
+        (
+            "command: Subscribe\n        target: bob",
+            "needs the event package to subscribe to (`package: message-summary`",
+        ),
+        (
+            "command: Subscribe\n        package: dialog",
+            "needs a target",
+        ),
+        (
+            "command: SendNotify\n        body: x",
+            "a NOTIFY needs a `target`",
+        ),
+        (
+            "command: SendUpdate\n        target: bob",
+            "an UPDATE belongs to a call (RFC 3311)",
+        ),
+        (
+            "command: MakeCall\n        target: bob\n        offer: sideways",
+            "`offer` is early (SDP in the INVITE, the default) or late (none), not `sideways`",
+        ),
+        (
+            "command: MakeCall\n        target: bob\n        redirects: 99",
+            "`redirects` is how many 3xx to follow: a number from 0 (none) to 20",
+        ),
+        (
+            "command: Answer\n        redirects: 2",
+            "does not take redirects",
+        ),
+    ] {
+        let err = error_of(&with_step(step));
+        assert!(err.contains(want), "{step}: {err}");
+    }
+    // These are fine.
+    for step in [
+        "command: Subscribe\n        call_id: mwi\n        target: bob\n        package: message-summary\n        expires: 60s",
+        "command: SendMessage\n        target: bob\n        body: hi",
+        "command: SendNotify\n        target: sip:200@127.0.0.1\n        headers:\n          Event: message-summary",
+        "command: SendUpdate",
+    ] {
+        callflow_scenario::parse_str(&with_step(step), "m.yaml")
+            .unwrap_or_else(|e| panic!("{step}: {e}"));
+    }
+}
+
+#[test]
+fn an_instance_100rel_takes_three_words() {
+    let text = "version: 1\ninstances:\n  alice:\n    dn: \"100\"\n    100rel: maybe\n    steps:\n      - command: MakeCall\n        target: sip:x@127.0.0.1\n";
+    let err = error_of(text);
+    assert!(
+        err.contains("`100rel` is `maybe`; it takes `supported`, `required` or `off`"),
+        "{err}"
+    );
+}

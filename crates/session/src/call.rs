@@ -169,12 +169,6 @@ struct Reliable {
     last_acked: Option<u32>,
 }
 
-struct Logged {
-    event: CallEvent,
-    at: Instant,
-    consumed: bool,
-}
-
 /// One INVITE dialog of a UA.
 pub struct Call {
     pub key: CallKey,
@@ -184,9 +178,7 @@ pub struct Call {
     pub created: Instant,
     first_id: DialogId,
     name: Mutex<Option<String>>,
-    log: Mutex<Vec<Logged>>,
-    /// Bumped on every new event, so waits wake up.
-    changed: watch::Sender<usize>,
+    log: crate::Latched<CallEvent>,
     /// Our SDP, for answering re-INVITEs.
     local_sdp: Mutex<Option<Vec<u8>>>,
     /// The first SDP the peer sent on this call (a 183's, or the 2xx's): for a caller, the
@@ -233,8 +225,7 @@ impl Call {
             dialog,
             created: Instant::now(),
             name: Mutex::new(name),
-            log: Mutex::new(Vec::new()),
-            changed: watch::channel(0).0,
+            log: crate::Latched::new(),
             local_sdp: Mutex::new(None),
             first_remote_sdp: Mutex::new(None),
             hangup_started: std::sync::OnceLock::new(),
@@ -293,56 +284,37 @@ impl Call {
 
     /// Appends an event; returns false when it adds nothing (a repeat, or after the end).
     pub fn push(&self, event: CallEvent) -> bool {
-        let mut log = self.log.lock().expect("log lock");
-        // rsipstack reports Confirmed again after some mid-dialog requests, and Terminated
-        // more than once: keep the first.
-        if matches!(event, CallEvent::Confirmed { .. })
-            && log
-                .iter()
-                .any(|l| matches!(l.event, CallEvent::Confirmed { .. }))
-        {
-            return false;
-        }
-        if log
-            .iter()
-            .any(|l| matches!(l.event, CallEvent::Terminated { .. }))
-        {
-            return false;
-        }
-        // A reliable provisional response is sent again until its PRACK comes: once is news.
-        if matches!(event, CallEvent::Provisional { .. })
-            && self.provisionals_reliable()
-            && log.last().is_some_and(|l| l.event == event)
-        {
-            return false;
-        }
-        log.push(Logged {
-            event,
-            at: Instant::now(),
-            consumed: false,
-        });
-        let n = log.len();
-        drop(log);
-        self.changed.send_replace(n);
-        true
+        let reliable = self.provisionals_reliable();
+        self.log.push_unless(event, |seen, event| {
+            // rsipstack reports Confirmed again after some mid-dialog requests, and Terminated
+            // more than once: keep the first.
+            (matches!(event, CallEvent::Confirmed { .. })
+                && seen
+                    .iter()
+                    .any(|e| matches!(e, CallEvent::Confirmed { .. })))
+                || seen
+                    .iter()
+                    .any(|e| matches!(e, CallEvent::Terminated { .. }))
+                // A reliable provisional response is sent again until its PRACK comes: once
+                // is news.
+                || (matches!(event, CallEvent::Provisional { .. })
+                    && reliable
+                    && seen.last().is_some_and(|e| *e == event))
+        })
     }
 
     /// Every event so far, with when it happened.
     pub fn events(&self) -> Vec<(CallEvent, Instant)> {
-        self.log
-            .lock()
-            .expect("log lock")
-            .iter()
-            .map(|l| (l.event.clone(), l.at))
-            .collect()
+        self.log.events()
+    }
+
+    /// The call's latched event log, for waits.
+    pub fn latched(&self) -> &crate::Latched<CallEvent> {
+        &self.log
     }
 
     pub fn last_event(&self) -> Option<(CallEvent, Instant)> {
-        self.log
-            .lock()
-            .expect("log lock")
-            .last()
-            .map(|l| (l.event.clone(), l.at))
+        self.log.last()
     }
 
     /// Where the call stands, from rsipstack's own dialog state (authoritative: the event log
@@ -376,20 +348,7 @@ impl Call {
         pred: impl Fn(&CallEvent) -> bool,
         consume: bool,
     ) -> (CallEvent, Instant) {
-        let mut rx = self.changed.subscribe();
-        loop {
-            {
-                let mut log = self.log.lock().expect("log lock");
-                if let Some(l) = log.iter_mut().find(|l| !l.consumed && pred(&l.event)) {
-                    l.consumed |= consume;
-                    return (l.event.clone(), l.at);
-                }
-            }
-            if rx.changed().await.is_err() {
-                // The sender lives as long as the call; unreachable in practice.
-                std::future::pending::<()>().await;
-            }
-        }
+        self.log.wait(pred, consume).await
     }
 
     /// Keeps `resource` alive until the call is closed (then it is dropped, releasing it).

@@ -8,10 +8,12 @@
 
 mod call;
 mod hangup;
+mod latched;
 pub mod ledger;
 
 pub use call::{Call, CallEvent, CallKey, EndCause, Prack, Role};
 pub use hangup::{HangupAction, HangupReport, LegState, hangup_action};
+pub use latched::Latched;
 pub use ledger::Ledger;
 
 use dashmap::DashMap;

@@ -16,7 +16,8 @@ const EXPECT = [['expect', 'codes']];
 const SPEC = {
   command: {
     MakeCall: [['targetUri', 'target'], ...EXPECT, ['until', ['answer', 'ringing', 'sent']], ...HEADERS,
-      ['displayName', 'text'], ['fromUser', 'text'], ...CHECKS],
+      ['displayName', 'text'], ['fromUser', 'text'], ['offer', ['early', 'late']],
+      ['redirects', 'number', 3], ...CHECKS],
     Answer: [], Release: [], Hold: [], Retrieve: [], Cancel: [],
     BlindTransfer: [['targetUser', 'text'], ['targetHost', 'text']],
     MuteTransfer: [['primaryCallId', 'text', 'call-1'], ['consultCallId', 'text']],
@@ -24,9 +25,13 @@ const SPEC = {
     SendDTMF: [['digits', 'text'], ['intervalMs', 'number', 100], ['via', ['rfc4733', 'info']]],
     Reject: [['code', 'number', 486], ['reason', 'text']],
     Ringing: [['delayMs', 'number']], Progress: [['delayMs', 'number']],
-    SendInfo: [['contentType', 'text'], ['body', 'area'], ...EXPECT, ...HEADERS, ...CHECKS],
-    SendMessage: [['contentType', 'text'], ['body', 'area'], ...EXPECT, ...HEADERS, ...CHECKS],
-    SendOptions: [...EXPECT, ...HEADERS, ...CHECKS],
+    SendInfo: [['targetUri', 'target'], ['contentType', 'text'], ['body', 'area'], ...EXPECT, ...HEADERS, ...CHECKS],
+    SendMessage: [['targetUri', 'target'], ['contentType', 'text'], ['body', 'area'], ...EXPECT, ...HEADERS, ...CHECKS],
+    SendOptions: [['targetUri', 'target'], ...EXPECT, ...HEADERS, ...CHECKS],
+    SendNotify: [['targetUri', 'target'], ['contentType', 'text'], ['body', 'area'], ...EXPECT, ...HEADERS, ...CHECKS],
+    SendUpdate: [['contentType', 'text'], ['body', 'area'], ...EXPECT, ...HEADERS, ...CHECKS],
+    Subscribe: [['targetUri', 'target'], ['package', 'text', 'message-summary'], ['expiresMs', 'number', 3600000],
+      ...EXPECT, ...HEADERS, ...CHECKS],
     PlaySignature: [['durationMs', 'number', 1000]],
     Record: [['filePath', 'text']],
     CheckMedia: [['maxLoss', 'number'], ['maxJitterMs', 'number']],
@@ -43,7 +48,7 @@ const INSTANCE_FIELDS = [['label', 'text'], ['dn', 'text'], ['transport', ['UDP'
   ['pbxProfile', 'profile'], ['pbxHost', 'text'], ['pbxPort', 'text'], ['pbxTransport', ['', 'UDP', 'TCP']],
   ['authUser', 'text'], ['password', 'text'], ['realm', 'text'], ['outboundProxy', 'text'],
   ['register', 'bool'], ['registerIntervalSeconds', 'number', 300], ['codecs', 'list'],
-  ['autoRinging', 'bool', true], ['displayName', 'text']];
+  ['autoRinging', 'bool', true], ['rel100', ['supported', 'required', 'off']], ['displayName', 'text']];
 
 const S = {
   name: null, flow: { nodes: [], edges: [] }, dirty: false, sel: null, diags: [],
