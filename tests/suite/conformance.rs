@@ -51,7 +51,11 @@ async fn options_and_405s_say_what_the_ua_allows() {
     for m in ["INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REFER"] {
         assert!(allow.contains(m), "Allow lists {m}: {ok}");
     }
-    assert_eq!(header(&ok, "Supported"), Some("replaces, 100rel"), "{ok}");
+    assert_eq!(
+        header(&ok, "Supported"),
+        Some("replaces, 100rel, timer"),
+        "{ok}"
+    );
     assert_eq!(header(&ok, "Accept"), Some("application/sdp"), "{ok}");
 
     // A REGISTER or SUBSCRIBE reaching a UA (not a registrar, no event packages): 405, Allow.
@@ -84,7 +88,11 @@ async fn invites_and_their_2xx_carry_allow_and_supported() {
             header(msg, "Allow").is_some_and(|a| a.contains("BYE")),
             "{msg}"
         );
-        assert_eq!(header(msg, "Supported"), Some("replaces, 100rel"), "{msg}");
+        assert_eq!(
+            header(msg, "Supported"),
+            Some("replaces, 100rel, timer"),
+            "{msg}"
+        );
     }
     run.assert_clean();
 }
@@ -111,5 +119,36 @@ async fn requests_outside_calls_a_late_offer_with_100rel_and_an_update() {
     );
     let ack = &run.raw("alice", ">ACK")[0];
     assert!(ack.contains("m=audio "), "the answer in the ACK: {ack}");
+    run.assert_clean();
+}
+
+#[tokio::test]
+async fn a_session_interval_below_the_callees_min_se_gets_422_and_is_asked_again_larger() {
+    let text = "version: 1\nname: 422\ninstances:\n  alice:\n    dn: \"100\"\n    min_se: 1s\n    steps:\n      - command: MakeCall\n        target: bob\n        session_expires: 2s\n      - command: Release\n  bob:\n    dn: \"200\"\n    min_se: 3s\n    steps:\n      - event: INCOMING\n      - command: Answer\n      - event: DISCONNECTED\n";
+    let run = callflow_tests::run_text(text, "422.yaml").await;
+    run.assert_outcome(Outcome::Passed);
+    run.assert_wire_contains(
+        "alice",
+        &[">INVITE", "<422", ">ACK", ">INVITE", "<200", ">ACK"],
+    );
+    let too_small = &run.raw("bob", ">422")[0];
+    assert!(too_small.contains("Min-SE: 3"), "{too_small}");
+    let again = &run
+        .raw("alice", ">INVITE")
+        .into_iter()
+        .find(|m| m.contains("Session-Expires: 3"))
+        .expect("the INVITE asked again with the Min-SE");
+    assert!(again.contains("Min-SE: 1"), "{again}");
+    let ok = run
+        .raw("bob", ">200")
+        .into_iter()
+        .find(|m| header(m, "CSeq").is_some_and(|c| c.ends_with("INVITE")))
+        .expect("the 200");
+    assert_eq!(
+        header(&ok, "Session-Expires"),
+        Some("3;refresher=uac"),
+        "{ok}"
+    );
+    assert_eq!(header(&ok, "Require"), Some("timer"), "{ok}");
     run.assert_clean();
 }

@@ -867,3 +867,61 @@ async fn an_update_offers_our_sdp_and_its_answer_moves_the_media() {
     let (code, err) = sipp.finish().await;
     assert_eq!(code, 0, "sipp (which checks the UPDATE's offer): {err}");
 }
+
+#[tokio::test]
+async fn a_session_timer_the_peer_never_refreshes_ends_the_call_with_bye() {
+    let callee = "version: 1\nname: session timer\ninstances:\n  bob:\n    dn: \"200\"\n    min_se: 2s\n    steps:\n      - event: INCOMING\n        timeout: 20s\n      - command: Answer\n      - event: DISCONNECTED\n        timeout: 10s\n";
+    let args = vec![
+        "-sf".into(),
+        sipp_file("uac-session-timer.xml"),
+        "-s".into(),
+        "200".into(),
+        "-mp".into(),
+        free_udp_port().to_string(),
+    ];
+    let (run, code, err) = with_sipp_caller(callee, args).await;
+    assert_eq!(
+        code, 0,
+        "sipp (which checks Session-Expires and Require): {err}"
+    );
+    run.assert_outcome(Outcome::Passed);
+    run.assert_wire_contains("bob", &["<INVITE", ">200", "<ACK", ">BYE", "<200"]);
+    assert!(
+        run.events.iter().any(|e| matches!(&e.event, EventKind::Log(l)
+            if l.message.starts_with("no session refresh from the peer within 2 s of a 3 s session interval"))),
+        "the BYE says why"
+    );
+    run.assert_clean();
+}
+
+#[tokio::test]
+async fn a_session_timer_we_refresh_sends_a_reinvite_at_half_the_interval() {
+    let port = free_udp_port();
+    let sipp = sipp_uas_file(
+        "uas-session-timer.xml",
+        port,
+        &["-mp", &free_udp_port().to_string()],
+    );
+    let text = format!(
+        "version: 1\nname: refresher\ninstances:\n  alice:\n    dn: \"100\"\n    min_se: 2s\n    steps:\n      - command: MakeCall\n        target: sip:service@127.0.0.1:{port}\n        session_expires: 4s\n        check:\n          - header: Session-Expires\n            matches: refresher=uac\n      - event: TIMEOUT\n        timeout: 3s\n      - command: Release\n"
+    );
+    let run = run_text(&text, "refresher.yaml").await;
+    run.assert_outcome(Outcome::Passed);
+    run.assert_wire_contains(
+        "alice",
+        &[
+            ">INVITE", "<200", ">ACK", ">INVITE", "<200", ">ACK", ">BYE", "<200",
+        ],
+    );
+    let first = &run.raw("alice", ">INVITE")[0];
+    assert!(
+        first.contains("Session-Expires: 4") && first.contains("Min-SE: 2"),
+        "{first}"
+    );
+    run.assert_clean();
+    let (code, err) = sipp.finish().await;
+    assert_eq!(
+        code, 0,
+        "sipp (which checks the refresh's Session-Expires): {err}"
+    );
+}

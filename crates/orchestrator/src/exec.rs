@@ -289,20 +289,31 @@ fn redirect_target(resp: &transport::sip::Response) -> Option<Uri> {
     Uri::try_from(uri.trim()).ok()
 }
 
-async fn make_call(ctx: &Arc<Ctx>, ua: &UaShared, node: &Node, target: &str) -> NodeResult {
+async fn make_call(ctx: &Arc<Ctx>, ua: &Arc<UaShared>, node: &Node, target: &str) -> NodeResult {
     let (mut callee, who) = resolve_target(ctx, ua, target)?;
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + node.timeout;
     let redirects = node.opts.redirects.unwrap_or(scenario::DEFAULT_REDIRECTS);
     let mut hops: Vec<String> = vec![callee.to_string()];
+    // A session timer asked for (RFC 4028 §7.1), raised once by a 422's Min-SE.
+    let mut session_expires = node
+        .opts
+        .session_expires
+        .map(|d| d.as_secs().clamp(1, u64::from(u32::MAX)) as u32);
+    let mut raised = false;
     loop {
+        let mut headers: Vec<_> = node
+            .opts
+            .headers
+            .iter()
+            .map(|(n, v)| make_header(n, v))
+            .collect();
+        if let Some(s) = session_expires {
+            headers.push(make_header("Session-Expires", &s.to_string()));
+            headers.push(make_header("Min-SE", &ua.min_se.min(s).to_string()));
+        }
         let opts = CallOptions {
-            headers: node
-                .opts
-                .headers
-                .iter()
-                .map(|(n, v)| make_header(n, v))
-                .collect(),
+            headers,
             display_name: node.opts.display_name.clone(),
             from_user: node.opts.from_user.clone(),
             late_offer: node.opts.late_offer,
@@ -338,6 +349,28 @@ async fn make_call(ctx: &Arc<Ctx>, ua: &UaShared, node: &Node, target: &str) -> 
         match tokio::time::timeout_at(deadline, join).await {
             Ok(Ok(Ok((_, Some(resp))))) => {
                 let code = resp.status_code.code();
+                // 422: the interval was too small; ask again with the Min-SE it names (§7.4).
+                if code == 422
+                    && !is_expected(&node.opts.expect, code)
+                    && !raised
+                    && let (Some(asked), Some(min)) = (
+                        session_expires,
+                        crate::session_timer::min_se_of(&resp.headers),
+                    )
+                    && min > asked
+                {
+                    node_log(
+                        ua,
+                        node,
+                        Level::Info,
+                        format!(
+                            "422: the session interval {asked} s is too small; asking again with {min} s"
+                        ),
+                    );
+                    session_expires = Some(min);
+                    raised = true;
+                    continue;
+                }
                 if !is_expected(&node.opts.expect, code) {
                     let to = (300..400)
                         .contains(&code)
@@ -395,6 +428,12 @@ async fn make_call(ctx: &Arc<Ctx>, ua: &UaShared, node: &Node, target: &str) -> 
                         resp.status_code.text(),
                         secs(started.elapsed())
                     )));
+                }
+                // Asked for or not: we say `Supported: timer`, so a UAS may set one (RFC 4028 §9).
+                if (200..300).contains(&code)
+                    && let Some(t) = crate::session_timer::from_2xx(&resp, true)
+                {
+                    ua.keep_session_timer(&call, t);
                 }
                 if node.opts.late_offer && (200..300).contains(&code) && ua.late_unanswered(&call) {
                     return Err(fail(format!(
@@ -753,7 +792,7 @@ async fn incoming(ua: &UaShared, node: &Node) -> NodeResult {
     .map_err(fail)
 }
 
-async fn answer(ua: &UaShared, node: &Node) -> NodeResult {
+async fn answer(ua: &Arc<UaShared>, node: &Node) -> NodeResult {
     let call = call_of(ua, node)?;
     if call.role != Role::Incoming {
         return Err(fail(format!(
@@ -790,15 +829,25 @@ async fn answer(ua: &UaShared, node: &Node) -> NodeResult {
             )));
         }
     };
+    // A session timer the INVITE asked for (RFC 4028 §9); one below our Min-SE got 422.
+    let timer = crate::session_timer::uas_decide(&call.dialog.initial_request(), ua.min_se);
+    let mut headers = vec![sdp_header()];
+    headers.extend(crate::session_timer::agreed_headers(&timer));
     call.dialog
         .accept(
-            Some(crate::calls::with_capabilities(
-                ua.rel100,
-                vec![sdp_header()],
-            )),
+            Some(crate::calls::with_capabilities(ua.rel100, headers)),
             Some(answer.into_bytes()),
         )
         .map_err(|e| fail(format!("cannot send 200 OK: {e}")))?;
+    if let crate::session_timer::UasDecision::Agree { interval, .. } = timer {
+        ua.keep_session_timer(
+            &call,
+            session::SessionTimer {
+                secs: interval.secs,
+                we_refresh: interval.refresher == Some(crate::session_timer::Refresher::Uas),
+            },
+        );
+    }
     let what = "200 OK sent, no ACK {within}".to_owned();
     let settled = |e: &CallEvent| {
         matches!(

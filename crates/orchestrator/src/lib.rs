@@ -21,6 +21,7 @@ mod pbx;
 mod rel100;
 mod requests;
 mod routing;
+mod session_timer;
 mod sidecar;
 mod ua;
 

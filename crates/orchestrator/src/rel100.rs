@@ -13,11 +13,12 @@ use transport::sip::{Header, Request, StatusCode};
 /// RFC 3261's T1: the first retransmission interval of a reliable provisional response.
 const T1: Duration = Duration::from_millis(500);
 
-/// The extensions a UA with `mode` supports: Replaces always, 100rel unless it is off.
+/// The extensions a UA with `mode` supports: Replaces and session timers always, 100rel unless
+/// it is off.
 pub(crate) fn supported(mode: Rel100) -> &'static str {
     match mode {
-        Rel100::Off => "replaces",
-        _ => "replaces, 100rel",
+        Rel100::Off => "replaces, timer",
+        _ => "replaces, 100rel, timer",
     }
 }
 
@@ -268,7 +269,7 @@ mod tests {
             (420, vec![("Unsupported", "foo".to_owned())])
         );
         assert_eq!(
-            intake(Rel100::Supported, &invite("Require: replaces\r\n")),
+            intake(Rel100::Supported, &invite("Require: replaces, timer\r\n")),
             Intake::Take { reliable: false }
         );
     }

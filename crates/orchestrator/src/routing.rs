@@ -293,6 +293,27 @@ impl UaShared {
         if self.refuse_extensions(&mut tx).await {
             return;
         }
+        // A session interval below our Min-SE (RFC 4028 §8.1).
+        if let crate::session_timer::UasDecision::TooSmall { min_se } =
+            crate::session_timer::uas_decide(&tx.original, self.min_se)
+        {
+            self.log(
+                Level::Warning,
+                None,
+                None,
+                format!(
+                    "the INVITE asks for a session interval below our Min-SE of {min_se} s: 422"
+                ),
+            );
+            let _ = tx
+                .reply_with(
+                    StatusCode::SessionIntervalTooSmall,
+                    vec![crate::calls::make_header("Min-SE", &min_se.to_string())],
+                    None,
+                )
+                .await;
+            return;
+        }
         let reliable = matches!(
             crate::rel100::intake(self.rel100, &tx.original),
             crate::rel100::Intake::Take { reliable: true }
@@ -523,7 +544,7 @@ impl UaShared {
                     }
                 }
                 DialogState::Updated(_, req, handle) => {
-                    self.on_offer(call.as_deref(), &req, handle).await
+                    self.on_offer(call.as_ref(), &req, handle).await
                 }
                 DialogState::Refer(_, req, handle) => match call {
                     Some(c) => self.clone().on_refer(c, &req, handle).await,
@@ -581,11 +602,31 @@ impl UaShared {
 
     /// A re-INVITE or UPDATE: answer its offer with our SDP in the matching direction, and
     /// record HELD / RETRIEVED when the peer puts us on or off hold.
-    async fn on_offer(&self, call: Option<&Call>, req: &Request, handle: TransactionHandle) {
+    async fn on_offer(
+        self: &Arc<Self>,
+        call: Option<&Arc<Call>>,
+        req: &Request,
+        handle: TransactionHandle,
+    ) {
         let Some(call) = call else {
             let _ = handle.reply(StatusCode::CallTransactionDoesNotExist).await;
             return;
         };
+        // A session refresh (RFC 4028 §9): our 2xx says the interval and who refreshes next.
+        let timer = crate::session_timer::uas_decide(req, self.min_se);
+        if let crate::session_timer::UasDecision::TooSmall { min_se } = timer {
+            let _ = handle
+                .respond(
+                    StatusCode::SessionIntervalTooSmall,
+                    Some(vec![crate::calls::make_header(
+                        "Min-SE",
+                        &min_se.to_string(),
+                    )]),
+                    None,
+                )
+                .await;
+            return;
+        }
         let ours = call
             .local_sdp()
             .map(|b| String::from_utf8_lossy(&b).into_owned());
@@ -622,9 +663,33 @@ impl UaShared {
             },
             (None, _) => (StatusCode::NotAcceptableHere, None),
         };
-        let headers = body.as_ref().map(|_| vec![sdp_header()]);
+        let mut headers = body
+            .as_ref()
+            .map(|_| vec![sdp_header()])
+            .unwrap_or_default();
+        if status == StatusCode::OK
+            && let crate::session_timer::UasDecision::Agree { interval, .. } = &timer
+        {
+            headers.extend(crate::session_timer::agreed_headers(&timer));
+            let we_refresh = interval.refresher == Some(crate::session_timer::Refresher::Uas);
+            self.keep_session_timer(
+                call,
+                session::SessionTimer {
+                    secs: interval.secs,
+                    we_refresh,
+                },
+            );
+        }
+        // Any 2xx to a re-INVITE or UPDATE refreshes the session (RFC 4028 §10), one without a
+        // Session-Expires of its own too.
+        if status == StatusCode::OK
+            && timer == crate::session_timer::UasDecision::None
+            && let Some(t) = call.session_timer()
+        {
+            call.set_session_timer(t);
+        }
         let _ = handle
-            .respond(status, headers, body.map(String::into_bytes))
+            .respond(status, Some(headers), body.map(String::into_bytes))
             .await;
     }
 

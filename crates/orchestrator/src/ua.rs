@@ -28,6 +28,8 @@ pub(crate) struct UaShared {
     pub(crate) auto_ringing: bool,
     /// Reliable provisional responses (RFC 3262).
     pub(crate) rel100: scenario::Rel100,
+    /// The shortest session interval this UA takes, in seconds (RFC 4028 `Min-SE`).
+    pub(crate) min_se: u32,
     pub(crate) codecs: Vec<Codec>,
     pub(crate) bind_ip: IpAddr,
     pub(crate) dialogs: Arc<DialogLayer>,
@@ -176,6 +178,7 @@ impl Ua {
             contact: contact_uri(&inst.dn, local, tcp),
             auto_ringing: inst.auto_ringing,
             rel100: inst.rel100,
+            min_se: inst.min_se.as_secs().clamp(1, u64::from(u32::MAX)) as u32,
             codecs: inst
                 .codecs
                 .iter()

@@ -41,9 +41,9 @@ mod write;
 
 pub use diag::{Diagnostic, Diagnostics, Pos, Severity};
 pub use model::{
-    Action, Check, DEFAULT_CALL_ID, DEFAULT_REDIRECTS, DEFAULT_TIMEOUT, Format, HeaderTest, Health,
-    Instance, InstanceIdx, Node, NodeIdx, NodeOptions, Pbx, Rel100, Scenario, Sidecar,
-    SipTransport, Until,
+    Action, Check, DEFAULT_CALL_ID, DEFAULT_MIN_SE, DEFAULT_REDIRECTS, DEFAULT_TIMEOUT, Format,
+    HeaderTest, Health, Instance, InstanceIdx, Node, NodeIdx, NodeOptions, Pbx, Rel100, Scenario,
+    Sidecar, SipTransport, Until,
 };
 pub use profiles::{PROFILES_FILE, Profiles};
 pub use write::{WriteError, to_flow, to_native};

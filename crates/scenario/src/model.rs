@@ -120,6 +120,9 @@ pub struct Instance {
     pub auto_ringing: bool,
     /// Reliable provisional responses (RFC 3262, option tag `100rel`).
     pub rel100: Rel100,
+    /// The shortest session interval this UA takes (RFC 4028 `Min-SE`; 90 s, the least the RFC
+    /// allows, unless lowered for a test peer).
+    pub min_se: Duration,
     /// The From display name of this instance's calls.
     pub display_name: Option<String>,
     /// The first nodes of this instance's chains, in order.
@@ -457,10 +460,15 @@ pub struct NodeOptions {
     pub pattern: Option<String>,
     /// MakeCall: send the INVITE without SDP (a late offer: the 2xx offers, our ACK answers).
     pub late_offer: bool,
+    /// MakeCall: ask for a session timer with this interval (RFC 4028 `Session-Expires`).
+    pub session_expires: Option<Duration>,
     /// MakeCall: how many 3xx redirects to follow (to the Contact they name) before failing;
     /// `None` is the default, [`DEFAULT_REDIRECTS`].
     pub redirects: Option<u32>,
 }
+
+/// The `Min-SE` of an instance unless it says otherwise (RFC 4028 §4: no less than 90 s).
+pub const DEFAULT_MIN_SE: Duration = Duration::from_secs(90);
 
 /// How many 3xx a MakeCall follows unless its `redirects` says otherwise.
 pub const DEFAULT_REDIRECTS: u32 = 3;

@@ -55,6 +55,7 @@ const INSTANCE_KEYS: &[&str] = &[
     "codecs",
     "auto_ringing",
     "100rel",
+    "min_se",
     "steps",
     "display_name",
 ];
@@ -93,6 +94,7 @@ const STEP_KEYS: &[&str] = &[
     "until",
     "offer",
     "redirects",
+    "session_expires",
     "headers",
     "display_name",
     "from_user",
@@ -451,6 +453,9 @@ fn instance(
         codecs,
         auto_ringing: f.bool(body, "auto_ringing").unwrap_or(true),
         rel100: rel100(f, body, "100rel"),
+        min_se: f
+            .duration(body, "min_se")
+            .map_or(crate::model::DEFAULT_MIN_SE, |(d, _)| d),
         display_name: f.string(body, "display_name"),
         starts: Vec::new(),
         pos,

@@ -18,6 +18,7 @@ pub(crate) const KEYS: &[(&str, &str)] = &[
     ("until", "until"),
     ("offer", "offer"),
     ("redirects", "redirects"),
+    ("session_expires", "sessionExpiresMs"),
     ("headers", "headers"),
     ("display_name", "displayName"),
     ("from_user", "fromUser"),
@@ -112,6 +113,10 @@ pub(crate) fn read(
             ),
         }
     }
+    o.session_expires = match style {
+        Style::Snake => f.duration(map, "session_expires").map(|(d, _)| d),
+        Style::Camel => f.millis(map, "sessionExpiresMs").map(|(d, _)| d),
+    };
     if let Some(n) = map.get("redirects") {
         match n.value {
             Value::Int(r) if (0..=20).contains(&r) => o.redirects = Some(r as u32),

@@ -38,6 +38,7 @@ const INSTANCE_KEYS: &[&str] = &[
     "autoRinging",
     // callflow's own: 100rel (RFC 3262) as `supported`, `required` or `off`.
     "rel100",
+    "minSeMs",
 ];
 const COMMAND_KEYS: &[&str] = &[
     "command",
@@ -59,6 +60,7 @@ const COMMAND_KEYS: &[&str] = &[
     "until",
     "offer",
     "redirects",
+    "sessionExpiresMs",
     "headers",
     "displayName",
     "fromUser",
@@ -563,6 +565,9 @@ fn instance(
         codecs,
         auto_ringing,
         rel100: crate::native::rel100(f, data, "rel100"),
+        min_se: f
+            .millis(data, "minSeMs")
+            .map_or(crate::model::DEFAULT_MIN_SE, |(d, _)| d),
         starts: Vec::new(),
         pos,
     })

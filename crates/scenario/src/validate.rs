@@ -9,6 +9,24 @@ pub(crate) fn validate(s: &Scenario, diags: &mut Diagnostics) {
     let file = s.file.as_str();
     let mut dns: HashMap<&str, &str> = HashMap::new();
     for inst in &s.instances {
+        if inst.min_se < crate::model::DEFAULT_MIN_SE {
+            diags.push(Diagnostic::warning(
+                file,
+                inst.pos,
+                format!(
+                    "instance `{}`: `min_se` of {} s is below the 90 s RFC 4028 §4 allows; use it only against a test peer",
+                    inst.label,
+                    inst.min_se.as_secs()
+                ),
+            ));
+        }
+        if inst.min_se < std::time::Duration::from_secs(1) {
+            diags.push(Diagnostic::error(
+                file,
+                inst.pos,
+                format!("instance `{}`: `min_se` is at least 1 s", inst.label),
+            ));
+        }
         if inst.dn.trim().is_empty() {
             diags.push(Diagnostic::error(
                 file,
@@ -36,6 +54,12 @@ pub(crate) fn validate(s: &Scenario, diags: &mut Diagnostics) {
                 format!("node `{}` ({}): {msg}", n.id, n.action.name()),
             )
         };
+        if n.opts
+            .session_expires
+            .is_some_and(|d| d < std::time::Duration::from_secs(1))
+        {
+            diags.push(err("`session_expires` is at least 1 s".into()));
+        }
         match &n.action {
             Action::MakeCall { target } => {
                 let t = target.trim();
@@ -324,6 +348,7 @@ fn options(s: &Scenario, diags: &mut Diagnostics) {
             ("until", o.until != crate::model::Until::Answer, call),
             ("offer", o.late_offer, call),
             ("redirects", o.redirects.is_some(), call),
+            ("session_expires", o.session_expires.is_some(), call),
             ("headers", !o.headers.is_empty(), call || request),
             (
                 "display_name/from_user",
@@ -352,7 +377,7 @@ fn options(s: &Scenario, diags: &mut Diagnostics) {
                     n.pos,
                     format!("node `{}` ({}) does not take {}", n.id, a.name(), misplaced.join(", ")),
                 )
-                .with_help("expect/headers: MakeCall, Send*, Subscribe; until/offer/redirects/display_name/from_user: MakeCall; delay: Ringing, Progress; check: MakeCall, INCOMING, REQUEST, Send*"),
+                .with_help("expect/headers: MakeCall, Send*, Subscribe; until/offer/redirects/session_expires/display_name/from_user: MakeCall; delay: Ringing, Progress; check: MakeCall, INCOMING, REQUEST, Send*"),
             );
         }
         if call && o.until != crate::model::Until::Answer && !o.expect.is_empty() {

@@ -140,6 +140,9 @@ fn node_fields(s: &Scenario, n: &Node) -> Vec<(&'static str, F)> {
     if o.late_offer {
         put("offer", text("late"));
     }
+    if let Some(d) = o.session_expires {
+        put("session_expires", F::Dur(d));
+    }
     if let Some(r) = o.redirects {
         put("redirects", F::Int(i64::from(r)));
     }
@@ -453,6 +456,12 @@ pub fn to_native(s: &Scenario, profiles: &Profiles) -> Result<String, WriteError
         if inst.rel100 != crate::model::Rel100::default() {
             body.push(("100rel", ystr(inst.rel100.as_str())));
         }
+        if inst.min_se != crate::model::DEFAULT_MIN_SE {
+            body.push((
+                "min_se",
+                ystr(&humantime::format_duration(inst.min_se).to_string()),
+            ));
+        }
         if let Some(d) = &inst.display_name {
             body.push(("display_name", ystr(d)));
         }
@@ -593,6 +602,9 @@ pub fn to_flow(s: &Scenario, profiles: &Profiles) -> Json {
         }
         if inst.rel100 != crate::model::Rel100::default() {
             data.insert("rel100".into(), json!(inst.rel100.as_str()));
+        }
+        if inst.min_se != crate::model::DEFAULT_MIN_SE {
+            data.insert("minSeMs".into(), json!(inst.min_se.as_millis() as u64));
         }
         if let Some(d) = &inst.display_name {
             data.insert("displayName".into(), json!(d));

@@ -147,6 +147,13 @@ fn describe(reason: &TerminatedReason, role: Role) -> (String, bool, Option<u16>
     }
 }
 
+/// A call's session timer (RFC 4028): the interval, and whether we are the refresher.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionTimer {
+    pub secs: u32,
+    pub we_refresh: bool,
+}
+
 /// What a PRACK did (RFC 3262 §3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Prack {
@@ -197,6 +204,8 @@ pub struct Call {
     superseded: std::sync::atomic::AtomicBool,
     /// We put an offer in a 2xx to an offer-less re-INVITE: the answer comes in its ACK.
     answer_in_ack: std::sync::atomic::AtomicBool,
+    /// The session timer agreed for the call, if any (the last refresh's).
+    session_timer: watch::Sender<Option<SessionTimer>>,
     /// Reliable provisional responses, and a counter bumped when one is PRACKed.
     reliable: Mutex<Reliable>,
     pracked: watch::Sender<u64>,
@@ -234,6 +243,7 @@ impl Call {
             held_by_peer: std::sync::atomic::AtomicBool::new(false),
             superseded: std::sync::atomic::AtomicBool::new(false),
             answer_in_ack: std::sync::atomic::AtomicBool::new(false),
+            session_timer: watch::channel(None).0,
             reliable: Mutex::new(Reliable::default()),
             pracked: watch::channel(0).0,
             rtp_socket: Mutex::new(None),
@@ -426,6 +436,21 @@ impl Call {
 
     pub fn superseded(&self) -> bool {
         self.superseded.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Sets the call's session timer (a 2xx or a refresh agreed it; the same again re-arms it);
+    /// returns the one before.
+    pub fn set_session_timer(&self, t: SessionTimer) -> Option<SessionTimer> {
+        self.session_timer.send_replace(Some(t))
+    }
+
+    pub fn session_timer(&self) -> Option<SessionTimer> {
+        *self.session_timer.borrow()
+    }
+
+    /// Sees every change of the session timer.
+    pub fn session_timer_changes(&self) -> watch::Receiver<Option<SessionTimer>> {
+        self.session_timer.subscribe()
     }
 
     /// Makes this (incoming) call's provisional responses reliable (RFC 3262), numbered from

@@ -11,7 +11,7 @@ mod hangup;
 mod latched;
 pub mod ledger;
 
-pub use call::{Call, CallEvent, CallKey, EndCause, Prack, Role};
+pub use call::{Call, CallEvent, CallKey, EndCause, Prack, Role, SessionTimer};
 pub use hangup::{HangupAction, HangupReport, LegState, hangup_action};
 pub use latched::Latched;
 pub use ledger::Ledger;

@@ -1,0 +1,377 @@
+//! Session timers (RFC 4028): what an INVITE and its 2xx agree on (the interval and who
+//! refreshes), and a task per call that keeps it: the refresher sends a re-INVITE at half the
+//! interval; the other side ends the call with BYE when no refresh came in time.
+//!
+//! The decisions are plain functions of the headers and the interval, tested without sockets;
+//! the task only sleeps until the deadlines they give.
+
+use crate::ua::UaShared;
+use events::Level;
+use session::{Call, CallEvent, LegState, SessionTimer};
+use std::sync::Arc;
+use std::time::Duration;
+use transport::sip::{Header, Request, Response};
+
+/// Who refreshes, as the `refresher` parameter names it: the UAC or the UAS of the transaction
+/// that carried it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refresher {
+    Uac,
+    Uas,
+}
+
+/// A `Session-Expires` value: `1800;refresher=uac`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Interval {
+    pub(crate) secs: u32,
+    pub(crate) refresher: Option<Refresher>,
+}
+
+impl Interval {
+    pub(crate) fn parse(value: &str) -> Option<Self> {
+        let mut parts = value.split(';');
+        let secs = parts.next()?.trim().parse().ok()?;
+        let refresher = parts.find_map(|p| {
+            let (k, v) = p.trim().split_once('=')?;
+            if !k.trim().eq_ignore_ascii_case("refresher") {
+                return None;
+            }
+            match v.trim().to_ascii_lowercase().as_str() {
+                "uac" => Some(Refresher::Uac),
+                "uas" => Some(Refresher::Uas),
+                _ => None,
+            }
+        });
+        Some(Self { secs, refresher })
+    }
+
+    pub(crate) fn value(self) -> String {
+        match self.refresher {
+            Some(Refresher::Uac) => format!("{};refresher=uac", self.secs),
+            Some(Refresher::Uas) => format!("{};refresher=uas", self.secs),
+            None => self.secs.to_string(),
+        }
+    }
+}
+
+/// When the refresher sends its refresh: half the interval (RFC 4028 §10).
+pub(crate) fn refresh_after(secs: u32) -> Duration {
+    Duration::from_millis(u64::from(secs) * 500)
+}
+
+/// When the side that does not refresh gives up: the interval less a third of it or 32 s,
+/// whichever is less (RFC 4028 §10).
+pub(crate) fn expire_after(secs: u32) -> Duration {
+    let s = Duration::from_secs(u64::from(secs));
+    s - (s / 3).min(Duration::from_secs(32))
+}
+
+fn headers_value(headers: &transport::sip::Headers, names: &[&str]) -> Option<String> {
+    headers
+        .iter()
+        .find(|h| names.iter().any(|n| h.name().eq_ignore_ascii_case(n)))
+        .map(|h| h.value().to_owned())
+}
+
+/// The `Session-Expires` (or compact `x`) of a message's headers.
+pub(crate) fn interval_of(headers: &transport::sip::Headers) -> Option<Interval> {
+    Interval::parse(&headers_value(headers, &["Session-Expires", "x"])?)
+}
+
+/// The `Min-SE` of a message's headers, in seconds.
+pub(crate) fn min_se_of(headers: &transport::sip::Headers) -> Option<u32> {
+    headers_value(headers, &["Min-SE"])?.trim().parse().ok()
+}
+
+/// Whether a request says it supports (or requires) the `timer` extension.
+fn supports_timer(req: &Request) -> bool {
+    req.headers
+        .iter()
+        .filter(|h| {
+            ["Supported", "k", "Require"]
+                .iter()
+                .any(|n| h.name().eq_ignore_ascii_case(n))
+        })
+        .any(|h| {
+            h.value()
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("timer"))
+        })
+}
+
+/// What the UAS does with an INVITE (or a refresh) as to session timers (RFC 4028 §9).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum UasDecision {
+    /// No Session-Expires: no session timer.
+    None,
+    /// The interval is below our minimum: 422 with `Min-SE: min_se`.
+    TooSmall { min_se: u32 },
+    /// Our 2xx carries `Session-Expires: interval` (its refresher set) and, when the UAC
+    /// supports the extension, `Require: timer`.
+    Agree { interval: Interval, require: bool },
+}
+
+pub(crate) fn uas_decide(req: &Request, min_se: u32) -> UasDecision {
+    let Some(asked) = interval_of(&req.headers) else {
+        return UasDecision::None;
+    };
+    if asked.secs < min_se {
+        return UasDecision::TooSmall { min_se };
+    }
+    let supports = supports_timer(req);
+    let refresher = asked.refresher.unwrap_or(if supports {
+        Refresher::Uac
+    } else {
+        Refresher::Uas
+    });
+    UasDecision::Agree {
+        interval: Interval {
+            secs: asked.secs,
+            refresher: Some(refresher),
+        },
+        require: supports,
+    }
+}
+
+/// The headers of a 2xx that agrees `d` (empty for no timer).
+pub(crate) fn agreed_headers(d: &UasDecision) -> Vec<Header> {
+    match d {
+        UasDecision::Agree { interval, require } => {
+            let mut h = vec![crate::calls::make_header(
+                "Session-Expires",
+                &interval.value(),
+            )];
+            if *require {
+                h.push(crate::calls::make_header("Require", "timer"));
+            }
+            h
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The timer a transaction set, from the `Session-Expires` its 2xx carries: `we_sent` says
+/// whether we were its UAC. A 2xx without one sets none.
+pub(crate) fn from_2xx(resp: &Response, we_sent: bool) -> Option<SessionTimer> {
+    let i = interval_of(&resp.headers)?;
+    let uac_refreshes = i.refresher.unwrap_or(Refresher::Uac) == Refresher::Uac;
+    Some(SessionTimer {
+        secs: i.secs,
+        we_refresh: uac_refreshes == we_sent,
+    })
+}
+
+impl UaShared {
+    /// Keeps `call`'s session timer from now on (the call's timer may change with each
+    /// refresh): refreshes with a re-INVITE at half the interval when we are the refresher,
+    /// sends BYE when a refresh from the peer is late. Ends with the call.
+    pub(crate) fn keep_session_timer(self: &Arc<Self>, call: &Arc<Call>, timer: SessionTimer) {
+        let before = call.set_session_timer(timer);
+        if before != Some(timer) {
+            self.log(
+                Level::Info,
+                None,
+                call.name().as_deref(),
+                format!(
+                    "session timer: {} s, refreshed by {} (RFC 4028)",
+                    timer.secs,
+                    if timer.we_refresh { "us" } else { "the peer" }
+                ),
+            );
+        }
+        if before.is_some() {
+            return;
+        }
+        let (me, call) = (self.clone(), call.clone());
+        tokio::spawn(async move { me.session_timer_task(call).await });
+    }
+
+    async fn session_timer_task(self: Arc<Self>, call: Arc<Call>) {
+        let mut changes = call.session_timer_changes();
+        loop {
+            let Some(t) = *changes.borrow_and_update() else {
+                return;
+            };
+            let wait = if t.we_refresh {
+                refresh_after(t.secs)
+            } else {
+                expire_after(t.secs)
+            };
+            let ended = call.wait(|e| matches!(e, CallEvent::Terminated { .. }), false);
+            tokio::select! {
+                _ = ended => return,
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                () = tokio::time::sleep(wait) => {}
+            }
+            if call.leg_state() != LegState::Confirmed || call.hangup_started() {
+                return;
+            }
+            if t.we_refresh {
+                if let Err(why) = self.refresh(&call, t.secs).await {
+                    self.log(
+                        Level::Warning,
+                        None,
+                        call.name().as_deref(),
+                        format!("session refresh failed ({why}): the call is ended with BYE (RFC 4028 §10)"),
+                    );
+                    drop(call.start_hang_up(session::HangupAction::Bye));
+                    return;
+                }
+            } else {
+                self.log(
+                    Level::Warning,
+                    None,
+                    call.name().as_deref(),
+                    format!(
+                        "no session refresh from the peer within {} s of a {} s session interval: BYE (RFC 4028 §10)",
+                        wait.as_secs(),
+                        t.secs
+                    ),
+                );
+                drop(call.start_hang_up(session::HangupAction::Bye));
+                return;
+            }
+        }
+    }
+
+    /// A session refresh: a re-INVITE with our SDP as it is, asking to stay the refresher.
+    async fn refresh(&self, call: &Call, secs: u32) -> Result<(), String> {
+        let ours = call.local_sdp().unwrap_or_default();
+        let headers = vec![
+            crate::calls::sdp_header(),
+            crate::calls::make_header("Session-Expires", &format!("{secs};refresher=uac")),
+            crate::calls::make_header("Supported", "timer"),
+        ];
+        let resp = call
+            .dialog
+            .reinvite(Some(headers), Some(ours))
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the call is no longer confirmed")?;
+        let code = resp.status_code.code();
+        if !(200..300).contains(&code) {
+            return Err(format!("{code} {}", resp.status_code.text()));
+        }
+        let answer = String::from_utf8_lossy(&resp.body).into_owned();
+        if !answer.trim().is_empty() {
+            self.apply_remote_sdp(call, &answer, media::sdp::direction(&answer).answer());
+        }
+        let next = from_2xx(&resp, true).unwrap_or(SessionTimer {
+            secs,
+            we_refresh: true,
+        });
+        self.log(
+            Level::Info,
+            None,
+            call.name().as_deref(),
+            format!(
+                "session refreshed ({code}), next in {:.1} s",
+                refresh_after(next.secs).as_secs_f64()
+            ),
+        );
+        if call.set_session_timer(next) != Some(next) {
+            self.log(
+                Level::Info,
+                None,
+                call.name().as_deref(),
+                format!(
+                    "session timer now {} s, refreshed by {}",
+                    next.secs,
+                    if next.we_refresh { "us" } else { "the peer" }
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invite(extra: &str) -> Request {
+        let text = format!(
+            "INVITE sip:bob@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:bob@127.0.0.1>\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\n{extra}Content-Length: 0\r\n\r\n"
+        );
+        Request::try_from(text.as_str()).expect("a request")
+    }
+
+    #[test]
+    fn the_uas_takes_the_interval_and_names_the_refresher() {
+        let d = uas_decide(&invite("Session-Expires: 1800\r\nSupported: timer\r\n"), 90);
+        assert_eq!(
+            d,
+            UasDecision::Agree {
+                interval: Interval {
+                    secs: 1800,
+                    refresher: Some(Refresher::Uac)
+                },
+                require: true
+            }
+        );
+        let names: Vec<String> = agreed_headers(&d)
+            .iter()
+            .map(|h| format!("{}: {}", h.name(), h.value()))
+            .collect();
+        assert_eq!(
+            names,
+            ["Session-Expires: 1800;refresher=uac", "Require: timer"]
+        );
+        // A UAC without the extension: the UAS refreshes, and requires nothing.
+        assert_eq!(
+            uas_decide(&invite("x: 600\r\n"), 90),
+            UasDecision::Agree {
+                interval: Interval {
+                    secs: 600,
+                    refresher: Some(Refresher::Uas)
+                },
+                require: false
+            }
+        );
+        assert_eq!(
+            uas_decide(&invite("Session-Expires: 60;refresher=uas\r\n"), 90),
+            UasDecision::TooSmall { min_se: 90 }
+        );
+        assert_eq!(uas_decide(&invite(""), 90), UasDecision::None);
+    }
+
+    #[test]
+    fn deadlines_follow_rfc_4028_section_10() {
+        assert_eq!(refresh_after(1800), Duration::from_secs(900));
+        assert_eq!(expire_after(1800), Duration::from_secs(1768));
+        assert_eq!(expire_after(90), Duration::from_secs(60));
+        assert_eq!(expire_after(3), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn the_2xx_says_who_refreshes_from_the_side_that_sent_the_request() {
+        let ok = |se: &str| {
+            Response::try_from(
+                format!("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n{se}Content-Length: 0\r\n\r\n")
+                    .as_str(),
+            )
+            .expect("a response")
+        };
+        let uac = ok("Session-Expires: 120;refresher=uac\r\n");
+        assert_eq!(
+            from_2xx(&uac, true),
+            Some(SessionTimer {
+                secs: 120,
+                we_refresh: true
+            })
+        );
+        assert_eq!(
+            from_2xx(&uac, false),
+            Some(SessionTimer {
+                secs: 120,
+                we_refresh: false
+            })
+        );
+        assert_eq!(from_2xx(&ok(""), true), None);
+    }
+}
