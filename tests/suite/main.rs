@@ -7,5 +7,6 @@ mod malformed;
 mod media;
 mod pbx;
 mod peers;
+mod phones;
 mod reports;
 mod stop;

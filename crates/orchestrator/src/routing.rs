@@ -190,6 +190,16 @@ impl UaShared {
                         let _ = tx.reply(StatusCode::CallTransactionDoesNotExist).await;
                         continue;
                     }
+                    // Answered here, not by rsipstack: its dialog drops a request whose CSeq is
+                    // below the last one seen, and a PRACK handled after the UPDATE or re-INVITE
+                    // right behind it (each runs on a task of its own) would go unanswered.
+                    // Counted once answered: what waits for it (our 200, the next reliable 18x)
+                    // comes after its 200.
+                    let _ = tx.reply(StatusCode::OK).await;
+                    if let Some((rseq, cseq)) = rack {
+                        c.prack(rseq, cseq, true);
+                    }
+                    continue;
                 }
                 match known {
                     Some(mut d) => {
@@ -223,13 +233,6 @@ impl UaShared {
                             // Or ended meanwhile (our own BYE went out).
                             if !answered_as_ended(call.as_deref(), &mut tx).await {
                                 let _ = d.handle(&mut tx).await;
-                            }
-                            // A PRACK counts once answered: what waits for it (our 200, the
-                            // next reliable 18x) comes after its 200.
-                            if method == Method::PRack
-                                && let (Some(c), Some((rseq, cseq))) = (&call, rack)
-                            {
-                                c.prack(rseq, cseq, true);
                             }
                         });
                     }
