@@ -367,3 +367,49 @@ async fn a_reception_listed_before_its_sending_is_drawn_once() {
     );
     std::fs::remove_file(pcap).ok();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_tcp_each_message_is_recorded_on_the_connection_it_crossed() {
+    let run = run_file("basic-call-tcp.yaml").await;
+    run.assert_outcome(events::Outcome::Passed);
+    let sip: Vec<&events::SipMessage> = run
+        .events
+        .iter()
+        .filter_map(|e| match &e.event {
+            events::EventKind::SipMessage(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    // The INVITE alice sent and bob received: one 4-tuple, seen from both ends.
+    let sent = sip
+        .iter()
+        .find(|m| m.ua == "alice" && m.direction == events::Direction::Sent)
+        .expect("alice's INVITE");
+    let got = sip
+        .iter()
+        .find(|m| m.ua == "bob" && m.direction == events::Direction::Received)
+        .expect("bob's INVITE");
+    assert_eq!(
+        (&sent.local, &sent.peer),
+        (&got.peer, &got.local),
+        "alice's connection port, not her listener's"
+    );
+    // Every record of alice's is on that connection.
+    for m in sip.iter().filter(|m| m.ua == "alice") {
+        assert_eq!(m.local, sent.local, "{} {:?}", m.summary(), m.direction);
+    }
+    // So the ladder has a lane per UA and no lane for a port, and the pcap has each message once.
+    let ladder = Ladder::from_events(&run.events);
+    assert_eq!(ladder.lanes.len(), 2, "{:?}", ladder.lanes);
+    let dir = std::env::temp_dir().join(format!("callflow-tcp-pcap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = dir.join("tcp.pcap");
+    let written = report::pcap::write(&run.events, &pcap).unwrap();
+    assert_eq!(written, ladder.arrows.len());
+    let streams = tshark(&pcap, &["-Y", "sip", "-T", "fields", "-e", "tcp.stream"]);
+    let mut ids: Vec<&str> = streams.lines().collect();
+    ids.dedup();
+    assert_eq!(ids, ["0"], "one TCP conversation in the pcap");
+    std::fs::remove_dir_all(dir).ok();
+    run.assert_clean();
+}

@@ -78,7 +78,7 @@ impl Ladder {
     pub fn from_events(events: &[Event]) -> Self {
         let mut l = Self::default();
         let mut lane_of: HashMap<String, usize> = HashMap::new();
-        let mut addr_of_ua: HashMap<String, String> = HashMap::new();
+        let addr_of_ua = crate::our_addresses(events);
         let mut calls: HashMap<String, usize> = HashMap::new();
         // Each message between our own UAs is drawn once.
         let mut once = crate::OnceEach::default();
@@ -109,9 +109,6 @@ impl Ladder {
                         };
                         lane(&mut l, &i.id, &title);
                     }
-                }
-                EventKind::UaStarted(u) => {
-                    addr_of_ua.insert(u.local_addr.clone(), u.ua.clone());
                 }
                 EventKind::NodeState(n) => match n.to {
                     NodeState::Running => {

@@ -14,7 +14,7 @@ pub mod pcap;
 
 pub use ladder::Ladder;
 
-use events::{Direction, Event, SipMessage};
+use events::{Direction, Event, EventKind, SipMessage};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -63,6 +63,24 @@ pub(crate) fn in_wire_order(events: &[Event]) -> Vec<&Event> {
     let mut v: Vec<&Event> = events.iter().collect();
     v.sort_by_key(|e| (e.ts_us, e.seq));
     v
+}
+
+/// Every address our UAs used, and whose: each UA's listener, and each local address its SIP
+/// messages crossed (over TCP, a connection it opened has a port of its own).
+pub(crate) fn our_addresses(events: &[Event]) -> HashMap<String, String> {
+    let mut ours = HashMap::new();
+    for e in events {
+        match &e.event {
+            EventKind::UaStarted(u) => {
+                ours.insert(u.local_addr.clone(), u.ua.clone());
+            }
+            EventKind::SipMessage(m) => {
+                ours.entry(m.local.clone()).or_insert_with(|| m.ua.clone());
+            }
+            _ => {}
+        }
+    }
+    ours
 }
 
 /// Each SIP message between two of our own UAs is recorded twice, as sent and as received; this

@@ -23,13 +23,7 @@ pub fn write(events: &[Event], path: &Path) -> Result<usize, ReportError> {
     };
     let file = std::fs::File::create(path).map_err(|e| err(&e))?;
     let mut w = PcapWriter::new(file).map_err(|e| err(&e))?;
-    let ours: Vec<String> = events
-        .iter()
-        .filter_map(|e| match &e.event {
-            EventKind::UaStarted(u) => Some(u.local_addr.clone()),
-            _ => None,
-        })
-        .collect();
+    let ours = crate::our_addresses(events);
     let mut once = crate::OnceEach::default();
     let mut tcp_seq: HashMap<(SocketAddr, SocketAddr), u32> = HashMap::new();
     let our_rtp: HashSet<&str> = events
@@ -53,7 +47,7 @@ pub fn write(events: &[Event], path: &Path) -> Result<usize, ReportError> {
                 (r.direction, &r.local, &r.peer, bytes.into(), false)
             }
             EventKind::SipMessage(m) => {
-                if !once.keep(m, ours.contains(&m.peer)) {
+                if !once.keep(m, ours.contains_key(&m.peer)) {
                     continue;
                 }
                 let raw = m.raw.as_bytes();

@@ -292,6 +292,13 @@ fn record_tcp(
     }
 }
 
+/// A stream connection's local and peer addresses.
+fn stream_addrs(conn: &SipConnection) -> Option<(SocketAddr, SocketAddr)> {
+    let local = conn.get_addr().get_socketaddr().ok()?;
+    let peer = conn.get_remote_addr()?.get_socketaddr().ok()?;
+    Some((local, peer))
+}
+
 /// A TCP (or other stream) connection: neither UDP nor the in-memory channel of large datagrams.
 fn is_stream(conn: &SipConnection) -> bool {
     conn.is_reliable() && !matches!(conn, SipConnection::Channel(_))
@@ -456,7 +463,9 @@ impl MessageInspector for Inspector {
                 .or_else(|| SipConnection::get_destination(&msg).ok());
             if let Some(peer) = peer {
                 let bytes = msg.to_bytes().to_vec();
-                record_tcp(Some(tap), self.local, WireDirection::Sent, peer, bytes);
+                // The connection's own address: an ephemeral port on one we opened.
+                let local = crate::tcp_socket::local_for(self.local, peer).unwrap_or(self.local);
+                record_tcp(Some(tap), local, WireDirection::Sent, peer, bytes);
             }
         }
         msg
@@ -474,6 +483,10 @@ impl TransportEventInspector for StreamTap {
     async fn handle(&self, event: TransportEvent) -> Option<TransportEvent> {
         let (msg, conn, from) = match &event {
             TransportEvent::New(conn) if is_stream(conn) => {
+                if let Some((local, peer)) = stream_addrs(conn) {
+                    crate::tcp_socket::claim(local, peer, self.local);
+                    crate::tcp_socket::set_nodelay(local, peer);
+                }
                 if let Some(old) = self.streams.opened(conn) {
                     tracing::warn!(
                         local = %self.local,
@@ -485,6 +498,9 @@ impl TransportEventInspector for StreamTap {
                 return Some(event);
             }
             TransportEvent::Closed(conn) => {
+                if let Some((local, peer)) = stream_addrs(conn) {
+                    crate::tcp_socket::release(local, peer);
+                }
                 self.streams.closed(conn);
                 return Some(event);
             }
@@ -494,12 +510,14 @@ impl TransportEventInspector for StreamTap {
         self.streams.active(conn);
         let bytes = msg.to_bytes().to_vec();
         let peer = from.get_socketaddr().ok();
+        // The connection's own address: an ephemeral port on one we opened.
+        let local = stream_addrs(conn).map_or(self.local, |(l, _)| l);
         if let Some(peer) = peer
             && !is_keepalive(&bytes)
         {
             record_tcp(
                 self.tap.as_ref(),
-                self.local,
+                local,
                 WireDirection::Received,
                 peer,
                 bytes.clone(),
@@ -512,13 +530,7 @@ impl TransportEventInspector for StreamTap {
             Intake::Answer { response, .. } => {
                 if let Some(peer) = peer {
                     let sent = response.clone();
-                    record_tcp(
-                        self.tap.as_ref(),
-                        self.local,
-                        WireDirection::Sent,
-                        peer,
-                        sent,
-                    );
+                    record_tcp(self.tap.as_ref(), local, WireDirection::Sent, peer, sent);
                 }
                 if let Ok(resp) = SipMessage::try_from(&response[..]) {
                     let _ = conn.send(resp, None).await;

@@ -21,6 +21,7 @@ mod endpoint;
 pub mod intake;
 mod late;
 mod tap;
+mod tcp_socket;
 
 pub use endpoint::{
     DEFAULT_MAX_TCP_CONNECTIONS, DEFAULT_RCVBUF, DEFAULT_TCP_IDLE_TIMEOUT, EndpointSettings,
