@@ -268,7 +268,49 @@ pub(crate) fn validate(s: &Scenario, diags: &mut Diagnostics) {
         }
     }
     rebinding(s, diags);
+    unbound_requests(s, diags);
     diags.sort();
+}
+
+/// A request in a call (SendInfo, SendMessage, SendOptions, SendUpdate without a `target`) whose
+/// call id no MakeCall or INCOMING of its instance ever binds could only fail at run time.
+fn unbound_requests(s: &Scenario, diags: &mut Diagnostics) {
+    for n in &s.nodes {
+        let Action::SendRequest {
+            method,
+            target: None,
+            ..
+        } = &n.action
+        else {
+            continue;
+        };
+        let bound = s.nodes.iter().any(|b| {
+            b.instance == n.instance
+                && b.call_id == n.call_id
+                && matches!(b.action, Action::MakeCall { .. } | Action::Incoming { .. })
+        });
+        if !bound {
+            let help = if method == "UPDATE" {
+                "an UPDATE belongs to a call: bind it with MakeCall or INCOMING first"
+            } else {
+                "give it a `target` (a DN or a sip: URI) to send it outside any call"
+            };
+            diags.push(
+                Diagnostic::error(
+                    &s.file,
+                    n.pos,
+                    format!(
+                        "node `{}` ({}) is sent in the call `{}`, which no MakeCall or INCOMING of `{}` binds",
+                        n.id,
+                        n.action.name(),
+                        n.call_id,
+                        s.instances[n.instance].label
+                    ),
+                )
+                .with_help(help),
+            );
+        }
+    }
 }
 
 /// A node that binds a call id (INCOMING, MakeCall) while the call an earlier node of its chain

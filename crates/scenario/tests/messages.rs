@@ -122,3 +122,14 @@ fn an_instance_100rel_takes_three_words() {
         "{err}"
     );
 }
+
+#[test]
+fn a_request_in_a_call_nothing_binds_is_refused_before_the_run() {
+    let text = "version: 1\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: SendMessage\n        body: hi\n";
+    let err = error_of(text);
+    assert!(
+        err.contains("node `alice.1` (SendMessage) is sent in the call `call-1`, which no MakeCall or INCOMING of `alice` binds")
+            && err.contains("give it a `target`"),
+        "{err}"
+    );
+}
