@@ -75,6 +75,33 @@ fn sipp_uas_file(file: &str, port: u16, extra: &[&str]) -> Sipp {
     Sipp::spawn(&args)
 }
 
+/// A socket where a peer's new offer or answer moves our RTP: its port, and the payload type of
+/// the first packet that reaches it (within 10 s).
+fn rtp_listener() -> (String, tokio::task::JoinHandle<u8>) {
+    let moved = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    moved
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let port = moved.local_addr().expect("addr").port().to_string();
+    let heard = tokio::task::spawn_blocking(move || {
+        let mut buf = [0u8; 1500];
+        let n = moved
+            .recv(&mut buf)
+            .expect("RTP at the new address within 10 s");
+        assert!(n > 12, "an RTP packet");
+        buf[1] & 0x7f
+    });
+    (port, heard)
+}
+
+/// sipp as the callee of one call on `fixtures/sipp/<file>`, with a media port of its own; and
+/// the port it listens on.
+fn sipp_callee(file: &str) -> (Sipp, u16) {
+    let port = free_udp_port();
+    let sipp = sipp_uas_file(file, port, &["-mp", &free_udp_port().to_string()]);
+    (sipp, port)
+}
+
 #[tokio::test]
 async fn callflow_calls_sipp_uas() {
     let port = free_udp_port();
@@ -122,6 +149,18 @@ async fn sipp_uac_calls_callflow() {
     run.assert_clean();
     let (code, err) = sipp.finish().await;
     assert_eq!(code, 0, "sipp uac failed: {err}");
+}
+
+/// sipp as a caller playing `fixtures/sipp/<file>` to service `200`, with a media port of its own.
+fn caller_args(file: &str) -> Vec<String> {
+    vec![
+        "-sf".into(),
+        sipp_file(file),
+        "-s".into(),
+        "200".into(),
+        "-mp".into(),
+        free_udp_port().to_string(),
+    ]
 }
 
 fn sipp_file(name: &str) -> String {
@@ -291,14 +330,7 @@ async fn a_peer_killed_mid_call_fails_the_run_within_its_bounds_naming_the_unans
 
 #[tokio::test]
 async fn a_late_offer_gets_our_offer_in_the_200_and_media_from_the_answer_in_the_ack() {
-    let args = vec![
-        "-sf".into(),
-        sipp_file("uac-late-offer.xml"),
-        "-s".into(),
-        "200".into(),
-        "-mp".into(),
-        free_udp_port().to_string(),
-    ];
+    let args = caller_args("uac-late-offer.xml");
     let (run, code, err) = with_sipp_caller(ANSWER_AND_WAIT, args).await;
     assert_eq!(code, 0, "sipp (which checks the 200 offers audio): {err}");
     run.assert_outcome(Outcome::Passed);
@@ -540,30 +572,12 @@ async fn callflow_follows_a_refer_from_sipp() {
 #[tokio::test]
 async fn a_reinvite_that_moves_the_media_moves_it_and_one_we_cannot_take_gets_488() {
     // sipp's re-offer points the media at this socket, PCMA only.
-    let moved = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    moved
-        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .expect("timeout");
-    let moved_port = moved.local_addr().expect("addr").port().to_string();
-    let heard = tokio::task::spawn_blocking(move || {
-        let mut buf = [0u8; 1500];
-        let n = moved
-            .recv(&mut buf)
-            .expect("RTP at the new address within 10 s");
-        assert!(n > 12, "an RTP packet");
-        buf[1] & 0x7f
-    });
-    let args = vec![
-        "-sf".into(),
-        sipp_file("uac-reinvite-moves-media.xml"),
-        "-s".into(),
-        "200".into(),
-        "-mp".into(),
-        free_udp_port().to_string(),
-        "-key".into(),
-        "moved_port".into(),
-        moved_port.clone(),
-    ];
+    let (moved_port, heard) = rtp_listener();
+    let args = [
+        caller_args("uac-reinvite-moves-media.xml"),
+        vec!["-key".into(), "moved_port".into(), moved_port.clone()],
+    ]
+    .concat();
     let (run, code, err) = with_sipp_caller(ANSWER_AND_WAIT, args).await;
     assert_eq!(
         code, 0,
@@ -665,14 +679,7 @@ async fn two_rtp_streams_from_a_sipp_capture_count_no_loss_and_each_is_reported(
 #[tokio::test]
 async fn an_invite_requiring_100rel_gets_a_reliable_183_and_the_200_waits_for_its_prack() {
     let callee = "version: 1\nname: reliable callee\ninstances:\n  bob:\n    dn: \"200\"\n    auto_ringing: false\n    steps:\n      - event: INCOMING\n        timeout: 20s\n      - command: Progress\n      - command: Answer\n      - event: DISCONNECTED\n        timeout: 20s\n";
-    let args = vec![
-        "-sf".into(),
-        sipp_file("uac-100rel.xml"),
-        "-s".into(),
-        "200".into(),
-        "-mp".into(),
-        free_udp_port().to_string(),
-    ];
+    let args = caller_args("uac-100rel.xml");
     let (run, code, err) = with_sipp_caller(callee, args).await;
     assert_eq!(
         code, 0,
@@ -707,12 +714,7 @@ async fn an_invite_requiring_100rel_gets_420_when_it_is_off() {
 
 #[tokio::test]
 async fn our_prack_goes_to_the_contact_of_the_reliable_180() {
-    let port = free_udp_port();
-    let sipp = sipp_uas_file(
-        "uas-100rel.xml",
-        port,
-        &["-mp", &free_udp_port().to_string()],
-    );
+    let (sipp, port) = sipp_callee("uas-100rel.xml");
     let text = format!(
         "version: 1\nname: reliable 180\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: MakeCall\n        target: sip:service@127.0.0.1:{port}\n      - command: Release\n"
     );
@@ -819,19 +821,7 @@ async fn a_subscription_to_message_waiting_gets_its_notify_and_ends_at_cleanup()
 
 #[tokio::test]
 async fn an_update_offers_our_sdp_and_its_answer_moves_the_media() {
-    let moved = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    moved
-        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .expect("timeout");
-    let moved_port = moved.local_addr().expect("addr").port().to_string();
-    let heard = tokio::task::spawn_blocking(move || {
-        let mut buf = [0u8; 1500];
-        let n = moved
-            .recv(&mut buf)
-            .expect("RTP at the new address within 10 s");
-        assert!(n > 12, "an RTP packet");
-        buf[1] & 0x7f
-    });
+    let (moved_port, heard) = rtp_listener();
     let port = free_udp_port();
     let sipp = sipp_uas_file(
         "uas-update.xml",
@@ -871,14 +861,7 @@ async fn an_update_offers_our_sdp_and_its_answer_moves_the_media() {
 #[tokio::test]
 async fn a_session_timer_the_peer_never_refreshes_ends_the_call_with_bye() {
     let callee = "version: 1\nname: session timer\ninstances:\n  bob:\n    dn: \"200\"\n    min_se: 2s\n    steps:\n      - event: INCOMING\n        timeout: 20s\n      - command: Answer\n      - event: DISCONNECTED\n        timeout: 10s\n";
-    let args = vec![
-        "-sf".into(),
-        sipp_file("uac-session-timer.xml"),
-        "-s".into(),
-        "200".into(),
-        "-mp".into(),
-        free_udp_port().to_string(),
-    ];
+    let args = caller_args("uac-session-timer.xml");
     let (run, code, err) = with_sipp_caller(callee, args).await;
     assert_eq!(
         code, 0,
@@ -896,12 +879,7 @@ async fn a_session_timer_the_peer_never_refreshes_ends_the_call_with_bye() {
 
 #[tokio::test]
 async fn a_session_timer_we_refresh_sends_a_reinvite_at_half_the_interval() {
-    let port = free_udp_port();
-    let sipp = sipp_uas_file(
-        "uas-session-timer.xml",
-        port,
-        &["-mp", &free_udp_port().to_string()],
-    );
+    let (sipp, port) = sipp_callee("uas-session-timer.xml");
     let text = format!(
         "version: 1\nname: refresher\ninstances:\n  alice:\n    dn: \"100\"\n    min_se: 2s\n    steps:\n      - command: MakeCall\n        target: sip:service@127.0.0.1:{port}\n        session_expires: 4s\n        check:\n          - header: Session-Expires\n            matches: refresher=uac\n      - event: TIMEOUT\n        timeout: 3s\n      - command: Release\n"
     );

@@ -198,6 +198,15 @@ pub(crate) async fn execute(ctx: &Arc<Ctx>, idx: NodeIdx) -> NodeResult {
     }
 }
 
+/// The headers a node adds to its request (`headers:`), in order.
+fn node_headers(node: &Node) -> Vec<transport::sip::Header> {
+    node.opts
+        .headers
+        .iter()
+        .map(|(n, v)| make_header(n, v))
+        .collect()
+}
+
 /// A log line about a node, on its UA and call.
 fn node_log(ua: &UaShared, node: &Node, level: Level, message: String) {
     ua.log(level, Some(&node.id), Some(&node.call_id), message);
@@ -302,12 +311,7 @@ async fn make_call(ctx: &Arc<Ctx>, ua: &Arc<UaShared>, node: &Node, target: &str
         .map(|d| d.as_secs().clamp(1, u64::from(u32::MAX)) as u32);
     let mut raised = false;
     loop {
-        let mut headers: Vec<_> = node
-            .opts
-            .headers
-            .iter()
-            .map(|(n, v)| make_header(n, v))
-            .collect();
+        let mut headers: Vec<_> = node_headers(node);
         if let Some(s) = session_expires {
             headers.push(make_header("Session-Expires", &s.to_string()));
             headers.push(make_header("Min-SE", &ua.min_se.min(s).to_string()));
@@ -574,12 +578,7 @@ async fn send_request(
         "UPDATE" => Method::Update,
         _ => Method::Options,
     };
-    let mut headers: Vec<_> = node
-        .opts
-        .headers
-        .iter()
-        .map(|(n, v)| make_header(n, v))
-        .collect();
+    let mut headers: Vec<_> = node_headers(node);
     // An UPDATE without a body of its own is a new offer of our SDP (RFC 3311 §5.1), in the
     // direction the call has now, its version bumped.
     let offer = (m == Method::Update && body.is_none()).then(|| {
@@ -643,12 +642,7 @@ async fn request_outside(
         Level::Info,
         format!("{method} to {who} ({uri}), outside any call"),
     );
-    let headers = node
-        .opts
-        .headers
-        .iter()
-        .map(|(n, v)| make_header(n, v))
-        .collect();
+    let headers = node_headers(node);
     let out = crate::requests::Outgoing {
         method: m,
         uri,
@@ -708,12 +702,7 @@ async fn subscribe(
             secs(expires)
         ),
     );
-    let headers = node
-        .opts
-        .headers
-        .iter()
-        .map(|(n, v)| make_header(n, v))
-        .collect();
+    let headers = node_headers(node);
     let what = |t: &str| format!("SUBSCRIBE ({event}) sent to {who}, no final response {t}");
     let (_, resp) = within(node, what, async {
         ua.subscribe(&node.call_id, uri, event, expires, headers)

@@ -28,3 +28,17 @@ mod ua;
 pub use bus::{Collector, EventBus, EventSink};
 pub use engine::{Limits, RunOptions, RunReport, run};
 pub use instances::PortPolicy;
+
+/// What the crate's unit tests share.
+#[cfg(test)]
+mod test_support {
+    use transport::sip::Request;
+
+    /// An INVITE with `extra` headers (each ending in CRLF) and no body.
+    pub(crate) fn invite(extra: &str) -> Request {
+        let text = format!(
+            "INVITE sip:bob@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:bob@127.0.0.1>\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\n{extra}Content-Length: 0\r\n\r\n"
+        );
+        Request::try_from(text.as_str()).expect("a request")
+    }
+}

@@ -211,13 +211,7 @@ impl UaShared {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn invite(extra: &str) -> Request {
-        let text = format!(
-            "INVITE sip:bob@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:bob@127.0.0.1>\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\n{extra}Content-Length: 0\r\n\r\n"
-        );
-        Request::try_from(text.as_str()).expect("a request")
-    }
+    use crate::test_support::invite;
 
     #[test]
     fn an_invite_requiring_100rel_gets_reliable_provisionals_or_420_when_off() {
