@@ -13,14 +13,7 @@ use transport::sip::{Header, Request, StatusCode};
 /// RFC 3261's T1: the first retransmission interval of a reliable provisional response.
 const T1: Duration = Duration::from_millis(500);
 
-/// The extensions a UA with `mode` supports: Replaces and session timers always, 100rel unless
-/// it is off.
-pub(crate) fn supported(mode: Rel100) -> &'static str {
-    match mode {
-        Rel100::Off => "replaces, timer",
-        _ => "replaces, 100rel, timer",
-    }
-}
+pub(crate) use flow::extensions::{Intake, supported};
 
 /// The option tags of every `name` header of `req` (`Supported` also in its compact form `k`),
 /// lower case.
@@ -41,54 +34,14 @@ fn tokens(req: &Request, name: &str) -> Vec<String> {
         .collect()
 }
 
-/// What becomes of a new INVITE, by the extensions it requires and supports.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Intake {
-    /// Taken; its provisional responses are reliable or not.
-    Take { reliable: bool },
-    /// Refused with `code` and `headers` (420 with Unsupported, or 421 with Require).
-    Refuse {
-        code: u16,
-        headers: Vec<(&'static str, String)>,
-        why: String,
-    },
-}
-
-/// Decides on an INVITE for a UA whose 100rel setting is `mode`.
+/// Decides on an INVITE for a UA whose 100rel setting is `mode` (`flow::extensions::intake`
+/// over the INVITE's option tags).
 pub(crate) fn intake(mode: Rel100, invite: &Request) -> Intake {
-    let required = tokens(invite, "Require");
-    let ours = supported(mode);
-    let unknown: Vec<&str> = required
-        .iter()
-        .map(String::as_str)
-        .filter(|t| !ours.split(", ").any(|o| o == *t))
-        .collect();
-    if !unknown.is_empty() {
-        return Intake::Refuse {
-            code: 420,
-            headers: vec![("Unsupported", unknown.join(", "))],
-            why: format!(
-                "the INVITE requires {}, which this UA does not support{}",
-                unknown.join(", "),
-                if unknown.contains(&"100rel") {
-                    " (its `100rel` is off)"
-                } else {
-                    ""
-                }
-            ),
-        };
-    }
-    let wants = required.iter().any(|t| t == "100rel");
-    let can = wants || tokens(invite, "Supported").iter().any(|t| t == "100rel");
-    match mode {
-        Rel100::Required if !can => Intake::Refuse {
-            code: 421,
-            headers: vec![("Require", "100rel".to_owned())],
-            why: "the INVITE does not support 100rel, which this UA requires".to_owned(),
-        },
-        Rel100::Required => Intake::Take { reliable: true },
-        _ => Intake::Take { reliable: wants },
-    }
+    flow::extensions::intake(
+        mode,
+        &tokens(invite, "Require"),
+        &tokens(invite, "Supported"),
+    )
 }
 
 /// The RSeq and CSeq number of a PRACK's RAck (`RAck: 776656 1 INVITE`).

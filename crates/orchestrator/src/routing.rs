@@ -65,15 +65,13 @@ fn parse_replaces(v: &str) -> Option<(String, String, String)> {
 /// anything else but an ACK 481. Returns whether it answered.
 async fn answered_as_ended(call: Option<&Call>, tx: &mut Transaction) -> bool {
     let ended = call.is_some_and(|c| c.leg_state() == LegState::Terminated);
-    if !ended || tx.original.method == Method::Ack {
+    if !ended {
         return false;
     }
-    let code = if tx.original.method == Method::Bye {
-        StatusCode::OK
-    } else {
-        StatusCode::CallTransactionDoesNotExist
+    let Some(code) = flow::routing::answer_for_ended_call(&tx.original.method.to_string()) else {
+        return false;
     };
-    let _ = tx.reply(code).await;
+    let _ = tx.reply(StatusCode::from(code)).await;
     true
 }
 

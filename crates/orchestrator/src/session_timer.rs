@@ -9,62 +9,11 @@ use crate::ua::UaShared;
 use events::Level;
 use session::{Call, CallEvent, LegState, SessionTimer};
 use std::sync::Arc;
-use std::time::Duration;
 use transport::sip::{Header, Request, Response};
 
-/// Who refreshes, as the `refresher` parameter names it: the UAC or the UAS of the transaction
-/// that carried it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Refresher {
-    Uac,
-    Uas,
-}
-
-/// A `Session-Expires` value: `1800;refresher=uac`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Interval {
-    pub(crate) secs: u32,
-    pub(crate) refresher: Option<Refresher>,
-}
-
-impl Interval {
-    pub(crate) fn parse(value: &str) -> Option<Self> {
-        let mut parts = value.split(';');
-        let secs = parts.next()?.trim().parse().ok()?;
-        let refresher = parts.find_map(|p| {
-            let (k, v) = p.trim().split_once('=')?;
-            if !k.trim().eq_ignore_ascii_case("refresher") {
-                return None;
-            }
-            match v.trim().to_ascii_lowercase().as_str() {
-                "uac" => Some(Refresher::Uac),
-                "uas" => Some(Refresher::Uas),
-                _ => None,
-            }
-        });
-        Some(Self { secs, refresher })
-    }
-
-    pub(crate) fn value(self) -> String {
-        match self.refresher {
-            Some(Refresher::Uac) => format!("{};refresher=uac", self.secs),
-            Some(Refresher::Uas) => format!("{};refresher=uas", self.secs),
-            None => self.secs.to_string(),
-        }
-    }
-}
-
-/// When the refresher sends its refresh: half the interval (RFC 4028 §10).
-pub(crate) fn refresh_after(secs: u32) -> Duration {
-    Duration::from_millis(u64::from(secs) * 500)
-}
-
-/// When the side that does not refresh gives up: the interval less a third of it or 32 s,
-/// whichever is less (RFC 4028 §10).
-pub(crate) fn expire_after(secs: u32) -> Duration {
-    let s = Duration::from_secs(u64::from(secs));
-    s - (s / 3).min(Duration::from_secs(32))
-}
+pub(crate) use flow::session_timer::{
+    Interval, Refresher, UasDecision, expire_after, refresh_after,
+};
 
 fn headers_value(headers: &transport::sip::Headers, names: &[&str]) -> Option<String> {
     headers
@@ -99,38 +48,8 @@ fn supports_timer(req: &Request) -> bool {
         })
 }
 
-/// What the UAS does with an INVITE (or a refresh) as to session timers (RFC 4028 §9).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum UasDecision {
-    /// No Session-Expires: no session timer.
-    None,
-    /// The interval is below our minimum: 422 with `Min-SE: min_se`.
-    TooSmall { min_se: u32 },
-    /// Our 2xx carries `Session-Expires: interval` (its refresher set) and, when the UAC
-    /// supports the extension, `Require: timer`.
-    Agree { interval: Interval, require: bool },
-}
-
 pub(crate) fn uas_decide(req: &Request, min_se: u32) -> UasDecision {
-    let Some(asked) = interval_of(&req.headers) else {
-        return UasDecision::None;
-    };
-    if asked.secs < min_se {
-        return UasDecision::TooSmall { min_se };
-    }
-    let supports = supports_timer(req);
-    let refresher = asked.refresher.unwrap_or(if supports {
-        Refresher::Uac
-    } else {
-        Refresher::Uas
-    });
-    UasDecision::Agree {
-        interval: Interval {
-            secs: asked.secs,
-            refresher: Some(refresher),
-        },
-        require: supports,
-    }
+    flow::session_timer::uas_decide(interval_of(&req.headers), supports_timer(req), min_se)
 }
 
 /// The headers of a 2xx that agrees `d` (empty for no timer).
@@ -153,12 +72,7 @@ pub(crate) fn agreed_headers(d: &UasDecision) -> Vec<Header> {
 /// The timer a transaction set, from the `Session-Expires` its 2xx carries: `we_sent` says
 /// whether we were its UAC. A 2xx without one sets none.
 pub(crate) fn from_2xx(resp: &Response, we_sent: bool) -> Option<SessionTimer> {
-    let i = interval_of(&resp.headers)?;
-    let uac_refreshes = i.refresher.unwrap_or(Refresher::Uac) == Refresher::Uac;
-    Some(SessionTimer {
-        secs: i.secs,
-        we_refresh: uac_refreshes == we_sent,
-    })
+    flow::session_timer::agreed(interval_of(&resp.headers), we_sent)
 }
 
 impl UaShared {
@@ -332,14 +246,6 @@ mod tests {
             UasDecision::TooSmall { min_se: 90 }
         );
         assert_eq!(uas_decide(&invite(""), 90), UasDecision::None);
-    }
-
-    #[test]
-    fn deadlines_follow_rfc_4028_section_10() {
-        assert_eq!(refresh_after(1800), Duration::from_secs(900));
-        assert_eq!(expire_after(1800), Duration::from_secs(1768));
-        assert_eq!(expire_after(90), Duration::from_secs(60));
-        assert_eq!(expire_after(3), Duration::from_secs(2));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! One call (an INVITE dialog) and its latched event log.
 
 use crate::UaIdx;
-use crate::hangup::{HangupAction, LegState};
+use flow::{HangupAction, LegState};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::watch;
@@ -13,13 +13,7 @@ use transport::sip::StatusCode;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CallKey(pub u64);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// We sent the INVITE (UAC).
-    Outgoing,
-    /// We received the INVITE (UAS).
-    Incoming,
-}
+pub use flow::Role;
 
 /// Something that happened to a call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,12 +141,7 @@ fn describe(reason: &TerminatedReason, role: Role) -> (String, bool, Option<u16>
     }
 }
 
-/// A call's session timer (RFC 4028): the interval, and whether we are the refresher.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SessionTimer {
-    pub secs: u32,
-    pub we_refresh: bool,
-}
+pub use flow::session_timer::SessionTimer;
 
 /// What a PRACK did (RFC 3262 §3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

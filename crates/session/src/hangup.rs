@@ -1,37 +1,6 @@
-//! What "hang up" means for a call in a given state: decided here, without sockets.
+//! What cleanup's hang-up step did (what hanging up means is decided in `flow::hangup`).
 
-use crate::call::Role;
-
-/// Where a call stands, as far as hanging it up is concerned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LegState {
-    /// INVITE sent or received, no final response yet.
-    Early,
-    /// 2xx sent or received (ACK pending or done).
-    Confirmed,
-    Terminated,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HangupAction {
-    /// A confirmed call: BYE.
-    Bye,
-    /// An outgoing call still ringing: CANCEL.
-    Cancel,
-    /// An incoming call never answered: reject it with this code.
-    Reject(u16),
-    Nothing,
-}
-
-/// The one place that decides how a call is hung up.
-pub fn hangup_action(role: Role, state: LegState) -> HangupAction {
-    match (role, state) {
-        (_, LegState::Terminated) => HangupAction::Nothing,
-        (_, LegState::Confirmed) => HangupAction::Bye,
-        (Role::Outgoing, LegState::Early) => HangupAction::Cancel,
-        (Role::Incoming, LegState::Early) => HangupAction::Reject(480),
-    }
-}
+use flow::HangupAction;
 
 /// What [`crate::Sessions::hangup_all`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -99,22 +68,5 @@ mod tests {
             r.to_string(),
             "0 BYE, 0 CANCEL, 0 rejected, 0 already ended, 1 INVITE with no response (CANCEL held back until one comes, RFC 3261 §9.1)"
         );
-    }
-
-    #[test]
-    fn every_state_has_its_hangup() {
-        use HangupAction::*;
-        use LegState::*;
-        let table = [
-            (Role::Outgoing, Early, Cancel),
-            (Role::Outgoing, Confirmed, Bye),
-            (Role::Outgoing, Terminated, Nothing),
-            (Role::Incoming, Early, Reject(480)),
-            (Role::Incoming, Confirmed, Bye),
-            (Role::Incoming, Terminated, Nothing),
-        ];
-        for (role, state, want) in table {
-            assert_eq!(hangup_action(role, state), want, "{role:?} {state:?}");
-        }
     }
 }

@@ -12,7 +12,8 @@ mod latched;
 pub mod ledger;
 
 pub use call::{Call, CallEvent, CallKey, EndCause, Prack, Role, SessionTimer};
-pub use hangup::{HangupAction, HangupReport, LegState, hangup_action};
+pub use flow::{HangupAction, LegState, hangup_action};
+pub use hangup::HangupReport;
 pub use latched::Latched;
 pub use ledger::Ledger;
 
