@@ -47,6 +47,21 @@ pub struct Event {
     pub event: EventKind,
 }
 
+/// The `type` of each [`EventKind`], as the stream spells it. A reader meeting another type (from
+/// a newer callflow) skips that event (docs/events.md).
+pub const EVENT_TYPES: &[&str] = &[
+    "run_started",
+    "ua_started",
+    "node_state",
+    "log",
+    "sip_message",
+    "cleanup",
+    "media_stats",
+    "rtp_packet",
+    "ua_stopped",
+    "run_finished",
+];
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data", rename_all = "snake_case")]
 #[non_exhaustive]

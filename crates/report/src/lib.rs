@@ -35,24 +35,58 @@ pub enum ReportError {
     Write { path: String, message: String },
 }
 
-/// Reads a JSON Lines event file.
+/// Reads a JSON Lines event file. An event of a type this callflow does not know (a newer one
+/// wrote it) is skipped, as docs/events.md promises; a known one that does not read is an error.
 pub fn read_events(path: &Path) -> Result<Vec<Event>, ReportError> {
     let p = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|cause| ReportError::Read {
         path: p.clone(),
         cause,
     })?;
-    text.lines()
+    let mut out = Vec::new();
+    for (i, l) in text
+        .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|cause| ReportError::Parse {
-                path: p.clone(),
-                line: i + 1,
-                cause,
-            })
-        })
-        .collect()
+    {
+        match serde_json::from_str::<Event>(l) {
+            Ok(e) => out.push(e),
+            Err(cause) => {
+                let unknown = serde_json::from_str::<serde_json::Value>(l)
+                    .ok()
+                    .and_then(|v| v["event"]["type"].as_str().map(str::to_owned))
+                    .is_some_and(|t| !events::EVENT_TYPES.contains(&t.as_str()));
+                if !unknown {
+                    return Err(ReportError::Parse {
+                        path: p.clone(),
+                        line: i + 1,
+                        cause,
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod read_tests {
+    #[test]
+    fn an_event_of_an_unknown_type_is_skipped_and_a_broken_known_one_is_not() {
+        let dir = std::env::temp_dir().join(format!("callflow-read-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("e.jsonl");
+        let known = r#"{"seq":1,"ts_us":1,"elapsed_ms":0.0,"event":{"type":"ua_stopped","data":{"ua":"a","local_addr":"127.0.0.1:1"}}}"#;
+        let future = r#"{"seq":2,"ts_us":2,"elapsed_ms":0.0,"event":{"type":"mos_sample","data":{"mos":4.4}}}"#;
+        std::fs::write(&file, format!("{known}\n{future}\n")).unwrap();
+        assert_eq!(super::read_events(&file).unwrap().len(), 1);
+        let broken =
+            r#"{"seq":3,"ts_us":3,"elapsed_ms":0.0,"event":{"type":"ua_stopped","data":{}}}"#;
+        std::fs::write(&file, format!("{known}\n{broken}\n")).unwrap();
+        let err = super::read_events(&file).unwrap_err().to_string();
+        assert!(err.contains(":2"), "{err}");
+        std::fs::remove_dir_all(dir).ok();
+    }
 }
 
 /// The events in the order things happened on the wire: by timestamp, ties in stream order.
