@@ -58,7 +58,7 @@ pub fn read_events(path: &Path) -> Result<Vec<Event>, ReportError> {
                     .is_some_and(|t| !events::EVENT_TYPES.contains(&t.as_str()));
                 if !unknown {
                     return Err(ReportError::Parse {
-                        path: p.clone(),
+                        path: p,
                         line: i + 1,
                         cause,
                     });
