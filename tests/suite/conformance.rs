@@ -152,3 +152,37 @@ async fn a_session_interval_below_the_callees_min_se_gets_422_and_is_asked_again
     assert_eq!(header(&ok, "Require"), Some("timer"), "{ok}");
     run.assert_clean();
 }
+
+#[tokio::test]
+async fn a_failure_says_its_kind() {
+    let cases = [
+        // Nothing answers in time: a timeout.
+        (
+            "      - command: MakeCall\n        target: bob\n      - event: DISCONNECTED\n        timeout: 200ms\n",
+            "      - event: INCOMING\n      - command: Answer\n      - event: DISCONNECTED\n        timeout: 2s\n",
+            events::FailureKind::Timeout,
+        ),
+        // A 486 where a 2xx was expected.
+        (
+            "      - command: MakeCall\n        target: bob\n",
+            "      - event: INCOMING\n      - command: Reject\n",
+            events::FailureKind::Status,
+        ),
+        // A check on the 200 that does not hold.
+        (
+            "      - command: MakeCall\n        target: bob\n        check:\n          - header: X-Nope\n            exists: true\n      - command: Release\n",
+            "      - event: INCOMING\n      - command: Answer\n      - event: DISCONNECTED\n",
+            events::FailureKind::Checks,
+        ),
+    ];
+    for (alice, bob, kind) in cases {
+        let text = format!(
+            "version: 1\nname: kinds\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n{alice}  bob:\n    dn: \"200\"\n    steps:\n{bob}"
+        );
+        let run = callflow_tests::run_text(&text, "kinds.yaml").await;
+        run.assert_outcome(Outcome::Failed);
+        let failure = run.finished().failure.clone().expect("a failure");
+        assert_eq!(failure.kind, kind, "{}", failure.message);
+        assert!(run.finished().leaks.is_clean());
+    }
+}

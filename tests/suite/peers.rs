@@ -421,6 +421,10 @@ async fn a_redirect_not_followed_fails_the_call_naming_where_it_points() {
             && message.contains("it redirects to sip:elsewhere@127.0.0.1:5099 (`redirects: 0`"),
         "{message}"
     );
+    assert_eq!(
+        run.finished().failure.as_ref().map(|f| f.kind),
+        Some(events::FailureKind::Status)
+    );
     run.assert_wire_contains("alice", &[">INVITE", "<302", ">ACK"]);
     run.assert_clean();
     let (code, err) = sipp.finish().await;

@@ -4,7 +4,7 @@
 //! [`Event`]s and nothing else. The wire format is JSON Lines, one [`Event`] per line:
 //!
 //! ```json
-//! {"seq":0,"ts_us":1764000000000000,"elapsed_ms":0.0,"event":{"type":"run_started","data":{"schema_version":1,...}}}
+//! {"seq":0,"ts_us":1764000000000000,"elapsed_ms":0.0,"event":{"type":"run_started","data":{"schema_version":2,...}}}
 //! ```
 //!
 //! - `seq` counts from 0 and has no gaps; `ts_us` is the wall clock in µs since the Unix epoch;
@@ -22,7 +22,7 @@ pub mod retained;
 pub use retained::Retained;
 
 /// Version of the event schema, carried by `run_started`.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Exit codes of the `callflow` binary, for scripts.
 pub mod exit_code {
@@ -336,7 +336,35 @@ pub struct Failure {
     pub node: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ua: Option<String>,
+    /// What went wrong, for tools (the message says it for people).
+    #[serde(default)]
+    pub kind: FailureKind,
     pub message: String,
+}
+
+/// The kind of a failure.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// What a node waited for did not come within its timeout.
+    Timeout,
+    /// A final response other than the ones expected.
+    Status,
+    /// The checks of a node failed.
+    Checks,
+    /// The call was not in the state the node needs (not established, still ringing, ended).
+    CallState,
+    /// A request could not be sent or its transaction failed.
+    Transport,
+    /// The media was not what was expected (digits, signature, tone, loss, jitter).
+    Media,
+    /// The run could not start: a UA, a registration, a sidecar.
+    Setup,
+    /// Cleanup left dialogs or ports behind.
+    Leak,
+    /// Anything else.
+    #[default]
+    Other,
 }
 
 /// What was left behind after cleanup: both must be 0.

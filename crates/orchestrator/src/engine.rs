@@ -96,7 +96,10 @@ pub struct RunReport {
 /// Why a node did not pass.
 #[derive(Debug)]
 pub(crate) enum NodeError {
-    Failed(String),
+    Failed {
+        kind: events::FailureKind,
+        message: String,
+    },
     /// The run was cancelled while the node ran.
     Cancelled,
 }
@@ -165,19 +168,21 @@ impl Ctx {
         });
         match tokio::time::timeout(node.timeout, done).await {
             Ok(Ok(state)) if *state == NodeState::Passed => Ok(()),
-            Ok(Ok(state)) => Err(NodeError::Failed(format!(
-                "waited for `{}`, which {}",
-                other.id,
-                state.as_str()
-            ))),
+            Ok(Ok(state)) => Err(NodeError::Failed {
+                kind: events::FailureKind::Other,
+                message: format!("waited for `{}`, which {}", other.id, state.as_str()),
+            }),
             Ok(Err(_)) => Err(NodeError::Cancelled),
-            Err(_) => Err(NodeError::Failed(format!(
-                "waited for `{}` ({} on {}) {}, it has not passed",
-                other.id,
-                other.action.name(),
-                self.scenario.instances[other.instance].label,
-                format_args!("for {}", exec::secs(node.timeout))
-            ))),
+            Err(_) => Err(NodeError::Failed {
+                kind: events::FailureKind::Timeout,
+                message: format!(
+                    "waited for `{}` ({} on {}) for {}, it has not passed",
+                    other.id,
+                    other.action.name(),
+                    self.scenario.instances[other.instance].label,
+                    exec::secs(node.timeout)
+                ),
+            }),
         }
     }
 
@@ -232,6 +237,7 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
                 setup_failure = Some(Failure {
                     node: None,
                     ua: None,
+                    kind: events::FailureKind::Setup,
                     message,
                 });
                 break;
@@ -268,6 +274,7 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
                 setup_failure = Some(Failure {
                     node: None,
                     ua: Some(inst.id.clone()),
+                    kind: events::FailureKind::Setup,
                     message: format!("set-up failed: {e}"),
                 });
                 break;
@@ -317,6 +324,7 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
                     setup_failure = Some(Failure {
                         node: None,
                         ua: Some(ua.shared.id.clone()),
+                        kind: events::FailureKind::Setup,
                         message,
                     });
                     break;
@@ -577,6 +585,7 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
         failure = Some(Failure {
             node: None,
             ua: None,
+            kind: events::FailureKind::Leak,
             message: format!(
                 "leak check: {} dialogs and {} ports left after cleanup",
                 leaks.dialogs, leaks.ports
@@ -741,7 +750,7 @@ async fn run_chain(ctx: &Arc<Ctx>, ua: usize, mut cur: NodeIdx) {
                 ctx.set_state(cur, NodeState::Skipped, Some(reason), took);
                 return;
             }
-            Err(NodeError::Failed(msg)) => {
+            Err(NodeError::Failed { kind, message: msg }) => {
                 let msg = with_missing(&ctx.uas[ua], node, msg);
                 let label = &ctx.scenario.instances[node.instance].label;
                 log(
@@ -759,6 +768,7 @@ async fn run_chain(ctx: &Arc<Ctx>, ua: usize, mut cur: NodeIdx) {
                         ctx.fail(Failure {
                             node: Some(node.id.clone()),
                             ua: Some(ctx.uas[ua].id.clone()),
+                            kind,
                             message: format!(
                                 "{} ({}) on {label}: {msg}",
                                 node.id,

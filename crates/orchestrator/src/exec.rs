@@ -4,7 +4,7 @@ use crate::calls::{CallOptions, make_header, sdp_header};
 use crate::checks;
 use crate::engine::{Ctx, NodeError};
 use crate::ua::UaShared;
-use events::Level;
+use events::{FailureKind, Level};
 use media::rtp::MediaSession;
 use media::sdp::{self, Direction};
 use scenario::{Action, Node, NodeIdx, Until};
@@ -18,7 +18,39 @@ use transport::sip::{Method, StatusCode, Uri};
 type NodeResult = Result<(), NodeError>;
 
 fn fail(msg: impl Into<String>) -> NodeError {
-    NodeError::Failed(msg.into())
+    failed(FailureKind::Other, msg)
+}
+
+fn failed(kind: FailureKind, msg: impl Into<String>) -> NodeError {
+    NodeError::Failed {
+        kind,
+        message: msg.into(),
+    }
+}
+
+/// The call is not in the state the node needs.
+fn state(msg: impl Into<String>) -> NodeError {
+    failed(FailureKind::CallState, msg)
+}
+
+/// A request could not go, or its transaction failed.
+fn transport(msg: impl Into<String>) -> NodeError {
+    failed(FailureKind::Transport, msg)
+}
+
+/// A final response other than the ones expected.
+fn status(msg: impl Into<String>) -> NodeError {
+    failed(FailureKind::Status, msg)
+}
+
+/// The media was not what was expected.
+fn media_failure(msg: impl Into<String>) -> NodeError {
+    failed(FailureKind::Media, msg)
+}
+
+/// A node's checks failed.
+fn checks_failed(msg: String) -> NodeError {
+    failed(FailureKind::Checks, msg)
 }
 
 pub(crate) fn secs(d: Duration) -> String {
@@ -39,7 +71,10 @@ async fn within<T>(
 ) -> Result<T, NodeError> {
     match tokio::time::timeout(node.timeout, fut).await {
         Ok(r) => r,
-        Err(_) => Err(fail(what(&format!("within {}", secs(node.timeout))))),
+        Err(_) => Err(failed(
+            FailureKind::Timeout,
+            what(&format!("within {}", secs(node.timeout))),
+        )),
     }
 }
 
@@ -214,7 +249,7 @@ fn node_log(ua: &UaShared, node: &Node, level: Level, message: String) {
 
 fn call_named(ua: &UaShared, name: &str) -> Result<Arc<Call>, NodeError> {
     ua.sessions.get(ua.idx, name).ok_or_else(|| {
-        fail(format!(
+        state(format!(
             "{} has no call `{name}`: a MakeCall or INCOMING node must bind it first",
             ua.label
         ))
@@ -341,7 +376,7 @@ async fn make_call(ctx: &Arc<Ctx>, ua: &Arc<UaShared>, node: &Node, target: &str
                     )
                 };
                 return match wait_for(node, &call, seen, false, what).await? {
-                    CallEvent::Terminated { reason, .. } => Err(fail(format!(
+                    CallEvent::Terminated { reason, .. } => Err(state(format!(
                         "the call to {who} ended before it rang: {reason}"
                     ))),
                     _ => Ok(()),
@@ -426,7 +461,7 @@ async fn make_call(ctx: &Arc<Ctx>, ua: &Arc<UaShared>, node: &Node, target: &str
                     } else {
                         String::new()
                     };
-                    return Err(fail(format!(
+                    return Err(status(format!(
                         "expected {expected} from {who} within {}, got {code} {} at {}{contact}{path}",
                         secs(node.timeout),
                         resp.status_code.text(),
@@ -451,7 +486,7 @@ async fn make_call(ctx: &Arc<Ctx>, ua: &Arc<UaShared>, node: &Node, target: &str
                     &checks::headers_of(&resp.headers),
                     &body,
                 )
-                .map_err(fail);
+                .map_err(checks_failed);
             }
             Ok(Ok(Ok((_, None)))) => {
                 return Err(fail(format!(
@@ -464,7 +499,7 @@ async fn make_call(ctx: &Arc<Ctx>, ua: &Arc<UaShared>, node: &Node, target: &str
                     secs(started.elapsed())
                 )));
             }
-            Ok(Err(e)) => return Err(fail(format!("the INVITE task failed: {e}"))),
+            Ok(Err(e)) => return Err(transport(format!("the INVITE task failed: {e}"))),
             Err(_) => {
                 let last = call.events().into_iter().rev().find_map(|(e, at)| match e {
                     CallEvent::Provisional { code, reason } => {
@@ -492,14 +527,14 @@ async fn make_call(ctx: &Arc<Ctx>, ua: &Arc<UaShared>, node: &Node, target: &str
 fn ringing_call(ua: &UaShared, node: &Node) -> Result<Arc<Call>, NodeError> {
     let call = call_of(ua, node)?;
     if call.role != Role::Incoming {
-        return Err(fail(format!(
+        return Err(state(format!(
             "`{}` is a call we placed; {} takes an incoming call",
             node.call_id,
             node.action.name()
         )));
     }
     if call.leg_state() != LegState::Early {
-        return Err(fail(format!(
+        return Err(state(format!(
             "`{}` is no longer ringing ({})",
             node.call_id,
             call.last_event()
@@ -516,7 +551,7 @@ async fn reject(ua: &UaShared, node: &Node, code: u16, reason: Option<&str>) -> 
             Some(StatusCode::from(code)),
             reason.map(|r| crate::calls::reason_value(code, r)),
         )
-        .map_err(|e| fail(format!("cannot send {code}: {e}")))?;
+        .map_err(|e| transport(format!("cannot send {code}: {e}")))?;
     wait_event(
         node,
         &call,
@@ -530,7 +565,7 @@ async fn reject(ua: &UaShared, node: &Node, code: u16, reason: Option<&str>) -> 
 async fn cancel(ua: &UaShared, node: &Node) -> NodeResult {
     let call = call_of(ua, node)?;
     if call.role != Role::Outgoing || call.leg_state() != LegState::Early {
-        return Err(fail(format!(
+        return Err(state(format!(
             "`{}` is not an outgoing call still ringing: nothing to CANCEL",
             node.call_id
         )));
@@ -567,7 +602,7 @@ async fn send_request(
 ) -> NodeResult {
     let call = call_of(ua, node)?;
     if call.leg_state() != LegState::Confirmed {
-        return Err(fail(format!(
+        return Err(state(format!(
             "`{}` is not an established call",
             node.call_id
         )));
@@ -604,10 +639,10 @@ async fn send_request(
     let what = |t: &str| format!("{method} sent, no final response {t}");
     let resp = within(node, what, async {
         sent.await
-            .map_err(|e| fail(format!("{method} failed: {e}")))
+            .map_err(|e| transport(format!("{method} failed: {e}")))
     })
     .await?
-    .ok_or_else(|| fail(format!("the call is not confirmed: no {method} sent")))?;
+    .ok_or_else(|| state(format!("the call is not confirmed: no {method} sent")))?;
     let body = String::from_utf8_lossy(&resp.body);
     if let Some(offer) = offer
         && resp.status_code.kind() == transport::sip::StatusCodeKind::Successful
@@ -670,7 +705,7 @@ fn final_response(
     let code = resp.status_code.code();
     if !is_expected(&node.opts.expect, code) {
         let want = expected_codes(&node.opts.expect);
-        return Err(fail(format!(
+        return Err(status(format!(
             "expected {want} to {method} from {who}, got {code} {}",
             resp.status_code.text()
         )));
@@ -681,7 +716,7 @@ fn final_response(
         &checks::headers_of(&resp.headers),
         &String::from_utf8_lossy(&resp.body),
     )
-    .map_err(fail)
+    .map_err(checks_failed)
 }
 
 /// Subscribe: SUBSCRIBE to `event` at `uri`, binding the node's call id to the subscription.
@@ -752,9 +787,8 @@ async fn request_received(ua: &UaShared, node: &Node, method: Option<&str>) -> N
             body,
             headers,
             ..
-        } => {
-            checks::run(&node.opts.checks, &format!("the {method}"), &headers, &body).map_err(fail)
-        }
+        } => checks::run(&node.opts.checks, &format!("the {method}"), &headers, &body)
+            .map_err(checks_failed),
         _ => Ok(()),
     }
 }
@@ -778,19 +812,19 @@ async fn incoming(ua: &UaShared, node: &Node) -> NodeResult {
         &checks::headers_of(&invite.headers),
         &String::from_utf8_lossy(&invite.body),
     )
-    .map_err(fail)
+    .map_err(checks_failed)
 }
 
 async fn answer(ua: &Arc<UaShared>, node: &Node) -> NodeResult {
     let call = call_of(ua, node)?;
     if call.role != Role::Incoming {
-        return Err(fail(format!(
+        return Err(state(format!(
             "`{}` is a call we placed; Answer takes an incoming call",
             node.call_id
         )));
     }
     if let Some((CallEvent::Terminated { reason, .. }, _)) = call.last_event() {
-        return Err(fail(format!(
+        return Err(state(format!(
             "the call ended before it was answered: {reason}"
         )));
     }
@@ -827,7 +861,7 @@ async fn answer(ua: &Arc<UaShared>, node: &Node) -> NodeResult {
             Some(crate::calls::with_capabilities(ua.rel100, headers)),
             Some(answer.into_bytes()),
         )
-        .map_err(|e| fail(format!("cannot send 200 OK: {e}")))?;
+        .map_err(|e| transport(format!("cannot send 200 OK: {e}")))?;
     if let crate::session_timer::UasDecision::Agree { interval, .. } = timer {
         ua.keep_session_timer(
             &call,
@@ -880,8 +914,8 @@ async fn hang_up(node: &Node, call: &Arc<Call>) -> NodeResult {
     let work = async {
         match sent.await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(fail(format!("{what} failed: {e}"))),
-            Err(e) => return Err(fail(format!("{what} task failed: {e}"))),
+            Ok(Err(e)) => return Err(transport(format!("{what} failed: {e}"))),
+            Err(e) => return Err(transport(format!("{what} task failed: {e}"))),
         }
         call.wait(|e| matches!(e, CallEvent::Terminated { .. }), false)
             .await;
@@ -908,7 +942,7 @@ async fn release(ua: &UaShared, node: &Node) -> NodeResult {
 async fn reinvite(ua: &UaShared, node: &Node, dir: Direction) -> NodeResult {
     let call = call_of(ua, node)?;
     if call.leg_state() != LegState::Confirmed {
-        return Err(fail(format!(
+        return Err(state(format!(
             "`{}` is not an established call",
             node.call_id
         )));
@@ -924,15 +958,15 @@ async fn reinvite(ua: &UaShared, node: &Node, dir: Direction) -> NodeResult {
     let what = |t: &str| format!("re-INVITE ({}) sent, no final response {t}", dir.as_str());
     let resp = within(node, what, async {
         sent.await
-            .map_err(|e| fail(format!("re-INVITE failed: {e}")))
+            .map_err(|e| transport(format!("re-INVITE failed: {e}")))
     })
     .await?;
     let Some(resp) = resp else {
-        return Err(fail("the call is not confirmed: no re-INVITE sent"));
+        return Err(state("the call is not confirmed: no re-INVITE sent"));
     };
     let code = resp.status_code.code();
     if !(200..300).contains(&code) {
-        return Err(fail(format!(
+        return Err(status(format!(
             "re-INVITE ({}) answered {code} {}",
             dir.as_str(),
             resp.status_code.text()
@@ -1005,7 +1039,7 @@ async fn transfer(
 ) -> NodeResult {
     let call = call_named(ua, primary)?;
     if call.leg_state() != LegState::Confirmed {
-        return Err(fail(format!("`{primary}` is not an established call")));
+        return Err(state(format!("`{primary}` is not an established call")));
     }
     let started = Instant::now();
     let refer_to_text = refer_to.to_string();
@@ -1014,8 +1048,8 @@ async fn transfer(
             .dialog
             .refer(format!("<{refer_to_text}>"), None, None)
             .await
-            .map_err(|e| fail(format!("REFER failed: {e}")))?
-            .ok_or_else(|| fail("the call is not confirmed: no REFER sent"))?;
+            .map_err(|e| transport(format!("REFER failed: {e}")))?
+            .ok_or_else(|| state("the call is not confirmed: no REFER sent"))?;
         let code = resp.status_code.code();
         if !(200..300).contains(&code) {
             return Err(fail(format!(
@@ -1207,7 +1241,7 @@ pub(crate) async fn play_audio(ctx: &Ctx, ua: &UaShared, node: &Node, file: &str
             if m.play(samples, false).await {
                 Ok(())
             } else {
-                Err(fail("the call ended while playing"))
+                Err(state("the call ended while playing"))
             }
         },
     )
@@ -1229,11 +1263,13 @@ async fn send_dtmf(ua: &UaShared, node: &Node, digits: &str, gap: Duration) -> N
                     .dialog
                     .info(Some(headers), Some(body))
                     .await
-                    .map_err(|e| fail(format!("INFO failed: {e}")))?;
+                    .map_err(|e| transport(format!("INFO failed: {e}")))?;
                 match resp.map(|r| r.status_code.code()) {
                     Some(200..=299) => {}
-                    Some(code) => return Err(fail(format!("INFO with digit {d} answered {code}"))),
-                    None => return Err(fail("the call is not confirmed: no INFO sent")),
+                    Some(code) => {
+                        return Err(status(format!("INFO with digit {d} answered {code}")));
+                    }
+                    None => return Err(state("the call is not confirmed: no INFO sent")),
                 }
             }
             Ok(())
@@ -1253,7 +1289,7 @@ async fn send_dtmf(ua: &UaShared, node: &Node, digits: &str, gap: Duration) -> N
             if m.send_dtmf(digits, tone, gap).await {
                 Ok(())
             } else {
-                Err(fail("the call ended while sending DTMF"))
+                Err(state("the call ended while sending DTMF"))
             }
         },
     )
@@ -1282,7 +1318,7 @@ async fn dtmf_received(ua: &UaShared, node: &Node, expected: Option<&str>) -> No
         .or_else(|| node.opts.pattern.as_ref().map(|p| format!("/{p}/")))
         .unwrap_or_else(|| "a digit".into());
     if waited.is_err() {
-        return Err(fail(format!(
+        return Err(media_failure(format!(
             "expected DTMF {want} within {}, got `{pending}`",
             secs(node.timeout)
         )));
@@ -1294,7 +1330,7 @@ async fn dtmf_received(ua: &UaShared, node: &Node, expected: Option<&str>) -> No
             if got.eq_ignore_ascii_case(w) {
                 Ok(())
             } else {
-                Err(fail(format!("expected DTMF {w}, got {got}")))
+                Err(media_failure(format!("expected DTMF {w}, got {got}")))
             }
         }
         None if pattern.is_some() => {
@@ -1319,7 +1355,7 @@ async fn play_signature(ua: &UaShared, node: &Node, duration: Duration) -> NodeR
             if m.play(samples, false).await {
                 Ok(())
             } else {
-                Err(fail("the call ended while playing the signature"))
+                Err(state("the call ended while playing the signature"))
             }
         },
     )
@@ -1363,7 +1399,7 @@ async fn heard(ctx: &Ctx, ua: &UaShared, node: &Node, from: &str) -> NodeResult 
     let label = |i: usize| ctx.scenario.instances[i].label.clone();
     match found {
         Ok(()) => Ok(()),
-        Err(_) if !others.is_empty() => Err(fail(format!(
+        Err(_) if !others.is_empty() => Err(media_failure(format!(
             "expected to hear {} within {}, heard {} instead",
             label(want),
             secs(node.timeout),
@@ -1376,7 +1412,7 @@ async fn heard(ctx: &Ctx, ua: &UaShared, node: &Node, from: &str) -> NodeResult 
         Err(_) => {
             let level =
                 media::audio::level_dbfs(&m.audio_since(m.audio_len().saturating_sub(8000)));
-            Err(fail(format!(
+            Err(media_failure(format!(
                 "expected to hear {} within {}, heard no signature (level {level:.0} dBFS)",
                 label(want),
                 secs(node.timeout)
@@ -1399,11 +1435,11 @@ async fn tone(ua: &UaShared, node: &Node, frequency: f64, absent: bool) -> NodeR
     .await;
     match (detected.is_ok(), absent) {
         (true, false) | (false, true) => Ok(()),
-        (true, true) => Err(fail(format!(
+        (true, true) => Err(media_failure(format!(
             "expected no {frequency} Hz tone for {}, heard one",
             secs(node.timeout)
         ))),
-        (false, false) => Err(fail(format!(
+        (false, false) => Err(media_failure(format!(
             "expected a {frequency} Hz tone within {}, none",
             secs(node.timeout)
         ))),
@@ -1429,7 +1465,7 @@ async fn check_media(
     let (_, m) = media_of(ua, node).await?;
     let s = m.stats();
     if s.packets_received == 0 {
-        return Err(fail(format!(
+        return Err(media_failure(format!(
             "no RTP received from {} ({} packets sent)",
             m.remote(),
             s.packets_sent
@@ -1463,7 +1499,7 @@ async fn check_media(
     if bad.is_empty() {
         Ok(())
     } else {
-        Err(fail(bad.join("; ")))
+        Err(media_failure(bad.join("; ")))
     }
 }
 
