@@ -1,25 +1,62 @@
-//! One ordered event stream, fanned out to every sink.
+//! One ordered event stream, fanned out to every sink, off the engine's path: events are
+//! numbered and queued under a short lock, and one dispatcher thread hands them to the sinks in
+//! that order. No sink runs (writes a file, a terminal line, a database row) under a lock the
+//! engine holds; the queue is bounded, so a sink that cannot keep up slows the emitters down
+//! instead of growing memory without end.
 
 use events::{Event, EventKind, Retained};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-/// Receives every event, in order. Called with the bus lock held: keep it quick.
+/// Receives every event, in order, on the bus's dispatcher thread.
 pub trait EventSink: Send + Sync {
     fn event(&self, event: &Event);
 }
 
+/// Events queued for the sinks at most; past it, emitters wait.
+const QUEUE: usize = 65_536;
+
+// Events are by far the common message; boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+enum Msg {
+    Event(Event),
+    /// Answered once every event queued before it has reached every sink.
+    Flush(SyncSender<()>),
+}
+
 /// Numbers and timestamps events and hands each to every sink, in one order.
 pub struct EventBus {
-    sinks: Mutex<(u64, Vec<Arc<dyn EventSink>>)>,
+    /// The next sequence number and the queue, under one lock so numbers follow queue order.
+    queue: Mutex<(u64, SyncSender<Msg>)>,
     start: Instant,
     start_wall: SystemTime,
 }
 
+fn dispatch(rx: Receiver<Msg>, sinks: Vec<Arc<dyn EventSink>>) {
+    for msg in rx {
+        match msg {
+            Msg::Event(e) => {
+                for s in &sinks {
+                    s.event(&e);
+                }
+            }
+            Msg::Flush(ack) => {
+                let _ = ack.send(());
+            }
+        }
+    }
+}
+
 impl EventBus {
     pub fn new(sinks: Vec<Arc<dyn EventSink>>) -> Arc<Self> {
+        let (tx, rx) = sync_channel(QUEUE);
+        std::thread::Builder::new()
+            .name("callflow-events".into())
+            .spawn(move || dispatch(rx, sinks))
+            .expect("the event dispatcher thread starts");
         Arc::new(Self {
-            sinks: Mutex::new((0, sinks)),
+            queue: Mutex::new((0, tx)),
             start: Instant::now(),
             start_wall: SystemTime::now(),
         })
@@ -36,7 +73,7 @@ impl EventBus {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64);
         let mut guard = self
-            .sinks
+            .queue
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let event = Event {
@@ -46,8 +83,21 @@ impl EventBus {
             event: kind,
         };
         guard.0 += 1;
-        for s in &guard.1 {
-            s.event(&event);
+        let _ = guard.1.send(Msg::Event(event));
+    }
+
+    /// Returns once every event emitted so far has reached every sink (a run ends with it, so
+    /// what reads the sinks afterwards sees the whole run).
+    pub fn flush(&self) {
+        let (ack, done) = sync_channel(1);
+        let sent = self
+            .queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .1
+            .send(Msg::Flush(ack));
+        if sent.is_ok() {
+            let _ = done.recv();
         }
     }
 

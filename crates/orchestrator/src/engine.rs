@@ -620,6 +620,9 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
         leaks,
         nodes: nodes.clone(),
     }));
+    // Every sink has the whole run before the caller reads it.
+    let flushing = bus.clone();
+    let _ = tokio::task::spawn_blocking(move || flushing.flush()).await;
     RunReport {
         outcome,
         failure,
