@@ -14,8 +14,10 @@ pub trait EventSink: Send + Sync {
     fn event(&self, event: &Event);
 }
 
-/// Events queued for the sinks at most; past it, emitters wait.
-const QUEUE: usize = 65_536;
+/// Events queued for the sinks at most; past it, emitters wait. std's bounded channel sets up
+/// every slot at once: 65,536 of them cost 10 ms of page faults per run, 1,024 nothing one can
+/// measure (docs/performance.md).
+const QUEUE: usize = 1_024;
 
 // Events are by far the common message; boxing them would cost an allocation each.
 #[allow(clippy::large_enum_variant)]
