@@ -2,18 +2,18 @@
 //! refreshes), and a task per call that keeps it: the refresher sends a re-INVITE at half the
 //! interval; the other side ends the call with BYE when no refresh came in time.
 //!
-//! The decisions are plain functions of the headers and the interval, tested without sockets;
-//! the task only sleeps until the deadlines they give.
+//! This side reads the headers and drives the call's `flow::session_timer::Keeper`, which
+//! decides (with time as an input, tested there with fake time); the task only feeds it and
+//! sleeps until the deadline it gives.
 
 use crate::ua::UaShared;
 use events::Level;
 use session::{Call, CallEvent, LegState, SessionTimer};
 use std::sync::Arc;
+use std::time::Instant;
 use transport::sip::{Header, Request, Response};
 
-pub(crate) use flow::session_timer::{
-    Interval, Refresher, UasDecision, expire_after, refresh_after,
-};
+pub(crate) use flow::session_timer::{Interval, Refresher, UasDecision, refresh_after};
 
 fn headers_value(headers: &transport::sip::Headers, names: &[&str]) -> Option<String> {
     headers
@@ -100,61 +100,63 @@ impl UaShared {
         tokio::spawn(async move { me.session_timer_task(call).await });
     }
 
+    /// Drives the call's `flow::session_timer::Keeper`: feeds it the timers agreed and the
+    /// refreshes' outcomes, wakes it at its deadlines, and does what it asks.
     async fn session_timer_task(self: Arc<Self>, call: Arc<Call>) {
+        use flow::session_timer::{Keeper, TimerAction, TimerInput};
         let mut changes = call.session_timer_changes();
+        let mut keeper = Keeper::new();
+        if let Some(t) = *changes.borrow_and_update() {
+            keeper.handle(Instant::now(), TimerInput::Agreed(t));
+        }
         loop {
-            let Some(t) = *changes.borrow_and_update() else {
+            while let Some(action) = keeper.poll_action() {
+                if call.leg_state() != LegState::Confirmed || call.hangup_started() {
+                    return;
+                }
+                match action {
+                    TimerAction::Refresh { secs } => {
+                        let outcome = match self.refresh(&call, secs).await {
+                            Ok(next) => TimerInput::Refreshed(next),
+                            Err(why) => TimerInput::RefreshFailed(why),
+                        };
+                        // The refresh set the call's timer itself: not news to the keeper.
+                        changes.borrow_and_update();
+                        keeper.handle(Instant::now(), outcome);
+                    }
+                    TimerAction::Bye { reason } => {
+                        self.log(Level::Warning, None, call.name().as_deref(), reason);
+                        drop(call.start_hang_up(session::HangupAction::Bye));
+                        return;
+                    }
+                }
+            }
+            let Some(deadline) = keeper.poll_timeout() else {
                 return;
-            };
-            let wait = if t.we_refresh {
-                refresh_after(t.secs)
-            } else {
-                expire_after(t.secs)
             };
             let ended = call.wait(|e| matches!(e, CallEvent::Terminated { .. }), false);
             tokio::select! {
-                _ = ended => return,
+                _ = ended => {
+                    keeper.handle(Instant::now(), TimerInput::Ended);
+                    return;
+                }
                 changed = changes.changed() => {
                     if changed.is_err() {
                         return;
                     }
-                    continue;
+                    if let Some(t) = *changes.borrow_and_update() {
+                        keeper.handle(Instant::now(), TimerInput::Agreed(t));
+                    }
                 }
-                () = tokio::time::sleep(wait) => {}
-            }
-            if call.leg_state() != LegState::Confirmed || call.hangup_started() {
-                return;
-            }
-            if t.we_refresh {
-                if let Err(why) = self.refresh(&call, t.secs).await {
-                    self.log(
-                        Level::Warning,
-                        None,
-                        call.name().as_deref(),
-                        format!("session refresh failed ({why}): the call is ended with BYE (RFC 4028 §10)"),
-                    );
-                    drop(call.start_hang_up(session::HangupAction::Bye));
-                    return;
+                () = tokio::time::sleep_until(deadline.into()) => {
+                    keeper.handle_timeout(Instant::now());
                 }
-            } else {
-                self.log(
-                    Level::Warning,
-                    None,
-                    call.name().as_deref(),
-                    format!(
-                        "no session refresh from the peer within {} s of a {} s session interval: BYE (RFC 4028 §10)",
-                        wait.as_secs(),
-                        t.secs
-                    ),
-                );
-                drop(call.start_hang_up(session::HangupAction::Bye));
-                return;
             }
         }
     }
 
     /// A session refresh: a re-INVITE with our SDP as it is, asking to stay the refresher.
-    async fn refresh(&self, call: &Call, secs: u32) -> Result<(), String> {
+    async fn refresh(&self, call: &Call, secs: u32) -> Result<SessionTimer, String> {
         let ours = call.local_sdp().unwrap_or_default();
         let headers = vec![
             crate::calls::sdp_header(),
@@ -200,7 +202,7 @@ impl UaShared {
                 ),
             );
         }
-        Ok(())
+        Ok(next)
     }
 }
 
