@@ -286,8 +286,10 @@ async fn a_peer_killed_mid_call_fails_the_run_within_its_bounds_naming_the_unans
     let mut sipp = sipp_uas(port, 1);
     let child = sipp.0.take();
     let text = format!(
-        "version: 1\nname: peer dies\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: MakeCall\n        target: sip:service@127.0.0.1:{port}\n      - command: Release\n        timeout: 2s\n"
+        "version: 1\nname: peer dies\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: MakeCall\n        target: sip:service@127.0.0.1:{port}\n      - event: TIMEOUT\n        timeout: 1s\n      - command: Release\n        timeout: 2s\n"
     );
+    // Sinks run on the event bus's own thread, a moment after the event: the scenario's 1 s
+    // pause lets the kill land before the Release.
     let s = scenario::parse_str(&text, "peer-dies.yaml").expect("valid");
     let killer = std::sync::Arc::new(KillWhenPassed {
         node: "alice.1",
@@ -298,7 +300,7 @@ async fn a_peer_killed_mid_call_fails_the_run_within_its_bounds_naming_the_unans
     run.assert_outcome(Outcome::Failed);
     let failure = run.finished().failure.clone().expect("a failure").message;
     assert!(
-        failure.contains("alice.2 (Release)")
+        failure.contains("alice.3 (Release)")
             && failure.contains("on the wire: BYE sent")
             && failure.contains(&format!("to 127.0.0.1:{port}, no response came back")),
         "the failure names the BYE nobody answered: {failure}"
@@ -321,8 +323,8 @@ async fn a_peer_killed_mid_call_fails_the_run_within_its_bounds_naming_the_unans
     );
     let limit = orchestrator::RunOptions::default().step_limit;
     assert!(
-        run.finished().duration_ms < (2_000.0 + limit.as_millis() as f64),
-        "ended within the Release timeout and one cleanup step: {} ms",
+        run.finished().duration_ms < (3_000.0 + limit.as_millis() as f64),
+        "ended within the pause, the Release timeout and one cleanup step: {} ms",
         run.finished().duration_ms
     );
     assert!(run.finished().leaks.is_clean());

@@ -110,7 +110,7 @@ impl UaShared {
             .ringing(Some(headers.clone()), body.clone())
             .map_err(|e| format!("cannot send {code}: {e}"))?;
         let (bus, ua, call) = (self.bus.clone(), self.id.clone(), call.clone());
-        tokio::spawn(async move {
+        self.spawn(async move {
             let mut interval = T1;
             let mut waited = Duration::ZERO;
             while waited < 64 * T1 {

@@ -201,7 +201,7 @@ impl UaShared {
                 }
                 match known {
                     Some(mut d) => {
-                        tokio::spawn(async move {
+                        self.spawn(async move {
                             // A request right behind the 2xx/ACK can come before the dialog is
                             // confirmed: rsipstack would treat a re-INVITE as the initial INVITE
                             // and silently drop anything else ("received request not
@@ -249,7 +249,7 @@ impl UaShared {
             }
             match method {
                 Method::Invite => {
-                    tokio::spawn(self.clone().on_invite(tx));
+                    self.spawn(self.clone().on_invite(tx));
                 }
                 Method::Options => {
                     let _ = tx
@@ -362,7 +362,7 @@ impl UaShared {
                     let _ = self.provisional_now(call, None);
                 }
             });
-            tokio::spawn(self.clone().refuse_if_unclaimed(call, from.clone()));
+            self.spawn(self.clone().refuse_if_unclaimed(call, from.clone()));
         }
         let mut d = d;
         if let Err(e) = d.handle(&mut tx).await {
@@ -752,7 +752,7 @@ impl UaShared {
             headers.push(Header::ReferredBy(by.into()));
         }
         let me = self.clone();
-        tokio::spawn(async move {
+        self.spawn(async move {
             notify_sipfrag(&call.dialog, 100, "Trying", false).await;
             let outcome = match me.place_call(
                 None,

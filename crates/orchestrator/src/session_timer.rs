@@ -97,7 +97,7 @@ impl UaShared {
             return;
         }
         let (me, call) = (self.clone(), call.clone());
-        tokio::spawn(async move { me.session_timer_task(call).await });
+        self.spawn(async move { me.session_timer_task(call).await });
     }
 
     /// Drives the call's `flow::session_timer::Keeper`: feeds it the timers agreed and the

@@ -58,9 +58,24 @@ pub(crate) struct UaShared {
     pub(crate) inbox: session::Latched<session::CallEvent>,
     /// Our subscriptions, by the logical id their Subscribe node bound.
     pub(crate) subscriptions: crate::requests::Subscriptions,
+    /// Every task this UA spawns (request handlers, retransmissions, timers), awaited at
+    /// teardown; `stopping` ends the ones still waiting.
+    pub(crate) tasks: tokio_util::task::TaskTracker,
+    pub(crate) stopping: tokio_util::sync::CancellationToken,
 }
 
 impl UaShared {
+    /// Runs `fut` on a task this UA tracks: it ends at teardown at the latest.
+    pub(crate) fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
+        let stopping = self.stopping.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                () = fut => {}
+                () = stopping.cancelled() => {}
+            }
+        });
+    }
+
     pub(crate) fn log(&self, level: Level, node: Option<&str>, call: Option<&str>, msg: String) {
         log(&self.bus, level, Some(&self.id), node, call, msg);
     }
@@ -203,6 +218,8 @@ impl Ua {
             late_calls: std::sync::Mutex::new(std::collections::HashMap::new()),
             inbox: session::Latched::bounded(crate::requests::INBOX),
             subscriptions: std::sync::Mutex::new(std::collections::HashMap::new()),
+            tasks: tokio_util::task::TaskTracker::new(),
+            stopping: tokio_util::sync::CancellationToken::new(),
         });
         // Weak: the endpoint (which the UA's context holds) keeps the hook.
         let weak = Arc::downgrade(&shared);
@@ -229,6 +246,24 @@ impl Ua {
     pub(crate) async fn shutdown(self, grace: Duration) -> PortLease {
         for t in &self.tasks {
             t.abort();
+        }
+        // The UA's own tasks end with it (each is cut short at its next await).
+        self.shared.stopping.cancel();
+        self.shared.tasks.close();
+        if tokio::time::timeout(grace, self.shared.tasks.wait())
+            .await
+            .is_err()
+        {
+            self.shared.log(
+                Level::Warning,
+                None,
+                None,
+                format!(
+                    "{} of its tasks still running {} s after teardown began",
+                    self.shared.tasks.len(),
+                    grace.as_secs_f64()
+                ),
+            );
         }
         self.endpoint.shutdown(grace).await;
         for t in self.tasks {
