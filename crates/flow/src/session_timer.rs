@@ -77,6 +77,17 @@ pub enum UasDecision {
     Agree { interval: Interval, require: bool },
 }
 
+impl UasDecision {
+    /// The timer the UAS keeps once its 2xx agreed (we are the UAS: we refresh when the
+    /// refresher named is the UAS).
+    pub fn timer(&self) -> Option<SessionTimer> {
+        match self {
+            Self::Agree { interval, .. } => agreed(Some(*interval), false),
+            _ => None,
+        }
+    }
+}
+
 /// What the UAS of an INVITE (or refresh) asking for `asked` does, when the UAC supports the
 /// `timer` extension or not, with our `min_se` (RFC 4028 §9): refused below it; otherwise the
 /// refresher is the one asked for, else the UAC if it supports timers, else the UAS.
@@ -302,6 +313,21 @@ mod tests {
         assert_eq!(
             uas_decide(uac, false, 200),
             UasDecision::TooSmall { min_se: 200 }
+        );
+        // The UAS refreshes when the refresher named is the UAS.
+        let uas = Interval {
+            secs: 120,
+            refresher: Some(Refresher::Uas),
+        };
+        assert_eq!(
+            uas_decide(Some(uas), true, 90)
+                .timer()
+                .map(|t| t.we_refresh),
+            Some(true)
+        );
+        assert_eq!(
+            uas_decide(uac, true, 90).timer().map(|t| t.we_refresh),
+            Some(false)
         );
     }
 }

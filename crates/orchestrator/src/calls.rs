@@ -116,6 +116,16 @@ impl RtpLease {
 }
 
 impl UaShared {
+    /// The address of record of `user` on this UA: at its PBX, else on its own address (the
+    /// From of its requests).
+    pub(crate) fn aor(&self, user: &str) -> Result<Uri, String> {
+        let aor = match &self.pbx {
+            Some(pbx) => format!("sip:{user}@{}", pbx.host_port),
+            None => instances::sip_uri(user, self.local, false),
+        };
+        Uri::try_from(aor.as_str()).map_err(|e| format!("bad address of record {aor}: {e}"))
+    }
+
     /// Leases an RTP port and describes our media on it.
     fn lease_media(&self) -> Result<(RtpLease, LocalMedia), String> {
         let ip = self.bind_ip;
@@ -149,12 +159,7 @@ impl UaShared {
         let (rtp, media) = self.lease_media()?;
         let offer = sdp::offer(&media);
         let user = opts.from_user.as_deref().unwrap_or(&self.dn);
-        // Through a PBX the From is our address of record there.
-        let caller = match &self.pbx {
-            Some(pbx) => format!("sip:{user}@{}", pbx.host_port),
-            None => instances::sip_uri(user, self.local, false),
-        };
-        let caller = Uri::try_from(caller.as_str()).map_err(|e| format!("bad caller URI: {e}"))?;
+        let caller = self.aor(user)?;
         let invite = InviteOption {
             caller,
             caller_display_name: opts.display_name.or_else(|| self.display_name.clone()),

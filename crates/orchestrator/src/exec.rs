@@ -324,13 +324,7 @@ fn resolve_target(ctx: &Ctx, ua: &UaShared, target: &str) -> Result<(Uri, String
 
 /// Where a 3xx points (RFC 3261 §21.3): the URI of its first Contact.
 fn redirect_target(resp: &transport::sip::Response) -> Option<Uri> {
-    let v = crate::routing::header_in(&resp.headers, "Contact")?;
-    let first = v.split(',').next()?.trim();
-    let uri = match (first.find('<'), first.find('>')) {
-        (Some(a), Some(b)) if a < b => &first[a + 1..b],
-        _ => first.split(';').next().unwrap_or(first),
-    };
-    Uri::try_from(uri.trim()).ok()
+    transport::header::name_addr_uri(&crate::routing::header_in(&resp.headers, "Contact")?)
 }
 
 async fn make_call(ctx: &Arc<Ctx>, ua: &Arc<UaShared>, node: &Node, target: &str) -> NodeResult {
@@ -862,14 +856,8 @@ async fn answer(ua: &Arc<UaShared>, node: &Node) -> NodeResult {
             Some(answer.into_bytes()),
         )
         .map_err(|e| transport(format!("cannot send 200 OK: {e}")))?;
-    if let crate::session_timer::UasDecision::Agree { interval, .. } = timer {
-        ua.keep_session_timer(
-            &call,
-            session::SessionTimer {
-                secs: interval.secs,
-                we_refresh: interval.refresher == Some(crate::session_timer::Refresher::Uas),
-            },
-        );
+    if let Some(t) = timer.timer() {
+        ua.keep_session_timer(&call, t);
     }
     let what = "200 OK sent, no ACK {within}".to_owned();
     let settled = |e: &CallEvent| {

@@ -15,32 +15,13 @@ const T1: Duration = Duration::from_millis(500);
 
 pub(crate) use flow::extensions::{Intake, supported};
 
-/// The option tags of every `name` header of `req` (`Supported` also in its compact form `k`),
-/// lower case.
-fn tokens(req: &Request, name: &str) -> Vec<String> {
-    req.headers
-        .iter()
-        .filter(|h| {
-            h.name().eq_ignore_ascii_case(name)
-                || (name.eq_ignore_ascii_case("Supported") && h.name().eq_ignore_ascii_case("k"))
-        })
-        .flat_map(|h| {
-            h.value()
-                .split(',')
-                .map(|t| t.trim().to_ascii_lowercase())
-                .filter(|t| !t.is_empty())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 /// Decides on an INVITE for a UA whose 100rel setting is `mode` (`flow::extensions::intake`
 /// over the INVITE's option tags).
 pub(crate) fn intake(mode: Rel100, invite: &Request) -> Intake {
     flow::extensions::intake(
         mode,
-        &tokens(invite, "Require"),
-        &tokens(invite, "Supported"),
+        &transport::header::option_tags(&invite.headers, "Require"),
+        &transport::header::option_tags(&invite.headers, "Supported"),
     )
 }
 

@@ -12,7 +12,7 @@ use transport::rsipstack::dialog::authenticate::{AuthRetry, handle_client_authen
 use transport::rsipstack::transaction::key::{TransactionKey, TransactionRole};
 use transport::rsipstack::transaction::transaction::Transaction;
 use transport::sip::prelude::HeadersExt;
-use transport::sip::{Header, Method, Request, Response, SipMessage, StatusCode, Uri};
+use transport::sip::{Header, Method, Response, SipMessage, StatusCode, Uri};
 
 /// How long ending a subscription waits for the notifier's final NOTIFY.
 const FINAL_NOTIFY: Duration = Duration::from_secs(2);
@@ -51,25 +51,7 @@ fn token() -> String {
     transport::rsipstack::transaction::random_text(10)
 }
 
-/// The URI of a Contact value (`<sip:a@h>;expires=5` gives `sip:a@h`).
-pub(crate) fn contact_uri(value: &str) -> Option<Uri> {
-    let v = value.split(',').next()?.trim();
-    let inner = match (v.find('<'), v.find('>')) {
-        (Some(a), Some(b)) if a < b => &v[a + 1..b],
-        _ => v.split(';').next().unwrap_or(v),
-    };
-    Uri::try_from(inner.trim()).ok()
-}
-
 impl UaShared {
-    /// Our address of record: at the PBX, or on our own address.
-    fn aor(&self) -> String {
-        match &self.pbx {
-            Some(pbx) => format!("sip:{}@{}", self.dn, pbx.host_port),
-            None => instances::sip_uri(&self.dn, self.local, false),
-        }
-    }
-
     /// Sends `out` and returns its final response, answering a 401/407 once with the PBX's
     /// credentials.
     ///
@@ -83,28 +65,28 @@ impl UaShared {
             Some((c, f, t)) => (c.to_owned(), f.to_owned(), t.map(str::to_owned)),
             None => (format!("{}@callflow", token()), token(), None::<String>),
         };
-        let from = format!("<{}>;tag={from_tag}", self.aor());
-        let to = match &to_tag {
-            Some(t) => format!("<{}>;tag={t}", out.uri),
-            None => format!("<{}>", out.uri),
+        let tag = |t: String| vec![transport::sip::uri::Param::Tag(t.into())];
+        let from = transport::sip::typed::From {
+            display_name: None,
+            uri: self.aor(&self.dn)?,
+            params: tag(from_tag),
         };
-        let mut req = Request {
-            method: out.method,
+        let to = transport::sip::typed::To {
+            display_name: None,
             uri: out.uri.clone(),
-            headers: vec![
-                Header::Via(via.into()),
-                Header::CallId(call_id.into()),
-                Header::From(from.into()),
-                Header::To(to.into()),
-                Header::CSeq(format!("{} {}", out.cseq, out.method).into()),
-                Header::MaxForwards(70.into()),
-                Header::UserAgent(format!("callflow/{}", env!("CARGO_PKG_VERSION")).into()),
-                Header::Contact(format!("<{}>", self.contact).into()),
-            ]
-            .into(),
-            body: Vec::new(),
-            version: transport::sip::Version::V2,
+            params: to_tag.map(tag).unwrap_or_default(),
         };
+        let mut req = self.endpoint.make_request(
+            out.method,
+            out.uri.clone(),
+            via,
+            from,
+            to,
+            out.cseq,
+            Some(call_id.into()),
+        );
+        req.headers
+            .push(Header::Contact(format!("<{}>", self.contact).into()));
         for h in out.headers {
             req.headers.push(h);
         }
@@ -212,7 +194,7 @@ impl UaShared {
             }
             if let Some(uri) = crate::routing::header_in(&resp.headers, "Contact")
                 .as_deref()
-                .and_then(contact_uri)
+                .and_then(transport::header::name_addr_uri)
             {
                 *sub.remote.lock().expect("remote lock") = uri;
             }
@@ -316,7 +298,7 @@ impl UaShared {
             }
             if let Some(uri) = crate::routing::header(req, "Contact")
                 .as_deref()
-                .and_then(contact_uri)
+                .and_then(transport::header::name_addr_uri)
             {
                 *sub.remote.lock().expect("remote lock") = uri;
             }

@@ -309,7 +309,7 @@ impl UaShared {
             let _ = tx
                 .reply_with(
                     StatusCode::SessionIntervalTooSmall,
-                    vec![crate::calls::make_header("Min-SE", &min_se.to_string())],
+                    crate::session_timer::too_small_headers(min_se),
                     None,
                 )
                 .await;
@@ -619,10 +619,7 @@ impl UaShared {
             let _ = handle
                 .respond(
                     StatusCode::SessionIntervalTooSmall,
-                    Some(vec![crate::calls::make_header(
-                        "Min-SE",
-                        &min_se.to_string(),
-                    )]),
+                    Some(crate::session_timer::too_small_headers(min_se)),
                     None,
                 )
                 .await;
@@ -669,17 +666,10 @@ impl UaShared {
             .map(|_| vec![sdp_header()])
             .unwrap_or_default();
         if status == StatusCode::OK
-            && let crate::session_timer::UasDecision::Agree { interval, .. } = &timer
+            && let Some(t) = timer.timer()
         {
             headers.extend(crate::session_timer::agreed_headers(&timer));
-            let we_refresh = interval.refresher == Some(crate::session_timer::Refresher::Uas);
-            self.keep_session_timer(
-                call,
-                session::SessionTimer {
-                    secs: interval.secs,
-                    we_refresh,
-                },
-            );
+            self.keep_session_timer(call, t);
         }
         // Any 2xx to a re-INVITE or UPDATE refreshes the session (RFC 4028 §10), one without a
         // Session-Expires of its own too.

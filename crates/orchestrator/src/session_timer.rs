@@ -13,39 +13,32 @@ use std::sync::Arc;
 use std::time::Instant;
 use transport::sip::{Header, Request, Response};
 
-pub(crate) use flow::session_timer::{Interval, Refresher, UasDecision, refresh_after};
+pub(crate) use flow::session_timer::{Interval, UasDecision, refresh_after};
 
-fn headers_value(headers: &transport::sip::Headers, names: &[&str]) -> Option<String> {
-    headers
-        .iter()
-        .find(|h| names.iter().any(|n| h.name().eq_ignore_ascii_case(n)))
-        .map(|h| h.value().to_owned())
-}
+use crate::routing::header_in;
 
 /// The `Session-Expires` (or compact `x`) of a message's headers.
 pub(crate) fn interval_of(headers: &transport::sip::Headers) -> Option<Interval> {
-    Interval::parse(&headers_value(headers, &["Session-Expires", "x"])?)
+    Interval::parse(&header_in(headers, "Session-Expires").or_else(|| header_in(headers, "x"))?)
 }
 
 /// The `Min-SE` of a message's headers, in seconds.
 pub(crate) fn min_se_of(headers: &transport::sip::Headers) -> Option<u32> {
-    headers_value(headers, &["Min-SE"])?.trim().parse().ok()
+    header_in(headers, "Min-SE")?.trim().parse().ok()
 }
 
 /// Whether a request says it supports (or requires) the `timer` extension.
 fn supports_timer(req: &Request) -> bool {
-    req.headers
-        .iter()
-        .filter(|h| {
-            ["Supported", "k", "Require"]
-                .iter()
-                .any(|n| h.name().eq_ignore_ascii_case(n))
-        })
-        .any(|h| {
-            h.value()
-                .split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("timer"))
-        })
+    ["Supported", "Require"].iter().any(|name| {
+        transport::header::option_tags(&req.headers, name)
+            .iter()
+            .any(|t| t == "timer")
+    })
+}
+
+/// A 422's headers: the smallest interval we take (RFC 4028 §6).
+pub(crate) fn too_small_headers(min_se: u32) -> Vec<Header> {
+    vec![crate::calls::make_header("Min-SE", &min_se.to_string())]
 }
 
 pub(crate) fn uas_decide(req: &Request, min_se: u32) -> UasDecision {
@@ -210,6 +203,7 @@ impl UaShared {
 mod tests {
     use super::*;
     use crate::test_support::invite;
+    use flow::session_timer::Refresher;
 
     #[test]
     fn the_uas_takes_the_interval_and_names_the_refresher() {

@@ -26,27 +26,6 @@ pub(crate) struct EarlyTargets {
     targets: ByDialog<Target>,
 }
 
-/// The URI of a Contact or Record-Route value (`"Bob" <sip:bob@h;lr>;p=1` gives `sip:bob@h;lr`).
-fn uri_of(value: &str) -> Option<Uri> {
-    let v = value.trim();
-    let inner = match (v.find('<'), v.find('>')) {
-        (Some(a), Some(b)) if a < b => &v[a + 1..b],
-        _ => v.split(';').next().unwrap_or(v),
-    };
-    Uri::try_from(inner.trim()).ok()
-}
-
-fn has_token(headers: &rsipstack::sip::Headers, name: &str, token: &str) -> bool {
-    headers
-        .iter()
-        .filter(|h| h.name().eq_ignore_ascii_case(name))
-        .any(|h| {
-            h.value()
-                .split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case(token))
-        })
-}
-
 impl EarlyTargets {
     /// Records the early dialog of a reliable provisional response.
     pub(crate) fn saw(&self, msg: &SipMessage) {
@@ -75,10 +54,14 @@ impl EarlyTargets {
 
 fn reliable_target(resp: &Response) -> Option<(crate::by_dialog::Key, Target)> {
     let code = resp.status_code.code();
-    if !(101..200).contains(&code) || !has_token(&resp.headers, "Require", "100rel") {
+    if !(101..200).contains(&code)
+        || !crate::header::option_tags(&resp.headers, "Require")
+            .iter()
+            .any(|t| t == "100rel")
+    {
         return None;
     }
-    let contact = value_of(&resp.headers, "Contact", "m").and_then(uri_of)?;
+    let contact = value_of(&resp.headers, "Contact", "m").and_then(crate::header::name_addr_uri)?;
     let mut routes: Vec<String> = resp
         .headers
         .iter()

@@ -6,7 +6,8 @@
 //! rsipstack does and the ACK just before it goes out: on the 2xx it asks the UA for the answer
 //! to the offer (an [`AckAnswer`], set once the UA is up) and keeps it; on the ACK it puts it in.
 
-use crate::by_dialog::{ByDialog, key, value_of};
+use crate::by_dialog::{ByDialog, key};
+use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, Method, SipMessage};
 use std::sync::{Arc, OnceLock};
 
@@ -26,8 +27,11 @@ impl LateOffers {
         let SipMessage::Response(resp) = msg else {
             return;
         };
-        let invite =
-            value_of(&resp.headers, "CSeq", "CSeq").is_some_and(|c| c.trim().ends_with("INVITE"));
+        let invite = resp
+            .cseq_header()
+            .ok()
+            .and_then(|c| c.method().ok())
+            .is_some_and(|m| m == Method::Invite);
         if !(200..300).contains(&resp.status_code.code())
             || !invite
             || resp.body.trim_ascii().is_empty()

@@ -18,6 +18,7 @@
 mod by_dialog;
 mod early;
 mod endpoint;
+pub mod header;
 pub mod intake;
 mod late;
 mod tap;
