@@ -87,12 +87,8 @@ pub(crate) fn reason_value(code: u16, text: &str) -> String {
 
 /// An incoming call whose INVITE carried no offer (no body): our 2xx offers, the ACK answers.
 pub(crate) fn late_offer(call: &Call) -> bool {
-    call.role == session::Role::Incoming && offerless(call)
-}
-
-/// A call whose INVITE carried no offer, either way.
-pub(crate) fn offerless(call: &Call) -> bool {
-    call.dialog.initial_request().body.trim_ascii().is_empty()
+    call.role == session::Role::Incoming
+        && call.dialog.initial_request().body.trim_ascii().is_empty()
 }
 
 /// A header from its name and value, typed where rsipstack knows the name.
@@ -299,9 +295,11 @@ impl UaShared {
     }
 
     /// Applies a new offer or answer from the peer to the call's running media (RFC 3264 §8.3):
-    /// where and in which codec to send, and whether to send at all (`ours`, our direction).
-    pub(crate) fn apply_remote_sdp(&self, call: &Call, remote_sdp: &str, ours: sdp::Direction) {
+    /// where and in which codec to send, and whether to send at all (we send unless the peer's
+    /// direction, `c=0.0.0.0` counted as a hold, says it will not receive).
+    pub(crate) fn apply_remote_sdp(&self, call: &Call, remote_sdp: &str) {
         let Some(m) = call.media() else { return };
+        let ours = sdp::offered_direction(remote_sdp).answer();
         let name = call.name();
         match sdp::negotiate(remote_sdp, &self.codecs) {
             Some(r) if !r.addr.ip().is_unspecified() => {

@@ -601,12 +601,7 @@ async fn send_request(
             node.call_id
         )));
     }
-    let m = match method {
-        "INFO" => Method::Info,
-        "MESSAGE" => Method::Message,
-        "UPDATE" => Method::Update,
-        _ => Method::Options,
-    };
+    let m = method_of(method);
     let mut headers: Vec<_> = node_headers(node);
     // An UPDATE without a body of its own is a new offer of our SDP (RFC 3311 §5.1), in the
     // direction the call has now, its version bumped.
@@ -643,9 +638,15 @@ async fn send_request(
         && !body.trim().is_empty()
     {
         call.set_local_sdp(offer.into_bytes());
-        ua.apply_remote_sdp(&call, &body, sdp::direction(&body).answer());
+        ua.apply_remote_sdp(&call, &body);
     }
     final_response(node, method, "the peer", &resp)
+}
+
+/// The method a SendRequest names (the scenario reader only makes INFO, MESSAGE, OPTIONS,
+/// NOTIFY and UPDATE).
+fn method_of(name: &str) -> Method {
+    name.parse().unwrap_or(Method::Options)
 }
 
 /// Sends `method` to `uri` outside any dialog; passes on a 2xx (or one of `expect`), then its
@@ -659,12 +660,7 @@ async fn request_outside(
     content_type: Option<&str>,
     body: Option<&str>,
 ) -> NodeResult {
-    let m = match method {
-        "INFO" => Method::Info,
-        "MESSAGE" => Method::Message,
-        "NOTIFY" => Method::Notify,
-        _ => Method::Options,
-    };
+    let m = method_of(method);
     node_log(
         ua,
         node,
@@ -965,7 +961,7 @@ async fn reinvite(ua: &UaShared, node: &Node, dir: Direction) -> NodeResult {
     let answer = String::from_utf8_lossy(&resp.body);
     let answered = sdp::direction(&answer);
     if !answer.trim().is_empty() {
-        ua.apply_remote_sdp(&call, &answer, answered.answer());
+        ua.apply_remote_sdp(&call, &answer);
     }
     node_log(
         ua,

@@ -477,8 +477,7 @@ impl UaShared {
                         match c.dialog.last_remote_ack().map(|ack| ack.body) {
                             Some(answer) if !answer.trim_ascii().is_empty() => {
                                 let answer = String::from_utf8_lossy(&answer);
-                                let ours = sdp::direction(&answer).answer();
-                                self.apply_remote_sdp(c, &answer, ours);
+                                self.apply_remote_sdp(c, &answer);
                             }
                             _ => self.log(
                                 Level::Warning,
@@ -640,7 +639,7 @@ impl UaShared {
             (Some(ours), false) => match sdp::reanswer(&offer, &ours, &self.codecs) {
                 Ok(answer) => {
                     let dir = sdp::offered_direction(&offer);
-                    self.apply_remote_sdp(call, &offer, dir.answer());
+                    self.apply_remote_sdp(call, &offer);
                     call.set_local_sdp(answer.clone().into_bytes());
                     self.note_hold(call, dir);
                     (StatusCode::OK, Some(answer))

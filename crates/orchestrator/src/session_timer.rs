@@ -168,7 +168,7 @@ impl UaShared {
         }
         let answer = String::from_utf8_lossy(&resp.body).into_owned();
         if !answer.trim().is_empty() {
-            self.apply_remote_sdp(call, &answer, media::sdp::direction(&answer).answer());
+            self.apply_remote_sdp(call, &answer);
         }
         let next = from_2xx(&resp, true).unwrap_or(SessionTimer {
             secs,
