@@ -34,6 +34,7 @@ mod model;
 mod native;
 mod options;
 mod profiles;
+pub mod schema;
 mod sipflow;
 mod spanned;
 mod validate;

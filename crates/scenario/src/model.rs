@@ -339,49 +339,6 @@ impl Action {
     }
 }
 
-/// Command names, as sipflow spells them, with the aliases callflow also accepts.
-pub(crate) const COMMANDS: &[&str] = &[
-    "MakeCall",
-    "Answer",
-    "Release",
-    "Hold",
-    "Retrieve",
-    "BlindTransfer",
-    "MuteTransfer",
-    "AttendedTransfer",
-    "PlayAudio",
-    "SendDTMF",
-    "Reject",
-    "Cancel",
-    "Ringing",
-    "Progress",
-    "SendInfo",
-    "SendMessage",
-    "SendOptions",
-    "SendNotify",
-    "SendUpdate",
-    "Subscribe",
-    "PlaySignature",
-    "Record",
-    "CheckMedia",
-];
-
-/// Event names, as sipflow spells them.
-pub(crate) const EVENTS: &[&str] = &[
-    "INCOMING",
-    "RINGING",
-    "DISCONNECTED",
-    "TIMEOUT",
-    "DTMFReceived",
-    "HELD",
-    "RETRIEVED",
-    "TRANSFERRED",
-    "REQUEST",
-    "HEARD",
-    "TONE",
-    "MEDIA",
-];
-
 /// One command or event node.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Node {

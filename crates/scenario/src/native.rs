@@ -29,6 +29,7 @@ use crate::model::{
     SipTransport,
 };
 use crate::options::Style;
+use crate::schema::{Kind, default_duration};
 use crate::profiles::Profiles;
 use crate::spanned::{Fields, SNode, Value};
 use std::collections::HashMap;
@@ -69,54 +70,6 @@ pub(crate) const PBX_KEYS: &[&str] = &[
     "password",
     "realm",
     "outbound_proxy",
-];
-const STEP_KEYS: &[&str] = &[
-    "command",
-    "event",
-    "id",
-    "label",
-    "call_id",
-    "timeout",
-    "next",
-    "on_failure",
-    "target",
-    "target_user",
-    "target_host",
-    "primary_call_id",
-    "consult_call_id",
-    "file",
-    "digits",
-    "interval",
-    "number",
-    "expected",
-    // Options (crate::options::KEYS, snake_case).
-    "expect",
-    "until",
-    "offer",
-    "redirects",
-    "session_expires",
-    "headers",
-    "display_name",
-    "from_user",
-    "delay",
-    "check",
-    "after",
-    "code",
-    "reason",
-    "content_type",
-    "body",
-    "method",
-    "loop",
-    "via",
-    "matches",
-    "duration",
-    "package",
-    "expires",
-    "max_loss",
-    "max_jitter",
-    "from",
-    "frequency",
-    "absent",
 ];
 
 /// A step's success/failure that names a step id, resolved once every step is known.
@@ -508,7 +461,13 @@ impl StepCtx<'_, '_> {
             );
             return None;
         }
-        self.f.unknown_keys(item, STEP_KEYS, "a step", true);
+        let named = |key, kind| {
+            item.get(key)
+                .and_then(SNode::as_text)
+                .and_then(|n| crate::schema::find_loose(kind, &n))
+        };
+        let spec = named("command", Kind::Command).or_else(|| named("event", Kind::Event));
+        crate::schema::check_keys(self.f, item, spec, Style::Snake, "a step");
         let action = match (item.get("command"), item.get("event")) {
             (Some(_), Some(e)) => {
                 self.f
@@ -616,7 +575,7 @@ impl StepCtx<'_, '_> {
         };
         let f = &mut *self.f;
         let s = |f: &mut Fields<'_>, k: &str| f.string(item, k).unwrap_or_default();
-        Some(match canonical(&n, crate::model::COMMANDS).as_deref() {
+        Some(match crate::schema::find_loose(Kind::Command, &n).map(|s| s.name) {
             Some("MakeCall") => Action::MakeCall {
                 target: s(f, "target"),
             },
@@ -628,7 +587,7 @@ impl StepCtx<'_, '_> {
                 target_user: s(f, "target_user"),
                 target_host: s(f, "target_host"),
             },
-            Some("MuteTransfer" | "AttendedTransfer") => Action::AttendedTransfer {
+            Some("MuteTransfer") => Action::AttendedTransfer {
                 primary_call_id: f
                     .string(item, "primary_call_id")
                     .or_else(|| f.string(item, "call_id"))
@@ -640,17 +599,17 @@ impl StepCtx<'_, '_> {
                 digits: s(f, "digits"),
                 interval: f
                     .duration(item, "interval")
-                    .map_or(Duration::from_millis(100), |(d, _)| d),
+                    .map_or_else(|| default_duration("SendDTMF", "interval"), |(d, _)| d),
             },
             Some(other) => match crate::options::extra_command(f, item, other, Style::Snake) {
                 Some(a) => a,
                 None => {
-                    crate::sipflow::unknown_name(f, item, "command", &n, crate::model::COMMANDS);
+                    crate::sipflow::unknown_name(f, item, "command", &n, &crate::schema::names(Kind::Command));
                     return None;
                 }
             },
             None => {
-                crate::sipflow::unknown_name(f, item, "command", &n, crate::model::COMMANDS);
+                crate::sipflow::unknown_name(f, item, "command", &n, &crate::schema::names(Kind::Command));
                 return None;
             }
         })
@@ -663,7 +622,7 @@ impl StepCtx<'_, '_> {
             return None;
         };
         let f = &mut *self.f;
-        Some(match canonical(&n, crate::model::EVENTS).as_deref() {
+        Some(match crate::schema::find_loose(Kind::Event, &n).map(|s| s.name) {
             Some("INCOMING") => Action::Incoming {
                 number: f.string(item, "number"),
             },
@@ -679,29 +638,16 @@ impl StepCtx<'_, '_> {
             Some(other) => match crate::options::extra_event(f, item, other) {
                 Some(a) => a,
                 None => {
-                    crate::sipflow::unknown_name(f, item, "event", &n, crate::model::EVENTS);
+                    crate::sipflow::unknown_name(f, item, "event", &n, &crate::schema::names(Kind::Event));
                     return None;
                 }
             },
             None => {
-                crate::sipflow::unknown_name(f, item, "event", &n, crate::model::EVENTS);
+                crate::sipflow::unknown_name(f, item, "event", &n, &crate::schema::names(Kind::Event));
                 return None;
             }
         })
     }
-}
-
-/// Matches names case-insensitively and without `_`/`-`, so `make_call`, `makecall` and
-/// `MakeCall` (and `dtmf_received`) all name the same thing.
-fn canonical(got: &str, known: &[&str]) -> Option<String> {
-    let norm = |s: &str| {
-        s.chars()
-            .filter(|c| *c != '_' && *c != '-')
-            .collect::<String>()
-            .to_ascii_lowercase()
-    };
-    let g = norm(got);
-    known.iter().find(|k| norm(k) == g).map(|k| (*k).to_owned())
 }
 
 fn sidecars(f: &mut Fields<'_>, root: &SNode) -> Vec<crate::model::Sidecar> {

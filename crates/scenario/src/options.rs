@@ -11,58 +11,10 @@ pub(crate) enum Style {
     Camel,
 }
 
-/// Node keys in both spellings, (snake, camel): the options, the keys of a check, and the
-/// fields of sipflow's own nodes. A key not listed is spelt the same in both formats.
-pub(crate) const KEYS: &[(&str, &str)] = &[
-    ("expect", "expect"),
-    ("until", "until"),
-    ("offer", "offer"),
-    ("redirects", "redirects"),
-    ("session_expires", "sessionExpiresMs"),
-    ("headers", "headers"),
-    ("display_name", "displayName"),
-    ("from_user", "fromUser"),
-    ("delay", "delayMs"),
-    ("check", "check"),
-    ("after", "after"),
-    ("code", "code"),
-    ("reason", "reason"),
-    ("content_type", "contentType"),
-    ("body", "body"),
-    ("method", "method"),
-    ("loop", "loop"),
-    ("via", "via"),
-    ("matches", "matches"),
-    ("duration", "durationMs"),
-    ("max_loss", "maxLoss"),
-    ("max_jitter", "maxJitterMs"),
-    ("from", "from"),
-    ("frequency", "frequency"),
-    ("absent", "absent"),
-    ("package", "package"),
-    ("expires", "expiresMs"),
-    // A check.
-    ("sdp_codec", "sdpCodec"),
-    ("sdp_direction", "sdpDirection"),
-    // sipflow's own fields.
-    ("call_id", "callId"),
-    ("target", "targetUri"),
-    ("target_user", "targetUser"),
-    ("target_host", "targetHost"),
-    ("primary_call_id", "primaryCallId"),
-    ("consult_call_id", "consultCallId"),
-    ("file", "filePath"),
-    ("interval", "intervalMs"),
-    ("expected", "expectedDigit"),
-];
-
 pub(crate) fn key(style: Style, snake: &'static str) -> &'static str {
     match style {
         Style::Snake => snake,
-        Style::Camel => KEYS
-            .iter()
-            .find(|(s, _)| *s == snake)
-            .map_or(snake, |(_, c)| c),
+        Style::Camel => crate::schema::camel(snake),
     }
 }
 
@@ -256,12 +208,13 @@ pub(crate) fn extra_command(
     use crate::model::Action;
     Some(match name {
         "Reject" => {
+            let dflt = crate::schema::default_int("Reject", "code") as u16;
             let code = match map.get("code").map(|n| (&n.value, n.pos)) {
-                None => 486,
+                None => dflt,
                 Some((Value::Int(c), _)) if (300..=699).contains(c) => *c as u16,
                 Some((_, pos)) => {
                     f.error(pos, "`code` of Reject is a final status code (300-699)");
-                    486
+                    dflt
                 }
             };
             Action::Reject {
@@ -276,7 +229,8 @@ pub(crate) fn extra_command(
                 Style::Camel => f.millis(map, "durationMs").map(|(d, _)| d),
             };
             Action::PlaySignature {
-                duration: duration.unwrap_or(std::time::Duration::from_secs(1)),
+                duration: duration
+                    .unwrap_or_else(|| crate::schema::default_duration(name, "duration")),
             }
         }
         "Record" => Action::Record {
@@ -312,7 +266,8 @@ pub(crate) fn extra_command(
             Action::Subscribe {
                 target: f.string(map, key(style, "target")).unwrap_or_default(),
                 event: f.string(map, "package").unwrap_or_default(),
-                expires: expires.unwrap_or(std::time::Duration::from_secs(3600)),
+                expires: expires
+                    .unwrap_or_else(|| crate::schema::default_duration(name, "expires")),
             }
         }
         _ => return None,

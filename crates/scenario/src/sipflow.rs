@@ -11,6 +11,7 @@ use crate::model::{
     SipTransport,
 };
 use crate::options::Style;
+use crate::schema::Kind;
 use crate::profiles::Profiles;
 use crate::spanned::{Fields, SNode, Value};
 use std::collections::HashMap;
@@ -40,62 +41,6 @@ const INSTANCE_KEYS: &[&str] = &[
     "rel100",
     "minSeMs",
 ];
-const COMMAND_KEYS: &[&str] = &[
-    "command",
-    "label",
-    "sipInstanceId",
-    "callId",
-    "timeout",
-    "targetUri",
-    "filePath",
-    "digits",
-    "intervalMs",
-    "targetUser",
-    "targetHost",
-    "primaryCallId",
-    "consultCallId",
-    "transferTarget",
-    // callflow's options (crate::options::KEYS, camelCase).
-    "expect",
-    "until",
-    "offer",
-    "redirects",
-    "sessionExpiresMs",
-    "headers",
-    "displayName",
-    "fromUser",
-    "delayMs",
-    "check",
-    "after",
-    "code",
-    "reason",
-    "contentType",
-    "package",
-    "expiresMs",
-    "body",
-    "loop",
-    "via",
-    "durationMs",
-    "maxLoss",
-    "maxJitterMs",
-];
-const EVENT_KEYS: &[&str] = &[
-    "event",
-    "label",
-    "sipInstanceId",
-    "number",
-    "callId",
-    "timeout",
-    "expectedDigit",
-    "method",
-    "check",
-    "after",
-    "matches",
-    "from",
-    "frequency",
-    "absent",
-];
-
 /// A value with where it was written.
 type Located = (String, Pos);
 
@@ -116,11 +61,12 @@ const FLOW_KEYS: &[&str] = &[
 
 /// Every key the reader knows, in the spelling it looks for.
 fn known_key(name: &str) -> Option<&'static str> {
-    [FLOW_KEYS, INSTANCE_KEYS, COMMAND_KEYS, EVENT_KEYS]
-        .into_iter()
-        .flatten()
-        .find(|k| k.eq_ignore_ascii_case(name))
+    FLOW_KEYS
+        .iter()
+        .chain(INSTANCE_KEYS)
         .copied()
+        .chain(crate::schema::all_keys(Style::Camel))
+        .find(|k| k.eq_ignore_ascii_case(name))
 }
 
 /// Reads keys the way sipflow does: its Go structs are filled by encoding/json, which takes a
@@ -223,11 +169,15 @@ pub(crate) fn convert(
         let (action, binding) = match ty.as_str() {
             "sipInstance" => continue,
             "command" => {
-                f.unknown_keys(&data, COMMAND_KEYS, "command data", false);
+                let spec = data.get("command").and_then(SNode::as_text);
+                let spec = spec.and_then(|n| crate::schema::find(Kind::Command, &n));
+                crate::schema::check_keys(&mut f, &data, spec, Style::Camel, "command data");
                 (command(&mut f, &data), None)
             }
             "event" => {
-                f.unknown_keys(&data, EVENT_KEYS, "event data", false);
+                let spec = data.get("event").and_then(SNode::as_text);
+                let spec = spec.and_then(|n| crate::schema::find(Kind::Event, &n));
+                crate::schema::check_keys(&mut f, &data, spec, Style::Camel, "event data");
                 let number = f.string(&data, "number").filter(|n| !n.is_empty());
                 let number_pos = data.get("number").map_or(raw.pos, |n| n.pos);
                 (event(&mut f, &data), number.map(|n| (n, number_pos)))
@@ -621,12 +571,12 @@ fn command(f: &mut Fields<'_>, data: &SNode) -> Option<Action> {
             digits: s(f, "digits"),
             interval: f
                 .millis(data, "intervalMs")
-                .map_or(Duration::from_millis(100), |(d, _)| d),
+                .map_or_else(|| crate::schema::default_duration("SendDTMF", "interval"), |(d, _)| d),
         },
         other => match crate::options::extra_command(f, data, other, Style::Camel) {
             Some(a) => a,
             None => {
-                unknown_name(f, data, "command", other, crate::model::COMMANDS);
+                unknown_name(f, data, "command", other, &crate::schema::names(Kind::Command));
                 return None;
             }
         },
@@ -651,7 +601,7 @@ fn event(f: &mut Fields<'_>, data: &SNode) -> Option<Action> {
         other => match crate::options::extra_event(f, data, other) {
             Some(a) => a,
             None => {
-                unknown_name(f, data, "event", other, crate::model::EVENTS);
+                unknown_name(f, data, "event", other, &crate::schema::names(Kind::Event));
                 return None;
             }
         },

@@ -108,13 +108,6 @@ pub(crate) fn validate(s: &Scenario, diags: &mut Diagnostics) {
                 }
             }
             Action::SendRequest { method, target, .. }
-                if method == "UPDATE" && target.is_some() =>
-            {
-                diags.push(err(
-                    "an UPDATE belongs to a call (RFC 3311): no `target`, it goes in the call of its `call_id`".into(),
-                ));
-            }
-            Action::SendRequest { method, target, .. }
                 if method == "NOTIFY" && target.is_none() =>
             {
                 diags.push(err(
@@ -375,54 +368,15 @@ pub(crate) fn is_uri(t: &str) -> bool {
     l.starts_with("sip:") || l.starts_with("sips:")
 }
 
-/// Options only where they mean something.
+/// Options that go together. (Which node takes which key, the readers check by the table of
+/// actions, `crate::schema`.)
 fn options(s: &Scenario, diags: &mut Diagnostics) {
     for n in &s.nodes {
         let o = &n.opts;
-        let a = &n.action;
-        let call = matches!(a, Action::MakeCall { .. });
-        let request = matches!(a, Action::SendRequest { .. } | Action::Subscribe { .. });
-        let received = matches!(a, Action::Incoming { .. } | Action::RequestReceived { .. });
-        let ringing = matches!(a, Action::SendRinging | Action::SendProgress);
-        // (option, set on this node, allowed on this node)
-        let rules = [
-            ("expect", !o.expect.is_empty(), call || request),
-            ("until", o.until != crate::model::Until::Answer, call),
-            ("offer", o.late_offer, call),
-            ("redirects", o.redirects.is_some(), call),
-            ("session_expires", o.session_expires.is_some(), call),
-            ("headers", !o.headers.is_empty(), call || request),
-            (
-                "display_name/from_user",
-                o.display_name.is_some() || o.from_user.is_some(),
-                call,
-            ),
-            ("delay", o.delay.is_some(), ringing),
-            ("check", !o.checks.is_empty(), call || request || received),
-            ("loop", o.looped, matches!(a, Action::PlayAudio { .. })),
-            ("via", o.dtmf_info, matches!(a, Action::SendDtmf { .. })),
-            (
-                "matches",
-                o.pattern.is_some(),
-                matches!(a, Action::DtmfReceived { .. }),
-            ),
-        ];
-        let misplaced: Vec<&str> = rules
-            .iter()
-            .filter(|(_, set, allowed)| *set && !*allowed)
-            .map(|(name, _, _)| *name)
-            .collect();
-        if !misplaced.is_empty() {
-            diags.push(
-                Diagnostic::error(
-                    &s.file,
-                    n.pos,
-                    format!("node `{}` ({}) does not take {}", n.id, a.name(), misplaced.join(", ")),
-                )
-                .with_help("expect/headers: MakeCall, Send*, Subscribe; until/offer/redirects/session_expires/display_name/from_user: MakeCall; delay: Ringing, Progress; check: MakeCall, INCOMING, REQUEST, Send*"),
-            );
-        }
-        if call && o.until != crate::model::Until::Answer && !o.expect.is_empty() {
+        if matches!(n.action, Action::MakeCall { .. })
+            && o.until != crate::model::Until::Answer
+            && !o.expect.is_empty()
+        {
             diags.push(Diagnostic::error(
                 &s.file,
                 n.pos,

@@ -7,6 +7,7 @@ use crate::model::{
     Until,
 };
 use crate::options::{Style, key};
+use crate::schema;
 use crate::profiles::Profiles;
 use saphyr::{Mapping, Scalar, Yaml, YamlEmitter};
 use serde_json::{Value as Json, json};
@@ -63,12 +64,12 @@ fn node_fields(s: &Scenario, n: &Node) -> Vec<(&'static str, F)> {
         Action::PlayAudio { file } | Action::Record { file } => put("file", text(file)),
         Action::SendDtmf { digits, interval } => {
             put("digits", text(digits));
-            if *interval != Duration::from_millis(100) {
+            if *interval != schema::default_duration("SendDTMF", "interval") {
                 put("interval", F::Dur(*interval));
             }
         }
         Action::Reject { code, reason } => {
-            if *code != 486 {
+            if i64::from(*code) != schema::default_int("Reject", "code") {
                 put("code", F::Int(i64::from(*code)));
             }
             if let Some(r) = reason {
@@ -98,11 +99,13 @@ fn node_fields(s: &Scenario, n: &Node) -> Vec<(&'static str, F)> {
         } => {
             put("target", text(target));
             put("package", text(event));
-            if *expires != Duration::from_secs(3600) {
+            if *expires != schema::default_duration("Subscribe", "expires") {
                 put("expires", F::Dur(*expires));
             }
         }
-        Action::PlaySignature { duration } if *duration != Duration::from_secs(1) => {
+        Action::PlaySignature { duration }
+            if *duration != schema::default_duration("PlaySignature", "duration") =>
+        {
             put("duration", F::Dur(*duration));
         }
         Action::CheckMedia {

@@ -46,8 +46,8 @@ const INVALID: &[(&str, &str, &str)] = &[
     ),
     (
         "misplaced-option.yaml",
-        "6:9",
-        "node `alice.1` (Release) does not take expect",
+        "7:9",
+        "`expect` is a key of MakeCall, SendInfo, SendMessage, SendOptions (and 3 more), not of Release",
     ),
     (
         "bad-regex.yaml",

@@ -83,7 +83,7 @@ fn requests_outside_calls_say_what_they_need() {
         ),
         (
             "command: SendUpdate\n        target: bob",
-            "an UPDATE belongs to a call (RFC 3311)",
+            "`target` is a key of MakeCall, SendInfo, SendMessage, SendOptions (and 2 more), not of SendUpdate",
         ),
         (
             "command: MakeCall\n        target: bob\n        offer: sideways",
@@ -95,7 +95,7 @@ fn requests_outside_calls_say_what_they_need() {
         ),
         (
             "command: Answer\n        redirects: 2",
-            "does not take redirects",
+            "`redirects` is a key of MakeCall, not of Answer",
         ),
     ] {
         let err = error_of(&with_step(step));
