@@ -29,8 +29,8 @@ use crate::model::{
     SipTransport,
 };
 use crate::options::Style;
-use crate::schema::{Kind, default_duration};
 use crate::profiles::Profiles;
+use crate::schema::{Kind, default_duration};
 use crate::spanned::{Fields, SNode, Value};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -575,44 +575,58 @@ impl StepCtx<'_, '_> {
         };
         let f = &mut *self.f;
         let s = |f: &mut Fields<'_>, k: &str| f.string(item, k).unwrap_or_default();
-        Some(match crate::schema::find_loose(Kind::Command, &n).map(|s| s.name) {
-            Some("MakeCall") => Action::MakeCall {
-                target: s(f, "target"),
-            },
-            Some("Answer") => Action::Answer,
-            Some("Release") => Action::Release,
-            Some("Hold") => Action::Hold,
-            Some("Retrieve") => Action::Retrieve,
-            Some("BlindTransfer") => Action::BlindTransfer {
-                target_user: s(f, "target_user"),
-                target_host: s(f, "target_host"),
-            },
-            Some("MuteTransfer") => Action::AttendedTransfer {
-                primary_call_id: f
-                    .string(item, "primary_call_id")
-                    .or_else(|| f.string(item, "call_id"))
-                    .unwrap_or_else(|| DEFAULT_CALL_ID.to_owned()),
-                consult_call_id: s(f, "consult_call_id"),
-            },
-            Some("PlayAudio") => Action::PlayAudio { file: s(f, "file") },
-            Some("SendDTMF") => Action::SendDtmf {
-                digits: s(f, "digits"),
-                interval: f
-                    .duration(item, "interval")
-                    .map_or_else(|| default_duration("SendDTMF", "interval"), |(d, _)| d),
-            },
-            Some(other) => match crate::options::extra_command(f, item, other, Style::Snake) {
-                Some(a) => a,
+        Some(
+            match crate::schema::find_loose(Kind::Command, &n).map(|s| s.name) {
+                Some("MakeCall") => Action::MakeCall {
+                    target: s(f, "target"),
+                },
+                Some("Answer") => Action::Answer,
+                Some("Release") => Action::Release,
+                Some("Hold") => Action::Hold,
+                Some("Retrieve") => Action::Retrieve,
+                Some("BlindTransfer") => Action::BlindTransfer {
+                    target_user: s(f, "target_user"),
+                    target_host: s(f, "target_host"),
+                },
+                Some("MuteTransfer") => Action::AttendedTransfer {
+                    primary_call_id: f
+                        .string(item, "primary_call_id")
+                        .or_else(|| f.string(item, "call_id"))
+                        .unwrap_or_else(|| DEFAULT_CALL_ID.to_owned()),
+                    consult_call_id: s(f, "consult_call_id"),
+                },
+                Some("PlayAudio") => Action::PlayAudio { file: s(f, "file") },
+                Some("SendDTMF") => Action::SendDtmf {
+                    digits: s(f, "digits"),
+                    interval: f
+                        .duration(item, "interval")
+                        .map_or_else(|| default_duration("SendDTMF", "interval"), |(d, _)| d),
+                },
+                Some(other) => match crate::options::extra_command(f, item, other, Style::Snake) {
+                    Some(a) => a,
+                    None => {
+                        crate::sipflow::unknown_name(
+                            f,
+                            item,
+                            "command",
+                            &n,
+                            &crate::schema::names(Kind::Command),
+                        );
+                        return None;
+                    }
+                },
                 None => {
-                    crate::sipflow::unknown_name(f, item, "command", &n, &crate::schema::names(Kind::Command));
+                    crate::sipflow::unknown_name(
+                        f,
+                        item,
+                        "command",
+                        &n,
+                        &crate::schema::names(Kind::Command),
+                    );
                     return None;
                 }
             },
-            None => {
-                crate::sipflow::unknown_name(f, item, "command", &n, &crate::schema::names(Kind::Command));
-                return None;
-            }
-        })
+        )
     }
 
     fn event(&mut self, item: &SNode, name: &SNode) -> Option<Action> {
@@ -622,31 +636,45 @@ impl StepCtx<'_, '_> {
             return None;
         };
         let f = &mut *self.f;
-        Some(match crate::schema::find_loose(Kind::Event, &n).map(|s| s.name) {
-            Some("INCOMING") => Action::Incoming {
-                number: f.string(item, "number"),
-            },
-            Some("RINGING") => Action::Ringing,
-            Some("DISCONNECTED") => Action::Disconnected,
-            Some("TIMEOUT") => Action::Delay,
-            Some("DTMFReceived") => Action::DtmfReceived {
-                expected: f.string(item, "expected"),
-            },
-            Some("HELD") => Action::Held,
-            Some("RETRIEVED") => Action::Retrieved,
-            Some("TRANSFERRED") => Action::Transferred,
-            Some(other) => match crate::options::extra_event(f, item, other) {
-                Some(a) => a,
+        Some(
+            match crate::schema::find_loose(Kind::Event, &n).map(|s| s.name) {
+                Some("INCOMING") => Action::Incoming {
+                    number: f.string(item, "number"),
+                },
+                Some("RINGING") => Action::Ringing,
+                Some("DISCONNECTED") => Action::Disconnected,
+                Some("TIMEOUT") => Action::Delay,
+                Some("DTMFReceived") => Action::DtmfReceived {
+                    expected: f.string(item, "expected"),
+                },
+                Some("HELD") => Action::Held,
+                Some("RETRIEVED") => Action::Retrieved,
+                Some("TRANSFERRED") => Action::Transferred,
+                Some(other) => match crate::options::extra_event(f, item, other) {
+                    Some(a) => a,
+                    None => {
+                        crate::sipflow::unknown_name(
+                            f,
+                            item,
+                            "event",
+                            &n,
+                            &crate::schema::names(Kind::Event),
+                        );
+                        return None;
+                    }
+                },
                 None => {
-                    crate::sipflow::unknown_name(f, item, "event", &n, &crate::schema::names(Kind::Event));
+                    crate::sipflow::unknown_name(
+                        f,
+                        item,
+                        "event",
+                        &n,
+                        &crate::schema::names(Kind::Event),
+                    );
                     return None;
                 }
             },
-            None => {
-                crate::sipflow::unknown_name(f, item, "event", &n, &crate::schema::names(Kind::Event));
-                return None;
-            }
-        })
+        )
     }
 }
 

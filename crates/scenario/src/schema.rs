@@ -34,6 +34,10 @@ pub enum Type {
     Instance,
     /// One of a fixed set of words.
     Choice(&'static [&'static str]),
+    /// A PBX profile's name (pbx-profiles.yaml).
+    Profile,
+    /// A list of words (codecs).
+    List,
 }
 
 impl Type {
@@ -52,6 +56,8 @@ impl Type {
             Self::Node => "node",
             Self::Instance => "instance",
             Self::Choice(_) => "choice",
+            Self::Profile => "profile",
+            Self::List => "list",
         }
     }
 }
@@ -186,8 +192,12 @@ pub const ACTIONS: &[Spec] = &[
         keys: &[
             TARGET.required(),
             EXPECT,
-            key("until", "until", Type::Choice(&["answer", "ringing", "sent"]))
-                .or(Default::Text("answer")),
+            key(
+                "until",
+                "until",
+                Type::Choice(&["answer", "ringing", "sent"]),
+            )
+            .or(Default::Text("answer")),
             HEADERS,
             key("display_name", "displayName", Type::Text),
             key("from_user", "fromUser", Type::Text),
@@ -220,7 +230,13 @@ pub const ACTIONS: &[Spec] = &[
             key("consult_call_id", "consultCallId", Type::Text).required(),
         ],
     },
-    command("PlayAudio", &[FILE, key("loop", "loop", Type::Bool).or(Default::Bool(false))]),
+    command(
+        "PlayAudio",
+        &[
+            FILE,
+            key("loop", "loop", Type::Bool).or(Default::Bool(false)),
+        ],
+    ),
     command(
         "SendDTMF",
         &[
@@ -250,7 +266,14 @@ pub const ACTIONS: &[Spec] = &[
     command("SendOptions", &[TARGET, EXPECT, HEADERS, CHECK]),
     command(
         "SendNotify",
-        &[TARGET.required(), CONTENT_TYPE, BODY, EXPECT, HEADERS, CHECK],
+        &[
+            TARGET.required(),
+            CONTENT_TYPE,
+            BODY,
+            EXPECT,
+            HEADERS,
+            CHECK,
+        ],
     ),
     command("SendUpdate", &[CONTENT_TYPE, BODY, EXPECT, HEADERS, CHECK]),
     command(
@@ -267,7 +290,8 @@ pub const ACTIONS: &[Spec] = &[
     ),
     command(
         "PlaySignature",
-        &[key("duration", "durationMs", Type::Duration).or(Default::Duration(Duration::from_secs(1)))],
+        &[key("duration", "durationMs", Type::Duration)
+            .or(Default::Duration(Duration::from_secs(1)))],
     ),
     command("Record", &[FILE]),
     command(
@@ -336,17 +360,21 @@ pub const INSTANCE: &[Key] = &[
     key("label", "label", Type::Text),
     key("dn", "dn", Type::Text).required(),
     key("transport", "transport", Type::Choice(&["UDP", "TCP"])).or(Default::Text("UDP")),
-    key("pbx.profile", "pbxProfile", Type::Text),
+    key("pbx.profile", "pbxProfile", Type::Profile),
     key("pbx.host", "pbxHost", Type::Text),
     key("pbx.port", "pbxPort", Type::Text),
-    key("pbx.transport", "pbxTransport", Type::Choice(&["UDP", "TCP"])),
+    key(
+        "pbx.transport",
+        "pbxTransport",
+        Type::Choice(&["UDP", "TCP"]),
+    ),
     key("pbx.auth_user", "authUser", Type::Text),
     key("pbx.password", "password", Type::Text),
     key("pbx.realm", "realm", Type::Text),
     key("pbx.outbound_proxy", "outboundProxy", Type::Text),
     key("register", "register", Type::Bool),
     key("register_interval", "registerIntervalSeconds", Type::Int).or(Default::Int(300)),
-    key("codecs", "codecs", Type::Text),
+    key("codecs", "codecs", Type::List),
     key("auto_ringing", "autoRinging", Type::Bool).or(Default::Bool(true)),
     key(
         "100rel",
@@ -536,9 +564,8 @@ pub(crate) fn check_keys(
         } else {
             Diagnostic::warning(f.file, k.pos, format!("{msg} (ignored)"))
         };
-        f.diags.push(d.with_help(
-            help.unwrap_or_else(|| format!("known keys: {}", own.join(", "))),
-        ));
+        f.diags
+            .push(d.with_help(help.unwrap_or_else(|| format!("known keys: {}", own.join(", ")))));
     }
 }
 
@@ -551,7 +578,11 @@ fn list(names: &[&str]) -> String {
         [init @ .., last] => format!("{} or {last}", init.join(", ")),
     };
     if names.len() > shown.len() {
-        s = format!("{} (and {} more)", shown.join(", "), names.len() - shown.len());
+        s = format!(
+            "{} (and {} more)",
+            shown.join(", "),
+            names.len() - shown.len()
+        );
     }
     s
 }
@@ -616,7 +647,9 @@ pub fn markdown() -> String {
         }
         s
     };
-    let mut out = String::from("| name | kind | keys (YAML / sipflow JSON, type, default) |\n|---|---|---|\n");
+    let mut out = String::from(
+        "| name | kind | keys (YAML / sipflow JSON, type, default) |\n|---|---|---|\n",
+    );
     for s in ACTIONS {
         let mut name = format!("`{}`", s.name);
         for a in s.aliases {
@@ -661,7 +694,10 @@ mod tests {
 
     #[test]
     fn a_key_spelt_in_both_formats_is_spelt_the_same_wherever_it_appears() {
-        let all: Vec<&Key> = COMMON.iter().chain(ACTIONS.iter().flat_map(|s| s.keys)).collect();
+        let all: Vec<&Key> = COMMON
+            .iter()
+            .chain(ACTIONS.iter().flat_map(|s| s.keys))
+            .collect();
         for a in &all {
             for b in &all {
                 assert!(

@@ -11,8 +11,8 @@ use crate::model::{
     SipTransport,
 };
 use crate::options::Style;
-use crate::schema::Kind;
 use crate::profiles::Profiles;
+use crate::schema::Kind;
 use crate::spanned::{Fields, SNode, Value};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -569,14 +569,21 @@ fn command(f: &mut Fields<'_>, data: &SNode) -> Option<Action> {
         },
         "SendDTMF" => Action::SendDtmf {
             digits: s(f, "digits"),
-            interval: f
-                .millis(data, "intervalMs")
-                .map_or_else(|| crate::schema::default_duration("SendDTMF", "interval"), |(d, _)| d),
+            interval: f.millis(data, "intervalMs").map_or_else(
+                || crate::schema::default_duration("SendDTMF", "interval"),
+                |(d, _)| d,
+            ),
         },
         other => match crate::options::extra_command(f, data, other, Style::Camel) {
             Some(a) => a,
             None => {
-                unknown_name(f, data, "command", other, &crate::schema::names(Kind::Command));
+                unknown_name(
+                    f,
+                    data,
+                    "command",
+                    other,
+                    &crate::schema::names(Kind::Command),
+                );
                 return None;
             }
         },

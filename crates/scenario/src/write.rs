@@ -7,8 +7,8 @@ use crate::model::{
     Until,
 };
 use crate::options::{Style, key};
-use crate::schema;
 use crate::profiles::Profiles;
+use crate::schema;
 use saphyr::{Mapping, Scalar, Yaml, YamlEmitter};
 use serde_json::{Value as Json, json};
 use std::borrow::Cow;

@@ -126,7 +126,10 @@ fn the_schema_as_json_lists_every_action_with_typed_keys() {
         .iter()
         .find(|k| k["yaml"] == "until")
         .unwrap();
-    assert_eq!(until["choices"], serde_json::json!(["answer", "ringing", "sent"]));
+    assert_eq!(
+        until["choices"],
+        serde_json::json!(["answer", "ringing", "sent"])
+    );
     assert_eq!(
         j["commands"].as_array().unwrap().len() + j["events"].as_array().unwrap().len(),
         ACTIONS.len()

@@ -8,47 +8,31 @@ const $$ = (sel) => [...document.querySelectorAll(sel)];
 const SVG = 'http://www.w3.org/2000/svg';
 const NODE_W = 170, NODE_H = 54, INST_W = 170, INST_H = 46, LANE_W = 420;
 
-// Fields per command/event (sipflow's camelCase keys, as the server reads them).
-const COMMON = [['label', 'text'], ['callId', 'text', 'call-1'], ['timeout', 'ms', 10000], ['after', 'node']];
-const CHECKS = [['check', 'checks']];
-const HEADERS = [['headers', 'headers']];
-const EXPECT = [['expect', 'codes']];
-const SPEC = {
-  command: {
-    MakeCall: [['targetUri', 'target'], ...EXPECT, ['until', ['answer', 'ringing', 'sent']], ...HEADERS,
-      ['displayName', 'text'], ['fromUser', 'text'], ['offer', ['early', 'late']],
-      ['redirects', 'number', 3], ...CHECKS],
-    Answer: [], Release: [], Hold: [], Retrieve: [], Cancel: [],
-    BlindTransfer: [['targetUser', 'text'], ['targetHost', 'text']],
-    MuteTransfer: [['primaryCallId', 'text', 'call-1'], ['consultCallId', 'text']],
-    PlayAudio: [['filePath', 'text'], ['loop', 'bool']],
-    SendDTMF: [['digits', 'text'], ['intervalMs', 'number', 100], ['via', ['rfc4733', 'info']]],
-    Reject: [['code', 'number', 486], ['reason', 'text']],
-    Ringing: [['delayMs', 'number']], Progress: [['delayMs', 'number']],
-    SendInfo: [['targetUri', 'target'], ['contentType', 'text'], ['body', 'area'], ...EXPECT, ...HEADERS, ...CHECKS],
-    SendMessage: [['targetUri', 'target'], ['contentType', 'text'], ['body', 'area'], ...EXPECT, ...HEADERS, ...CHECKS],
-    SendOptions: [['targetUri', 'target'], ...EXPECT, ...HEADERS, ...CHECKS],
-    SendNotify: [['targetUri', 'target'], ['contentType', 'text'], ['body', 'area'], ...EXPECT, ...HEADERS, ...CHECKS],
-    SendUpdate: [['contentType', 'text'], ['body', 'area'], ...EXPECT, ...HEADERS, ...CHECKS],
-    Subscribe: [['targetUri', 'target'], ['package', 'text', 'message-summary'], ['expiresMs', 'number', 3600000],
-      ...EXPECT, ...HEADERS, ...CHECKS],
-    PlaySignature: [['durationMs', 'number', 1000]],
-    Record: [['filePath', 'text']],
-    CheckMedia: [['maxLoss', 'number'], ['maxJitterMs', 'number']],
-  },
-  event: {
-    INCOMING: [['number', 'text'], ...CHECKS], RINGING: [], DISCONNECTED: [], TIMEOUT: [],
-    DTMFReceived: [['expectedDigit', 'text'], ['matches', 'text']],
-    HELD: [], RETRIEVED: [], TRANSFERRED: [], MEDIA: [],
-    REQUEST: [['method', ['', 'INFO', 'MESSAGE', 'OPTIONS', 'NOTIFY', 'UPDATE']], ...CHECKS],
-    HEARD: [['from', 'instance']], TONE: [['frequency', 'number'], ['absent', 'bool']],
-  },
-};
-const INSTANCE_FIELDS = [['label', 'text'], ['dn', 'text'], ['transport', ['UDP', 'TCP']],
-  ['pbxProfile', 'profile'], ['pbxHost', 'text'], ['pbxPort', 'text'], ['pbxTransport', ['', 'UDP', 'TCP']],
-  ['authUser', 'text'], ['password', 'text'], ['realm', 'text'], ['outboundProxy', 'text'],
-  ['register', 'bool'], ['registerIntervalSeconds', 'number', 300], ['codecs', 'list'],
-  ['autoRinging', 'bool', true], ['rel100', ['supported', 'required', 'off']], ['displayName', 'text']];
+// Fields per command/event and of an instance (sipflow's camelCase keys, as the server reads
+// them): [key, type, default], filled from the server's table (GET /api/schema) at start.
+let COMMON = [];
+let SPEC = { command: {}, event: {} };
+let INSTANCE_FIELDS = [];
+
+// A key of the schema as a field: durations are milliseconds in sipflow JSON, a choice that may
+// be left out offers '' (any / none) first.
+function fieldOf(k) {
+  const types = { int: 'number', number: 'number', duration: 'ms' };
+  let type = types[k.type] || k.type;
+  if (k.type === 'choice') type = k.required || k.default !== undefined ? k.choices : ['', ...k.choices];
+  return [k.json, type, k.default];
+}
+
+async function loadSchema() {
+  const r = await api('GET', '/api/schema');
+  if (!r.ok) throw new Error('cannot read the schema');
+  COMMON = r.data.common.map(fieldOf);
+  for (const [kind, list] of [['command', r.data.commands], ['event', r.data.events]]) {
+    SPEC[kind] = {};
+    for (const a of list) SPEC[kind][a.name] = a.keys.map(fieldOf);
+  }
+  INSTANCE_FIELDS = r.data.instance.map(fieldOf);
+}
 
 const S = {
   name: null, flow: { nodes: [], edges: [] }, dirty: false, sel: null, diags: [],
@@ -919,6 +903,7 @@ function wire() {
 }
 
 async function init() {
+  await loadSchema();
   wire();
   S.events = [];
   await Promise.all([loadList(), loadHistory(), loadProfiles()]);

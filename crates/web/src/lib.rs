@@ -22,6 +22,8 @@
 //!   `POST /api/history/prune` (`{"keep": 20}`).
 //! - `GET /api/profiles`, `PUT /api/profiles` (`{"profiles": {"lab": {"host": ...}}}`): the PBX
 //!   profiles scenarios name (`pbx-profiles.yaml` in the workspace).
+//! - `GET /api/schema`: every command and event with its keys, their types, defaults and which
+//!   are required (`scenario::schema::to_json`); the editor builds its palette and panels from it.
 
 //!
 //! What the server trusts and refuses is in docs/security.md: requests must name the server as
@@ -259,6 +261,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/history/{id}", get(history_get).delete(history_delete))
         .route("/api/history/{id}/ladder", get(history_ladder))
         .route("/api/profiles", get(profiles_get).put(profiles_put))
+        .route("/api/schema", get(schema_get))
         .route(
             "/app.js",
             get(|| async {
@@ -972,6 +975,12 @@ struct ProfileForm {
     realm: Option<String>,
     #[serde(default)]
     outbound_proxy: Option<String>,
+}
+
+/// The table of every command and event and their keys (`scenario::schema`), which the editor
+/// builds its palette and property panels from.
+async fn schema_get() -> Response {
+    Json(scenario::schema::to_json()).into_response()
 }
 
 async fn profiles_get(State(app): State<Arc<App>>) -> Response {

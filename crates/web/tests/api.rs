@@ -847,3 +847,38 @@ async fn a_corrupt_history_does_not_stop_the_server() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_editor_reads_every_command_and_its_keys_from_the_server() {
+    let server = Server::start("schema").await;
+    let (status, schema) = server.json("GET", "/api/schema", Value::Null).await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = schema["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(schema["events"].as_array().unwrap())
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), scenario::schema::ACTIONS.len());
+    assert!(
+        names.contains(&"MakeCall") && names.contains(&"INCOMING"),
+        "{names:?}"
+    );
+    let dtmf = schema["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "SendDTMF")
+        .unwrap();
+    assert_eq!(
+        dtmf["keys"][1],
+        json!({"yaml": "interval", "json": "intervalMs", "type": "duration", "required": false, "default": 100})
+    );
+    // The page holds no copy of the table.
+    let (_, page) = server.http("GET", "/app.js", "", false).await;
+    assert!(
+        !page.contains("MakeCall:"),
+        "app.js has its own table again"
+    );
+}
