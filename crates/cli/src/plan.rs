@@ -70,12 +70,13 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<i32> {
     });
     let invalid = plan.invalid;
     let results = rt.block_on(execute(&args, plan.runs, terminal.clone()))?;
-    for j in &streams {
-        j.flush();
-    }
     let Some(results) = results else {
-        // Stopped twice, or the cleanup overran its bound: leave at once, without waiting for
-        // the runtime's tasks.
+        // Stopped twice, or the cleanup overran its bound: keep what the streams have (a run
+        // that ended flushed its own), then leave at once, without waiting for the runtime's
+        // tasks.
+        for j in &streams {
+            j.flush();
+        }
         std::process::exit(exit_code::STOPPED);
     };
     if let Some(t) = &terminal {
@@ -185,7 +186,8 @@ async fn execute(
 ) -> anyhow::Result<Option<Vec<Result<Option<Done>, String>>>> {
     let mut signals = crate::StopSignals::new()?;
     let stop = tokio_util::sync::CancellationToken::new();
-    let single = runs.len() == 1 && terminal.is_some();
+    // One run has the terminal: it prints as it goes.
+    let single = terminal.is_some();
     let limit = Arc::new(tokio::sync::Semaphore::new(args.jobs.max(1)));
     let budget = report_budget(args);
     // Events are kept in memory only when a report is drawn from them at the end (a flood of

@@ -30,7 +30,7 @@ use crate::model::{
 };
 use crate::options::Style;
 use crate::profiles::Profiles;
-use crate::schema::{Kind, default_duration};
+use crate::schema::{Kind, Spec, default_duration};
 use crate::spanned::{Fields, SNode, Value};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -474,8 +474,8 @@ impl StepCtx<'_, '_> {
                     .error(e.pos, "a step has either `command` or `event`, not both");
                 return None;
             }
-            (Some(c), None) => self.command(item, c)?,
-            (None, Some(e)) => self.event(item, e)?,
+            (Some(c), None) => self.command(item, c, spec)?,
+            (None, Some(e)) => self.event(item, e, spec)?,
             (None, None) => {
                 self.f.error(
                     item.pos,
@@ -567,7 +567,8 @@ impl StepCtx<'_, '_> {
         }
     }
 
-    fn command(&mut self, item: &SNode, name: &SNode) -> Option<Action> {
+    /// The command `name` names: `spec`, its entry in the table of actions (None: no command).
+    fn command(&mut self, item: &SNode, name: &SNode, spec: Option<&Spec>) -> Option<Action> {
         let Some(n) = name.as_text() else {
             self.f
                 .error(name.pos, "`command` must be a name such as MakeCall");
@@ -575,106 +576,69 @@ impl StepCtx<'_, '_> {
         };
         let f = &mut *self.f;
         let s = |f: &mut Fields<'_>, k: &str| f.string(item, k).unwrap_or_default();
-        Some(
-            match crate::schema::find_loose(Kind::Command, &n).map(|s| s.name) {
-                Some("MakeCall") => Action::MakeCall {
-                    target: s(f, "target"),
-                },
-                Some("Answer") => Action::Answer,
-                Some("Release") => Action::Release,
-                Some("Hold") => Action::Hold,
-                Some("Retrieve") => Action::Retrieve,
-                Some("BlindTransfer") => Action::BlindTransfer {
-                    target_user: s(f, "target_user"),
-                    target_host: s(f, "target_host"),
-                },
-                Some("MuteTransfer") => Action::AttendedTransfer {
-                    primary_call_id: f
-                        .string(item, "primary_call_id")
-                        .or_else(|| f.string(item, "call_id"))
-                        .unwrap_or_else(|| DEFAULT_CALL_ID.to_owned()),
-                    consult_call_id: s(f, "consult_call_id"),
-                },
-                Some("PlayAudio") => Action::PlayAudio { file: s(f, "file") },
-                Some("SendDTMF") => Action::SendDtmf {
-                    digits: s(f, "digits"),
-                    interval: f
-                        .duration(item, "interval")
-                        .map_or_else(|| default_duration("SendDTMF", "interval"), |(d, _)| d),
-                },
-                Some(other) => match crate::options::extra_command(f, item, other, Style::Snake) {
-                    Some(a) => a,
-                    None => {
-                        crate::sipflow::unknown_name(
-                            f,
-                            item,
-                            "command",
-                            &n,
-                            &crate::schema::names(Kind::Command),
-                        );
-                        return None;
-                    }
-                },
-                None => {
-                    crate::sipflow::unknown_name(
-                        f,
-                        item,
-                        "command",
-                        &n,
-                        &crate::schema::names(Kind::Command),
-                    );
-                    return None;
-                }
-            },
-        )
+        let action = spec.and_then(|spec| match spec.name {
+            "MakeCall" => Some(Action::MakeCall {
+                target: s(f, "target"),
+            }),
+            "Answer" => Some(Action::Answer),
+            "Release" => Some(Action::Release),
+            "Hold" => Some(Action::Hold),
+            "Retrieve" => Some(Action::Retrieve),
+            "BlindTransfer" => Some(Action::BlindTransfer {
+                target_user: s(f, "target_user"),
+                target_host: s(f, "target_host"),
+            }),
+            "MuteTransfer" => Some(Action::AttendedTransfer {
+                primary_call_id: f
+                    .string(item, "primary_call_id")
+                    .or_else(|| f.string(item, "call_id"))
+                    .unwrap_or_else(|| DEFAULT_CALL_ID.to_owned()),
+                consult_call_id: s(f, "consult_call_id"),
+            }),
+            "PlayAudio" => Some(Action::PlayAudio { file: s(f, "file") }),
+            "SendDTMF" => Some(Action::SendDtmf {
+                digits: s(f, "digits"),
+                interval: f
+                    .duration(item, "interval")
+                    .map_or_else(|| default_duration("SendDTMF", "interval"), |(d, _)| d),
+            }),
+            other => crate::options::extra_command(f, item, other, Style::Snake),
+        });
+        if action.is_none() {
+            let known = crate::schema::names(Kind::Command);
+            crate::sipflow::unknown_name(f, item, "command", &n, &known);
+        }
+        action
     }
 
-    fn event(&mut self, item: &SNode, name: &SNode) -> Option<Action> {
+    /// The event `name` names: `spec`, its entry in the table of actions (None: no event).
+    fn event(&mut self, item: &SNode, name: &SNode, spec: Option<&Spec>) -> Option<Action> {
         let Some(n) = name.as_text() else {
             self.f
                 .error(name.pos, "`event` must be a name such as INCOMING");
             return None;
         };
         let f = &mut *self.f;
-        Some(
-            match crate::schema::find_loose(Kind::Event, &n).map(|s| s.name) {
-                Some("INCOMING") => Action::Incoming {
-                    number: f.string(item, "number"),
-                },
-                Some("RINGING") => Action::Ringing,
-                Some("DISCONNECTED") => Action::Disconnected,
-                Some("TIMEOUT") => Action::Delay,
-                Some("DTMFReceived") => Action::DtmfReceived {
-                    expected: f.string(item, "expected"),
-                },
-                Some("HELD") => Action::Held,
-                Some("RETRIEVED") => Action::Retrieved,
-                Some("TRANSFERRED") => Action::Transferred,
-                Some(other) => match crate::options::extra_event(f, item, other) {
-                    Some(a) => a,
-                    None => {
-                        crate::sipflow::unknown_name(
-                            f,
-                            item,
-                            "event",
-                            &n,
-                            &crate::schema::names(Kind::Event),
-                        );
-                        return None;
-                    }
-                },
-                None => {
-                    crate::sipflow::unknown_name(
-                        f,
-                        item,
-                        "event",
-                        &n,
-                        &crate::schema::names(Kind::Event),
-                    );
-                    return None;
-                }
-            },
-        )
+        let action = spec.and_then(|spec| match spec.name {
+            "INCOMING" => Some(Action::Incoming {
+                number: f.string(item, "number"),
+            }),
+            "RINGING" => Some(Action::Ringing),
+            "DISCONNECTED" => Some(Action::Disconnected),
+            "TIMEOUT" => Some(Action::Delay),
+            "DTMFReceived" => Some(Action::DtmfReceived {
+                expected: f.string(item, "expected"),
+            }),
+            "HELD" => Some(Action::Held),
+            "RETRIEVED" => Some(Action::Retrieved),
+            "TRANSFERRED" => Some(Action::Transferred),
+            other => crate::options::extra_event(f, item, other),
+        });
+        if action.is_none() {
+            let known = crate::schema::names(Kind::Event);
+            crate::sipflow::unknown_name(f, item, "event", &n, &known);
+        }
+        action
     }
 }
 

@@ -410,16 +410,6 @@ pub(crate) fn find_loose(kind: Kind, name: &str) -> Option<&'static Spec> {
     })
 }
 
-/// The spec of the action a node runs.
-pub fn of(action: &crate::model::Action) -> &'static Spec {
-    let kind = if action.is_event() {
-        Kind::Event
-    } else {
-        Kind::Command
-    };
-    find(kind, action.name()).unwrap_or_else(|| unreachable!("{} is in the table", action.name()))
-}
-
 /// The default of the key `yaml` of the command or event `action`, which the table gives.
 fn default_of(action: &str, yaml: &str) -> Default {
     ACTIONS
@@ -510,7 +500,8 @@ pub(crate) fn check_keys(
             .collect(),
         None => all_keys(style).collect(),
     };
-    let as_error = style == crate::options::Style::Snake;
+    // Keys of other commands or events: an error here, and no unknown key below.
+    let mut elsewhere = Vec::new();
     for (k, v) in map.entries() {
         let name = k.name.as_str();
         if own.contains(&name) {
@@ -521,52 +512,41 @@ pub(crate) fn check_keys(
             .filter(|s| s.key(name, style).is_some())
             .map(|s| s.name)
             .collect();
-        if let Some(spec) = spec
-            && !owners.is_empty()
-        {
-            let empty = match &v.value {
-                Value::Null => true,
-                Value::Str(s) => s.is_empty(),
-                Value::Seq(items) => items.is_empty(),
-                Value::Map(entries) => entries.is_empty(),
-                _ => false,
-            };
-            if empty {
-                continue;
-            }
-            let takes: Vec<&str> = spec.keys.iter().map(|k| k.name(style)).collect();
-            let help = if takes.is_empty() {
-                format!("{} takes none but the common keys", spec.name)
-            } else {
-                format!("{} takes: {}", spec.name, takes.join(", "))
-            };
-            f.diags.push(
-                Diagnostic::error(
-                    f.file,
-                    k.pos,
-                    format!(
-                        "`{name}` is a key of {}, not of {}",
-                        list(&owners),
-                        spec.name
-                    ),
-                )
-                .with_help(help),
-            );
+        let Some(spec) = spec.filter(|_| !owners.is_empty()) else {
             continue;
-        }
-        let help = crate::diag::did_you_mean(name, own.iter().copied());
-        if !as_error && help.is_none() {
-            continue;
-        }
-        let msg = format!("unknown key `{name}` in {what}");
-        let d = if as_error {
-            Diagnostic::error(f.file, k.pos, msg)
-        } else {
-            Diagnostic::warning(f.file, k.pos, format!("{msg} (ignored)"))
         };
-        f.diags
-            .push(d.with_help(help.unwrap_or_else(|| format!("known keys: {}", own.join(", ")))));
+        elsewhere.push(name);
+        let empty = match &v.value {
+            Value::Null => true,
+            Value::Str(s) => s.is_empty(),
+            Value::Seq(items) => items.is_empty(),
+            Value::Map(entries) => entries.is_empty(),
+            _ => false,
+        };
+        if empty {
+            continue;
+        }
+        let takes: Vec<&str> = spec.keys.iter().map(|k| k.name(style)).collect();
+        let help = if takes.is_empty() {
+            format!("{} takes none but the common keys", spec.name)
+        } else {
+            format!("{} takes: {}", spec.name, takes.join(", "))
+        };
+        f.diags.push(
+            Diagnostic::error(
+                f.file,
+                k.pos,
+                format!(
+                    "`{name}` is a key of {}, not of {}",
+                    list(&owners),
+                    spec.name
+                ),
+            )
+            .with_help(help),
+        );
     }
+    let as_error = style == crate::options::Style::Snake;
+    f.unknown_keys_except(map, &own, &elsewhere, what, as_error);
 }
 
 /// `a`, `a or b`, `a, b or c`: at most four names, then "and N more".

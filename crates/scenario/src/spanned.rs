@@ -400,8 +400,21 @@ impl Fields<'_> {
 
     /// Reports every key of `map` not in `known`, with a "did you mean" where one is close.
     pub(crate) fn unknown_keys(&mut self, map: &SNode, known: &[&str], what: &str, as_error: bool) {
+        self.unknown_keys_except(map, known, &[], what, as_error);
+    }
+
+    /// [`Fields::unknown_keys`], leaving the keys of `except` alone (they are known elsewhere,
+    /// and reported there), without offering them as what was meant.
+    pub(crate) fn unknown_keys_except(
+        &mut self,
+        map: &SNode,
+        known: &[&str],
+        except: &[&str],
+        what: &str,
+        as_error: bool,
+    ) {
         for (k, _) in map.entries() {
-            if known.contains(&k.name.as_str()) {
+            if known.contains(&k.name.as_str()) || except.contains(&k.name.as_str()) {
                 continue;
             }
             let help = crate::diag::did_you_mean(&k.name, known.iter().copied());
