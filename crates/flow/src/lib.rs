@@ -3,12 +3,24 @@
 //! or a clock: the orchestrator observes, asks, and carries out what it is told. `clippy.toml`
 //! keeps it that way (no `Instant::now`, no sleeps, no sockets).
 //!
-//! This is the first part of the engine-core redesign: the decisions that were already pure
-//! moved here from session and orchestrator; the chain cursor and its timer table come next.
+//! The chain cursor ([`chains::Flow`]) decides which node of which iteration runs when, with
+//! its timer table; the other modules are the pure decisions of a call.
 
+pub mod chains;
 pub mod extensions;
 pub mod hangup;
 pub mod routing;
 pub mod session_timer;
+pub mod sim;
 
 pub use hangup::{HangupAction, LegState, Role, hangup_action};
+
+/// A duration as failure messages say it: `10 s`, `2.50 s`.
+pub fn secs(d: std::time::Duration) -> String {
+    let s = d.as_secs_f64();
+    if s >= 10.0 || s.fract() == 0.0 {
+        format!("{s:.0} s")
+    } else {
+        format!("{s:.2} s")
+    }
+}

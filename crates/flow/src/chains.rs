@@ -1,0 +1,607 @@
+//! The chain cursor: which node of which iteration runs when, what follows it, when an
+//! iteration has ended and with what verdict. Sans-IO, in the quinn-proto shape:
+//!
+//! - [`Flow::start`] begins an iteration; [`Flow::handle`] takes what the driver observed (a
+//!   node it ran has finished, a stop); [`Flow::handle_timeout`] fires the timers due.
+//! - [`Flow::poll_action`] says what to do next; [`Flow::poll_timeout`] when to call
+//!   `handle_timeout` again.
+//!
+//! **The run-loop contract** (str0m's "single-mutation invariant"): after every `start`,
+//! `handle` or `handle_timeout`, drain `poll_action` until it returns `None`, then sleep until
+//! `poll_timeout` (or the next input). Every method takes `now` and never reads a clock, so a
+//! test drives a whole scenario with fake time in microseconds.
+//!
+//! What the flow owns: the chain cursor of each role (one node at a time per role and
+//! iteration; a role's start chains run one after another, then the nodes other roles hand to
+//! it, in the order they were handed), success and failure edges, the cross-role `after` waits
+//! and `Delay` nodes (both with their timeout in the timer table), failure propagation (a failure
+//! with no failure edge ends its iteration, and only it), and a stop (every iteration ends
+//! `Stopped`). What a command or an event does on the wire is the driver's: it gets
+//! [`Action::Run`] and answers [`Input::Done`].
+//!
+//! Everything is keyed by (iteration, node); a node's role is its instance. A functional run is
+//! iteration 0; a load run starts more.
+
+use crate::secs;
+use events::{Failure, FailureKind, NodeState};
+use scenario::{Action as Step, NodeIdx, Scenario};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// An iteration's number: 0 for a functional run.
+pub type Iteration = u32;
+
+/// A node of an iteration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeRef {
+    pub iteration: Iteration,
+    pub node: NodeIdx,
+}
+
+/// Why a node the driver ran did not pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failed {
+    pub kind: FailureKind,
+    /// What was expected and what happened, for people.
+    pub message: String,
+}
+
+/// What the driver observed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// A node the driver ran ([`Action::Run`]) has finished. A report for a node that is no
+    /// longer running (its iteration ended, [`Action::Abort`]) is ignored.
+    Done {
+        at: NodeRef,
+        result: Result<(), Failed>,
+    },
+    /// Stop: every iteration still running ends `Stopped`.
+    Stop,
+}
+
+/// A node's change of state, as the `node_state` event says it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateChange {
+    pub at: NodeRef,
+    pub from: NodeState,
+    pub to: NodeState,
+    pub reason: Option<String>,
+    /// How long it ran (to a final state from Running).
+    pub duration: Option<Duration>,
+    /// A failure its failure edge handles.
+    pub handled: bool,
+}
+
+/// How an iteration ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Passed,
+    /// The first failure no failure edge handled.
+    Failed(Failure),
+    Stopped,
+}
+
+/// What the driver does next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Carry out this node (its command, or its wait for an event) on its role; answer with
+    /// [`Input::Done`].
+    Run(NodeRef),
+    /// The node's iteration has ended while it ran: end what carries it out. Its `Done`, if one
+    /// still comes, is ignored.
+    Abort(NodeRef),
+    /// A node changed state.
+    State(StateChange),
+    /// An iteration has ended; its node states are final ([`Flow::nodes`]).
+    Ended {
+        iteration: Iteration,
+        verdict: Verdict,
+    },
+}
+
+/// The deadlines the flow keeps itself (quinn's timer table), each for one node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Timer {
+    /// A `Delay` node passes.
+    Delay(NodeRef),
+    /// A node waiting (`after`) for another gives up.
+    After(NodeRef),
+}
+
+/// Deadlines ordered by time; each timer at most once.
+#[derive(Debug, Default)]
+struct TimerTable {
+    by_time: BTreeSet<(Instant, Timer)>,
+    by_timer: HashMap<Timer, Instant>,
+}
+
+impl TimerTable {
+    fn set(&mut self, timer: Timer, at: Instant) {
+        self.stop(timer);
+        self.by_time.insert((at, timer));
+        self.by_timer.insert(timer, at);
+    }
+
+    fn stop(&mut self, timer: Timer) {
+        if let Some(at) = self.by_timer.remove(&timer) {
+            self.by_time.remove(&(at, timer));
+        }
+    }
+
+    fn next(&self) -> Option<Instant> {
+        self.by_time.first().map(|(at, _)| *at)
+    }
+
+    /// The first timer due at `now`, taken off the table.
+    fn expired(&mut self, now: Instant) -> Option<Timer> {
+        let &(at, timer) = self.by_time.first()?;
+        if at > now {
+            return None;
+        }
+        self.by_time.remove(&(at, timer));
+        self.by_timer.remove(&timer);
+        Some(timer)
+    }
+}
+
+/// A node's record in one iteration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeRecord {
+    pub state: NodeState,
+    pub duration: Option<Duration>,
+    pub reason: Option<String>,
+    started: Option<Instant>,
+    /// Handed to the driver (not a Delay, not still waiting for `after`).
+    with_driver: bool,
+}
+
+/// One role's cursor in an iteration: the node it runs, and the chains waiting their turn.
+#[derive(Debug, Default)]
+struct Worker {
+    busy: Option<NodeIdx>,
+    queue: VecDeque<NodeIdx>,
+}
+
+#[derive(Debug)]
+struct Iter {
+    nodes: Vec<NodeRecord>,
+    workers: Vec<Worker>,
+    /// Chains not yet ended.
+    live: usize,
+    /// Nodes waiting (`after`) for the node they index.
+    waiters: HashMap<NodeIdx, Vec<NodeIdx>>,
+    /// Nodes a chain has reached (started or queued): a second chain reaching one joins it
+    /// and ends there, so no node runs twice in an iteration.
+    claimed: Vec<bool>,
+}
+
+/// The chains of every iteration of one scenario.
+#[derive(Debug)]
+pub struct Flow {
+    scenario: Arc<Scenario>,
+    iters: HashMap<Iteration, Iter>,
+    /// Ended iterations' records, until forgotten.
+    ended: HashMap<Iteration, Vec<NodeRecord>>,
+    timers: TimerTable,
+    actions: VecDeque<Action>,
+}
+
+impl Flow {
+    pub fn new(scenario: Arc<Scenario>) -> Self {
+        Self {
+            scenario,
+            iters: HashMap::new(),
+            ended: HashMap::new(),
+            timers: TimerTable::default(),
+            actions: VecDeque::new(),
+        }
+    }
+
+    pub fn scenario(&self) -> &Arc<Scenario> {
+        &self.scenario
+    }
+
+    /// Begins `iteration`: every role starts its first chain. A scenario without chains ends
+    /// at once, passed. Starting an iteration already known does nothing.
+    pub fn start(&mut self, now: Instant, iteration: Iteration) {
+        if self.iters.contains_key(&iteration) || self.ended.contains_key(&iteration) {
+            return;
+        }
+        let s = self.scenario.clone();
+        let iter = Iter {
+            nodes: s
+                .nodes
+                .iter()
+                .map(|_| NodeRecord {
+                    state: NodeState::Pending,
+                    duration: None,
+                    reason: None,
+                    started: None,
+                    with_driver: false,
+                })
+                .collect(),
+            workers: s
+                .instances
+                .iter()
+                .map(|i| Worker {
+                    busy: None,
+                    queue: i.starts.iter().copied().collect(),
+                })
+                .collect(),
+            live: s.instances.iter().map(|i| i.starts.len()).sum(),
+            waiters: HashMap::new(),
+            claimed: {
+                let mut c = vec![false; s.nodes.len()];
+                for &n in s.instances.iter().flat_map(|i| &i.starts) {
+                    c[n] = true;
+                }
+                c
+            },
+        };
+        let live = iter.live;
+        self.iters.insert(iteration, iter);
+        if live == 0 {
+            self.end(now, iteration, Verdict::Passed);
+            return;
+        }
+        for role in 0..s.instances.len() {
+            self.pump(now, iteration, role);
+        }
+    }
+
+    /// Takes what the driver observed.
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Done { at, result } => {
+                let Some(rec) = self.record(at) else { return };
+                if rec.state != NodeState::Running || !rec.with_driver {
+                    return;
+                }
+                self.finish(now, at, result);
+            }
+            Input::Stop => {
+                let mut live: Vec<Iteration> = self.iters.keys().copied().collect();
+                live.sort_unstable();
+                for i in live {
+                    self.end(now, i, Verdict::Stopped);
+                }
+            }
+        }
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(timer) = self.timers.expired(now) {
+            match timer {
+                Timer::Delay(at) => self.finish(now, at, Ok(())),
+                Timer::After(at) => {
+                    let s = self.scenario.clone();
+                    let node = &s.nodes[at.node];
+                    let Some(t) = node.opts.after else { continue };
+                    if let Some(w) = self
+                        .iters
+                        .get_mut(&at.iteration)
+                        .and_then(|i| i.waiters.get_mut(&t))
+                    {
+                        w.retain(|&n| n != at.node);
+                    }
+                    let other = &s.nodes[t];
+                    let message = format!(
+                        "waited for `{}` ({} on {}) for {}, it has not passed",
+                        other.id,
+                        other.action.name(),
+                        s.instances[other.instance].label,
+                        secs(node.timeout)
+                    );
+                    let failed = Failed {
+                        kind: FailureKind::Timeout,
+                        message,
+                    };
+                    self.finish(now, at, Err(failed));
+                }
+            }
+        }
+    }
+
+    /// When `handle_timeout` is due next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// What to do next.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Iterations started and not yet ended.
+    pub fn running(&self) -> usize {
+        self.iters.len()
+    }
+
+    /// The node records of an iteration (running or ended and not forgotten), in node order.
+    pub fn nodes(&self, iteration: Iteration) -> Option<&[NodeRecord]> {
+        self.iters
+            .get(&iteration)
+            .map(|i| i.nodes.as_slice())
+            .or_else(|| self.ended.get(&iteration).map(Vec::as_slice))
+    }
+
+    /// Drops what is kept of an ended iteration.
+    pub fn forget(&mut self, iteration: Iteration) {
+        self.ended.remove(&iteration);
+    }
+
+    fn record(&self, at: NodeRef) -> Option<&NodeRecord> {
+        self.iters.get(&at.iteration)?.nodes.get(at.node)
+    }
+
+    fn set_state(
+        &mut self,
+        now: Instant,
+        at: NodeRef,
+        to: NodeState,
+        reason: Option<String>,
+    ) -> Option<()> {
+        let handled = to == NodeState::Failed && self.scenario.nodes[at.node].on_failure.is_some();
+        let rec = self.iters.get_mut(&at.iteration)?.nodes.get_mut(at.node)?;
+        let from = std::mem::replace(&mut rec.state, to);
+        let duration = match to {
+            NodeState::Running => {
+                rec.started = Some(now);
+                None
+            }
+            _ => rec.started.map(|s| now.saturating_duration_since(s)),
+        };
+        rec.reason.clone_from(&reason);
+        rec.duration = duration.or(rec.duration);
+        self.actions.push_back(Action::State(StateChange {
+            at,
+            from,
+            to,
+            reason,
+            duration,
+            handled,
+        }));
+        Some(())
+    }
+
+    /// Starts the next chain of a role that is idle.
+    fn pump(&mut self, now: Instant, iteration: Iteration, role: usize) {
+        let Some(iter) = self.iters.get_mut(&iteration) else {
+            return;
+        };
+        let w = &mut iter.workers[role];
+        if w.busy.is_some() {
+            return;
+        }
+        let Some(next) = w.queue.pop_front() else {
+            return;
+        };
+        w.busy = Some(next);
+        self.begin(
+            now,
+            NodeRef {
+                iteration,
+                node: next,
+            },
+        );
+    }
+
+    /// The node's turn has come on its role: it runs, or waits for its `after` first.
+    fn begin(&mut self, now: Instant, at: NodeRef) {
+        self.set_state(now, at, NodeState::Running, None);
+        let s = self.scenario.clone();
+        let node = &s.nodes[at.node];
+        let Some(t) = node.opts.after else {
+            self.execute(now, at);
+            return;
+        };
+        let Some(iter) = self.iters.get_mut(&at.iteration) else {
+            return;
+        };
+        match iter.nodes[t].state {
+            NodeState::Passed => self.execute(now, at),
+            NodeState::Failed | NodeState::Skipped => {
+                let state = iter.nodes[t].state;
+                self.finish(now, at, Err(waited_for(&s.nodes[t].id, state)));
+            }
+            NodeState::Pending | NodeState::Running => {
+                iter.waiters.entry(t).or_default().push(at.node);
+                self.timers.set(Timer::After(at), now + node.timeout);
+            }
+        }
+    }
+
+    /// Carries the node out: a Delay on the timer table, anything else by the driver.
+    fn execute(&mut self, now: Instant, at: NodeRef) {
+        let node = &self.scenario.nodes[at.node];
+        if matches!(node.action, Step::Delay) {
+            self.timers.set(Timer::Delay(at), now + node.timeout);
+            return;
+        }
+        if let Some(rec) = self
+            .iters
+            .get_mut(&at.iteration)
+            .and_then(|i| i.nodes.get_mut(at.node))
+        {
+            rec.with_driver = true;
+        }
+        self.actions.push_back(Action::Run(at));
+    }
+
+    /// A running node has passed or failed: its waiters go on, its chain follows its edge.
+    fn finish(&mut self, now: Instant, at: NodeRef, result: Result<(), Failed>) {
+        let s = self.scenario.clone();
+        let node = &s.nodes[at.node];
+        let role = node.instance;
+        let (next, failure) = match result {
+            Ok(()) => {
+                self.set_state(now, at, NodeState::Passed, None);
+                (node.on_success, None)
+            }
+            Err(f) => {
+                self.set_state(now, at, NodeState::Failed, Some(f.message.clone()));
+                (node.on_failure, Some(f))
+            }
+        };
+        if let Some(rec) = self
+            .iters
+            .get_mut(&at.iteration)
+            .and_then(|i| i.nodes.get_mut(at.node))
+        {
+            rec.with_driver = false;
+        }
+        self.wake_waiters(now, at, failure.is_none());
+        let Some(iter) = self.iters.get_mut(&at.iteration) else {
+            return;
+        };
+        iter.workers[role].busy = None;
+        // A node another chain already reached: this chain joins it and ends here.
+        let handled = next.is_some();
+        let next = next.filter(|&n| !std::mem::replace(&mut iter.claimed[n], true));
+        match (next, failure) {
+            (None, Some(f)) if !handled => {
+                let label = &s.instances[role].label;
+                let failure = Failure {
+                    node: Some(node.id.clone()),
+                    ua: Some(s.instances[role].id.clone()),
+                    kind: f.kind,
+                    message: format!(
+                        "{} ({}) on {label}: {}",
+                        node.id,
+                        node.action.name(),
+                        f.message
+                    ),
+                };
+                self.end(now, at.iteration, Verdict::Failed(failure));
+            }
+            (Some(n), _) => {
+                let owner = s.nodes[n].instance;
+                if owner == role {
+                    iter.workers[role].busy = Some(n);
+                    self.begin(
+                        now,
+                        NodeRef {
+                            iteration: at.iteration,
+                            node: n,
+                        },
+                    );
+                } else {
+                    // The chain goes on on another role: it takes its turn there.
+                    iter.workers[owner].queue.push_back(n);
+                    self.pump(now, at.iteration, owner);
+                    self.pump(now, at.iteration, role);
+                }
+            }
+            (None, _) => {
+                iter.live -= 1;
+                if iter.live == 0 {
+                    self.end(now, at.iteration, Verdict::Passed);
+                } else {
+                    self.pump(now, at.iteration, role);
+                }
+            }
+        }
+    }
+
+    /// The nodes waiting for `at` go on (it passed) or fail (it did not).
+    fn wake_waiters(&mut self, now: Instant, at: NodeRef, passed: bool) {
+        let Some(waiting) = self
+            .iters
+            .get_mut(&at.iteration)
+            .and_then(|i| i.waiters.remove(&at.node))
+        else {
+            return;
+        };
+        let id = self.scenario.nodes[at.node].id.clone();
+        for w in waiting {
+            let wat = NodeRef {
+                iteration: at.iteration,
+                node: w,
+            };
+            self.timers.stop(Timer::After(wat));
+            if passed {
+                self.execute(now, wat);
+            } else {
+                self.finish(now, wat, Err(waited_for(&id, NodeState::Failed)));
+            }
+        }
+    }
+
+    /// Ends an iteration: what runs is cancelled, what never ran is skipped.
+    fn end(&mut self, now: Instant, iteration: Iteration, verdict: Verdict) {
+        let Some(iter) = self.iters.get(&iteration) else {
+            return;
+        };
+        let why = match &verdict {
+            Verdict::Failed(f) => f.node.clone(),
+            _ => None,
+        };
+        // What ran is cancelled; what never ran is skipped (on a passed iteration: a branch
+        // not taken, with no reason to give).
+        let (cancelled, not_run) = match (&verdict, &why) {
+            (Verdict::Stopped, _) => (
+                "cancelled: the run was stopped".to_owned(),
+                Some("not run: stopped".to_owned()),
+            ),
+            (Verdict::Failed(_), Some(n)) => (
+                format!("cancelled: node `{n}` failed"),
+                Some(format!("not run: node `{n}` failed")),
+            ),
+            (Verdict::Failed(_), None) => (
+                "cancelled: the run failed".to_owned(),
+                Some("not run: the run failed".to_owned()),
+            ),
+            (Verdict::Passed, _) => ("cancelled".to_owned(), None),
+        };
+        let running: Vec<(NodeIdx, bool)> = iter
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.state == NodeState::Running)
+            .map(|(i, r)| (i, r.with_driver))
+            .collect();
+        for (node, with_driver) in running {
+            let at = NodeRef { iteration, node };
+            self.timers.stop(Timer::Delay(at));
+            self.timers.stop(Timer::After(at));
+            if with_driver {
+                self.actions.push_back(Action::Abort(at));
+            }
+            self.set_state(now, at, NodeState::Skipped, Some(cancelled.clone()));
+        }
+        let pending: Vec<NodeIdx> = self.iters[&iteration]
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.state == NodeState::Pending)
+            .map(|(i, _)| i)
+            .collect();
+        for node in pending {
+            let at = NodeRef { iteration, node };
+            self.set_state(now, at, NodeState::Skipped, not_run.clone());
+        }
+        if let Some(iter) = self.iters.remove(&iteration) {
+            let mut nodes = iter.nodes;
+            for r in &mut nodes {
+                r.with_driver = false;
+            }
+            self.ended.insert(iteration, nodes);
+        }
+        self.actions.push_back(Action::Ended { iteration, verdict });
+    }
+}
+
+/// The failure of a node whose `after` node did not pass.
+fn waited_for(id: &str, state: NodeState) -> Failed {
+    Failed {
+        kind: FailureKind::Other,
+        message: format!("waited for `{id}`, which {}", state.as_str()),
+    }
+}
+
+#[cfg(test)]
+mod tests;
