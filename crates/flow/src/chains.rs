@@ -208,8 +208,36 @@ impl Flow {
         if self.iters.contains_key(&iteration) || self.ended.contains_key(&iteration) {
             return;
         }
-        let s = self.scenario.clone();
-        let iter = Iter {
+        let iter = self.fresh();
+        let live = iter.live;
+        self.iters.insert(iteration, iter);
+        if live == 0 {
+            self.end(now, iteration, Verdict::Passed);
+            return;
+        }
+        for role in 0..self.scenario.instances.len() {
+            self.pump(now, iteration, role);
+        }
+    }
+
+    /// Ends `iteration` failed before or while it runs (a set-up that failed, a limit the
+    /// driver keeps): what runs is cancelled, what never ran is skipped. An iteration never
+    /// started gets its records here, every node skipped.
+    pub fn abandon(&mut self, now: Instant, iteration: Iteration, failure: Failure) {
+        if self.ended.contains_key(&iteration) {
+            return;
+        }
+        if !self.iters.contains_key(&iteration) {
+            let iter = self.fresh();
+            self.iters.insert(iteration, iter);
+        }
+        self.end(now, iteration, Verdict::Failed(failure));
+    }
+
+    /// An iteration's state before anything ran: each role's start chains queued.
+    fn fresh(&self) -> Iter {
+        let s = &self.scenario;
+        Iter {
             nodes: s
                 .nodes
                 .iter()
@@ -238,15 +266,6 @@ impl Flow {
                 }
                 c
             },
-        };
-        let live = iter.live;
-        self.iters.insert(iteration, iter);
-        if live == 0 {
-            self.end(now, iteration, Verdict::Passed);
-            return;
-        }
-        for role in 0..s.instances.len() {
-            self.pump(now, iteration, role);
         }
     }
 

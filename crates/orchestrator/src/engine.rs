@@ -7,13 +7,13 @@ use events::{
     CleanupPhase, CleanupStep, EventKind, Failure, InstanceInfo, LeakCheck, Level, NodeInfo,
     NodeResult, NodeState, NodeStateChange, Outcome, RunFinished, RunStarted, UaStarted, UaStopped,
 };
+use flow::chains::{Action, Flow, Input, NodeRef, StateChange, Verdict};
 use instances::{PortAllocator, PortPolicy};
 use scenario::{NodeIdx, Scenario};
 use session::Sessions;
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -93,114 +93,16 @@ pub struct RunReport {
     pub duration: Duration,
 }
 
-/// Why a node did not pass.
-#[derive(Debug)]
-pub(crate) enum NodeError {
-    Failed {
-        kind: events::FailureKind,
-        message: String,
-    },
-    /// The run was cancelled while the node ran.
-    Cancelled,
-}
+/// Why a node did not pass: its kind and what was expected and what happened.
+pub(crate) type NodeError = flow::chains::Failed;
 
-struct NodeRecord {
-    state: NodeState,
-    duration: Option<Duration>,
-    reason: Option<String>,
-}
-
-/// What every chain task shares.
+/// What every node's task shares.
 pub(crate) struct Ctx {
     pub(crate) scenario: Arc<Scenario>,
     pub(crate) bus: Arc<EventBus>,
     pub(crate) uas: Vec<Arc<UaShared>>,
     /// Who listens where (labels, addresses), by instance index.
     pub(crate) registry: instances::Registry,
-    cancel: CancellationToken,
-    done: CancellationToken,
-    live: AtomicUsize,
-    inboxes: Vec<mpsc::UnboundedSender<NodeIdx>>,
-    records: Mutex<Vec<NodeRecord>>,
-    /// Every node's state, for nodes that wait (`after`) for another.
-    states: Vec<tokio::sync::watch::Sender<NodeState>>,
-    failure: Mutex<Option<Failure>>,
-}
-
-impl Ctx {
-    fn set_state(
-        &self,
-        idx: NodeIdx,
-        to: NodeState,
-        reason: Option<String>,
-        duration: Option<Duration>,
-    ) {
-        let node = &self.scenario.nodes[idx];
-        let from = {
-            let mut recs = self.records.lock().expect("records lock");
-            let r = &mut recs[idx];
-            let from = std::mem::replace(&mut r.state, to);
-            r.reason.clone_from(&reason);
-            r.duration = duration.or(r.duration);
-            from
-        };
-        self.states[idx].send_replace(to);
-        self.bus.emit(EventKind::NodeState(NodeStateChange {
-            node: node.id.clone(),
-            ua: self.scenario.instances[node.instance].id.clone(),
-            from,
-            to,
-            reason,
-            duration_ms: duration.map(|d| d.as_secs_f64() * 1000.0),
-            handled: to == NodeState::Failed && node.on_failure.is_some(),
-        }));
-    }
-
-    /// Waits (within `node`'s timeout) until node `t` has passed.
-    async fn wait_passed(&self, node: &scenario::Node, t: NodeIdx) -> Result<(), NodeError> {
-        let other = &self.scenario.nodes[t];
-        let mut rx = self.states[t].subscribe();
-        let done = rx.wait_for(|s| {
-            matches!(
-                s,
-                NodeState::Passed | NodeState::Failed | NodeState::Skipped
-            )
-        });
-        match tokio::time::timeout(node.timeout, done).await {
-            Ok(Ok(state)) if *state == NodeState::Passed => Ok(()),
-            Ok(Ok(state)) => Err(NodeError::Failed {
-                kind: events::FailureKind::Other,
-                message: format!("waited for `{}`, which {}", other.id, state.as_str()),
-            }),
-            Ok(Err(_)) => Err(NodeError::Cancelled),
-            Err(_) => Err(NodeError::Failed {
-                kind: events::FailureKind::Timeout,
-                message: format!(
-                    "waited for `{}` ({} on {}) for {}, it has not passed",
-                    other.id,
-                    other.action.name(),
-                    self.scenario.instances[other.instance].label,
-                    exec::secs(node.timeout)
-                ),
-            }),
-        }
-    }
-
-    /// Records the first failure and cancels every chain.
-    pub(crate) fn fail(&self, failure: Failure) {
-        let mut f = self.failure.lock().expect("failure lock");
-        if f.is_none() {
-            *f = Some(failure);
-        }
-        drop(f);
-        self.cancel.cancel();
-    }
-
-    fn token_done(&self) {
-        if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.done.cancel();
-        }
-    }
 }
 
 /// Runs a validated scenario to its verdict. Every step is reported on `bus`.
@@ -333,11 +235,6 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
         }
     }
 
-    let (tx, rx): (Vec<_>, Vec<_>) = scenario
-        .instances
-        .iter()
-        .map(|_| mpsc::unbounded_channel())
-        .unzip();
     let ctx = Arc::new(Ctx {
         scenario: scenario.clone(),
         bus: bus.clone(),
@@ -353,93 +250,42 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
                 })
                 .collect(),
         ),
-        cancel: CancellationToken::new(),
-        done: CancellationToken::new(),
-        live: AtomicUsize::new(scenario.instances.iter().map(|i| i.starts.len()).sum()),
-        inboxes: tx,
-        states: scenario
-            .nodes
-            .iter()
-            .map(|_| tokio::sync::watch::channel(NodeState::Pending).0)
-            .collect(),
-        records: Mutex::new(
-            scenario
-                .nodes
-                .iter()
-                .map(|_| NodeRecord {
-                    state: NodeState::Pending,
-                    duration: None,
-                    reason: None,
-                })
-                .collect(),
-        ),
-        failure: Mutex::new(setup_failure.clone()),
     });
 
-    // Run the chains: one task per UA.
+    // Run the chains: the flow decides, this drives.
+    let mut flow = Flow::new(scenario.clone());
+    let chains: usize = scenario.instances.iter().map(|i| i.starts.len()).sum();
     let mut stopped = false;
-    if setup_failure.is_none() {
-        if ctx.live.load(Ordering::Acquire) == 0 {
-            if registered.is_empty() {
-                ctx.done.cancel();
-            } else {
-                // Register-only: the instances stay up as registered phones until stopped.
-                log(
-                    &bus,
-                    Level::Info,
-                    None,
-                    None,
-                    None,
-                    "register-only: staying registered until stopped".into(),
-                );
-            }
+    let verdict = match setup_failure.clone() {
+        Some(f) => {
+            flow.abandon(Instant::now(), 0, f);
+            drive(&ctx, &mut flow, &opts.stop).await.0
         }
-        let tracker = TaskTracker::new();
-        for (ua, inbox) in rx.into_iter().enumerate() {
-            let starts = scenario.instances[ua].starts.clone();
-            tracker.spawn(ua_task(ctx.clone(), ua, starts, inbox));
+        None if chains == 0 && !registered.is_empty() => {
+            // Register-only: the instances stay up as registered phones until stopped.
+            log(
+                &bus,
+                Level::Info,
+                None,
+                None,
+                None,
+                "register-only: staying registered until stopped".into(),
+            );
+            opts.stop.cancelled().await;
+            stopped = true;
+            Verdict::Stopped
         }
-        tracker.close();
-        tokio::select! {
-            () = tracker.wait() => {}
-            () = opts.stop.cancelled() => {
-                stopped = true;
-                log(&bus, Level::Warning, None, None, None, "stop requested: cancelling every chain".into());
-                ctx.cancel.cancel();
-                if tokio::time::timeout(Duration::from_secs(1), tracker.wait()).await.is_err() {
-                    log(&bus, Level::Warning, None, None, None, "a chain did not stop within 1 s; cleaning up anyway".into());
-                }
-            }
+        None => {
+            flow.start(Instant::now(), 0);
+            let (verdict, was_stopped) = drive(&ctx, &mut flow, &opts.stop).await;
+            stopped = was_stopped;
+            verdict
         }
-        ctx.cancel.cancel();
-    }
-
-    // Nodes that never ran.
-    let never_ran: Vec<NodeIdx> = {
-        let recs = ctx.records.lock().expect("records lock");
-        recs.iter()
-            .enumerate()
-            .filter(|(_, r)| r.state == NodeState::Pending)
-            .map(|(i, _)| i)
-            .collect()
     };
-    let skip_reason = ctx
-        .failure
-        .lock()
-        .expect("failure lock")
-        .as_ref()
-        .map(|f| match &f.node {
-            Some(n) => format!("not run: node `{n}` failed"),
-            None => "not run: the run failed".to_owned(),
-        });
-    for idx in never_ran {
-        let reason = if stopped {
-            Some("not run: stopped".to_owned())
-        } else {
-            skip_reason.clone()
-        };
-        ctx.set_state(idx, NodeState::Skipped, reason, None);
-    }
+    let failure_of_chains = match &verdict {
+        Verdict::Failed(f) => Some(f.clone()),
+        Verdict::Passed | Verdict::Stopped => None,
+    };
 
     // Cleanup, in order, each step bounded.
     let cleanup_start = Instant::now();
@@ -576,7 +422,7 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
         dialogs: dialogs_left,
         ports: run_shared.sip_ports.leased() + run_shared.rtp_ports.leased(),
     };
-    let mut failure = ctx.failure.lock().expect("failure lock").clone();
+    let mut failure = failure_of_chains;
     let outcome = if stopped {
         Outcome::Stopped
     } else if failure.is_some() {
@@ -595,22 +441,19 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
     } else {
         Outcome::Passed
     };
-    let nodes: Vec<NodeResult> = {
-        let recs = ctx.records.lock().expect("records lock");
-        scenario
-            .nodes
-            .iter()
-            .zip(recs.iter())
-            .map(|(n, r)| NodeResult {
-                node: n.id.clone(),
-                ua: scenario.instances[n.instance].id.clone(),
-                state: r.state,
-                duration_ms: r.duration.map(|d| d.as_secs_f64() * 1000.0),
-                reason: r.reason.clone(),
-                handled: r.state == NodeState::Failed && n.on_failure.is_some(),
-            })
-            .collect()
-    };
+    let nodes: Vec<NodeResult> = scenario
+        .nodes
+        .iter()
+        .zip(flow.nodes(0).unwrap_or_default())
+        .map(|(n, r)| NodeResult {
+            node: n.id.clone(),
+            ua: scenario.instances[n.instance].id.clone(),
+            state: r.state,
+            duration_ms: r.duration.map(|d| d.as_secs_f64() * 1000.0),
+            reason: r.reason.clone(),
+            handled: r.state == NodeState::Failed && n.on_failure.is_some(),
+        })
+        .collect();
     let duration = bus.elapsed();
     bus.emit(EventKind::RunFinished(RunFinished {
         outcome,
@@ -670,125 +513,121 @@ fn run_started(s: &Scenario, run_id: &str) -> RunStarted {
     }
 }
 
-/// One UA's task: its own chains in order, then nodes other UAs hand to it, until every chain
-/// of the run has ended or the run is cancelled.
-async fn ua_task(
-    ctx: Arc<Ctx>,
-    ua: usize,
-    starts: Vec<NodeIdx>,
-    mut inbox: mpsc::UnboundedReceiver<NodeIdx>,
-) {
-    let mut starts = VecDeque::from(starts);
+/// Drives the flow until its iteration ends: carries out each node it hands over in a task of
+/// its own, feeds back what the node did, fires its timers, and tells it of a stop. Returns the
+/// verdict, and whether a stop ended it. Tasks of nodes the flow aborts end at once; they are
+/// awaited (1 s at most) before this returns.
+async fn drive(ctx: &Arc<Ctx>, flow: &mut Flow, stop: &CancellationToken) -> (Verdict, bool) {
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(NodeRef, Result<(), NodeError>)>();
+    let tracker = TaskTracker::new();
+    let mut running: HashMap<NodeRef, CancellationToken> = HashMap::new();
+    let mut stopped = false;
     loop {
-        let next = match starts.pop_front() {
-            Some(s) => s,
-            None => tokio::select! {
-                biased;
-                () = ctx.cancel.cancelled() => return,
-                () = ctx.done.cancelled() => return,
-                n = inbox.recv() => match n { Some(n) => n, None => return },
-            },
-        };
-        run_chain(&ctx, ua, next).await;
-        if ctx.cancel.is_cancelled() {
-            return;
-        }
-    }
-}
-
-/// A node's failure message, with what never arrived on the node's call appended (a request
-/// of ours no response answered, a 2xx of ours no ACK acknowledged): under loss or with a
-/// peer gone, that names the message the run waited for.
-fn with_missing(ua: &UaShared, node: &scenario::Node, msg: String) -> String {
-    let Some(call) = ua.sessions.get(ua.idx, &node.call_id) else {
-        return msg;
-    };
-    let missing = ua.ledger.missing(&call.sip_call_id());
-    if missing.is_empty() {
-        msg
-    } else {
-        format!("{msg}; on the wire: {}", missing.join("; "))
-    }
-}
-
-async fn run_chain(ctx: &Arc<Ctx>, ua: usize, mut cur: NodeIdx) {
-    loop {
-        if ctx.cancel.is_cancelled() {
-            return;
-        }
-        let node = &ctx.scenario.nodes[cur];
-        if node.instance != ua {
-            // The node belongs to another UA: hand the chain over.
-            let _ = ctx.inboxes[node.instance].send(cur);
-            return;
-        }
-        ctx.set_state(cur, NodeState::Running, None, None);
-        let started = Instant::now();
-        let result = tokio::select! {
-            r = async {
-                if let Some(t) = node.opts.after {
-                    ctx.wait_passed(node, t).await?;
+        while let Some(action) = flow.poll_action() {
+            match action {
+                Action::Run(at) => {
+                    let token = CancellationToken::new();
+                    running.insert(at, token.clone());
+                    let (ctx, done) = (ctx.clone(), done_tx.clone());
+                    tracker.spawn(async move {
+                        tokio::select! {
+                            r = exec::execute(&ctx, at.node) => {
+                                let r = r.map_err(|f| with_missing(&ctx, at.node, f));
+                                let _ = done.send((at, r));
+                            }
+                            () = token.cancelled() => {}
+                        }
+                    });
                 }
-                exec::execute(ctx, cur).await
-            } => r,
-            () = ctx.cancel.cancelled() => Err(NodeError::Cancelled),
-        };
-        let took = Some(started.elapsed());
-        let next = match result {
-            Ok(()) => {
-                ctx.set_state(cur, NodeState::Passed, None, took);
-                node.on_success
-            }
-            Err(NodeError::Cancelled) => {
-                let why = ctx
-                    .failure
-                    .lock()
-                    .expect("failure lock")
-                    .as_ref()
-                    .and_then(|f| f.node.clone());
-                let reason = match why {
-                    Some(n) => format!("cancelled: node `{n}` failed"),
-                    None => "cancelled: the run was stopped".to_owned(),
-                };
-                ctx.set_state(cur, NodeState::Skipped, Some(reason), took);
-                return;
-            }
-            Err(NodeError::Failed { kind, message: msg }) => {
-                let msg = with_missing(&ctx.uas[ua], node, msg);
-                let label = &ctx.scenario.instances[node.instance].label;
-                log(
-                    &ctx.bus,
-                    Level::Error,
-                    Some(&ctx.uas[ua].id),
-                    Some(&node.id),
-                    Some(&node.call_id),
-                    format!("{} on {label}: {msg}", node.action.name()),
-                );
-                ctx.set_state(cur, NodeState::Failed, Some(msg.clone()), took);
-                match node.on_failure {
-                    Some(f) => Some(f),
-                    None => {
-                        ctx.fail(Failure {
-                            node: Some(node.id.clone()),
-                            ua: Some(ctx.uas[ua].id.clone()),
-                            kind,
-                            message: format!(
-                                "{} ({}) on {label}: {msg}",
-                                node.id,
-                                node.action.name()
-                            ),
-                        });
-                        return;
+                Action::Abort(at) => {
+                    if let Some(t) = running.remove(&at) {
+                        t.cancel();
                     }
                 }
+                Action::State(change) => {
+                    if change.to != NodeState::Running {
+                        running.remove(&change.at);
+                    }
+                    emit_state(ctx, &change);
+                }
+                Action::Ended { verdict, .. } => {
+                    tracker.close();
+                    if tokio::time::timeout(Duration::from_secs(1), tracker.wait())
+                        .await
+                        .is_err()
+                    {
+                        log(
+                            &ctx.bus,
+                            Level::Warning,
+                            None,
+                            None,
+                            None,
+                            "a node did not stop within 1 s; cleaning up anyway".into(),
+                        );
+                    }
+                    return (verdict, stopped);
+                }
             }
-        };
-        match next {
-            Some(n) => cur = n,
-            None => {
-                ctx.token_done();
-                return;
+        }
+        let timer = flow.poll_timeout();
+        tokio::select! {
+            Some((at, result)) = done_rx.recv() => {
+                flow.handle(Instant::now(), Input::Done { at, result });
+            }
+            () = sleep_until(timer), if timer.is_some() => flow.handle_timeout(Instant::now()),
+            () = stop.cancelled(), if !stopped => {
+                stopped = true;
+                log(&ctx.bus, Level::Warning, None, None, None, "stop requested: cancelling every chain".into());
+                flow.handle(Instant::now(), Input::Stop);
             }
         }
     }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+    }
+}
+
+/// A node's change of state as an event; a failure is logged too.
+fn emit_state(ctx: &Ctx, c: &StateChange) {
+    let node = &ctx.scenario.nodes[c.at.node];
+    let inst = &ctx.scenario.instances[node.instance];
+    if c.to == NodeState::Failed
+        && let Some(msg) = &c.reason
+    {
+        log(
+            &ctx.bus,
+            Level::Error,
+            Some(&inst.id),
+            Some(&node.id),
+            Some(&node.call_id),
+            format!("{} on {}: {msg}", node.action.name(), inst.label),
+        );
+    }
+    ctx.bus.emit(EventKind::NodeState(NodeStateChange {
+        node: node.id.clone(),
+        ua: inst.id.clone(),
+        from: c.from,
+        to: c.to,
+        reason: c.reason.clone(),
+        duration_ms: c.duration.map(|d| d.as_secs_f64() * 1000.0),
+        handled: c.handled,
+    }));
+}
+
+/// A node's failure, with what never arrived on the node's call appended (a request of ours
+/// no response answered, a 2xx of ours no ACK acknowledged): under loss or with a peer gone,
+/// that names the message the run waited for.
+fn with_missing(ctx: &Ctx, idx: NodeIdx, mut f: NodeError) -> NodeError {
+    let node = &ctx.scenario.nodes[idx];
+    let ua = &ctx.uas[node.instance];
+    if let Some(call) = ua.sessions.get(ua.idx, &node.call_id) {
+        let missing = ua.ledger.missing(&call.sip_call_id());
+        if !missing.is_empty() {
+            f.message = format!("{}; on the wire: {}", f.message, missing.join("; "));
+        }
+    }
+    f
 }

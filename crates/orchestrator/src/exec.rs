@@ -22,7 +22,7 @@ fn fail(msg: impl Into<String>) -> NodeError {
 }
 
 fn failed(kind: FailureKind, msg: impl Into<String>) -> NodeError {
-    NodeError::Failed {
+    NodeError {
         kind,
         message: msg.into(),
     }
@@ -53,14 +53,7 @@ fn checks_failed(msg: String) -> NodeError {
     failed(FailureKind::Checks, msg)
 }
 
-pub(crate) fn secs(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s >= 10.0 || s.fract() == 0.0 {
-        format!("{s:.0} s")
-    } else {
-        format!("{s:.2} s")
-    }
-}
+pub(crate) use flow::secs;
 
 /// Runs `fut` within the node's timeout. On timeout, `what` gets "within 10 s" and says what
 /// was expected and what happened: `expected an INVITE to bob within 10 s, none came`.

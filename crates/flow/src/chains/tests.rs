@@ -371,3 +371,29 @@ fn a_node_two_chains_reach_runs_once() {
         .count();
     assert_eq!(runs, 1);
 }
+
+#[test]
+fn an_iteration_abandoned_before_it_started_skips_every_node() {
+    let mut sim = Sim::new(scenario(CALL), all_pass());
+    let failure = Failure {
+        node: None,
+        ua: Some("bob".into()),
+        kind: FailureKind::Setup,
+        message: "set-up failed: address in use".into(),
+    };
+    sim.flow.abandon(sim.now(), 0, failure.clone());
+    let actions: Vec<_> = std::iter::from_fn(|| sim.flow.poll_action()).collect();
+    assert!(!actions.iter().any(|a| matches!(a, Action::Run(_))));
+    assert_eq!(
+        actions.last(),
+        Some(&Action::Ended {
+            iteration: 0,
+            verdict: Verdict::Failed(failure)
+        })
+    );
+    let nodes = sim.flow.nodes(0).expect("kept");
+    assert!(
+        nodes.iter().all(|r| r.state == NodeState::Skipped
+            && r.reason.as_deref() == Some("not run: the run failed"))
+    );
+}
