@@ -77,7 +77,7 @@ async fn no_answer(file: &str, dial: &str, giveup: &str, gone: &str) {
     assert_eq!(d.state, NodeState::Failed);
     let reason = d.reason.as_deref().unwrap_or_default();
     assert!(
-        reason.starts_with("expected 2xx from bob within 2 s; last: 180 Ringing at"),
+        reason.starts_with("expected 2xx from bob within 2 s, last: 180 Ringing at"),
         "{reason}"
     );
     assert_eq!(run.state(giveup), NodeState::Passed);

@@ -252,7 +252,8 @@ async fn an_answer_whose_ack_never_comes_names_the_200_that_went_unacknowledged(
     run.assert_outcome(Outcome::Failed);
     let reason = run.node("bob.2").reason.clone().unwrap_or_default();
     assert!(
-        reason.contains("no ACK") && reason.contains("on the wire: 200 to the INVITE sent"),
+        reason.contains("expected an ACK to our 200 OK")
+            && reason.contains("on the wire: 200 to the INVITE sent"),
         "the failure names the unacknowledged 200: {reason}"
     );
     // rsipstack retransmits the 200 (RFC 3261 §13.3.1.4) until it gives up.

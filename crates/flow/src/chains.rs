@@ -22,8 +22,7 @@
 //! Everything is keyed by (iteration, node); a node's role is its instance. A functional run is
 //! iteration 0; a load run starts more.
 
-use crate::secs;
-use events::{Failure, FailureKind, NodeState};
+use events::{Failure, NodeState};
 use scenario::{Action as Step, NodeIdx, Scenario};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -39,13 +38,7 @@ pub struct NodeRef {
     pub node: NodeIdx,
 }
 
-/// Why a node the driver ran did not pass.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failed {
-    pub kind: FailureKind,
-    /// What was expected and what happened, for people.
-    pub message: String,
-}
+pub use crate::failure::{Failed, Why};
 
 /// What the driver observed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -306,17 +299,13 @@ impl Flow {
                         w.retain(|&n| n != at.node);
                     }
                     let other = &s.nodes[t];
-                    let message = format!(
-                        "waited for `{}` ({} on {}) for {}, it has not passed",
+                    let expected = format!(
+                        "`{}` ({} on {}) to pass",
                         other.id,
                         other.action.name(),
                         s.instances[other.instance].label,
-                        secs(node.timeout)
                     );
-                    let failed = Failed {
-                        kind: FailureKind::Timeout,
-                        message,
-                    };
+                    let failed = Failed::timeout(expected, node.timeout, "it has not");
                     self.finish(now, at, Err(failed));
                 }
             }
@@ -462,7 +451,7 @@ impl Flow {
                 (node.on_success, None)
             }
             Err(f) => {
-                self.set_state(now, at, NodeState::Failed, Some(f.message.clone()));
+                self.set_state(now, at, NodeState::Failed, Some(f.message()));
                 (node.on_failure, Some(f))
             }
         };
@@ -487,13 +476,8 @@ impl Flow {
                 let failure = Failure {
                     node: Some(node.id.clone()),
                     ua: Some(s.instances[role].id.clone()),
-                    kind: f.kind,
-                    message: format!(
-                        "{} ({}) on {label}: {}",
-                        node.id,
-                        node.action.name(),
-                        f.message
-                    ),
+                    kind: f.kind(),
+                    message: format!("{} ({}) on {label}: {f}", node.id, node.action.name()),
                 };
                 self.end(now, at.iteration, Verdict::Failed(failure));
             }
@@ -616,10 +600,7 @@ impl Flow {
 
 /// The failure of a node whose `after` node did not pass.
 fn waited_for(id: &str, state: NodeState) -> Failed {
-    Failed {
-        kind: FailureKind::Other,
-        message: format!("waited for `{id}`, which {}", state.as_str()),
-    }
+    Failed::other(format!("waited for `{id}`, which {}", state.as_str()))
 }
 
 #[cfg(test)]

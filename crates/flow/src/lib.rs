@@ -8,6 +8,7 @@
 
 pub mod chains;
 pub mod extensions;
+pub mod failure;
 pub mod hangup;
 pub mod routing;
 pub mod session_timer;

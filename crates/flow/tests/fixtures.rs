@@ -4,7 +4,7 @@
 
 use callflow_flow::chains::{Action, Failed, Input, Iteration, NodeRef, Verdict};
 use callflow_flow::sim::{Script, Sim, all_pass};
-use events::{FailureKind, NodeState};
+use events::NodeState;
 use proptest::prelude::*;
 use scenario::Scenario;
 use std::collections::HashMap;
@@ -54,10 +54,11 @@ fn a_fixture_runs_a_thousand_iterations_in_memory_each_with_its_own_verdict() {
     // Every 7th iteration's Answer fails: those fail, and only those.
     let script: Script = Box::new(|node, i| {
         let r = if i % 7 == 3 && node.action.name() == "Answer" {
-            Err(Failed {
-                kind: FailureKind::Timeout,
-                message: "no ACK within 32 s".into(),
-            })
+            Err(Failed::timeout(
+                "an ACK",
+                Duration::from_secs(32),
+                "none came",
+            ))
         } else {
             Ok(())
         };
@@ -206,10 +207,7 @@ fn script(gens: Vec<Gen>) -> Script {
         let r = if g.passes {
             Ok(())
         } else {
-            Err(Failed {
-                kind: FailureKind::Status,
-                message: "scripted failure".into(),
-            })
+            Err(Failed::other("scripted failure"))
         };
         (Duration::from_millis(g.took_ms), r)
     })

@@ -617,17 +617,14 @@ fn emit_state(ctx: &Ctx, c: &StateChange) {
     }));
 }
 
-/// A node's failure, with what never arrived on the node's call appended (a request of ours
-/// no response answered, a 2xx of ours no ACK acknowledged): under loss or with a peer gone,
-/// that names the message the run waited for.
+/// A node's failure, with what never arrived on the node's call (a request of ours no
+/// response answered, a 2xx of ours no ACK acknowledged): under loss or with a peer gone, that
+/// names the message the run waited for.
 fn with_missing(ctx: &Ctx, idx: NodeIdx, mut f: NodeError) -> NodeError {
     let node = &ctx.scenario.nodes[idx];
     let ua = &ctx.uas[node.instance];
     if let Some(call) = ua.sessions.get(ua.idx, &node.call_id) {
-        let missing = ua.ledger.missing(&call.sip_call_id());
-        if !missing.is_empty() {
-            f.message = format!("{}; on the wire: {}", f.message, missing.join("; "));
-        }
+        f.on_the_wire = ua.ledger.missing(&call.sip_call_id());
     }
     f
 }

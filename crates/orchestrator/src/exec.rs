@@ -4,7 +4,8 @@ use crate::calls::{CallOptions, make_header, sdp_header};
 use crate::checks;
 use crate::engine::{Ctx, NodeError};
 use crate::ua::UaShared;
-use events::{FailureKind, Level};
+use events::Level;
+use flow::failure::Why;
 use media::rtp::MediaSession;
 use media::sdp::{self, Direction};
 use scenario::{Action, Node, NodeIdx, Until};
@@ -18,56 +19,49 @@ use transport::sip::{Method, StatusCode, Uri};
 type NodeResult = Result<(), NodeError>;
 
 fn fail(msg: impl Into<String>) -> NodeError {
-    failed(FailureKind::Other, msg)
-}
-
-fn failed(kind: FailureKind, msg: impl Into<String>) -> NodeError {
-    NodeError {
-        kind,
-        message: msg.into(),
-    }
+    NodeError::other(msg)
 }
 
 /// The call is not in the state the node needs.
 fn state(msg: impl Into<String>) -> NodeError {
-    failed(FailureKind::CallState, msg)
+    Why::CallState(msg.into()).into()
 }
 
 /// A request could not go, or its transaction failed.
 fn transport(msg: impl Into<String>) -> NodeError {
-    failed(FailureKind::Transport, msg)
-}
-
-/// A final response other than the ones expected.
-fn status(msg: impl Into<String>) -> NodeError {
-    failed(FailureKind::Status, msg)
-}
-
-/// The media was not what was expected.
-fn media_failure(msg: impl Into<String>) -> NodeError {
-    failed(FailureKind::Media, msg)
+    Why::Transport(msg.into()).into()
 }
 
 /// A node's checks failed.
 fn checks_failed(msg: String) -> NodeError {
-    failed(FailureKind::Checks, msg)
+    Why::Checks(msg).into()
 }
 
 pub(crate) use flow::secs;
 
-/// Runs `fut` within the node's timeout. On timeout, `what` gets "within 10 s" and says what
-/// was expected and what happened: `expected an INVITE to bob within 10 s, none came`.
+/// What a wait expects, and what to say came instead if the node's timeout passes first.
+struct Expecting {
+    expected: String,
+    instead: String,
+}
+
+fn expecting(expected: impl Into<String>, instead: impl Into<String>) -> Expecting {
+    Expecting {
+        expected: expected.into(),
+        instead: instead.into(),
+    }
+}
+
+/// Runs `fut` within the node's timeout. On timeout the failure says what was expected, how
+/// long was waited and what came instead: `expected an INVITE to bob within 10 s, none came`.
 async fn within<T>(
     node: &Node,
-    what: impl FnOnce(&str) -> String,
+    e: Expecting,
     fut: impl Future<Output = Result<T, NodeError>>,
 ) -> Result<T, NodeError> {
     match tokio::time::timeout(node.timeout, fut).await {
         Ok(r) => r,
-        Err(_) => Err(failed(
-            FailureKind::Timeout,
-            what(&format!("within {}", secs(node.timeout))),
-        )),
+        Err(_) => Err(NodeError::timeout(e.expected, node.timeout, e.instead)),
     }
 }
 
@@ -110,37 +104,31 @@ pub(crate) async fn execute(ctx: &Arc<Ctx>, idx: NodeIdx) -> NodeResult {
                 )
             };
             let what = |c: &Call| {
-                format!(
-                    "expected a 180/183 {} on `{}` {{within}}, none",
-                    side(c),
-                    node.call_id
+                expecting(
+                    format!("a 180/183 {} on `{}`", side(c), node.call_id),
+                    "none",
                 )
             };
             on_call(ua, node, ringing, true, what).await.map(drop)
         }
         Action::Disconnected => {
             let ended = |e: &CallEvent| matches!(e, CallEvent::Terminated { .. });
-            let what = |_: &Call| {
-                format!(
-                    "expected `{}` to end {{within}}, it is still up",
-                    node.call_id
-                )
-            };
+            let what = |_: &Call| expecting(format!("`{}` to end", node.call_id), "it is still up");
             on_call(ua, node, ended, false, what).await?;
             Ok(())
         }
         Action::Held => {
             let what =
-                |_: &Call| format!("expected the peer to hold `{}` {{within}}", node.call_id);
+                |_: &Call| expecting(format!("the peer to hold `{}`", node.call_id), "it did not");
             on_call(ua, node, |e| matches!(e, CallEvent::Held), true, what)
                 .await
                 .map(drop)
         }
         Action::Retrieved => {
             let what = |_: &Call| {
-                format!(
-                    "expected the peer to retrieve `{}` {{within}}",
-                    node.call_id
+                expecting(
+                    format!("the peer to retrieve `{}`", node.call_id),
+                    "it did not",
                 )
             };
             on_call(ua, node, |e| matches!(e, CallEvent::Retrieved), true, what)
@@ -152,9 +140,9 @@ pub(crate) async fn execute(ctx: &Arc<Ctx>, idx: NodeIdx) -> NodeResult {
             let moved =
                 |e: &CallEvent| matches!(e, CallEvent::Transferred { .. } | CallEvent::Replaced);
             let what = |_: &Call| {
-                format!(
-                    "expected `{}` to be transferred (a REFER followed) {{within}}",
-                    node.call_id
+                expecting(
+                    format!("`{}` to be transferred (a REFER followed)", node.call_id),
+                    "it was not",
                 )
             };
             on_call(ua, node, moved, true, what).await.map(drop)
@@ -259,22 +247,19 @@ async fn wait_for(
     call: &Call,
     pred: impl Fn(&CallEvent) -> bool,
     consume: bool,
-    what: String,
+    what: Expecting,
 ) -> Result<CallEvent, NodeError> {
-    within(node, |t| what.replace("{within}", t), async {
-        Ok(call.wait(pred, consume).await.0)
-    })
-    .await
+    within(node, what, async { Ok(call.wait(pred, consume).await.0) }).await
 }
 
 /// Waits (within the node's timeout) for an event on the node's call; `what` says what was
-/// expected, with `{within}` where the limit goes.
+/// expected.
 async fn on_call(
     ua: &UaShared,
     node: &Node,
     pred: impl Fn(&CallEvent) -> bool,
     consume: bool,
-    what: impl FnOnce(&Call) -> String,
+    what: impl FnOnce(&Call) -> Expecting,
 ) -> Result<CallEvent, NodeError> {
     let call = call_of(ua, node)?;
     let what = what(&call);
@@ -286,7 +271,7 @@ async fn wait_event(
     call: &Call,
     pred: impl Fn(&CallEvent) -> bool,
     consume: bool,
-    what: String,
+    what: Expecting,
 ) -> NodeResult {
     wait_for(node, call, pred, consume, what).await.map(|_| ())
 }
@@ -351,7 +336,7 @@ async fn make_call(ctx: &Arc<Ctx>, ua: &Arc<UaShared>, node: &Node, target: &str
         match node.opts.until {
             Until::Sent => return Ok(()),
             Until::Ringing => {
-                let what = format!("expected a 180/183 or an answer from {who} {{within}}");
+                let what = expecting(format!("a 180/183 or an answer from {who}"), "none");
                 let seen = |e: &CallEvent| {
                     matches!(
                         e,
@@ -448,12 +433,15 @@ async fn make_call(ctx: &Arc<Ctx>, ua: &Arc<UaShared>, node: &Node, target: &str
                     } else {
                         String::new()
                     };
-                    return Err(status(format!(
-                        "expected {expected} from {who} within {}, got {code} {} at {}{contact}{path}",
-                        secs(node.timeout),
-                        resp.status_code.text(),
-                        secs(started.elapsed())
-                    )));
+                    return Err(Why::Status {
+                        expected,
+                        from: who,
+                        waited: Some(node.timeout),
+                        got: format!("{code} {}", resp.status_code.text()),
+                        at: Some(started.elapsed()),
+                        detail: format!("{contact}{path}"),
+                    }
+                    .into());
                 }
                 // Asked for or not: we say `Supported: timer`, so a UAS may set one (RFC 4028 §9).
                 if (200..300).contains(&code)
@@ -494,17 +482,15 @@ async fn make_call(ctx: &Arc<Ctx>, ua: &Arc<UaShared>, node: &Node, target: &str
                     }
                     _ => None,
                 });
-                let within = secs(node.timeout);
-                return Err(fail(match last {
-                    Some(last) => format!(
-                        "expected {expected} from {who} within {within}; last: {last}; the call is still ringing"
-                    ),
-                    None => {
-                        format!(
-                            "expected {expected} from {who} within {within}; no response at all"
-                        )
-                    }
-                }));
+                let instead = match last {
+                    Some(last) => format!("last: {last}; the call is still ringing"),
+                    None => "no response at all".to_owned(),
+                };
+                return Err(NodeError::timeout(
+                    format!("{expected} from {who}"),
+                    node.timeout,
+                    instead,
+                ));
             }
         }
     }
@@ -544,7 +530,10 @@ async fn reject(ua: &UaShared, node: &Node, code: u16, reason: Option<&str>) -> 
         &call,
         |e| matches!(e, CallEvent::Terminated { .. }),
         false,
-        format!("sent {code}, the call did not end {{within}}"),
+        expecting(
+            format!("the call to end after our {code}"),
+            "it is still up",
+        ),
     )
     .await
 }
@@ -618,7 +607,7 @@ async fn send_request(
     let sent = call
         .dialog
         .request(m, Some(headers), body.map(|b| b.as_bytes().to_vec()));
-    let what = |t: &str| format!("{method} sent, no final response {t}");
+    let what = expecting(format!("a final response to our {method}"), "none came");
     let resp = within(node, what, async {
         sent.await
             .map_err(|e| transport(format!("{method} failed: {e}")))
@@ -670,7 +659,10 @@ async fn request_outside(
         content_type: content_type.map(str::to_owned),
         body: body.map(|b| b.as_bytes().to_vec()),
     };
-    let what = |t: &str| format!("{method} sent to {who}, no final response {t}");
+    let what = expecting(
+        format!("a final response to our {method} from {who}"),
+        "none came",
+    );
     let resp = within(node, what, async {
         ua.send_outside(out).await.map_err(fail)
     })
@@ -688,10 +680,11 @@ fn final_response(
     let code = resp.status_code.code();
     if !is_expected(&node.opts.expect, code) {
         let want = expected_codes(&node.opts.expect);
-        return Err(status(format!(
-            "expected {want} to {method} from {who}, got {code} {}",
-            resp.status_code.text()
-        )));
+        return Err(NodeError::status(
+            format!("{want} to {method}"),
+            who,
+            format!("{code} {}", resp.status_code.text()),
+        ));
     }
     checks::run(
         &node.opts.checks,
@@ -721,7 +714,10 @@ async fn subscribe(
         ),
     );
     let headers = node_headers(node);
-    let what = |t: &str| format!("SUBSCRIBE ({event}) sent to {who}, no final response {t}");
+    let what = expecting(
+        format!("a final response to our SUBSCRIBE ({event}) from {who}"),
+        "none came",
+    );
     let (_, resp) = within(node, what, async {
         ua.subscribe(&node.call_id, uri, event, expires, headers)
             .await
@@ -740,30 +736,27 @@ async fn request_received(ua: &UaShared, node: &Node, method: Option<&str>) -> N
     let (log, what) = match (&call, &sub) {
         (Some(c), _) => (
             c.latched(),
-            format!(
-                "expected {kind} on `{}` {{within}}, none came",
-                node.call_id
-            ),
+            expecting(format!("{kind} on `{}`", node.call_id), "none came"),
         ),
         (None, Some(s)) => (
             &s.log,
-            format!(
-                "expected {kind} in the {} subscription `{}` {{within}}, none came",
-                s.event, node.call_id
+            expecting(
+                format!("{kind} in the {} subscription `{}`", s.event, node.call_id),
+                "none came",
             ),
         ),
         (None, None) => (
             &ua.inbox,
-            format!(
-                "expected {kind} to {} outside any call {{within}}, none came (`{}` names no call or subscription)",
-                ua.label, node.call_id
+            expecting(
+                format!("{kind} to {} outside any call", ua.label),
+                format!(
+                    "none came (`{}` names no call or subscription)",
+                    node.call_id
+                ),
             ),
         ),
     };
-    let got = within(node, |t| what.replace("{within}", t), async {
-        Ok(log.wait(wanted, true).await.0)
-    })
-    .await?;
+    let got = within(node, what, async { Ok(log.wait(wanted, true).await.0) }).await?;
     match got {
         CallEvent::Request {
             method,
@@ -777,7 +770,7 @@ async fn request_received(ua: &UaShared, node: &Node, method: Option<&str>) -> N
 }
 
 async fn incoming(ua: &UaShared, node: &Node) -> NodeResult {
-    let what = |t: &str| format!("expected an INVITE to {} {t}, none came", ua.label);
+    let what = expecting(format!("an INVITE to {}", ua.label), "none came");
     let call = within(node, what, async {
         Ok(ua.sessions.next_incoming(ua.idx, &node.call_id).await)
     })
@@ -815,7 +808,10 @@ async fn answer(ua: &Arc<UaShared>, node: &Node) -> NodeResult {
     if let Some((rseq, true)) = call.unacked_provisional() {
         within(
             node,
-            |t| format!("the reliable 183 (RSeq {rseq}) got no PRACK {t}, so no 200 can follow it (RFC 3262 §3)"),
+            expecting(
+                format!("a PRACK for the reliable 183 (RSeq {rseq})"),
+                "none came, so no 200 can follow it (RFC 3262 §3)",
+            ),
             async {
                 call.wait_pracked().await;
                 Ok(())
@@ -848,7 +844,7 @@ async fn answer(ua: &Arc<UaShared>, node: &Node) -> NodeResult {
     if let Some(t) = timer.timer() {
         ua.keep_session_timer(&call, t);
     }
-    let what = "200 OK sent, no ACK {within}".to_owned();
+    let what = expecting("an ACK to our 200 OK", "none came");
     let settled = |e: &CallEvent| {
         matches!(
             e,
@@ -900,7 +896,10 @@ async fn hang_up(node: &Node, call: &Arc<Call>) -> NodeResult {
     };
     within(
         node,
-        |t| format!("{what} sent, the call did not end {t}"),
+        expecting(
+            format!("the call to end after our {what}"),
+            "it is still up",
+        ),
         work,
     )
     .await
@@ -932,7 +931,10 @@ async fn reinvite(ua: &UaShared, node: &Node, dir: Direction) -> NodeResult {
     let sent = call
         .dialog
         .reinvite(Some(vec![sdp_header()]), Some(offer.clone().into_bytes()));
-    let what = |t: &str| format!("re-INVITE ({}) sent, no final response {t}", dir.as_str());
+    let what = expecting(
+        format!("a final response to our re-INVITE ({})", dir.as_str()),
+        "none came",
+    );
     let resp = within(node, what, async {
         sent.await
             .map_err(|e| transport(format!("re-INVITE failed: {e}")))
@@ -943,11 +945,11 @@ async fn reinvite(ua: &UaShared, node: &Node, dir: Direction) -> NodeResult {
     };
     let code = resp.status_code.code();
     if !(200..300).contains(&code) {
-        return Err(status(format!(
-            "re-INVITE ({}) answered {code} {}",
-            dir.as_str(),
-            resp.status_code.text()
-        )));
+        return Err(NodeError::status(
+            format!("2xx to our re-INVITE ({})", dir.as_str()),
+            "the peer",
+            format!("{code} {}", resp.status_code.text()),
+        ));
     }
     call.set_local_sdp(offer.into_bytes());
     call.set_held_by_us(dir.is_hold());
@@ -1060,9 +1062,10 @@ async fn transfer(
             }
         }
     };
-    let what = |t: &str| {
-        format!("expected the transfer to {refer_to_text} to complete (a final NOTIFY) {t}")
-    };
+    let what = expecting(
+        format!("the transfer to {refer_to_text} to complete (a final NOTIFY)"),
+        "it did not",
+    );
     let code = within(node, what, work).await?;
     if !(200..300).contains(&code) {
         return Err(fail(format!(
@@ -1166,12 +1169,13 @@ fn escape(v: &str) -> String {
 /// The call's media, waiting (within the node's timeout) for it to start.
 async fn media_of(ua: &UaShared, node: &Node) -> Result<(Arc<Call>, Arc<MediaSession>), NodeError> {
     let call = call_of(ua, node)?;
-    let what = |t: &str| {
+    let what = expecting(
         format!(
-            "expected `{}` to have media (a confirmed call with SDP) {t}",
+            "`{}` to have media (a confirmed call with SDP)",
             node.call_id
-        )
-    };
+        ),
+        "it had none",
+    );
     let m = within(node, what, async { Ok(call.wait_media().await) }).await?;
     Ok((call, m))
 }
@@ -1213,7 +1217,10 @@ pub(crate) async fn play_audio(ctx: &Ctx, ua: &UaShared, node: &Node, file: &str
     }
     within(
         node,
-        |t| format!("playing {} did not finish {t}", path.display()),
+        expecting(
+            format!("playing {} to finish", path.display()),
+            "it had not",
+        ),
         async {
             if m.play(samples, false).await {
                 Ok(())
@@ -1244,7 +1251,11 @@ async fn send_dtmf(ua: &UaShared, node: &Node, digits: &str, gap: Duration) -> N
                 match resp.map(|r| r.status_code.code()) {
                     Some(200..=299) => {}
                     Some(code) => {
-                        return Err(status(format!("INFO with digit {d} answered {code}")));
+                        return Err(NodeError::status(
+                            format!("2xx to our INFO with digit {d}"),
+                            "the peer",
+                            code.to_string(),
+                        ));
                     }
                     None => return Err(state("the call is not confirmed: no INFO sent")),
                 }
@@ -1253,7 +1264,10 @@ async fn send_dtmf(ua: &UaShared, node: &Node, digits: &str, gap: Duration) -> N
         };
         return within(
             node,
-            |t| format!("sending DTMF {digits} by SIP INFO did not finish {t}"),
+            expecting(
+                format!("sending DTMF {digits} by SIP INFO to finish"),
+                "it had not",
+            ),
             work,
         )
         .await;
@@ -1261,7 +1275,7 @@ async fn send_dtmf(ua: &UaShared, node: &Node, digits: &str, gap: Duration) -> N
     let (_, m) = media_of(ua, node).await?;
     within(
         node,
-        |t| format!("sending DTMF {digits} did not finish {t}"),
+        expecting(format!("sending DTMF {digits} to finish"), "it had not"),
         async {
             if m.send_dtmf(digits, tone, gap).await {
                 Ok(())
@@ -1295,10 +1309,11 @@ async fn dtmf_received(ua: &UaShared, node: &Node, expected: Option<&str>) -> No
         .or_else(|| node.opts.pattern.as_ref().map(|p| format!("/{p}/")))
         .unwrap_or_else(|| "a digit".into());
     if waited.is_err() {
-        return Err(media_failure(format!(
-            "expected DTMF {want} within {}, got `{pending}`",
-            secs(node.timeout)
-        )));
+        return Err(NodeError::media(
+            format!("DTMF {want}"),
+            Some(node.timeout),
+            format!("got `{pending}`"),
+        ));
     }
     match expected {
         Some(w) => {
@@ -1307,7 +1322,11 @@ async fn dtmf_received(ua: &UaShared, node: &Node, expected: Option<&str>) -> No
             if got.eq_ignore_ascii_case(w) {
                 Ok(())
             } else {
-                Err(media_failure(format!("expected DTMF {w}, got {got}")))
+                Err(NodeError::media(
+                    format!("DTMF {w}"),
+                    None,
+                    format!("got {got}"),
+                ))
             }
         }
         None if pattern.is_some() => {
@@ -1327,7 +1346,7 @@ async fn play_signature(ua: &UaShared, node: &Node, duration: Duration) -> NodeR
     let samples = media::audio::tone(&sig, duration.as_millis() as u32);
     within(
         node,
-        |t| format!("playing the signature did not finish {t}"),
+        expecting("playing the signature to finish", "it had not"),
         async {
             if m.play(samples, false).await {
                 Ok(())
@@ -1376,24 +1395,26 @@ async fn heard(ctx: &Ctx, ua: &UaShared, node: &Node, from: &str) -> NodeResult 
     let label = |i: usize| ctx.scenario.instances[i].label.clone();
     match found {
         Ok(()) => Ok(()),
-        Err(_) if !others.is_empty() => Err(media_failure(format!(
-            "expected to hear {} within {}, heard {} instead",
-            label(want),
-            secs(node.timeout),
-            others
-                .iter()
-                .map(|i| label(*i))
-                .collect::<Vec<_>>()
-                .join(" and ")
-        ))),
+        Err(_) if !others.is_empty() => Err(NodeError::media(
+            format!("to hear {}", label(want)),
+            Some(node.timeout),
+            format!(
+                "heard {} instead",
+                others
+                    .iter()
+                    .map(|i| label(*i))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ),
+        )),
         Err(_) => {
             let level =
                 media::audio::level_dbfs(&m.audio_since(m.audio_len().saturating_sub(8000)));
-            Err(media_failure(format!(
-                "expected to hear {} within {}, heard no signature (level {level:.0} dBFS)",
-                label(want),
-                secs(node.timeout)
-            )))
+            Err(NodeError::media(
+                format!("to hear {}", label(want)),
+                Some(node.timeout),
+                format!("heard no signature (level {level:.0} dBFS)"),
+            ))
         }
     }
 }
@@ -1412,20 +1433,22 @@ async fn tone(ua: &UaShared, node: &Node, frequency: f64, absent: bool) -> NodeR
     .await;
     match (detected.is_ok(), absent) {
         (true, false) | (false, true) => Ok(()),
-        (true, true) => Err(media_failure(format!(
-            "expected no {frequency} Hz tone for {}, heard one",
-            secs(node.timeout)
-        ))),
-        (false, false) => Err(media_failure(format!(
-            "expected a {frequency} Hz tone within {}, none",
-            secs(node.timeout)
-        ))),
+        (true, true) => Err(NodeError::media(
+            format!("no {frequency} Hz tone"),
+            Some(node.timeout),
+            "heard one",
+        )),
+        (false, false) => Err(NodeError::media(
+            format!("a {frequency} Hz tone"),
+            Some(node.timeout),
+            "none",
+        )),
     }
 }
 
 async fn media_flowing(ua: &UaShared, node: &Node) -> NodeResult {
     let (_, m) = media_of(ua, node).await?;
-    let what = |t: &str| format!("expected RTP from the peer ({}) {t}, none came", m.remote());
+    let what = expecting(format!("RTP from the peer ({})", m.remote()), "none came");
     within(node, what, async {
         m.wait_until(|m| m.first_received().is_some()).await;
         Ok(())
@@ -1442,27 +1465,34 @@ async fn check_media(
     let (_, m) = media_of(ua, node).await?;
     let s = m.stats();
     if s.packets_received == 0 {
-        return Err(media_failure(format!(
-            "no RTP received from {} ({} packets sent)",
-            m.remote(),
-            s.packets_sent
-        )));
+        return Err(NodeError::media(
+            format!("RTP from {}", m.remote()),
+            None,
+            format!("none came ({} packets sent)", s.packets_sent),
+        ));
     }
-    let mut bad = Vec::new();
+    // Each bound exceeded: what it allows, and what was measured.
+    let mut bad: Vec<(String, String)> = Vec::new();
     if let Some(max) = max_loss
         && s.loss_percent() > max
     {
-        bad.push(format!(
-            "loss {:.2} % > {max} % ({} of {})",
-            s.loss_percent(),
-            s.lost,
-            s.lost + s.packets_received
+        bad.push((
+            format!("loss at most {max} %"),
+            format!(
+                "loss {:.2} % ({} of {})",
+                s.loss_percent(),
+                s.lost,
+                s.lost + s.packets_received
+            ),
         ));
     }
     if let Some(max) = max_jitter
         && s.jitter_ms > max
     {
-        bad.push(format!("jitter {:.2} ms > {max} ms", s.jitter_ms));
+        bad.push((
+            format!("jitter at most {max} ms"),
+            format!("jitter {:.2} ms", s.jitter_ms),
+        ));
     }
     node_log(
         ua,
@@ -1476,7 +1506,12 @@ async fn check_media(
     if bad.is_empty() {
         Ok(())
     } else {
-        Err(media_failure(bad.join("; ")))
+        let (expected, got): (Vec<_>, Vec<_>) = bad.into_iter().unzip();
+        Err(NodeError::media(
+            expected.join(" and "),
+            None,
+            format!("got {}", got.join(", ")),
+        ))
     }
 }
 

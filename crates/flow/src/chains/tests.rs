@@ -11,10 +11,14 @@ fn scenario(yaml: &str) -> Arc<Scenario> {
 fn failing(fail: &'static [&'static str]) -> Script {
     Box::new(move |node, _| {
         if fail.contains(&node.id.as_str()) {
-            let failed = Failed {
-                kind: FailureKind::Status,
-                message: "expected 200, got 486".into(),
-            };
+            let failed = Failed::from(Why::Status {
+                expected: "2xx".into(),
+                from: "bob".into(),
+                waited: Some(Duration::from_secs(10)),
+                got: "486 Busy Here".into(),
+                at: Some(Duration::from_millis(5)),
+                detail: String::new(),
+            });
             (Duration::from_millis(5), Err(failed))
         } else {
             (Duration::from_millis(10), Ok(()))
@@ -129,7 +133,7 @@ fn an_after_wait_gives_up_at_its_timeout_and_says_what_it_waited_for() {
     assert_eq!(f.kind, FailureKind::Timeout);
     assert_eq!(
         f.message,
-        "wait (TIMEOUT) on bob: waited for `slow` (TIMEOUT on alice) for 3 s, it has not passed"
+        "wait (TIMEOUT) on bob: expected `slow` (TIMEOUT on alice) to pass within 3 s, it has not"
     );
     assert_eq!(sim.elapsed(), Duration::from_secs(3));
     // alice's Delay was running: it is cancelled, not left running.
@@ -211,9 +215,9 @@ instances:
     // A branch not taken: skipped when the iteration ends, with no reason to give.
     assert_eq!(nodes[idx("hangup")].reason, None);
     assert!(
-        sim.trace
-            .iter()
-            .any(|l| l.ends_with("dial failed: expected 200, got 486 (handled)")),
+        sim.trace.iter().any(|l| l.ends_with(
+            "dial failed: expected 2xx from bob within 10 s, got 486 Busy Here at 0.01 s (handled)"
+        )),
         "{:#?}",
         sim.trace
     );
@@ -229,7 +233,10 @@ fn an_unhandled_failure_ends_its_iteration_cancelling_what_runs_and_skipping_the
     assert_eq!(f.node.as_deref(), Some("answer"));
     assert_eq!(f.ua.as_deref(), Some("bob"));
     assert_eq!(f.kind, FailureKind::Status);
-    assert_eq!(f.message, "answer (Answer) on bob: expected 200, got 486");
+    assert_eq!(
+        f.message,
+        "answer (Answer) on bob: expected 2xx from bob within 10 s, got 486 Busy Here at 0.01 s"
+    );
     let tail: Vec<&str> = sim.trace[sim.trace.len() - 5..]
         .iter()
         .map(String::as_str)
@@ -237,11 +244,11 @@ fn an_unhandled_failure_ends_its_iteration_cancelling_what_runs_and_skipping_the
     assert_eq!(
         tail,
         [
-            "   15 ms  #0 bob    answer failed: expected 200, got 486",
+            "   15 ms  #0 bob    answer failed: expected 2xx from bob within 10 s, got 486 Busy Here at 0.01 s",
             "   15 ms  #0 alice  abort hangup",
             "   15 ms  #0 alice  hangup skipped: cancelled: node `answer` failed",
             "   15 ms  #0 bob    gone skipped: not run: node `answer` failed",
-            "   15 ms  #0 -      failed: answer (Answer) on bob: expected 200, got 486",
+            "   15 ms  #0 -      failed: answer (Answer) on bob: expected 2xx from bob within 10 s, got 486 Busy Here at 0.01 s",
         ]
     );
 }
@@ -274,10 +281,11 @@ fn iterations_are_independent_a_failure_ends_only_its_own() {
     // Iteration 1's Answer fails; iteration 0 and 2 pass.
     let script: Script = Box::new(|node, i| {
         let r = if i == 1 && node.id == "answer" {
-            Err(Failed {
-                kind: FailureKind::Timeout,
-                message: "no ACK".into(),
-            })
+            Err(Failed::timeout(
+                "an ACK",
+                Duration::from_secs(32),
+                "none came",
+            ))
         } else {
             Ok(())
         };
