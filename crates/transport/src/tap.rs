@@ -57,8 +57,6 @@ pub(crate) struct TappedUdp {
     pub(crate) socket: tokio::net::UdpSocket,
     pub(crate) local: SocketAddr,
     pub(crate) tap: Arc<dyn WireTap>,
-    /// The read buffer ([`MAX_DATAGRAM`]); only rsipstack's one receive loop reads.
-    pub(crate) buf: tokio::sync::Mutex<Vec<u8>>,
     /// Where a datagram too large for rsipstack's buffer goes (set once its connection exists).
     pub(crate) large: std::sync::OnceLock<(TransportSender, UdpConnection)>,
 }
@@ -73,7 +71,6 @@ impl TappedUdp {
             socket,
             local,
             tap,
-            buf: tokio::sync::Mutex::new(vec![0; MAX_DATAGRAM]),
             large: std::sync::OnceLock::new(),
         }
     }
@@ -120,33 +117,69 @@ impl TappedUdp {
     }
 }
 
-#[async_trait::async_trait]
-impl PlatformUdpSocket for TappedUdp {
-    async fn recv_from(&self, buf: &mut [u8]) -> rsipstack::Result<(usize, SocketAddr)> {
-        let mut own = self.buf.lock().await;
-        loop {
-            let (n, from) = self.socket.recv_from(&mut own[..]).await?;
+/// What one datagram read comes to.
+enum Read {
+    /// A message for rsipstack, copied into its buffer: its length and sender.
+    Deliver(usize, SocketAddr),
+    /// A malformed request: send this answer back.
+    Answer(Vec<u8>, SocketAddr),
+    /// Nothing for rsipstack (dropped, handed on as a large datagram, or no datagram yet).
+    Again,
+}
+
+thread_local! {
+    /// The read buffer ([`MAX_DATAGRAM`]), one per thread rather than one per UA: a read is
+    /// taken from the socket and handled without an await, so it never leaves its thread, and
+    /// 4,000 UAs do not hold 4,000 buffers of 64 KB.
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; MAX_DATAGRAM]);
+}
+
+impl TappedUdp {
+    /// Takes one datagram if one is there, checks it at the door and puts a message for
+    /// rsipstack into `buf`.
+    fn read_one(&self, buf: &mut [u8]) -> std::io::Result<Read> {
+        READ_BUF.with_borrow_mut(|own| {
+            let (n, from) = match self.socket.try_recv_from(&mut own[..]) {
+                Ok(r) => r,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(Read::Again),
+                Err(e) => return Err(e),
+            };
             let bytes = &own[..n];
             self.record(WireDirection::Received, from, bytes);
             if is_keepalive(bytes) && n <= buf.len() {
                 buf[..n].copy_from_slice(bytes);
-                return Ok((n, from));
+                return Ok(Read::Deliver(n, from));
             }
             let verdict = crate::intake::check(bytes);
             verdict.log(from);
-            match verdict {
+            Ok(match verdict {
                 Intake::Pass { offset, len } => {
                     let message = &bytes[offset..offset + len];
                     if len <= buf.len() {
                         buf[..len].copy_from_slice(message);
-                        return Ok((len, from));
+                        return Ok(Read::Deliver(len, from));
                     }
                     self.deliver_large(message, from);
+                    Read::Again
                 }
-                Intake::Answer { response, .. } => {
+                Intake::Answer { response, .. } => Read::Answer(response, from),
+                Intake::Drop { .. } => Read::Again,
+            })
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl PlatformUdpSocket for TappedUdp {
+    async fn recv_from(&self, buf: &mut [u8]) -> rsipstack::Result<(usize, SocketAddr)> {
+        loop {
+            self.socket.readable().await?;
+            match self.read_one(buf)? {
+                Read::Deliver(n, from) => return Ok((n, from)),
+                Read::Answer(response, from) => {
                     let _ = self.send_to(&response, from).await;
                 }
-                Intake::Drop { .. } => {}
+                Read::Again => {}
             }
         }
     }
