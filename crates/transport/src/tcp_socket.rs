@@ -33,11 +33,31 @@ fn connected() -> Vec<(OwnedFd, SocketAddr, SocketAddr)> {
             let fd =
                 rustix::process::pidfd_getfd(&pidfd, n, rustix::process::PidfdGetfdFlags::empty())
                     .ok()?;
+            // A connected UDP socket (RTP) is not one, nor a TCP socket whose peer has
+            // closed (CLOSE_WAIT, about to go): its peer's port may be a new UA's by now.
+            if rustix::net::sockopt::socket_type(&fd).ok()? != rustix::net::SocketType::STREAM
+                || peer_closed(&fd)
+            {
+                return None;
+            }
             let local = SocketAddr::try_from(rustix::net::getsockname(&fd).ok()?).ok()?;
             let peer = SocketAddr::try_from(rustix::net::getpeername(&fd).ok()??).ok()?;
             Some((fd, local, peer))
         })
         .collect()
+}
+
+/// Whether the other end closed the connection: a peek (which takes nothing) reads its end.
+fn peer_closed(fd: &OwnedFd) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(
+        rustix::net::recv(
+            fd,
+            &mut byte,
+            rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT
+        ),
+        Ok((0, _))
+    )
 }
 
 /// Turns Nagle's algorithm off on the socket from `local` to `peer` (SIP messages are small and
@@ -124,5 +144,28 @@ mod tests {
         );
         assert!(!accepted.nodelay().unwrap());
         release(local, server);
+    }
+
+    #[test]
+    fn a_socket_whose_peer_closed_or_a_connected_udp_socket_is_never_taken() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = listener.local_addr().unwrap();
+        let client = std::net::TcpStream::connect(server).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        // A UDP socket connected to the same address (an RTP socket whose peer once had it).
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        udp.connect(server).unwrap();
+        if connected().is_empty() {
+            eprintln!("pidfd_getfd is not available here: nothing to check");
+            return;
+        }
+        drop(accepted);
+        // Wait (bounded) for the FIN: a blocking peek returns 0 once it is in.
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        assert_eq!(client.peek(&mut [0u8; 1]).unwrap(), 0, "the peer closed");
+        let ua: SocketAddr = "127.0.0.1:3".parse().unwrap();
+        assert_eq!(local_for(ua, server), None, "{:?}", connected());
     }
 }
