@@ -148,7 +148,7 @@ impl UaShared {
     /// and keeps its RTP port; the handle resolves with the final response.
     pub(crate) fn place_call(
         &self,
-        name: Option<&str>,
+        name: Option<(session::Iteration, &str)>,
         callee: Uri,
         opts: CallOptions,
     ) -> Result<(Arc<Call>, tokio::task::JoinHandle<InviteAsyncResult>), String> {

@@ -9,7 +9,7 @@ use events::{
 };
 use flow::chains::{Action, Flow, Input, NodeRef, StateChange, Verdict};
 use instances::{PortAllocator, PortPolicy};
-use scenario::{NodeIdx, Scenario};
+use scenario::Scenario;
 use session::Sessions;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -531,8 +531,8 @@ async fn drive(ctx: &Arc<Ctx>, flow: &mut Flow, stop: &CancellationToken) -> (Ve
                     let (ctx, done) = (ctx.clone(), done_tx.clone());
                     tracker.spawn(async move {
                         tokio::select! {
-                            r = exec::execute(&ctx, at.node) => {
-                                let r = r.map_err(|f| with_missing(&ctx, at.node, f));
+                            r = exec::execute(&ctx, at) => {
+                                let r = r.map_err(|f| with_missing(&ctx, at, f));
                                 let _ = done.send((at, r));
                             }
                             () = token.cancelled() => {}
@@ -620,10 +620,10 @@ fn emit_state(ctx: &Ctx, c: &StateChange) {
 /// A node's failure, with what never arrived on the node's call (a request of ours no
 /// response answered, a 2xx of ours no ACK acknowledged): under loss or with a peer gone, that
 /// names the message the run waited for.
-fn with_missing(ctx: &Ctx, idx: NodeIdx, mut f: NodeError) -> NodeError {
-    let node = &ctx.scenario.nodes[idx];
+fn with_missing(ctx: &Ctx, at: NodeRef, mut f: NodeError) -> NodeError {
+    let node = &ctx.scenario.nodes[at.node];
     let ua = &ctx.uas[node.instance];
-    if let Some(call) = ua.sessions.get(ua.idx, &node.call_id) {
+    if let Some(call) = ua.sessions.get(ua.idx, at.iteration, &node.call_id) {
         f.on_the_wire = ua.ledger.missing(&call.sip_call_id());
     }
     f

@@ -5,10 +5,11 @@ use crate::checks;
 use crate::engine::{Ctx, NodeError};
 use crate::ua::UaShared;
 use events::Level;
+use flow::chains::{Iteration, NodeRef};
 use flow::failure::Why;
 use media::rtp::MediaSession;
 use media::sdp::{self, Direction};
-use scenario::{Action, Node, NodeIdx, Until};
+use scenario::{Action, Node, Until};
 use session::{Call, CallEvent, EndCause, HangupAction, LegState, Role, hangup_action};
 use std::future::Future;
 use std::sync::Arc;
@@ -55,7 +56,7 @@ fn expecting(expected: impl Into<String>, instead: impl Into<String>) -> Expecti
 /// Runs `fut` within the node's timeout. On timeout the failure says what was expected, how
 /// long was waited and what came instead: `expected an INVITE to bob within 10 s, none came`.
 async fn within<T>(
-    node: &Node,
+    node: &Step<'_>,
     e: Expecting,
     fut: impl Future<Output = Result<T, NodeError>>,
 ) -> Result<T, NodeError> {
@@ -65,8 +66,24 @@ async fn within<T>(
     }
 }
 
-pub(crate) async fn execute(ctx: &Arc<Ctx>, idx: NodeIdx) -> NodeResult {
-    let node = &ctx.scenario.nodes[idx];
+/// A node as one iteration runs it: the calls it names are that iteration's.
+pub(crate) struct Step<'a> {
+    node: &'a Node,
+    iteration: Iteration,
+}
+
+impl std::ops::Deref for Step<'_> {
+    type Target = Node;
+    fn deref(&self) -> &Node {
+        self.node
+    }
+}
+
+pub(crate) async fn execute(ctx: &Arc<Ctx>, at: NodeRef) -> NodeResult {
+    let node = &Step {
+        node: &ctx.scenario.nodes[at.node],
+        iteration: at.iteration,
+    };
     let ua = &ctx.uas[node.instance];
     match &node.action {
         Action::MakeCall { target } => make_call(ctx, ua, node, target).await,
@@ -215,7 +232,7 @@ pub(crate) async fn execute(ctx: &Arc<Ctx>, idx: NodeIdx) -> NodeResult {
 }
 
 /// The headers a node adds to its request (`headers:`), in order.
-fn node_headers(node: &Node) -> Vec<transport::sip::Header> {
+fn node_headers(node: &Step<'_>) -> Vec<transport::sip::Header> {
     node.opts
         .headers
         .iter()
@@ -224,12 +241,12 @@ fn node_headers(node: &Node) -> Vec<transport::sip::Header> {
 }
 
 /// A log line about a node, on its UA and call.
-fn node_log(ua: &UaShared, node: &Node, level: Level, message: String) {
+fn node_log(ua: &UaShared, node: &Step<'_>, level: Level, message: String) {
     ua.log(level, Some(&node.id), Some(&node.call_id), message);
 }
 
-fn call_named(ua: &UaShared, name: &str) -> Result<Arc<Call>, NodeError> {
-    ua.sessions.get(ua.idx, name).ok_or_else(|| {
+fn call_named(ua: &UaShared, iteration: Iteration, name: &str) -> Result<Arc<Call>, NodeError> {
+    ua.sessions.get(ua.idx, iteration, name).ok_or_else(|| {
         state(format!(
             "{} has no call `{name}`: a MakeCall or INCOMING node must bind it first",
             ua.label
@@ -237,13 +254,13 @@ fn call_named(ua: &UaShared, name: &str) -> Result<Arc<Call>, NodeError> {
     })
 }
 
-fn call_of(ua: &UaShared, node: &Node) -> Result<Arc<Call>, NodeError> {
-    call_named(ua, &node.call_id)
+fn call_of(ua: &UaShared, node: &Step<'_>) -> Result<Arc<Call>, NodeError> {
+    call_named(ua, node.iteration, &node.call_id)
 }
 
 /// Waits (within the node's timeout) for an event on the call; returns it.
 async fn wait_for(
-    node: &Node,
+    node: &Step<'_>,
     call: &Call,
     pred: impl Fn(&CallEvent) -> bool,
     consume: bool,
@@ -256,7 +273,7 @@ async fn wait_for(
 /// expected.
 async fn on_call(
     ua: &UaShared,
-    node: &Node,
+    node: &Step<'_>,
     pred: impl Fn(&CallEvent) -> bool,
     consume: bool,
     what: impl FnOnce(&Call) -> Expecting,
@@ -267,7 +284,7 @@ async fn on_call(
 }
 
 async fn wait_event(
-    node: &Node,
+    node: &Step<'_>,
     call: &Call,
     pred: impl Fn(&CallEvent) -> bool,
     consume: bool,
@@ -305,7 +322,12 @@ fn redirect_target(resp: &transport::sip::Response) -> Option<Uri> {
     transport::header::name_addr_uri(&crate::routing::header_in(&resp.headers, "Contact")?)
 }
 
-async fn make_call(ctx: &Arc<Ctx>, ua: &Arc<UaShared>, node: &Node, target: &str) -> NodeResult {
+async fn make_call(
+    ctx: &Arc<Ctx>,
+    ua: &Arc<UaShared>,
+    node: &Step<'_>,
+    target: &str,
+) -> NodeResult {
     let (mut callee, who) = resolve_target(ctx, ua, target)?;
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + node.timeout;
@@ -330,7 +352,7 @@ async fn make_call(ctx: &Arc<Ctx>, ua: &Arc<UaShared>, node: &Node, target: &str
             late_offer: node.opts.late_offer,
         };
         let (call, join) = ua
-            .place_call(Some(&node.call_id), callee.clone(), opts)
+            .place_call(Some((node.iteration, &node.call_id)), callee.clone(), opts)
             .map_err(fail)?;
         node_log(ua, node, Level::Info, format!("calling {who} ({callee})"));
         match node.opts.until {
@@ -497,7 +519,7 @@ async fn make_call(ctx: &Arc<Ctx>, ua: &Arc<UaShared>, node: &Node, target: &str
 }
 
 /// Reject, Ringing, Progress: the call must be incoming and not answered yet.
-fn ringing_call(ua: &UaShared, node: &Node) -> Result<Arc<Call>, NodeError> {
+fn ringing_call(ua: &UaShared, node: &Step<'_>) -> Result<Arc<Call>, NodeError> {
     let call = call_of(ua, node)?;
     if call.role != Role::Incoming {
         return Err(state(format!(
@@ -517,7 +539,7 @@ fn ringing_call(ua: &UaShared, node: &Node) -> Result<Arc<Call>, NodeError> {
     Ok(call)
 }
 
-async fn reject(ua: &UaShared, node: &Node, code: u16, reason: Option<&str>) -> NodeResult {
+async fn reject(ua: &UaShared, node: &Step<'_>, code: u16, reason: Option<&str>) -> NodeResult {
     let call = ringing_call(ua, node)?;
     call.dialog
         .reject(
@@ -538,7 +560,7 @@ async fn reject(ua: &UaShared, node: &Node, code: u16, reason: Option<&str>) -> 
     .await
 }
 
-async fn cancel(ua: &UaShared, node: &Node) -> NodeResult {
+async fn cancel(ua: &UaShared, node: &Step<'_>) -> NodeResult {
     let call = call_of(ua, node)?;
     if call.role != Role::Outgoing || call.leg_state() != LegState::Early {
         return Err(state(format!(
@@ -549,7 +571,7 @@ async fn cancel(ua: &UaShared, node: &Node) -> NodeResult {
     hang_up(node, &call).await
 }
 
-async fn send_provisional(ua: &UaShared, node: &Node, early_media: bool) -> NodeResult {
+async fn send_provisional(ua: &UaShared, node: &Step<'_>, early_media: bool) -> NodeResult {
     if let Some(d) = node.opts.delay {
         tokio::time::sleep(d).await;
     }
@@ -571,7 +593,7 @@ async fn send_provisional(ua: &UaShared, node: &Node, early_media: bool) -> Node
 
 async fn send_request(
     ua: &UaShared,
-    node: &Node,
+    node: &Step<'_>,
     method: &str,
     content_type: Option<&str>,
     body: Option<&str>,
@@ -635,7 +657,7 @@ fn method_of(name: &str) -> Method {
 /// checks.
 async fn request_outside(
     ua: &UaShared,
-    node: &Node,
+    node: &Step<'_>,
     method: &str,
     uri: Uri,
     who: &str,
@@ -672,7 +694,7 @@ async fn request_outside(
 
 /// A final response to a request of a node: one of `expect` (or a 2xx), then its checks.
 fn final_response(
-    node: &Node,
+    node: &Step<'_>,
     method: &str,
     who: &str,
     resp: &transport::sip::Response,
@@ -698,7 +720,7 @@ fn final_response(
 /// Subscribe: SUBSCRIBE to `event` at `uri`, binding the node's call id to the subscription.
 async fn subscribe(
     ua: &UaShared,
-    node: &Node,
+    node: &Step<'_>,
     uri: Uri,
     who: &str,
     event: &str,
@@ -727,11 +749,11 @@ async fn subscribe(
     final_response(node, "SUBSCRIBE", who, &resp)
 }
 
-async fn request_received(ua: &UaShared, node: &Node, method: Option<&str>) -> NodeResult {
+async fn request_received(ua: &UaShared, node: &Step<'_>, method: Option<&str>) -> NodeResult {
     let wanted = |e: &CallEvent| matches!(e, CallEvent::Request { method: m, .. } if method.is_none_or(|want| want.eq_ignore_ascii_case(m)));
     let kind = method.unwrap_or("a request");
     // The call the node's call id names, else its subscription, else the UA's inbox.
-    let call = ua.sessions.get(ua.idx, &node.call_id);
+    let call = ua.sessions.get(ua.idx, node.iteration, &node.call_id);
     let sub = ua.subscription(&node.call_id);
     let (log, what) = match (&call, &sub) {
         (Some(c), _) => (
@@ -769,10 +791,13 @@ async fn request_received(ua: &UaShared, node: &Node, method: Option<&str>) -> N
     }
 }
 
-async fn incoming(ua: &UaShared, node: &Node) -> NodeResult {
+async fn incoming(ua: &UaShared, node: &Step<'_>) -> NodeResult {
     let what = expecting(format!("an INVITE to {}", ua.label), "none came");
     let call = within(node, what, async {
-        Ok(ua.sessions.next_incoming(ua.idx, &node.call_id).await)
+        Ok(ua
+            .sessions
+            .next_incoming(ua.idx, node.iteration, &node.call_id)
+            .await)
     })
     .await?;
     node_log(
@@ -791,7 +816,7 @@ async fn incoming(ua: &UaShared, node: &Node) -> NodeResult {
     .map_err(checks_failed)
 }
 
-async fn answer(ua: &Arc<UaShared>, node: &Node) -> NodeResult {
+async fn answer(ua: &Arc<UaShared>, node: &Step<'_>) -> NodeResult {
     let call = call_of(ua, node)?;
     if call.role != Role::Incoming {
         return Err(state(format!(
@@ -871,7 +896,7 @@ async fn answer(ua: &Arc<UaShared>, node: &Node) -> NodeResult {
 }
 
 /// Hangs up `call` as its state says and waits for it to end.
-async fn hang_up(node: &Node, call: &Arc<Call>) -> NodeResult {
+async fn hang_up(node: &Step<'_>, call: &Arc<Call>) -> NodeResult {
     let action = hangup_action(call.role, call.leg_state());
     let what = match action {
         HangupAction::Bye => "BYE".to_owned(),
@@ -905,7 +930,7 @@ async fn hang_up(node: &Node, call: &Arc<Call>) -> NodeResult {
     .await
 }
 
-async fn release(ua: &UaShared, node: &Node) -> NodeResult {
+async fn release(ua: &UaShared, node: &Step<'_>) -> NodeResult {
     let call = call_of(ua, node)?;
     if call.leg_state() == LegState::Terminated {
         node_log(ua, node, Level::Info, "the call had already ended".into());
@@ -915,7 +940,7 @@ async fn release(ua: &UaShared, node: &Node) -> NodeResult {
 }
 
 /// Hold (`sendonly`) or Retrieve (`sendrecv`): a re-INVITE with our SDP in that direction.
-async fn reinvite(ua: &UaShared, node: &Node, dir: Direction) -> NodeResult {
+async fn reinvite(ua: &UaShared, node: &Step<'_>, dir: Direction) -> NodeResult {
     let call = call_of(ua, node)?;
     if call.leg_state() != LegState::Confirmed {
         return Err(state(format!(
@@ -1011,12 +1036,12 @@ fn blind_target(ctx: &Ctx, ua: &UaShared, user: &str, host: &str) -> Result<Uri,
 /// up the call (and `also_end`, for an attended transfer).
 async fn transfer(
     ua: &UaShared,
-    node: &Node,
+    node: &Step<'_>,
     primary: &str,
     refer_to: Uri,
     also_end: Option<Arc<Call>>,
 ) -> NodeResult {
-    let call = call_named(ua, primary)?;
+    let call = call_named(ua, node.iteration, primary)?;
     if call.leg_state() != LegState::Confirmed {
         return Err(state(format!("`{primary}` is not an established call")));
     }
@@ -1085,8 +1110,13 @@ async fn transfer(
 
 /// Attended transfer: REFER on the primary call with Refer-To pointing at the consultation
 /// call's peer, carrying Replaces for that call (RFC 3891), then BYE on both calls.
-async fn attended_transfer(ua: &UaShared, node: &Node, primary: &str, consult: &str) -> NodeResult {
-    let consult_call = call_named(ua, consult)?;
+async fn attended_transfer(
+    ua: &UaShared,
+    node: &Step<'_>,
+    primary: &str,
+    consult: &str,
+) -> NodeResult {
+    let consult_call = call_named(ua, node.iteration, consult)?;
     if consult_call.leg_state() != LegState::Confirmed {
         return Err(fail(format!(
             "the consultation call `{consult}` is not established"
@@ -1167,7 +1197,10 @@ fn escape(v: &str) -> String {
 }
 
 /// The call's media, waiting (within the node's timeout) for it to start.
-async fn media_of(ua: &UaShared, node: &Node) -> Result<(Arc<Call>, Arc<MediaSession>), NodeError> {
+async fn media_of(
+    ua: &UaShared,
+    node: &Step<'_>,
+) -> Result<(Arc<Call>, Arc<MediaSession>), NodeError> {
     let call = call_of(ua, node)?;
     let what = expecting(
         format!(
@@ -1195,7 +1228,12 @@ fn new_windows(m: &MediaSession, cursor: &mut usize) -> Vec<Vec<i16>> {
     out
 }
 
-pub(crate) async fn play_audio(ctx: &Ctx, ua: &UaShared, node: &Node, file: &str) -> NodeResult {
+pub(crate) async fn play_audio(
+    ctx: &Ctx,
+    ua: &UaShared,
+    node: &Step<'_>,
+    file: &str,
+) -> NodeResult {
     let path = scenario::resolve_path(&ctx.scenario.file, file);
     let samples = media::wav::load(&path).map_err(|e| fail(e.to_string()))?;
     let (_, m) = media_of(ua, node).await?;
@@ -1232,7 +1270,7 @@ pub(crate) async fn play_audio(ctx: &Ctx, ua: &UaShared, node: &Node, file: &str
     .await
 }
 
-async fn send_dtmf(ua: &UaShared, node: &Node, digits: &str, gap: Duration) -> NodeResult {
+async fn send_dtmf(ua: &UaShared, node: &Step<'_>, digits: &str, gap: Duration) -> NodeResult {
     let tone = Duration::from_millis(100);
     if node.opts.dtmf_info {
         let call = call_of(ua, node)?;
@@ -1287,7 +1325,7 @@ async fn send_dtmf(ua: &UaShared, node: &Node, digits: &str, gap: Duration) -> N
     .await
 }
 
-async fn dtmf_received(ua: &UaShared, node: &Node, expected: Option<&str>) -> NodeResult {
+async fn dtmf_received(ua: &UaShared, node: &Step<'_>, expected: Option<&str>) -> NodeResult {
     let (_, m) = media_of(ua, node).await?;
     let pattern = match &node.opts.pattern {
         Some(p) => Some(
@@ -1340,7 +1378,7 @@ async fn dtmf_received(ua: &UaShared, node: &Node, expected: Option<&str>) -> No
     }
 }
 
-async fn play_signature(ua: &UaShared, node: &Node, duration: Duration) -> NodeResult {
+async fn play_signature(ua: &UaShared, node: &Step<'_>, duration: Duration) -> NodeResult {
     let (_, m) = media_of(ua, node).await?;
     let sig = media::audio::signature(ua.idx);
     let samples = media::audio::tone(&sig, duration.as_millis() as u32);
@@ -1366,7 +1404,7 @@ fn instance_named(ctx: &Ctx, from: &str) -> Option<usize> {
         .position(|i| i.id == from || i.label == from || i.dn == from)
 }
 
-async fn heard(ctx: &Ctx, ua: &UaShared, node: &Node, from: &str) -> NodeResult {
+async fn heard(ctx: &Ctx, ua: &UaShared, node: &Step<'_>, from: &str) -> NodeResult {
     let want =
         instance_named(ctx, from).ok_or_else(|| fail(format!("`{from}` names no instance")))?;
     let (_, m) = media_of(ua, node).await?;
@@ -1419,7 +1457,7 @@ async fn heard(ctx: &Ctx, ua: &UaShared, node: &Node, from: &str) -> NodeResult 
     }
 }
 
-async fn tone(ua: &UaShared, node: &Node, frequency: f64, absent: bool) -> NodeResult {
+async fn tone(ua: &UaShared, node: &Step<'_>, frequency: f64, absent: bool) -> NodeResult {
     let (_, m) = media_of(ua, node).await?;
     let mut cursor = if absent { m.audio_len() } else { 0 };
     let detected = tokio::time::timeout(
@@ -1446,7 +1484,7 @@ async fn tone(ua: &UaShared, node: &Node, frequency: f64, absent: bool) -> NodeR
     }
 }
 
-async fn media_flowing(ua: &UaShared, node: &Node) -> NodeResult {
+async fn media_flowing(ua: &UaShared, node: &Step<'_>) -> NodeResult {
     let (_, m) = media_of(ua, node).await?;
     let what = expecting(format!("RTP from the peer ({})", m.remote()), "none came");
     within(node, what, async {
@@ -1458,7 +1496,7 @@ async fn media_flowing(ua: &UaShared, node: &Node) -> NodeResult {
 
 async fn check_media(
     ua: &UaShared,
-    node: &Node,
+    node: &Step<'_>,
     max_loss: Option<f64>,
     max_jitter: Option<f64>,
 ) -> NodeResult {

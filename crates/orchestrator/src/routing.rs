@@ -414,10 +414,14 @@ impl UaShared {
             let _ = d.reject(Some(StatusCode::CallTransactionDoesNotExist), None);
             return;
         };
-        let name = old.name().unwrap_or_else(|| "replaced".to_owned());
-        let call = self
-            .sessions
-            .insert_bound(self.idx, session::Role::Incoming, d.clone(), &name);
+        let (iteration, name) = old.binding().unwrap_or((0, "replaced".to_owned()));
+        let call = self.sessions.insert_bound(
+            self.idx,
+            session::Role::Incoming,
+            d.clone(),
+            iteration,
+            &name,
+        );
         match self.answer_sdp(&call) {
             Ok(answer) => {
                 let _ = d.accept(
@@ -726,7 +730,7 @@ impl UaShared {
         call.push(CallEvent::Referred {
             to: target.uri.clone(),
         });
-        let name = call.name().unwrap_or_else(|| "transferred".to_owned());
+        let (iteration, name) = call.binding().unwrap_or((0, "transferred".to_owned()));
         self.log(
             Level::Info,
             None,
@@ -774,7 +778,7 @@ impl UaShared {
             };
             match outcome {
                 Ok((new_call, code, reason)) if (200..300).contains(&code) => {
-                    me.sessions.rebind(me.idx, &name, &new_call);
+                    me.sessions.rebind(me.idx, iteration, &name, &new_call);
                     call.mark_superseded();
                     let ev = CallEvent::Transferred {
                         to: target.uri.clone(),

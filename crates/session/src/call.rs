@@ -165,6 +165,83 @@ struct Reliable {
     last_acked: Option<u32>,
 }
 
+impl Reliable {
+    /// Numbered from `first_rseq` (RFC 3262 §3: chosen at random, below 2**31).
+    fn start(&mut self, first_rseq: u32) {
+        self.on = true;
+        self.next = first_rseq.clamp(1, (1 << 31) - 1);
+    }
+
+    /// Numbers a new reliable provisional response, waiting for its PRACK from now on.
+    fn begin(&mut self, with_sdp: bool) -> u32 {
+        let rseq = self.next;
+        self.next = self.next.wrapping_add(1);
+        self.unacked = Some((rseq, with_sdp));
+        rseq
+    }
+
+    /// What a PRACK whose RAck names `rseq` and CSeq `cseq` does, for an INVITE of CSeq
+    /// `invite_cseq`; with `take`, the provisional response it acknowledges stops waiting.
+    fn prack(&mut self, invite_cseq: Option<u32>, rseq: u32, cseq: u32, take: bool) -> Prack {
+        if invite_cseq.is_some_and(|c| c != cseq) {
+            return Prack::NoMatch;
+        }
+        match self.unacked {
+            Some((want, _)) if want == rseq => {
+                if take {
+                    self.unacked = None;
+                    self.last_acked = Some(rseq);
+                }
+                Prack::Acked
+            }
+            _ if self.last_acked == Some(rseq) => Prack::Again,
+            _ => Prack::NoMatch,
+        }
+    }
+}
+
+/// Whether `event` is news to a call whose log holds `seen`: rsipstack reports Confirmed again
+/// after some mid-dialog requests and Terminated more than once (the first counts), nothing
+/// follows the end, and a reliable provisional response sent again until its PRACK comes is
+/// news once.
+fn is_news(seen: &[&CallEvent], event: &CallEvent, reliable: bool) -> bool {
+    let ended = seen
+        .iter()
+        .any(|e| matches!(e, CallEvent::Terminated { .. }));
+    let confirmed_again = matches!(event, CallEvent::Confirmed { .. })
+        && seen
+            .iter()
+            .any(|e| matches!(e, CallEvent::Confirmed { .. }));
+    let resent = matches!(event, CallEvent::Provisional { .. })
+        && reliable
+        && seen.last().is_some_and(|e| *e == event);
+    !(ended || confirmed_again || resent)
+}
+
+/// What a call holds beside its dialog: what nodes and the router decided about it. Plain data
+/// behind one lock; its rules (above) are tested without a dialog or a socket.
+#[derive(Debug, Default)]
+struct State {
+    /// The iteration and logical call id a node bound it to.
+    binding: Option<(crate::Iteration, String)>,
+    /// Our SDP, for answering re-INVITEs.
+    local_sdp: Option<Vec<u8>>,
+    /// The first SDP the peer sent on this call (a 183's, or the 2xx's): for a caller, the
+    /// answer to its offer (RFC 3261 §13.2.1).
+    first_remote_sdp: Option<Vec<u8>>,
+    /// We put the peer on hold (our last offer was sendonly/inactive).
+    held_by_us: bool,
+    /// The peer put us on hold.
+    held_by_peer: bool,
+    /// A transfer moved this call's logical id to a new call; the transferor ends this one.
+    superseded: bool,
+    /// We put an offer in a 2xx to an offer-less re-INVITE: the answer comes in its ACK.
+    answer_in_ack: bool,
+    reliable: Reliable,
+    /// Where to write the received audio when the media ends.
+    recording: Option<std::path::PathBuf>,
+}
+
 /// One INVITE dialog of a UA.
 pub struct Call {
     pub key: CallKey,
@@ -173,38 +250,22 @@ pub struct Call {
     pub dialog: InviteDialog,
     pub created: Instant,
     first_id: DialogId,
-    name: Mutex<Option<String>>,
+    state: Mutex<State>,
     log: crate::Latched<CallEvent>,
-    /// Our SDP, for answering re-INVITEs.
-    local_sdp: Mutex<Option<Vec<u8>>>,
-    /// The first SDP the peer sent on this call (a 183's, or the 2xx's): for a caller, the
-    /// answer to its offer (RFC 3261 §13.2.1).
-    first_remote_sdp: Mutex<Option<Vec<u8>>>,
-    /// A BYE/CANCEL/reject has been started: cleanup must not send another.
-    /// When a hang-up was first started on this call (by a node or by cleanup).
+    /// When a hang-up was first started on this call (by a node or by cleanup): cleanup must
+    /// not send another.
     hangup_started: std::sync::OnceLock<Instant>,
     /// What the call holds until it is closed (its RTP port lease and socket).
     resources: Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
-    /// We put the peer on hold (our last offer was sendonly/inactive).
-    held_by_us: std::sync::atomic::AtomicBool,
-    /// The peer put us on hold.
-    held_by_peer: std::sync::atomic::AtomicBool,
-    /// A transfer moved this call's logical id to a new call; the transferor ends this one.
-    superseded: std::sync::atomic::AtomicBool,
-    /// We put an offer in a 2xx to an offer-less re-INVITE: the answer comes in its ACK.
-    answer_in_ack: std::sync::atomic::AtomicBool,
     /// The session timer agreed for the call, if any (the last refresh's).
     session_timer: watch::Sender<Option<SessionTimer>>,
-    /// Reliable provisional responses, and a counter bumped when one is PRACKed.
-    reliable: Mutex<Reliable>,
+    /// Bumped when a reliable provisional response is PRACKed.
     pracked: watch::Sender<u64>,
     /// The RTP socket reserved when our SDP was made, until the media starts.
     rtp_socket: Mutex<Option<std::net::UdpSocket>>,
     /// The call's RTP, once the call is confirmed.
     media: Mutex<Option<Arc<media::rtp::MediaSession>>>,
     media_started: watch::Sender<bool>,
-    /// Where to write the received audio when the media ends.
-    recording: Mutex<Option<std::path::PathBuf>>,
 }
 
 impl Call {
@@ -213,7 +274,7 @@ impl Call {
         ua: UaIdx,
         role: Role,
         dialog: InviteDialog,
-        name: Option<String>,
+        binding: Option<(crate::Iteration, String)>,
     ) -> Self {
         Self {
             key,
@@ -222,32 +283,37 @@ impl Call {
             first_id: dialog.id(),
             dialog,
             created: Instant::now(),
-            name: Mutex::new(name),
+            state: Mutex::new(State {
+                binding,
+                ..State::default()
+            }),
             log: crate::Latched::new(),
-            local_sdp: Mutex::new(None),
-            first_remote_sdp: Mutex::new(None),
             hangup_started: std::sync::OnceLock::new(),
             resources: Mutex::new(Vec::new()),
-            held_by_us: std::sync::atomic::AtomicBool::new(false),
-            held_by_peer: std::sync::atomic::AtomicBool::new(false),
-            superseded: std::sync::atomic::AtomicBool::new(false),
-            answer_in_ack: std::sync::atomic::AtomicBool::new(false),
             session_timer: watch::channel(None).0,
-            reliable: Mutex::new(Reliable::default()),
             pracked: watch::channel(0).0,
             rtp_socket: Mutex::new(None),
             media: Mutex::new(None),
             media_started: watch::channel(false).0,
-            recording: Mutex::new(None),
         }
     }
 
+    /// The logical call id a node bound it to.
     pub fn name(&self) -> Option<String> {
-        self.name.lock().expect("name lock").clone()
+        self.binding().map(|(_, n)| n)
     }
 
-    pub(crate) fn set_name(&self, name: &str) {
-        *self.name.lock().expect("name lock") = Some(name.to_owned());
+    /// The iteration and logical call id a node bound it to.
+    pub fn binding(&self) -> Option<(crate::Iteration, String)> {
+        self.state().binding.clone()
+    }
+
+    pub(crate) fn set_binding(&self, iteration: crate::Iteration, name: &str) {
+        self.state().binding = Some((iteration, name.to_owned()));
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("call state lock")
     }
 
     pub fn sip_call_id(&self) -> String {
@@ -265,41 +331,27 @@ impl Call {
     }
 
     pub fn set_local_sdp(&self, sdp: Vec<u8>) {
-        *self.local_sdp.lock().expect("sdp lock") = Some(sdp);
+        self.state().local_sdp = Some(sdp);
     }
 
     pub fn local_sdp(&self) -> Option<Vec<u8>> {
-        self.local_sdp.lock().expect("sdp lock").clone()
+        self.state().local_sdp.clone()
     }
 
     /// Keeps `sdp` if it is the first SDP the peer sent; returns the first one.
     pub fn first_remote_sdp(&self, sdp: &[u8]) -> Vec<u8> {
-        let mut first = self.first_remote_sdp.lock().expect("sdp lock");
-        if first.is_none() && !sdp.trim_ascii().is_empty() {
-            *first = Some(sdp.to_vec());
+        let mut st = self.state();
+        if st.first_remote_sdp.is_none() && !sdp.trim_ascii().is_empty() {
+            st.first_remote_sdp = Some(sdp.to_vec());
         }
-        first.clone().unwrap_or_default()
+        st.first_remote_sdp.clone().unwrap_or_default()
     }
 
     /// Appends an event; returns false when it adds nothing (a repeat, or after the end).
     pub fn push(&self, event: CallEvent) -> bool {
         let reliable = self.provisionals_reliable();
-        self.log.push_unless(event, |seen, event| {
-            // rsipstack reports Confirmed again after some mid-dialog requests, and Terminated
-            // more than once: keep the first.
-            (matches!(event, CallEvent::Confirmed { .. })
-                && seen
-                    .iter()
-                    .any(|e| matches!(e, CallEvent::Confirmed { .. })))
-                || seen
-                    .iter()
-                    .any(|e| matches!(e, CallEvent::Terminated { .. }))
-                // A reliable provisional response is sent again until its PRACK comes: once
-                // is news.
-                || (matches!(event, CallEvent::Provisional { .. })
-                    && reliable
-                    && seen.last().is_some_and(|e| *e == event))
-        })
+        self.log
+            .push_unless(event, |seen, event| !is_news(seen, event, reliable))
     }
 
     /// Every event so far, with when it happened.
@@ -364,12 +416,11 @@ impl Call {
     }
 
     pub fn held_by_us(&self) -> bool {
-        self.held_by_us.load(std::sync::atomic::Ordering::Acquire)
+        self.state().held_by_us
     }
 
     pub fn set_held_by_us(&self, held: bool) {
-        self.held_by_us
-            .store(held, std::sync::atomic::Ordering::Release);
+        self.state().held_by_us = held;
     }
 
     pub fn set_rtp_socket(&self, socket: std::net::UdpSocket) {
@@ -410,21 +461,20 @@ impl Call {
     }
 
     pub fn set_recording(&self, path: std::path::PathBuf) {
-        *self.recording.lock().expect("recording lock") = Some(path);
+        self.state().recording = Some(path);
     }
 
     pub fn recording(&self) -> Option<std::path::PathBuf> {
-        self.recording.lock().expect("recording lock").clone()
+        self.state().recording.clone()
     }
 
     /// Marks the call as left behind by a transfer (its logical id now names a new call).
     pub fn mark_superseded(&self) {
-        self.superseded
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.state().superseded = true;
     }
 
     pub fn superseded(&self) -> bool {
-        self.superseded.load(std::sync::atomic::Ordering::Acquire)
+        self.state().superseded
     }
 
     /// Sets the call's session timer (a 2xx or a refresh agreed it; the same again re-arms it);
@@ -445,29 +495,23 @@ impl Call {
     /// Makes this (incoming) call's provisional responses reliable (RFC 3262), numbered from
     /// `first_rseq` (RFC 3262 §3: chosen at random, below 2**31).
     pub fn make_provisionals_reliable(&self, first_rseq: u32) {
-        let mut r = self.reliable.lock().expect("reliable lock");
-        r.on = true;
-        r.next = first_rseq.clamp(1, (1 << 31) - 1);
+        self.state().reliable.start(first_rseq);
     }
 
     pub fn provisionals_reliable(&self) -> bool {
-        self.reliable.lock().expect("reliable lock").on
+        self.state().reliable.on
     }
 
     /// The reliable provisional response sent and not PRACKed yet: its RSeq, and whether it
     /// carried SDP.
     pub fn unacked_provisional(&self) -> Option<(u32, bool)> {
-        self.reliable.lock().expect("reliable lock").unacked
+        self.state().reliable.unacked
     }
 
     /// Numbers a new reliable provisional response (carrying SDP or not) and marks it as
     /// waiting for its PRACK; returns its RSeq.
     pub fn begin_reliable_provisional(&self, with_sdp: bool) -> u32 {
-        let mut r = self.reliable.lock().expect("reliable lock");
-        let rseq = r.next;
-        r.next = r.next.wrapping_add(1);
-        r.unacked = Some((rseq, with_sdp));
-        rseq
+        self.state().reliable.begin(with_sdp)
     }
 
     /// What a PRACK whose RAck names `rseq` and the INVITE's CSeq `cseq` does; with `take`, it
@@ -480,22 +524,11 @@ impl Call {
             .iter()
             .find(|h| h.name().eq_ignore_ascii_case("CSeq"))
             .and_then(|h| h.value().split_whitespace().next()?.parse::<u32>().ok());
-        if invite_cseq.is_some_and(|c| c != cseq) {
-            return Prack::NoMatch;
+        let done = self.state().reliable.prack(invite_cseq, rseq, cseq, take);
+        if take && done == Prack::Acked {
+            self.pracked.send_modify(|n| *n += 1);
         }
-        let mut r = self.reliable.lock().expect("reliable lock");
-        match r.unacked {
-            Some((want, _)) if want == rseq && !take => Prack::Acked,
-            Some((want, _)) if want == rseq => {
-                r.unacked = None;
-                r.last_acked = Some(rseq);
-                drop(r);
-                self.pracked.send_modify(|n| *n += 1);
-                Prack::Acked
-            }
-            _ if r.last_acked == Some(rseq) => Prack::Again,
-            _ => Prack::NoMatch,
-        }
+        done
     }
 
     /// Waits until no reliable provisional response waits for its PRACK.
@@ -513,23 +546,20 @@ impl Call {
     /// Marks that the next ACK brings the answer to the offer in our 2xx (a re-INVITE without
     /// SDP, RFC 3264 §8.1).
     pub fn expect_answer_in_ack(&self) {
-        self.answer_in_ack
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.state().answer_in_ack = true;
     }
 
     /// Whether an ACK was to bring an answer; clears the mark.
     pub fn take_answer_in_ack(&self) -> bool {
-        self.answer_in_ack
-            .swap(false, std::sync::atomic::Ordering::AcqRel)
+        std::mem::take(&mut self.state().answer_in_ack)
     }
 
     pub fn held_by_peer(&self) -> bool {
-        self.held_by_peer.load(std::sync::atomic::Ordering::Acquire)
+        self.state().held_by_peer
     }
 
     pub fn set_held_by_peer(&self, held: bool) {
-        self.held_by_peer
-            .store(held, std::sync::atomic::Ordering::Release);
+        self.state().held_by_peer = held;
     }
 
     /// Whether a hang-up was started on this call (by a node or by cleanup).
@@ -561,5 +591,87 @@ impl Call {
             HangupAction::Reject(code) => self.dialog.reject(Some(StatusCode::from(code)), None),
             HangupAction::Nothing => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provisional(code: u16) -> CallEvent {
+        CallEvent::Provisional {
+            code,
+            reason: "Ringing".into(),
+        }
+    }
+
+    fn ended() -> CallEvent {
+        CallEvent::Terminated {
+            reason: "BYE from the callee".into(),
+            by_peer: true,
+            code: None,
+            cause: EndCause::Bye,
+        }
+    }
+
+    #[test]
+    fn the_log_keeps_what_is_news() {
+        let confirmed = CallEvent::Confirmed { code: 200 };
+        let cases: Vec<(Vec<CallEvent>, CallEvent, bool, bool)> = vec![
+            // (seen, event, 18x reliable, news?)
+            (vec![], provisional(180), false, true),
+            (vec![provisional(180)], provisional(180), false, true),
+            // A reliable 180 resent until its PRACK: once.
+            (vec![provisional(180)], provisional(180), true, false),
+            (vec![provisional(180)], provisional(183), true, true),
+            (vec![confirmed.clone()], confirmed.clone(), false, false),
+            (vec![confirmed], CallEvent::Held, false, true),
+            // Nothing after the end, the end included.
+            (vec![ended()], ended(), false, false),
+            (vec![ended()], CallEvent::Held, false, false),
+        ];
+        for (seen, event, reliable, news) in cases {
+            let seen: Vec<&CallEvent> = seen.iter().collect();
+            assert_eq!(
+                is_news(&seen, &event, reliable),
+                news,
+                "{seen:?} then {event:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn reliable_provisionals_are_numbered_and_pracked_one_at_a_time() {
+        let mut r = Reliable::default();
+        r.start(0);
+        assert_eq!(r.next, 1, "an RSeq is at least 1");
+        let mut r = Reliable::default();
+        r.start(u32::MAX);
+        assert_eq!(r.next, (1 << 31) - 1, "and below 2**31");
+
+        let mut r = Reliable::default();
+        r.start(7);
+        assert_eq!(r.begin(true), 7);
+        assert_eq!(r.unacked, Some((7, true)));
+        // A PRACK for another INVITE (its CSeq) matches nothing.
+        assert_eq!(r.prack(Some(1), 7, 2, true), Prack::NoMatch);
+        // Asked first without taking: it matches, and still waits.
+        assert_eq!(r.prack(Some(1), 7, 1, false), Prack::Acked);
+        assert_eq!(r.unacked, Some((7, true)));
+        assert_eq!(r.prack(Some(1), 7, 1, true), Prack::Acked);
+        assert_eq!(r.unacked, None);
+        // Its retransmission is answered again; an RSeq never sent matches nothing.
+        assert_eq!(r.prack(Some(1), 7, 1, true), Prack::Again);
+        assert_eq!(r.prack(Some(1), 9, 1, true), Prack::NoMatch);
+        assert_eq!(r.begin(false), 8);
+        assert_eq!(r.unacked, Some((8, false)));
+    }
+
+    #[test]
+    fn a_call_state_starts_unbound_and_undecided() {
+        let s = State::default();
+        assert_eq!(s.binding, None);
+        assert!(!s.held_by_us && !s.held_by_peer && !s.superseded && !s.answer_in_ack);
+        assert!(!s.reliable.on);
     }
 }

@@ -31,6 +31,8 @@ use transport::rsipstack::dialog::invite_dialog::InviteDialog;
 /// Index of a UA (instance) in the scenario.
 pub type UaIdx = usize;
 
+pub use flow::chains::Iteration;
+
 /// Incoming calls of one UA not yet taken by an INCOMING node, in arrival order.
 #[derive(Default)]
 struct IncomingQueue {
@@ -44,7 +46,9 @@ pub struct Sessions {
     next_key: AtomicU64,
     calls: DashMap<CallKey, Arc<Call>>,
     /// (UA, logical call id) -> call.
-    names: DashMap<(UaIdx, String), CallKey>,
+    /// (UA, iteration, logical call id) -> call: under load, every iteration has its own
+    /// `call-1` on the same UA.
+    names: DashMap<(UaIdx, Iteration, String), CallKey>,
     /// (UA, SIP Call-ID, local tag) -> call: the part of a DialogId that never changes.
     dialogs: DashMap<(UaIdx, String, String), CallKey>,
     incoming: DashMap<UaIdx, Arc<IncomingQueue>>,
@@ -55,24 +59,32 @@ impl Sessions {
         Self::default()
     }
 
-    fn insert(&self, ua: UaIdx, role: Role, dialog: InviteDialog, name: Option<&str>) -> Arc<Call> {
+    fn insert(
+        &self,
+        ua: UaIdx,
+        role: Role,
+        dialog: InviteDialog,
+        name: Option<(Iteration, &str)>,
+    ) -> Arc<Call> {
         let key = CallKey(self.next_key.fetch_add(1, Ordering::Relaxed));
         let id = dialog.id();
-        let call = Arc::new(Call::new(key, ua, role, dialog, name.map(str::to_owned)));
+        let binding = name.map(|(i, n)| (i, n.to_owned()));
+        let call = Arc::new(Call::new(key, ua, role, dialog, binding));
         self.dialogs.insert((ua, id.call_id, id.local_tag), key);
-        if let Some(n) = name {
-            self.names.insert((ua, n.to_owned()), key);
+        if let Some((i, n)) = name {
+            self.names.insert((ua, i, n.to_owned()), key);
         }
         self.calls.insert(key, call.clone());
         call
     }
 
-    /// Records a call we placed, under its logical name if it has one. A previous call of that
-    /// name is replaced in the name table (it stays in the run until cleanup).
+    /// Records a call we placed, under its logical name in its iteration if it has one. A
+    /// previous call of that name is replaced in the name table (it stays in the run until
+    /// cleanup).
     pub fn insert_outgoing(
         &self,
         ua: UaIdx,
-        name: Option<&str>,
+        name: Option<(Iteration, &str)>,
         dialog: InviteDialog,
     ) -> Arc<Call> {
         self.insert(ua, Role::Outgoing, dialog, name)
@@ -85,9 +97,10 @@ impl Sessions {
         ua: UaIdx,
         role: Role,
         dialog: InviteDialog,
+        iteration: Iteration,
         name: &str,
     ) -> Arc<Call> {
-        self.insert(ua, role, dialog, Some(name))
+        self.insert(ua, role, dialog, Some((iteration, name)))
     }
 
     /// Records an incoming call, runs `prepare` on it (for example, sends 180 Ringing), and only
@@ -127,10 +140,11 @@ impl Sessions {
         self.incoming.entry(ua).or_default().clone()
     }
 
-    /// Takes the oldest incoming call of `ua` (waiting for one) and binds it to `name`.
+    /// Takes the oldest incoming call of `ua` (waiting for one) and binds it to `name` in
+    /// `iteration`.
     ///
     /// Cancel safety: safe; a call is only taken when this returns it.
-    pub async fn next_incoming(&self, ua: UaIdx, name: &str) -> Arc<Call> {
+    pub async fn next_incoming(&self, ua: UaIdx, iteration: Iteration, name: &str) -> Arc<Call> {
         let q = self.queue(ua);
         loop {
             let notified = q.notify.notified();
@@ -138,25 +152,25 @@ impl Sessions {
             if let Some(key) = taken
                 && let Some(call) = self.calls.get(&key).map(|c| c.clone())
             {
-                call.set_name(name);
-                self.names.insert((ua, name.to_owned()), key);
+                self.rebind(ua, iteration, name, &call);
                 return call;
             }
             notified.await;
         }
     }
 
-    /// The call a node names, if any.
-    pub fn get(&self, ua: UaIdx, name: &str) -> Option<Arc<Call>> {
-        let key = *self.names.get(&(ua, name.to_owned()))?;
+    /// The call a node of `iteration` names, if any.
+    pub fn get(&self, ua: UaIdx, iteration: Iteration, name: &str) -> Option<Arc<Call>> {
+        let key = *self.names.get(&(ua, iteration, name.to_owned()))?;
         self.calls.get(&key).map(|c| c.clone())
     }
 
-    /// Makes `name` on `ua` refer to `call` from now on (after a transfer or a Replaces), so
-    /// later nodes naming it follow the new dialog.
-    pub fn rebind(&self, ua: UaIdx, name: &str, call: &Arc<Call>) {
-        call.set_name(name);
-        self.names.insert((ua, name.to_owned()), call.key);
+    /// Makes `name` of `iteration` on `ua` refer to `call` from now on (an incoming call
+    /// taken, a transfer, a Replaces), so later nodes naming it follow that dialog.
+    pub fn rebind(&self, ua: UaIdx, iteration: Iteration, name: &str, call: &Arc<Call>) {
+        call.set_binding(iteration, name);
+        self.names
+            .insert((ua, iteration, name.to_owned()), call.key);
     }
 
     /// The call of `ua` that a Replaces header names (RFC 3891): its Call-ID and both tags, in
