@@ -230,13 +230,26 @@ async fn the_pcap_carries_the_rtp_when_the_run_captures_it() {
         ..orchestrator::RunOptions::default()
     };
     let run = callflow_tests::run_scenario(&s, opts, vec![]).await;
-    let sent: Vec<&events::RtpPacket> = run
+    // One capture per call side, written by the media side when the call's media ended.
+    let captures: Vec<&events::RtpCapture> = run
         .events
         .iter()
         .filter_map(|e| match &e.event {
-            events::EventKind::RtpPacket(r) if r.direction == events::Direction::Sent => Some(r),
+            events::EventKind::RtpCapture(c) => Some(c),
             _ => None,
         })
+        .collect();
+    assert_eq!(captures.len(), 2, "alice's and bob's");
+    assert!(
+        !run.events
+            .iter()
+            .any(|e| matches!(e.event, events::EventKind::RtpPacket(_))),
+        "no event per packet"
+    );
+    let sent: Vec<&events::CapturedRtp> = captures
+        .iter()
+        .flat_map(|c| &c.packets)
+        .filter(|p| p.direction == events::Direction::Sent)
         .collect();
     assert!(sent.len() > 20, "RTP captured: {} packets sent", sent.len());
     let dir = std::env::temp_dir().join(format!("callflow-rtp-pcap-{}", std::process::id()));

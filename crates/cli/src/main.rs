@@ -116,7 +116,7 @@ struct RunArgs {
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Leave RTP out of the event stream and the pcap (by default `--pcap` and `--out` capture it:
-    /// an `rtp_packet` event per packet, 50 per second per call direction).
+    /// each call's packets, the last 30,000, as one `rtp_capture` event when its media ends).
     #[arg(long)]
     no_rtp_capture: bool,
     /// How long an INVITE that no INCOMING node takes is held (ringing) before it is answered

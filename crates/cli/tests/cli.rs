@@ -312,7 +312,7 @@ fn run_folder_and_report_re_renders_it() {
     assert_eq!(summary["outcome"], "passed");
     // The RTP is captured (for the pcap) with the run folder.
     let jsonl = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
-    assert!(jsonl.contains(r#""type":"rtp_packet""#));
+    assert!(jsonl.contains(r#""type":"rtp_capture""#));
     // Everything is made again from events.jsonl alone.
     std::fs::remove_file(dir.join("ladder.txt")).unwrap();
     std::fs::remove_file(dir.join("junit.xml")).unwrap();

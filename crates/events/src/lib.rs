@@ -4,7 +4,7 @@
 //! [`Event`]s and nothing else. The wire format is JSON Lines, one [`Event`] per line:
 //!
 //! ```json
-//! {"seq":0,"ts_us":1764000000000000,"elapsed_ms":0.0,"event":{"type":"run_started","data":{"schema_version":2,...}}}
+//! {"seq":0,"ts_us":1764000000000000,"elapsed_ms":0.0,"event":{"type":"run_started","data":{"schema_version":3,...}}}
 //! ```
 //!
 //! - `seq` counts from 0 and has no gaps; `ts_us` is the wall clock in µs since the Unix epoch;
@@ -22,7 +22,7 @@ pub mod retained;
 pub use retained::Retained;
 
 /// Version of the event schema, carried by `run_started`.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Exit codes of the `callflow` binary, for scripts.
 pub mod exit_code {
@@ -58,6 +58,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "cleanup",
     "media_stats",
     "rtp_packet",
+    "rtp_capture",
     "ua_stopped",
     "run_finished",
 ];
@@ -74,6 +75,7 @@ pub enum EventKind {
     Cleanup(CleanupStep),
     MediaStats(MediaStats),
     RtpPacket(RtpPacket),
+    RtpCapture(RtpCapture),
     UaStopped(UaStopped),
     RunFinished(RunFinished),
 }
@@ -241,6 +243,36 @@ pub struct RtpPacket {
     pub direction: Direction,
     /// Our RTP address, `ip:port`.
     pub local: String,
+    /// The other side's RTP address, `ip:port`.
+    pub peer: String,
+    /// The whole packet (RTP header and payload), base64 (standard alphabet, padded).
+    pub bytes: String,
+}
+
+/// A call's RTP packets as they crossed its socket, kept by the media side in a ring (the last
+/// 30,000) and written once when the call's media ends. Only when the run captures RTP
+/// (`RunOptions::capture_rtp`, set by `--pcap` and `--out`). Since schema version 3; version 2
+/// wrote an [`RtpPacket`] event per packet instead.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RtpCapture {
+    pub ua: String,
+    /// The SIP Call-ID of the call the media belongs to.
+    pub sip_call_id: String,
+    /// Our RTP address, `ip:port`.
+    pub local: String,
+    /// In the order they crossed the socket.
+    pub packets: Vec<CapturedRtp>,
+    /// Older packets the ring no longer held.
+    #[serde(default)]
+    pub dropped: u64,
+}
+
+/// One packet of an [`RtpCapture`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapturedRtp {
+    /// When it crossed the socket: µs since the Unix epoch, as [`Event::ts_us`].
+    pub ts_us: u64,
+    pub direction: Direction,
     /// The other side's RTP address, `ip:port`.
     pub peer: String,
     /// The whole packet (RTP header and payload), base64 (standard alphabet, padded).

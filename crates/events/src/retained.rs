@@ -32,6 +32,11 @@ pub fn weight(e: &Event) -> usize {
             m.raw.len() + m.call_id.len() + m.cseq.len() + m.local.len() + m.peer.len()
         }
         EventKind::RtpPacket(p) => p.bytes.len() + p.sip_call_id.len() + p.local.len(),
+        EventKind::RtpCapture(c) => c
+            .packets
+            .iter()
+            .map(|p| size_of::<crate::CapturedRtp>() + p.bytes.len() + p.peer.len())
+            .sum(),
         EventKind::Log(l) => l.message.len(),
         _ => 0,
     };
@@ -41,7 +46,7 @@ pub fn weight(e: &Event) -> usize {
 /// Kept whatever the budget says: bounded by the scenario, not by what a peer sends.
 fn essential(e: &Event) -> bool {
     match &e.event {
-        EventKind::SipMessage(_) | EventKind::RtpPacket(_) => false,
+        EventKind::SipMessage(_) | EventKind::RtpPacket(_) | EventKind::RtpCapture(_) => false,
         EventKind::Log(l) => l.level == Level::Error,
         _ => true,
     }

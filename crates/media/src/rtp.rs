@@ -12,10 +12,39 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-/// Sees every RTP packet of a session as it is sent (`true`) or received (`false`), with the
-/// other side's address and the packet's bytes; for packet capture. It runs on the media clock
-/// thread for sent packets, so it must be quick and must not block.
-pub type RtpTap = Arc<dyn Fn(bool, SocketAddr, &[u8]) + Send + Sync>;
+/// One RTP packet as it crossed the socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Captured {
+    pub at: std::time::SystemTime,
+    /// Sent by us (else received).
+    pub sent: bool,
+    /// The other side's address.
+    pub peer: SocketAddr,
+    /// The whole packet.
+    pub bytes: Vec<u8>,
+}
+
+/// How many packets a call's capture keeps: 5 minutes of both directions at 50 per second.
+pub const CAPTURE_PACKETS: usize = 30_000;
+
+/// A call's RTP for a packet capture, kept by the media side as it goes: a ring of the last
+/// [`CAPTURE_PACKETS`], the older ones counted. Whoever stops the call takes it once.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Capture {
+    pub packets: VecDeque<Captured>,
+    /// Packets pushed out of the ring (the oldest first).
+    pub dropped: u64,
+}
+
+impl Capture {
+    fn push(&mut self, p: Captured, limit: usize) {
+        if self.packets.len() >= limit {
+            self.packets.pop_front();
+            self.dropped += 1;
+        }
+        self.packets.push_back(p);
+    }
+}
 
 /// RFC 3550 receive statistics, and what we sent.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -259,7 +288,8 @@ struct Shared {
     /// The same socket, for the media clock's thread to send on.
     send_socket: std::net::UdpSocket,
     stopped: std::sync::atomic::AtomicBool,
-    tap: Option<RtpTap>,
+    /// Every packet, when the run captures RTP.
+    capture: Option<Mutex<Capture>>,
     /// Where and how to send; a new offer or answer in the call changes it.
     remote: Mutex<RemoteMedia>,
     ssrc: u32,
@@ -268,6 +298,23 @@ struct Shared {
     rx: Mutex<Rx>,
     /// Bumped whenever something is received, so waits wake up.
     changed: watch::Sender<u64>,
+}
+
+impl Shared {
+    /// Keeps a packet in the call's capture, if it has one and is not stopped.
+    fn capture(&self, sent: bool, peer: SocketAddr, bytes: &[u8]) {
+        if let Some(c) = &self.capture
+            && !self.stopped.load(std::sync::atomic::Ordering::Acquire)
+        {
+            let p = Captured {
+                at: std::time::SystemTime::now(),
+                sent,
+                peer,
+                bytes: bytes.to_vec(),
+            };
+            c.lock().expect("capture lock").push(p, CAPTURE_PACKETS);
+        }
+    }
 }
 
 struct Tx {
@@ -299,14 +346,15 @@ const MAX_AUDIO_TRIM: usize = 60 * RATE as usize;
 impl MediaSession {
     /// Starts sending to and receiving from `remote` on `socket` (already bound).
     pub fn start(socket: std::net::UdpSocket, remote: RemoteMedia) -> std::io::Result<Self> {
-        Self::start_tapped(socket, remote, None)
+        Self::start_captured(socket, remote, false)
     }
 
-    /// [`MediaSession::start`], with every packet shown to `tap` (for packet capture).
-    pub fn start_tapped(
+    /// [`MediaSession::start`]; with `capture`, every packet sent and received is kept in the
+    /// call's [`Capture`] ([`MediaSession::take_capture`]).
+    pub fn start_captured(
         socket: std::net::UdpSocket,
         remote: RemoteMedia,
-        tap: Option<RtpTap>,
+        capture: bool,
     ) -> std::io::Result<Self> {
         socket.set_nonblocking(true)?;
         let send_socket = socket.try_clone()?;
@@ -319,7 +367,7 @@ impl MediaSession {
             socket,
             send_socket,
             stopped: std::sync::atomic::AtomicBool::new(false),
-            tap,
+            capture: capture.then(|| Mutex::new(Capture::default())),
             remote: Mutex::new(remote),
             ssrc,
             started: Instant::now(),
@@ -483,6 +531,14 @@ impl MediaSession {
     }
 
     /// Stops the tasks and returns the final statistics.
+    /// Takes what the call captured so far (`None` when it captures nothing).
+    pub fn take_capture(&self) -> Option<Capture> {
+        self.shared
+            .capture
+            .as_ref()
+            .map(|c| std::mem::take(&mut *c.lock().expect("capture lock")))
+    }
+
     pub fn stop(&self) -> Stats {
         self.shared
             .stopped
@@ -635,11 +691,7 @@ fn tick(s: &Shared, now: Instant) {
         && s.send_socket.send_to(&p, remote.addr).is_ok()
     {
         s.tx.lock().expect("tx lock").sent += 1;
-        if let Some(tap) = &s.tap
-            && !s.stopped.load(std::sync::atomic::Ordering::Acquire)
-        {
-            tap(true, remote.addr, &p);
-        }
+        s.capture(true, remote.addr, &p);
     }
 }
 
@@ -712,11 +764,7 @@ async fn recv_loop(s: Arc<Shared>) {
         let Ok((n, from)) = s.socket.recv_from(&mut buf).await else {
             continue;
         };
-        if let Some(tap) = &s.tap
-            && !s.stopped.load(std::sync::atomic::Ordering::Acquire)
-        {
-            tap(false, from, &buf[..n]);
-        }
+        s.capture(false, from, &buf[..n]);
         let Ok(pkt) = RtpReader::new(&buf[..n]) else {
             continue;
         };
@@ -770,6 +818,23 @@ mod tests {
                 .take(seq, ts, f64::from(ts));
         }
         st.expect("at least one packet")
+    }
+
+    #[test]
+    fn a_capture_keeps_the_last_packets_and_counts_the_older_ones() {
+        let mut c = Capture::default();
+        let peer: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        for i in 0..5u8 {
+            let p = Captured {
+                at: std::time::SystemTime::UNIX_EPOCH,
+                sent: i % 2 == 0,
+                peer,
+                bytes: vec![i],
+            };
+            c.push(p, 3);
+        }
+        let kept: Vec<u8> = c.packets.iter().map(|p| p.bytes[0]).collect();
+        assert_eq!((kept, c.dropped), (vec![2, 3, 4], 2));
     }
 
     #[test]

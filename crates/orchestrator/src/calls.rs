@@ -268,14 +268,7 @@ impl UaShared {
         let Some(socket) = call.take_rtp_socket() else {
             return;
         };
-        let local = socket
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        let tap = self
-            .capture_rtp
-            .then(|| self.rtp_tap(call.sip_call_id(), local));
-        match MediaSession::start_tapped(socket, remote.clone(), tap) {
+        match MediaSession::start_captured(socket, remote.clone(), self.capture_rtp) {
             Ok(m) => {
                 self.log(
                     Level::Debug,
@@ -331,34 +324,43 @@ impl UaShared {
         }
     }
 
-    /// Puts each RTP packet of a call in the event stream, stamped when it crossed the socket.
-    fn rtp_tap(&self, sip_call_id: String, local: String) -> media::rtp::RtpTap {
+    /// Writes what the call's media captured as one event (the packets keep their own times).
+    fn emit_capture(&self, call: &Call, m: &MediaSession) {
         use base64::Engine as _;
-        let (bus, ua) = (self.bus.clone(), self.id.clone());
-        Arc::new(move |sent, peer, bytes| {
-            let at = std::time::SystemTime::now();
-            bus.emit_at(
-                events::EventKind::RtpPacket(events::RtpPacket {
-                    ua: ua.clone(),
-                    sip_call_id: sip_call_id.clone(),
-                    direction: if sent {
-                        events::Direction::Sent
-                    } else {
-                        events::Direction::Received
-                    },
-                    local: local.clone(),
-                    peer: peer.to_string(),
-                    bytes: base64::engine::general_purpose::STANDARD.encode(bytes),
-                }),
-                at,
-            );
-        })
+        let Some(c) = m.take_capture() else { return };
+        let us = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64)
+        };
+        let packets = c
+            .packets
+            .into_iter()
+            .map(|p| events::CapturedRtp {
+                ts_us: us(p.at),
+                direction: if p.sent {
+                    events::Direction::Sent
+                } else {
+                    events::Direction::Received
+                },
+                peer: p.peer.to_string(),
+                bytes: base64::engine::general_purpose::STANDARD.encode(&p.bytes),
+            })
+            .collect();
+        self.bus
+            .emit(events::EventKind::RtpCapture(events::RtpCapture {
+                ua: self.id.clone(),
+                sip_call_id: call.sip_call_id(),
+                local: m.local().map(|a| a.to_string()).unwrap_or_default(),
+                packets,
+                dropped: c.dropped,
+            }));
     }
 
     /// Stops the call's RTP, reports its statistics and writes its recording.
     pub(crate) fn stop_media(&self, call: &Call) {
         let Some(m) = call.take_media() else { return };
         let stats = m.stop();
+        self.emit_capture(call, &m);
         let recording =
             call.recording()
                 .and_then(|path| match media::wav::save(&path, &m.received_audio()) {

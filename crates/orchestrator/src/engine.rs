@@ -33,7 +33,8 @@ pub struct RunOptions {
     /// Cancel it to stop the run (outcome `stopped`); cleanup still runs.
     pub stop: CancellationToken,
     pub run_id: String,
-    /// Put every RTP packet in the event stream (`rtp_packet`), for the pcap.
+    /// Keep each call's RTP packets (a ring per call) and write them as one `rtp_capture`
+    /// event when its media ends, for the pcap.
     pub capture_rtp: bool,
     /// Bounds on what a peer can make a UA hold (docs/security.md).
     pub limits: Limits,

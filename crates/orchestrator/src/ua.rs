@@ -44,7 +44,7 @@ pub(crate) struct UaShared {
     pub(crate) registration:
         tokio::sync::Mutex<Option<transport::rsipstack::dialog::registration::Registration>>,
     pub(crate) display_name: Option<String>,
-    /// Emit every RTP packet of this UA's calls (`rtp_packet`).
+    /// Capture the RTP of this UA's calls (`rtp_capture`, one event per call).
     pub(crate) capture_rtp: bool,
     /// How long an INVITE no node takes is held before it is answered 480.
     pub(crate) unclaimed_invite: Duration,

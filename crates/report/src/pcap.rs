@@ -1,4 +1,5 @@
-//! A pcap of the run's SIP messages, and its RTP when the run captured it (`rtp_packet` events):
+//! A pcap of the run's SIP messages, and its RTP when the run captured it (`rtp_capture` events,
+//! or the `rtp_packet` events of schema version 2):
 //! Ethernet/IPv4/UDP (or TCP) frames with the real addresses and timestamps, each packet once
 //! (a packet between two of our own UAs is recorded by both, and written once), readable by
 //! tshark and Wireshark.
@@ -6,7 +7,7 @@
 use crate::ReportError;
 use base64::Engine as _;
 use etherparse::PacketBuilder;
-use events::{Direction, Event, EventKind};
+use events::{Direction, Event, EventKind, SipMessage};
 use pcap_file::pcap::{PcapPacket, PcapWriter};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -26,40 +27,45 @@ pub fn write(events: &[Event], path: &Path) -> Result<usize, ReportError> {
     let ours = crate::our_addresses(events);
     let mut once = crate::OnceEach::default();
     let mut tcp_seq: HashMap<(SocketAddr, SocketAddr), u32> = HashMap::new();
-    let our_rtp: HashSet<&str> = events
+    let wire = on_the_wire(events);
+    let our_rtp: HashSet<&str> = wire
         .iter()
-        .filter_map(|e| match &e.event {
-            EventKind::RtpPacket(r) => Some(r.local.as_str()),
-            _ => None,
+        .filter_map(|w| match w.what {
+            What::Rtp { local, .. } => Some(local),
+            What::Sip(_) => None,
         })
         .collect();
     let mut n = 0;
-    for e in crate::in_wire_order(events) {
-        let (direction, local, peer, payload, tcp): (_, _, _, Cow<'_, [u8]>, _) = match &e.event {
-            EventKind::RtpPacket(r) => {
+    for item in &wire {
+        let (direction, local, peer, payload, tcp): (_, _, _, Cow<'_, [u8]>, _) = match item.what {
+            What::Rtp {
+                direction,
+                local,
+                peer,
+                bytes,
+            } => {
                 // Between two of our UAs, the sender's copy is the one written.
-                if r.direction == Direction::Received && our_rtp.contains(r.peer.as_str()) {
+                if direction == Direction::Received && our_rtp.contains(peer) {
                     continue;
                 }
-                let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(&r.bytes) else {
+                let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(bytes) else {
                     continue;
                 };
-                (r.direction, &r.local, &r.peer, bytes.into(), false)
+                (direction, local, peer, bytes.into(), false)
             }
-            EventKind::SipMessage(m) => {
+            What::Sip(m) => {
                 if !once.keep(m, ours.contains_key(&m.peer)) {
                     continue;
                 }
                 let raw = m.raw.as_bytes();
                 (
                     m.direction,
-                    &m.local,
-                    &m.peer,
+                    m.local.as_str(),
+                    m.peer.as_str(),
                     raw.into(),
                     m.transport == "tcp",
                 )
             }
-            _ => continue,
         };
         let (Ok(local), Ok(peer)) = (local.parse::<SocketAddr>(), peer.parse::<SocketAddr>())
         else {
@@ -84,12 +90,79 @@ pub fn write(events: &[Event], path: &Path) -> Result<usize, ReportError> {
                 .write(&mut frame, &payload)
                 .map_err(|e| err(&e))?;
         }
-        let ts = Duration::from_micros(e.ts_us);
+        let ts = Duration::from_micros(item.ts_us);
         w.write_packet(&PcapPacket::new(ts, frame.len() as u32, &frame))
             .map_err(|e| err(&e))?;
         n += 1;
     }
     Ok(n)
+}
+
+/// What crossed a socket: a SIP message, or an RTP packet (an `rtp_packet` event of schema
+/// version 2, or a packet of an `rtp_capture`).
+enum What<'a> {
+    Sip(&'a SipMessage),
+    Rtp {
+        direction: Direction,
+        local: &'a str,
+        peer: &'a str,
+        bytes: &'a str,
+    },
+}
+
+struct Wire<'a> {
+    ts_us: u64,
+    what: What<'a>,
+}
+
+/// Every message and packet of the run in the order it crossed the wire (by its time, then by
+/// the event's number: a capture's packets carry their own times).
+fn on_the_wire(events: &[Event]) -> Vec<Wire<'_>> {
+    let mut wire: Vec<(u64, u64, Wire<'_>)> = Vec::new();
+    for e in events {
+        match &e.event {
+            EventKind::SipMessage(m) => wire.push((
+                e.ts_us,
+                e.seq,
+                Wire {
+                    ts_us: e.ts_us,
+                    what: What::Sip(m),
+                },
+            )),
+            EventKind::RtpPacket(r) => wire.push((
+                e.ts_us,
+                e.seq,
+                Wire {
+                    ts_us: e.ts_us,
+                    what: What::Rtp {
+                        direction: r.direction,
+                        local: &r.local,
+                        peer: &r.peer,
+                        bytes: &r.bytes,
+                    },
+                },
+            )),
+            EventKind::RtpCapture(c) => wire.extend(c.packets.iter().map(|p| {
+                (
+                    p.ts_us,
+                    e.seq,
+                    Wire {
+                        ts_us: p.ts_us,
+                        what: What::Rtp {
+                            direction: p.direction,
+                            local: &c.local,
+                            peer: &p.peer,
+                            bytes: &p.bytes,
+                        },
+                    },
+                )
+            })),
+            _ => {}
+        }
+    }
+    // Stable: a capture's packets with the same time keep their order.
+    wire.sort_by_key(|(ts, seq, _)| (*ts, *seq));
+    wire.into_iter().map(|(_, _, w)| w).collect()
 }
 
 /// The Ethernet and IP headers of a frame from `src` to `dst` (None when the families differ).
