@@ -7,6 +7,7 @@
 //! its timer table; the other modules are the pure decisions of a call.
 
 pub mod chains;
+pub mod cleanup;
 pub mod extensions;
 pub mod failure;
 pub mod hangup;

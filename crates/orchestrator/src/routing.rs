@@ -5,6 +5,7 @@
 use crate::calls::{CallOptions, sdp_header};
 use crate::ua::UaShared;
 use events::Level;
+use flow::routing::{InDialog, OutOfDialog};
 use media::sdp;
 use session::{Call, CallEvent, HangupAction, LegState};
 use std::sync::Arc;
@@ -140,82 +141,39 @@ impl UaShared {
                     .filter(|c| c.leg_state() != LegState::Terminated)
                     .map(|c| Dialog::Invite(c.dialog.clone()))
                     .or_else(|| self.dialogs.match_dialog(&tx));
-                if !matches!(
-                    method,
-                    Method::Ack
-                        | Method::Bye
-                        | Method::Cancel
-                        | Method::Invite
-                        | Method::Info
-                        | Method::Message
-                        | Method::Options
-                        | Method::Notify
-                        | Method::Refer
-                        | Method::Update
-                        | Method::PRack
-                ) {
-                    self.log(
-                        Level::Warning,
-                        None,
-                        call.as_ref().and_then(|c| c.name()).as_deref(),
-                        format!("{method} in a call is not supported: 405"),
-                    );
-                    let _ = tx
-                        .reply_with(StatusCode::MethodNotAllowed, crate::calls::allow(), None)
-                        .await;
-                    continue;
-                }
-                if answered_as_ended(call.as_deref(), &mut tx).await {
-                    continue;
-                }
-                // A PRACK must match the reliable provisional response it acknowledges (RFC
-                // 3262 §3); rsipstack would answer any PRACK with an RAck 200.
-                let rack = crate::rel100::rack(&tx.original);
-                if method == Method::PRack
-                    && let Some(c) = &call
-                {
-                    let matched = rack.map(|(rseq, cseq)| c.prack(rseq, cseq, false));
-                    if !matches!(matched, Some(session::Prack::Acked | session::Prack::Again)) {
+                let decision = flow::routing::in_dialog(
+                    &method.to_string(),
+                    call.as_ref().map(|c| c.leg_state()),
+                    known.is_some(),
+                );
+                match (decision, known) {
+                    (InDialog::NotAllowed, _) => {
                         self.log(
                             Level::Warning,
                             None,
-                            c.name().as_deref(),
-                            format!(
-                                "PRACK with RAck {} matches no reliable provisional response of this call: 481",
-                                header(&tx.original, "RAck").unwrap_or_default()
-                            ),
+                            call.as_ref().and_then(|c| c.name()).as_deref(),
+                            format!("{method} in a call is not supported: 405"),
                         );
-                        let _ = tx.reply(StatusCode::CallTransactionDoesNotExist).await;
-                        continue;
+                        let _ = tx
+                            .reply_with(StatusCode::MethodNotAllowed, crate::calls::allow(), None)
+                            .await;
                     }
-                    // Answered here, not by rsipstack: its dialog drops a request whose CSeq is
-                    // below the last one seen, and a PRACK handled after the UPDATE or re-INVITE
-                    // right behind it (each runs on a task of its own) would go unanswered.
-                    // Counted once answered: what waits for it (our 200, the next reliable 18x)
-                    // comes after its 200.
-                    let _ = tx.reply(StatusCode::OK).await;
-                    if let Some((rseq, cseq)) = rack {
-                        c.prack(rseq, cseq, true);
+                    (InDialog::Ended(code), _) | (InDialog::Unknown(code @ None), _) => {
+                        if let Some(code) = code {
+                            let _ = tx.reply(StatusCode::from(code)).await;
+                        }
                     }
-                    continue;
-                }
-                match known {
-                    Some(mut d) => {
+                    (InDialog::Prack, _) => {
+                        if let Some(c) = &call {
+                            self.on_prack(c, &mut tx).await;
+                        }
+                    }
+                    (InDialog::Dialog | InDialog::DialogWhenConfirmed, Some(mut d)) => {
+                        let wait = (decision == InDialog::DialogWhenConfirmed)
+                            .then(|| call.clone())
+                            .flatten();
                         self.spawn(async move {
-                            // A request right behind the 2xx/ACK can come before the dialog is
-                            // confirmed: rsipstack would treat a re-INVITE as the initial INVITE
-                            // and silently drop anything else ("received request not
-                            // confirmed"), leaving the peer to retransmit 500 ms later. Let the
-                            // dialog be confirmed first.
-                            // (An UPDATE in the early dialog, before any 2xx, is taken there.)
-                            let early_update = method == Method::Update
-                                && call
-                                    .as_ref()
-                                    .is_some_and(|c| c.leg_state() == LegState::Early);
-                            if !matches!(method, Method::Ack | Method::Cancel | Method::PRack)
-                                && !early_update
-                                && let Some(c) = &call
-                            {
+                            if let Some(c) = &wait {
                                 let confirmed = c.wait(
                                     |e| {
                                         matches!(
@@ -234,24 +192,27 @@ impl UaShared {
                             }
                         });
                     }
-                    None if method == Method::Ack => {}
-                    None => {
+                    (InDialog::Unknown(Some(code)), _) => {
                         self.log(
                             Level::Warning,
                             None,
                             None,
-                            format!("{method} for a dialog this UA does not know: 481"),
+                            format!("{method} for a dialog this UA does not know: {code}"),
                         );
+                        let _ = tx.reply(StatusCode::from(code)).await;
+                    }
+                    // The flow hands a request to the dialog only when one is known.
+                    (InDialog::Dialog | InDialog::DialogWhenConfirmed, None) => {
                         let _ = tx.reply(StatusCode::CallTransactionDoesNotExist).await;
                     }
                 }
                 continue;
             }
-            match method {
-                Method::Invite => {
+            match flow::routing::out_of_dialog(&method.to_string()) {
+                OutOfDialog::Invite => {
                     self.spawn(self.clone().on_invite(tx));
                 }
-                Method::Options => {
+                OutOfDialog::Capabilities => {
                     let _ = tx
                         .reply_with(
                             StatusCode::OK,
@@ -260,12 +221,12 @@ impl UaShared {
                         )
                         .await;
                 }
-                Method::Ack => {}
+                OutOfDialog::Ignore => {}
                 // A MESSAGE, an unsolicited NOTIFY (message-waiting), an INFO: taken.
-                Method::Message | Method::Notify | Method::Info => {
+                OutOfDialog::Take => {
                     self.outside_any_dialog(&mut tx).await;
                 }
-                Method::Bye | Method::Cancel => {
+                OutOfDialog::NoCall => {
                     self.log(
                         Level::Warning,
                         None,
@@ -274,18 +235,46 @@ impl UaShared {
                     );
                     let _ = tx.reply(StatusCode::CallTransactionDoesNotExist).await;
                 }
-                other => {
+                OutOfDialog::NotAllowed => {
                     self.log(
                         Level::Warning,
                         None,
                         None,
-                        format!("{other} outside a dialog is not handled: 405"),
+                        format!("{method} outside a dialog is not handled: 405"),
                     );
                     let _ = tx
                         .reply_with(StatusCode::MethodNotAllowed, crate::calls::allow(), None)
                         .await;
                 }
             }
+        }
+    }
+
+    /// A PRACK must match the reliable provisional response it acknowledges (RFC 3262 §3);
+    /// rsipstack would answer any PRACK with an RAck 200. Answered here, not by rsipstack: its
+    /// dialog drops a request whose CSeq is below the last one seen, and a PRACK handled after
+    /// the UPDATE or re-INVITE right behind it (each runs on a task of its own) would go
+    /// unanswered. Counted once answered: what waits for it (our 200, the next reliable 18x)
+    /// comes after its 200.
+    async fn on_prack(&self, c: &Call, tx: &mut Transaction) {
+        let rack = crate::rel100::rack(&tx.original);
+        let matched = rack.map(|(rseq, cseq)| c.prack(rseq, cseq, false));
+        if !matches!(matched, Some(session::Prack::Acked | session::Prack::Again)) {
+            self.log(
+                Level::Warning,
+                None,
+                c.name().as_deref(),
+                format!(
+                    "PRACK with RAck {} matches no reliable provisional response of this call: 481",
+                    header(&tx.original, "RAck").unwrap_or_default()
+                ),
+            );
+            let _ = tx.reply(StatusCode::CallTransactionDoesNotExist).await;
+            return;
+        }
+        let _ = tx.reply(StatusCode::OK).await;
+        if let Some((rseq, cseq)) = rack {
+            c.prack(rseq, cseq, true);
         }
     }
 

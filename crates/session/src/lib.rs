@@ -7,13 +7,12 @@
 //! 180 need two 180s.
 
 mod call;
-mod hangup;
 mod latched;
 pub mod ledger;
 
 pub use call::{Call, CallEvent, CallKey, EndCause, Prack, Role, SessionTimer};
+pub use flow::cleanup::HangupReport;
 pub use flow::{HangupAction, LegState, hangup_action};
-pub use hangup::HangupReport;
 pub use latched::Latched;
 pub use ledger::Ledger;
 
@@ -227,47 +226,41 @@ impl Sessions {
     ///
     /// Cancel safety: not cancel safe; requests may be left half-done. Bound it with `limit`.
     pub async fn hangup_all(&self, limit: Duration) -> HangupReport {
-        let mut report = HangupReport::default();
+        let calls = self.all();
+        let legs: Vec<flow::cleanup::Leg> = calls
+            .iter()
+            .map(|c| flow::cleanup::Leg {
+                role: c.role,
+                state: c.leg_state(),
+                hangup_started: c.hangup_started(),
+                unanswered: c.unanswered(),
+                superseded: c.superseded(),
+            })
+            .collect();
+        let (plans, mut report) = flow::cleanup::plan(&legs);
         let mut pending = Vec::new();
-        for call in self.all() {
-            // A hang-up already in flight (a Release that timed out, or one the run interrupted)
-            // is waited for, not repeated, and only for what is left of `limit` since it started:
-            // a BYE to a peer that died gets `limit` in all, not again here.
-            if call.leg_state() == LegState::Terminated {
-                report.count(HangupAction::Nothing);
+        for ((call, leg), p) in calls.into_iter().zip(&legs).zip(plans) {
+            if leg.state == LegState::Terminated {
                 continue;
             }
-            let in_flight = call.hangup_started_at();
-            let action = match in_flight {
-                Some(_) => {
-                    report.in_progress += 1;
-                    HangupAction::Nothing
-                }
-                None => {
-                    let action = hangup_action(call.role, call.leg_state());
-                    if action == HangupAction::Cancel && call.unanswered() {
-                        report.cancel_held += 1;
-                    } else {
-                        report.count(action);
-                    }
-                    action
-                }
-            };
-            let own_limit = in_flight.map_or(limit, |at| limit.saturating_sub(at.elapsed()));
+            // A hang-up already in flight (a Release that timed out, or one the run interrupted)
+            // is waited for only for what is left of `limit` since it started: a BYE to a peer
+            // that died gets `limit` in all, not again here.
+            let own_limit = call
+                .hangup_started_at()
+                .map_or(limit, |at| limit.saturating_sub(at.elapsed()));
             pending.push(async move {
                 let work = async {
-                    // After a transfer the transferor ends the old call (RFC 5589 §6): give
-                    // it the first chance before sending our own BYE.
                     let ended = |e: &CallEvent| matches!(e, CallEvent::Terminated { .. });
-                    if call.superseded()
+                    if p.transferor_first
                         && tokio::time::timeout(limit / 2, call.wait(ended, false))
                             .await
                             .is_ok()
                     {
                         return;
                     }
-                    let sent =
-                        (action != HangupAction::Nothing).then(|| call.start_hang_up(action));
+                    let sent = (p.action != HangupAction::Nothing)
+                        .then(|| call.start_hang_up(p.action));
                     if let Some(handle) = sent
                         && let Ok(Err(e)) = handle.await
                     {
