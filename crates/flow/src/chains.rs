@@ -38,6 +38,8 @@ pub struct NodeRef {
     pub node: NodeIdx,
 }
 
+pub use crate::calls::{CallId, Signal};
+use crate::calls::{Calls, Wait, wait_of};
 pub use crate::failure::{Failed, Why};
 
 /// What the driver observed.
@@ -51,6 +53,18 @@ pub enum Input {
     },
     /// Stop: every iteration still running ends `Stopped`.
     Stop,
+    /// A call was bound to a node's logical call id (a MakeCall placed it, an INCOMING took it,
+    /// a transfer or a Replaces moved the name to it).
+    Bound {
+        call: CallId,
+        iteration: Iteration,
+        role: usize,
+        name: String,
+        /// We placed it (else we took it).
+        outgoing: bool,
+    },
+    /// Something happened to a call (bound or not yet).
+    Signal { call: CallId, signal: Signal },
 }
 
 /// A node's change of state, as the `node_state` event says it.
@@ -84,6 +98,9 @@ pub enum Action {
     /// The node's iteration has ended while it ran: end what carries it out. Its `Done`, if one
     /// still comes, is ignored.
     Abort(NodeRef),
+    /// An event node the flow waited on ran out of time: answer [`Input::Done`] with this
+    /// failure, and with what never arrived on the wire if the driver knows it.
+    TimedOut(NodeRef, Failed),
     /// A node changed state.
     State(StateChange),
     /// An iteration has ended; its node states are final ([`Flow::nodes`]).
@@ -100,6 +117,8 @@ enum Timer {
     Delay(NodeRef),
     /// A node waiting (`after`) for another gives up.
     After(NodeRef),
+    /// An event node gives up waiting for its call's signal.
+    Wait(NodeRef),
 }
 
 /// Deadlines ordered by time; each timer at most once.
@@ -178,6 +197,9 @@ pub struct Flow {
     ended: HashMap<Iteration, Vec<NodeRecord>>,
     timers: TimerTable,
     actions: VecDeque<Action>,
+    calls: Calls,
+    /// Event nodes waiting for a signal of a call, in the order they began.
+    watching: HashMap<CallId, Vec<NodeRef>>,
 }
 
 impl Flow {
@@ -188,6 +210,8 @@ impl Flow {
             ended: HashMap::new(),
             timers: TimerTable::default(),
             actions: VecDeque::new(),
+            calls: Calls::default(),
+            watching: HashMap::new(),
         }
     }
 
@@ -272,6 +296,17 @@ impl Flow {
                 }
                 self.finish(now, at, result);
             }
+            Input::Bound {
+                call,
+                iteration,
+                role,
+                name,
+                outgoing,
+            } => self.calls.bind(call, iteration, role, &name, outgoing),
+            Input::Signal { call, signal } => {
+                self.calls.push(call, signal);
+                self.wake_watchers(now, call);
+            }
             Input::Stop => {
                 let mut live: Vec<Iteration> = self.iters.keys().copied().collect();
                 live.sort_unstable();
@@ -287,6 +322,32 @@ impl Flow {
         while let Some(timer) = self.timers.expired(now) {
             match timer {
                 Timer::Delay(at) => self.finish(now, at, Ok(())),
+                Timer::Wait(at) => {
+                    self.unwatch(at);
+                    let s = self.scenario.clone();
+                    let node = &s.nodes[at.node];
+                    let Some(wait) = wait_of(&node.action) else {
+                        continue;
+                    };
+                    let side = match self.calls.named(at.iteration, node.instance, &node.call_id) {
+                        Some(c) if self.calls.outgoing(c) => "received",
+                        _ => "sent",
+                    };
+                    let expected = wait
+                        .expected
+                        .replace("{side}", side)
+                        .replace("{call}", &node.call_id);
+                    let failed = Failed::timeout(expected, node.timeout, wait.instead);
+                    // The driver adds what the wire says and answers Done.
+                    if let Some(rec) = self
+                        .iters
+                        .get_mut(&at.iteration)
+                        .and_then(|i| i.nodes.get_mut(at.node))
+                    {
+                        rec.with_driver = true;
+                    }
+                    self.actions.push_back(Action::TimedOut(at, failed));
+                }
                 Timer::After(at) => {
                     let s = self.scenario.clone();
                     let node = &s.nodes[at.node];
@@ -310,6 +371,52 @@ impl Flow {
                 }
             }
         }
+    }
+
+    /// The event nodes waiting on `call` take its signals, in the order they began waiting.
+    fn wake_watchers(&mut self, now: Instant, call: CallId) {
+        let Some(waiting) = self.watching.get(&call).cloned() else {
+            return;
+        };
+        for at in waiting {
+            let node = &self.scenario.nodes[at.node];
+            let Some(wait) = wait_of(&node.action) else {
+                continue;
+            };
+            if self.calls.take(call, &wait) {
+                self.unwatch(at);
+                self.finish(now, at, Ok(()));
+            }
+        }
+    }
+
+    fn unwatch(&mut self, at: NodeRef) {
+        self.timers.stop(Timer::Wait(at));
+        for w in self.watching.values_mut() {
+            w.retain(|n| *n != at);
+        }
+        self.watching.retain(|_, w| !w.is_empty());
+    }
+
+    /// An event node begins: it passes on a signal already in its call's log, or waits for
+    /// one until its timeout.
+    fn watch(&mut self, now: Instant, at: NodeRef, wait: Wait) {
+        let s = self.scenario.clone();
+        let node = &s.nodes[at.node];
+        let Some(call) = self.calls.named(at.iteration, node.instance, &node.call_id) else {
+            let failed = Why::CallState(format!(
+                "{} has no call `{}`: a MakeCall or INCOMING node must bind it first",
+                s.instances[node.instance].label, node.call_id
+            ));
+            self.finish(now, at, Err(failed.into()));
+            return;
+        };
+        if self.calls.take(call, &wait) {
+            self.finish(now, at, Ok(()));
+            return;
+        }
+        self.watching.entry(call).or_default().push(at);
+        self.timers.set(Timer::Wait(at), now + node.timeout);
     }
 
     /// When `handle_timeout` is due next.
@@ -428,6 +535,10 @@ impl Flow {
         let node = &self.scenario.nodes[at.node];
         if matches!(node.action, Step::Delay) {
             self.timers.set(Timer::Delay(at), now + node.timeout);
+            return;
+        }
+        if let Some(wait) = wait_of(&node.action) {
+            self.watch(now, at, wait);
             return;
         }
         if let Some(rec) = self
@@ -571,6 +682,7 @@ impl Flow {
             let at = NodeRef { iteration, node };
             self.timers.stop(Timer::Delay(at));
             self.timers.stop(Timer::After(at));
+            self.unwatch(at);
             if with_driver {
                 self.actions.push_back(Action::Abort(at));
             }
@@ -594,6 +706,7 @@ impl Flow {
             }
             self.ended.insert(iteration, nodes);
         }
+        self.calls.forget(iteration);
         self.actions.push_back(Action::Ended { iteration, verdict });
     }
 }

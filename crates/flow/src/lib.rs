@@ -6,6 +6,7 @@
 //! The chain cursor ([`chains::Flow`]) decides which node of which iteration runs when, with
 //! its timer table; the other modules are the pure decisions of a call.
 
+pub mod calls;
 pub mod chains;
 pub mod cleanup;
 pub mod extensions;

@@ -1,9 +1,10 @@
-//! The flow over every bundled fixture, in memory with fake time: a scripted world passes each
-//! node the flow hands it after 10 ms, and the actions in order are the snapshot (one per
-//! fixture, in `tests/snapshots/`). Then property tests over generated scenarios.
+//! The flow over every bundled fixture, in memory with fake time: the scripted SIP world
+//! (`sim::SipWorld`) carries out each node the flow hands it and answers with the calls'
+//! signals, and the actions in order are the snapshot (one per fixture, in
+//! `tests/snapshots/`). Then property tests over generated scenarios.
 
 use callflow_flow::chains::{Action, Failed, Input, Iteration, NodeRef, Verdict};
-use callflow_flow::sim::{Script, Sim, all_pass};
+use callflow_flow::sim::{Script, Sim, SipWorld, World};
 use events::NodeState;
 use proptest::prelude::*;
 use scenario::Scenario;
@@ -33,9 +34,22 @@ fn every_fixture_runs_in_memory_and_its_actions_are_the_snapshot() {
     for path in files {
         let (s, _) = scenario::load(&path)
             .unwrap_or_else(|d| panic!("{} does not load: {d:?}", path.display()));
-        let mut sim = Sim::new(Arc::new(s), all_pass());
+        let mut sim = Sim::sip(Arc::new(s));
         let v = sim.run(&[0], 10_000);
-        assert_eq!(v, vec![(0, Verdict::Passed)], "{}", path.display());
+        // The demo of a failing run fails here too, at the node it fails at on the wire.
+        let fails = path.ends_with("demo/failing-call.yaml");
+        match &v[..] {
+            [(0, Verdict::Failed(f))] if fails => {
+                assert_eq!(f.node.as_deref(), Some("bob.3"), "{}", path.display());
+            }
+            _ => assert_eq!(
+                v,
+                vec![(0, Verdict::Passed)],
+                "{}: {:#?}",
+                path.display(),
+                sim.trace
+            ),
+        }
         assert_ran_once(&sim.actions);
         let name = path
             .strip_prefix(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures"))
@@ -52,19 +66,21 @@ fn a_fixture_runs_a_thousand_iterations_in_memory_each_with_its_own_verdict() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/basic-call.yaml");
     let (s, _) = scenario::load(&path).expect("loads");
     // Every 7th iteration's Answer fails: those fail, and only those.
-    let script: Script = Box::new(|node, i| {
-        let r = if i % 7 == 3 && node.action.name() == "Answer" {
-            Err(Failed::timeout(
-                "an ACK",
-                Duration::from_secs(32),
-                "none came",
-            ))
-        } else {
-            Ok(())
-        };
-        (Duration::from_millis(10 + u64::from(i % 5)), r)
-    });
-    let mut sim = Sim::new(Arc::new(s), script);
+    struct SomeFail(SipWorld);
+    impl World for SomeFail {
+        fn run(&mut self, s: &Scenario, at: NodeRef, now: Duration) -> Vec<(Duration, Input)> {
+            if at.iteration % 7 == 3 && s.nodes[at.node].action.name() == "Answer" {
+                let result = Err(Failed::timeout(
+                    "an ACK",
+                    Duration::from_secs(32),
+                    "none came",
+                ));
+                return vec![(now, Input::Done { at, result })];
+            }
+            self.0.run(s, at, now)
+        }
+    }
+    let mut sim = Sim::with_world(Arc::new(s), Box::new(SomeFail(SipWorld::default())));
     let all: Vec<Iteration> = (0..1000).collect();
     let v = sim.run(&all, 100_000);
     assert_eq!(v.len(), 1000);

@@ -7,10 +7,10 @@ use events::{
     CleanupPhase, CleanupStep, EventKind, Failure, InstanceInfo, LeakCheck, Level, NodeInfo,
     NodeResult, NodeState, NodeStateChange, Outcome, RunFinished, RunStarted, UaStarted, UaStopped,
 };
-use flow::chains::{Action, Flow, Input, NodeRef, StateChange, Verdict};
+use flow::chains::{Action, Flow, Input, NodeRef, Signal, StateChange, Verdict};
 use instances::{PortAllocator, PortPolicy};
 use scenario::Scenario;
-use session::Sessions;
+use session::{CallEvent, Observed, Sessions};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -114,6 +114,7 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
     let scenario = Arc::new(scenario.clone());
     bus.emit(EventKind::RunStarted(run_started(&scenario, &opts.run_id)));
     let sessions = Arc::new(Sessions::new());
+    let mut observed = sessions.observe();
     let run_shared = RunShared {
         bind_ip: opts.bind_ip,
         sip_ports: PortAllocator::new(opts.sip_ports),
@@ -260,7 +261,7 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
     let verdict = match setup_failure.clone() {
         Some(f) => {
             flow.abandon(Instant::now(), 0, f);
-            drive(&ctx, &mut flow, &opts.stop).await.0
+            drive(&ctx, &mut flow, &mut observed, &opts.stop).await.0
         }
         None if chains == 0 && !registered.is_empty() => {
             // Register-only: the instances stay up as registered phones until stopped.
@@ -278,7 +279,7 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
         }
         None => {
             flow.start(Instant::now(), 0);
-            let (verdict, was_stopped) = drive(&ctx, &mut flow, &opts.stop).await;
+            let (verdict, was_stopped) = drive(&ctx, &mut flow, &mut observed, &opts.stop).await;
             stopped = was_stopped;
             verdict
         }
@@ -515,10 +516,16 @@ fn run_started(s: &Scenario, run_id: &str) -> RunStarted {
 }
 
 /// Drives the flow until its iteration ends: carries out each node it hands over in a task of
-/// its own, feeds back what the node did, fires its timers, and tells it of a stop. Returns the
-/// verdict, and whether a stop ended it. Tasks of nodes the flow aborts end at once; they are
-/// awaited (1 s at most) before this returns.
-async fn drive(ctx: &Arc<Ctx>, flow: &mut Flow, stop: &CancellationToken) -> (Verdict, bool) {
+/// its own, feeds back what the node did and what happened to the calls (bindings and events,
+/// which the flow's event nodes wait for), fires its timers, and tells it of a stop. Returns
+/// the verdict, and whether a stop ended it. Tasks of nodes the flow aborts end at once; they
+/// are awaited (1 s at most) before this returns.
+async fn drive(
+    ctx: &Arc<Ctx>,
+    flow: &mut Flow,
+    observed: &mut mpsc::UnboundedReceiver<Observed>,
+    stop: &CancellationToken,
+) -> (Verdict, bool) {
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(NodeRef, Result<(), NodeError>)>();
     let tracker = TaskTracker::new();
     let mut running: HashMap<NodeRef, CancellationToken> = HashMap::new();
@@ -539,6 +546,10 @@ async fn drive(ctx: &Arc<Ctx>, flow: &mut Flow, stop: &CancellationToken) -> (Ve
                             () = token.cancelled() => {}
                         }
                     });
+                }
+                Action::TimedOut(at, failed) => {
+                    let result = Err(with_missing(ctx, at, failed));
+                    flow.handle(Instant::now(), Input::Done { at, result });
                 }
                 Action::Abort(at) => {
                     if let Some(t) = running.remove(&at) {
@@ -572,6 +583,14 @@ async fn drive(ctx: &Arc<Ctx>, flow: &mut Flow, stop: &CancellationToken) -> (Ve
         }
         let timer = flow.poll_timeout();
         tokio::select! {
+            // What happened to the calls first: a node's binding (its MakeCall's call) is
+            // reported before the node is done, and the next node may wait on that call.
+            biased;
+            Some(o) = observed.recv() => {
+                if let Some(input) = input_of(o) {
+                    flow.handle(Instant::now(), input);
+                }
+            }
             Some((at, result)) = done_rx.recv() => {
                 flow.handle(Instant::now(), Input::Done { at, result });
             }
@@ -583,6 +602,38 @@ async fn drive(ctx: &Arc<Ctx>, flow: &mut Flow, stop: &CancellationToken) -> (Ve
             }
         }
     }
+}
+
+/// What the flow hears of a binding or a call event (the events its nodes wait for).
+fn input_of(o: Observed) -> Option<Input> {
+    Some(match o {
+        Observed::Bound {
+            call,
+            ua,
+            iteration,
+            name,
+            role,
+        } => Input::Bound {
+            call: call.0,
+            iteration,
+            role: ua,
+            name,
+            outgoing: role == session::Role::Outgoing,
+        },
+        Observed::Event { call, event } => Input::Signal {
+            call: call.0,
+            signal: match event {
+                CallEvent::Provisional { code, .. } => Signal::Provisional(code),
+                CallEvent::Confirmed { .. } => Signal::Confirmed,
+                CallEvent::Terminated { .. } => Signal::Ended,
+                CallEvent::Held => Signal::Held,
+                CallEvent::Retrieved => Signal::Retrieved,
+                CallEvent::Transferred { .. } => Signal::Transferred,
+                CallEvent::Replaced => Signal::Replaced,
+                _ => return None,
+            },
+        },
+    })
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -103,71 +103,17 @@ pub(crate) async fn execute(ctx: &Arc<Ctx>, at: NodeRef) -> NodeResult {
             consult_call_id,
         } => attended_transfer(ua, node, primary_call_id, consult_call_id).await,
         Action::Incoming { .. } => incoming(ua, node).await,
-        Action::Ringing => {
-            let side = |c: &Call| {
-                if c.role == Role::Outgoing {
-                    "received"
-                } else {
-                    "sent"
-                }
-            };
-            let ringing = |e: &CallEvent| {
-                matches!(
-                    e,
-                    CallEvent::Provisional {
-                        code: 180 | 183,
-                        ..
-                    }
-                )
-            };
-            let what = |c: &Call| {
-                expecting(
-                    format!("a 180/183 {} on `{}`", side(c), node.call_id),
-                    "none",
-                )
-            };
-            on_call(ua, node, ringing, true, what).await.map(drop)
-        }
-        Action::Disconnected => {
-            let ended = |e: &CallEvent| matches!(e, CallEvent::Terminated { .. });
-            let what = |_: &Call| expecting(format!("`{}` to end", node.call_id), "it is still up");
-            on_call(ua, node, ended, false, what).await?;
-            Ok(())
-        }
-        Action::Held => {
-            let what =
-                |_: &Call| expecting(format!("the peer to hold `{}`", node.call_id), "it did not");
-            on_call(ua, node, |e| matches!(e, CallEvent::Held), true, what)
-                .await
-                .map(drop)
-        }
-        Action::Retrieved => {
-            let what = |_: &Call| {
-                expecting(
-                    format!("the peer to retrieve `{}`", node.call_id),
-                    "it did not",
-                )
-            };
-            on_call(ua, node, |e| matches!(e, CallEvent::Retrieved), true, what)
-                .await
-                .map(drop)
-        }
-        Action::Transferred => {
-            // The transferee sees Transferred; the target of an attended transfer sees its call replaced.
-            let moved =
-                |e: &CallEvent| matches!(e, CallEvent::Transferred { .. } | CallEvent::Replaced);
-            let what = |_: &Call| {
-                expecting(
-                    format!("`{}` to be transferred (a REFER followed)", node.call_id),
-                    "it was not",
-                )
-            };
-            on_call(ua, node, moved, true, what).await.map(drop)
-        }
-        Action::Delay => {
-            tokio::time::sleep(node.timeout).await;
-            Ok(())
-        }
+        // Waits on a call's events, and TIMEOUT: the flow decides them itself
+        // (flow::calls, its timer table) and never hands them here.
+        Action::Ringing
+        | Action::Disconnected
+        | Action::Held
+        | Action::Retrieved
+        | Action::Transferred
+        | Action::Delay => Err(fail(format!(
+            "{} is decided by the flow, not run by the driver",
+            node.action.name()
+        ))),
         Action::Reject { code, reason } => reject(ua, node, *code, reason.as_deref()).await,
         Action::Cancel => cancel(ua, node).await,
         Action::SendRinging => send_provisional(ua, node, false).await,
@@ -267,20 +213,6 @@ async fn wait_for(
     what: Expecting,
 ) -> Result<CallEvent, NodeError> {
     within(node, what, async { Ok(call.wait(pred, consume).await.0) }).await
-}
-
-/// Waits (within the node's timeout) for an event on the node's call; `what` says what was
-/// expected.
-async fn on_call(
-    ua: &UaShared,
-    node: &Step<'_>,
-    pred: impl Fn(&CallEvent) -> bool,
-    consume: bool,
-    what: impl FnOnce(&Call) -> Expecting,
-) -> Result<CallEvent, NodeError> {
-    let call = call_of(ua, node)?;
-    let what = what(&call);
-    wait_for(node, &call, pred, consume, what).await
 }
 
 async fn wait_event(

@@ -259,6 +259,8 @@ pub struct Call {
     resources: Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
     /// The session timer agreed for the call, if any (the last refresh's).
     session_timer: watch::Sender<Option<SessionTimer>>,
+    /// Where each event added to the log is reported.
+    observer: crate::Observer,
     /// Bumped when a reliable provisional response is PRACKed.
     pracked: watch::Sender<u64>,
     /// The RTP socket reserved when our SDP was made, until the media starts.
@@ -275,6 +277,7 @@ impl Call {
         role: Role,
         dialog: InviteDialog,
         binding: Option<(crate::Iteration, String)>,
+        observer: crate::Observer,
     ) -> Self {
         Self {
             key,
@@ -291,6 +294,7 @@ impl Call {
             hangup_started: std::sync::OnceLock::new(),
             resources: Mutex::new(Vec::new()),
             session_timer: watch::channel(None).0,
+            observer,
             pracked: watch::channel(0).0,
             rtp_socket: Mutex::new(None),
             media: Mutex::new(None),
@@ -350,8 +354,17 @@ impl Call {
     /// Appends an event; returns false when it adds nothing (a repeat, or after the end).
     pub fn push(&self, event: CallEvent) -> bool {
         let reliable = self.provisionals_reliable();
-        self.log
-            .push_unless(event, |seen, event| !is_news(seen, event, reliable))
+        let report = self.observer.get().map(|tx| (tx, event.clone()));
+        let added = self
+            .log
+            .push_unless(event, |seen, event| !is_news(seen, event, reliable));
+        if added && let Some((tx, event)) = report {
+            let _ = tx.send(crate::Observed::Event {
+                call: self.key,
+                event,
+            });
+        }
+        added
     }
 
     /// Every event so far, with when it happened.

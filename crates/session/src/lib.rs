@@ -39,9 +39,30 @@ struct IncomingQueue {
     notify: Notify,
 }
 
+/// What the calls of a run report as it happens, in order, for the engine's flow: a call bound
+/// to a node's logical call id, an event added to a call's log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Observed {
+    Bound {
+        call: CallKey,
+        ua: UaIdx,
+        iteration: Iteration,
+        name: String,
+        role: Role,
+    },
+    Event {
+        call: CallKey,
+        event: CallEvent,
+    },
+}
+
+/// Where the calls report (set once, by [`Sessions::observe`]).
+pub(crate) type Observer = Arc<std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Observed>>>;
+
 /// Every call of a run.
 #[derive(Default)]
 pub struct Sessions {
+    observer: Observer,
     next_key: AtomicU64,
     calls: DashMap<CallKey, Arc<Call>>,
     /// (UA, logical call id) -> call.
@@ -58,6 +79,20 @@ impl Sessions {
         Self::default()
     }
 
+    /// Every binding and every call event from now on, in the order they happen (once per
+    /// run: a second call gets a receiver that hears nothing).
+    pub fn observe(&self) -> tokio::sync::mpsc::UnboundedReceiver<Observed> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let _ = self.observer.set(tx);
+        rx
+    }
+
+    fn report(&self, o: Observed) {
+        if let Some(tx) = self.observer.get() {
+            let _ = tx.send(o);
+        }
+    }
+
     fn insert(
         &self,
         ua: UaIdx,
@@ -68,10 +103,24 @@ impl Sessions {
         let key = CallKey(self.next_key.fetch_add(1, Ordering::Relaxed));
         let id = dialog.id();
         let binding = name.map(|(i, n)| (i, n.to_owned()));
-        let call = Arc::new(Call::new(key, ua, role, dialog, binding));
+        let call = Arc::new(Call::new(
+            key,
+            ua,
+            role,
+            dialog,
+            binding,
+            self.observer.clone(),
+        ));
         self.dialogs.insert((ua, id.call_id, id.local_tag), key);
         if let Some((i, n)) = name {
             self.names.insert((ua, i, n.to_owned()), key);
+            self.report(Observed::Bound {
+                call: key,
+                ua,
+                iteration: i,
+                name: n.to_owned(),
+                role,
+            });
         }
         self.calls.insert(key, call.clone());
         call
@@ -170,6 +219,13 @@ impl Sessions {
         call.set_binding(iteration, name);
         self.names
             .insert((ua, iteration, name.to_owned()), call.key);
+        self.report(Observed::Bound {
+            call: call.key,
+            ua,
+            iteration,
+            name: name.to_owned(),
+            role: call.role,
+        });
     }
 
     /// The call of `ua` that a Replaces header names (RFC 3891): its Call-ID and both tags, in

@@ -1,5 +1,5 @@
 use super::*;
-use crate::sim::{Script, Sim, all_pass};
+use crate::sim::{Script, Sim, SipWorld, World, all_pass};
 use events::FailureKind;
 use pretty_assertions::assert_eq;
 
@@ -45,7 +45,7 @@ instances:
 
 #[test]
 fn a_call_runs_each_role_in_order_and_passes() {
-    let mut sim = Sim::new(scenario(CALL), all_pass());
+    let mut sim = Sim::sip(scenario(CALL));
     let v = sim.run(&[0], 1000);
     assert_eq!(v, vec![(0, Verdict::Passed)]);
     assert_eq!(
@@ -55,19 +55,119 @@ fn a_call_runs_each_role_in_order_and_passes() {
             "    0 ms  #0 alice  run dial (MakeCall)",
             "    0 ms  #0 bob    ring running",
             "    0 ms  #0 bob    run ring (INCOMING)",
-            "   10 ms  #0 alice  dial passed",
-            "   10 ms  #0 alice  hangup running",
-            "   10 ms  #0 alice  run hangup (Release)",
-            "   10 ms  #0 bob    ring passed",
-            "   10 ms  #0 bob    answer running",
-            "   10 ms  #0 bob    run answer (Answer)",
-            "   20 ms  #0 alice  hangup passed",
-            "   20 ms  #0 bob    answer passed",
-            "   20 ms  #0 bob    gone running",
-            "   20 ms  #0 bob    run gone (DISCONNECTED)",
-            "   30 ms  #0 bob    gone passed",
-            "   30 ms  #0 -      passed",
+            // bob's INCOMING takes the INVITE; alice's MakeCall waits for the answer.
+            "    0 ms  #0 bob    ring passed",
+            "    0 ms  #0 bob    answer running",
+            "    0 ms  #0 bob    run answer (Answer)",
+            "    4 ms  #0 alice  dial passed",
+            "    4 ms  #0 alice  hangup running",
+            "    4 ms  #0 alice  run hangup (Release)",
+            "    4 ms  #0 bob    answer passed",
+            "    4 ms  #0 bob    gone running",
+            // bob's DISCONNECTED is decided by the flow, from the call's signal (the BYE at
+            // 7 ms), not run by the world.
+            "    8 ms  #0 bob    gone passed",
+            "    8 ms  #0 alice  hangup passed",
+            "    8 ms  #0 -      passed",
         ]
+    );
+}
+
+#[test]
+fn an_event_node_takes_a_signal_that_came_before_it_began() {
+    // alice's RINGING runs after her MakeCall passed: the 180 came long before, latched.
+    let s = scenario(
+        r#"
+version: 1
+name: latched
+instances:
+  alice:
+    dn: "100"
+    steps:
+      - { command: MakeCall, id: dial, target: bob }
+      - { event: RINGING, id: rang }
+      - { event: RINGING, id: again, timeout: 1s }
+  bob:
+    dn: "200"
+    steps:
+      - { event: INCOMING, id: ring }
+      - { command: Answer, id: answer }
+"#,
+    );
+    let mut sim = Sim::sip(s);
+    let v = sim.run(&[0], 1000);
+    let Verdict::Failed(f) = &v[0].1 else {
+        panic!("{:#?}", sim.trace)
+    };
+    // One 180, taken by the first RINGING: the second waits its 1 s and says so.
+    assert_eq!(f.node.as_deref(), Some("again"));
+    assert_eq!(f.kind, FailureKind::Timeout);
+    assert_eq!(
+        f.message,
+        "again (RINGING) on alice: expected a 180/183 received on `call-1` within 1 s, none"
+    );
+    let rang = sim.trace.iter().position(|l| l.ends_with("rang passed"));
+    let dial = sim.trace.iter().position(|l| l.ends_with("dial passed"));
+    assert!(rang > dial, "{:#?}", sim.trace);
+    assert!(sim.trace.iter().any(|l| l.ends_with("timed out again")));
+}
+
+#[test]
+fn an_event_node_on_a_call_nothing_bound_fails_at_once() {
+    let s = scenario(
+        r#"
+version: 1
+name: unbound
+instances:
+  alice:
+    dn: "100"
+    steps:
+      - { event: DISCONNECTED, id: gone, call_id: nothing }
+"#,
+    );
+    let mut sim = Sim::sip(s);
+    let v = sim.run(&[0], 100);
+    let Verdict::Failed(f) = &v[0].1 else {
+        panic!("{:#?}", sim.trace)
+    };
+    assert_eq!(f.kind, FailureKind::CallState);
+    assert_eq!(sim.elapsed(), Duration::ZERO);
+    assert_eq!(
+        f.message,
+        "gone (DISCONNECTED) on alice: alice has no call `nothing`: a MakeCall or INCOMING node must bind it first"
+    );
+}
+
+#[test]
+fn hold_and_retrieve_reach_the_peer_as_signals() {
+    let s = scenario(
+        r#"
+version: 1
+name: hold
+instances:
+  alice:
+    dn: "100"
+    steps:
+      - { command: MakeCall, target: bob }
+      - { command: Hold }
+      - { command: Retrieve }
+      - { command: Release }
+  bob:
+    dn: "200"
+    steps:
+      - { event: INCOMING }
+      - { command: Answer }
+      - { event: HELD }
+      - { event: RETRIEVED }
+      - { event: DISCONNECTED }
+"#,
+    );
+    let mut sim = Sim::sip(s);
+    assert_eq!(
+        sim.run(&[0], 1000),
+        vec![(0, Verdict::Passed)],
+        "{:#?}",
+        sim.trace
     );
 }
 
@@ -277,24 +377,25 @@ fn a_report_for_an_aborted_node_is_ignored() {
 
 #[test]
 fn iterations_are_independent_a_failure_ends_only_its_own() {
-    let s = scenario(CALL);
-    // Iteration 1's Answer fails; iteration 0 and 2 pass.
-    let script: Script = Box::new(|node, i| {
-        let r = if i == 1 && node.id == "answer" {
-            Err(Failed::timeout(
-                "an ACK",
-                Duration::from_secs(32),
-                "none came",
-            ))
-        } else {
-            Ok(())
-        };
-        (Duration::from_millis(10), r)
-    });
-    let mut sim = Sim::new(s, script);
+    /// Iteration 1's Answer fails; the others run their calls in the SIP world.
+    struct OneFails(SipWorld);
+    impl World for OneFails {
+        fn run(&mut self, s: &Scenario, at: NodeRef, now: Duration) -> Vec<(Duration, Input)> {
+            if at.iteration == 1 && s.nodes[at.node].id == "answer" {
+                let result = Err(Failed::timeout(
+                    "an ACK",
+                    Duration::from_secs(32),
+                    "none came",
+                ));
+                return vec![(now, Input::Done { at, result })];
+            }
+            self.0.run(s, at, now)
+        }
+    }
+    let mut sim = Sim::with_world(scenario(CALL), Box::new(OneFails(SipWorld::default())));
     let mut v = sim.run(&[0, 1, 2], 1000);
     v.sort_by_key(|(i, _)| *i);
-    assert_eq!(v[0], (0, Verdict::Passed));
+    assert_eq!(v[0], (0, Verdict::Passed), "{:#?}", sim.trace);
     assert!(matches!(&v[1], (1, Verdict::Failed(f)) if f.node.as_deref() == Some("answer")));
     assert_eq!(v[2], (2, Verdict::Passed));
 }
@@ -370,12 +471,14 @@ fn a_node_two_chains_reach_runs_once() {
     let mut sc = (*s).clone();
     // bob's `gone` also follows alice's `hangup`: the second chain to reach it joins it.
     sc.nodes[1].on_success = Some(4);
-    let mut sim = Sim::new(Arc::new(sc), all_pass());
+    let mut sim = Sim::sip(Arc::new(sc));
     assert_eq!(sim.run(&[0], 100), vec![(0, Verdict::Passed)]);
     let runs = sim
         .actions
         .iter()
-        .filter(|(_, a)| matches!(a, Action::Run(at) if at.node == 4))
+        .filter(
+            |(_, a)| matches!(a, Action::State(c) if c.at.node == 4 && c.to == NodeState::Running),
+        )
         .count();
     assert_eq!(runs, 1);
 }
