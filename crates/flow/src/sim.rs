@@ -668,33 +668,41 @@ impl World for SipWorld {
     }
 }
 
-/// A world in which the nodes named fail (a final response other than expected, after 5 ms)
-/// and every other node is carried out by `world`.
+/// What the nodes [`Faulty`] fails report: a 486 where a 2xx was expected.
+pub fn busy() -> Failed {
+    Why::Status {
+        expected: "2xx".into(),
+        from: "bob".into(),
+        waited: Some(Duration::from_secs(10)),
+        got: "486 Busy Here".into(),
+        at: Some(Duration::from_millis(5)),
+        detail: String::new(),
+    }
+    .into()
+}
+
+/// Picks the nodes a [`Faulty`] world fails, and how.
+pub type Faults = Box<dyn Fn(&Node, Iteration) -> Option<Failed>>;
+
+/// A world in which the nodes `fails` picks fail as it says (after 5 ms), and every other node
+/// is carried out by `world`.
 pub struct Faulty<W> {
     pub world: W,
-    pub fail: Vec<&'static str>,
+    pub fails: Faults,
 }
 
 impl<W: World> World for Faulty<W> {
     fn run(&mut self, s: &Scenario, at: NodeRef, now: Duration) -> Vec<(Duration, Input)> {
-        if !self.fail.contains(&s.nodes[at.node].id.as_str()) {
-            return self.world.run(s, at, now);
+        match (self.fails)(&s.nodes[at.node], at.iteration) {
+            Some(failed) => vec![(
+                now + Duration::from_millis(5),
+                Input::Done {
+                    at,
+                    result: Err(failed),
+                },
+            )],
+            None => self.world.run(s, at, now),
         }
-        let failed = Why::Status {
-            expected: "2xx".into(),
-            from: "bob".into(),
-            waited: Some(Duration::from_secs(10)),
-            got: "486 Busy Here".into(),
-            at: Some(Duration::from_millis(5)),
-            detail: String::new(),
-        };
-        vec![(
-            now + Duration::from_millis(5),
-            Input::Done {
-                at,
-                result: Err(failed.into()),
-            },
-        )]
     }
 
     fn abort(&mut self, at: NodeRef) {

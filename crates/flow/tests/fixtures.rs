@@ -4,7 +4,7 @@
 //! `tests/snapshots/`). Then property tests over generated scenarios.
 
 use callflow_flow::chains::{Action, Failed, Input, Iteration, NodeRef, Verdict};
-use callflow_flow::sim::{Script, Sim, SipWorld, World};
+use callflow_flow::sim::{Faulty, Script, Sim, SipWorld, busy};
 use events::NodeState;
 use proptest::prelude::*;
 use scenario::Scenario;
@@ -66,21 +66,11 @@ fn a_fixture_runs_a_thousand_iterations_in_memory_each_with_its_own_verdict() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/basic-call.yaml");
     let (s, _) = scenario::load(&path).expect("loads");
     // Every 7th iteration's Answer fails: those fail, and only those.
-    struct SomeFail(SipWorld);
-    impl World for SomeFail {
-        fn run(&mut self, s: &Scenario, at: NodeRef, now: Duration) -> Vec<(Duration, Input)> {
-            if at.iteration % 7 == 3 && s.nodes[at.node].action.name() == "Answer" {
-                let result = Err(Failed::timeout(
-                    "an ACK",
-                    Duration::from_secs(32),
-                    "none came",
-                ));
-                return vec![(now, Input::Done { at, result })];
-            }
-            self.0.run(s, at, now)
-        }
-    }
-    let mut sim = Sim::with_world(Arc::new(s), Box::new(SomeFail(SipWorld::default())));
+    let world = Faulty {
+        world: SipWorld::default(),
+        fails: Box::new(|node, i| (i % 7 == 3 && node.action.name() == "Answer").then(busy)),
+    };
+    let mut sim = Sim::with_world(Arc::new(s), Box::new(world));
     let all: Vec<Iteration> = (0..1000).collect();
     let v = sim.run(&all, 100_000);
     assert_eq!(v.len(), 1000);

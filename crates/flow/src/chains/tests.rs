@@ -1,5 +1,5 @@
 use super::*;
-use crate::sim::{Script, Sim, SipWorld, World, all_pass};
+use crate::sim::{Faulty, Script, Scripted, Sim, SipWorld, World, all_pass, busy};
 use events::FailureKind;
 use pretty_assertions::assert_eq;
 
@@ -7,22 +7,11 @@ fn scenario(yaml: &str) -> Arc<Scenario> {
     Arc::new(scenario::parse_str(yaml, "t.yaml").expect("a valid scenario"))
 }
 
-/// Nodes named in `fail` fail (kind Status) after 5 ms; the rest pass after 10 ms.
-fn failing(fail: &'static [&'static str]) -> Script {
-    Box::new(move |node, _| {
-        if fail.contains(&node.id.as_str()) {
-            let failed = Failed::from(Why::Status {
-                expected: "2xx".into(),
-                from: "bob".into(),
-                waited: Some(Duration::from_secs(10)),
-                got: "486 Busy Here".into(),
-                at: Some(Duration::from_millis(5)),
-                detail: String::new(),
-            });
-            (Duration::from_millis(5), Err(failed))
-        } else {
-            (Duration::from_millis(10), Ok(()))
-        }
+/// Nodes named in `fail` fail (a 486, kind Status) after 5 ms; the rest pass after 10 ms.
+fn failing(fail: &'static [&'static str]) -> Box<dyn World> {
+    Box::new(Faulty {
+        world: Scripted(all_pass()),
+        fails: Box::new(move |node, _| fail.contains(&node.id.as_str()).then(busy)),
     })
 }
 
@@ -267,7 +256,7 @@ instances:
       - { event: TIMEOUT, id: wait, timeout: 1s, after: dial }
 "#,
     );
-    let mut sim = Sim::new(s, failing(&["dial"]));
+    let mut sim = Sim::with_world(s, failing(&["dial"]));
     let v = sim.run(&[0], 100);
     let Verdict::Failed(f) = &v[0].1 else {
         panic!("{v:?}")
@@ -297,7 +286,7 @@ instances:
       - { command: Release, id: hangup }
 "#,
     );
-    let mut sim = Sim::new(s, failing(&["dial"]));
+    let mut sim = Sim::with_world(s, failing(&["dial"]));
     assert_eq!(sim.run(&[0], 100), vec![(0, Verdict::Passed)]);
     let nodes = sim.flow.nodes(0).expect("kept");
     let state = |i: usize| nodes[i].state;
@@ -325,7 +314,7 @@ instances:
 
 #[test]
 fn an_unhandled_failure_ends_its_iteration_cancelling_what_runs_and_skipping_the_rest() {
-    let mut sim = Sim::new(scenario(CALL), failing(&["answer"]));
+    let mut sim = Sim::with_world(scenario(CALL), failing(&["answer"]));
     let v = sim.run(&[0], 100);
     let Verdict::Failed(f) = &v[0].1 else {
         panic!("{v:?}")
@@ -356,7 +345,7 @@ fn an_unhandled_failure_ends_its_iteration_cancelling_what_runs_and_skipping_the
 #[test]
 fn a_report_for_an_aborted_node_is_ignored() {
     let s = scenario(CALL);
-    let mut sim = Sim::new(s, failing(&["answer"]));
+    let mut sim = Sim::with_world(s, failing(&["answer"]));
     sim.run(&[0], 100);
     let hangup = NodeRef {
         iteration: 0,
@@ -377,22 +366,12 @@ fn a_report_for_an_aborted_node_is_ignored() {
 
 #[test]
 fn iterations_are_independent_a_failure_ends_only_its_own() {
-    /// Iteration 1's Answer fails; the others run their calls in the SIP world.
-    struct OneFails(SipWorld);
-    impl World for OneFails {
-        fn run(&mut self, s: &Scenario, at: NodeRef, now: Duration) -> Vec<(Duration, Input)> {
-            if at.iteration == 1 && s.nodes[at.node].id == "answer" {
-                let result = Err(Failed::timeout(
-                    "an ACK",
-                    Duration::from_secs(32),
-                    "none came",
-                ));
-                return vec![(now, Input::Done { at, result })];
-            }
-            self.0.run(s, at, now)
-        }
-    }
-    let mut sim = Sim::with_world(scenario(CALL), Box::new(OneFails(SipWorld::default())));
+    // Iteration 1's Answer fails; the others run their calls in the SIP world.
+    let world = Faulty {
+        world: SipWorld::default(),
+        fails: Box::new(|node, i| (i == 1 && node.id == "answer").then(busy)),
+    };
+    let mut sim = Sim::with_world(scenario(CALL), Box::new(world));
     let mut v = sim.run(&[0, 1, 2], 1000);
     v.sort_by_key(|(i, _)| *i);
     assert_eq!(v[0], (0, Verdict::Passed), "{:#?}", sim.trace);
