@@ -46,13 +46,24 @@ pub async fn run_scenario(
     }
 }
 
-/// A UDP port free right now on 127.0.0.1.
+/// A port free right now on 127.0.0.1 (UDP and TCP), for a peer the test starts on it.
 pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    use std::hash::{BuildHasher, Hasher};
+    // Below the kernel's ephemeral range (32768 up, by default): a port the OS hands out for
+    // port 0 (our UAs', other tests') can never take it between here and the peer's bind.
+    for _ in 0..1000 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let port = 20_000 + (h.finish() % 12_000) as u16;
+        let free = |p: u16| {
+            std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok()
+                && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+        };
+        if free(port) {
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 32000")
 }
 
 /// Tells the test where the first UA listens, once it does.

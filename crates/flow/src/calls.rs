@@ -149,8 +149,9 @@ impl Calls {
             .map(|(_, c)| *c)
             .collect();
         self.names.retain(|(i, _, _), _| *i != iteration);
+        let named: std::collections::HashSet<CallId> = self.names.values().copied().collect();
         for c in gone {
-            if !self.names.values().any(|n| *n == c) {
+            if !named.contains(&c) {
                 self.logs.remove(&c);
             }
         }

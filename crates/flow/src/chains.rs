@@ -198,8 +198,10 @@ pub struct Flow {
     timers: TimerTable,
     actions: VecDeque<Action>,
     calls: Calls,
-    /// Event nodes waiting for a signal of a call, in the order they began.
+    /// Event nodes waiting for a signal of a call, in the order they began, and the call
+    /// each waits on.
     watching: HashMap<CallId, Vec<NodeRef>>,
+    watched: HashMap<NodeRef, CallId>,
 }
 
 impl Flow {
@@ -212,6 +214,7 @@ impl Flow {
             actions: VecDeque::new(),
             calls: Calls::default(),
             watching: HashMap::new(),
+            watched: HashMap::new(),
         }
     }
 
@@ -392,10 +395,15 @@ impl Flow {
 
     fn unwatch(&mut self, at: NodeRef) {
         self.timers.stop(Timer::Wait(at));
-        for w in self.watching.values_mut() {
+        let Some(call) = self.watched.remove(&at) else {
+            return;
+        };
+        if let Some(w) = self.watching.get_mut(&call) {
             w.retain(|n| *n != at);
+            if w.is_empty() {
+                self.watching.remove(&call);
+            }
         }
-        self.watching.retain(|_, w| !w.is_empty());
     }
 
     /// An event node begins: it passes on a signal already in its call's log, or waits for
@@ -416,6 +424,7 @@ impl Flow {
             return;
         }
         self.watching.entry(call).or_default().push(at);
+        self.watched.insert(at, call);
         self.timers.set(Timer::Wait(at), now + node.timeout);
     }
 

@@ -15,7 +15,6 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -114,7 +113,6 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
     let scenario = Arc::new(scenario.clone());
     bus.emit(EventKind::RunStarted(run_started(&scenario, &opts.run_id)));
     let sessions = Arc::new(Sessions::new());
-    let mut observed = sessions.observe();
     let run_shared = RunShared {
         bind_ip: opts.bind_ip,
         sip_ports: PortAllocator::new(opts.sip_ports),
@@ -255,13 +253,14 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
     });
 
     // Run the chains: the flow decides, this drives.
-    let mut flow = Flow::new(scenario.clone());
+    let flow = Flow::new(scenario.clone());
     let chains: usize = scenario.instances.iter().map(|i| i.starts.len()).sum();
     let mut stopped = false;
-    let verdict = match setup_failure.clone() {
+    let (verdict, flow) = match setup_failure.clone() {
         Some(f) => {
-            flow.abandon(Instant::now(), 0, f);
-            drive(&ctx, &mut flow, &mut observed, &opts.stop).await.0
+            let abandon = |flow: &mut Flow| flow.abandon(Instant::now(), 0, f);
+            let (verdict, _, flow) = drive(&ctx, flow, &sessions, &opts.stop, abandon).await;
+            (verdict, flow)
         }
         None if chains == 0 && !registered.is_empty() => {
             // Register-only: the instances stay up as registered phones until stopped.
@@ -275,13 +274,14 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
             );
             opts.stop.cancelled().await;
             stopped = true;
-            Verdict::Stopped
+            (Verdict::Stopped, flow)
         }
         None => {
-            flow.start(Instant::now(), 0);
-            let (verdict, was_stopped) = drive(&ctx, &mut flow, &mut observed, &opts.stop).await;
+            let start = |flow: &mut Flow| flow.start(Instant::now(), 0);
+            let (verdict, was_stopped, flow) =
+                drive(&ctx, flow, &sessions, &opts.stop, start).await;
             stopped = was_stopped;
-            verdict
+            (verdict, flow)
         }
     };
     let failure_of_chains = match &verdict {
@@ -515,93 +515,167 @@ fn run_started(s: &Scenario, run_id: &str) -> RunStarted {
     }
 }
 
-/// Drives the flow until its iteration ends: carries out each node it hands over in a task of
-/// its own, feeds back what the node did and what happened to the calls (bindings and events,
-/// which the flow's event nodes wait for), fires its timers, and tells it of a stop. Returns
-/// the verdict, and whether a stop ended it. Tasks of nodes the flow aborts end at once; they
-/// are awaited (1 s at most) before this returns.
-async fn drive(
-    ctx: &Arc<Ctx>,
-    flow: &mut Flow,
-    observed: &mut mpsc::UnboundedReceiver<Observed>,
-    stop: &CancellationToken,
-) -> (Verdict, bool) {
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(NodeRef, Result<(), NodeError>)>();
-    let tracker = TaskTracker::new();
-    let mut running: HashMap<NodeRef, CancellationToken> = HashMap::new();
-    let mut stopped = false;
-    loop {
-        while let Some(action) = flow.poll_action() {
+/// The flow and what carries out its actions, shared by every task that has something to tell
+/// it (quinn's connection state behind its lock): a node's task when the node ends, the session
+/// when a call is bound or an event is added to one, the timer task, a stop. Whoever tells it
+/// carries out the actions that follow, at once: no central task stands between a node's end
+/// and the next node's start.
+struct Driver {
+    ctx: Arc<Ctx>,
+    state: std::sync::Mutex<DriverState>,
+    tracker: TaskTracker,
+    /// Woken when the flow's next deadline changes or its iteration ended.
+    wake: tokio::sync::Notify,
+}
+
+struct DriverState {
+    flow: Flow,
+    /// The tasks of the nodes running, to end them when the flow aborts them.
+    running: HashMap<NodeRef, CancellationToken>,
+    deadline: Option<Instant>,
+    verdict: Option<Verdict>,
+}
+
+impl Driver {
+    fn state(&self) -> std::sync::MutexGuard<'_, DriverState> {
+        self.state.lock().expect("driver lock")
+    }
+
+    /// Tells the flow `input` and carries out what follows.
+    fn input(self: &Arc<Self>, input: Input) {
+        let mut st = self.state();
+        st.flow.handle(Instant::now(), input);
+        self.carry_out(&mut st);
+    }
+
+    fn timeout(self: &Arc<Self>) {
+        let mut st = self.state();
+        st.flow.handle_timeout(Instant::now());
+        self.carry_out(&mut st);
+    }
+
+    /// Carries out every action the flow has (the single-mutation rule: drain after each
+    /// input), then notes its next deadline.
+    fn carry_out(self: &Arc<Self>, st: &mut DriverState) {
+        while let Some(action) = st.flow.poll_action() {
             match action {
                 Action::Run(at) => {
                     let token = CancellationToken::new();
-                    running.insert(at, token.clone());
-                    let (ctx, done) = (ctx.clone(), done_tx.clone());
-                    tracker.spawn(async move {
+                    st.running.insert(at, token.clone());
+                    let me = self.clone();
+                    self.tracker.spawn(async move {
                         tokio::select! {
-                            r = exec::execute(&ctx, at) => {
-                                let r = r.map_err(|f| with_missing(&ctx, at, f));
-                                let _ = done.send((at, r));
+                            r = exec::execute(&me.ctx, at) => {
+                                let result = r.map_err(|f| with_missing(&me.ctx, at, f));
+                                me.input(Input::Done { at, result });
                             }
                             () = token.cancelled() => {}
                         }
                     });
                 }
                 Action::TimedOut(at, failed) => {
-                    let result = Err(with_missing(ctx, at, failed));
-                    flow.handle(Instant::now(), Input::Done { at, result });
+                    let result = Err(with_missing(&self.ctx, at, failed));
+                    st.flow.handle(Instant::now(), Input::Done { at, result });
                 }
                 Action::Abort(at) => {
-                    if let Some(t) = running.remove(&at) {
+                    if let Some(t) = st.running.remove(&at) {
                         t.cancel();
                     }
                 }
                 Action::State(change) => {
                     if change.to != NodeState::Running {
-                        running.remove(&change.at);
+                        st.running.remove(&change.at);
                     }
-                    emit_state(ctx, &change);
+                    emit_state(&self.ctx, &change);
                 }
                 Action::Ended { verdict, .. } => {
-                    tracker.close();
-                    if tokio::time::timeout(Duration::from_secs(1), tracker.wait())
-                        .await
-                        .is_err()
-                    {
-                        log(
-                            &ctx.bus,
-                            Level::Warning,
-                            None,
-                            None,
-                            None,
-                            "a node did not stop within 1 s; cleaning up anyway".into(),
-                        );
-                    }
-                    return (verdict, stopped);
+                    st.verdict = Some(verdict);
+                    self.wake.notify_one();
                 }
             }
         }
-        let timer = flow.poll_timeout();
+        let next = st.flow.poll_timeout();
+        if next != st.deadline {
+            st.deadline = next;
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// Drives the flow until its iteration ends: `begin` starts it (or abandons it); the nodes it
+/// hands over run in tasks of their own, which tell it their results; the session tells it
+/// every call binding and call event (which its event nodes wait for); this task fires its
+/// timers and passes a stop in. Returns the verdict, whether a stop ended it, and the flow (its
+/// node records). Tasks of nodes the flow aborts end at once; they are awaited (1 s at most)
+/// before this returns.
+async fn drive(
+    ctx: &Arc<Ctx>,
+    flow: Flow,
+    sessions: &Sessions,
+    stop: &CancellationToken,
+    begin: impl FnOnce(&mut Flow),
+) -> (Verdict, bool, Flow) {
+    let driver = Arc::new(Driver {
+        ctx: ctx.clone(),
+        state: std::sync::Mutex::new(DriverState {
+            flow,
+            running: HashMap::new(),
+            deadline: None,
+            verdict: None,
+        }),
+        tracker: TaskTracker::new(),
+        wake: tokio::sync::Notify::new(),
+    });
+    // Weak: the sessions outlive the run's driver only in the UAs that hold them.
+    let weak = Arc::downgrade(&driver);
+    sessions.observe(Box::new(move |o| {
+        if let (Some(d), Some(input)) = (weak.upgrade(), input_of(o)) {
+            d.input(input);
+        }
+    }));
+    {
+        let mut st = driver.state();
+        begin(&mut st.flow);
+        driver.carry_out(&mut st);
+    }
+    let mut stopped = false;
+    let verdict = loop {
+        let deadline = {
+            let st = driver.state();
+            if let Some(v) = &st.verdict {
+                break v.clone();
+            }
+            st.deadline
+        };
         tokio::select! {
-            // What happened to the calls first: a node's binding (its MakeCall's call) is
-            // reported before the node is done, and the next node may wait on that call.
-            biased;
-            Some(o) = observed.recv() => {
-                if let Some(input) = input_of(o) {
-                    flow.handle(Instant::now(), input);
-                }
-            }
-            Some((at, result)) = done_rx.recv() => {
-                flow.handle(Instant::now(), Input::Done { at, result });
-            }
-            () = sleep_until(timer), if timer.is_some() => flow.handle_timeout(Instant::now()),
+            () = driver.wake.notified() => {}
+            () = sleep_until(deadline), if deadline.is_some() => driver.timeout(),
             () = stop.cancelled(), if !stopped => {
                 stopped = true;
                 log(&ctx.bus, Level::Warning, None, None, None, "stop requested: cancelling every chain".into());
-                flow.handle(Instant::now(), Input::Stop);
+                driver.input(Input::Stop);
             }
         }
+    };
+    driver.tracker.close();
+    if tokio::time::timeout(Duration::from_secs(1), driver.tracker.wait())
+        .await
+        .is_err()
+    {
+        log(
+            &ctx.bus,
+            Level::Warning,
+            None,
+            None,
+            None,
+            "a node did not stop within 1 s; cleaning up anyway".into(),
+        );
     }
+    let flow = {
+        let mut st = driver.state();
+        std::mem::replace(&mut st.flow, Flow::new(ctx.scenario.clone()))
+    };
+    (verdict, stopped, flow)
 }
 
 /// What the flow hears of a binding or a call event (the events its nodes wait for).

@@ -354,12 +354,12 @@ impl Call {
     /// Appends an event; returns false when it adds nothing (a repeat, or after the end).
     pub fn push(&self, event: CallEvent) -> bool {
         let reliable = self.provisionals_reliable();
-        let report = self.observer.get().map(|tx| (tx, event.clone()));
+        let report = self.observer.get().map(|r| (r, event.clone()));
         let added = self
             .log
             .push_unless(event, |seen, event| !is_news(seen, event, reliable));
-        if added && let Some((tx, event)) = report {
-            let _ = tx.send(crate::Observed::Event {
+        if added && let Some((report, event)) = report {
+            report(crate::Observed::Event {
                 call: self.key,
                 event,
             });

@@ -56,8 +56,12 @@ pub enum Observed {
     },
 }
 
+/// What hears the reports: called on the task where each happened, right after it (never
+/// under a lock of the sessions), so it must be quick and must not block.
+pub type Report = Box<dyn Fn(Observed) + Send + Sync>;
+
 /// Where the calls report (set once, by [`Sessions::observe`]).
-pub(crate) type Observer = Arc<std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Observed>>>;
+pub(crate) type Observer = Arc<std::sync::OnceLock<Report>>;
 
 /// Every call of a run.
 #[derive(Default)]
@@ -79,17 +83,15 @@ impl Sessions {
         Self::default()
     }
 
-    /// Every binding and every call event from now on, in the order they happen (once per
-    /// run: a second call gets a receiver that hears nothing).
-    pub fn observe(&self) -> tokio::sync::mpsc::UnboundedReceiver<Observed> {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let _ = self.observer.set(tx);
-        rx
+    /// Tells `report` every binding and every call event from now on, as each happens (once
+    /// per run: a second observer is not taken).
+    pub fn observe(&self, report: Report) {
+        let _ = self.observer.set(report);
     }
 
     fn report(&self, o: Observed) {
-        if let Some(tx) = self.observer.get() {
-            let _ = tx.send(o);
+        if let Some(report) = self.observer.get() {
+            report(o);
         }
     }
 
