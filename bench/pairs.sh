@@ -7,7 +7,10 @@
 #   BINARY  callflow binaries to compare, side by side in the same minute (default: a release
 #           build of this tree); e.g. a build of an older commit beside this one.
 # Each run is bounded: N calls, each INVITE/180/200/ACK/BYE/200, then cleanup; every address is
-# 127.0.0.1. Prints, per binary, the wall time and peak RSS (GNU time) of each run.
+# 127.0.0.1. Prints, per binary, the wall time and peak RSS (GNU time) of each run. With sipp
+# installed, each round also times sipp's own client placing the same N calls at once (-l N,
+# -r N) against a sipp UAS: the peer's figure in the same minutes (one socket for all calls,
+# where each callflow UA here has its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pairs="${1:-2000}"
@@ -33,7 +36,21 @@ trap 'rm -f "$file" "$file.time"' EXIT
   done
 } >"$file"
 
+uas_pid=""
+if command -v sipp >/dev/null; then
+  sipp -sn uas -i 127.0.0.1 -p 15099 -max_socket 10000 >/dev/null 2>&1 &
+  uas_pid=$!
+fi
+trap 'rm -f "$file" "$file.time"; [ -n "$uas_pid" ] && kill "$uas_pid" 2>/dev/null' EXIT
+
 for r in $(seq "$runs"); do
+  if [ -n "$uas_pid" ]; then
+    /usr/bin/time -o "$file.time" -f '%e %M %x' sipp -sn uac -i 127.0.0.1 -p 0 -m "$pairs" \
+      -l "$pairs" -r "$pairs" -rp 1000 -d 0 -nostdin -timeout 60s 127.0.0.1:15099 \
+      >/dev/null 2>&1 || true
+    read -r secs kb code < <(tail -1 "$file.time")
+    printf '%-40s run %d: %6.2f s  %6d MB peak RSS  exit %s\n' "sipp (-l $pairs -r $pairs)" "$r" "$secs" $((kb / 1024)) "$code"
+  fi
   for bin in "${bins[@]}"; do
     /usr/bin/time -o "$file.time" -f '%e %M %x' "$bin" run -q "$file" >/dev/null 2>&1 || true
     read -r secs kb code < <(tail -1 "$file.time")
