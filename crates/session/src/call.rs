@@ -52,6 +52,41 @@ pub enum CallEvent {
     Replaced,
 }
 
+/// Where a call stands: the state of its INVITE dialog, as decisions read it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// INVITE sent, no response yet (a CANCEL must wait for one, RFC 3261 §9.1).
+    Calling,
+    /// A provisional response (100 Trying included): ringing.
+    Early,
+    /// Our 2xx went out; its ACK has not come.
+    Answered,
+    /// 2xx and ACK: the call is up (re-INVITEs and in-dialog requests keep it so).
+    Confirmed,
+    Ended,
+}
+
+impl Phase {
+    pub fn of(state: &DialogState) -> Self {
+        match state {
+            DialogState::Calling(_) => Self::Calling,
+            DialogState::Trying(_) | DialogState::Early(..) => Self::Early,
+            DialogState::WaitAck(..) => Self::Answered,
+            DialogState::Terminated(..) => Self::Ended,
+            _ => Self::Confirmed,
+        }
+    }
+
+    /// As hanging up sees it: BYE once a 2xx went either way, CANCEL or a rejection before.
+    pub fn leg(self) -> LegState {
+        match self {
+            Self::Calling | Self::Early => LegState::Early,
+            Self::Answered | Self::Confirmed => LegState::Confirmed,
+            Self::Ended => LegState::Terminated,
+        }
+    }
+}
+
 /// How a call ended, for decisions (the `reason` text is for people).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EndCause {
@@ -242,12 +277,13 @@ struct State {
     recording: Option<std::path::PathBuf>,
 }
 
-/// One INVITE dialog of a UA.
-pub struct Call {
+/// One INVITE dialog of a UA: rsipstack's, or in the session's own tests a scripted one
+/// ([`crate::Dialog`]).
+pub struct Call<D = InviteDialog> {
     pub key: CallKey,
     pub ua: UaIdx,
     pub role: Role,
-    pub dialog: InviteDialog,
+    pub dialog: D,
     pub created: Instant,
     first_id: DialogId,
     state: Mutex<State>,
@@ -270,12 +306,12 @@ pub struct Call {
     media_started: watch::Sender<bool>,
 }
 
-impl Call {
+impl<D: crate::Dialog> Call<D> {
     pub(crate) fn new(
         key: CallKey,
         ua: UaIdx,
         role: Role,
-        dialog: InviteDialog,
+        dialog: D,
         binding: Option<(crate::Iteration, String)>,
         observer: crate::Observer,
     ) -> Self {
@@ -384,19 +420,18 @@ impl Call {
     /// Where the call stands, from rsipstack's own dialog state (authoritative: the event log
     /// is fed asynchronously and may lag a moment behind).
     pub fn leg_state(&self) -> LegState {
-        match self.dialog.state() {
-            DialogState::Calling(_) | DialogState::Trying(_) | DialogState::Early(..) => {
-                LegState::Early
-            }
-            DialogState::Terminated(..) => LegState::Terminated,
-            _ => LegState::Confirmed,
-        }
+        self.phase().leg()
+    }
+
+    /// Where the call stands, from its dialog's state.
+    pub fn phase(&self) -> Phase {
+        Phase::of(&self.dialog.state())
     }
 
     /// An outgoing call whose INVITE has had no response at all: a CANCEL cannot go before one
     /// (RFC 3261 §9.1); rsipstack holds it back until a provisional response comes.
     pub fn unanswered(&self) -> bool {
-        self.role == Role::Outgoing && matches!(self.dialog.state(), DialogState::Calling(_))
+        self.role == Role::Outgoing && self.phase() == Phase::Calling
     }
 
     pub fn is_terminated(&self) -> bool {
@@ -530,13 +565,7 @@ impl Call {
     /// What a PRACK whose RAck names `rseq` and the INVITE's CSeq `cseq` does; with `take`, it
     /// is taken (once answered): the provisional response it acknowledges stops waiting.
     pub fn prack(&self, rseq: u32, cseq: u32, take: bool) -> Prack {
-        let invite_cseq = self
-            .dialog
-            .initial_request()
-            .headers
-            .iter()
-            .find(|h| h.name().eq_ignore_ascii_case("CSeq"))
-            .and_then(|h| h.value().split_whitespace().next()?.parse::<u32>().ok());
+        let invite_cseq = self.dialog.invite_cseq();
         let done = self.state().reliable.prack(invite_cseq, rseq, cseq, take);
         if take && done == Prack::Acked {
             self.pracked.send_modify(|n| *n += 1);
@@ -601,7 +630,7 @@ impl Call {
         match action {
             HangupAction::Bye => self.dialog.bye().await,
             HangupAction::Cancel => self.dialog.cancel().await,
-            HangupAction::Reject(code) => self.dialog.reject(Some(StatusCode::from(code)), None),
+            HangupAction::Reject(code) => self.dialog.reject(code),
             HangupAction::Nothing => Ok(()),
         }
     }

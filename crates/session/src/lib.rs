@@ -7,10 +7,12 @@
 //! 180 need two 180s.
 
 mod call;
+mod dialog;
 mod latched;
 pub mod ledger;
 
-pub use call::{Call, CallEvent, CallKey, EndCause, Prack, Role, SessionTimer};
+pub use call::{Call, CallEvent, CallKey, EndCause, Phase, Prack, Role, SessionTimer};
+pub use dialog::Dialog;
 pub use flow::cleanup::HangupReport;
 pub use flow::{HangupAction, LegState, hangup_action};
 pub use latched::Latched;
@@ -63,13 +65,11 @@ pub type Report = Box<dyn Fn(Observed) + Send + Sync>;
 /// Where the calls report (set once, by [`Sessions::observe`]).
 pub(crate) type Observer = Arc<std::sync::OnceLock<Report>>;
 
-/// Every call of a run.
-#[derive(Default)]
-pub struct Sessions {
+/// Every call of a run (over rsipstack's dialogs, or in the session's own tests scripted ones).
+pub struct Sessions<D = InviteDialog> {
     observer: Observer,
     next_key: AtomicU64,
-    calls: DashMap<CallKey, Arc<Call>>,
-    /// (UA, logical call id) -> call.
+    calls: DashMap<CallKey, Arc<Call<D>>>,
     /// (UA, iteration, logical call id) -> call: under load, every iteration has its own
     /// `call-1` on the same UA.
     names: DashMap<(UaIdx, Iteration, String), CallKey>,
@@ -78,7 +78,20 @@ pub struct Sessions {
     incoming: DashMap<UaIdx, Arc<IncomingQueue>>,
 }
 
-impl Sessions {
+impl<D> Default for Sessions<D> {
+    fn default() -> Self {
+        Self {
+            observer: Observer::default(),
+            next_key: AtomicU64::new(0),
+            calls: DashMap::new(),
+            names: DashMap::new(),
+            dialogs: DashMap::new(),
+            incoming: DashMap::new(),
+        }
+    }
+}
+
+impl<D: Dialog> Sessions<D> {
     pub fn new() -> Self {
         Self::default()
     }
@@ -99,9 +112,9 @@ impl Sessions {
         &self,
         ua: UaIdx,
         role: Role,
-        dialog: InviteDialog,
+        dialog: D,
         name: Option<(Iteration, &str)>,
-    ) -> Arc<Call> {
+    ) -> Arc<Call<D>> {
         let key = CallKey(self.next_key.fetch_add(1, Ordering::Relaxed));
         let id = dialog.id();
         let binding = name.map(|(i, n)| (i, n.to_owned()));
@@ -135,8 +148,8 @@ impl Sessions {
         &self,
         ua: UaIdx,
         name: Option<(Iteration, &str)>,
-        dialog: InviteDialog,
-    ) -> Arc<Call> {
+        dialog: D,
+    ) -> Arc<Call<D>> {
         self.insert(ua, Role::Outgoing, dialog, name)
     }
 
@@ -146,10 +159,10 @@ impl Sessions {
         &self,
         ua: UaIdx,
         role: Role,
-        dialog: InviteDialog,
+        dialog: D,
         iteration: Iteration,
         name: &str,
-    ) -> Arc<Call> {
+    ) -> Arc<Call<D>> {
         self.insert(ua, role, dialog, Some((iteration, name)))
     }
 
@@ -160,9 +173,9 @@ impl Sessions {
     pub fn insert_incoming(
         &self,
         ua: UaIdx,
-        dialog: InviteDialog,
-        prepare: impl FnOnce(&Arc<Call>),
-    ) -> Arc<Call> {
+        dialog: D,
+        prepare: impl FnOnce(&Arc<Call<D>>),
+    ) -> Arc<Call<D>> {
         let call = self.insert(ua, Role::Incoming, dialog, None);
         prepare(&call);
         let q = self.queue(ua);
@@ -174,7 +187,7 @@ impl Sessions {
 
     /// Takes an incoming call back from the queue of `ua` if no node has taken it yet (true), so
     /// it can be refused; false once a node has it. Atomic with [`Self::next_incoming`].
-    pub fn withdraw_incoming(&self, ua: UaIdx, call: &Call) -> bool {
+    pub fn withdraw_incoming(&self, ua: UaIdx, call: &Call<D>) -> bool {
         let q = self.queue(ua);
         let mut calls = q.calls.lock().expect("queue lock");
         match calls.iter().position(|k| *k == call.key) {
@@ -194,7 +207,7 @@ impl Sessions {
     /// `iteration`.
     ///
     /// Cancel safety: safe; a call is only taken when this returns it.
-    pub async fn next_incoming(&self, ua: UaIdx, iteration: Iteration, name: &str) -> Arc<Call> {
+    pub async fn next_incoming(&self, ua: UaIdx, iteration: Iteration, name: &str) -> Arc<Call<D>> {
         let q = self.queue(ua);
         loop {
             let notified = q.notify.notified();
@@ -210,14 +223,14 @@ impl Sessions {
     }
 
     /// The call a node of `iteration` names, if any.
-    pub fn get(&self, ua: UaIdx, iteration: Iteration, name: &str) -> Option<Arc<Call>> {
+    pub fn get(&self, ua: UaIdx, iteration: Iteration, name: &str) -> Option<Arc<Call<D>>> {
         let key = *self.names.get(&(ua, iteration, name.to_owned()))?;
         self.calls.get(&key).map(|c| c.clone())
     }
 
     /// Makes `name` of `iteration` on `ua` refer to `call` from now on (an incoming call
     /// taken, a transfer, a Replaces), so later nodes naming it follow that dialog.
-    pub fn rebind(&self, ua: UaIdx, iteration: Iteration, name: &str, call: &Arc<Call>) {
+    pub fn rebind(&self, ua: UaIdx, iteration: Iteration, name: &str, call: &Arc<Call<D>>) {
         call.set_binding(iteration, name);
         self.names
             .insert((ua, iteration, name.to_owned()), call.key);
@@ -238,7 +251,7 @@ impl Sessions {
         call_id: &str,
         tag_a: &str,
         tag_b: &str,
-    ) -> Option<Arc<Call>> {
+    ) -> Option<Arc<Call<D>>> {
         self.all().into_iter().find(|c| {
             let id = c.dialog.id();
             c.ua == ua
@@ -248,7 +261,7 @@ impl Sessions {
         })
     }
 
-    pub fn by_dialog(&self, ua: UaIdx, id: &DialogId) -> Option<Arc<Call>> {
+    pub fn by_dialog(&self, ua: UaIdx, id: &DialogId) -> Option<Arc<Call<D>>> {
         let key = *self
             .dialogs
             .get(&(ua, id.call_id.clone(), id.local_tag.clone()))?;
@@ -257,7 +270,11 @@ impl Sessions {
 
     /// Records a dialog state change of `ua`. Returns the call it belongs to, if known, and
     /// the event it added to the call's log, if any.
-    pub fn apply(&self, ua: UaIdx, state: &DialogState) -> Option<(Arc<Call>, Option<CallEvent>)> {
+    pub fn apply(
+        &self,
+        ua: UaIdx,
+        state: &DialogState,
+    ) -> Option<(Arc<Call<D>>, Option<CallEvent>)> {
         let id = dialog_id(state);
         let call = self.by_dialog(ua, id)?;
         let added = CallEvent::from_state(state, call.role).filter(|ev| call.push(ev.clone()));
@@ -273,7 +290,7 @@ impl Sessions {
         self.calls.is_empty()
     }
 
-    pub fn all(&self) -> Vec<Arc<Call>> {
+    pub fn all(&self) -> Vec<Arc<Call<D>>> {
         let mut v: Vec<_> = self.calls.iter().map(|c| c.clone()).collect();
         v.sort_by_key(|c| c.key);
         v
@@ -375,3 +392,6 @@ fn dialog_id(state: &DialogState) -> &DialogId {
         | DialogState::Terminated(id, _) => id,
     }
 }
+
+#[cfg(test)]
+mod tests;
