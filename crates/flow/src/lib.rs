@@ -1,10 +1,15 @@
-//! The engine's decisions, sans-IO (in the manner of quinn-proto and str0m): what a UA answers,
-//! how a call is hung up, when a session timer fires. Nothing here touches a socket, a runtime
-//! or a clock: the orchestrator observes, asks, and carries out what it is told. `clippy.toml`
-//! keeps it that way (no `Instant::now`, no sleeps, no sockets).
+//! The engine's decisions, sans-IO (in the manner of quinn-proto and str0m). Nothing here
+//! touches a socket, a runtime or a clock: the orchestrator observes, asks, and carries out what
+//! it is told. `clippy.toml` keeps it that way (no `Instant::now`, no sleeps, no sockets).
 //!
-//! The chain cursor ([`chains::Flow`]) decides which node of which iteration runs when, with
-//! its timer table; the other modules are the pure decisions of a call.
+//! - [`chains::Flow`]: which node of which iteration runs when (the chain cursor of each role,
+//!   edges, failure per iteration, a stop), with its timer table (`after`, TIMEOUT, the event
+//!   nodes) and [`calls`], the latched per-call logs its event nodes wait on.
+//! - [`failure`]: why a node failed, as data, put in words in one place.
+//! - [`cleanup`], [`hangup`]: how every leg still up is hung up at cleanup.
+//! - [`routing`], [`extensions`], [`session_timer`]: what a UA answers to requests no node
+//!   asks about, which INVITEs it takes, and its session timers.
+//! - [`sim`]: a scripted SIP world with fake time, on which every fixture runs in memory.
 
 pub mod calls;
 pub mod chains;
