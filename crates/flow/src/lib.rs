@@ -6,6 +6,7 @@
 //!   edges, failure per iteration, a stop), with its timer table (`after`, TIMEOUT, the event
 //!   nodes) and [`calls`], the latched per-call logs its event nodes wait on.
 //! - [`failure`]: why a node failed, as data, put in words in one place.
+//! - [`media`]: the verdicts of DTMF_RECEIVED, TONE and CHECK_MEDIA on what the media measured.
 //! - [`cleanup`], [`hangup`]: how every leg still up is hung up at cleanup.
 //! - [`routing`], [`extensions`], [`session_timer`]: what a UA answers to requests no node
 //!   asks about, which INVITEs it takes, and its session timers.
@@ -17,6 +18,7 @@ pub mod cleanup;
 pub mod extensions;
 pub mod failure;
 pub mod hangup;
+pub mod media;
 pub mod routing;
 pub mod session_timer;
 pub mod sim;

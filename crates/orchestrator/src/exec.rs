@@ -1259,55 +1259,22 @@ async fn send_dtmf(ua: &UaShared, node: &Step<'_>, digits: &str, gap: Duration) 
 
 async fn dtmf_received(ua: &UaShared, node: &Step<'_>, expected: Option<&str>) -> NodeResult {
     let (_, m) = media_of(ua, node).await?;
-    let pattern = match &node.opts.pattern {
-        Some(p) => Some(
-            regex::Regex::new(&format!("^(?:{p})$"))
-                .map_err(|e| fail(format!("bad `matches`: {e}")))?,
-        ),
-        None => None,
+    let want = flow::media::Digits::of(expected, node.opts.pattern.as_deref())?;
+    let waited = tokio::time::timeout(
+        node.timeout,
+        m.wait_until(|m| want.ready(&m.pending_digits())),
+    )
+    .await;
+    let timed_out = waited.is_err().then_some(node.timeout);
+    let take = want.verdict(&m.pending_digits(), timed_out);
+    // The digits it looked at are taken, matched or not; the rest wait for the next node.
+    let looked = match (&take, &want) {
+        (Ok(n), _) => *n,
+        (Err(_), flow::media::Digits::Exactly(w)) if timed_out.is_none() => w.chars().count(),
+        (Err(_), _) => 0,
     };
-    let enough = |pending: &str| match (expected, &pattern) {
-        (Some(w), _) => pending.len() >= w.len(),
-        (None, Some(re)) => re.is_match(pending),
-        (None, None) => !pending.is_empty(),
-    };
-    let waited =
-        tokio::time::timeout(node.timeout, m.wait_until(|m| enough(&m.pending_digits()))).await;
-    let pending = m.pending_digits();
-    let want = expected
-        .map(str::to_owned)
-        .or_else(|| node.opts.pattern.as_ref().map(|p| format!("/{p}/")))
-        .unwrap_or_else(|| "a digit".into());
-    if waited.is_err() {
-        return Err(NodeError::media(
-            format!("DTMF {want}"),
-            Some(node.timeout),
-            format!("got `{pending}`"),
-        ));
-    }
-    match expected {
-        Some(w) => {
-            let got: String = pending.chars().take(w.chars().count()).collect();
-            m.take_digits(got.chars().count());
-            if got.eq_ignore_ascii_case(w) {
-                Ok(())
-            } else {
-                Err(NodeError::media(
-                    format!("DTMF {w}"),
-                    None,
-                    format!("got {got}"),
-                ))
-            }
-        }
-        None if pattern.is_some() => {
-            m.take_digits(pending.chars().count());
-            Ok(())
-        }
-        None => {
-            m.take_digits(1);
-            Ok(())
-        }
-    }
+    m.take_digits(looked);
+    take.map(drop)
 }
 
 async fn play_signature(ua: &UaShared, node: &Step<'_>, duration: Duration) -> NodeResult {
@@ -1401,19 +1368,7 @@ async fn tone(ua: &UaShared, node: &Step<'_>, frequency: f64, absent: bool) -> N
         }),
     )
     .await;
-    match (detected.is_ok(), absent) {
-        (true, false) | (false, true) => Ok(()),
-        (true, true) => Err(NodeError::media(
-            format!("no {frequency} Hz tone"),
-            Some(node.timeout),
-            "heard one",
-        )),
-        (false, false) => Err(NodeError::media(
-            format!("a {frequency} Hz tone"),
-            Some(node.timeout),
-            "none",
-        )),
-    }
+    flow::media::tone_verdict(detected.is_ok(), absent, frequency, node.timeout)
 }
 
 async fn media_flowing(ua: &UaShared, node: &Step<'_>) -> NodeResult {
@@ -1434,36 +1389,6 @@ async fn check_media(
 ) -> NodeResult {
     let (_, m) = media_of(ua, node).await?;
     let s = m.stats();
-    if s.packets_received == 0 {
-        return Err(NodeError::media(
-            format!("RTP from {}", m.remote()),
-            None,
-            format!("none came ({} packets sent)", s.packets_sent),
-        ));
-    }
-    // Each bound exceeded: what it allows, and what was measured.
-    let mut bad: Vec<(String, String)> = Vec::new();
-    if let Some(max) = max_loss
-        && s.loss_percent() > max
-    {
-        bad.push((
-            format!("loss at most {max} %"),
-            format!(
-                "loss {:.2} % ({} of {})",
-                s.loss_percent(),
-                s.lost,
-                s.lost + s.packets_received
-            ),
-        ));
-    }
-    if let Some(max) = max_jitter
-        && s.jitter_ms > max
-    {
-        bad.push((
-            format!("jitter at most {max} ms"),
-            format!("jitter {:.2} ms", s.jitter_ms),
-        ));
-    }
     node_log(
         ua,
         node,
@@ -1473,16 +1398,14 @@ async fn check_media(
             s.packets_sent, s.packets_received, s.lost, s.jitter_ms
         ),
     );
-    if bad.is_empty() {
-        Ok(())
-    } else {
-        let (expected, got): (Vec<_>, Vec<_>) = bad.into_iter().unzip();
-        Err(NodeError::media(
-            expected.join(" and "),
-            None,
-            format!("got {}", got.join(", ")),
-        ))
-    }
+    let received = flow::media::Received {
+        sent: s.packets_sent,
+        received: s.packets_received,
+        lost: s.lost,
+        loss_percent: s.loss_percent(),
+        jitter_ms: s.jitter_ms,
+    };
+    flow::media::check_verdict(received, &m.remote().to_string(), max_loss, max_jitter)
 }
 
 #[cfg(test)]
