@@ -1,16 +1,21 @@
 //! The callflow engine: runs a [`scenario::Scenario`] against real sockets and reports every step
-//! as an [`events::Event`].
+//! as an [`events::Event`]. It is the IO driver of the flow (`flow::chains::Flow`), which decides.
 //!
 //! ```text
-//! validate (scenario crate) ─► start UAs: lease port, endpoint, router + dialog-state tasks
-//!        ─► one task per UA runs its chains; nodes of another UA are handed to that UA's task
-//!        ─► cleanup: hangup_all (BYE / CANCEL / 480, wait) ─► close_all ─► tear down UAs
+//! validate (scenario crate) ─► sidecars ─► start UAs: lease port, endpoint, router +
+//!        dialog-state tasks ─► register
+//!        ─► the flow hands over nodes: each runs in a task of its own (exec) and hands in its
+//!           result; the session hands in every call binding and call event; the flow decides
+//!           what runs next, the event nodes, TIMEOUT and `after` (engine::Driver)
+//!        ─► cleanup: hangup_all (BYE / CANCEL / 480, wait) ─► close_all ─► unregister
+//!        ─► tear down UAs ─► stop sidecars
 //!        ─► leak check (calls, rsipstack dialogs, leased ports) ─► run_finished
 //! ```
 //!
-//! A failing node with no failure edge fails the run and cancels every chain at once. A stop
-//! request ends the run the same way with the outcome `stopped`. Each cleanup step is bounded, so
-//! a run returns within [`RunOptions::step_limit`] × 2 (plus a little) of a stop.
+//! A failing node with no failure edge fails the run: the flow ends its iteration, the nodes
+//! running are cancelled. A stop request ends the run the same way with the outcome `stopped`.
+//! Each cleanup step is bounded by [`RunOptions::step_limit`] (docs/ARCHITECTURE.md gives the
+//! whole bound).
 
 mod bus;
 mod calls;
