@@ -65,6 +65,10 @@ pub enum Input {
     },
     /// Something happened to a call (bound or not yet).
     Signal { call: CallId, signal: Signal },
+    /// An INVITE arrived at a role and is held, ringing, for its next INCOMING.
+    Arrived { call: CallId, role: usize },
+    /// That INVITE was refused before an INCOMING took it.
+    Withdrawn { call: CallId },
 }
 
 /// A node's change of state, as the `node_state` event says it.
@@ -98,6 +102,10 @@ pub enum Action {
     /// The node's iteration has ended while it ran: end what carries it out. Its `Done`, if one
     /// still comes, is ignored.
     Abort(NodeRef),
+    /// An INCOMING takes this call that arrived at its role: bind it to the node's call id in
+    /// its iteration, check the INVITE, and answer [`Input::Done`] (carried out off the lock
+    /// the driver keeps the flow under: binding it is reported back as [`Input::Bound`]).
+    Take { at: NodeRef, call: CallId },
     /// An event node the flow waited on ran out of time: answer [`Input::Done`] with this
     /// failure, and with what never arrived on the wire if the driver knows it.
     TimedOut(NodeRef, Failed),
@@ -202,6 +210,10 @@ pub struct Flow {
     /// each waits on.
     watching: HashMap<CallId, Vec<NodeRef>>,
     watched: HashMap<NodeRef, CallId>,
+    /// INVITEs held at each role that no INCOMING took yet, in the order they came, and the
+    /// INCOMING nodes waiting for one, in the order they began.
+    arrived: HashMap<usize, VecDeque<CallId>>,
+    takers: HashMap<usize, VecDeque<NodeRef>>,
 }
 
 impl Flow {
@@ -215,6 +227,8 @@ impl Flow {
             calls: Calls::default(),
             watching: HashMap::new(),
             watched: HashMap::new(),
+            arrived: HashMap::new(),
+            takers: HashMap::new(),
         }
     }
 
@@ -310,6 +324,18 @@ impl Flow {
                 self.calls.push(call, signal);
                 self.wake_watchers(now, call);
             }
+            Input::Arrived { call, role } => {
+                let taker = self.takers.get_mut(&role).and_then(VecDeque::pop_front);
+                match taker {
+                    Some(at) => self.take(at, call),
+                    None => self.arrived.entry(role).or_default().push_back(call),
+                }
+            }
+            Input::Withdrawn { call } => {
+                for q in self.arrived.values_mut() {
+                    q.retain(|c| *c != call);
+                }
+            }
             Input::Stop => {
                 let mut live: Vec<Iteration> = self.iters.keys().copied().collect();
                 live.sort_unstable();
@@ -329,18 +355,15 @@ impl Flow {
                     self.unwatch(at);
                     let s = self.scenario.clone();
                     let node = &s.nodes[at.node];
-                    let Some(wait) = wait_of(&node.action) else {
-                        continue;
+                    let failed = if matches!(node.action, Step::Incoming { .. }) {
+                        let expected = format!("an INVITE to {}", s.instances[node.instance].label);
+                        Failed::timeout(expected, node.timeout, "none came")
+                    } else {
+                        let Some(wait) = wait_of(&node.action) else {
+                            continue;
+                        };
+                        Self::expired(&self.calls, node, at, &wait)
                     };
-                    let side = match self.calls.named(at.iteration, node.instance, &node.call_id) {
-                        Some(c) if self.calls.outgoing(c) => "received",
-                        _ => "sent",
-                    };
-                    let expected = wait
-                        .expected
-                        .replace("{side}", side)
-                        .replace("{call}", &node.call_id);
-                    let failed = Failed::timeout(expected, node.timeout, wait.instead);
                     // The driver adds what the wire says and answers Done.
                     if let Some(rec) = self
                         .iters
@@ -376,6 +399,19 @@ impl Flow {
         }
     }
 
+    /// The failure of an event node whose wait ran out.
+    fn expired(calls: &Calls, node: &scenario::Node, at: NodeRef, wait: &Wait) -> Failed {
+        let side = match calls.named(at.iteration, node.instance, &node.call_id) {
+            Some(c) if calls.outgoing(c) => "received",
+            _ => "sent",
+        };
+        let expected = wait
+            .expected
+            .replace("{side}", side)
+            .replace("{call}", &node.call_id);
+        Failed::timeout(expected, node.timeout, wait.instead)
+    }
+
     /// The event nodes waiting on `call` take its signals, in the order they began waiting.
     fn wake_watchers(&mut self, now: Instant, call: CallId) {
         let Some(waiting) = self.watching.get(&call).cloned() else {
@@ -395,6 +431,9 @@ impl Flow {
 
     fn unwatch(&mut self, at: NodeRef) {
         self.timers.stop(Timer::Wait(at));
+        for q in self.takers.values_mut() {
+            q.retain(|n| *n != at);
+        }
         let Some(call) = self.watched.remove(&at) else {
             return;
         };
@@ -404,6 +443,33 @@ impl Flow {
                 self.watching.remove(&call);
             }
         }
+    }
+
+    /// An INCOMING begins: it takes the oldest INVITE held at its role, or waits for the next
+    /// until its timeout.
+    fn take_or_wait(&mut self, now: Instant, at: NodeRef) {
+        let node = &self.scenario.nodes[at.node];
+        let (role, timeout) = (node.instance, node.timeout);
+        match self.arrived.get_mut(&role).and_then(VecDeque::pop_front) {
+            Some(call) => self.take(at, call),
+            None => {
+                self.takers.entry(role).or_default().push_back(at);
+                self.timers.set(Timer::Wait(at), now + timeout);
+            }
+        }
+    }
+
+    /// An INCOMING takes `call`: the driver binds it and answers Done.
+    fn take(&mut self, at: NodeRef, call: CallId) {
+        self.timers.stop(Timer::Wait(at));
+        if let Some(rec) = self
+            .iters
+            .get_mut(&at.iteration)
+            .and_then(|i| i.nodes.get_mut(at.node))
+        {
+            rec.with_driver = true;
+        }
+        self.actions.push_back(Action::Take { at, call });
     }
 
     /// An event node begins: it passes on a signal already in its call's log, or waits for
@@ -548,6 +614,10 @@ impl Flow {
         }
         if let Some(wait) = wait_of(&node.action) {
             self.watch(now, at, wait);
+            return;
+        }
+        if matches!(node.action, Step::Incoming { .. }) {
+            self.take_or_wait(now, at);
             return;
         }
         if let Some(rec) = self

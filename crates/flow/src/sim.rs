@@ -12,7 +12,7 @@ use crate::calls::{CallId, Signal};
 use crate::chains::{Action, Failed, Flow, Input, Iteration, NodeRef, Verdict, Why};
 use events::NodeState;
 use scenario::{Action as Step, Node, Scenario, Until};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +26,31 @@ pub trait World {
 
     /// The flow gave up on node `at` (its iteration ended): forget what it waited for.
     fn abort(&mut self, _at: NodeRef) {}
+
+    /// An INCOMING takes a call that arrived at its role: it is bound to the node's call id,
+    /// and the node passes.
+    fn take(
+        &mut self,
+        s: &Scenario,
+        at: NodeRef,
+        call: CallId,
+        now: Duration,
+    ) -> Vec<(Duration, Input)> {
+        let node = &s.nodes[at.node];
+        vec![
+            (
+                now,
+                Input::Bound {
+                    call,
+                    iteration: at.iteration,
+                    role: node.instance,
+                    name: node.call_id.clone(),
+                    outgoing: false,
+                },
+            ),
+            (now, Input::Done { at, result: Ok(()) }),
+        ]
+    }
 }
 
 /// How a scripted world carries out a node: after this long, with this result.
@@ -156,6 +181,12 @@ impl Sim {
                     }
                     format!("run {} ({})", node.id, node.action.name())
                 }
+                Action::Take { at, call } => {
+                    for (when, input) in self.world.take(&s, *at, *call, t) {
+                        self.give(when, input);
+                    }
+                    format!("take {} (call {call})", s.nodes[at.node].id)
+                }
                 Action::TimedOut(at, failed) => {
                     self.give(
                         t,
@@ -195,7 +226,10 @@ impl Sim {
                 }
             };
             let (iteration, who) = match &a {
-                Action::Run(at) | Action::Abort(at) | Action::TimedOut(at, _) => (
+                Action::Run(at)
+                | Action::Abort(at)
+                | Action::TimedOut(at, _)
+                | Action::Take { at, .. } => (
                     at.iteration,
                     s.instances[s.nodes[at.node].instance].id.clone(),
                 ),
@@ -254,10 +288,6 @@ pub struct SipWorld {
     next: CallId,
     calls: HashMap<CallId, SimCall>,
     names: HashMap<(Iteration, usize, String), CallId>,
-    /// Calls ringing at a role that no INCOMING took yet, per iteration.
-    ringing: HashMap<(Iteration, usize), VecDeque<CallId>>,
-    /// INCOMING nodes waiting for a call.
-    takers: HashMap<(Iteration, usize), VecDeque<NodeRef>>,
 }
 
 type Out = Vec<(Duration, Input)>;
@@ -334,37 +364,19 @@ impl SipWorld {
     }
 
     /// The INVITE of `ours` (already paired with `theirs`) reaches `callee`: it rings (100,
-    /// 180) and is held for the next INCOMING there.
-    fn ring(
-        &mut self,
-        s: &Scenario,
-        iteration: Iteration,
-        callee: usize,
-        ours: CallId,
-        theirs: CallId,
-        t: Duration,
-    ) -> Out {
-        let mut out = vec![
+    /// 180) and is held for the next INCOMING there (the flow's to give).
+    fn ring(callee: usize, ours: CallId, theirs: CallId, t: Duration) -> Out {
+        vec![
             Self::signal(theirs, Signal::Provisional(180), t),
+            (
+                t,
+                Input::Arrived {
+                    call: theirs,
+                    role: callee,
+                },
+            ),
             Self::signal(ours, Signal::Provisional(180), t + HOP),
-        ];
-        match self
-            .takers
-            .get_mut(&(iteration, callee))
-            .and_then(VecDeque::pop_front)
-        {
-            Some(taker) => {
-                let name = s.nodes[taker.node].call_id.clone();
-                out.push((t, self.bind(theirs, iteration, callee, &name, false)));
-                out.push(Self::done(taker, t));
-            }
-            None => self
-                .ringing
-                .entry((iteration, callee))
-                .or_default()
-                .push_back(theirs),
-        }
-        out
+        ]
     }
 
     /// Ends both legs; a MakeCall still dialing on either gets the final response `code`.
@@ -476,7 +488,7 @@ impl SipWorld {
             now,
             self.bind(ours, at.iteration, role, &node.call_id, true),
         )];
-        out.extend(self.ring(s, at.iteration, callee, ours, theirs, t));
+        out.extend(Self::ring(callee, ours, theirs, t));
         match node.opts.until {
             Until::Sent => out.push(Self::done(at, t)),
             Until::Ringing => out.push(Self::done(at, t + HOP)),
@@ -551,7 +563,7 @@ impl SipWorld {
                 out.extend(self.answered(n2, t + 2 * HOP));
             }
             (None, Some(target)) => match Self::role_named(s, target) {
-                Some(callee) => out.extend(self.ring(s, at.iteration, callee, n1, n2, t + HOP)),
+                Some(callee) => out.extend(Self::ring(callee, n1, n2, t + HOP)),
                 // A target outside the scenario answers at once.
                 None => out.extend(self.answered(n2, t + HOP)),
             },
@@ -562,6 +574,17 @@ impl SipWorld {
 }
 
 impl World for SipWorld {
+    fn take(&mut self, s: &Scenario, at: NodeRef, call: CallId, now: Duration) -> Out {
+        let node = &s.nodes[at.node];
+        vec![
+            (
+                now,
+                self.bind(call, at.iteration, node.instance, &node.call_id, false),
+            ),
+            Self::done(at, now),
+        ]
+    }
+
     fn run(&mut self, s: &Scenario, at: NodeRef, now: Duration) -> Out {
         let node = &s.nodes[at.node];
         let role = node.instance;
@@ -569,33 +592,6 @@ impl World for SipWorld {
         let t = now + SEND;
         match &node.action {
             Step::MakeCall { target } => self.make_call(s, at, target, now),
-            Step::Incoming { .. } => {
-                let next = self
-                    .ringing
-                    .get_mut(&(at.iteration, role))
-                    .and_then(VecDeque::pop_front);
-                match next {
-                    Some(call) => vec![
-                        (
-                            now,
-                            self.bind(call, at.iteration, role, &node.call_id, false),
-                        ),
-                        Self::done(at, now),
-                    ],
-                    None => {
-                        self.takers
-                            .entry((at.iteration, role))
-                            .or_default()
-                            .push_back(at);
-                        let result = Err(Failed::timeout(
-                            format!("an INVITE to {}", s.instances[role].label),
-                            node.timeout,
-                            "none came",
-                        ));
-                        vec![(now + node.timeout, Input::Done { at, result })]
-                    }
-                }
-            }
             Step::Answer => {
                 let Some(call) = named else {
                     let result = Self::no_call(s, node, &node.call_id);
@@ -652,9 +648,6 @@ impl World for SipWorld {
     }
 
     fn abort(&mut self, at: NodeRef) {
-        for q in self.takers.values_mut() {
-            q.retain(|n| *n != at);
-        }
         for c in self.calls.values_mut() {
             let waits = match &c.on_answer {
                 Some(OnAnswer::MakeCall(n, _)) => *n == at,
@@ -707,5 +700,15 @@ impl<W: World> World for Faulty<W> {
 
     fn abort(&mut self, at: NodeRef) {
         self.world.abort(at);
+    }
+
+    fn take(
+        &mut self,
+        s: &Scenario,
+        at: NodeRef,
+        call: CallId,
+        now: Duration,
+    ) -> Vec<(Duration, Input)> {
+        self.world.take(s, at, call, now)
     }
 }

@@ -573,6 +573,15 @@ impl Driver {
                         }
                     });
                 }
+                // Off the lock: binding the call is reported back to the flow.
+                Action::Take { at, call } => {
+                    let me = self.clone();
+                    self.tracker.spawn(async move {
+                        let result = exec::take_incoming(&me.ctx, at, session::CallKey(call))
+                            .map_err(|f| with_missing(&me.ctx, at, f));
+                        me.input(Input::Done { at, result });
+                    });
+                }
                 Action::TimedOut(at, failed) => {
                     let result = Err(with_missing(&self.ctx, at, failed));
                     st.flow.handle(Instant::now(), Input::Done { at, result });
@@ -694,6 +703,11 @@ fn input_of(o: Observed) -> Option<Input> {
             name,
             outgoing: role == session::Role::Outgoing,
         },
+        Observed::Arrived { call, ua } => Input::Arrived {
+            call: call.0,
+            role: ua,
+        },
+        Observed::Withdrawn { call } => Input::Withdrawn { call: call.0 },
         Observed::Event { call, event } => Input::Signal {
             call: call.0,
             signal: match event {

@@ -102,10 +102,10 @@ pub(crate) async fn execute(ctx: &Arc<Ctx>, at: NodeRef) -> NodeResult {
             primary_call_id,
             consult_call_id,
         } => attended_transfer(ua, node, primary_call_id, consult_call_id).await,
-        Action::Incoming { .. } => incoming(ua, node).await,
-        // Waits on a call's events, and TIMEOUT: the flow decides them itself
-        // (flow::calls, its timer table) and never hands them here.
-        Action::Ringing
+        // Waits on a call's events, INCOMING (the flow gives it a held INVITE: take_incoming)
+        // and TIMEOUT: the flow decides them itself and never hands them here.
+        Action::Incoming { .. }
+        | Action::Ringing
         | Action::Disconnected
         | Action::Held
         | Action::Retrieved
@@ -723,15 +723,22 @@ async fn request_received(ua: &UaShared, node: &Step<'_>, method: Option<&str>) 
     }
 }
 
-async fn incoming(ua: &UaShared, node: &Step<'_>) -> NodeResult {
-    let what = expecting(format!("an INVITE to {}", ua.label), "none came");
-    let call = within(node, what, async {
-        Ok(ua
-            .sessions
-            .next_incoming(ua.idx, node.iteration, &node.call_id)
-            .await)
-    })
-    .await?;
+/// An INCOMING takes the incoming call `key` the flow gave it: binds it to the node's call id
+/// in its iteration and checks the INVITE.
+pub(crate) fn take_incoming(ctx: &Ctx, at: NodeRef, key: session::CallKey) -> NodeResult {
+    let node = &Step {
+        node: &ctx.scenario.nodes[at.node],
+        iteration: at.iteration,
+    };
+    let ua = &ctx.uas[node.instance];
+    let Some(call) = ua
+        .sessions
+        .take_incoming(ua.idx, key, node.iteration, &node.call_id)
+    else {
+        return Err(state(
+            "the INVITE given to this INCOMING was refused (480, unclaimed) just before",
+        ));
+    };
     node_log(
         ua,
         node,

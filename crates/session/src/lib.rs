@@ -23,7 +23,6 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Notify;
 use transport::rsipstack::dialog::DialogId;
 use transport::rsipstack::dialog::dialog::DialogState;
 use transport::rsipstack::dialog::dialog_layer::DialogLayer;
@@ -38,7 +37,6 @@ pub use flow::chains::Iteration;
 #[derive(Default)]
 struct IncomingQueue {
     calls: Mutex<VecDeque<CallKey>>,
-    notify: Notify,
 }
 
 /// What the calls of a run report as it happens, in order, for the engine's flow: a call bound
@@ -55,6 +53,15 @@ pub enum Observed {
     Event {
         call: CallKey,
         event: CallEvent,
+    },
+    /// An INVITE is held, ringing, for the UA's next INCOMING.
+    Arrived {
+        call: CallKey,
+        ua: UaIdx,
+    },
+    /// It was refused before any INCOMING took it.
+    Withdrawn {
+        call: CallKey,
     },
 }
 
@@ -180,46 +187,48 @@ impl<D: Dialog> Sessions<D> {
         prepare(&call);
         let q = self.queue(ua);
         q.calls.lock().expect("queue lock").push_back(call.key);
-        q.notify.notify_waiters();
-        q.notify.notify_one();
+        self.report(Observed::Arrived { call: call.key, ua });
         call
     }
 
     /// Takes an incoming call back from the queue of `ua` if no node has taken it yet (true), so
-    /// it can be refused; false once a node has it. Atomic with [`Self::next_incoming`].
+    /// it can be refused; false once a node has it. Atomic with [`Self::take_incoming`].
     pub fn withdraw_incoming(&self, ua: UaIdx, call: &Call<D>) -> bool {
         let q = self.queue(ua);
         let mut calls = q.calls.lock().expect("queue lock");
-        match calls.iter().position(|k| *k == call.key) {
-            Some(i) => {
-                calls.remove(i);
-                true
-            }
-            None => false,
+        let taken = calls
+            .iter()
+            .position(|k| *k == call.key)
+            .map(|i| calls.remove(i));
+        drop(calls);
+        if taken.is_some() {
+            self.report(Observed::Withdrawn { call: call.key });
         }
+        taken.is_some()
+    }
+
+    /// Takes the incoming call `key` of `ua` from the queue, if it is still there (not refused
+    /// meanwhile), and binds it to `name` in `iteration`. Atomic with
+    /// [`Self::withdraw_incoming`].
+    pub fn take_incoming(
+        &self,
+        ua: UaIdx,
+        key: CallKey,
+        iteration: Iteration,
+        name: &str,
+    ) -> Option<Arc<Call<D>>> {
+        let q = self.queue(ua);
+        let mut calls = q.calls.lock().expect("queue lock");
+        let i = calls.iter().position(|k| *k == key)?;
+        calls.remove(i);
+        drop(calls);
+        let call = self.calls.get(&key).map(|c| c.clone())?;
+        self.rebind(ua, iteration, name, &call);
+        Some(call)
     }
 
     fn queue(&self, ua: UaIdx) -> Arc<IncomingQueue> {
         self.incoming.entry(ua).or_default().clone()
-    }
-
-    /// Takes the oldest incoming call of `ua` (waiting for one) and binds it to `name` in
-    /// `iteration`.
-    ///
-    /// Cancel safety: safe; a call is only taken when this returns it.
-    pub async fn next_incoming(&self, ua: UaIdx, iteration: Iteration, name: &str) -> Arc<Call<D>> {
-        let q = self.queue(ua);
-        loop {
-            let notified = q.notify.notified();
-            let taken = q.calls.lock().expect("queue lock").pop_front();
-            if let Some(key) = taken
-                && let Some(call) = self.calls.get(&key).map(|c| c.clone())
-            {
-                self.rebind(ua, iteration, name, &call);
-                return call;
-            }
-            notified.await;
-        }
     }
 
     /// The call a node of `iteration` names, if any.

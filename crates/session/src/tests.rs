@@ -151,8 +151,8 @@ fn every_binding_and_every_new_event_is_reported_in_order() {
     assert_eq!(s.get(2, 0, "call-1").map(|c| c.key), Some(moved.key));
 }
 
-#[tokio::test]
-async fn an_incoming_call_is_taken_in_the_iteration_of_its_incoming_node() {
+#[test]
+fn an_incoming_call_is_taken_in_the_iteration_of_its_incoming_node() {
     let sent = Arc::default();
     let s = Sessions::<Scripted>::new();
     let seen = reports(&s);
@@ -162,15 +162,23 @@ async fn an_incoming_call_is_taken_in_the_iteration_of_its_incoming_node() {
             reason: "Ringing".into(),
         });
     });
-    let taken = s.next_incoming(1, 3, "call-1").await;
+    let taken = s.take_incoming(1, rang.key, 3, "call-1").expect("held");
     assert_eq!(taken.key, rang.key);
     assert_eq!(taken.binding(), Some((3, "call-1".to_owned())));
-    // The 180 sent before the node took it was reported, unbound; the binding after.
+    // The 180 sent before it was held, then that it is held (for the flow to give to an
+    // INCOMING), then the binding.
     let seen = seen.lock().expect("seen").clone();
     assert!(matches!(&seen[0], Observed::Event { call, .. } if *call == rang.key));
+    assert_eq!(
+        seen[1],
+        Observed::Arrived {
+            call: rang.key,
+            ua: 1
+        }
+    );
     assert!(
         matches!(
-            &seen[1],
+            &seen[2],
             Observed::Bound {
                 iteration: 3,
                 role: Role::Incoming,
@@ -179,8 +187,13 @@ async fn an_incoming_call_is_taken_in_the_iteration_of_its_incoming_node() {
         ),
         "{seen:?}"
     );
-    // Taken: it can no longer be withdrawn and refused.
+    // Taken: it can no longer be withdrawn and refused, nor taken again.
     assert!(!s.withdraw_incoming(1, &taken));
+    assert!(s.take_incoming(1, rang.key, 4, "call-1").is_none());
+    // One refused before any INCOMING took it is no longer held.
+    let other = s.insert_incoming(1, Scripted::new("b", "early", &sent), |_| {});
+    assert!(s.withdraw_incoming(1, &other));
+    assert!(s.take_incoming(1, other.key, 3, "call-2").is_none());
 }
 
 #[tokio::test(start_paused = true)]

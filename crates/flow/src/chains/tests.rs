@@ -15,6 +15,14 @@ fn failing(fail: &'static [&'static str]) -> Box<dyn World> {
     })
 }
 
+/// The same, over the SIP world: the other nodes run their calls.
+fn failing_sip(fail: &'static [&'static str]) -> Box<dyn World> {
+    Box::new(Faulty {
+        world: SipWorld::default(),
+        fails: Box::new(move |node, _| fail.contains(&node.id.as_str()).then(busy)),
+    })
+}
+
 const CALL: &str = r#"
 version: 1
 name: call
@@ -43,21 +51,22 @@ fn a_call_runs_each_role_in_order_and_passes() {
             "    0 ms  #0 alice  dial running",
             "    0 ms  #0 alice  run dial (MakeCall)",
             "    0 ms  #0 bob    ring running",
-            "    0 ms  #0 bob    run ring (INCOMING)",
-            // bob's INCOMING takes the INVITE; alice's MakeCall waits for the answer.
-            "    0 ms  #0 bob    ring passed",
-            "    0 ms  #0 bob    answer running",
-            "    0 ms  #0 bob    run answer (Answer)",
-            "    4 ms  #0 alice  dial passed",
-            "    4 ms  #0 alice  hangup running",
-            "    4 ms  #0 alice  run hangup (Release)",
-            "    4 ms  #0 bob    answer passed",
-            "    4 ms  #0 bob    gone running",
+            // The INVITE arrives at bob's UA at 2 ms: the flow gives it to his INCOMING, which
+            // waited; alice's MakeCall waits for the answer.
+            "    2 ms  #0 bob    take ring (call 2)",
+            "    2 ms  #0 bob    ring passed",
+            "    2 ms  #0 bob    answer running",
+            "    2 ms  #0 bob    run answer (Answer)",
+            "    6 ms  #0 alice  dial passed",
+            "    6 ms  #0 alice  hangup running",
+            "    6 ms  #0 alice  run hangup (Release)",
+            "    6 ms  #0 bob    answer passed",
+            "    6 ms  #0 bob    gone running",
             // bob's DISCONNECTED is decided by the flow, from the call's signal (the BYE at
-            // 7 ms), not run by the world.
-            "    8 ms  #0 bob    gone passed",
-            "    8 ms  #0 alice  hangup passed",
-            "    8 ms  #0 -      passed",
+            // 9 ms), not run by the world.
+            "   10 ms  #0 bob    gone passed",
+            "   10 ms  #0 alice  hangup passed",
+            "   10 ms  #0 -      passed",
         ]
     );
 }
@@ -314,7 +323,7 @@ instances:
 
 #[test]
 fn an_unhandled_failure_ends_its_iteration_cancelling_what_runs_and_skipping_the_rest() {
-    let mut sim = Sim::with_world(scenario(CALL), failing(&["answer"]));
+    let mut sim = Sim::with_world(scenario(CALL), failing_sip(&["answer"]));
     let v = sim.run(&[0], 100);
     let Verdict::Failed(f) = &v[0].1 else {
         panic!("{v:?}")
@@ -326,18 +335,20 @@ fn an_unhandled_failure_ends_its_iteration_cancelling_what_runs_and_skipping_the
         f.message,
         "answer (Answer) on bob: expected 2xx from bob within 10 s, got 486 Busy Here at 0.01 s"
     );
-    let tail: Vec<&str> = sim.trace[sim.trace.len() - 5..]
+    let tail: Vec<&str> = sim.trace[sim.trace.len() - 6..]
         .iter()
         .map(String::as_str)
         .collect();
     assert_eq!(
         tail,
         [
-            "   15 ms  #0 bob    answer failed: expected 2xx from bob within 10 s, got 486 Busy Here at 0.01 s",
-            "   15 ms  #0 alice  abort hangup",
-            "   15 ms  #0 alice  hangup skipped: cancelled: node `answer` failed",
-            "   15 ms  #0 bob    gone skipped: not run: node `answer` failed",
-            "   15 ms  #0 -      failed: answer (Answer) on bob: expected 2xx from bob within 10 s, got 486 Busy Here at 0.01 s",
+            "    7 ms  #0 bob    answer failed: expected 2xx from bob within 10 s, got 486 Busy Here at 0.01 s",
+            // alice's MakeCall still waited for the answer: its task is ended.
+            "    7 ms  #0 alice  abort dial",
+            "    7 ms  #0 alice  dial skipped: cancelled: node `answer` failed",
+            "    7 ms  #0 alice  hangup skipped: not run: node `answer` failed",
+            "    7 ms  #0 bob    gone skipped: not run: node `answer` failed",
+            "    7 ms  #0 -      failed: answer (Answer) on bob: expected 2xx from bob within 10 s, got 486 Busy Here at 0.01 s",
         ]
     );
 }
@@ -345,18 +356,19 @@ fn an_unhandled_failure_ends_its_iteration_cancelling_what_runs_and_skipping_the
 #[test]
 fn a_report_for_an_aborted_node_is_ignored() {
     let s = scenario(CALL);
-    let mut sim = Sim::with_world(s, failing(&["answer"]));
+    let mut sim = Sim::with_world(s, failing_sip(&["answer"]));
     sim.run(&[0], 100);
-    let hangup = NodeRef {
+    // alice's MakeCall was running, waiting for the answer, when the iteration failed.
+    let dial = NodeRef {
         iteration: 0,
-        node: 1,
+        node: 0,
     };
     let before = sim.flow.nodes(0).expect("kept").to_vec();
     let later = sim.now() + Duration::from_secs(1);
     sim.flow.handle(
         later,
         Input::Done {
-            at: hangup,
+            at: dial,
             result: Ok(()),
         },
     );
@@ -485,5 +497,61 @@ fn an_iteration_abandoned_before_it_started_skips_every_node() {
     assert!(
         nodes.iter().all(|r| r.state == NodeState::Skipped
             && r.reason.as_deref() == Some("not run: the run failed"))
+    );
+}
+
+#[test]
+fn an_incoming_takes_the_oldest_invite_held_and_never_one_refused_meanwhile() {
+    let s = scenario(
+        r#"
+version: 1
+name: held
+instances:
+  bob:
+    dn: "200"
+    steps:
+      - { event: TIMEOUT, id: busy, timeout: 1s }
+      - { event: INCOMING, id: first }
+      - { event: INCOMING, id: second, call_id: call-2, timeout: 2s }
+"#,
+    );
+    let mut flow = Flow::new(s);
+    // Fake time's origin (the flow crate reads no clock).
+    let t0 = Sim::sip(scenario(CALL)).now();
+    flow.start(t0, 0);
+    // Two INVITEs arrive while bob is busy; the first is refused (unclaimed) before he looks.
+    flow.handle(t0, Input::Arrived { call: 7, role: 0 });
+    flow.handle(t0, Input::Arrived { call: 8, role: 0 });
+    flow.handle(t0, Input::Withdrawn { call: 7 });
+    let _ = std::iter::from_fn(|| flow.poll_action()).count();
+    let t1 = t0 + Duration::from_secs(1);
+    flow.handle_timeout(t1);
+    let actions: Vec<Action> = std::iter::from_fn(|| flow.poll_action()).collect();
+    let first = NodeRef {
+        iteration: 0,
+        node: 1,
+    };
+    assert!(
+        actions.contains(&Action::Take { at: first, call: 8 }),
+        "{actions:?}"
+    );
+    flow.handle(
+        t1,
+        Input::Done {
+            at: first,
+            result: Ok(()),
+        },
+    );
+    let _ = std::iter::from_fn(|| flow.poll_action()).count();
+    // None held for the second: it waits its 2 s, then the driver hears what it expected.
+    assert_eq!(flow.poll_timeout(), Some(t1 + Duration::from_secs(2)));
+    flow.handle_timeout(t1 + Duration::from_secs(2));
+    let timed_out = std::iter::from_fn(|| flow.poll_action()).find_map(|a| match a {
+        Action::TimedOut(_, f) => Some(f.to_string()),
+        _ => None,
+    });
+    assert_eq!(
+        timed_out.as_deref(),
+        Some("expected an INVITE to bob within 2 s, none came")
     );
 }
