@@ -6,6 +6,7 @@
 //!   edges, failure per iteration, a stop), with its timer table (`after`, TIMEOUT, the event
 //!   nodes) and [`calls`], the latched per-call logs its event nodes wait on.
 //! - [`failure`]: why a node failed, as data, put in words in one place.
+//! - [`dial`]: what a MakeCall does with a final response (take, ask again, follow, fail).
 //! - [`media`]: the verdicts of DTMF_RECEIVED, TONE and CHECK_MEDIA on what the media measured.
 //! - [`cleanup`], [`hangup`]: how every leg still up is hung up at cleanup.
 //! - [`routing`], [`extensions`], [`session_timer`]: what a UA answers to requests no node
@@ -15,6 +16,7 @@
 pub mod calls;
 pub mod chains;
 pub mod cleanup;
+pub mod dial;
 pub mod extensions;
 pub mod failure;
 pub mod hangup;

@@ -6,6 +6,7 @@ use crate::engine::{Ctx, NodeError};
 use crate::ua::UaShared;
 use events::Level;
 use flow::chains::{Iteration, NodeRef};
+use flow::dial::{Dial, Next, expected_codes, is_expected};
 use flow::failure::Why;
 use media::rtp::MediaSession;
 use media::sdp::{self, Direction};
@@ -263,17 +264,19 @@ async fn make_call(
     let (mut callee, who) = resolve_target(ctx, ua, target)?;
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + node.timeout;
-    let redirects = node.opts.redirects.unwrap_or(scenario::DEFAULT_REDIRECTS);
-    let mut hops: Vec<String> = vec![callee.to_string()];
-    // A session timer asked for (RFC 4028 §7.1), raised once by a 422's Min-SE.
-    let mut session_expires = node
-        .opts
-        .session_expires
-        .map(|d| d.as_secs().clamp(1, u64::from(u32::MAX)) as u32);
-    let mut raised = false;
+    // What to do with each final response is the flow's (flow::dial); a session timer asked
+    // for (RFC 4028 §7.1) is raised once by a 422's Min-SE.
+    let mut dial = Dial::new(
+        callee.to_string(),
+        node.opts.expect.clone(),
+        node.opts.redirects.unwrap_or(scenario::DEFAULT_REDIRECTS),
+        node.opts
+            .session_expires
+            .map(|d| d.as_secs().clamp(1, u64::from(u32::MAX)) as u32),
+    );
     loop {
         let mut headers: Vec<_> = node_headers(node);
-        if let Some(s) = session_expires {
+        if let Some(s) = dial.session_expires {
             headers.push(make_header("Session-Expires", &s.to_string()));
             headers.push(make_header("Min-SE", &ua.min_se.min(s).to_string()));
         }
@@ -314,88 +317,50 @@ async fn make_call(
         match tokio::time::timeout_at(deadline, join).await {
             Ok(Ok(Ok((_, Some(resp))))) => {
                 let code = resp.status_code.code();
-                // 422: the interval was too small; ask again with the Min-SE it names (§7.4).
-                if code == 422
-                    && !is_expected(&node.opts.expect, code)
-                    && !raised
-                    && let (Some(asked), Some(min)) = (
-                        session_expires,
-                        crate::session_timer::min_se_of(&resp.headers),
-                    )
-                    && min > asked
-                {
-                    node_log(
-                        ua,
-                        node,
-                        Level::Info,
-                        format!(
-                            "422: the session interval {asked} s is too small; asking again with {min} s"
-                        ),
-                    );
-                    session_expires = Some(min);
-                    raised = true;
-                    continue;
-                }
-                if !is_expected(&node.opts.expect, code) {
-                    let to = (300..400)
+                let contact = || crate::routing::header_in(&resp.headers, "Contact");
+                let fin = flow::dial::Final {
+                    code,
+                    reason: resp.status_code.text().to_owned(),
+                    redirect: (300..400)
                         .contains(&code)
-                        .then(|| redirect_target(&resp))
-                        .flatten();
-                    // A redirect names where to call instead (RFC 3261 §8.1.3.4): follow it,
-                    // within the bound and never to a target already tried (a loop).
-                    if let Some(next) = &to
-                        && hops.len() <= redirects as usize
-                        && !hops.contains(&next.to_string())
-                    {
+                        .then(|| redirect_target(&resp).map(|u| u.to_string()))
+                        .flatten(),
+                    contact: (300..400).contains(&code).then(contact).flatten(),
+                    min_se: (code == 422)
+                        .then(|| crate::session_timer::min_se_of(&resp.headers))
+                        .flatten(),
+                };
+                match dial.on_final(&fin, &who, node.timeout, started.elapsed()) {
+                    Next::Take => {}
+                    Next::AskAgain { session_expires } => {
                         node_log(
                             ua,
                             node,
                             Level::Info,
                             format!(
-                                "{code} {}: following it to {next} ({} of at most {redirects})",
-                                resp.status_code.text(),
-                                hops.len()
+                                "422: the session interval is too small; asking again with {session_expires} s"
                             ),
                         );
-                        hops.push(next.to_string());
-                        callee = next.clone();
                         continue;
                     }
-                    let contact = match &to {
-                        Some(next) if hops.contains(&next.to_string()) => {
-                            format!("; it redirects to {next}, already tried (a redirect loop)")
-                        }
-                        Some(next) if redirects == 0 => {
-                            format!("; it redirects to {next} (`redirects: 0`: not followed)")
-                        }
-                        Some(next) => format!(
-                            "; it redirects to {next}, past the {redirects} redirects this MakeCall follows"
-                        ),
-                        None => (300..400)
-                            .contains(&code)
-                            .then(|| crate::routing::header_in(&resp.headers, "Contact"))
-                            .flatten()
-                            .map(|v| format!("; it redirects to {v}"))
-                            .unwrap_or_default(),
-                    };
-                    let path = if hops.len() > 1 {
-                        format!(
-                            " (after {} redirects: {})",
-                            hops.len() - 1,
-                            hops.join(" → ")
-                        )
-                    } else {
-                        String::new()
-                    };
-                    return Err(Why::Status {
-                        expected,
-                        from: who,
-                        waited: Some(node.timeout),
-                        got: format!("{code} {}", resp.status_code.text()),
-                        at: Some(started.elapsed()),
-                        detail: format!("{contact}{path}"),
+                    Next::Follow { target } => {
+                        let next = Uri::try_from(target.as_str())
+                            .map_err(|e| fail(format!("redirect to `{target}`: {e}")))?;
+                        node_log(
+                            ua,
+                            node,
+                            Level::Info,
+                            format!(
+                                "{code} {}: following it to {next} ({} of at most {})",
+                                resp.status_code.text(),
+                                dial.hops.len() - 1,
+                                dial.redirects
+                            ),
+                        );
+                        callee = next;
+                        continue;
                     }
-                    .into());
+                    Next::Fail(f) => return Err(f),
                 }
                 // Asked for or not: we say `Supported: timer`, so a UAS may set one (RFC 4028 §9).
                 if (200..300).contains(&code)
@@ -1079,28 +1044,6 @@ async fn attended_transfer(
         .headers
         .push(("Replaces".to_owned(), escape(&replaces)));
     transfer(ua, node, primary, target, Some(consult_call)).await
-}
-
-/// Whether a final response `code` is what a node's `expect` asks for (any 2xx when empty).
-fn is_expected(expect: &[u16], code: u16) -> bool {
-    if expect.is_empty() {
-        (200..300).contains(&code)
-    } else {
-        expect.contains(&code)
-    }
-}
-
-/// A node's `expect` for messages: `2xx` when empty, else `486/603`.
-fn expected_codes(expect: &[u16]) -> String {
-    if expect.is_empty() {
-        "2xx".to_owned()
-    } else {
-        expect
-            .iter()
-            .map(u16::to_string)
-            .collect::<Vec<_>>()
-            .join("/")
-    }
 }
 
 /// Percent-encodes a URI header value (RFC 3261 §25.1 `hvalue`).
