@@ -27,6 +27,10 @@ pub enum Signal {
     Transferred,
     /// An INVITE with Replaces took the call's place.
     Replaced,
+    /// The first RTP from the peer came.
+    MediaFlowing,
+    /// A DTMF digit came.
+    Digit(char),
 }
 
 /// What an event node waits for: which signals, whether it consumes the one it takes, and how
@@ -66,6 +70,12 @@ pub fn wait_of(action: &Step) -> Option<Wait> {
             consume: true,
             expected: "the peer to retrieve `{call}`",
             instead: "it did not",
+        },
+        Step::MediaFlowing => Wait {
+            wants: |s| *s == Signal::MediaFlowing,
+            consume: false,
+            expected: "RTP from the peer on `{call}`",
+            instead: "none came",
         },
         // The transferee sees Transferred; the target of an attended transfer, Replaced.
         Step::Transferred => Wait {
@@ -137,6 +147,34 @@ impl Calls {
                 true
             }
             None => false,
+        }
+    }
+
+    /// The digits of the call not taken yet, in the order they came.
+    pub(crate) fn pending_digits(&self, call: CallId) -> String {
+        self.logs.get(&call).map_or_else(String::new, |l| {
+            l.signals
+                .iter()
+                .filter_map(|(s, used)| match s {
+                    Signal::Digit(d) if !used => Some(*d),
+                    _ => None,
+                })
+                .collect()
+        })
+    }
+
+    /// Takes the first `n` digits not taken yet.
+    pub(crate) fn take_digits(&mut self, call: CallId, n: usize) {
+        let Some(log) = self.logs.get_mut(&call) else {
+            return;
+        };
+        for (_, used) in log
+            .signals
+            .iter_mut()
+            .filter(|(s, used)| matches!(s, Signal::Digit(_)) && !*used)
+            .take(n)
+        {
+            *used = true;
         }
     }
 

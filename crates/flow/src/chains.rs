@@ -41,6 +41,7 @@ pub struct NodeRef {
 pub use crate::calls::{CallId, Signal};
 use crate::calls::{Calls, Wait, wait_of};
 pub use crate::failure::{Failed, Why};
+use crate::media::Digits;
 
 /// What the driver observed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -214,6 +215,8 @@ pub struct Flow {
     /// INCOMING nodes waiting for one, in the order they began.
     arrived: HashMap<usize, VecDeque<CallId>>,
     takers: HashMap<usize, VecDeque<NodeRef>>,
+    /// What each DTMF_RECEIVED waiting wants.
+    digits: HashMap<NodeRef, Digits>,
 }
 
 impl Flow {
@@ -229,6 +232,7 @@ impl Flow {
             watched: HashMap::new(),
             arrived: HashMap::new(),
             takers: HashMap::new(),
+            digits: HashMap::new(),
         }
     }
 
@@ -352,10 +356,18 @@ impl Flow {
             match timer {
                 Timer::Delay(at) => self.finish(now, at, Ok(())),
                 Timer::Wait(at) => {
+                    let digits = self.digits.get(&at).map(|want| {
+                        let call = self.watched.get(&at).copied().unwrap_or_default();
+                        let pending = self.calls.pending_digits(call);
+                        let timeout = self.scenario.nodes[at.node].timeout;
+                        want.verdict(&pending, Some(timeout))
+                    });
                     self.unwatch(at);
                     let s = self.scenario.clone();
                     let node = &s.nodes[at.node];
-                    let failed = if matches!(node.action, Step::Incoming { .. }) {
+                    let failed = if let Some(Err(f)) = digits {
+                        f
+                    } else if matches!(node.action, Step::Incoming { .. }) {
                         let expected = format!("an INVITE to {}", s.instances[node.instance].label);
                         Failed::timeout(expected, node.timeout, "none came")
                     } else {
@@ -418,6 +430,10 @@ impl Flow {
             return;
         };
         for at in waiting {
+            if self.digits.contains_key(&at) {
+                self.try_digits(now, at, call);
+                continue;
+            }
             let node = &self.scenario.nodes[at.node];
             let Some(wait) = wait_of(&node.action) else {
                 continue;
@@ -429,8 +445,55 @@ impl Flow {
         }
     }
 
+    /// A DTMF_RECEIVED decides once the digits of its call are enough (it takes them).
+    fn try_digits(&mut self, now: Instant, at: NodeRef, call: CallId) -> bool {
+        let Some(want) = self.digits.get(&at) else {
+            return false;
+        };
+        let pending = self.calls.pending_digits(call);
+        if !want.ready(&pending) {
+            return false;
+        }
+        let verdict = want.verdict(&pending, None);
+        // The digits it looked at are taken, matched or not; the rest wait for the next node.
+        let looked = match (&verdict, want) {
+            (Ok(n), _) => *n,
+            (Err(_), Digits::Exactly(w)) => w.chars().count(),
+            (Err(_), _) => 0,
+        };
+        self.calls.take_digits(call, looked);
+        self.unwatch(at);
+        self.finish(now, at, verdict.map(drop));
+        true
+    }
+
+    /// A DTMF_RECEIVED begins: it decides on the digits already in, or waits for more.
+    fn watch_digits(&mut self, now: Instant, at: NodeRef, expected: Option<&str>) {
+        let s = self.scenario.clone();
+        let node = &s.nodes[at.node];
+        let want = match Digits::of(expected, node.opts.pattern.as_deref()) {
+            Ok(w) => w,
+            Err(f) => return self.finish(now, at, Err(f)),
+        };
+        let Some(call) = self.calls.named(at.iteration, node.instance, &node.call_id) else {
+            let failed = Why::CallState(format!(
+                "{} has no call `{}`: a MakeCall or INCOMING node must bind it first",
+                s.instances[node.instance].label, node.call_id
+            ));
+            return self.finish(now, at, Err(failed.into()));
+        };
+        self.digits.insert(at, want);
+        if self.try_digits(now, at, call) {
+            return;
+        }
+        self.watching.entry(call).or_default().push(at);
+        self.watched.insert(at, call);
+        self.timers.set(Timer::Wait(at), now + node.timeout);
+    }
+
     fn unwatch(&mut self, at: NodeRef) {
         self.timers.stop(Timer::Wait(at));
+        self.digits.remove(&at);
         for q in self.takers.values_mut() {
             q.retain(|n| *n != at);
         }
@@ -618,6 +681,11 @@ impl Flow {
         }
         if matches!(node.action, Step::Incoming { .. }) {
             self.take_or_wait(now, at);
+            return;
+        }
+        if let Step::DtmfReceived { expected } = &node.action {
+            let expected = expected.clone();
+            self.watch_digits(now, at, expected.as_deref());
             return;
         }
         if let Some(rec) = self

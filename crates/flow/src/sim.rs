@@ -415,9 +415,11 @@ impl SipWorld {
         out
     }
 
-    /// `call`'s callee answered: both legs are confirmed, and what waited for it goes on.
+    /// `call`'s callee answered: both legs are confirmed (and their RTP flows), and what
+    /// waited for it goes on.
     fn answered(&mut self, call: CallId, t: Duration) -> Out {
         let mut out = self.both(call, Signal::Confirmed, t);
+        out.extend(self.both(call, Signal::MediaFlowing, t + HOP));
         let Some(ours) = self.peer_of(call) else {
             return out;
         };
@@ -640,6 +642,19 @@ impl World for SipWorld {
                     out.extend(self.both(c, Signal::Provisional(code), t));
                 }
                 out.push(Self::done(at, t + HOP));
+                out
+            }
+            // Each digit reaches the peer, an interval apart.
+            Step::SendDtmf { digits, interval } => {
+                let mut out = Vec::new();
+                let mut at_time = t;
+                if let Some(p) = named.and_then(|c| self.peer_of(c)) {
+                    for d in digits.chars() {
+                        out.push(Self::signal(p, Signal::Digit(d), at_time));
+                        at_time += *interval;
+                    }
+                }
+                out.push(Self::done(at, at_time));
                 out
             }
             // Everything else (requests, media, checks) passes in the time it takes to send.

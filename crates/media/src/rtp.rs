@@ -24,6 +24,18 @@ pub struct Captured {
     pub bytes: Vec<u8>,
 }
 
+/// What the media of a call tells as it happens: the first RTP from the peer, each DTMF digit
+/// received (RFC 4733, or SIP INFO through [`MediaSession::push_digit`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Heard {
+    Flowing,
+    Digit(char),
+}
+
+/// Hears [`Heard`]: called on the media's task, after its locks are released; quick, never
+/// blocking.
+pub type Report = Arc<dyn Fn(Heard) + Send + Sync>;
+
 /// How many packets a call's capture keeps: 5 minutes of both directions at 50 per second.
 pub const CAPTURE_PACKETS: usize = 30_000;
 
@@ -290,6 +302,8 @@ struct Shared {
     stopped: std::sync::atomic::AtomicBool,
     /// Every packet, when the run captures RTP.
     capture: Option<Mutex<Capture>>,
+    /// Who hears the first RTP and each digit.
+    report: Option<Report>,
     /// Where and how to send; a new offer or answer in the call changes it.
     remote: Mutex<RemoteMedia>,
     ssrc: u32,
@@ -301,6 +315,12 @@ struct Shared {
 }
 
 impl Shared {
+    fn tell(&self, h: Heard) {
+        if let Some(report) = &self.report {
+            report(h);
+        }
+    }
+
     /// Keeps a packet in the call's capture, if it has one and is not stopped.
     fn capture(&self, sent: bool, peer: SocketAddr, bytes: &[u8]) {
         if let Some(c) = &self.capture
@@ -346,15 +366,17 @@ const MAX_AUDIO_TRIM: usize = 60 * RATE as usize;
 impl MediaSession {
     /// Starts sending to and receiving from `remote` on `socket` (already bound).
     pub fn start(socket: std::net::UdpSocket, remote: RemoteMedia) -> std::io::Result<Self> {
-        Self::start_captured(socket, remote, false)
+        Self::start_captured(socket, remote, false, None)
     }
 
     /// [`MediaSession::start`]; with `capture`, every packet sent and received is kept in the
-    /// call's [`Capture`] ([`MediaSession::take_capture`]).
+    /// call's [`Capture`] ([`MediaSession::take_capture`]); `report` hears the first RTP and
+    /// each digit.
     pub fn start_captured(
         socket: std::net::UdpSocket,
         remote: RemoteMedia,
         capture: bool,
+        report: Option<Report>,
     ) -> std::io::Result<Self> {
         socket.set_nonblocking(true)?;
         let send_socket = socket.try_clone()?;
@@ -368,6 +390,7 @@ impl MediaSession {
             send_socket,
             stopped: std::sync::atomic::AtomicBool::new(false),
             capture: capture.then(|| Mutex::new(Capture::default())),
+            report,
             remote: Mutex::new(remote),
             ssrc,
             started: Instant::now(),
@@ -528,6 +551,7 @@ impl MediaSession {
     pub fn push_digit(&self, d: char) {
         self.shared.rx.lock().expect("rx lock").digits.push(d);
         self.shared.changed.send_modify(|n| *n += 1);
+        self.shared.tell(Heard::Digit(d));
     }
 
     /// Stops the tasks and returns the final statistics.
@@ -770,8 +794,17 @@ async fn recv_loop(s: Arc<Shared>) {
         };
         let arrival = s.started.elapsed().as_secs_f64() * f64::from(RATE);
         let dtmf_pt = s.remote().dtmf_pt;
+        let first = {
+            let mut rx = s.rx.lock().expect("rx lock");
+            let first = rx.first_at.is_none();
+            rx.first_at.get_or_insert_with(Instant::now);
+            first
+        };
+        if first {
+            s.tell(Heard::Flowing);
+        }
+        let mut digit = None;
         let mut rx = s.rx.lock().expect("rx lock");
-        rx.first_at.get_or_insert_with(Instant::now);
         let seq: u16 = pkt.sequence_number().into();
         if !rx
             .stream(pkt.ssrc(), seq)
@@ -787,6 +820,7 @@ async fn recv_loop(s: Arc<Shared>) {
                 rx.last_event_ts = Some(pkt.timestamp());
                 if let Some(d) = dtmf::digit_of(event) {
                     rx.digits.push(d);
+                    digit = Some(d);
                 }
             }
         } else if let Some(codec) = match pt {
@@ -802,6 +836,9 @@ async fn recv_loop(s: Arc<Shared>) {
         }
         drop(rx);
         s.changed.send_modify(|n| *n += 1);
+        if let Some(d) = digit {
+            s.tell(Heard::Digit(d));
+        }
     }
 }
 

@@ -251,7 +251,7 @@ impl UaShared {
     }
 
     /// Starts the call's RTP towards the peer its SDP names (once the call is confirmed).
-    pub(crate) fn start_media(&self, call: &Call, remote_sdp: &str) {
+    pub(crate) fn start_media(&self, call: &Arc<Call>, remote_sdp: &str) {
         if call.media().is_some() {
             return;
         }
@@ -268,7 +268,17 @@ impl UaShared {
         let Some(socket) = call.take_rtp_socket() else {
             return;
         };
-        match MediaSession::start_captured(socket, remote.clone(), self.capture_rtp) {
+        // What the media hears goes into the call's log (and so to the flow's event nodes).
+        let weak = Arc::downgrade(call);
+        let report: media::rtp::Report = Arc::new(move |h| {
+            if let Some(c) = weak.upgrade() {
+                c.push(match h {
+                    media::rtp::Heard::Flowing => session::CallEvent::MediaFlowing,
+                    media::rtp::Heard::Digit(d) => session::CallEvent::Digit(d),
+                });
+            }
+        });
+        match MediaSession::start_captured(socket, remote.clone(), self.capture_rtp, Some(report)) {
             Ok(m) => {
                 self.log(
                     Level::Debug,

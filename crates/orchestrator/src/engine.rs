@@ -718,6 +718,8 @@ fn input_of(o: Observed) -> Option<Input> {
                 CallEvent::Retrieved => Signal::Retrieved,
                 CallEvent::Transferred { .. } => Signal::Transferred,
                 CallEvent::Replaced => Signal::Replaced,
+                CallEvent::MediaFlowing => Signal::MediaFlowing,
+                CallEvent::Digit(d) => Signal::Digit(d),
                 _ => return None,
             },
         },

@@ -103,9 +103,12 @@ pub(crate) async fn execute(ctx: &Arc<Ctx>, at: NodeRef) -> NodeResult {
             primary_call_id,
             consult_call_id,
         } => attended_transfer(ua, node, primary_call_id, consult_call_id).await,
-        // Waits on a call's events, INCOMING (the flow gives it a held INVITE: take_incoming)
-        // and TIMEOUT: the flow decides them itself and never hands them here.
+        // Waits on a call's events (its signals, digits, first RTP), INCOMING (the flow gives
+        // it a held INVITE: take_incoming) and TIMEOUT: the flow decides them itself and never
+        // hands them here.
         Action::Incoming { .. }
+        | Action::DtmfReceived { .. }
+        | Action::MediaFlowing
         | Action::Ringing
         | Action::Disconnected
         | Action::Held
@@ -154,7 +157,6 @@ pub(crate) async fn execute(ctx: &Arc<Ctx>, at: NodeRef) -> NodeResult {
         Action::RequestReceived { method } => request_received(ua, node, method.as_deref()).await,
         Action::PlayAudio { file } => play_audio(ctx, ua, node, file).await,
         Action::SendDtmf { digits, interval } => send_dtmf(ua, node, digits, *interval).await,
-        Action::DtmfReceived { expected } => dtmf_received(ua, node, expected.as_deref()).await,
         Action::PlaySignature { duration } => play_signature(ua, node, *duration).await,
         Action::Record { file } => {
             let call = call_of(ua, node)?;
@@ -174,7 +176,6 @@ pub(crate) async fn execute(ctx: &Arc<Ctx>, at: NodeRef) -> NodeResult {
         } => check_media(ua, node, *max_loss_percent, *max_jitter_ms).await,
         Action::Heard { from } => heard(ctx, ua, node, from).await,
         Action::Tone { frequency, absent } => tone(ua, node, *frequency, *absent).await,
-        Action::MediaFlowing => media_flowing(ua, node).await,
     }
 }
 
@@ -1207,26 +1208,6 @@ async fn send_dtmf(ua: &UaShared, node: &Step<'_>, digits: &str, gap: Duration) 
     .await
 }
 
-async fn dtmf_received(ua: &UaShared, node: &Step<'_>, expected: Option<&str>) -> NodeResult {
-    let (_, m) = media_of(ua, node).await?;
-    let want = flow::media::Digits::of(expected, node.opts.pattern.as_deref())?;
-    let waited = tokio::time::timeout(
-        node.timeout,
-        m.wait_until(|m| want.ready(&m.pending_digits())),
-    )
-    .await;
-    let timed_out = waited.is_err().then_some(node.timeout);
-    let take = want.verdict(&m.pending_digits(), timed_out);
-    // The digits it looked at are taken, matched or not; the rest wait for the next node.
-    let looked = match (&take, &want) {
-        (Ok(n), _) => *n,
-        (Err(_), flow::media::Digits::Exactly(w)) if timed_out.is_none() => w.chars().count(),
-        (Err(_), _) => 0,
-    };
-    m.take_digits(looked);
-    take.map(drop)
-}
-
 async fn play_signature(ua: &UaShared, node: &Step<'_>, duration: Duration) -> NodeResult {
     let (_, m) = media_of(ua, node).await?;
     let sig = media::audio::signature(ua.idx);
@@ -1319,16 +1300,6 @@ async fn tone(ua: &UaShared, node: &Step<'_>, frequency: f64, absent: bool) -> N
     )
     .await;
     flow::media::tone_verdict(detected.is_ok(), absent, frequency, node.timeout)
-}
-
-async fn media_flowing(ua: &UaShared, node: &Step<'_>) -> NodeResult {
-    let (_, m) = media_of(ua, node).await?;
-    let what = expecting(format!("RTP from the peer ({})", m.remote()), "none came");
-    within(node, what, async {
-        m.wait_until(|m| m.first_received().is_some()).await;
-        Ok(())
-    })
-    .await
 }
 
 async fn check_media(

@@ -50,6 +50,10 @@ pub enum CallEvent {
     Transferred { to: String },
     /// An INVITE with Replaces took this call's place; its logical call id names the new call.
     Replaced,
+    /// The first RTP from the peer came.
+    MediaFlowing,
+    /// A DTMF digit came (RFC 4733 or SIP INFO).
+    Digit(char),
 }
 
 /// Where a call stands: the state of its INVITE dialog, as decisions read it.
@@ -146,6 +150,8 @@ impl CallEvent {
             }
             Self::Transferred { to } => format!("transferred to {to}"),
             Self::Replaced => "replaced by a new call (Replaces)".to_owned(),
+            Self::MediaFlowing => "RTP from the peer".to_owned(),
+            Self::Digit(d) => format!("DTMF {d} received"),
         }
     }
 }

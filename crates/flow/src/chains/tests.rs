@@ -555,3 +555,41 @@ instances:
         Some("expected an INVITE to bob within 2 s, none came")
     );
 }
+
+#[test]
+fn dtmf_is_taken_digit_by_digit_from_what_the_call_heard() {
+    let s = scenario(
+        r#"
+version: 1
+name: dtmf
+instances:
+  alice:
+    dn: "100"
+    steps:
+      - { command: MakeCall, target: bob }
+      - { command: SendDTMF, digits: "1234" }
+  bob:
+    dn: "200"
+    steps:
+      - { event: INCOMING }
+      - { command: Answer }
+      - { event: MEDIA, id: flowing }
+      - { event: DTMFReceived, id: first, expected: "12" }
+      - { event: DTMFReceived, id: second, expected: "35" }
+"#,
+    );
+    let mut sim = Sim::sip(s);
+    let v = sim.run(&[0], 1000);
+    let Verdict::Failed(f) = &v[0].1 else {
+        panic!("{:#?}", sim.trace)
+    };
+    // The first takes 1 and 2; the second looks at 3 and 4.
+    assert_eq!(f.node.as_deref(), Some("second"));
+    assert_eq!(f.kind, FailureKind::Media);
+    assert_eq!(
+        f.message,
+        "second (DTMFReceived) on bob: expected DTMF 35, got 34"
+    );
+    assert!(sim.trace.iter().any(|l| l.ends_with("flowing passed")));
+    assert!(sim.trace.iter().any(|l| l.ends_with("first passed")));
+}
