@@ -13,11 +13,12 @@
 //!
 //! What the flow owns: the chain cursor of each role (one node at a time per role and
 //! iteration; a role's start chains run one after another, then the nodes other roles hand to
-//! it, in the order they were handed), success and failure edges, the cross-role `after` waits
-//! and `Delay` nodes (both with their timeout in the timer table), failure propagation (a failure
-//! with no failure edge ends its iteration, and only it), and a stop (every iteration ends
-//! `Stopped`). What a command or an event does on the wire is the driver's: it gets
-//! [`Action::Run`] and answers [`Input::Done`].
+//! it, in the order they were handed), success and failure edges, the cross-role `after` waits,
+//! TIMEOUT nodes, INCOMING (the INVITEs held at each role) and the nodes that wait on a call's
+//! events, digits or first RTP ([`crate::calls`]), each with its timeout in the timer table;
+//! failure propagation (a failure with no failure edge ends its iteration, and only it), and a
+//! stop (every iteration ends `Stopped`). What a command does on the wire is the driver's: it
+//! gets [`Action::Run`] (or [`Action::Take`]) and answers [`Input::Done`].
 //!
 //! Everything is keyed by (iteration, node); a node's role is its instance. A functional run is
 //! iteration 0; a load run starts more.
@@ -377,13 +378,7 @@ impl Flow {
                         Self::expired(&self.calls, node, at, &wait)
                     };
                     // The driver adds what the wire says and answers Done.
-                    if let Some(rec) = self
-                        .iters
-                        .get_mut(&at.iteration)
-                        .and_then(|i| i.nodes.get_mut(at.node))
-                    {
-                        rec.with_driver = true;
-                    }
+                    self.with_driver(at, true);
                     self.actions.push_back(Action::TimedOut(at, failed));
                 }
                 Timer::After(at) => {
@@ -475,20 +470,33 @@ impl Flow {
             Ok(w) => w,
             Err(f) => return self.finish(now, at, Err(f)),
         };
-        let Some(call) = self.calls.named(at.iteration, node.instance, &node.call_id) else {
-            let failed = Why::CallState(format!(
-                "{} has no call `{}`: a MakeCall or INCOMING node must bind it first",
-                s.instances[node.instance].label, node.call_id
-            ));
-            return self.finish(now, at, Err(failed.into()));
+        let Some(call) = self.bound_call(now, at) else {
+            return;
         };
         self.digits.insert(at, want);
-        if self.try_digits(now, at, call) {
-            return;
+        if !self.try_digits(now, at, call) {
+            self.wait_on(now, at, call);
         }
+    }
+
+    /// The call a node's call id names in its iteration; when none, the node fails.
+    fn bound_call(&mut self, now: Instant, at: NodeRef) -> Option<CallId> {
+        let s = self.scenario.clone();
+        let node = &s.nodes[at.node];
+        let call = self.calls.named(at.iteration, node.instance, &node.call_id);
+        if call.is_none() {
+            let label = &s.instances[node.instance].label;
+            self.finish(now, at, Err(Failed::unbound(label, &node.call_id)));
+        }
+        call
+    }
+
+    /// The node waits on `call`'s signals until its timeout.
+    fn wait_on(&mut self, now: Instant, at: NodeRef, call: CallId) {
         self.watching.entry(call).or_default().push(at);
         self.watched.insert(at, call);
-        self.timers.set(Timer::Wait(at), now + node.timeout);
+        let timeout = self.scenario.nodes[at.node].timeout;
+        self.timers.set(Timer::Wait(at), now + timeout);
     }
 
     fn unwatch(&mut self, at: NodeRef) {
@@ -525,36 +533,21 @@ impl Flow {
     /// An INCOMING takes `call`: the driver binds it and answers Done.
     fn take(&mut self, at: NodeRef, call: CallId) {
         self.timers.stop(Timer::Wait(at));
-        if let Some(rec) = self
-            .iters
-            .get_mut(&at.iteration)
-            .and_then(|i| i.nodes.get_mut(at.node))
-        {
-            rec.with_driver = true;
-        }
+        self.with_driver(at, true);
         self.actions.push_back(Action::Take { at, call });
     }
 
     /// An event node begins: it passes on a signal already in its call's log, or waits for
     /// one until its timeout.
     fn watch(&mut self, now: Instant, at: NodeRef, wait: Wait) {
-        let s = self.scenario.clone();
-        let node = &s.nodes[at.node];
-        let Some(call) = self.calls.named(at.iteration, node.instance, &node.call_id) else {
-            let failed = Why::CallState(format!(
-                "{} has no call `{}`: a MakeCall or INCOMING node must bind it first",
-                s.instances[node.instance].label, node.call_id
-            ));
-            self.finish(now, at, Err(failed.into()));
+        let Some(call) = self.bound_call(now, at) else {
             return;
         };
         if self.calls.take(call, &wait) {
             self.finish(now, at, Ok(()));
-            return;
+        } else {
+            self.wait_on(now, at, call);
         }
-        self.watching.entry(call).or_default().push(at);
-        self.watched.insert(at, call);
-        self.timers.set(Timer::Wait(at), now + node.timeout);
     }
 
     /// When `handle_timeout` is due next.
@@ -589,6 +582,17 @@ impl Flow {
 
     fn record(&self, at: NodeRef) -> Option<&NodeRecord> {
         self.iters.get(&at.iteration)?.nodes.get(at.node)
+    }
+
+    /// Marks a running node as the driver's to finish (its `Done` is taken), or not.
+    fn with_driver(&mut self, at: NodeRef, on: bool) {
+        if let Some(rec) = self
+            .iters
+            .get_mut(&at.iteration)
+            .and_then(|i| i.nodes.get_mut(at.node))
+        {
+            rec.with_driver = on;
+        }
     }
 
     fn set_state(
@@ -688,13 +692,7 @@ impl Flow {
             self.watch_digits(now, at, expected.as_deref());
             return;
         }
-        if let Some(rec) = self
-            .iters
-            .get_mut(&at.iteration)
-            .and_then(|i| i.nodes.get_mut(at.node))
-        {
-            rec.with_driver = true;
-        }
+        self.with_driver(at, true);
         self.actions.push_back(Action::Run(at));
     }
 
@@ -713,13 +711,7 @@ impl Flow {
                 (node.on_failure, Some(f))
             }
         };
-        if let Some(rec) = self
-            .iters
-            .get_mut(&at.iteration)
-            .and_then(|i| i.nodes.get_mut(at.node))
-        {
-            rec.with_driver = false;
-        }
+        self.with_driver(at, false);
         self.wake_waiters(now, at, failure.is_none());
         let Some(iter) = self.iters.get_mut(&at.iteration) else {
             return;
@@ -847,11 +839,7 @@ impl Flow {
             self.set_state(now, at, NodeState::Skipped, not_run.clone());
         }
         if let Some(iter) = self.iters.remove(&iteration) {
-            let mut nodes = iter.nodes;
-            for r in &mut nodes {
-                r.with_driver = false;
-            }
-            self.ended.insert(iteration, nodes);
+            self.ended.insert(iteration, iter.nodes);
         }
         self.calls.forget(iteration);
         self.actions.push_back(Action::Ended { iteration, verdict });

@@ -60,8 +60,9 @@ pub struct Final {
 pub enum Next {
     /// The response is one the node takes (a 2xx, or one of `expect`): go on to its checks.
     Take,
-    /// Send the INVITE again asking for this session interval.
+    /// Send the INVITE again asking for `session_expires` instead of the `asked` interval.
     AskAgain {
+        asked: u32,
         session_expires: u32,
     },
     /// Send the INVITE to this target instead.
@@ -103,6 +104,7 @@ impl Dial {
             self.session_expires = Some(min);
             self.raised = true;
             return Next::AskAgain {
+                asked,
                 session_expires: min,
             };
         }
@@ -224,6 +226,7 @@ mod tests {
         assert_eq!(
             d.on_final(&too_small, "bob", w, at),
             Next::AskAgain {
+                asked: 60,
                 session_expires: 90
             }
         );

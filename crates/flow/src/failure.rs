@@ -85,6 +85,14 @@ impl Failed {
         Why::Other(message.into()).into()
     }
 
+    /// A node names a call that nothing bound on its UA (`label`).
+    pub fn unbound(label: &str, name: &str) -> Self {
+        Why::CallState(format!(
+            "{label} has no call `{name}`: a MakeCall or INCOMING node must bind it first"
+        ))
+        .into()
+    }
+
     pub fn media(
         expected: impl Into<String>,
         waited: Option<Duration>,

@@ -635,7 +635,7 @@ async fn drive(
         tracker: TaskTracker::new(),
         wake: tokio::sync::Notify::new(),
     });
-    // Weak: the sessions outlive the run's driver only in the UAs that hold them.
+    // Weak: the sessions, which the UAs hold, must not keep the driver alive.
     let weak = Arc::downgrade(&driver);
     sessions.observe(Box::new(move |o| {
         if let (Some(d), Some(input)) = (weak.upgrade(), input_of(o)) {

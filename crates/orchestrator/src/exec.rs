@@ -73,6 +73,15 @@ pub(crate) struct Step<'a> {
     iteration: Iteration,
 }
 
+impl<'a> Step<'a> {
+    fn of(ctx: &'a Ctx, at: NodeRef) -> Self {
+        Self {
+            node: &ctx.scenario.nodes[at.node],
+            iteration: at.iteration,
+        }
+    }
+}
+
 impl std::ops::Deref for Step<'_> {
     type Target = Node;
     fn deref(&self) -> &Node {
@@ -81,10 +90,7 @@ impl std::ops::Deref for Step<'_> {
 }
 
 pub(crate) async fn execute(ctx: &Arc<Ctx>, at: NodeRef) -> NodeResult {
-    let node = &Step {
-        node: &ctx.scenario.nodes[at.node],
-        iteration: at.iteration,
-    };
+    let node = &Step::of(ctx, at);
     let ua = &ctx.uas[node.instance];
     match &node.action {
         Action::MakeCall { target } => make_call(ctx, ua, node, target).await,
@@ -194,12 +200,9 @@ fn node_log(ua: &UaShared, node: &Step<'_>, level: Level, message: String) {
 }
 
 fn call_named(ua: &UaShared, iteration: Iteration, name: &str) -> Result<Arc<Call>, NodeError> {
-    ua.sessions.get(ua.idx, iteration, name).ok_or_else(|| {
-        state(format!(
-            "{} has no call `{name}`: a MakeCall or INCOMING node must bind it first",
-            ua.label
-        ))
-    })
+    ua.sessions
+        .get(ua.idx, iteration, name)
+        .ok_or_else(|| NodeError::unbound(&ua.label, name))
 }
 
 fn call_of(ua: &UaShared, node: &Step<'_>) -> Result<Arc<Call>, NodeError> {
@@ -333,13 +336,16 @@ async fn make_call(
                 };
                 match dial.on_final(&fin, &who, node.timeout, started.elapsed()) {
                     Next::Take => {}
-                    Next::AskAgain { session_expires } => {
+                    Next::AskAgain {
+                        asked,
+                        session_expires,
+                    } => {
                         node_log(
                             ua,
                             node,
                             Level::Info,
                             format!(
-                                "422: the session interval is too small; asking again with {session_expires} s"
+                                "422: the session interval {asked} s is too small; asking again with {session_expires} s"
                             ),
                         );
                         continue;
@@ -692,10 +698,7 @@ async fn request_received(ua: &UaShared, node: &Step<'_>, method: Option<&str>) 
 /// An INCOMING takes the incoming call `key` the flow gave it: binds it to the node's call id
 /// in its iteration and checks the INVITE.
 pub(crate) fn take_incoming(ctx: &Ctx, at: NodeRef, key: session::CallKey) -> NodeResult {
-    let node = &Step {
-        node: &ctx.scenario.nodes[at.node],
-        iteration: at.iteration,
-    };
+    let node = &Step::of(ctx, at);
     let ua = &ctx.uas[node.instance];
     let Some(call) = ua
         .sessions
