@@ -19,9 +19,8 @@ pub use latched::Latched;
 pub use ledger::Ledger;
 
 use dashmap::DashMap;
-use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use transport::rsipstack::dialog::DialogId;
 use transport::rsipstack::dialog::dialog::DialogState;
@@ -32,12 +31,6 @@ use transport::rsipstack::dialog::invite_dialog::InviteDialog;
 pub type UaIdx = usize;
 
 pub use flow::chains::Iteration;
-
-/// Incoming calls of one UA not yet taken by an INCOMING node, in arrival order.
-#[derive(Default)]
-struct IncomingQueue {
-    calls: Mutex<VecDeque<CallKey>>,
-}
 
 /// What the calls of a run report as it happens, in order, for the engine's flow: a call bound
 /// to a node's logical call id, an event added to a call's log.
@@ -82,7 +75,9 @@ pub struct Sessions<D = InviteDialog> {
     names: DashMap<(UaIdx, Iteration, String), CallKey>,
     /// (UA, SIP Call-ID, local tag) -> call: the part of a DialogId that never changes.
     dialogs: DashMap<(UaIdx, String, String), CallKey>,
-    incoming: DashMap<UaIdx, Arc<IncomingQueue>>,
+    /// Incoming calls held for an INCOMING and not taken yet, with their UA (the order they
+    /// came in is the flow's to keep).
+    held: DashMap<CallKey, UaIdx>,
 }
 
 impl<D> Default for Sessions<D> {
@@ -93,7 +88,7 @@ impl<D> Default for Sessions<D> {
             calls: DashMap::new(),
             names: DashMap::new(),
             dialogs: DashMap::new(),
-            incoming: DashMap::new(),
+            held: DashMap::new(),
         }
     }
 }
@@ -174,9 +169,9 @@ impl<D: Dialog> Sessions<D> {
     }
 
     /// Records an incoming call, runs `prepare` on it (for example, sends 180 Ringing), and only
-    /// then queues it for the UA's next INCOMING node. The call is indexed before `prepare`, so
-    /// dialog states that `prepare` causes are latched on it; it is queued after, so no node can
-    /// answer it before `prepare` is done.
+    /// then holds it for an INCOMING node (reported: the flow gives it to one). The call is
+    /// indexed before `prepare`, so dialog states that `prepare` causes are latched on it; it
+    /// is held after, so no node can answer it before `prepare` is done.
     pub fn insert_incoming(
         &self,
         ua: UaIdx,
@@ -185,29 +180,22 @@ impl<D: Dialog> Sessions<D> {
     ) -> Arc<Call<D>> {
         let call = self.insert(ua, Role::Incoming, dialog, None);
         prepare(&call);
-        let q = self.queue(ua);
-        q.calls.lock().expect("queue lock").push_back(call.key);
+        self.held.insert(call.key, ua);
         self.report(Observed::Arrived { call: call.key, ua });
         call
     }
 
-    /// Takes an incoming call back from the queue of `ua` if no node has taken it yet (true), so
-    /// it can be refused; false once a node has it. Atomic with [`Self::take_incoming`].
+    /// Takes an incoming call of `ua` back if no node has taken it yet (true), so it can be
+    /// refused; false once a node has it. Atomic with [`Self::take_incoming`].
     pub fn withdraw_incoming(&self, ua: UaIdx, call: &Call<D>) -> bool {
-        let q = self.queue(ua);
-        let mut calls = q.calls.lock().expect("queue lock");
-        let taken = calls
-            .iter()
-            .position(|k| *k == call.key)
-            .map(|i| calls.remove(i));
-        drop(calls);
-        if taken.is_some() {
+        let withdrawn = self.held.remove_if(&call.key, |_, u| *u == ua).is_some();
+        if withdrawn {
             self.report(Observed::Withdrawn { call: call.key });
         }
-        taken.is_some()
+        withdrawn
     }
 
-    /// Takes the incoming call `key` of `ua` from the queue, if it is still there (not refused
+    /// Takes the incoming call `key` of `ua`, if it is still held (not refused
     /// meanwhile), and binds it to `name` in `iteration`. Atomic with
     /// [`Self::withdraw_incoming`].
     pub fn take_incoming(
@@ -217,18 +205,10 @@ impl<D: Dialog> Sessions<D> {
         iteration: Iteration,
         name: &str,
     ) -> Option<Arc<Call<D>>> {
-        let q = self.queue(ua);
-        let mut calls = q.calls.lock().expect("queue lock");
-        let i = calls.iter().position(|k| *k == key)?;
-        calls.remove(i);
-        drop(calls);
+        self.held.remove_if(&key, |_, u| *u == ua)?;
         let call = self.calls.get(&key).map(|c| c.clone())?;
         self.rebind(ua, iteration, name, &call);
         Some(call)
-    }
-
-    fn queue(&self, ua: UaIdx) -> Arc<IncomingQueue> {
-        self.incoming.entry(ua).or_default().clone()
     }
 
     /// The call a node of `iteration` names, if any.
@@ -379,7 +359,7 @@ impl<D: Dialog> Sessions<D> {
         self.calls.clear();
         self.names.clear();
         self.dialogs.clear();
-        self.incoming.clear();
+        self.held.clear();
         calls.len()
     }
 }
