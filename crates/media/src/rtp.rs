@@ -302,8 +302,9 @@ struct Shared {
     stopped: std::sync::atomic::AtomicBool,
     /// Every packet, when the run captures RTP.
     capture: Option<Mutex<Capture>>,
-    /// Who hears the first RTP and each digit.
+    /// Who hears the first RTP and each digit, and whether the first RTP was told.
     report: Option<Report>,
+    flowing: std::sync::atomic::AtomicBool,
     /// Where and how to send; a new offer or answer in the call changes it.
     remote: Mutex<RemoteMedia>,
     ssrc: u32,
@@ -391,6 +392,7 @@ impl MediaSession {
             stopped: std::sync::atomic::AtomicBool::new(false),
             capture: capture.then(|| Mutex::new(Capture::default())),
             report,
+            flowing: std::sync::atomic::AtomicBool::new(false),
             remote: Mutex::new(remote),
             ssrc,
             started: Instant::now(),
@@ -794,17 +796,15 @@ async fn recv_loop(s: Arc<Shared>) {
         };
         let arrival = s.started.elapsed().as_secs_f64() * f64::from(RATE);
         let dtmf_pt = s.remote().dtmf_pt;
-        let first = {
-            let mut rx = s.rx.lock().expect("rx lock");
-            let first = rx.first_at.is_none();
-            rx.first_at.get_or_insert_with(Instant::now);
-            first
-        };
-        if first {
+        // Told once, before the lock (whoever hears it may take locks of its own).
+        if !s.flowing.load(std::sync::atomic::Ordering::Relaxed)
+            && !s.flowing.swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
             s.tell(Heard::Flowing);
         }
         let mut digit = None;
         let mut rx = s.rx.lock().expect("rx lock");
+        rx.first_at.get_or_insert_with(Instant::now);
         let seq: u16 = pkt.sequence_number().into();
         if !rx
             .stream(pkt.ssrc(), seq)
