@@ -371,6 +371,9 @@ pub struct Failure {
     /// What went wrong, for tools (the message says it for people).
     #[serde(default)]
     pub kind: FailureKind,
+    /// The status code of an unexpected final response (kind `status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
     pub message: String,
 }
 

@@ -178,6 +178,11 @@ impl Calls {
         }
     }
 
+    /// Drops a call's log (it is gone).
+    pub(crate) fn close(&mut self, call: CallId) {
+        self.logs.remove(&call);
+    }
+
     /// Forgets the names of an iteration that ended, and the logs of the calls they named.
     pub(crate) fn forget(&mut self, iteration: Iteration) {
         let gone: Vec<CallId> = self

@@ -67,10 +67,18 @@ pub enum Input {
     },
     /// Something happened to a call (bound or not yet).
     Signal { call: CallId, signal: Signal },
-    /// An INVITE arrived at a role and is held, ringing, for its next INCOMING.
-    Arrived { call: CallId, role: usize },
+    /// An INVITE arrived at a role and is held, ringing, for its next INCOMING. `iteration`:
+    /// the iteration it says it belongs to (between a run's own roles under load), which only
+    /// an INCOMING of that iteration takes; `None` for any INCOMING, in the order they began.
+    Arrived {
+        call: CallId,
+        role: usize,
+        iteration: Option<Iteration>,
+    },
     /// That INVITE was refused before an INCOMING took it.
     Withdrawn { call: CallId },
+    /// The call is gone (closed after its iteration ended): its log is dropped.
+    Closed { call: CallId },
 }
 
 /// A node's change of state, as the `node_state` event says it.
@@ -212,9 +220,10 @@ pub struct Flow {
     /// each waits on.
     watching: HashMap<CallId, Vec<NodeRef>>,
     watched: HashMap<NodeRef, CallId>,
-    /// INVITEs held at each role that no INCOMING took yet, in the order they came, and the
-    /// INCOMING nodes waiting for one, in the order they began.
-    arrived: HashMap<usize, VecDeque<CallId>>,
+    /// INVITEs held at each role that no INCOMING took yet, in the order they came (with the
+    /// iteration each says it belongs to), and the INCOMING nodes waiting for one, in the order
+    /// they began.
+    arrived: HashMap<usize, VecDeque<(CallId, Option<Iteration>)>>,
     takers: HashMap<usize, VecDeque<NodeRef>>,
     /// What each DTMF_RECEIVED waiting wants.
     digits: HashMap<NodeRef, Digits>,
@@ -329,17 +338,36 @@ impl Flow {
                 self.calls.push(call, signal);
                 self.wake_watchers(now, call);
             }
-            Input::Arrived { call, role } => {
-                let taker = self.takers.get_mut(&role).and_then(VecDeque::pop_front);
+            Input::Arrived {
+                call,
+                role,
+                iteration,
+            } => {
+                let taker = self.takers.get_mut(&role).and_then(|q| {
+                    let i = q
+                        .iter()
+                        .position(|at| iteration.is_none_or(|i| at.iteration == i))?;
+                    q.remove(i)
+                });
                 match taker {
                     Some(at) => self.take(at, call),
-                    None => self.arrived.entry(role).or_default().push_back(call),
+                    None => self
+                        .arrived
+                        .entry(role)
+                        .or_default()
+                        .push_back((call, iteration)),
                 }
             }
             Input::Withdrawn { call } => {
                 for q in self.arrived.values_mut() {
-                    q.retain(|c| *c != call);
+                    q.retain(|(c, _)| *c != call);
                 }
+            }
+            Input::Closed { call } => {
+                for q in self.arrived.values_mut() {
+                    q.retain(|(c, _)| *c != call);
+                }
+                self.calls.close(call);
             }
             Input::Stop => {
                 let mut live: Vec<Iteration> = self.iters.keys().copied().collect();
@@ -521,8 +549,14 @@ impl Flow {
     fn take_or_wait(&mut self, now: Instant, at: NodeRef) {
         let node = &self.scenario.nodes[at.node];
         let (role, timeout) = (node.instance, node.timeout);
-        match self.arrived.get_mut(&role).and_then(VecDeque::pop_front) {
-            Some(call) => self.take(at, call),
+        let held = self.arrived.get_mut(&role).and_then(|q| {
+            let i = q
+                .iter()
+                .position(|(_, i)| i.is_none_or(|i| i == at.iteration))?;
+            q.remove(i)
+        });
+        match held {
+            Some((call, _)) => self.take(at, call),
             None => {
                 self.takers.entry(role).or_default().push_back(at);
                 self.timers.set(Timer::Wait(at), now + timeout);
@@ -565,6 +599,17 @@ impl Flow {
     /// Iterations started and not yet ended.
     pub fn running(&self) -> usize {
         self.iters.len()
+    }
+
+    /// INVITEs held at `role` that no INCOMING has taken and none of a running iteration will
+    /// (they name no iteration, or one that is not running): under load, each starts an
+    /// iteration of an answering role.
+    pub fn unclaimed(&self, role: usize) -> usize {
+        self.arrived.get(&role).map_or(0, |q| {
+            q.iter()
+                .filter(|(_, i)| i.is_none_or(|i| !self.iters.contains_key(&i)))
+                .count()
+        })
     }
 
     /// The node records of an iteration (running or ended and not forgotten), in node order.
@@ -727,6 +772,7 @@ impl Flow {
                     node: Some(node.id.clone()),
                     ua: Some(s.instances[role].id.clone()),
                     kind: f.kind(),
+                    status: f.status_code(),
                     message: format!("{} ({}) on {label}: {f}", node.id, node.action.name()),
                 };
                 self.end(now, at.iteration, Verdict::Failed(failure));

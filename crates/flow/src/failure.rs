@@ -67,6 +67,14 @@ impl Failed {
         }
     }
 
+    /// The status code of the unexpected final response, if that is what failed.
+    pub fn status_code(&self) -> Option<u16> {
+        match &*self.why {
+            Why::Status { got, .. } => got.get(..3)?.parse().ok(),
+            _ => None,
+        }
+    }
+
     /// What a person reads.
     pub fn message(&self) -> String {
         self.to_string()

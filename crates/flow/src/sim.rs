@@ -373,6 +373,7 @@ impl SipWorld {
                 Input::Arrived {
                     call: theirs,
                     role: callee,
+                    iteration: None,
                 },
             ),
             Self::signal(ours, Signal::Provisional(180), t + HOP),

@@ -167,6 +167,12 @@ impl UaShared {
             offer: (!opts.late_offer).then(|| offer.clone().into_bytes()),
             headers: Some(with_capabilities(self.rel100, {
                 let mut h = opts.headers;
+                if let Some((i, _)) = name.filter(|(i, _)| *i != 0) {
+                    h.push(make_header(
+                        crate::ua::ITERATION_HEADER,
+                        &self.iteration_tag(i),
+                    ));
+                }
                 if self.rel100 == scenario::Rel100::Required {
                     h.push(make_header("Require", "100rel"));
                 }

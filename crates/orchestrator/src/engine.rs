@@ -7,7 +7,7 @@ use events::{
     CleanupPhase, CleanupStep, EventKind, Failure, InstanceInfo, LeakCheck, Level, NodeInfo,
     NodeResult, NodeState, NodeStateChange, Outcome, RunFinished, RunStarted, UaStarted, UaStopped,
 };
-use flow::chains::{Action, Flow, Input, NodeRef, Signal, StateChange, Verdict};
+use flow::chains::{Action, Flow, Input, Iteration, NodeRef, Signal, StateChange, Verdict};
 use instances::{PortAllocator, PortPolicy};
 use scenario::Scenario;
 use session::{CallEvent, Observed, Sessions};
@@ -110,6 +110,141 @@ pub(crate) struct Ctx {
 /// Cancel safety: not cancel safe (cleanup would be skipped); stop a run with
 /// [`RunOptions::stop`] instead.
 pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> RunReport {
+    let stage = set_up(scenario, &opts, &bus).await;
+    let ctx = stage.ctx.clone();
+    let scenario = ctx.scenario.clone();
+
+    // Run the chains: the flow decides, this drives.
+    let flow = Flow::new(scenario.clone());
+    let chains: usize = scenario.instances.iter().map(|i| i.starts.len()).sum();
+    let mut stopped = false;
+    let (verdict, flow) = match stage.setup_failure.clone() {
+        Some(f) => {
+            let abandon = |flow: &mut Flow| flow.abandon(Instant::now(), 0, f);
+            let (verdict, _, flow) = drive(&ctx, flow, &stage.sessions, &opts.stop, abandon).await;
+            (verdict, flow)
+        }
+        None if chains == 0 && !stage.registered.is_empty() => {
+            // Register-only: the instances stay up as registered phones until stopped.
+            log(
+                &bus,
+                Level::Info,
+                None,
+                None,
+                None,
+                "register-only: staying registered until stopped".into(),
+            );
+            opts.stop.cancelled().await;
+            stopped = true;
+            (Verdict::Stopped, flow)
+        }
+        None => {
+            let start = |flow: &mut Flow| flow.start(Instant::now(), 0);
+            let (verdict, was_stopped, flow) =
+                drive(&ctx, flow, &stage.sessions, &opts.stop, start).await;
+            stopped = was_stopped;
+            (verdict, flow)
+        }
+    };
+    let failure_of_chains = match &verdict {
+        Verdict::Failed(f) => Some(f.clone()),
+        Verdict::Passed | Verdict::Stopped => None,
+    };
+    let setup_error = stage.setup_failure.is_some();
+    let (leaks, cleanup_took) = tear_down(stage, &opts).await;
+    let mut failure = failure_of_chains;
+    let outcome = if stopped {
+        Outcome::Stopped
+    } else if failure.is_some() {
+        Outcome::Failed
+    } else if !leaks.is_clean() {
+        failure = Some(leak_failure(&leaks));
+        Outcome::Failed
+    } else {
+        Outcome::Passed
+    };
+    let nodes: Vec<NodeResult> = scenario
+        .nodes
+        .iter()
+        .zip(flow.nodes(0).unwrap_or_default())
+        .map(|(n, r)| NodeResult {
+            node: n.id.clone(),
+            ua: scenario.instances[n.instance].id.clone(),
+            state: r.state,
+            duration_ms: r.duration.map(|d| d.as_secs_f64() * 1000.0),
+            reason: r.reason.clone(),
+            handled: r.state == NodeState::Failed && n.on_failure.is_some(),
+        })
+        .collect();
+    let duration = bus.elapsed();
+    bus.emit(EventKind::RunFinished(RunFinished {
+        outcome,
+        duration_ms: duration.as_secs_f64() * 1000.0,
+        cleanup_ms: cleanup_took.as_secs_f64() * 1000.0,
+        failure: failure.clone(),
+        leaks,
+        nodes: nodes.clone(),
+    }));
+    flush(&bus).await;
+    RunReport {
+        outcome,
+        failure,
+        setup_error,
+        leaks,
+        nodes,
+        duration,
+    }
+}
+
+/// Every sink has the whole run before the caller reads it.
+pub(crate) async fn flush(bus: &Arc<EventBus>) {
+    let flushing = bus.clone();
+    let _ = tokio::task::spawn_blocking(move || flushing.flush()).await;
+}
+
+/// The failure of a run whose cleanup left something behind.
+pub(crate) fn leak_failure(leaks: &LeakCheck) -> Failure {
+    Failure {
+        node: None,
+        ua: None,
+        kind: events::FailureKind::Leak,
+        status: None,
+        message: format!(
+            "leak check: {} dialogs and {} ports left after cleanup",
+            leaks.dialogs, leaks.ports
+        ),
+    }
+}
+
+/// A run set up: its sidecars and UAs started, the UAs with a PBX registered (or the first
+/// thing that failed on the way, in `setup_failure`).
+pub(crate) struct Stage {
+    pub(crate) ctx: Arc<Ctx>,
+    pub(crate) sessions: Arc<Sessions>,
+    pub(crate) setup_failure: Option<Failure>,
+    pub(crate) registered: Vec<Arc<UaShared>>,
+    uas: Vec<Ua>,
+    sidecars: Vec<crate::sidecar::Running>,
+    refreshers: Vec<tokio::task::JoinHandle<()>>,
+    run_shared: RunShared,
+}
+
+#[allow(dead_code, reason = "the load driver uses it (next step)")]
+impl Stage {
+    /// Each UA's dialog layer, by UA index.
+    pub(crate) fn layers(
+        &self,
+    ) -> Vec<Arc<transport::rsipstack::dialog::dialog_layer::DialogLayer>> {
+        self.uas
+            .iter()
+            .map(|u| u.endpoint.dialogs.clone())
+            .collect()
+    }
+}
+
+/// Starts what a run needs before its chains: `run_started`, the sidecars (in order, each
+/// health-checked), the UAs, the registrations.
+pub(crate) async fn set_up(scenario: &Scenario, opts: &RunOptions, bus: &Arc<EventBus>) -> Stage {
     let scenario = Arc::new(scenario.clone());
     bus.emit(EventKind::RunStarted(run_started(&scenario, &opts.run_id)));
     let sessions = Arc::new(Sessions::new());
@@ -121,6 +256,7 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
         sessions: sessions.clone(),
         capture_rtp: opts.capture_rtp,
         limits: opts.limits.clone(),
+        run_id: opts.run_id.as_str().into(),
     };
 
     // Start the sidecars (a PBX, phones) before the UAs, in order, each health-checked.
@@ -130,16 +266,17 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
         .parent()
         .filter(|d| !d.as_os_str().is_empty() && d.exists());
     for sc in &scenario.sidecars {
-        match crate::sidecar::Running::start(sc, dir.unwrap_or(std::path::Path::new(".")), &bus)
+        match crate::sidecar::Running::start(sc, dir.unwrap_or(std::path::Path::new(".")), bus)
             .await
         {
             Ok(r) => sidecars.push(r),
             Err(message) => {
-                log(&bus, Level::Error, None, None, None, message.clone());
+                log(bus, Level::Error, None, None, None, message.clone());
                 setup_failure = Some(Failure {
                     node: None,
                     ua: None,
                     kind: events::FailureKind::Setup,
+                    status: None,
                     message,
                 });
                 break;
@@ -166,7 +303,7 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
             }
             Err(e) => {
                 log(
-                    &bus,
+                    bus,
                     Level::Error,
                     Some(&inst.id),
                     None,
@@ -177,6 +314,7 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
                     node: None,
                     ua: Some(inst.id.clone()),
                     kind: events::FailureKind::Setup,
+                    status: None,
                     message: format!("set-up failed: {e}"),
                 });
                 break;
@@ -196,7 +334,7 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
             match ua.shared.register(pbx.expires).await {
                 Ok(o) if (200..300).contains(&o.code) => {
                     log(
-                        &bus,
+                        bus,
                         Level::Info,
                         Some(&ua.shared.id),
                         None,
@@ -216,7 +354,7 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
                         ua.shared.label
                     );
                     log(
-                        &bus,
+                        bus,
                         Level::Error,
                         Some(&ua.shared.id),
                         None,
@@ -227,6 +365,7 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
                         node: None,
                         ua: Some(ua.shared.id.clone()),
                         kind: events::FailureKind::Setup,
+                        status: None,
                         message,
                     });
                     break;
@@ -251,44 +390,32 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
                 .collect(),
         ),
     });
+    Stage {
+        ctx,
+        sessions,
+        setup_failure,
+        registered,
+        uas,
+        sidecars,
+        refreshers,
+        run_shared,
+    }
+}
 
-    // Run the chains: the flow decides, this drives.
-    let flow = Flow::new(scenario.clone());
-    let chains: usize = scenario.instances.iter().map(|i| i.starts.len()).sum();
-    let mut stopped = false;
-    let (verdict, flow) = match setup_failure.clone() {
-        Some(f) => {
-            let abandon = |flow: &mut Flow| flow.abandon(Instant::now(), 0, f);
-            let (verdict, _, flow) = drive(&ctx, flow, &sessions, &opts.stop, abandon).await;
-            (verdict, flow)
-        }
-        None if chains == 0 && !registered.is_empty() => {
-            // Register-only: the instances stay up as registered phones until stopped.
-            log(
-                &bus,
-                Level::Info,
-                None,
-                None,
-                None,
-                "register-only: staying registered until stopped".into(),
-            );
-            opts.stop.cancelled().await;
-            stopped = true;
-            (Verdict::Stopped, flow)
-        }
-        None => {
-            let start = |flow: &mut Flow| flow.start(Instant::now(), 0);
-            let (verdict, was_stopped, flow) =
-                drive(&ctx, flow, &sessions, &opts.stop, start).await;
-            stopped = was_stopped;
-            (verdict, flow)
-        }
-    };
-    let failure_of_chains = match &verdict {
-        Verdict::Failed(f) => Some(f.clone()),
-        Verdict::Passed | Verdict::Stopped => None,
-    };
-
+/// Cleanup, in order, each step bounded: hang up every call, close them, unregister, tear the
+/// UAs down, stop the sidecars. Returns the leak check and how long it took.
+pub(crate) async fn tear_down(stage: Stage, opts: &RunOptions) -> (LeakCheck, Duration) {
+    let Stage {
+        ctx,
+        sessions,
+        registered,
+        uas,
+        sidecars,
+        refreshers,
+        run_shared,
+        ..
+    } = stage;
+    let bus = ctx.bus.clone();
     // Cleanup, in order, each step bounded.
     let cleanup_start = Instant::now();
     let step = |phase, finished, detail: Option<String>, took: Option<Duration>| {
@@ -424,58 +551,7 @@ pub async fn run(scenario: &Scenario, opts: RunOptions, bus: Arc<EventBus>) -> R
         dialogs: dialogs_left,
         ports: run_shared.sip_ports.leased() + run_shared.rtp_ports.leased(),
     };
-    let mut failure = failure_of_chains;
-    let outcome = if stopped {
-        Outcome::Stopped
-    } else if failure.is_some() {
-        Outcome::Failed
-    } else if !leaks.is_clean() {
-        failure = Some(Failure {
-            node: None,
-            ua: None,
-            kind: events::FailureKind::Leak,
-            message: format!(
-                "leak check: {} dialogs and {} ports left after cleanup",
-                leaks.dialogs, leaks.ports
-            ),
-        });
-        Outcome::Failed
-    } else {
-        Outcome::Passed
-    };
-    let nodes: Vec<NodeResult> = scenario
-        .nodes
-        .iter()
-        .zip(flow.nodes(0).unwrap_or_default())
-        .map(|(n, r)| NodeResult {
-            node: n.id.clone(),
-            ua: scenario.instances[n.instance].id.clone(),
-            state: r.state,
-            duration_ms: r.duration.map(|d| d.as_secs_f64() * 1000.0),
-            reason: r.reason.clone(),
-            handled: r.state == NodeState::Failed && n.on_failure.is_some(),
-        })
-        .collect();
-    let duration = bus.elapsed();
-    bus.emit(EventKind::RunFinished(RunFinished {
-        outcome,
-        duration_ms: duration.as_secs_f64() * 1000.0,
-        cleanup_ms: cleanup_start.elapsed().as_secs_f64() * 1000.0,
-        failure: failure.clone(),
-        leaks,
-        nodes: nodes.clone(),
-    }));
-    // Every sink has the whole run before the caller reads it.
-    let flushing = bus.clone();
-    let _ = tokio::task::spawn_blocking(move || flushing.flush()).await;
-    RunReport {
-        outcome,
-        failure,
-        setup_error: setup_failure.is_some(),
-        leaks,
-        nodes,
-        duration,
-    }
+    (leaks, cleanup_start.elapsed())
 }
 
 fn run_started(s: &Scenario, run_id: &str) -> RunStarted {
@@ -520,38 +596,140 @@ fn run_started(s: &Scenario, run_id: &str) -> RunStarted {
 /// when a call is bound or an event is added to one, the timer task, a stop. Whoever tells it
 /// carries out the actions that follow, at once: no central task stands between a node's end
 /// and the next node's start.
-struct Driver {
-    ctx: Arc<Ctx>,
+pub(crate) struct Driver {
+    pub(crate) ctx: Arc<Ctx>,
     state: std::sync::Mutex<DriverState>,
     tracker: TaskTracker,
-    /// Woken when the flow's next deadline changes or its iteration ended.
-    wake: tokio::sync::Notify,
+    /// Woken when the flow's next deadline changes or an iteration ended.
+    pub(crate) wake: tokio::sync::Notify,
 }
 
-struct DriverState {
-    flow: Flow,
+pub(crate) struct DriverState {
+    pub(crate) flow: Flow,
     /// The tasks of the nodes running, to end them when the flow aborts them.
     running: HashMap<NodeRef, CancellationToken>,
     deadline: Option<Instant>,
-    verdict: Option<Verdict>,
+    /// Iterations that ended and nobody collected yet, in the order they ended.
+    pub(crate) ended: std::collections::VecDeque<(Iteration, Verdict)>,
+    /// Which iterations start and when (under load).
+    pub(crate) starts: Starts,
+}
+
+/// How iterations start: a functional run starts iteration 0; a load starts one per pacer tick
+/// ([`Driver::start`]), or, for an answering load, one per INVITE that no running iteration
+/// claims.
+#[derive(Debug)]
+pub(crate) struct Starts {
+    /// The next iteration's number.
+    pub(crate) next: Iteration,
+    /// How many more may start (`--calls`).
+    pub(crate) left: u64,
+    /// No more start (stop, `--duration` reached, too many failures).
+    pub(crate) closed: bool,
+    /// Each INVITE that no running iteration claims starts an iteration.
+    pub(crate) answering: bool,
+    /// When each running iteration was due to start (its schedule, for latency measured from
+    /// it), and when it did.
+    pub(crate) due: HashMap<Iteration, (Instant, Instant)>,
+}
+
+impl Default for Starts {
+    fn default() -> Self {
+        Self {
+            next: 1,
+            left: u64::MAX,
+            closed: false,
+            answering: false,
+            due: HashMap::new(),
+        }
+    }
 }
 
 impl Driver {
-    fn state(&self) -> std::sync::MutexGuard<'_, DriverState> {
+    pub(crate) fn new(ctx: Arc<Ctx>, flow: Flow, sessions: &Sessions) -> Arc<Self> {
+        let driver = Arc::new(Self {
+            ctx,
+            state: std::sync::Mutex::new(DriverState {
+                flow,
+                running: HashMap::new(),
+                deadline: None,
+                ended: std::collections::VecDeque::new(),
+                starts: Starts::default(),
+            }),
+            tracker: TaskTracker::new(),
+            wake: tokio::sync::Notify::new(),
+        });
+        // Weak: the sessions, which the UAs hold, must not keep the driver alive.
+        let weak = Arc::downgrade(&driver);
+        sessions.observe(Box::new(move |o| {
+            if let (Some(d), Some(input)) = (weak.upgrade(), input_of(o)) {
+                d.input(input);
+            }
+        }));
+        driver
+    }
+
+    pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, DriverState> {
         self.state.lock().expect("driver lock")
+    }
+
+    /// Runs `f` on the flow, then carries out what follows.
+    pub(crate) fn with_flow<T>(self: &Arc<Self>, f: impl FnOnce(&mut DriverState) -> T) -> T {
+        let mut st = self.state();
+        let out = f(&mut st);
+        self.carry_out(&mut st);
+        out
     }
 
     /// Tells the flow `input` and carries out what follows.
     fn input(self: &Arc<Self>, input: Input) {
         let mut st = self.state();
-        st.flow.handle(Instant::now(), input);
+        let arrived = match &input {
+            Input::Arrived { role, .. } if st.starts.answering => Some(*role),
+            _ => None,
+        };
+        let now = Instant::now();
+        st.flow.handle(now, input);
+        if let Some(role) = arrived {
+            // An answering load: each INVITE no running iteration claims starts one.
+            for _ in 0..st.flow.unclaimed(role) {
+                if Self::start_locked(&mut st, now, now).is_none() {
+                    break;
+                }
+            }
+        }
         self.carry_out(&mut st);
     }
 
-    fn timeout(self: &Arc<Self>) {
+    /// Starts the next iteration (due at `due`), if the bounds allow one.
+    #[allow(dead_code, reason = "the load driver uses it (next step)")]
+    pub(crate) fn start(self: &Arc<Self>, due: Instant) -> Option<Iteration> {
+        self.with_flow(|st| Self::start_locked(st, due, Instant::now()))
+    }
+
+    fn start_locked(st: &mut DriverState, due: Instant, now: Instant) -> Option<Iteration> {
+        let s = &mut st.starts;
+        if s.closed || s.left == 0 {
+            return None;
+        }
+        s.left -= 1;
+        let i = s.next;
+        s.next += 1;
+        s.due.insert(i, (due, now));
+        st.flow.start(now, i);
+        Some(i)
+    }
+
+    pub(crate) fn timeout(self: &Arc<Self>) {
         let mut st = self.state();
         st.flow.handle_timeout(Instant::now());
         self.carry_out(&mut st);
+    }
+
+    /// When the flow's next timer is due.
+    #[allow(dead_code, reason = "the load driver uses it (next step)")]
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.state().deadline
     }
 
     /// Carries out every action the flow has (the single-mutation rule: drain after each
@@ -597,8 +775,8 @@ impl Driver {
                     }
                     emit_state(&self.ctx, &change);
                 }
-                Action::Ended { verdict, .. } => {
-                    st.verdict = Some(verdict);
+                Action::Ended { iteration, verdict } => {
+                    st.ended.push_back((iteration, verdict));
                     self.wake.notify_one();
                 }
             }
@@ -609,9 +787,30 @@ impl Driver {
             self.wake.notify_one();
         }
     }
+
+    /// Waits (1 s at most) for the tasks of the nodes it ran, then hands the flow back (its
+    /// node records).
+    pub(crate) async fn finish(self: Arc<Self>) -> Flow {
+        self.tracker.close();
+        if tokio::time::timeout(Duration::from_secs(1), self.tracker.wait())
+            .await
+            .is_err()
+        {
+            log(
+                &self.ctx.bus,
+                Level::Warning,
+                None,
+                None,
+                None,
+                "a node did not stop within 1 s; cleaning up anyway".into(),
+            );
+        }
+        let mut st = self.state();
+        std::mem::replace(&mut st.flow, Flow::new(self.ctx.scenario.clone()))
+    }
 }
 
-/// Drives the flow until its iteration ends: `begin` starts it (or abandons it); the nodes it
+/// Drives the flow until iteration 0 ends: `begin` starts it (or abandons it); the nodes it
 /// hands over run in tasks of their own, which tell it their results; the session tells it
 /// every call binding and call event (which its event nodes wait for); this task fires its
 /// timers and passes a stop in. Returns the verdict, whether a stop ended it, and the flow (its
@@ -624,35 +823,14 @@ async fn drive(
     stop: &CancellationToken,
     begin: impl FnOnce(&mut Flow),
 ) -> (Verdict, bool, Flow) {
-    let driver = Arc::new(Driver {
-        ctx: ctx.clone(),
-        state: std::sync::Mutex::new(DriverState {
-            flow,
-            running: HashMap::new(),
-            deadline: None,
-            verdict: None,
-        }),
-        tracker: TaskTracker::new(),
-        wake: tokio::sync::Notify::new(),
-    });
-    // Weak: the sessions, which the UAs hold, must not keep the driver alive.
-    let weak = Arc::downgrade(&driver);
-    sessions.observe(Box::new(move |o| {
-        if let (Some(d), Some(input)) = (weak.upgrade(), input_of(o)) {
-            d.input(input);
-        }
-    }));
-    {
-        let mut st = driver.state();
-        begin(&mut st.flow);
-        driver.carry_out(&mut st);
-    }
+    let driver = Driver::new(ctx.clone(), flow, sessions);
+    driver.with_flow(|st| begin(&mut st.flow));
     let mut stopped = false;
     let verdict = loop {
         let deadline = {
-            let st = driver.state();
-            if let Some(v) = &st.verdict {
-                break v.clone();
+            let mut st = driver.state();
+            if let Some((_, v)) = st.ended.pop_front() {
+                break v;
             }
             st.deadline
         };
@@ -666,25 +844,7 @@ async fn drive(
             }
         }
     };
-    driver.tracker.close();
-    if tokio::time::timeout(Duration::from_secs(1), driver.tracker.wait())
-        .await
-        .is_err()
-    {
-        log(
-            &ctx.bus,
-            Level::Warning,
-            None,
-            None,
-            None,
-            "a node did not stop within 1 s; cleaning up anyway".into(),
-        );
-    }
-    let flow = {
-        let mut st = driver.state();
-        std::mem::replace(&mut st.flow, Flow::new(ctx.scenario.clone()))
-    };
-    (verdict, stopped, flow)
+    (verdict, stopped, driver.finish().await)
 }
 
 /// What the flow hears of a binding or a call event (the events its nodes wait for).
@@ -703,11 +863,17 @@ fn input_of(o: Observed) -> Option<Input> {
             name,
             outgoing: role == session::Role::Outgoing,
         },
-        Observed::Arrived { call, ua } => Input::Arrived {
+        Observed::Arrived {
+            call,
+            ua,
+            iteration,
+        } => Input::Arrived {
             call: call.0,
             role: ua,
+            iteration,
         },
         Observed::Withdrawn { call } => Input::Withdrawn { call: call.0 },
+        Observed::Closed { call } => Input::Closed { call: call.0 },
         Observed::Event { call, event } => Input::Signal {
             call: call.0,
             signal: match event {
@@ -726,7 +892,7 @@ fn input_of(o: Observed) -> Option<Input> {
     })
 }
 
-async fn sleep_until(at: Option<Instant>) {
+pub(crate) async fn sleep_until(at: Option<Instant>) {
     if let Some(at) = at {
         tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
     }

@@ -336,21 +336,25 @@ impl UaShared {
         if let Some(rep) = replaces {
             self.on_replaces(&d, &rep, &from);
         } else {
-            let call = self.sessions.insert_incoming(self.idx, d.clone(), |call| {
-                self.log(
-                    Level::Info,
-                    None,
-                    None,
-                    format!("incoming call {} from {from}", call.sip_call_id()),
-                );
-                if reliable {
-                    call.make_provisionals_reliable(first_rseq());
-                }
-                if self.auto_ringing {
-                    // Queued on the INVITE transaction before any node can answer.
-                    let _ = self.provisional_now(call, None);
-                }
-            });
+            let iteration = header(&tx.original, crate::ua::ITERATION_HEADER)
+                .and_then(|t| self.iteration_of(&t));
+            let call = self
+                .sessions
+                .insert_incoming(self.idx, d.clone(), iteration, |call| {
+                    self.log(
+                        Level::Info,
+                        None,
+                        None,
+                        format!("incoming call {} from {from}", call.sip_call_id()),
+                    );
+                    if reliable {
+                        call.make_provisionals_reliable(first_rseq());
+                    }
+                    if self.auto_ringing {
+                        // Queued on the INVITE transaction before any node can answer.
+                        let _ = self.provisional_now(call, None);
+                    }
+                });
             self.spawn(self.clone().refuse_if_unclaimed(call, from.clone()));
         }
         let mut d = d;

@@ -62,9 +62,27 @@ pub(crate) struct UaShared {
     /// teardown; `stopping` ends the ones still waiting.
     pub(crate) tasks: tokio_util::task::TaskTracker,
     pub(crate) stopping: tokio_util::sync::CancellationToken,
+    /// The run's id: an INVITE between its own UAs names its iteration under it
+    /// ([`ITERATION_HEADER`]).
+    pub(crate) run_id: Arc<str>,
 }
 
+/// The header with which an INVITE between one run's UAs names its iteration (under load, the
+/// callee's INCOMING of that iteration takes it): `7@<run id>`.
+pub(crate) const ITERATION_HEADER: &str = "X-Callflow-Iteration";
+
 impl UaShared {
+    /// The value of [`ITERATION_HEADER`] for `iteration` of this run.
+    pub(crate) fn iteration_tag(&self, iteration: session::Iteration) -> String {
+        format!("{iteration}@{}", self.run_id)
+    }
+
+    /// The iteration of this run an INVITE's [`ITERATION_HEADER`] names, if it names one.
+    pub(crate) fn iteration_of(&self, tag: &str) -> Option<session::Iteration> {
+        let (i, run) = tag.trim().split_once('@')?;
+        (run == &*self.run_id).then(|| i.parse().ok()).flatten()
+    }
+
     /// Runs `fut` on a task this UA tracks: it ends at teardown at the latest.
     pub(crate) fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
         let stopping = self.stopping.clone();
@@ -132,6 +150,7 @@ pub(crate) struct RunShared {
     pub(crate) sessions: Arc<Sessions>,
     pub(crate) capture_rtp: bool,
     pub(crate) limits: crate::engine::Limits,
+    pub(crate) run_id: Arc<str>,
 }
 
 impl Ua {
@@ -220,6 +239,7 @@ impl Ua {
             subscriptions: std::sync::Mutex::new(std::collections::HashMap::new()),
             tasks: tokio_util::task::TaskTracker::new(),
             stopping: tokio_util::sync::CancellationToken::new(),
+            run_id: run.run_id.clone(),
         });
         // Weak: the endpoint (which the UA's context holds) keeps the hook.
         let weak = Arc::downgrade(&shared);

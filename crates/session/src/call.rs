@@ -354,6 +354,16 @@ impl<D: crate::Dialog> Call<D> {
         self.state().binding.clone()
     }
 
+    /// The iteration a node bound it to.
+    pub fn iteration(&self) -> Option<crate::Iteration> {
+        self.state().binding.as_ref().map(|(i, _)| *i)
+    }
+
+    /// Its dialog's id as it was made (the Call-ID and local tag never change).
+    pub(crate) fn first_id(&self) -> &DialogId {
+        &self.first_id
+    }
+
     pub(crate) fn set_binding(&self, iteration: crate::Iteration, name: &str) {
         self.state().binding = Some((iteration, name.to_owned()));
     }

@@ -47,13 +47,19 @@ pub enum Observed {
         call: CallKey,
         event: CallEvent,
     },
-    /// An INVITE is held, ringing, for the UA's next INCOMING.
+    /// An INVITE is held, ringing, for the UA's next INCOMING (of `iteration` if it names
+    /// one of this run's).
     Arrived {
         call: CallKey,
         ua: UaIdx,
+        iteration: Option<Iteration>,
     },
     /// It was refused before any INCOMING took it.
     Withdrawn {
+        call: CallKey,
+    },
+    /// The call was closed and forgotten.
+    Closed {
         call: CallKey,
     },
 }
@@ -172,16 +178,22 @@ impl<D: Dialog> Sessions<D> {
     /// then holds it for an INCOMING node (reported: the flow gives it to one). The call is
     /// indexed before `prepare`, so dialog states that `prepare` causes are latched on it; it
     /// is held after, so no node can answer it before `prepare` is done.
+    /// `iteration`: the iteration of this run the INVITE says it belongs to, if any.
     pub fn insert_incoming(
         &self,
         ua: UaIdx,
         dialog: D,
+        iteration: Option<Iteration>,
         prepare: impl FnOnce(&Arc<Call<D>>),
     ) -> Arc<Call<D>> {
         let call = self.insert(ua, Role::Incoming, dialog, None);
         prepare(&call);
         self.held.insert(call.key, ua);
-        self.report(Observed::Arrived { call: call.key, ua });
+        self.report(Observed::Arrived {
+            call: call.key,
+            ua,
+            iteration,
+        });
         call
     }
 
@@ -290,7 +302,38 @@ impl<D: Dialog> Sessions<D> {
     ///
     /// Cancel safety: not cancel safe; requests may be left half-done. Bound it with `limit`.
     pub async fn hangup_all(&self, limit: Duration) -> HangupReport {
-        let calls = self.all();
+        self.hangup(self.all(), limit).await
+    }
+
+    /// The calls bound to a node of `iteration` (an incoming call no INCOMING took belongs to
+    /// none).
+    pub fn of_iteration(&self, iteration: Iteration) -> Vec<Arc<Call<D>>> {
+        let mut v: Vec<_> = self
+            .calls
+            .iter()
+            .filter(|c| c.iteration() == Some(iteration))
+            .map(|c| c.clone())
+            .collect();
+        v.sort_by_key(|c| c.key);
+        v
+    }
+
+    /// Cleanup of one iteration under load: [`Self::hangup_all`] and [`Self::close_all`] for
+    /// its calls only, so each call's dialog, ports and media go as its iteration ends.
+    pub async fn end_iteration(
+        &self,
+        iteration: Iteration,
+        limit: Duration,
+        layers: &[Arc<DialogLayer>],
+    ) -> HangupReport {
+        let report = self.hangup(self.of_iteration(iteration), limit).await;
+        self.close(self.of_iteration(iteration), layers);
+        report
+    }
+
+    /// Ends `calls` (step 1 of cleanup, for some calls).
+    async fn hangup(&self, calls: Vec<Arc<Call<D>>>, limit: Duration) -> HangupReport {
+        let keys: Vec<CallKey> = calls.iter().map(|c| c.key).collect();
         let legs: Vec<flow::cleanup::Leg> = calls
             .iter()
             .map(|c| flow::cleanup::Leg {
@@ -336,10 +379,10 @@ impl<D: Dialog> Sessions<D> {
             });
         }
         let _ = tokio::time::timeout(limit, futures::future::join_all(pending)).await;
-        report.unfinished = self
-            .all()
+        report.unfinished = keys
             .iter()
-            .filter(|c| c.leg_state() != LegState::Terminated)
+            .filter_map(|k| self.calls.get(k).map(|c| c.leg_state()))
+            .filter(|s| *s != LegState::Terminated)
             .count();
         report
     }
@@ -347,7 +390,17 @@ impl<D: Dialog> Sessions<D> {
     /// Step 2 of cleanup: forgets every call and removes its dialog from the UA's dialog layer
     /// (rsipstack keeps confirmed dialogs until told). Returns how many calls were closed.
     pub fn close_all(&self, layers: &[Arc<DialogLayer>]) -> usize {
-        let calls = self.all();
+        let n = self.close(self.all(), layers);
+        self.calls.clear();
+        self.names.clear();
+        self.dialogs.clear();
+        self.held.clear();
+        n
+    }
+
+    /// Forgets `calls` (each reported closed) and removes their dialogs from their UAs'
+    /// dialog layers.
+    fn close(&self, calls: Vec<Arc<Call<D>>>, layers: &[Arc<DialogLayer>]) -> usize {
         for call in &calls {
             call.release_resources();
             if let Some(layer) = layers.get(call.ua) {
@@ -355,11 +408,19 @@ impl<D: Dialog> Sessions<D> {
                     layer.remove_dialog(&id);
                 }
             }
+            self.calls.remove(&call.key);
+            self.held.remove(&call.key);
+            let id = &call.first_id();
+            self.dialogs.remove_if(
+                &(call.ua, id.call_id.clone(), id.local_tag.clone()),
+                |_, k| *k == call.key,
+            );
+            if let Some((i, name)) = call.binding() {
+                self.names
+                    .remove_if(&(call.ua, i, name), |_, k| *k == call.key);
+            }
+            self.report(Observed::Closed { call: call.key });
         }
-        self.calls.clear();
-        self.names.clear();
-        self.dialogs.clear();
-        self.held.clear();
         calls.len()
     }
 }

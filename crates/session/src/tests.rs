@@ -156,7 +156,7 @@ fn an_incoming_call_is_taken_in_the_iteration_of_its_incoming_node() {
     let sent = Arc::default();
     let s = Sessions::<Scripted>::new();
     let seen = reports(&s);
-    let rang = s.insert_incoming(1, Scripted::new("a", "early", &sent), |c| {
+    let rang = s.insert_incoming(1, Scripted::new("a", "early", &sent), None, |c| {
         c.push(CallEvent::Provisional {
             code: 180,
             reason: "Ringing".into(),
@@ -173,7 +173,8 @@ fn an_incoming_call_is_taken_in_the_iteration_of_its_incoming_node() {
         seen[1],
         Observed::Arrived {
             call: rang.key,
-            ua: 1
+            ua: 1,
+            iteration: None,
         }
     );
     assert!(
@@ -191,7 +192,7 @@ fn an_incoming_call_is_taken_in_the_iteration_of_its_incoming_node() {
     assert!(!s.withdraw_incoming(1, &taken));
     assert!(s.take_incoming(1, rang.key, 4, "call-1").is_none());
     // One refused before any INCOMING took it is no longer held.
-    let other = s.insert_incoming(1, Scripted::new("b", "early", &sent), |_| {});
+    let other = s.insert_incoming(1, Scripted::new("b", "early", &sent), None, |_| {});
     assert!(s.withdraw_incoming(1, &other));
     assert!(s.take_incoming(1, other.key, 3, "call-2").is_none());
 }
@@ -206,7 +207,7 @@ async fn cleanup_hangs_up_every_leg_still_up_in_its_own_way_then_forgets_them() 
         Some((0, "ringing-out")),
         Scripted::new("out", "early", &sent),
     );
-    s.insert_incoming(1, Scripted::new("in", "early", &sent), |_| {});
+    s.insert_incoming(1, Scripted::new("in", "early", &sent), None, |_| {});
     s.insert_outgoing(0, Some((0, "over")), Scripted::new("over", "ended", &sent));
     // A Release already sent this one's BYE to a peer that is gone: waited for (what is left
     // of the step's limit), not sent again.
@@ -227,6 +228,46 @@ async fn cleanup_hangs_up_every_leg_still_up_in_its_own_way_then_forgets_them() 
     assert_eq!(s.close_all(&[]), 5);
     assert!(s.is_empty());
     assert!(s.get(0, 0, "up").is_none());
+}
+
+/// Under load each iteration's calls go as it ends: the others stay, untouched, and the flow
+/// hears that each one went.
+#[tokio::test(start_paused = true)]
+async fn an_iteration_that_ends_takes_only_its_own_calls_with_it() {
+    let sent: Arc<Mutex<Vec<String>>> = Arc::default();
+    let s = Sessions::<Scripted>::new();
+    let seen = reports(&s);
+    let mine = s.insert_outgoing(
+        0,
+        Some((1, "call-1")),
+        Scripted::new("a", "confirmed", &sent),
+    );
+    s.insert_outgoing(
+        0,
+        Some((2, "call-1")),
+        Scripted::new("b", "confirmed", &sent),
+    );
+    let held = s.insert_incoming(1, Scripted::new("c", "early", &sent), Some(1), |_| {});
+    let report = s.end_iteration(1, Duration::from_secs(5), &[]).await;
+    assert_eq!(sent.lock().expect("sent").clone(), ["BYE a"]);
+    assert_eq!(
+        report.to_string(),
+        "1 BYE, 0 CANCEL, 0 rejected, 0 already ended"
+    );
+    assert!(s.get(0, 1, "call-1").is_none());
+    assert!(s.get(0, 2, "call-1").is_some(), "iteration 2's call stays");
+    assert_eq!(
+        s.len(),
+        2,
+        "iteration 2's call and the INVITE no INCOMING took"
+    );
+    assert!(s.by_dialog(0, &mine.dialog.id).is_none());
+    assert!(
+        seen.lock()
+            .expect("seen")
+            .contains(&Observed::Closed { call: mine.key })
+    );
+    assert!(s.take_incoming(1, held.key, 1, "call-1").is_some());
 }
 
 #[test]

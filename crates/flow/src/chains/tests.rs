@@ -481,6 +481,7 @@ fn an_iteration_abandoned_before_it_started_skips_every_node() {
         node: None,
         ua: Some("bob".into()),
         kind: FailureKind::Setup,
+        status: None,
         message: "set-up failed: address in use".into(),
     };
     sim.flow.abandon(sim.now(), 0, failure.clone());
@@ -520,8 +521,22 @@ instances:
     let t0 = Sim::sip(scenario(CALL)).now();
     flow.start(t0, 0);
     // Two INVITEs arrive while bob is busy; the first is refused (unclaimed) before he looks.
-    flow.handle(t0, Input::Arrived { call: 7, role: 0 });
-    flow.handle(t0, Input::Arrived { call: 8, role: 0 });
+    flow.handle(
+        t0,
+        Input::Arrived {
+            call: 7,
+            role: 0,
+            iteration: None,
+        },
+    );
+    flow.handle(
+        t0,
+        Input::Arrived {
+            call: 8,
+            role: 0,
+            iteration: None,
+        },
+    );
     flow.handle(t0, Input::Withdrawn { call: 7 });
     let _ = std::iter::from_fn(|| flow.poll_action()).count();
     let t1 = t0 + Duration::from_secs(1);
@@ -592,4 +607,61 @@ instances:
     );
     assert!(sim.trace.iter().any(|l| l.ends_with("flowing passed")));
     assert!(sim.trace.iter().any(|l| l.ends_with("first passed")));
+}
+
+/// Under load, an INVITE that names its iteration goes to that iteration's INCOMING, whatever
+/// order the INCOMINGs began in; one that names none goes to the oldest; one that no running
+/// iteration claims is unclaimed (it starts an iteration of an answering role).
+#[test]
+fn an_invite_that_names_its_iteration_goes_to_it() {
+    let s = scenario(
+        r#"
+instances:
+  bob:
+    dn: "200"
+    steps:
+      - { event: INCOMING, id: in, timeout: 5s }
+"#,
+    );
+    let mut flow = Flow::new(s);
+    let t0 = Sim::sip(scenario(CALL)).now();
+    flow.start(t0, 1);
+    flow.start(t0, 2);
+    let _ = std::iter::from_fn(|| flow.poll_action()).count();
+    let arrive = |call, iteration| Input::Arrived {
+        call,
+        role: 0,
+        iteration,
+    };
+    flow.handle(t0, arrive(20, Some(2)));
+    flow.handle(t0, arrive(30, Some(3)));
+    let actions: Vec<Action> = std::iter::from_fn(|| flow.poll_action()).collect();
+    let at = |iteration| NodeRef { iteration, node: 0 };
+    assert_eq!(
+        actions,
+        vec![Action::Take {
+            at: at(2),
+            call: 20
+        }]
+    );
+    assert_eq!(flow.unclaimed(0), 1, "iteration 3 is not running");
+    flow.handle(t0, arrive(10, None));
+    let actions: Vec<Action> = std::iter::from_fn(|| flow.poll_action()).collect();
+    assert_eq!(
+        actions,
+        vec![Action::Take {
+            at: at(1),
+            call: 10
+        }]
+    );
+    flow.start(t0, 3);
+    let actions: Vec<Action> = std::iter::from_fn(|| flow.poll_action()).collect();
+    assert!(
+        actions.contains(&Action::Take {
+            at: at(3),
+            call: 30
+        }),
+        "{actions:?}"
+    );
+    assert_eq!(flow.unclaimed(0), 0);
 }
