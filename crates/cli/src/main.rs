@@ -1,11 +1,13 @@
 //! `callflow`: run SIP call-flow scenarios against real sockets.
 
+mod load;
 mod output;
 mod plan;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use events::exit_code;
+use orchestrator::PortPolicy;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -31,6 +33,9 @@ struct Cli {
 enum Command {
     /// Validate and run a scenario (the bundled basic call when no file is given).
     Run(RunArgs),
+    /// Run a scenario as a load: many iterations at a rate, with statistics (docs/load.md).
+    /// Exit 0 when the failures stayed within --max-failures, 1 otherwise.
+    Load(load::LoadArgs),
     /// Check scenarios without sending anything. Exit 0 when all are valid, 2 otherwise.
     Validate {
         /// Scenario files, folders (their *.yaml, *.yml and *.json) or glob patterns, as `run`
@@ -78,21 +83,8 @@ struct RunArgs {
     /// stream per run: PATH-NN-<name>.<ext>.
     #[arg(long, value_name = "PATH")]
     events: Option<String>,
-    /// Address the UAs bind to.
-    #[arg(long, default_value = "127.0.0.1")]
-    bind: IpAddr,
-    /// First SIP port to try; without it the OS picks free ports.
-    #[arg(long)]
-    base_port: Option<u16>,
-    /// How many SIP ports (2 apart) from --base-port may be used.
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..))]
-    port_count: u16,
-    /// First RTP port to try; without it the OS picks free ports.
-    #[arg(long)]
-    rtp_base_port: Option<u16>,
-    /// How many RTP ports (2 apart) from --rtp-base-port may be used.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..))]
-    rtp_port_count: u16,
+    #[command(flatten)]
+    net: Network,
     /// Show every SIP message as it crosses the wire (-v: a line each; -vv: and the whole
     /// message).
     #[arg(short, long, action = clap::ArgAction::Count)]
@@ -119,22 +111,62 @@ struct RunArgs {
     /// each call's packets, the last 30,000, as one `rtp_capture` event when its media ends).
     #[arg(long)]
     no_rtp_capture: bool,
-    /// How long an INVITE that no INCOMING node takes is held (ringing) before it is answered
-    /// 480 Temporarily Unavailable [default: 60s].
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    unclaimed_invite_hold: Option<Duration>,
-    /// TCP connections a UA keeps at once; past it the one idle longest is closed
-    /// [default: 256].
-    #[arg(long, value_name = "N")]
-    max_tcp_connections: Option<usize>,
-    /// A TCP connection with no message for this long is closed [default: 120s].
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    tcp_idle_timeout: Option<Duration>,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// Memory the reports (ladder, JUnit, pcap, --out) may keep of a run's events; past it, SIP
     /// messages and RTP packets are left out of them (the --events stream keeps all) [default:
     /// 128].
     #[arg(long, value_name = "MIB")]
     report_memory: Option<usize>,
+}
+
+/// Where the UAs listen and which ports they may take (`run` and `load` alike).
+#[derive(Args, Clone, Debug)]
+pub(crate) struct Network {
+    /// Address the UAs bind to.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub(crate) bind: IpAddr,
+    /// First SIP port to try; without it the OS picks free ports.
+    #[arg(long)]
+    pub(crate) base_port: Option<u16>,
+    /// How many SIP ports (2 apart) from --base-port may be used.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) port_count: u16,
+    /// First RTP port to try; without it the OS picks free ports.
+    #[arg(long)]
+    pub(crate) rtp_base_port: Option<u16>,
+    /// How many RTP ports (2 apart) from --rtp-base-port may be used.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) rtp_port_count: u16,
+}
+
+impl Network {
+    /// The SIP and RTP port policies.
+    pub(crate) fn policies(&self) -> (PortPolicy, PortPolicy) {
+        let policy = |base: Option<u16>, count| {
+            base.map_or(PortPolicy::Ephemeral, |b| PortPolicy::range(b, count))
+        };
+        (
+            policy(self.base_port, self.port_count),
+            policy(self.rtp_base_port, self.rtp_port_count),
+        )
+    }
+}
+
+/// Bounds on what a peer can make a UA hold (`run` and `load` alike).
+#[derive(Args, Clone, Debug)]
+pub(crate) struct LimitArgs {
+    /// How long an INVITE that no INCOMING node takes is held (ringing) before it is answered
+    /// 480 Temporarily Unavailable [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(crate) unclaimed_invite_hold: Option<Duration>,
+    /// TCP connections a UA keeps at once; past it the one idle longest is closed
+    /// [default: 256].
+    #[arg(long, value_name = "N")]
+    pub(crate) max_tcp_connections: Option<usize>,
+    /// A TCP connection with no message for this long is closed [default: 120s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(crate) tcp_idle_timeout: Option<Duration>,
 }
 
 /// A command line that names nothing to work on (a glob that matches no file, a folder with no
@@ -193,6 +225,7 @@ fn real_main() -> anyhow::Result<i32> {
     match cli.command {
         Command::Validate { files } => Ok(validate(&expand(&files)?)),
         Command::Run(args) => plan::run(args),
+        Command::Load(args) => load::run(args),
         Command::Report { dir } => report(&dir),
         Command::Serve {
             listen,
@@ -364,7 +397,7 @@ fn report_budget(args: &RunArgs) -> usize {
 }
 
 /// The run's limits: each flag given, else the engine's default (one source for both).
-fn limits(args: &RunArgs) -> orchestrator::Limits {
+fn limits(args: &LimitArgs) -> orchestrator::Limits {
     let d = orchestrator::Limits::default();
     orchestrator::Limits {
         max_tcp_connections: args

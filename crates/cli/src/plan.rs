@@ -10,7 +10,7 @@ use crate::output;
 use crate::{BUNDLED, Outputs, RunArgs, UsageError, limits, report_budget, write_reports};
 use anyhow::Context;
 use events::exit_code;
-use orchestrator::{EventBus, EventSink, PortPolicy, RunOptions};
+use orchestrator::{EventBus, EventSink, RunOptions};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -200,18 +200,15 @@ async fn execute(
         || args.out.is_some();
     let capture_rtp =
         (args.out.is_some() || (single && args.pcap.is_some())) && !args.no_rtp_capture;
-    let policy = |base: Option<u16>, count| {
-        base.map_or(PortPolicy::Ephemeral, |b| PortPolicy::range(b, count))
-    };
     let mut handles = Vec::new();
     for p in runs {
         let opts = RunOptions {
-            sip_ports: policy(args.base_port, args.port_count),
-            rtp_ports: policy(args.rtp_base_port, args.rtp_port_count),
-            bind_ip: args.bind,
+            sip_ports: args.net.policies().0,
+            rtp_ports: args.net.policies().1,
+            bind_ip: args.net.bind,
             stop: stop.clone(),
             capture_rtp,
-            limits: limits(args),
+            limits: limits(&args.limits),
             ..RunOptions::default()
         };
         let limit = limit.clone();

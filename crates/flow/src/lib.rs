@@ -21,6 +21,7 @@ pub mod extensions;
 pub mod failure;
 pub mod hangup;
 pub mod media;
+pub mod pacing;
 pub mod routing;
 pub mod session_timer;
 pub mod sim;

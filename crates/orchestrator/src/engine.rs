@@ -229,7 +229,6 @@ pub(crate) struct Stage {
     run_shared: RunShared,
 }
 
-#[allow(dead_code, reason = "the load driver uses it (next step)")]
 impl Stage {
     /// Each UA's dialog layer, by UA index.
     pub(crate) fn layers(
@@ -702,7 +701,6 @@ impl Driver {
     }
 
     /// Starts the next iteration (due at `due`), if the bounds allow one.
-    #[allow(dead_code, reason = "the load driver uses it (next step)")]
     pub(crate) fn start(self: &Arc<Self>, due: Instant) -> Option<Iteration> {
         self.with_flow(|st| Self::start_locked(st, due, Instant::now()))
     }
@@ -727,7 +725,6 @@ impl Driver {
     }
 
     /// When the flow's next timer is due.
-    #[allow(dead_code, reason = "the load driver uses it (next step)")]
     pub(crate) fn deadline(&self) -> Option<Instant> {
         self.state().deadline
     }

@@ -22,6 +22,7 @@ mod calls;
 mod checks;
 mod engine;
 mod exec;
+pub mod load;
 mod pbx;
 mod rel100;
 mod requests;

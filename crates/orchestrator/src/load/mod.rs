@@ -1,0 +1,481 @@
+//! `callflow load`: one scenario as the template of many iterations over one set of UAs (one
+//! SIP endpoint per role, SIPp's mono-socket mode). Each iteration has its own calls, timers and
+//! verdict (the flow keys everything by iteration); when one ends, its calls are hung up and
+//! closed and its ports go back, so memory follows the calls in flight, not the calls made.
+//!
+//! - A scenario with a role whose chain starts with a command *originates*: a pacer starts
+//!   iterations on an absolute schedule (`flow::pacing`), or keeps `users` in flight. Its INVITEs
+//!   to the run's own roles name their iteration, so each reaches that iteration's INCOMING.
+//! - A scenario whose every chain starts with INCOMING *answers*: each INVITE that no running
+//!   iteration claims starts one (`sipp -sn uac` can load it).
+//!
+//! A load always has a bound (`calls` or `duration`) and stops by itself; a stop (Ctrl-C) or
+//! too many failures ends the iterations in flight with the ordered cleanup. The statistics
+//! ([`LoadStats`]) are aggregates fed by the event stream.
+
+pub mod stats;
+
+use crate::bus::EventBus;
+use crate::engine::{self, Driver, RunOptions, Stage};
+use crate::ua::log;
+use events::{LeakCheck, Level};
+use flow::chains::{Flow, Input, Verdict};
+pub use flow::pacing::Ramp;
+use flow::pacing::Schedule;
+use scenario::{Action as Step, Scenario};
+use serde::Serialize;
+use stats::Ended;
+pub use stats::{LoadStats, Percentiles, Snapshot};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How iterations start.
+#[derive(Clone, Debug)]
+pub enum Pacing {
+    /// New iterations per second, on an absolute schedule, ramping if asked.
+    Rate(Ramp),
+    /// Closed loop: `users` in flight, a new one as soon as one ends; the first `users` start
+    /// at `ramp` per second.
+    Users { users: usize, ramp: f64 },
+}
+
+/// How to run a load.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    pub run: RunOptions,
+    pub pacing: Pacing,
+    /// Iterations in all, whoever starts them.
+    pub calls: Option<u64>,
+    /// No iteration starts after this long; those in flight end on their own.
+    pub duration: Option<Duration>,
+    /// Iterations in flight at most (a start due meanwhile waits, and is counted late).
+    pub max_concurrent: Option<usize>,
+    /// More failed iterations than this stop the load.
+    pub max_failures: u64,
+    /// How often `on_tick` hears a snapshot.
+    pub interval: Duration,
+}
+
+/// What a load did: the summary (`--summary`), and whether it was set up at all.
+#[derive(Clone, Debug)]
+pub struct LoadReport {
+    pub summary: Summary,
+    /// The set-up failed (exit 3): nothing was started.
+    pub setup_error: Option<String>,
+}
+
+/// The summary of a load, as `--summary` writes it (docs/load.md, schema version 1).
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub schema_version: u32,
+    pub scenario: String,
+    pub file: String,
+    /// `originate` (a pacer starts iterations) or `answer` (each INVITE starts one).
+    pub mode: &'static str,
+    /// `passed` (failures within --max-failures), `failed`, `stopped`, `setup_error`.
+    pub outcome: &'static str,
+    pub duration_s: f64,
+    pub calls: Calls,
+    pub rate: Rate,
+    pub concurrency: Concurrency,
+    /// Per phase: pdd (INVITE to first 18x), setup (INVITE to 2xx), bye (BYE to its final
+    /// response), iteration (start to end), iteration_from_schedule (from when it was due:
+    /// coordinated omission), start_lag (start against schedule).
+    pub latency_ms: BTreeMap<String, Percentiles>,
+    /// Each node's duration, by node id.
+    pub nodes_ms: BTreeMap<String, Percentiles>,
+    pub retransmissions: Retransmissions,
+    /// Responses by status code.
+    pub responses: Responses,
+    /// The generator, not the peer, was the limit: starts skipped or late by an interval.
+    pub generator_limited: bool,
+    pub generator: Generator,
+    pub leaks: LeakCheck,
+    /// The first failures' messages.
+    pub first_failures: Vec<String>,
+    /// The histograms behind `latency_ms`, HDR V2 base64, in microseconds: summaries of several
+    /// generators merge exactly.
+    pub histograms: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Calls {
+    pub attempted: u64,
+    pub passed: u64,
+    pub failed: u64,
+    pub stopped: u64,
+    pub failures_by_class: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Rate {
+    /// Per second (the last step of a ramp); none when answering or closed-loop.
+    pub target: Option<f64>,
+    /// Iterations started per second, from the first start to the last.
+    pub achieved: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Concurrency {
+    pub max_in_flight: u64,
+    pub limit: Option<usize>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Retransmissions {
+    pub sent: u64,
+    pub received: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Responses {
+    pub received: BTreeMap<String, u64>,
+    pub sent: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Generator {
+    /// Starts skipped: due more than one interval before the pacer could start them.
+    pub missed_starts: u64,
+    /// Starts 10 ms or more behind their schedule.
+    pub late_starts: u64,
+    pub max_lag_ms: f64,
+    /// Time spent at the concurrency limit with starts due.
+    pub capped_s: f64,
+}
+
+/// Whether every chain of the scenario starts with INCOMING: it answers.
+pub fn answers(s: &Scenario) -> bool {
+    let mut starts = s.instances.iter().flat_map(|i| &i.starts).peekable();
+    starts.peek().is_some() && starts.all(|&n| matches!(s.nodes[n].action, Step::Incoming { .. }))
+}
+
+/// Runs `scenario` as a load. `stats` is fed by the event stream (make it one of `bus`'s
+/// sinks); `on_tick` hears a snapshot every [`LoadOptions::interval`].
+///
+/// Cancel safety: not cancel safe; stop it with the run options' stop token.
+pub async fn load(
+    scenario: &Scenario,
+    opts: LoadOptions,
+    bus: Arc<EventBus>,
+    stats: Arc<LoadStats>,
+    mut on_tick: impl FnMut(&Snapshot),
+) -> LoadReport {
+    let began = Instant::now();
+    let answering = answers(scenario);
+    let stage = engine::set_up(scenario, &opts.run, &bus).await;
+    if let Some(f) = stage.setup_failure.clone() {
+        let (leaks, _) = engine::tear_down(stage, &opts.run).await;
+        engine::flush(&bus).await;
+        let mut summary = summarize(scenario, &opts, answering, &stats, &Progress::default());
+        summary.outcome = "setup_error";
+        summary.leaks = leaks;
+        summary.duration_s = began.elapsed().as_secs_f64();
+        return LoadReport {
+            summary,
+            setup_error: Some(f.message),
+        };
+    }
+    let progress = drive(&stage, &opts, answering, &stats, &mut on_tick).await;
+    let (leaks, _) = engine::tear_down(stage, &opts.run).await;
+    engine::flush(&bus).await;
+    let mut summary = summarize(scenario, &opts, answering, &stats, &progress);
+    summary.leaks = leaks;
+    summary.duration_s = began.elapsed().as_secs_f64();
+    summary.outcome = if progress.stopped {
+        "stopped"
+    } else if summary.calls.failed > opts.max_failures || !leaks.is_clean() {
+        "failed"
+    } else {
+        "passed"
+    };
+    if !leaks.is_clean() {
+        summary
+            .first_failures
+            .push(engine::leak_failure(&leaks).message);
+    }
+    LoadReport {
+        summary,
+        setup_error: None,
+    }
+}
+
+/// What the pacer saw.
+#[derive(Debug, Default)]
+struct Progress {
+    stopped: bool,
+    first_start: Option<Instant>,
+    last_start: Option<Instant>,
+    missed: u64,
+    capped: Duration,
+    target: Option<f64>,
+}
+
+/// Starts iterations until a bound says stop, collects each that ends (its statistics, its
+/// cleanup), and returns once none is in flight.
+async fn drive(
+    stage: &Stage,
+    opts: &LoadOptions,
+    answering: bool,
+    stats: &Arc<LoadStats>,
+    on_tick: &mut impl FnMut(&Snapshot),
+) -> Progress {
+    let ctx = &stage.ctx;
+    let driver = Driver::new(
+        ctx.clone(),
+        Flow::new(ctx.scenario.clone()),
+        &stage.sessions,
+    );
+    {
+        let mut st = driver.state();
+        st.starts.left = opts.calls.unwrap_or(u64::MAX);
+        st.starts.answering = answering;
+    }
+    let start = Instant::now();
+    let end_of_starts = opts.duration.map(|d| start + d);
+    let mut schedule = match (&opts.pacing, answering) {
+        (_, true) => None,
+        (Pacing::Rate(ramp), false) => Some(Schedule::new(*ramp, start)),
+        (Pacing::Users { ramp, .. }, false) => {
+            Some(Schedule::new(Ramp::constant(ramp.max(0.001)), start))
+        }
+    };
+    let users = match opts.pacing {
+        Pacing::Users { users, .. } => Some(users as u64),
+        Pacing::Rate(_) => None,
+    };
+    let cap = opts.max_concurrent.map(|c| c as u64);
+    let layers = Arc::new(stage.layers());
+    let (cleaned_tx, mut cleaned_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut cleaning = 0u64;
+    let mut progress = Progress {
+        target: match (&opts.pacing, answering) {
+            (Pacing::Rate(r), false) => Some(r.rate),
+            _ => None,
+        },
+        ..Progress::default()
+    };
+    let mut closed = false;
+    let mut stop_sent = false;
+    let mut next_tick = start + opts.interval;
+    let mut last_started = 0u64;
+    let mut started_at_tick = 0u64;
+    let mut capped_since: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        // Collect what ended: statistics now, cleanup on a task of its own.
+        let (ended, running, mut started, left) = {
+            let mut st = driver.state();
+            let st = &mut *st;
+            let ended: Vec<_> = st
+                .ended
+                .drain(..)
+                .map(|(i, v)| {
+                    st.flow.forget(i);
+                    (i, v, st.starts.due.remove(&i))
+                })
+                .collect();
+            (
+                ended,
+                st.starts.due.len() as u64,
+                u64::from(st.starts.next - 1),
+                st.starts.left,
+            )
+        };
+        for (i, verdict, due) in ended {
+            let how = match verdict {
+                Verdict::Passed => Ended::Passed,
+                Verdict::Failed(f) => Ended::Failed(f),
+                Verdict::Stopped => Ended::Stopped,
+            };
+            let (due, began) = due.unwrap_or((now, now));
+            stats.ended(
+                &how,
+                now.saturating_duration_since(began),
+                now.saturating_duration_since(due),
+            );
+            cleaning += 1;
+            let (sessions, layers, tx) =
+                (stage.sessions.clone(), layers.clone(), cleaned_tx.clone());
+            let limit = opts.run.step_limit;
+            tokio::spawn(async move {
+                sessions.end_iteration(i, limit, &layers).await;
+                let _ = tx.send(());
+            });
+        }
+        while cleaned_rx.try_recv().is_ok() {
+            cleaning -= 1;
+        }
+        if started > last_started {
+            progress.first_start.get_or_insert(now);
+            progress.last_start = Some(now);
+            last_started = started;
+        }
+        let in_flight = running + cleaning;
+        stats.progress(started, in_flight);
+        // Bounds.
+        if !closed {
+            let why = if opts.run.stop.is_cancelled() {
+                progress.stopped = true;
+                Some("stop requested")
+            } else if stats.failed() > opts.max_failures {
+                Some("too many failures")
+            } else if end_of_starts.is_some_and(|e| now >= e) {
+                Some("duration reached")
+            } else if left == 0 {
+                Some("every call started")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                closed = true;
+                driver.state().starts.closed = true;
+                if why != "duration reached" && why != "every call started" {
+                    log(
+                        &ctx.bus,
+                        Level::Warning,
+                        None,
+                        None,
+                        None,
+                        format!("{why}: ending the iterations in flight"),
+                    );
+                    stop_sent = true;
+                    driver.with_flow(|st| st.flow.handle(now, Input::Stop));
+                }
+            }
+        }
+        if closed && in_flight == 0 {
+            break;
+        }
+        // Start what is due.
+        let mut next_due = None;
+        if !closed && let Some(sched) = schedule.as_mut() {
+            let mut in_flight = in_flight;
+            loop {
+                let full =
+                    cap.is_some_and(|c| in_flight >= c) || users.is_some_and(|u| in_flight >= u);
+                let ramping = users.is_none_or(|u| started < u);
+                if full {
+                    if sched.peek() <= now && users.is_none() {
+                        capped_since.get_or_insert(now);
+                    }
+                    break;
+                }
+                if let Some(t) = capped_since.take() {
+                    progress.capped += now.saturating_duration_since(t);
+                }
+                // Closed loop past its ramp-in: one starts as soon as one ends.
+                let due = if ramping {
+                    match sched.take(now) {
+                        Some(d) => d.at,
+                        None => {
+                            next_due = Some(sched.peek());
+                            break;
+                        }
+                    }
+                } else {
+                    now
+                };
+                let Some(_) = driver.start(due) else { break };
+                stats.lag(now.saturating_duration_since(due));
+                in_flight += 1;
+                started += 1;
+            }
+            progress.missed = sched.missed();
+        }
+        if now >= next_tick {
+            let mut snap = stats.snapshot(in_flight);
+            snap.elapsed_s = start.elapsed().as_secs_f64();
+            snap.target_rate = schedule
+                .as_ref()
+                .filter(|_| users.is_none())
+                .map(|s| s.rate(now));
+            let secs = opts.interval.as_secs_f64();
+            snap.rate = started.saturating_sub(started_at_tick) as f64 / secs;
+            started_at_tick = started;
+            on_tick(&snap);
+            next_tick += opts.interval;
+            if next_tick < now {
+                next_tick = now + opts.interval;
+            }
+        }
+        let deadline = [driver.deadline(), next_due, Some(next_tick), end_of_starts]
+            .into_iter()
+            .flatten()
+            .min();
+        tokio::select! {
+            () = driver.wake.notified() => {}
+            () = engine::sleep_until(deadline) => driver.timeout(),
+            Some(()) = cleaned_rx.recv() => cleaning -= 1,
+            () = opts.run.stop.cancelled(), if !stop_sent => {}
+        }
+    }
+    let _ = driver.finish().await;
+    progress
+}
+
+fn summarize(
+    scenario: &Scenario,
+    opts: &LoadOptions,
+    answering: bool,
+    stats: &LoadStats,
+    p: &Progress,
+) -> Summary {
+    let t = stats.totals();
+    let achieved = match (p.first_start, p.last_start) {
+        (Some(a), Some(b)) if t.started > 1 && b > a => {
+            (t.started - 1) as f64 / b.duration_since(a).as_secs_f64()
+        }
+        _ => 0.0,
+    };
+    let interval = p
+        .target
+        .map(|r| Duration::from_secs_f64(1.0 / r.max(0.001)));
+    let generator_limited =
+        p.missed > 0 || interval.is_some_and(|i| t.max_lag > i) || !p.capped.is_zero();
+    let target = match &opts.pacing {
+        Pacing::Rate(r) if !answering => Some(if r.increase > 0.0 { r.max } else { r.rate }),
+        _ => None,
+    };
+    Summary {
+        schema_version: 1,
+        scenario: scenario.name.clone(),
+        file: scenario.file.clone(),
+        mode: if answering { "answer" } else { "originate" },
+        outcome: "passed",
+        duration_s: 0.0,
+        calls: Calls {
+            attempted: t.started.max(t.passed + t.failed + t.stopped),
+            passed: t.passed,
+            failed: t.failed,
+            stopped: t.stopped,
+            failures_by_class: t.failures_by_class,
+        },
+        rate: Rate { target, achieved },
+        concurrency: Concurrency {
+            max_in_flight: t.max_in_flight,
+            limit: opts.max_concurrent,
+        },
+        latency_ms: t.latency,
+        nodes_ms: t.nodes,
+        retransmissions: Retransmissions {
+            sent: t.retrans_sent,
+            received: t.retrans_received,
+        },
+        responses: Responses {
+            received: t.responses_received,
+            sent: t.responses_sent,
+        },
+        generator_limited,
+        generator: Generator {
+            missed_starts: p.missed,
+            late_starts: t.late_starts,
+            max_lag_ms: t.max_lag.as_secs_f64() * 1000.0,
+            capped_s: p.capped.as_secs_f64(),
+        },
+        leaks: LeakCheck::default(),
+        first_failures: stats.first_failures(),
+        histograms: t.histograms,
+    }
+}

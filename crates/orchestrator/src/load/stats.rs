@@ -1,0 +1,492 @@
+//! The statistics of a load, kept as aggregates (memory grows with calls in flight, not with
+//! calls made): HDR histograms per phase and per node, counts by outcome, failure class and
+//! status code, retransmissions. Fed the event stream (as a sink, off the engine's path) and
+//! the verdict of each iteration.
+
+use crate::bus::EventSink;
+use events::{Direction, Event, EventKind, NodeState};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+/// Microseconds, 3 significant digits, from 1 µs to an hour.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+}
+
+fn record(h: &mut Histogram<u64>, d: Duration) {
+    let us = (d.as_micros() as u64).clamp(1, h.high());
+    let _ = h.record(us);
+}
+
+/// Percentiles of one histogram, in milliseconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+impl Percentiles {
+    fn of(h: &Histogram<u64>) -> Self {
+        let ms = |us: u64| us as f64 / 1000.0;
+        if h.is_empty() {
+            return Self::default();
+        }
+        Self {
+            count: h.len(),
+            p50: ms(h.value_at_quantile(0.5)),
+            p90: ms(h.value_at_quantile(0.9)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+            mean: h.mean() / 1000.0,
+        }
+    }
+}
+
+/// What the wire said of one call so far (by UA and Call-ID), until it ends.
+#[derive(Debug)]
+struct Wire {
+    first: SystemTime,
+    invite: Option<SystemTime>,
+    provisional: bool,
+    answered: bool,
+    bye: Option<SystemTime>,
+    /// Each message seen (direction, CSeq, status): a second one is a retransmission.
+    seen: Vec<(Direction, String, u16)>,
+}
+
+/// The phases measured from the wire.
+#[derive(Debug)]
+struct Phases {
+    /// INVITE to first 18x: post-dial delay.
+    pdd: Histogram<u64>,
+    /// INVITE to 2xx.
+    setup: Histogram<u64>,
+    /// BYE to its final response.
+    bye: Histogram<u64>,
+}
+
+impl Phases {
+    fn new() -> Self {
+        Self {
+            pdd: histogram(),
+            setup: histogram(),
+            bye: histogram(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    phases: Phases,
+    /// The same since the last interval (the live line, `--stats`).
+    interval: Phases,
+    iteration: Histogram<u64>,
+    /// From when each iteration was due to start (coordinated omission).
+    from_schedule: Histogram<u64>,
+    /// How late each start was against its schedule.
+    lag: Histogram<u64>,
+    nodes: BTreeMap<String, Histogram<u64>>,
+    wire: HashMap<(String, String), Wire>,
+    started: u64,
+    passed: u64,
+    failed: u64,
+    stopped: u64,
+    failures: BTreeMap<String, u64>,
+    retrans_sent: u64,
+    retrans_received: u64,
+    responses_received: BTreeMap<u16, u64>,
+    responses_sent: BTreeMap<u16, u64>,
+    max_in_flight: u64,
+    /// The first failures' messages, for the terminal.
+    first_failures: Vec<String>,
+}
+
+/// How many failure messages are kept for the terminal.
+const FIRST_FAILURES: usize = 10;
+/// A call the wire has said nothing of for this long is forgotten (its entry only counts
+/// retransmissions; rsipstack's own transactions end well before).
+const WIRE_KEEP: Duration = Duration::from_secs(300);
+
+/// The statistics of one load.
+#[derive(Debug)]
+pub struct LoadStats {
+    inner: Mutex<Inner>,
+}
+
+impl Default for LoadStats {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                phases: Phases::new(),
+                interval: Phases::new(),
+                iteration: histogram(),
+                from_schedule: histogram(),
+                lag: histogram(),
+                nodes: BTreeMap::new(),
+                wire: HashMap::new(),
+                started: 0,
+                passed: 0,
+                failed: 0,
+                stopped: 0,
+                failures: BTreeMap::new(),
+                retrans_sent: 0,
+                retrans_received: 0,
+                responses_received: BTreeMap::new(),
+                responses_sent: BTreeMap::new(),
+                max_in_flight: 0,
+                first_failures: Vec::new(),
+            }),
+        }
+    }
+}
+
+/// How an iteration ended, as the statistics count it.
+#[derive(Clone, Debug)]
+pub(crate) enum Ended {
+    Passed,
+    Failed(events::Failure),
+    Stopped,
+}
+
+/// A point-in-time view for the live line and the `--stats` file.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Snapshot {
+    pub elapsed_s: f64,
+    pub target_rate: Option<f64>,
+    /// Iterations started per second over the last interval.
+    pub rate: f64,
+    pub in_flight: u64,
+    pub started: u64,
+    pub passed: u64,
+    pub failed: u64,
+    pub retransmissions: u64,
+    /// Setup (INVITE to 2xx) over the last interval.
+    pub setup_p50_ms: f64,
+    pub setup_p99_ms: f64,
+    pub setup_count: u64,
+}
+
+impl LoadStats {
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// How late a start was against its schedule.
+    pub(crate) fn lag(&self, lag: Duration) {
+        record(&mut self.inner().lag, lag);
+    }
+
+    /// Iterations started so far, and in flight now.
+    pub(crate) fn progress(&self, started: u64, in_flight: u64) {
+        let mut i = self.inner();
+        i.started = started;
+        i.max_in_flight = i.max_in_flight.max(in_flight);
+    }
+
+    /// An iteration ended after `took` (`from_schedule`: since it was due to start).
+    pub(crate) fn ended(&self, how: &Ended, took: Duration, from_schedule: Duration) {
+        let mut i = self.inner();
+        record(&mut i.iteration, took);
+        record(&mut i.from_schedule, from_schedule);
+        match how {
+            Ended::Passed => i.passed += 1,
+            Ended::Stopped => i.stopped += 1,
+            Ended::Failed(f) => {
+                i.failed += 1;
+                *i.failures.entry(failure_class(f)).or_default() += 1;
+                if i.first_failures.len() < FIRST_FAILURES {
+                    i.first_failures.push(f.message.clone());
+                }
+            }
+        }
+    }
+
+    pub(crate) fn failed(&self) -> u64 {
+        self.inner().failed
+    }
+
+    pub(crate) fn first_failures(&self) -> Vec<String> {
+        self.inner().first_failures.clone()
+    }
+
+    /// The numbers now; `interval` restarts the interval's histograms.
+    pub(crate) fn snapshot(&self, in_flight: u64) -> Snapshot {
+        let mut i = self.inner();
+        let setup = Percentiles::of(&i.interval.setup);
+        i.interval = Phases::new();
+        let cutoff = SystemTime::now() - WIRE_KEEP;
+        i.wire.retain(|_, w| w.first > cutoff);
+        Snapshot {
+            in_flight,
+            started: i.started,
+            passed: i.passed,
+            failed: i.failed,
+            retransmissions: i.retrans_sent + i.retrans_received,
+            setup_p50_ms: setup.p50,
+            setup_p99_ms: setup.p99,
+            setup_count: setup.count,
+            ..Snapshot::default()
+        }
+    }
+
+    /// Everything, for the summary.
+    pub(crate) fn totals(&self) -> Totals {
+        let i = self.inner();
+        let mut latency = BTreeMap::new();
+        let mut histograms = BTreeMap::new();
+        for (name, h) in [
+            ("pdd", &i.phases.pdd),
+            ("setup", &i.phases.setup),
+            ("bye", &i.phases.bye),
+            ("iteration", &i.iteration),
+            ("iteration_from_schedule", &i.from_schedule),
+            ("start_lag", &i.lag),
+        ] {
+            latency.insert(name.to_owned(), Percentiles::of(h));
+            histograms.insert(name.to_owned(), encode(h));
+        }
+        Totals {
+            started: i.started,
+            passed: i.passed,
+            failed: i.failed,
+            stopped: i.stopped,
+            failures_by_class: i.failures.clone(),
+            latency,
+            nodes: i
+                .nodes
+                .iter()
+                .map(|(n, h)| (n.clone(), Percentiles::of(h)))
+                .collect(),
+            histograms,
+            retrans_sent: i.retrans_sent,
+            retrans_received: i.retrans_received,
+            responses_received: i
+                .responses_received
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            responses_sent: i
+                .responses_sent
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            max_in_flight: i.max_in_flight,
+            max_lag: Duration::from_micros(i.lag.max()),
+            late_starts: i.lag.count_between(10_000, u64::MAX),
+        }
+    }
+
+    fn sip(&self, at: SystemTime, m: &events::SipMessage) {
+        let mut i = self.inner();
+        let i = &mut *i;
+        if let Some(code) = m.status {
+            let by = match m.direction {
+                Direction::Sent => &mut i.responses_sent,
+                Direction::Received => &mut i.responses_received,
+            };
+            *by.entry(code).or_default() += 1;
+        }
+        let key = (m.ua.clone(), m.call_id.clone());
+        let w = i.wire.entry(key).or_insert_with(|| Wire {
+            first: at,
+            invite: None,
+            provisional: false,
+            answered: false,
+            bye: None,
+            seen: Vec::new(),
+        });
+        let this = (m.direction, m.cseq.clone(), m.status.unwrap_or(0));
+        // A 1xx other than a reliable one may come twice legitimately (two 180s); count only
+        // requests and final responses.
+        let countable = m.status.is_none_or(|c| c >= 200);
+        if countable && w.seen.contains(&this) {
+            match m.direction {
+                Direction::Sent => i.retrans_sent += 1,
+                Direction::Received => i.retrans_received += 1,
+            }
+            return;
+        }
+        if countable && w.seen.len() < 32 {
+            w.seen.push(this);
+        }
+        let method = m.method.as_str();
+        let since = |t: SystemTime| at.duration_since(t).unwrap_or_default();
+        match (m.status, method, m.direction) {
+            // Our INVITE: the first one of the call (a re-INVITE measures nothing).
+            (None, "INVITE", Direction::Sent) if w.invite.is_none() && !w.answered => {
+                w.invite = Some(at);
+            }
+            (Some(180..=189), "INVITE", Direction::Received) if !w.provisional => {
+                w.provisional = true;
+                if let Some(t) = w.invite {
+                    record(&mut i.phases.pdd, since(t));
+                    record(&mut i.interval.pdd, since(t));
+                }
+            }
+            (Some(200..=299), "INVITE", Direction::Received) if !w.answered => {
+                w.answered = true;
+                if let Some(t) = w.invite {
+                    record(&mut i.phases.setup, since(t));
+                    record(&mut i.interval.setup, since(t));
+                }
+            }
+            (None, "BYE", Direction::Sent) if w.bye.is_none() => w.bye = Some(at),
+            (Some(200..), "BYE", Direction::Received) => {
+                if let Some(t) = w.bye.take() {
+                    record(&mut i.phases.bye, since(t));
+                    record(&mut i.interval.bye, since(t));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Everything the statistics say at the end.
+#[derive(Clone, Debug)]
+pub(crate) struct Totals {
+    pub(crate) started: u64,
+    pub(crate) passed: u64,
+    pub(crate) failed: u64,
+    pub(crate) stopped: u64,
+    pub(crate) failures_by_class: BTreeMap<String, u64>,
+    pub(crate) latency: BTreeMap<String, Percentiles>,
+    pub(crate) nodes: BTreeMap<String, Percentiles>,
+    pub(crate) histograms: BTreeMap<String, String>,
+    pub(crate) retrans_sent: u64,
+    pub(crate) retrans_received: u64,
+    pub(crate) responses_received: BTreeMap<String, u64>,
+    pub(crate) responses_sent: BTreeMap<String, u64>,
+    pub(crate) max_in_flight: u64,
+    pub(crate) max_lag: Duration,
+    /// Starts 10 ms or more behind their schedule.
+    pub(crate) late_starts: u64,
+}
+
+/// A histogram as HDR V2 (uncompressed), base64: what `HdrHistogram` tools decode and merge.
+fn encode(h: &Histogram<u64>) -> String {
+    use base64::Engine as _;
+    use hdrhistogram::serialization::{Serializer as _, V2Serializer};
+    let mut bytes = Vec::new();
+    if V2Serializer::new().serialize(h, &mut bytes).is_err() {
+        return String::new();
+    }
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A failure's class in `failures_by_class`: its kind, and an unexpected status's code
+/// (`status_486`).
+pub(crate) fn failure_class(f: &events::Failure) -> String {
+    match f.status {
+        Some(code) => format!("status_{code}"),
+        None => serde_json::to_value(f.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "other".to_owned()),
+    }
+}
+
+impl EventSink for LoadStats {
+    fn event(&self, event: &Event) {
+        match &event.event {
+            EventKind::SipMessage(m) => {
+                let at = SystemTime::UNIX_EPOCH + Duration::from_micros(event.ts_us);
+                self.sip(at, m);
+            }
+            EventKind::NodeState(n)
+                if matches!(n.to, NodeState::Passed | NodeState::Failed)
+                    && n.from == NodeState::Running =>
+            {
+                if let Some(ms) = n.duration_ms {
+                    let mut i = self.inner();
+                    let h = i.nodes.entry(n.node.clone()).or_insert_with(histogram);
+                    record(h, Duration::from_secs_f64(ms / 1000.0));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(dir: Direction, method: &str, status: Option<u16>, cseq: &str) -> events::SipMessage {
+        events::SipMessage {
+            ua: "alice".into(),
+            direction: dir,
+            transport: "udp".into(),
+            local: "127.0.0.1:5060".into(),
+            peer: "127.0.0.1:5062".into(),
+            method: method.into(),
+            status,
+            reason: None,
+            call_id: "c1".into(),
+            cseq: cseq.into(),
+            raw: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_phases_and_retransmissions_come_from_the_wire() {
+        let s = LoadStats::default();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let at = |ms| t0 + Duration::from_millis(ms);
+        use Direction::{Received as R, Sent as S};
+        s.sip(at(0), &msg(S, "INVITE", None, "1 INVITE"));
+        s.sip(at(500), &msg(S, "INVITE", None, "1 INVITE"));
+        s.sip(at(501), &msg(R, "INVITE", Some(100), "1 INVITE"));
+        s.sip(at(520), &msg(R, "INVITE", Some(180), "1 INVITE"));
+        s.sip(at(530), &msg(R, "INVITE", Some(200), "1 INVITE"));
+        s.sip(at(531), &msg(R, "INVITE", Some(200), "1 INVITE"));
+        s.sip(at(1000), &msg(S, "BYE", None, "2 BYE"));
+        s.sip(at(1002), &msg(R, "BYE", Some(200), "2 BYE"));
+        let t = s.totals();
+        assert_eq!(t.latency["pdd"].p50, 520.0);
+        assert_eq!(t.latency["setup"].p50, 530.0);
+        assert_eq!(t.latency["bye"].p50, 2.0);
+        assert_eq!((t.retrans_sent, t.retrans_received), (1, 1));
+        assert_eq!(t.responses_received["200"], 3);
+        assert!(!t.histograms["setup"].is_empty());
+    }
+
+    #[test]
+    fn failures_are_classed_by_kind_and_status() {
+        let s = LoadStats::default();
+        let f = |kind, status| events::Failure {
+            node: None,
+            ua: None,
+            kind,
+            status,
+            message: "m".into(),
+        };
+        let ms = Duration::from_millis(5);
+        s.ended(
+            &Ended::Failed(f(events::FailureKind::Status, Some(486))),
+            ms,
+            ms,
+        );
+        s.ended(
+            &Ended::Failed(f(events::FailureKind::Timeout, None)),
+            ms,
+            ms,
+        );
+        s.ended(&Ended::Passed, ms, ms);
+        let t = s.totals();
+        assert_eq!((t.passed, t.failed), (1, 2));
+        assert_eq!(t.failures_by_class["status_486"], 1);
+        assert_eq!(t.failures_by_class["timeout"], 1);
+    }
+}
