@@ -54,7 +54,7 @@ pub(crate) struct LoadArgs {
     #[arg(long, value_name = "PATH")]
     summary: Option<PathBuf>,
     /// Write a line of statistics every --stats-interval to PATH: CSV when it ends in .csv,
-    /// else JSON Lines (SIPp's -trace_stat, with percentiles).
+    /// else JSON Lines (SIPp's -trace_stat, with percentiles); `-`: JSON Lines on stdout.
     #[arg(long, value_name = "PATH")]
     stats: Option<PathBuf>,
     /// How often --stats gets a line.
@@ -70,15 +70,18 @@ pub(crate) struct LoadArgs {
 
 /// Where the per-interval lines go.
 enum StatsFile {
-    Csv(std::io::BufWriter<std::fs::File>),
-    Json(std::io::BufWriter<std::fs::File>),
+    Csv(Box<dyn Write + Send>),
+    Json(Box<dyn Write + Send>),
 }
 
 impl StatsFile {
     fn open(path: &PathBuf) -> anyhow::Result<Self> {
+        if path.as_os_str() == "-" {
+            return Ok(Self::Json(Box::new(std::io::stdout())));
+        }
         let f = std::fs::File::create(path)
             .with_context(|| format!("cannot create the stats file {}", path.display()))?;
-        let mut w = std::io::BufWriter::new(f);
+        let mut w: Box<dyn Write + Send> = Box::new(std::io::BufWriter::new(f));
         if path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("csv"))

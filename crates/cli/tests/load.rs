@@ -1,0 +1,332 @@
+//! `callflow load` on real sockets, each bounded in calls and time: against sipp as callee and
+//! as caller, against itself in one process, and stopped by Ctrl-C with every call hung up.
+
+use callflow_tests::free_udp_port;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_callflow"))
+}
+
+fn fixture(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures")
+        .join(rel)
+}
+
+/// A folder of the test's own, for its scenario and outputs.
+fn workdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("callflow-load-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// A process killed if the test ends first.
+struct Killed(Option<Child>);
+
+impl Killed {
+    fn wait(mut self) -> Output {
+        self.0
+            .take()
+            .expect("child")
+            .wait_with_output()
+            .expect("wait")
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn sipp(args: &[&str]) -> Killed {
+    let child = Command::new("sipp")
+        .args(args)
+        .args(["-nostdin", "-timeout", "60s", "-timeout_error"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start sipp ({e}): install it with `apt-get install sip-tester` (.ci/run does)"));
+    Killed(Some(child))
+}
+
+fn summary(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).expect("summary written");
+    serde_json::from_str(&text).expect("summary is JSON")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// What every load must end with: nothing left behind.
+fn assert_clean(s: &serde_json::Value) {
+    assert_eq!(s["leaks"]["dialogs"], 0, "{s:#}");
+    assert_eq!(s["leaks"]["ports"], 0, "{s:#}");
+}
+
+#[test]
+fn callflow_loads_a_sipp_uas_3000_calls_at_300_per_second() {
+    let dir = workdir("to-sipp");
+    let port = free_udp_port();
+    let uas = sipp(&[
+        "-sn",
+        "uas",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-m",
+        "3000",
+    ]);
+    let file = dir.join("to-sipp.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "version: 1\nname: to sipp\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: MakeCall\n        target: sip:service@127.0.0.1:{port}\n      - command: Release\n"
+        ),
+    )
+    .expect("scenario");
+    let out = bin()
+        .arg("load")
+        .arg(&file)
+        .args(["--rate", "300", "--calls", "3000", "--summary"])
+        .arg(dir.join("summary.json"))
+        .output()
+        .expect("callflow runs");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let s = summary(&dir.join("summary.json"));
+    assert_eq!(s["schema_version"], 1);
+    assert_eq!(s["mode"], "originate");
+    assert_eq!(s["calls"]["attempted"], 3000, "{s:#}");
+    assert_eq!(s["calls"]["passed"], 3000, "{s:#}");
+    assert_eq!(s["calls"]["failed"], 0);
+    assert_eq!(s["latency_ms"]["setup"]["count"], 3000);
+    for p in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(s["latency_ms"]["setup"][p].as_f64().expect(p) > 0.0, "{p}");
+        assert!(s["latency_ms"]["pdd"][p].is_number(), "{p}");
+    }
+    let achieved = s["rate"]["achieved"].as_f64().expect("rate");
+    assert!((250.0..=350.0).contains(&achieved), "achieved {achieved}/s");
+    assert!(
+        s["histograms"]["setup"]
+            .as_str()
+            .is_some_and(|h| !h.is_empty())
+    );
+    assert!(s["retransmissions"]["sent"].is_u64());
+    assert!(s["generator_limited"].is_boolean());
+    assert_clean(&s);
+    let sipp = uas.wait();
+    assert_eq!(sipp.status.code(), Some(0), "{}", text(&sipp));
+}
+
+#[test]
+fn sipp_uac_at_300_per_second_loads_a_callflow_answering_role() {
+    let dir = workdir("from-sipp");
+    let port = free_udp_port();
+    let mut callflow = Killed(Some(
+        bin()
+            .arg("load")
+            .arg(fixture("load/answer.yaml"))
+            .args(["--calls", "3000", "--base-port"])
+            .arg(port.to_string())
+            .args(["--port-count", "1", "--stats", "-", "--summary"])
+            .arg(dir.join("summary.json"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("callflow runs"),
+    ));
+    // The first stats line: the role listens.
+    let stdout = callflow
+        .0
+        .as_mut()
+        .and_then(|c| c.stdout.take())
+        .expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().expect("a stats line").expect("read");
+    assert!(first.starts_with('{'), "{first}");
+    let uac = sipp(&[
+        "-sn",
+        "uac",
+        &format!("127.0.0.1:{port}"),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &free_udp_port().to_string(),
+        "-r",
+        "300",
+        "-m",
+        "3000",
+        "-s",
+        "200",
+    ]);
+    let sipp = uac.wait();
+    assert_eq!(sipp.status.code(), Some(0), "{}", text(&sipp));
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let out = callflow.wait();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        rest.join("\n"),
+        text(&out)
+    );
+    let s = summary(&dir.join("summary.json"));
+    assert_eq!(s["mode"], "answer");
+    assert_eq!(s["calls"]["passed"], 3000, "{s:#}");
+    assert_eq!(s["calls"]["failed"], 0);
+    assert_clean(&s);
+}
+
+#[test]
+fn two_roles_of_one_scenario_load_each_other_in_one_process() {
+    let dir = workdir("self");
+    let out = bin()
+        .arg("load")
+        .arg(fixture("basic-call.yaml"))
+        .args(["--rate", "200", "--calls", "1000", "--stats"])
+        .arg(dir.join("stats.csv"))
+        .args(["--stats-interval", "500ms", "--summary"])
+        .arg(dir.join("summary.json"))
+        .output()
+        .expect("callflow runs");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let s = summary(&dir.join("summary.json"));
+    assert_eq!(s["calls"]["passed"], 1000, "{s:#}");
+    // Every node of the scenario has its durations.
+    for node in s["nodes_ms"].as_object().expect("nodes").values() {
+        assert!(node["count"].as_u64().expect("count") > 0);
+    }
+    assert_eq!(s["latency_ms"]["setup"]["count"], 1000);
+    assert_clean(&s);
+    let csv = std::fs::read_to_string(dir.join("stats.csv")).expect("stats");
+    let mut rows = csv.lines();
+    assert!(
+        rows.next()
+            .is_some_and(|h| h.starts_with("elapsed_s,target_rate,rate,in_flight"))
+    );
+    assert!(rows.count() >= 4, "{csv}");
+}
+
+/// Failures are counted by class, the load stops once more than --max-failures failed, and
+/// the exit code says it.
+#[test]
+fn a_busy_callee_fails_the_load_by_status_and_stops_it_early() {
+    let dir = workdir("busy");
+    let out = bin()
+        .arg("load")
+        .arg(fixture("load/busy.yaml"))
+        .args([
+            "--rate",
+            "100",
+            "--calls",
+            "1000",
+            "--max-failures",
+            "5",
+            "--summary",
+        ])
+        .arg(dir.join("summary.json"))
+        .output()
+        .expect("callflow runs");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let s = summary(&dir.join("summary.json"));
+    assert_eq!(s["outcome"], "failed");
+    let failed = s["calls"]["failed"].as_u64().expect("failed");
+    assert!(failed > 5, "{s:#}");
+    assert_eq!(
+        s["calls"]["failures_by_class"]["status_486"], failed,
+        "{s:#}"
+    );
+    assert!(s["calls"]["attempted"].as_u64().expect("n") < 100, "{s:#}");
+    assert_clean(&s);
+}
+
+#[test]
+fn a_load_needs_a_bound() {
+    let out = bin()
+        .arg("load")
+        .arg(fixture("basic-call.yaml"))
+        .args(["--rate", "10"])
+        .output()
+        .expect("callflow runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("a load needs a bound"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// Ctrl-C: no new iteration, every confirmed call gets its BYE, the summary is written, exit 130.
+#[test]
+fn ctrl_c_ends_a_load_with_every_call_hung_up() {
+    let dir = workdir("ctrl-c");
+    let events = dir.join("events.jsonl");
+    let mut callflow = Killed(Some(
+        bin()
+            .arg("load")
+            .arg(fixture("load/long-call.yaml"))
+            .args(["--rate", "50", "--calls", "1000", "--stats", "-"])
+            .args(["--stats-interval", "100ms", "--summary"])
+            .arg(dir.join("summary.json"))
+            .arg("--events")
+            .arg(&events)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("callflow runs"),
+    ));
+    let child = callflow.0.as_mut().expect("child");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    // Wait (on its own stats lines) until calls are up.
+    let up = lines.by_ref().map_while(Result::ok).any(|l| {
+        serde_json::from_str::<serde_json::Value>(&l)
+            .is_ok_and(|v| v["in_flight"].as_u64().unwrap_or(0) >= 10)
+    });
+    assert!(up, "no calls in flight");
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let _rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let out = callflow.wait();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    let s = summary(&dir.join("summary.json"));
+    assert_eq!(s["outcome"], "stopped", "{s:#}");
+    assert!(
+        s["calls"]["stopped"].as_u64().expect("stopped") >= 10,
+        "{s:#}"
+    );
+    assert_clean(&s);
+    // Every call alice had confirmed got a BYE from her.
+    let (mut answered, mut byes) = (0, 0);
+    for line in std::fs::read_to_string(&events).expect("events").lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("json");
+        let m = &v["event"]["data"];
+        if v["event"]["type"] != "sip_message" || m["ua"] != "alice" {
+            continue;
+        }
+        let cseq = m["cseq"].as_str().unwrap_or_default();
+        if m["direction"] == "received" && m["status"] == 200 && cseq.ends_with("INVITE") {
+            answered += 1;
+        }
+        if m["direction"] == "sent" && m["method"] == "BYE" && m["status"].is_null() {
+            byes += 1;
+        }
+    }
+    assert!(answered >= 10, "{answered} answered");
+    assert_eq!(byes, answered, "a BYE for every answered call");
+}
