@@ -63,9 +63,43 @@ pub(crate) struct LoadArgs {
     /// Write every event as JSON Lines to PATH (`-` for stdout): large under load.
     #[arg(long, value_name = "PATH")]
     events: Option<String>,
+    /// Write a folder per kept iteration to DIR: the first 10 failed iterations and the first
+    /// 2 passed ones, each with its events.jsonl and ladder (text and HTML), and the summary.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
     /// Print only the verdict line.
     #[arg(short, long)]
     quiet: bool,
+}
+
+/// Iterations whose events `--out` keeps: failed, passed.
+const KEEP: (usize, usize) = (10, 2);
+
+/// Writes each kept iteration's events and ladders in a folder of its own under `dir`.
+fn write_kept(
+    dir: &std::path::Path,
+    kept: &[orchestrator::load::KeptIteration],
+) -> anyhow::Result<()> {
+    for k in kept {
+        let outcome = serde_json::to_value(k.outcome)?;
+        let name = format!(
+            "iteration-{:06}-{}",
+            k.iteration,
+            outcome.as_str().unwrap_or("ended")
+        );
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
+        let mut lines = String::new();
+        for e in &k.events {
+            lines.push_str(&serde_json::to_string(e)?);
+            lines.push('\n');
+        }
+        std::fs::write(d.join("events.jsonl"), lines)?;
+        let ladder = report::Ladder::from_events(&k.events);
+        std::fs::write(d.join("ladder.txt"), ladder.to_text(120))?;
+        std::fs::write(d.join("ladder.html"), ladder.to_html())?;
+    }
+    Ok(())
 }
 
 /// Where the per-interval lines go.
@@ -222,6 +256,17 @@ pub(crate) fn run(args: LoadArgs) -> anyhow::Result<i32> {
     if let Some(j) = &stream {
         sinks.push(j.clone());
     }
+    let kept = args
+        .out
+        .as_ref()
+        .map(|_| Arc::new(orchestrator::load::Kept::new(KEEP.0, KEEP.1)));
+    if let Some(k) = &kept {
+        sinks.push(k.clone());
+    }
+    if let Some(d) = &args.out {
+        std::fs::create_dir_all(d)
+            .with_context(|| format!("cannot create the folder {}", d.display()))?;
+    }
     let quiet = args.quiet;
     let bar = (!quiet).then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
@@ -284,6 +329,21 @@ pub(crate) fn run(args: LoadArgs) -> anyhow::Result<i32> {
         let text = serde_json::to_string_pretty(&report.summary)?;
         std::fs::write(path, text + "\n")
             .with_context(|| format!("cannot write the summary {}", path.display()))?;
+    }
+    if let (Some(dir), Some(k)) = (&args.out, &kept) {
+        let kept = k.take();
+        write_kept(dir, &kept)?;
+        std::fs::write(
+            dir.join("summary.json"),
+            serde_json::to_string_pretty(&report.summary)? + "\n",
+        )?;
+        if !quiet && !kept.is_empty() {
+            eprintln!(
+                "callflow: the events and ladders of {} iterations are in {}",
+                kept.len(),
+                dir.display()
+            );
+        }
     }
     if let Some(e) = &report.setup_error {
         eprintln!("callflow: the load could not be set up: {e}");

@@ -237,9 +237,29 @@ fn a_busy_callee_fails_the_load_by_status_and_stops_it_early() {
             "--summary",
         ])
         .arg(dir.join("summary.json"))
+        .arg("--out")
+        .arg(dir.join("out"))
         .output()
         .expect("callflow runs");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // The failed iterations read like a functional run: a ladder each, with the 486 on it.
+    let mut folders: Vec<_> = std::fs::read_dir(dir.join("out"))
+        .expect("out")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    folders.sort();
+    assert!(!folders.is_empty() && folders.len() <= 10, "{folders:?}");
+    let first = &folders[0];
+    assert!(first.to_string_lossy().ends_with("-failed"), "{first:?}");
+    let ladder = std::fs::read_to_string(first.join("ladder.txt")).expect("ladder");
+    assert!(ladder.contains("486"), "{ladder}");
+    assert!(first.join("ladder.html").exists());
+    let events = std::fs::read_to_string(first.join("events.jsonl")).expect("events");
+    assert!(
+        events.lines().any(|l| l.contains("\"iteration_ended\"")),
+        "{events}"
+    );
     let s = summary(&dir.join("summary.json"));
     assert_eq!(s["outcome"], "failed");
     let failed = s["calls"]["failed"].as_u64().expect("failed");

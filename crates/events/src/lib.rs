@@ -61,6 +61,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "rtp_capture",
     "ua_stopped",
     "run_finished",
+    "iteration_ended",
 ];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -78,6 +79,22 @@ pub enum EventKind {
     RtpCapture(RtpCapture),
     UaStopped(UaStopped),
     RunFinished(RunFinished),
+    IterationEnded(IterationEnded),
+}
+
+/// Under load: one iteration of the scenario ended (iterations 1 and up; a functional run's
+/// one iteration ends with `run_finished`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IterationEnded {
+    pub iteration: u32,
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    /// From its start to its verdict.
+    pub duration_ms: f64,
+    /// The SIP Call-IDs of its calls.
+    #[serde(default)]
+    pub call_ids: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -168,6 +185,9 @@ pub struct NodeStateChange {
     /// A failure the scenario handles: the node has a failure edge, and the run goes on there.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub handled: bool,
+    /// The iteration the node ran in, under load (absent: iteration 0, a functional run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iteration: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -146,6 +146,7 @@ mod tests {
             reason: None,
             duration_ms: None,
             handled: false,
+            iteration: None,
         }));
         assert!(
             kept.push(&state),

@@ -919,6 +919,7 @@ fn emit_state(ctx: &Ctx, c: &StateChange) {
         reason: c.reason.clone(),
         duration_ms: c.duration.map(|d| d.as_secs_f64() * 1000.0),
         handled: c.handled,
+        iteration: (c.at.iteration != 0).then_some(c.at.iteration),
     }));
 }
 

@@ -13,6 +13,7 @@
 //! too many failures ends the iterations in flight with the ordered cleanup. The statistics
 //! ([`LoadStats`]) are aggregates fed by the event stream.
 
+pub mod kept;
 pub mod stats;
 
 use crate::bus::EventBus;
@@ -22,6 +23,7 @@ use events::{LeakCheck, Level};
 use flow::chains::{Flow, Input, Verdict};
 pub use flow::pacing::Ramp;
 use flow::pacing::Schedule;
+pub use kept::{Kept, KeptIteration};
 use scenario::{Action as Step, Scenario};
 use serde::Serialize;
 use stats::Ended;
@@ -166,7 +168,15 @@ pub async fn load(
     let answering = answers(scenario);
     let stage = engine::set_up(scenario, &opts.run, &bus).await;
     if let Some(f) = stage.setup_failure.clone() {
-        let (leaks, _) = engine::tear_down(stage, &opts.run).await;
+        let (leaks, cleanup) = engine::tear_down(stage, &opts.run).await;
+        bus.emit(events::EventKind::RunFinished(events::RunFinished {
+            outcome: events::Outcome::Failed,
+            duration_ms: bus.elapsed().as_secs_f64() * 1000.0,
+            cleanup_ms: cleanup.as_secs_f64() * 1000.0,
+            failure: Some(f.clone()),
+            leaks,
+            nodes: Vec::new(),
+        }));
         engine::flush(&bus).await;
         let mut summary = summarize(scenario, &opts, answering, &stats, &Progress::default());
         summary.outcome = "setup_error";
@@ -178,8 +188,8 @@ pub async fn load(
         };
     }
     let progress = drive(&stage, &opts, answering, &stats, &mut on_tick).await;
+    let cleanup = Instant::now();
     let (leaks, _) = engine::tear_down(stage, &opts.run).await;
-    engine::flush(&bus).await;
     let mut summary = summarize(scenario, &opts, answering, &stats, &progress);
     summary.leaks = leaks;
     summary.duration_s = began.elapsed().as_secs_f64();
@@ -195,6 +205,22 @@ pub async fn load(
             .first_failures
             .push(engine::leak_failure(&leaks).message);
     }
+    let duration = bus.elapsed();
+    bus.emit(events::EventKind::RunFinished(events::RunFinished {
+        outcome: match summary.outcome {
+            "passed" => events::Outcome::Passed,
+            "stopped" => events::Outcome::Stopped,
+            _ => events::Outcome::Failed,
+        },
+        duration_ms: duration.as_secs_f64() * 1000.0,
+        cleanup_ms: cleanup.elapsed().as_secs_f64() * 1000.0,
+        failure: stats
+            .first_failure()
+            .or_else(|| (!leaks.is_clean()).then(|| engine::leak_failure(&leaks))),
+        leaks,
+        nodes: Vec::new(),
+    }));
+    engine::flush(&bus).await;
     LoadReport {
         summary,
         setup_error: None,
@@ -290,11 +316,26 @@ async fn drive(
                 Verdict::Stopped => Ended::Stopped,
             };
             let (due, began) = due.unwrap_or((now, now));
-            stats.ended(
-                &how,
-                now.saturating_duration_since(began),
-                now.saturating_duration_since(due),
-            );
+            let took = now.saturating_duration_since(began);
+            stats.ended(&how, took, now.saturating_duration_since(due));
+            let (outcome, failure) = match how {
+                Ended::Passed => (events::Outcome::Passed, None),
+                Ended::Failed(f) => (events::Outcome::Failed, Some(f)),
+                Ended::Stopped => (events::Outcome::Stopped, None),
+            };
+            ctx.bus
+                .emit(events::EventKind::IterationEnded(events::IterationEnded {
+                    iteration: i,
+                    outcome,
+                    failure,
+                    duration_ms: took.as_secs_f64() * 1000.0,
+                    call_ids: stage
+                        .sessions
+                        .of_iteration(i)
+                        .iter()
+                        .map(|c| c.sip_call_id())
+                        .collect(),
+                }));
             cleaning += 1;
             let (sessions, layers, tx) =
                 (stage.sessions.clone(), layers.clone(), cleaned_tx.clone());

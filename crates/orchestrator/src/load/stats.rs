@@ -108,6 +108,7 @@ struct Inner {
     max_in_flight: u64,
     /// The first failures' messages, for the terminal.
     first_failures: Vec<String>,
+    first_failure: Option<events::Failure>,
 }
 
 /// How many failure messages are kept for the terminal.
@@ -144,6 +145,7 @@ impl Default for LoadStats {
                 responses_sent: BTreeMap::new(),
                 max_in_flight: 0,
                 first_failures: Vec::new(),
+                first_failure: None,
             }),
         }
     }
@@ -205,6 +207,9 @@ impl LoadStats {
             Ended::Failed(f) => {
                 i.failed += 1;
                 *i.failures.entry(failure_class(f)).or_default() += 1;
+                if i.first_failure.is_none() {
+                    i.first_failure = Some(f.clone());
+                }
                 if i.first_failures.len() < FIRST_FAILURES {
                     i.first_failures.push(f.message.clone());
                 }
@@ -214,6 +219,10 @@ impl LoadStats {
 
     pub(crate) fn failed(&self) -> u64 {
         self.inner().failed
+    }
+
+    pub(crate) fn first_failure(&self) -> Option<events::Failure> {
+        self.inner().first_failure.clone()
     }
 
     pub(crate) fn first_failures(&self) -> Vec<String> {
