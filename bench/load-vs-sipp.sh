@@ -13,7 +13,8 @@
 #   SECONDS  per step (default 10)
 #   RATE     calls per second (default 1000 2000 4000 8000 12000 16000)
 # Every load is bounded (-m / --calls = RATE x SECONDS, and sipp's -timeout); every address is
-# 127.0.0.1. Needs sipp (sip-tester), GNU time and python3.
+# 127.0.0.1. Needs sipp (sip-tester), GNU time and python3. CALLFLOW_ARGS adds flags to every
+# callflow load (for example `--threads 1`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-10}"
@@ -24,6 +25,7 @@ command -v sipp >/dev/null || { echo "bench/load-vs-sipp.sh needs sipp (apt-get 
 [ -x /usr/bin/time ] || { echo "bench/load-vs-sipp.sh needs GNU time (apt-get install time)" >&2; exit 2; }
 cargo build --release -q -p callflow
 cf="$PWD/target/release/callflow"
+read -r -a cf_args <<<"${CALLFLOW_ARGS:-}"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"; jobs -p | xargs -r kill 2>/dev/null' EXIT
@@ -48,12 +50,12 @@ pair() {
   local gen="$tmp/gen.time" peer="$tmp/peer.time" uas_pid="" setup=""
   rm -f "$tmp"/*.csv "$tmp/summary.json" "$gen" "$peer"
   case "$name" in
-    *"->sipp")
+    callflow-\>sipp|sipp-\>sipp)
       /usr/bin/time -o "$peer" -f '%U %S %M' sipp -sn uas -i 127.0.0.1 -p "$uas_port" \
         -buff_size "$buf" -m "$calls" -nostdin -timeout "$((secs + 30))s" >/dev/null 2>&1 &
       uas_pid=$! ;;
-    *"->callflow")
-      /usr/bin/time -o "$peer" -f '%U %S %M' "$cf" load fixtures/load/answer.yaml -q \
+    sipp-\>callflow)
+      /usr/bin/time -o "$peer" -f '%U %S %M' "$cf" load fixtures/load/answer.yaml -q "${cf_args[@]}" \
         --calls "$calls" --base-port "$uas_port" --port-count 1 \
         --summary "$tmp/uas.json" >/dev/null 2>&1 &
       uas_pid=$! ;;
@@ -66,11 +68,11 @@ pair() {
         -trace_rtt -rtt_freq 1 -nostdin -timeout "$((secs + 30))s" "127.0.0.1:$uas_port" \
         >/dev/null 2>&1) || true ;;
     callflow-\>sipp)
-      /usr/bin/time -o "$gen" -f '%U %S %M' "$cf" load "$tmp/to-sipp.yaml" -q --rate "$rate" \
+      /usr/bin/time -o "$gen" -f '%U %S %M' "$cf" load "$tmp/to-sipp.yaml" -q "${cf_args[@]}" --rate "$rate" \
         --calls "$calls" --summary "$tmp/summary.json" >/dev/null 2>&1 || true ;;
     callflow-\>callflow)
       # Both roles in one process: the callee is the same process (no second one to time).
-      /usr/bin/time -o "$gen" -f '%U %S %M' "$cf" load fixtures/basic-call.yaml -q \
+      /usr/bin/time -o "$gen" -f '%U %S %M' "$cf" load fixtures/basic-call.yaml -q "${cf_args[@]}" \
         --rate "$rate" --calls "$calls" --summary "$tmp/summary.json" >/dev/null 2>&1 || true ;;
   esac
   [ -n "$uas_pid" ] && { wait "$uas_pid" 2>/dev/null || true; }

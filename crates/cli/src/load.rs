@@ -67,6 +67,14 @@ pub(crate) struct LoadArgs {
     /// 2 passed ones, each with its events.jsonl and ladder (text and HTML), and the summary.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Send RTP on every call (G.711 both ways, from the shared media clock) even when the
+    /// scenario has no media node; without it, only a scenario with one sends media.
+    #[arg(long)]
+    media: bool,
+    /// Worker threads of the engine [default: one per CPU]. 1 runs everything on one thread
+    /// (no wake-ups between threads: the least CPU per call, at most one core's rate).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
     /// Print only the verdict line.
     #[arg(short, long)]
     quiet: bool,
@@ -122,7 +130,7 @@ impl StatsFile {
         {
             writeln!(
                 w,
-                "elapsed_s,target_rate,rate,in_flight,started,passed,failed,retransmissions,setup_count,setup_p50_ms,setup_p99_ms"
+                "elapsed_s,target_rate,rate,in_flight,started,passed,failed,retransmissions,setup_count,setup_p50_ms,setup_p99_ms,transactions,rss_mb"
             )?;
             Ok(Self::Csv(w))
         } else {
@@ -134,7 +142,7 @@ impl StatsFile {
         let _ = match self {
             Self::Csv(w) => writeln!(
                 w,
-                "{:.3},{},{:.1},{},{},{},{},{},{},{:.3},{:.3}",
+                "{:.3},{},{:.1},{},{},{},{},{},{},{:.3},{:.3},{},{:.1}",
                 s.elapsed_s,
                 s.target_rate
                     .map_or_else(String::new, |r| format!("{r:.1}")),
@@ -146,7 +154,9 @@ impl StatsFile {
                 s.retransmissions,
                 s.setup_count,
                 s.setup_p50_ms,
-                s.setup_p99_ms
+                s.setup_p99_ms,
+                s.transactions,
+                s.rss_mb
             ),
             Self::Json(w) => serde_json::to_writer(&mut *w, s)
                 .map_err(std::io::Error::other)
@@ -232,6 +242,7 @@ pub(crate) fn run(args: LoadArgs) -> anyhow::Result<i32> {
             bind_ip: args.net.bind,
             stop: stop.clone(),
             limits: limits(&args.limits),
+            media: args.media || scenario.nodes.iter().any(|n| n.action.uses_media()),
             ..RunOptions::default()
         },
         pacing,
@@ -275,10 +286,19 @@ pub(crate) fn run(args: LoadArgs) -> anyhow::Result<i32> {
     });
     let plain = bar.as_ref().is_some_and(indicatif::ProgressBar::is_hidden);
     let mut ticks = 0u64;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
+    let rt = match args.threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(usize::from(n))
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    }
+    .context("cannot start the runtime")?;
     let report: Option<LoadReport> = rt.block_on(async {
         let mut signals = crate::StopSignals::new()?;
         let on_tick = |s: &Snapshot| {
@@ -393,6 +413,10 @@ fn print_summary(s: &Summary, quiet: bool) {
             p.count, p.p50, p.p90, p.p99, p.p999, p.max
         );
     }
+    println!(
+        "  memory: {:.1} MB at most; {} rsipstack transactions at most (a UAC's INVITE lingers 64 s)",
+        s.memory.peak_rss_mb, s.memory.peak_transactions
+    );
     println!(
         "  retransmissions: {} sent, {} received",
         s.retransmissions.sent, s.retransmissions.received

@@ -3,48 +3,103 @@
 //! that order. No sink runs (writes a file, a terminal line, a database row) under a lock the
 //! engine holds; the queue is bounded, so a sink that cannot keep up slows the emitters down
 //! instead of growing memory without end.
+//!
+//! The hand-off is batched: an emitter only queues (no wake-up per event, which under load
+//! cost a futex wake and a context switch for each of a call's ~15 events); the dispatcher
+//! takes everything queued every [`BATCH_WAIT`], or at once when a batch is full or a flush
+//! asks.
 
 use events::{Event, EventKind, Retained};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Receives every event, in order, on the bus's dispatcher thread.
 pub trait EventSink: Send + Sync {
     fn event(&self, event: &Event);
 }
 
-/// Events queued for the sinks at most; past it, emitters wait. std's bounded channel sets up
-/// every slot at once: 65,536 of them cost 10 ms of page faults per run, 1,024 nothing one can
-/// measure (docs/performance.md).
-const QUEUE: usize = 1_024;
+/// Events queued for the sinks at most; past it, emitters wait.
+const QUEUE: usize = 4_096;
+/// A batch this full wakes the dispatcher at once.
+const BATCH: usize = 256;
+/// The dispatcher takes what is queued at least this often: what a terminal shows lags the
+/// wire by at most this much.
+const BATCH_WAIT: Duration = Duration::from_millis(5);
 
 // Events are by far the common message; boxing them would cost an allocation each.
 #[allow(clippy::large_enum_variant)]
 enum Msg {
     Event(Event),
     /// Answered once every event queued before it has reached every sink.
-    Flush(SyncSender<()>),
+    Flush(Arc<(Mutex<bool>, Condvar)>),
+}
+
+#[derive(Default)]
+struct Queue {
+    /// The next sequence number (under the queue's lock, so numbers follow queue order).
+    seq: u64,
+    msgs: VecDeque<Msg>,
+    /// The bus is gone: the dispatcher ends once the queue is empty.
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Signalled when a batch is ready (full, a flush, the end).
+    ready: Condvar,
+    /// Signalled when the dispatcher took what was queued.
+    space: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// Numbers and timestamps events and hands each to every sink, in one order.
 pub struct EventBus {
-    /// The next sequence number and the queue, under one lock so numbers follow queue order.
-    queue: Mutex<(u64, SyncSender<Msg>)>,
+    shared: Arc<Shared>,
     start: Instant,
     start_wall: SystemTime,
 }
 
-fn dispatch(rx: Receiver<Msg>, sinks: Vec<Arc<dyn EventSink>>) {
-    for msg in rx {
-        match msg {
-            Msg::Event(e) => {
-                for s in &sinks {
-                    s.event(&e);
+fn dispatch(shared: &Shared, sinks: &[Arc<dyn EventSink>]) {
+    let mut batch = Vec::new();
+    loop {
+        {
+            let mut q = shared.lock();
+            while q.msgs.is_empty() {
+                if q.closed {
+                    return;
                 }
+                q = shared
+                    .ready
+                    .wait_timeout(q, BATCH_WAIT)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .0;
             }
-            Msg::Flush(ack) => {
-                let _ = ack.send(());
+            batch.extend(q.msgs.drain(..));
+        }
+        shared.space.notify_all();
+        for msg in batch.drain(..) {
+            match msg {
+                Msg::Event(e) => {
+                    for s in sinks {
+                        s.event(&e);
+                    }
+                }
+                Msg::Flush(done) => {
+                    *done
+                        .0
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+                    done.1.notify_all();
+                }
             }
         }
     }
@@ -52,13 +107,14 @@ fn dispatch(rx: Receiver<Msg>, sinks: Vec<Arc<dyn EventSink>>) {
 
 impl EventBus {
     pub fn new(sinks: Vec<Arc<dyn EventSink>>) -> Arc<Self> {
-        let (tx, rx) = sync_channel(QUEUE);
+        let shared = Arc::new(Shared::default());
+        let theirs = shared.clone();
         std::thread::Builder::new()
             .name("callflow-events".into())
-            .spawn(move || dispatch(rx, sinks))
+            .spawn(move || dispatch(&theirs, &sinks))
             .expect("the event dispatcher thread starts");
         Arc::new(Self {
-            queue: Mutex::new((0, tx)),
+            shared,
             start: Instant::now(),
             start_wall: SystemTime::now(),
         })
@@ -74,42 +130,61 @@ impl EventBus {
         let ts_us = at
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64);
-        let mut guard = self
-            .queue
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut q = self.shared.lock();
+        while q.msgs.len() >= QUEUE {
+            self.shared.ready.notify_one();
+            q = self
+                .shared
+                .space
+                .wait(q)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
         let event = Event {
-            seq: guard.0,
+            seq: q.seq,
             ts_us,
             elapsed_ms: elapsed.as_secs_f64() * 1000.0,
             event: kind,
         };
-        guard.0 += 1;
-        let _ = guard.1.send(Msg::Event(event));
+        q.seq += 1;
+        q.msgs.push_back(Msg::Event(event));
+        if q.msgs.len() >= BATCH {
+            self.shared.ready.notify_one();
+        }
     }
 
     /// Returns once every event emitted so far has reached every sink (a run ends with it, so
     /// what reads the sinks afterwards sees the whole run).
     pub fn flush(&self) {
-        let (ack, done) = sync_channel(1);
-        let sent = self
-            .queue
+        let done = Arc::new((Mutex::new(false), Condvar::new()));
+        self.shared.lock().msgs.push_back(Msg::Flush(done.clone()));
+        self.shared.ready.notify_one();
+        let mut flushed = done
+            .0
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .1
-            .send(Msg::Flush(ack));
-        if sent.is_ok() {
-            let _ = done.recv();
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while !*flushed {
+            flushed = done
+                .1
+                .wait(flushed)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
     }
 
     /// Time since the run started.
-    pub fn elapsed(&self) -> std::time::Duration {
+    pub fn elapsed(&self) -> Duration {
         self.start.elapsed()
     }
 
     pub fn start(&self) -> Instant {
         self.start
+    }
+}
+
+impl Drop for EventBus {
+    /// The dispatcher hands out what is queued, then ends.
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.ready.notify_one();
     }
 }
 
@@ -128,7 +203,7 @@ impl Collector {
         Arc::new(Self(Mutex::new(Retained::new(budget))))
     }
 
-    fn kept(&self) -> std::sync::MutexGuard<'_, Retained> {
+    fn kept(&self) -> MutexGuard<'_, Retained> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -258,7 +258,7 @@ impl UaShared {
 
     /// Starts the call's RTP towards the peer its SDP names (once the call is confirmed).
     pub(crate) fn start_media(&self, call: &Arc<Call>, remote_sdp: &str) {
-        if call.media().is_some() {
+        if call.media().is_some() || !self.media {
             return;
         }
         let name = call.name();

@@ -35,6 +35,9 @@ pub struct RunOptions {
     /// Keep each call's RTP packets (a ring per call) and write them as one `rtp_capture`
     /// event when its media ends, for the pcap.
     pub capture_rtp: bool,
+    /// Start RTP on every call once it is confirmed (a functional run always does; a load only
+    /// when the scenario has a media node, or `--media`).
+    pub media: bool,
     /// Bounds on what a peer can make a UA hold (docs/security.md).
     pub limits: Limits,
 }
@@ -70,6 +73,7 @@ impl Default for RunOptions {
             stop: CancellationToken::new(),
             run_id: format!("{}-{}", std::process::id(), now_ms()),
             capture_rtp: false,
+            media: true,
             limits: Limits::default(),
         }
     }
@@ -254,6 +258,7 @@ pub(crate) async fn set_up(scenario: &Scenario, opts: &RunOptions, bus: &Arc<Eve
         bus: bus.clone(),
         sessions: sessions.clone(),
         capture_rtp: opts.capture_rtp,
+        media: opts.media,
         limits: opts.limits.clone(),
         run_id: opts.run_id.as_str().into(),
     };

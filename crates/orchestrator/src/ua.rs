@@ -46,6 +46,8 @@ pub(crate) struct UaShared {
     pub(crate) display_name: Option<String>,
     /// Capture the RTP of this UA's calls (`rtp_capture`, one event per call).
     pub(crate) capture_rtp: bool,
+    /// Start RTP on each call once it is confirmed.
+    pub(crate) media: bool,
     /// How long an INVITE no node takes is held before it is answered 480.
     pub(crate) unclaimed_invite: Duration,
     /// What crossed the wire on each call: what a failure message says never arrived.
@@ -149,6 +151,7 @@ pub(crate) struct RunShared {
     pub(crate) bus: Arc<EventBus>,
     pub(crate) sessions: Arc<Sessions>,
     pub(crate) capture_rtp: bool,
+    pub(crate) media: bool,
     pub(crate) limits: crate::engine::Limits,
     pub(crate) run_id: Arc<str>,
 }
@@ -232,6 +235,7 @@ impl Ua {
             registration: tokio::sync::Mutex::new(None),
             display_name: inst.display_name.clone(),
             capture_rtp: run.capture_rtp,
+            media: run.media,
             unclaimed_invite: run.limits.unclaimed_invite,
             ledger,
             late_calls: std::sync::Mutex::new(std::collections::HashMap::new()),

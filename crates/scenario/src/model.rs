@@ -273,6 +273,23 @@ pub enum Action {
 }
 
 impl Action {
+    /// Whether the node sends, hears or measures RTP (a load starts media only for the
+    /// iterations of a scenario that has such a node, or when asked).
+    pub fn uses_media(&self) -> bool {
+        matches!(
+            self,
+            Self::PlayAudio { .. }
+                | Self::SendDtmf { .. }
+                | Self::PlaySignature { .. }
+                | Self::Record { .. }
+                | Self::CheckMedia { .. }
+                | Self::DtmfReceived { .. }
+                | Self::Heard { .. }
+                | Self::Tone { .. }
+                | Self::MediaFlowing
+        )
+    }
+
     /// The sipflow name of the command or event.
     pub fn name(&self) -> &'static str {
         match self {

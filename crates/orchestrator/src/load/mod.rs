@@ -81,6 +81,7 @@ pub struct Summary {
     pub calls: Calls,
     pub rate: Rate,
     pub concurrency: Concurrency,
+    pub memory: Memory,
     /// Per phase: pdd (INVITE to first 18x), setup (INVITE to 2xx), bye (BYE to its final
     /// response), iteration (start to end), iteration_from_schedule (from when it was due:
     /// coordinated omission), start_lag (start against schedule).
@@ -122,6 +123,16 @@ pub struct Rate {
 pub struct Concurrency {
     pub max_in_flight: u64,
     pub limit: Option<usize>,
+}
+
+/// What the load held at its peak (sampled every interval).
+#[derive(Clone, Debug, Serialize)]
+pub struct Memory {
+    pub peak_rss_mb: f64,
+    /// rsipstack's transactions, running and finished-but-kept: a UAC's INVITE transaction
+    /// lingers 64 s after its call (Timer M, then the finished-transaction cache), about 25 KB
+    /// each, so a load at R calls/s holds about R x 64 of them whatever its calls in flight.
+    pub peak_transactions: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -434,6 +445,16 @@ async fn drive(
                 .map(|s| s.rate(now));
             let secs = opts.interval.as_secs_f64();
             snap.rate = started.saturating_sub(started_at_tick) as f64 / secs;
+            snap.rss_mb = stats::rss_mb();
+            snap.transactions = ctx
+                .uas
+                .iter()
+                .map(|u| {
+                    let s = u.endpoint.get_stats();
+                    (s.running_transactions + s.finished_transactions) as u64
+                })
+                .sum();
+            stats.memory(snap.rss_mb, snap.transactions);
             started_at_tick = started;
             on_tick(&snap);
             next_tick += opts.interval;
@@ -473,8 +494,9 @@ fn summarize(
     let interval = p
         .target
         .map(|r| Duration::from_secs_f64(1.0 / r.max(0.001)));
-    let generator_limited =
-        p.missed > 0 || interval.is_some_and(|i| t.max_lag > i) || !p.capped.is_zero();
+    let generator_limited = p.missed > 0
+        || interval.is_some_and(|i| t.max_lag > i.max(flow::pacing::LATE_OK))
+        || !p.capped.is_zero();
     let target = match &opts.pacing {
         Pacing::Rate(r) if !answering => Some(if r.increase > 0.0 { r.max } else { r.rate }),
         _ => None,
@@ -497,6 +519,10 @@ fn summarize(
         concurrency: Concurrency {
             max_in_flight: t.max_in_flight,
             limit: opts.max_concurrent,
+        },
+        memory: Memory {
+            peak_rss_mb: t.peak_rss_mb,
+            peak_transactions: t.peak_transactions,
         },
         latency_ms: t.latency,
         nodes_ms: t.nodes,

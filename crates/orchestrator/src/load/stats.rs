@@ -106,6 +106,8 @@ struct Inner {
     responses_received: BTreeMap<u16, u64>,
     responses_sent: BTreeMap<u16, u64>,
     max_in_flight: u64,
+    peak_rss_mb: f64,
+    peak_transactions: u64,
     /// The first failures' messages, for the terminal.
     first_failures: Vec<String>,
     first_failure: Option<events::Failure>,
@@ -144,6 +146,8 @@ impl Default for LoadStats {
                 responses_received: BTreeMap::new(),
                 responses_sent: BTreeMap::new(),
                 max_in_flight: 0,
+                peak_rss_mb: 0.0,
+                peak_transactions: 0,
                 first_failures: Vec::new(),
                 first_failure: None,
             }),
@@ -175,6 +179,11 @@ pub struct Snapshot {
     pub setup_p50_ms: f64,
     pub setup_p99_ms: f64,
     pub setup_count: u64,
+    /// rsipstack's transactions, running and finished-but-kept (a UAC's INVITE lingers 64 s:
+    /// Timer M, then its finished-transaction cache), over every role.
+    pub transactions: u64,
+    /// The process's resident memory, MB (Linux; 0 elsewhere).
+    pub rss_mb: f64,
 }
 
 impl LoadStats {
@@ -227,6 +236,13 @@ impl LoadStats {
 
     pub(crate) fn first_failures(&self) -> Vec<String> {
         self.inner().first_failures.clone()
+    }
+
+    /// Notes the memory now (the peaks go in the summary).
+    pub(crate) fn memory(&self, rss_mb: f64, transactions: u64) {
+        let mut i = self.inner();
+        i.peak_rss_mb = i.peak_rss_mb.max(rss_mb);
+        i.peak_transactions = i.peak_transactions.max(transactions);
     }
 
     /// The numbers now; `interval` restarts the interval's histograms.
@@ -291,6 +307,8 @@ impl LoadStats {
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
             max_in_flight: i.max_in_flight,
+            peak_rss_mb: i.peak_rss_mb,
+            peak_transactions: i.peak_transactions,
             max_lag: Duration::from_micros(i.lag.max()),
             late_starts: i.lag.count_between(10_000, u64::MAX),
         }
@@ -378,9 +396,23 @@ pub(crate) struct Totals {
     pub(crate) responses_received: BTreeMap<String, u64>,
     pub(crate) responses_sent: BTreeMap<String, u64>,
     pub(crate) max_in_flight: u64,
+    pub(crate) peak_rss_mb: f64,
+    pub(crate) peak_transactions: u64,
     pub(crate) max_lag: Duration,
     /// Starts 10 ms or more behind their schedule.
     pub(crate) late_starts: u64,
+}
+
+/// The process's resident memory in MB, from /proc (0 where there is none).
+pub(crate) fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// A histogram as HDR V2 (uncompressed), base64: what `HdrHistogram` tools decode and merge.
