@@ -67,6 +67,15 @@ pub(crate) struct LoadArgs {
     /// 2 passed ones, each with its events.jsonl and ladder (text and HTML), and the summary.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Per-iteration data (SIPp's -inf): a CSV whose first line names the fields; each
+    /// iteration takes a row, and `${field}` (and `${iteration}`) in DNs, PBX auth users and
+    /// passwords, MakeCall targets and headers becomes that row's value. A role whose PBX account
+    /// uses a field registers every row's user before the first call.
+    #[arg(long, value_name = "CSV")]
+    inf: Option<PathBuf>,
+    /// How an iteration picks its row of --inf.
+    #[arg(long, value_enum, default_value = "sequential", requires = "inf")]
+    inf_order: InfOrder,
     /// Send RTP on every call (G.711 both ways, from the shared media clock) even when the
     /// scenario has no media node; without it, only a scenario with one sends media.
     #[arg(long)]
@@ -108,6 +117,14 @@ fn write_kept(
         std::fs::write(d.join("ladder.html"), ladder.to_html())?;
     }
     Ok(())
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum InfOrder {
+    /// Iteration k takes row k (and round again).
+    Sequential,
+    /// A row at random per iteration.
+    Random,
 }
 
 /// Where the per-interval lines go.
@@ -203,7 +220,24 @@ pub(crate) fn run(args: LoadArgs) -> anyhow::Result<i32> {
     if args.users == Some(0) || args.max_concurrent == Some(0) {
         return Err(UsageError("--users and --max-concurrent must be at least 1".into()).into());
     }
-    let (scenario, warnings) = match scenario::load(&args.file) {
+    let data = match &args.inf {
+        None => None,
+        Some(path) => {
+            let order = match args.inf_order {
+                InfOrder::Sequential => orchestrator::data::Order::Sequential,
+                InfOrder::Random => orchestrator::data::Order::Random,
+            };
+            match orchestrator::data::Data::read(path, order) {
+                Ok(d) => Some(Arc::new(d)),
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Ok(exit_code::INVALID);
+                }
+            }
+        }
+    };
+    let keep = data.as_ref().map(|d| d.names()).unwrap_or_default();
+    let (scenario, warnings) = match scenario::load_keeping(&args.file, &keep) {
         Ok(s) => s,
         Err(diags) => {
             eprintln!("{diags}");
@@ -243,6 +277,7 @@ pub(crate) fn run(args: LoadArgs) -> anyhow::Result<i32> {
             stop: stop.clone(),
             limits: limits(&args.limits),
             media: args.media || scenario.nodes.iter().any(|n| n.action.uses_media()),
+            data,
             ..RunOptions::default()
         },
         pacing,

@@ -354,3 +354,56 @@ fn ctrl_c_ends_a_load_with_every_call_hung_up() {
     let unended: Vec<_> = answered.difference(&byes).collect();
     assert!(unended.is_empty(), "answered, never hung up: {unended:?}");
 }
+
+/// A PBX load: each role registers the users of a CSV through Kamailio (digest auth), then
+/// the calls go between them through it, each iteration with its row's users.
+#[test]
+fn a_load_through_kamailio_with_digest_auth_and_a_csv_of_users() {
+    let pbx = callflow_tests::lab::kamailio(free_udp_port());
+    let dir = workdir("kamailio");
+    std::fs::write(
+        dir.join("users.csv"),
+        "caller,caller_pw,callee,callee_pw\n100,alicepw,200,bobpw\n300,carolpw,200,bobpw\n",
+    )
+    .expect("csv");
+    let port = pbx.port;
+    std::fs::write(
+        dir.join("pbx-load.yaml"),
+        format!(
+            "version: 1\nname: PBX load\ninstances:\n  caller:\n    dn: \"${{caller}}\"\n    pbx: {{ host: 127.0.0.1, port: {port}, password: \"${{caller_pw}}\" }}\n    steps:\n      - command: MakeCall\n        target: \"${{callee}}\"\n        headers: {{ X-Row: \"${{caller}}-${{iteration}}\" }}\n      - command: Release\n  callee:\n    dn: \"${{callee}}\"\n    pbx: {{ host: 127.0.0.1, port: {port}, password: \"${{callee_pw}}\" }}\n    steps:\n      - event: INCOMING\n      - command: Answer\n      - event: DISCONNECTED\n"
+        ),
+    )
+    .expect("scenario");
+    let out = bin()
+        .arg("load")
+        .arg(dir.join("pbx-load.yaml"))
+        .arg("--inf")
+        .arg(dir.join("users.csv"))
+        .args(["--rate", "20", "--calls", "60", "--summary"])
+        .arg(dir.join("summary.json"))
+        .arg("--events")
+        .arg(dir.join("events.jsonl"))
+        .output()
+        .expect("callflow runs");
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out), pbx.log());
+    let s = summary(&dir.join("summary.json"));
+    assert_eq!(s["calls"]["passed"], 60, "{s:#}");
+    assert_clean(&s);
+    // Each user registered (and unregistered), and each call from its row's user, with the
+    // digest challenge answered.
+    let events = std::fs::read_to_string(dir.join("events.jsonl")).expect("events");
+    let sent = |what: &str| {
+        events
+            .lines()
+            .filter(|l| l.contains("\"direction\":\"sent\"") && l.contains(what))
+            .count()
+    };
+    assert!(sent("\"method\":\"REGISTER\"") >= 6, "3 users, in and out");
+    assert!(sent("From: <sip:100@") > 0, "row 1's caller");
+    assert!(sent("From: <sip:300@") > 0, "row 2's caller");
+    assert!(sent("X-Row: 300-2") >= 1, "iteration 2 is row 2's");
+    assert!(
+        s["responses"]["received"]["407"].as_u64().unwrap_or(0) >= 60,
+        "{s:#}"
+    );
+}

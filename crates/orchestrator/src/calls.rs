@@ -12,7 +12,7 @@ use transport::rsipstack::dialog::invitation::{InviteAsyncResult, InviteOption};
 use transport::sip::{Header, Uri};
 
 /// Extra choices for an outgoing INVITE.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub(crate) struct CallOptions {
     /// Headers added to the INVITE (X-*, P-Asserted-Identity, Diversion, Replaces, ...).
     pub(crate) headers: Vec<Header>,
@@ -21,6 +21,9 @@ pub(crate) struct CallOptions {
     pub(crate) from_user: Option<String>,
     /// No SDP in the INVITE: the 2xx offers, the ACK answers (RFC 3261 §13.2.1).
     pub(crate) late_offer: bool,
+    /// The digest credential of this call (a load's user of the iteration), instead of the
+    /// PBX's.
+    pub(crate) credential: Option<transport::rsipstack::dialog::authenticate::Credential>,
 }
 
 pub(crate) fn sdp_header() -> Header {
@@ -159,7 +162,9 @@ impl UaShared {
         let invite = InviteOption {
             caller,
             caller_display_name: opts.display_name.or_else(|| self.display_name.clone()),
-            credential: self.pbx.as_ref().and_then(|p| p.credential.clone()),
+            credential: opts
+                .credential
+                .or_else(|| self.pbx.as_ref().and_then(|p| p.credential.clone())),
             destination: self.pbx.as_ref().and_then(crate::pbx::PbxConf::destination),
             callee: callee.clone(),
             contact: self.contact.clone(),

@@ -38,6 +38,9 @@ pub struct RunOptions {
     /// Start RTP on every call once it is confirmed (a functional run always does; a load only
     /// when the scenario has a media node, or `--media`).
     pub media: bool,
+    /// A load's per-iteration data (`--inf`): the `${field}`s of DNs, PBX accounts, targets
+    /// and headers.
+    pub data: Option<Arc<crate::data::Data>>,
     /// Bounds on what a peer can make a UA hold (docs/security.md).
     pub limits: Limits,
 }
@@ -74,6 +77,7 @@ impl Default for RunOptions {
             run_id: format!("{}-{}", std::process::id(), now_ms()),
             capture_rtp: false,
             media: true,
+            data: None,
             limits: Limits::default(),
         }
     }
@@ -107,6 +111,8 @@ pub(crate) struct Ctx {
     pub(crate) uas: Vec<Arc<UaShared>>,
     /// Who listens where (labels, addresses), by instance index.
     pub(crate) registry: instances::Registry,
+    /// A load's per-iteration data.
+    pub(crate) data: Option<Arc<crate::data::Data>>,
 }
 
 /// Runs a validated scenario to its verdict. Every step is reported on `bus`.
@@ -259,6 +265,7 @@ pub(crate) async fn set_up(scenario: &Scenario, opts: &RunOptions, bus: &Arc<Eve
         sessions: sessions.clone(),
         capture_rtp: opts.capture_rtp,
         media: opts.media,
+        data: opts.data.clone(),
         limits: opts.limits.clone(),
         run_id: opts.run_id.as_str().into(),
     };
@@ -331,7 +338,13 @@ pub(crate) async fn set_up(scenario: &Scenario, opts: &RunOptions, bus: &Arc<Eve
     let mut registered = Vec::new();
     if setup_failure.is_none() {
         for ua in &uas {
-            let Some(pbx) = ua.shared.pbx.as_ref().filter(|p| p.register) else {
+            // A load's templated accounts register per user (`load`), not here.
+            let Some(pbx) = ua
+                .shared
+                .pbx
+                .as_ref()
+                .filter(|p| p.register && p.template.is_none())
+            else {
                 continue;
             };
             let registrar = pbx.registrar();
@@ -379,6 +392,7 @@ pub(crate) async fn set_up(scenario: &Scenario, opts: &RunOptions, bus: &Arc<Eve
     }
 
     let ctx = Arc::new(Ctx {
+        data: opts.data.clone(),
         scenario: scenario.clone(),
         bus: bus.clone(),
         uas: uas.iter().map(|u| u.shared.clone()).collect(),

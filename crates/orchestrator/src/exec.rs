@@ -71,6 +71,8 @@ async fn within<T>(
 pub(crate) struct Step<'a> {
     node: &'a Node,
     iteration: Iteration,
+    /// A load's per-iteration data.
+    data: Option<&'a crate::data::Data>,
 }
 
 impl<'a> Step<'a> {
@@ -78,6 +80,15 @@ impl<'a> Step<'a> {
         Self {
             node: &ctx.scenario.nodes[at.node],
             iteration: at.iteration,
+            data: ctx.data.as_deref(),
+        }
+    }
+
+    /// `text` with this iteration's `${field}`s of a load's data replaced.
+    fn expand(&self, text: &str) -> String {
+        match self.data {
+            Some(d) => d.expand(self.iteration, text),
+            None => text.to_owned(),
         }
     }
 }
@@ -190,7 +201,7 @@ fn node_headers(node: &Step<'_>) -> Vec<transport::sip::Header> {
     node.opts
         .headers
         .iter()
-        .map(|(n, v)| make_header(n, v))
+        .map(|(n, v)| make_header(n, &node.expand(v)))
         .collect()
 }
 
@@ -265,7 +276,17 @@ async fn make_call(
     node: &Step<'_>,
     target: &str,
 ) -> NodeResult {
-    let (mut callee, who) = resolve_target(ctx, ua, target)?;
+    let target = node.expand(target);
+    let (mut callee, who) = resolve_target(ctx, ua, &target)?;
+    // A load's user of this iteration: the From user and the credential of its row.
+    let account = node
+        .data
+        .zip(ua.pbx.as_ref())
+        .and_then(|(d, p)| p.credential_for(d, node.iteration));
+    let templated_dn = node
+        .data
+        .filter(|_| crate::data::templated(&ua.dn))
+        .map(|d| d.expand(node.iteration, &ua.dn));
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + node.timeout;
     // What to do with each final response is the flow's (flow::dial); a session timer asked
@@ -287,8 +308,15 @@ async fn make_call(
         let opts = CallOptions {
             headers,
             display_name: node.opts.display_name.clone(),
-            from_user: node.opts.from_user.clone(),
+            from_user: node
+                .opts
+                .from_user
+                .as_deref()
+                .map(|u| node.expand(u))
+                .or_else(|| account.as_ref().map(|(u, _)| u.clone()))
+                .or_else(|| templated_dn.clone()),
             late_offer: node.opts.late_offer,
+            credential: account.as_ref().and_then(|(_, c)| c.clone()),
         };
         let (call, join) = ua
             .place_call(Some((node.iteration, &node.call_id)), callee.clone(), opts)

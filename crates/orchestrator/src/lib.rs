@@ -20,6 +20,7 @@
 mod bus;
 mod calls;
 mod checks;
+pub mod data;
 mod engine;
 mod exec;
 pub mod load;

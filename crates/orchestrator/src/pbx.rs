@@ -21,11 +21,36 @@ pub(crate) struct PbxConf {
     pub(crate) outbound_proxy: Option<SocketAddr>,
     pub(crate) register: bool,
     pub(crate) expires: u32,
+    /// The DN, auth user and password as written, when they use a load's per-iteration data
+    /// (`${field}`): each call and each registration expands them for its user
+    /// ([`Self::credential_for`]); `credential` is then none.
+    pub(crate) template: Option<Template>,
+}
+
+/// A PBX account as written, with `${field}`s.
+#[derive(Clone, Debug)]
+pub(crate) struct Template {
+    dn: String,
+    auth_user: Option<String>,
+    password: Option<String>,
+    realm: Option<String>,
 }
 
 impl PbxConf {
-    pub(crate) fn from_instance(inst: &Instance) -> Result<Option<Self>, String> {
+    pub(crate) fn from_instance(
+        inst: &Instance,
+        data: Option<&crate::data::Data>,
+    ) -> Result<Option<Self>, String> {
         let Some(p) = &inst.pbx else { return Ok(None) };
+        let templated = data.is_some()
+            && [
+                Some(&inst.dn),
+                p.auth_user.as_ref(),
+                p.password_text.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .any(|t| crate::data::templated(t));
         let host_port = match p.port {
             Some(port) => format!("{}:{port}", p.host),
             None => p.host.clone(),
@@ -47,12 +72,22 @@ impl PbxConf {
                 )
             }
         };
-        let credential = p.password()?.map(|password| Credential {
-            username: inst.dn.clone(),
-            password,
+        let template = templated.then(|| Template {
+            dn: inst.dn.clone(),
+            auth_user: p.auth_user.clone(),
+            password: p.password_text.clone(),
             realm: p.realm.clone(),
-            auth_username: p.auth_user.clone().filter(|a| a != &inst.dn),
         });
+        let credential = if templated {
+            None
+        } else {
+            p.password()?.map(|password| Credential {
+                username: inst.dn.clone(),
+                password,
+                realm: p.realm.clone(),
+                auth_username: p.auth_user.clone().filter(|a| a != &inst.dn),
+            })
+        };
         Ok(Some(Self {
             host_port,
             tcp: p.transport == SipTransport::Tcp,
@@ -63,7 +98,33 @@ impl PbxConf {
                 .register_interval
                 .as_secs()
                 .clamp(60, u64::from(u32::MAX)) as u32,
+            template,
         }))
+    }
+
+    /// The user (DN) and digest credential of `iteration`'s row, when the account is a
+    /// template; the environment's `${NAME}`s in the password are expanded after the row's.
+    pub(crate) fn credential_for(
+        &self,
+        data: &crate::data::Data,
+        iteration: u32,
+    ) -> Option<(String, Option<Credential>)> {
+        let t = self.template.as_ref()?;
+        let user = data.expand(iteration, &t.dn);
+        let credential = t.password.as_ref().map(|p| {
+            let expanded = data.expand(iteration, p);
+            Credential {
+                username: user.clone(),
+                password: scenario::expand_env_keeping(&expanded, &[]).unwrap_or(expanded),
+                realm: t.realm.clone(),
+                auth_username: t
+                    .auth_user
+                    .as_ref()
+                    .map(|a| data.expand(iteration, a))
+                    .filter(|a| a != &user),
+            }
+        });
+        Some((user, credential))
     }
 
     fn suffix(&self) -> &'static str {
@@ -123,6 +184,35 @@ impl UaShared {
             .map_err(|e| format!("bad registrar URI: {e}"))?;
         let mut reg = self.registration.lock().await;
         let reg = reg.get_or_insert_with(|| self.registration(pbx));
+        let resp = reg
+            .register(server, Some(expires))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(RegisterOutcome {
+            code: resp.status_code.code(),
+            text: resp.status_code.text().to_owned(),
+        })
+    }
+
+    /// Registers `user` (a load's user of a row) with `credential`, its Contact `user@` our
+    /// address; `expires` 0 unregisters.
+    pub(crate) async fn register_as(
+        &self,
+        user: &str,
+        credential: Option<Credential>,
+        expires: u32,
+    ) -> Result<RegisterOutcome, String> {
+        let pbx = self.pbx.as_ref().ok_or("no PBX")?;
+        let server = Uri::try_from(pbx.registrar().as_str())
+            .map_err(|e| format!("bad registrar URI: {e}"))?;
+        let mut reg = Registration::new(self.endpoint.clone(), credential);
+        reg.outbound_proxy = pbx.outbound_proxy;
+        let contact = instances::sip_uri(user, self.local, self.tcp);
+        reg.contact = Some(transport::sip::typed::Contact {
+            display_name: None,
+            uri: Uri::try_from(contact.as_str()).map_err(|e| format!("bad contact: {e}"))?,
+            params: vec![],
+        });
         let resp = reg
             .register(server, Some(expires))
             .await

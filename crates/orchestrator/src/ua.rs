@@ -152,6 +152,7 @@ pub(crate) struct RunShared {
     pub(crate) sessions: Arc<Sessions>,
     pub(crate) capture_rtp: bool,
     pub(crate) media: bool,
+    pub(crate) data: Option<Arc<crate::data::Data>>,
     pub(crate) limits: crate::engine::Limits,
     pub(crate) run_id: Arc<str>,
 }
@@ -227,9 +228,11 @@ impl Ua {
             sessions: run.sessions.clone(),
             bus: run.bus.clone(),
             rtp: run.rtp_ports.clone(),
-            pbx: crate::pbx::PbxConf::from_instance(inst).map_err(|e| UaError::Pbx {
-                ua: inst.label.clone(),
-                message: e,
+            pbx: crate::pbx::PbxConf::from_instance(inst, run.data.as_deref()).map_err(|e| {
+                UaError::Pbx {
+                    ua: inst.label.clone(),
+                    message: e,
+                }
             })?,
             endpoint: endpoint.endpoint.inner.clone(),
             registration: tokio::sync::Mutex::new(None),

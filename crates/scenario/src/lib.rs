@@ -52,7 +52,7 @@ pub use write::{WriteError, to_flow, to_native};
 use std::path::Path;
 
 pub use media::file::Symlinks;
-pub use spanned::{MAX_DEPTH, MAX_DURATION};
+pub use spanned::{MAX_DEPTH, MAX_DURATION, expand_env_keeping};
 
 /// The largest scenario file read: 4 MiB, some 20,000 steps (the largest bundled file is 4 KB).
 pub const MAX_SCENARIO_BYTES: u64 = 4 << 20;
@@ -110,12 +110,33 @@ pub fn parse_with_profiles(
     file: &str,
     profiles: &Profiles,
 ) -> Result<(Scenario, Diagnostics), Diagnostics> {
+    parse_keeping(text, file, profiles, &[])
+}
+
+/// Reads, parses and validates a scenario file like [`load`], leaving each `${NAME}` whose NAME
+/// is in `keep` as written (a load's per-iteration data: `callflow load --inf`), where
+/// [`load`] takes every `${NAME}` from the environment.
+pub fn load_keeping(path: &Path, keep: &[String]) -> Result<(Scenario, Diagnostics), Diagnostics> {
+    let file = path.display().to_string();
+    let text = read_source(path, Symlinks::Follow)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let profiles = Profiles::load_dir(dir)?;
+    parse_keeping(&text, &file, &profiles, keep)
+}
+
+/// [`parse_with_profiles`], leaving the `${NAME}`s of `keep` as written.
+pub fn parse_keeping(
+    text: &str,
+    file: &str,
+    profiles: &Profiles,
+    keep: &[String],
+) -> Result<(Scenario, Diagnostics), Diagnostics> {
     // Every diagnostic, error or warning, leaves with its `${VAR}` values written back.
     let redact = |mut d: Diagnostics| {
         d.redact_env(text);
         d
     };
-    parse_unredacted(text, file, profiles)
+    parse_unredacted(text, file, profiles, keep)
         .map(|(s, warnings)| (s, redact(warnings)))
         .map_err(redact)
 }
@@ -124,13 +145,14 @@ fn parse_unredacted(
     text: &str,
     file: &str,
     profiles: &Profiles,
+    keep: &[String],
 ) -> Result<(Scenario, Diagnostics), Diagnostics> {
     let format = detect_format(text, file)?;
     let root = spanned::parse(text, file, format)?;
     let mut diags = Diagnostics::default();
     let scenario = match format {
-        Format::SipflowJson => sipflow::convert(&root, file, profiles, &mut diags),
-        Format::Native => native::convert(&root, file, profiles, &mut diags),
+        Format::SipflowJson => sipflow::convert(&root, file, profiles, keep, &mut diags),
+        Format::Native => native::convert(&root, file, profiles, keep, &mut diags),
     };
     let Some(scenario) = scenario else {
         return Err(diags);

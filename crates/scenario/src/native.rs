@@ -89,9 +89,10 @@ pub(crate) fn convert(
     root: &SNode,
     file: &str,
     profiles: &Profiles,
+    keep: &[String],
     diags: &mut Diagnostics,
 ) -> Option<Scenario> {
-    let mut f = Fields { file, diags };
+    let mut f = Fields { file, diags, keep };
     if !matches!(root.value, Value::Map(_)) {
         f.error(
             root.pos,

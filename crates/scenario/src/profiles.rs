@@ -55,6 +55,7 @@ impl Profiles {
         let mut f = Fields {
             file,
             diags: &mut diags,
+            keep: &[],
         };
         let mut profiles = BTreeMap::new();
         if root.value != Value::Null {

@@ -101,9 +101,10 @@ pub(crate) fn convert(
     root: &SNode,
     file: &str,
     profiles: &Profiles,
+    keep: &[String],
     diags: &mut Diagnostics,
 ) -> Option<Scenario> {
-    let mut f = Fields { file, diags };
+    let mut f = Fields { file, diags, keep };
     let mut folded = root.clone();
     fold_keys(&mut folded);
     let root = &folded;

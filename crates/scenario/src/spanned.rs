@@ -225,6 +225,9 @@ fn scalar(s: &Scalar<'_>) -> Value {
 pub(crate) struct Fields<'a> {
     pub(crate) file: &'a str,
     pub(crate) diags: &'a mut Diagnostics,
+    /// `${NAME}`s left as written (a load's per-iteration data, `--inf`), not taken from the
+    /// environment.
+    pub(crate) keep: &'a [String],
 }
 
 impl Fields<'_> {
@@ -242,7 +245,7 @@ impl Fields<'_> {
         let node = map.get(key)?;
         match &node.value {
             Value::Null => None,
-            Value::Str(s) if s.contains("${") => match expand_env(s) {
+            Value::Str(s) if s.contains("${") => match expand_env_keeping(s, self.keep) {
                 Ok(v) => Some(v),
                 Err(name) => {
                     self.diags.push(
@@ -474,6 +477,11 @@ mod tests {
 
 /// Replaces every `${NAME}` with the environment variable NAME; the error is the first name unset.
 pub(crate) fn expand_env(s: &str) -> Result<String, String> {
+    expand_env_keeping(s, &[])
+}
+
+/// [`expand_env`], leaving each `${NAME}` whose NAME is in `keep` as written.
+pub fn expand_env_keeping(s: &str, keep: &[String]) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(start) = rest.find("${") {
@@ -484,9 +492,13 @@ pub(crate) fn expand_env(s: &str) -> Result<String, String> {
             return Ok(out);
         };
         let name = &after[..end];
-        match std::env::var(name) {
-            Ok(v) => out.push_str(&v),
-            Err(_) => return Err(name.to_owned()),
+        if keep.iter().any(|k| k == name) {
+            out.push_str(&rest[start..start + 2 + end + 1]);
+        } else {
+            match std::env::var(name) {
+                Ok(v) => out.push_str(&v),
+                Err(_) => return Err(name.to_owned()),
+            }
         }
         rest = &after[end + 1..];
     }

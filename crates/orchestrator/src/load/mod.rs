@@ -198,7 +198,25 @@ pub async fn load(
             setup_error: Some(f.message),
         };
     }
+    let accounts = match register_users(&stage, &opts).await {
+        Ok(a) => a,
+        Err(message) => {
+            log(&bus, Level::Error, None, None, None, message.clone());
+            unregister_users(&stage, &opts, Vec::new()).await;
+            let (leaks, _) = engine::tear_down(stage, &opts.run).await;
+            engine::flush(&bus).await;
+            let mut summary = summarize(scenario, &opts, answering, &stats, &Progress::default());
+            summary.outcome = "setup_error";
+            summary.leaks = leaks;
+            summary.duration_s = began.elapsed().as_secs_f64();
+            return LoadReport {
+                summary,
+                setup_error: Some(message),
+            };
+        }
+    };
     let progress = drive(&stage, &opts, answering, &stats, &mut on_tick).await;
+    unregister_users(&stage, &opts, accounts).await;
     let cleanup = Instant::now();
     let (leaks, _) = engine::tear_down(stage, &opts.run).await;
     let mut summary = summarize(scenario, &opts, answering, &stats, &progress);
@@ -235,6 +253,109 @@ pub async fn load(
     LoadReport {
         summary,
         setup_error: None,
+    }
+}
+
+/// A user a role registered for the load (its row's account), to unregister at the end.
+struct Account {
+    ua: Arc<crate::ua::UaShared>,
+    user: String,
+    credential: Option<transport::rsipstack::dialog::authenticate::Credential>,
+}
+
+/// Registers every user of the data's rows on each role whose PBX account is a template
+/// (`dn: ${caller}`), before the first call: a role holds one endpoint, and each of its users
+/// registers it as their contact. Any refusal fails the set-up.
+async fn register_users(stage: &Stage, opts: &LoadOptions) -> Result<Vec<Account>, String> {
+    let Some(data) = opts.run.data.as_deref() else {
+        return Ok(Vec::new());
+    };
+    let mut accounts: Vec<Account> = Vec::new();
+    for ua in &stage.ctx.uas {
+        let Some(pbx) = ua
+            .pbx
+            .as_ref()
+            .filter(|p| p.register && p.template.is_some())
+        else {
+            continue;
+        };
+        for row in 1..=data.rows() {
+            let Some((user, credential)) = pbx.credential_for(data, row as u32) else {
+                continue;
+            };
+            if accounts
+                .iter()
+                .any(|a| a.ua.idx == ua.idx && a.user == user)
+            {
+                continue;
+            }
+            accounts.push(Account {
+                ua: ua.clone(),
+                user,
+                credential,
+            });
+        }
+    }
+    // At most 32 REGISTERs in flight: a registrar is not the load's target.
+    for chunk in accounts.chunks(32) {
+        let results = futures::future::join_all(chunk.iter().map(|a| {
+            let expires = a.ua.pbx.as_ref().map_or(3600, |p| p.expires);
+            a.ua.register_as(&a.user, a.credential.clone(), expires)
+        }))
+        .await;
+        for (a, r) in chunk.iter().zip(results) {
+            match r {
+                Ok(o) if (200..300).contains(&o.code) => {}
+                Ok(o) => {
+                    return Err(format!(
+                        "registration of {} on {} failed: {} {}",
+                        a.user, a.ua.label, o.code, o.text
+                    ));
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "registration of {} on {} failed: {e}",
+                        a.user, a.ua.label
+                    ));
+                }
+            }
+        }
+    }
+    if !accounts.is_empty() {
+        log(
+            &stage.ctx.bus,
+            Level::Info,
+            None,
+            None,
+            None,
+            format!("registered {} users of the data", accounts.len()),
+        );
+    }
+    Ok(accounts)
+}
+
+/// Unregisters what [`register_users`] registered (Expires: 0), bounded by the step limit.
+async fn unregister_users(stage: &Stage, opts: &LoadOptions, accounts: Vec<Account>) {
+    if accounts.is_empty() {
+        return;
+    }
+    let all = futures::future::join_all(
+        accounts
+            .iter()
+            .map(|a| a.ua.register_as(&a.user, a.credential.clone(), 0)),
+    );
+    if tokio::time::timeout(opts.run.step_limit, all)
+        .await
+        .is_err()
+    {
+        log(
+            &stage.ctx.bus,
+            Level::Warning,
+            None,
+            None,
+            None,
+            "unregistering the data's users hit its limit".into(),
+        );
     }
 }
 
