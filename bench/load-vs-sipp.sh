@@ -63,7 +63,8 @@ pair() {
   sleep 0.5 # the callee's socket is up (a bench, not a test: nothing to wait on)
   case "$name" in
     sipp-\>*)
-      (cd "$tmp" && /usr/bin/time -o "$gen" -f '%U %S %M' sipp -sn uac -i 127.0.0.1 -p 0 \
+      # timeout(1) too: a sipp uac whose calls failed was seen to outlive its own -timeout.
+      (cd "$tmp" && /usr/bin/time -o "$gen" -f '%U %S %M' timeout "$((secs + 40))" sipp -sn uac -i 127.0.0.1 -p 0 \
         -buff_size "$buf" -r "$rate" -m "$calls" -d 0 -trace_stat -stf stat.csv -fd 3600 \
         -trace_rtt -rtt_freq 1 -nostdin -timeout "$((secs + 30))s" "127.0.0.1:$uas_port" \
         >/dev/null 2>&1) || true ;;
