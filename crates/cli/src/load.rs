@@ -76,6 +76,11 @@ pub(crate) struct LoadArgs {
     /// How an iteration picks its row of --inf.
     #[arg(long, value_enum, default_value = "sequential", requires = "inf")]
     inf_order: InfOrder,
+    /// Serve Prometheus metrics at http://ADDR/metrics while the load runs (OpenMetrics text:
+    /// iterations by outcome, responses by status, retransmissions, in flight, setup and
+    /// post-dial delay histograms).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
     /// Send RTP on every call (G.711 both ways, from the shared media clock) even when the
     /// scenario has no media node; without it, only a scenario with one sends media.
     #[arg(long)]
@@ -288,7 +293,10 @@ pub(crate) fn run(args: LoadArgs) -> anyhow::Result<i32> {
         interval: args.stats_interval.max(Duration::from_millis(100)),
     };
     let mut stats_file = args.stats.as_ref().map(StatsFile::open).transpose()?;
-    let stats = Arc::new(LoadStats::default());
+    let metrics = args
+        .metrics
+        .map(|_| Arc::new(orchestrator::load::Metrics::default()));
+    let stats = Arc::new(LoadStats::new(metrics.clone()));
     let mut sinks: Vec<Arc<dyn EventSink>> = vec![stats.clone()];
     let stream = match args.events.as_deref() {
         None => None,
@@ -336,6 +344,32 @@ pub(crate) fn run(args: LoadArgs) -> anyhow::Result<i32> {
     .context("cannot start the runtime")?;
     let report: Option<LoadReport> = rt.block_on(async {
         let mut signals = crate::StopSignals::new()?;
+        if let (Some(addr), Some(m)) = (args.metrics, metrics) {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for --metrics"))?;
+            let app = axum::Router::new().route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let m = m.clone();
+                    async move {
+                        (
+                            [(
+                                axum::http::header::CONTENT_TYPE,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )],
+                            m.render(),
+                        )
+                    }
+                }),
+            );
+            if !quiet {
+                eprintln!("callflow: metrics on http://{addr}/metrics");
+            }
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            });
+        }
         let on_tick = |s: &Snapshot| {
             if let Some(f) = stats_file.as_mut() {
                 f.write(s);

@@ -288,11 +288,27 @@ fn a_load_needs_a_bound() {
     );
 }
 
+/// An HTTP GET of `path` on 127.0.0.1:`port`: the status line and the body.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
+}
+
 /// Ctrl-C: no new iteration, every confirmed call gets its BYE, the summary is written, exit 130.
+/// Meanwhile --metrics serves the load's Prometheus metrics.
 #[test]
 fn ctrl_c_ends_a_load_with_every_call_hung_up() {
     let dir = workdir("ctrl-c");
     let events = dir.join("events.jsonl");
+    let metrics = free_udp_port();
     let mut callflow = Killed(Some(
         bin()
             .arg("load")
@@ -302,6 +318,8 @@ fn ctrl_c_ends_a_load_with_every_call_hung_up() {
             .arg(dir.join("summary.json"))
             .arg("--events")
             .arg(&events)
+            .arg("--metrics")
+            .arg(format!("127.0.0.1:{metrics}"))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -316,6 +334,16 @@ fn ctrl_c_ends_a_load_with_every_call_hung_up() {
             .is_ok_and(|v| v["in_flight"].as_u64().unwrap_or(0) >= 10)
     });
     assert!(up, "no calls in flight");
+    let scraped = http_get(metrics, "/metrics");
+    assert!(scraped.starts_with("HTTP/1.1 200"), "{scraped}");
+    for want in [
+        "callflow_load_in_flight ",
+        "callflow_load_started_total ",
+        "callflow_load_setup_seconds_bucket",
+        "callflow_load_responses_total{direction=\"received\",code=\"200\"}",
+    ] {
+        assert!(scraped.contains(want), "{want} not in\n{scraped}");
+    }
     let kill = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -100,26 +100,36 @@ impl std::ops::Deref for Step<'_> {
     }
 }
 
+/// Carries out a node. Each kind's future is boxed: this one stays small (it is moved into a
+/// task for every node a load runs), and each node allocates only what its own kind needs.
 pub(crate) async fn execute(ctx: &Arc<Ctx>, at: NodeRef) -> NodeResult {
     let node = &Step::of(ctx, at);
     let ua = &ctx.uas[node.instance];
     match &node.action {
-        Action::MakeCall { target } => make_call(ctx, ua, node, target).await,
-        Action::Answer => answer(ua, node).await,
-        Action::Release => release(ua, node).await,
-        Action::Hold => reinvite(ua, node, Direction::SendOnly).await,
-        Action::Retrieve => reinvite(ua, node, Direction::SendRecv).await,
+        Action::MakeCall { target } => Box::pin(make_call(ctx, ua, node, target)).await,
+        Action::Answer => Box::pin(answer(ua, node)).await,
+        Action::Release => Box::pin(release(ua, node)).await,
+        Action::Hold => Box::pin(reinvite(ua, node, Direction::SendOnly)).await,
+        Action::Retrieve => Box::pin(reinvite(ua, node, Direction::SendRecv)).await,
         Action::BlindTransfer {
             target_user,
             target_host,
         } => {
             let target = blind_target(ctx, ua, target_user, target_host)?;
-            transfer(ua, node, &node.call_id, target, None).await
+            Box::pin(transfer(ua, node, &node.call_id, target, None)).await
         }
         Action::AttendedTransfer {
             primary_call_id,
             consult_call_id,
-        } => attended_transfer(ua, node, primary_call_id, consult_call_id).await,
+        } => {
+            Box::pin(attended_transfer(
+                ua,
+                node,
+                primary_call_id,
+                consult_call_id,
+            ))
+            .await
+        }
         // Waits on a call's events (its signals, digits, first RTP), INCOMING (the flow gives
         // it a held INVITE: take_incoming) and TIMEOUT: the flow decides them itself and never
         // hands them here.
@@ -135,10 +145,12 @@ pub(crate) async fn execute(ctx: &Arc<Ctx>, at: NodeRef) -> NodeResult {
             "{} is decided by the flow, not run by the driver",
             node.action.name()
         ))),
-        Action::Reject { code, reason } => reject(ua, node, *code, reason.as_deref()).await,
-        Action::Cancel => cancel(ua, node).await,
-        Action::SendRinging => send_provisional(ua, node, false).await,
-        Action::SendProgress => send_provisional(ua, node, true).await,
+        Action::Reject { code, reason } => {
+            Box::pin(reject(ua, node, *code, reason.as_deref())).await
+        }
+        Action::Cancel => Box::pin(cancel(ua, node)).await,
+        Action::SendRinging => Box::pin(send_provisional(ua, node, false)).await,
+        Action::SendProgress => Box::pin(send_provisional(ua, node, true)).await,
         Action::SendRequest {
             method,
             content_type,
@@ -146,7 +158,7 @@ pub(crate) async fn execute(ctx: &Arc<Ctx>, at: NodeRef) -> NodeResult {
             target: Some(target),
         } => {
             let (uri, who) = resolve_target(ctx, ua, target)?;
-            request_outside(
+            Box::pin(request_outside(
                 ua,
                 node,
                 method,
@@ -154,7 +166,7 @@ pub(crate) async fn execute(ctx: &Arc<Ctx>, at: NodeRef) -> NodeResult {
                 &who,
                 content_type.as_deref(),
                 body.as_deref(),
-            )
+            ))
             .await
         }
         Action::SendRequest {
@@ -162,19 +174,32 @@ pub(crate) async fn execute(ctx: &Arc<Ctx>, at: NodeRef) -> NodeResult {
             content_type,
             body,
             target: None,
-        } => send_request(ua, node, method, content_type.as_deref(), body.as_deref()).await,
+        } => {
+            Box::pin(send_request(
+                ua,
+                node,
+                method,
+                content_type.as_deref(),
+                body.as_deref(),
+            ))
+            .await
+        }
         Action::Subscribe {
             target,
             event,
             expires,
         } => {
             let (uri, who) = resolve_target(ctx, ua, target)?;
-            subscribe(ua, node, uri, &who, event, *expires).await
+            Box::pin(subscribe(ua, node, uri, &who, event, *expires)).await
         }
-        Action::RequestReceived { method } => request_received(ua, node, method.as_deref()).await,
-        Action::PlayAudio { file } => play_audio(ctx, ua, node, file).await,
-        Action::SendDtmf { digits, interval } => send_dtmf(ua, node, digits, *interval).await,
-        Action::PlaySignature { duration } => play_signature(ua, node, *duration).await,
+        Action::RequestReceived { method } => {
+            Box::pin(request_received(ua, node, method.as_deref())).await
+        }
+        Action::PlayAudio { file } => Box::pin(play_audio(ctx, ua, node, file)).await,
+        Action::SendDtmf { digits, interval } => {
+            Box::pin(send_dtmf(ua, node, digits, *interval)).await
+        }
+        Action::PlaySignature { duration } => Box::pin(play_signature(ua, node, *duration)).await,
         Action::Record { file } => {
             let call = call_of(ua, node)?;
             let path = scenario::resolve_path(&ctx.scenario.file, file);
@@ -190,9 +215,9 @@ pub(crate) async fn execute(ctx: &Arc<Ctx>, at: NodeRef) -> NodeResult {
         Action::CheckMedia {
             max_loss_percent,
             max_jitter_ms,
-        } => check_media(ua, node, *max_loss_percent, *max_jitter_ms).await,
-        Action::Heard { from } => heard(ctx, ua, node, from).await,
-        Action::Tone { frequency, absent } => tone(ua, node, *frequency, *absent).await,
+        } => Box::pin(check_media(ua, node, *max_loss_percent, *max_jitter_ms)).await,
+        Action::Heard { from } => Box::pin(heard(ctx, ua, node, from)).await,
+        Action::Tone { frequency, absent } => Box::pin(tone(ua, node, *frequency, *absent)).await,
     }
 }
 
@@ -1370,5 +1395,26 @@ mod tests {
             escape("abc@h;to-tag=1;from-tag=2"),
             "abc%40h%3Bto-tag%3D1%3Bfrom-tag%3D2"
         );
+    }
+}
+
+#[cfg(test)]
+mod future_sizes {
+    use super::*;
+
+    /// The size of the future of an async fn of two arguments.
+    fn of<F, A, B, Fut>(_: F) -> usize
+    where
+        F: Fn(A, B) -> Fut,
+    {
+        size_of::<Fut>()
+    }
+
+    /// `execute` is moved into a task for every node a load runs: its future must stay small
+    /// (each kind's is boxed), or every node pays a copy of the largest kind's.
+    #[test]
+    fn a_nodes_future_is_small() {
+        let size = of(execute);
+        assert!(size <= 256, "execute's future is {size} bytes");
     }
 }

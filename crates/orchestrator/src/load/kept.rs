@@ -16,6 +16,8 @@ use std::time::{Duration, SystemTime};
 const PER_CALL: usize = 64;
 /// A call the stream said nothing of for this long is forgotten.
 const KEEP: Duration = Duration::from_secs(300);
+/// How long after its iteration a call's messages may still come.
+const LATE: Duration = Duration::from_secs(64);
 
 /// One kept iteration: its events in stream order.
 #[derive(Clone, Debug)]
@@ -33,6 +35,9 @@ struct Inner {
     kept: Vec<KeptIteration>,
     /// Call-ID -> index in `kept`.
     kept_calls: HashMap<String, usize>,
+    /// The Call-IDs of iterations not kept, and when they ended: their late messages (a BYE's
+    /// 200, a retransmission) are dropped, not buffered, for 64 s (rsipstack's longest).
+    dropped: HashMap<String, SystemTime>,
     failed: usize,
     passed: usize,
     seen: u64,
@@ -89,6 +94,9 @@ impl EventSink for Kept {
                     i.kept[k].events.push(event.clone());
                     return;
                 }
+                if i.dropped.contains_key(&m.call_id) {
+                    return;
+                }
                 let at = SystemTime::UNIX_EPOCH + Duration::from_micros(event.ts_us);
                 let (_, v) = i
                     .calls
@@ -101,6 +109,8 @@ impl EventSink for Kept {
                 if i.seen.is_multiple_of(10_000) {
                     let cutoff = at - KEEP;
                     i.calls.retain(|_, (first, _)| *first > cutoff);
+                    let cutoff = at - LATE;
+                    i.dropped.retain(|_, ended| *ended > cutoff);
                 }
             }
             EventKind::NodeState(n) => {
@@ -130,6 +140,10 @@ impl EventSink for Kept {
                     _ => false,
                 };
                 if !keep {
+                    let at = SystemTime::UNIX_EPOCH + Duration::from_micros(event.ts_us);
+                    for c in &end.call_ids {
+                        i.dropped.insert(c.clone(), at);
+                    }
                     return;
                 }
                 let mut events: Vec<Event> = calls.into_iter().flatten().collect();

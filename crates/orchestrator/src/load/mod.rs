@@ -14,6 +14,7 @@
 //! ([`LoadStats`]) are aggregates fed by the event stream.
 
 pub mod kept;
+pub mod metrics;
 pub mod stats;
 
 use crate::bus::EventBus;
@@ -24,6 +25,7 @@ use flow::chains::{Flow, Input, Verdict};
 pub use flow::pacing::Ramp;
 use flow::pacing::Schedule;
 pub use kept::{Kept, KeptIteration};
+pub use metrics::Metrics;
 use scenario::{Action as Step, Scenario};
 use serde::Serialize;
 use stats::Ended;
@@ -219,6 +221,8 @@ pub async fn load(
     unregister_users(&stage, &opts, accounts).await;
     let cleanup = Instant::now();
     let (leaks, _) = engine::tear_down(stage, &opts.run).await;
+    // The statistics have every event before they are read.
+    engine::flush(&bus).await;
     let mut summary = summarize(scenario, &opts, answering, &stats, &progress);
     summary.leaks = leaks;
     summary.duration_s = began.elapsed().as_secs_f64();

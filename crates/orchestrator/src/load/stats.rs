@@ -55,10 +55,22 @@ impl Percentiles {
 #[derive(Debug)]
 struct Wire {
     first: SystemTime,
+    /// The CSeq of the call's first INVITE (a re-INVITE's is another), and when its request
+    /// went, its first 18x and its 2xx came. The events of one call can reach the statistics
+    /// out of order (sent and received are tapped on different threads), so each phase is
+    /// recorded once both its ends are known, whichever came first.
+    invite_cseq: Option<String>,
     invite: Option<SystemTime>,
-    provisional: bool,
-    answered: bool,
+    ringing: Option<SystemTime>,
+    answer: Option<SystemTime>,
+    bye_cseq: Option<String>,
     bye: Option<SystemTime>,
+    bye_answer: Option<SystemTime>,
+    /// Phases recorded: pdd, setup, bye.
+    done: [bool; 3],
+    /// When the call ended on the wire (its BYE answered, or its INVITE refused): kept a
+    /// little longer only, to count retransmissions.
+    ended: Option<SystemTime>,
     /// Each message seen (direction, CSeq, status): a second one is a retransmission.
     seen: Vec<(Direction, String, u16)>,
 }
@@ -118,16 +130,29 @@ const FIRST_FAILURES: usize = 10;
 /// A call the wire has said nothing of for this long is forgotten (its entry only counts
 /// retransmissions; rsipstack's own transactions end well before).
 const WIRE_KEEP: Duration = Duration::from_secs(300);
+/// A call that ended on the wire is kept this long for the retransmissions that may follow
+/// (Timer J, 32 s).
+const WIRE_AFTER_END: Duration = Duration::from_secs(40);
 
 /// The statistics of one load.
 #[derive(Debug)]
 pub struct LoadStats {
     inner: Mutex<Inner>,
+    /// The Prometheus metrics kept alongside (`--metrics`).
+    metrics: Option<std::sync::Arc<super::metrics::Metrics>>,
 }
 
 impl Default for LoadStats {
     fn default() -> Self {
+        Self::new(None)
+    }
+}
+
+impl LoadStats {
+    /// Statistics that keep `metrics` up to date too.
+    pub fn new(metrics: Option<std::sync::Arc<super::metrics::Metrics>>) -> Self {
         Self {
+            metrics,
             inner: Mutex::new(Inner {
                 phases: Phases::new(),
                 interval: Phases::new(),
@@ -200,6 +225,9 @@ impl LoadStats {
 
     /// Iterations started so far, and in flight now.
     pub(crate) fn progress(&self, started: u64, in_flight: u64) {
+        if let Some(m) = &self.metrics {
+            m.progress(started, in_flight);
+        }
         let mut i = self.inner();
         i.started = started;
         i.max_in_flight = i.max_in_flight.max(in_flight);
@@ -207,6 +235,13 @@ impl LoadStats {
 
     /// An iteration ended after `took` (`from_schedule`: since it was due to start).
     pub(crate) fn ended(&self, how: &Ended, took: Duration, from_schedule: Duration) {
+        if let Some(m) = &self.metrics {
+            m.ended(match how {
+                Ended::Passed => "passed",
+                Ended::Failed(_) => "failed",
+                Ended::Stopped => "stopped",
+            });
+        }
         let mut i = self.inner();
         record(&mut i.iteration, took);
         record(&mut i.from_schedule, from_schedule);
@@ -250,8 +285,10 @@ impl LoadStats {
         let mut i = self.inner();
         let setup = Percentiles::of(&i.interval.setup);
         i.interval = Phases::new();
-        let cutoff = SystemTime::now() - WIRE_KEEP;
-        i.wire.retain(|_, w| w.first > cutoff);
+        let now = SystemTime::now();
+        let (cutoff, ended_cutoff) = (now - WIRE_KEEP, now - WIRE_AFTER_END);
+        i.wire
+            .retain(|_, w| w.first > cutoff && w.ended.is_none_or(|e| e > ended_cutoff));
         Snapshot {
             in_flight,
             started: i.started,
@@ -315,9 +352,17 @@ impl LoadStats {
     }
 
     fn sip(&self, at: SystemTime, m: &events::SipMessage) {
+        let metrics = self.metrics.as_deref();
+        let dir = match m.direction {
+            Direction::Sent => "sent",
+            Direction::Received => "received",
+        };
         let mut i = self.inner();
         let i = &mut *i;
         if let Some(code) = m.status {
+            if let Some(x) = metrics {
+                x.response(dir, code);
+            }
             let by = match m.direction {
                 Direction::Sent => &mut i.responses_sent,
                 Direction::Received => &mut i.responses_received,
@@ -327,10 +372,15 @@ impl LoadStats {
         let key = (m.ua.clone(), m.call_id.clone());
         let w = i.wire.entry(key).or_insert_with(|| Wire {
             first: at,
+            invite_cseq: None,
             invite: None,
-            provisional: false,
-            answered: false,
+            ringing: None,
+            answer: None,
+            bye_cseq: None,
             bye: None,
+            bye_answer: None,
+            done: [false; 3],
+            ended: None,
             seen: Vec::new(),
         });
         let this = (m.direction, m.cseq.clone(), m.status.unwrap_or(0));
@@ -338,6 +388,9 @@ impl LoadStats {
         // requests and final responses.
         let countable = m.status.is_none_or(|c| c >= 200);
         if countable && w.seen.contains(&this) {
+            if let Some(x) = metrics {
+                x.retransmission(dir);
+            }
             match m.direction {
                 Direction::Sent => i.retrans_sent += 1,
                 Direction::Received => i.retrans_received += 1,
@@ -347,35 +400,58 @@ impl LoadStats {
         if countable && w.seen.len() < 32 {
             w.seen.push(this);
         }
-        let method = m.method.as_str();
-        let since = |t: SystemTime| at.duration_since(t).unwrap_or_default();
-        match (m.status, method, m.direction) {
-            // Our INVITE: the first one of the call (a re-INVITE measures nothing).
-            (None, "INVITE", Direction::Sent) if w.invite.is_none() && !w.answered => {
-                w.invite = Some(at);
+        let ours =
+            |cseq: &mut Option<String>| cseq.get_or_insert_with(|| m.cseq.clone()) == &m.cseq;
+        match (m.status, m.method.as_str(), m.direction) {
+            (None, "INVITE", Direction::Sent) if ours(&mut w.invite_cseq) => {
+                w.invite.get_or_insert(at);
             }
-            (Some(180..=189), "INVITE", Direction::Received) if !w.provisional => {
-                w.provisional = true;
-                if let Some(t) = w.invite {
-                    record(&mut i.phases.pdd, since(t));
-                    record(&mut i.interval.pdd, since(t));
+            (Some(180..=189), "INVITE", Direction::Received) if ours(&mut w.invite_cseq) => {
+                w.ringing.get_or_insert(at);
+            }
+            (Some(200..=299), "INVITE", Direction::Received) if ours(&mut w.invite_cseq) => {
+                w.answer.get_or_insert(at);
+            }
+            (Some(300..), "INVITE", _) if ours(&mut w.invite_cseq) => {
+                w.ended.get_or_insert(at);
+                return;
+            }
+            (None, "BYE", Direction::Sent) if ours(&mut w.bye_cseq) => {
+                w.bye.get_or_insert(at);
+            }
+            (Some(200..), "BYE", _) if ours(&mut w.bye_cseq) => {
+                w.ended.get_or_insert(at);
+                if m.direction == Direction::Received {
+                    w.bye_answer.get_or_insert(at);
                 }
             }
-            (Some(200..=299), "INVITE", Direction::Received) if !w.answered => {
-                w.answered = true;
-                if let Some(t) = w.invite {
-                    record(&mut i.phases.setup, since(t));
-                    record(&mut i.interval.setup, since(t));
-                }
+            _ => return,
+        }
+        let took = |from: Option<SystemTime>, to: Option<SystemTime>| {
+            Some(to?.duration_since(from?).unwrap_or_default())
+        };
+        let phases = [
+            took(w.invite, w.ringing),
+            took(w.invite, w.answer),
+            took(w.bye, w.bye_answer),
+        ];
+        for (k, d) in phases.into_iter().enumerate() {
+            let Some(d) = d.filter(|_| !w.done[k]) else {
+                continue;
+            };
+            w.done[k] = true;
+            let (all, interval) = match k {
+                0 => (&mut i.phases.pdd, &mut i.interval.pdd),
+                1 => (&mut i.phases.setup, &mut i.interval.setup),
+                _ => (&mut i.phases.bye, &mut i.interval.bye),
+            };
+            record(all, d);
+            record(interval, d);
+            match (k, metrics) {
+                (0, Some(x)) => x.pdd(d),
+                (1, Some(x)) => x.setup(d),
+                _ => {}
             }
-            (None, "BYE", Direction::Sent) if w.bye.is_none() => w.bye = Some(at),
-            (Some(200..), "BYE", Direction::Received) => {
-                if let Some(t) = w.bye.take() {
-                    record(&mut i.phases.bye, since(t));
-                    record(&mut i.interval.bye, since(t));
-                }
-            }
-            _ => {}
         }
     }
 }
@@ -503,6 +579,24 @@ mod tests {
         assert_eq!((t.retrans_sent, t.retrans_received), (1, 1));
         assert_eq!(t.responses_received["200"], 3);
         assert!(!t.histograms["setup"].is_empty());
+    }
+
+    /// Sent and received are tapped on different threads: a 200 can reach the statistics
+    /// before the INVITE it answers. The phase is still measured, once.
+    #[test]
+    fn a_phase_is_measured_whichever_end_comes_first() {
+        let s = LoadStats::default();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let at = |ms| t0 + Duration::from_millis(ms);
+        use Direction::{Received as R, Sent as S};
+        s.sip(at(5), &msg(R, "INVITE", Some(200), "1 INVITE"));
+        s.sip(at(0), &msg(S, "INVITE", None, "1 INVITE"));
+        // A re-INVITE's 200 measures nothing.
+        s.sip(at(50), &msg(S, "INVITE", None, "2 INVITE"));
+        s.sip(at(90), &msg(R, "INVITE", Some(200), "2 INVITE"));
+        let t = s.totals();
+        assert_eq!(t.latency["setup"].count, 1);
+        assert!((t.latency["setup"].p50 - 5.0).abs() < 0.01);
     }
 
     #[test]
