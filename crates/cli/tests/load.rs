@@ -435,3 +435,56 @@ fn a_load_through_kamailio_with_digest_auth_and_a_csv_of_users() {
         "{s:#}"
     );
 }
+
+/// A scenario whose instances only register is a REGISTER load: each iteration registers its
+/// row's user through Kamailio (digest auth); a refused one fails by its status.
+#[test]
+fn a_register_load_through_kamailio() {
+    let pbx = callflow_tests::lab::kamailio(free_udp_port());
+    let dir = workdir("register");
+    std::fs::write(
+        dir.join("users.csv"),
+        "user,pw\n100,alicepw\n200,bobpw\n300,carolpw\n300,wrong\n",
+    )
+    .expect("csv");
+    std::fs::write(
+        dir.join("register.yaml"),
+        format!(
+            "version: 1\nname: REGISTER load\ninstances:\n  phone:\n    dn: \"${{user}}\"\n    pbx: {{ host: 127.0.0.1, port: {}, password: \"${{pw}}\" }}\n",
+            pbx.port
+        ),
+    )
+    .expect("scenario");
+    let out = bin()
+        .arg("load")
+        .arg(dir.join("register.yaml"))
+        .arg("--inf")
+        .arg(dir.join("users.csv"))
+        .args([
+            "--rate",
+            "40",
+            "--calls",
+            "40",
+            "--max-failures",
+            "10",
+            "--summary",
+        ])
+        .arg(dir.join("summary.json"))
+        .output()
+        .expect("callflow runs");
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out), pbx.log());
+    let s = summary(&dir.join("summary.json"));
+    // Every fourth row has the wrong password.
+    assert_eq!(s["calls"]["passed"], 30, "{s:#}");
+    assert_eq!(s["calls"]["failed"], 10, "{s:#}");
+    let classes = s["calls"]["failures_by_class"]
+        .as_object()
+        .expect("classes");
+    assert!(
+        classes.keys().all(|k| k.starts_with("status_4")),
+        "{classes:?}"
+    );
+    // 30 registrations, and the 3 users' unregistrations at the end.
+    assert_eq!(s["latency_ms"]["register"]["count"], 33, "{s:#}");
+    assert_clean(&s);
+}

@@ -725,6 +725,19 @@ impl Driver {
     }
 
     fn start_locked(st: &mut DriverState, due: Instant, now: Instant) -> Option<Iteration> {
+        let i = Self::reserve_locked(st, due, now)?;
+        st.flow.start(now, i);
+        Some(i)
+    }
+
+    /// The next iteration's number, if the bounds allow one, without starting the flow's
+    /// chains: an iteration carried out beside the flow (a REGISTER load's), which ends with
+    /// [`Self::end_outside`].
+    pub(crate) fn reserve(&self, due: Instant) -> Option<Iteration> {
+        Self::reserve_locked(&mut self.state(), due, Instant::now())
+    }
+
+    fn reserve_locked(st: &mut DriverState, due: Instant, now: Instant) -> Option<Iteration> {
         let s = &mut st.starts;
         if s.closed || s.left == 0 {
             return None;
@@ -733,8 +746,13 @@ impl Driver {
         let i = s.next;
         s.next += 1;
         s.due.insert(i, (due, now));
-        st.flow.start(now, i);
         Some(i)
+    }
+
+    /// An iteration carried out beside the flow ([`Self::reserve`]) has ended.
+    pub(crate) fn end_outside(&self, iteration: Iteration, verdict: Verdict) {
+        self.state().ended.push_back((iteration, verdict));
+        self.wake.notify_one();
     }
 
     pub(crate) fn timeout(self: &Arc<Self>) {

@@ -200,7 +200,12 @@ pub async fn load(
             setup_error: Some(f.message),
         };
     }
-    let accounts = match register_users(&stage, &opts).await {
+    let register_load = registers_only(&stage);
+    let accounts = match if register_load {
+        Ok(Vec::new())
+    } else {
+        register_users(&stage, &opts).await
+    } {
         Ok(a) => a,
         Err(message) => {
             log(&bus, Level::Error, None, None, None, message.clone());
@@ -217,7 +222,9 @@ pub async fn load(
             };
         }
     };
-    let progress = drive(&stage, &opts, answering, &stats, &mut on_tick).await;
+    let registered = Arc::new(std::sync::Mutex::new(accounts));
+    let progress = drive(&stage, &opts, answering, &stats, &registered, &mut on_tick).await;
+    let accounts = std::mem::take(&mut *registered.lock().expect("accounts lock"));
     unregister_users(&stage, &opts, accounts).await;
     let cleanup = Instant::now();
     let (leaks, _) = engine::tear_down(stage, &opts.run).await;
@@ -338,6 +345,67 @@ async fn register_users(stage: &Stage, opts: &LoadOptions) -> Result<Vec<Account
     Ok(accounts)
 }
 
+/// The users registered so far, to unregister at the end.
+type Registered = Arc<std::sync::Mutex<Vec<Account>>>;
+
+/// Whether the scenario only registers (no chains; an instance with a PBX that registers):
+/// a REGISTER load, each iteration a registration of its row's user on each such role.
+fn registers_only(stage: &Stage) -> bool {
+    let s = &stage.ctx.scenario;
+    s.instances.iter().all(|i| i.starts.is_empty())
+        && stage
+            .ctx
+            .uas
+            .iter()
+            .any(|u| u.pbx.as_ref().is_some_and(|p| p.register))
+}
+
+/// One iteration of a REGISTER load: each registering role registers the iteration's user
+/// (its row's, or its own DN); the first refusal fails it, by status.
+async fn register_iteration(
+    uas: &[Arc<crate::ua::UaShared>],
+    data: Option<&crate::data::Data>,
+    iteration: u32,
+    registered: &Registered,
+) -> Verdict {
+    for ua in uas {
+        let Some(pbx) = ua.pbx.as_ref().filter(|p| p.register) else {
+            continue;
+        };
+        let (user, credential) = data
+            .and_then(|d| pbx.credential_for(d, iteration))
+            .unwrap_or_else(|| (ua.dn.clone(), pbx.credential.clone()));
+        let failure = |status: Option<u16>, why: String| {
+            Verdict::Failed(events::Failure {
+                node: None,
+                ua: Some(ua.id.clone()),
+                kind: if status.is_some() {
+                    events::FailureKind::Status
+                } else {
+                    events::FailureKind::Transport
+                },
+                status,
+                message: format!("REGISTER of {user} on {}: {why}", ua.label),
+            })
+        };
+        match ua.register_as(&user, credential.clone(), pbx.expires).await {
+            Ok(o) if (200..300).contains(&o.code) => {
+                let mut r = registered.lock().expect("accounts lock");
+                if !r.iter().any(|a| a.ua.idx == ua.idx && a.user == user) {
+                    r.push(Account {
+                        ua: ua.clone(),
+                        user,
+                        credential,
+                    });
+                }
+            }
+            Ok(o) => return failure(Some(o.code), format!("{} {}", o.code, o.text)),
+            Err(e) => return failure(None, e),
+        }
+    }
+    Verdict::Passed
+}
+
 /// Unregisters what [`register_users`] registered (Expires: 0), bounded by the step limit.
 async fn unregister_users(stage: &Stage, opts: &LoadOptions, accounts: Vec<Account>) {
     if accounts.is_empty() {
@@ -381,9 +449,11 @@ async fn drive(
     opts: &LoadOptions,
     answering: bool,
     stats: &Arc<LoadStats>,
+    registered: &Registered,
     on_tick: &mut impl FnMut(&Snapshot),
 ) -> Progress {
     let ctx = &stage.ctx;
+    let register_load = registers_only(stage);
     let driver = Driver::new(
         ctx.clone(),
         Flow::new(ctx.scenario.clone()),
@@ -554,7 +624,19 @@ async fn drive(
                 } else {
                     now
                 };
-                let Some(_) = driver.start(due) else { break };
+                if register_load {
+                    let Some(i) = driver.reserve(due) else { break };
+                    let (driver, registered) = (driver.clone(), registered.clone());
+                    let uas = ctx.uas.clone();
+                    let data = opts.run.data.clone();
+                    tokio::spawn(async move {
+                        let verdict =
+                            register_iteration(&uas, data.as_deref(), i, &registered).await;
+                        driver.end_outside(i, verdict);
+                    });
+                } else if driver.start(due).is_none() {
+                    break;
+                }
                 stats.lag(now.saturating_duration_since(due));
                 in_flight += 1;
                 started += 1;

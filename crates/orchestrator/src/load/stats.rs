@@ -66,8 +66,11 @@ struct Wire {
     bye_cseq: Option<String>,
     bye: Option<SystemTime>,
     bye_answer: Option<SystemTime>,
-    /// Phases recorded: pdd, setup, bye.
-    done: [bool; 3],
+    /// The first REGISTER of the Call-ID, and its 2xx (after any challenge).
+    register: Option<SystemTime>,
+    registered: Option<SystemTime>,
+    /// Phases recorded: pdd, setup, bye, register.
+    done: [bool; 4],
     /// When the call ended on the wire (its BYE answered, or its INVITE refused): kept a
     /// little longer only, to count retransmissions.
     ended: Option<SystemTime>,
@@ -84,6 +87,8 @@ struct Phases {
     setup: Histogram<u64>,
     /// BYE to its final response.
     bye: Histogram<u64>,
+    /// A REGISTER to its 2xx, a digest challenge included.
+    register: Histogram<u64>,
 }
 
 impl Phases {
@@ -92,6 +97,7 @@ impl Phases {
             pdd: histogram(),
             setup: histogram(),
             bye: histogram(),
+            register: histogram(),
         }
     }
 }
@@ -311,6 +317,7 @@ impl LoadStats {
             ("pdd", &i.phases.pdd),
             ("setup", &i.phases.setup),
             ("bye", &i.phases.bye),
+            ("register", &i.phases.register),
             ("iteration", &i.iteration),
             ("iteration_from_schedule", &i.from_schedule),
             ("start_lag", &i.lag),
@@ -379,7 +386,9 @@ impl LoadStats {
             bye_cseq: None,
             bye: None,
             bye_answer: None,
-            done: [false; 3],
+            register: None,
+            registered: None,
+            done: [false; 4],
             ended: None,
             seen: Vec::new(),
         });
@@ -416,6 +425,13 @@ impl LoadStats {
                 w.ended.get_or_insert(at);
                 return;
             }
+            (None, "REGISTER", Direction::Sent) => {
+                w.register.get_or_insert(at);
+            }
+            (Some(200..=299), "REGISTER", Direction::Received) => {
+                w.registered.get_or_insert(at);
+                w.ended.get_or_insert(at);
+            }
             (None, "BYE", Direction::Sent) if ours(&mut w.bye_cseq) => {
                 w.bye.get_or_insert(at);
             }
@@ -434,6 +450,7 @@ impl LoadStats {
             took(w.invite, w.ringing),
             took(w.invite, w.answer),
             took(w.bye, w.bye_answer),
+            took(w.register, w.registered),
         ];
         for (k, d) in phases.into_iter().enumerate() {
             let Some(d) = d.filter(|_| !w.done[k]) else {
@@ -443,7 +460,8 @@ impl LoadStats {
             let (all, interval) = match k {
                 0 => (&mut i.phases.pdd, &mut i.interval.pdd),
                 1 => (&mut i.phases.setup, &mut i.interval.setup),
-                _ => (&mut i.phases.bye, &mut i.interval.bye),
+                2 => (&mut i.phases.bye, &mut i.interval.bye),
+                _ => (&mut i.phases.register, &mut i.interval.register),
             };
             record(all, d);
             record(interval, d);
