@@ -282,6 +282,7 @@ pub(crate) fn run(args: LoadArgs) -> anyhow::Result<i32> {
             stop: stop.clone(),
             limits: limits(&args.limits),
             media: args.media || scenario.nodes.iter().any(|n| n.action.uses_media()),
+            keep_audio: scenario.nodes.iter().any(|n| n.action.reads_audio()),
             data,
             ..RunOptions::default()
         },

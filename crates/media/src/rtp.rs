@@ -300,6 +300,8 @@ struct Shared {
     /// The same socket, for the media clock's thread to send on.
     send_socket: std::net::UdpSocket,
     stopped: std::sync::atomic::AtomicBool,
+    /// Keep the audio received, decoded.
+    keep_audio: bool,
     /// Every packet, when the run captures RTP.
     capture: Option<Mutex<Capture>>,
     /// Who hears the first RTP and each digit, and whether the first RTP was told.
@@ -367,16 +369,19 @@ const MAX_AUDIO_TRIM: usize = 60 * RATE as usize;
 impl MediaSession {
     /// Starts sending to and receiving from `remote` on `socket` (already bound).
     pub fn start(socket: std::net::UdpSocket, remote: RemoteMedia) -> std::io::Result<Self> {
-        Self::start_captured(socket, remote, false, None)
+        Self::start_captured(socket, remote, false, true, None)
     }
 
     /// [`MediaSession::start`]; with `capture`, every packet sent and received is kept in the
-    /// call's [`Capture`] ([`MediaSession::take_capture`]); `report` hears the first RTP and
-    /// each digit.
+    /// call's [`Capture`] ([`MediaSession::take_capture`]); with `keep_audio`, the audio
+    /// received is kept decoded (up to 10 minutes, 16 KB a second: what HEARD, TONE and
+    /// recording read; a load whose scenario reads none leaves it out); `report` hears the first
+    /// RTP and each digit.
     pub fn start_captured(
         socket: std::net::UdpSocket,
         remote: RemoteMedia,
         capture: bool,
+        keep_audio: bool,
         report: Option<Report>,
     ) -> std::io::Result<Self> {
         socket.set_nonblocking(true)?;
@@ -390,6 +395,7 @@ impl MediaSession {
             socket,
             send_socket,
             stopped: std::sync::atomic::AtomicBool::new(false),
+            keep_audio,
             capture: capture.then(|| Mutex::new(Capture::default())),
             report,
             flowing: std::sync::atomic::AtomicBool::new(false),
@@ -827,7 +833,9 @@ async fn recv_loop(s: Arc<Shared>) {
             0 => Some(Codec::Pcmu),
             8 => Some(Codec::Pcma),
             _ => None,
-        } {
+        }
+        .filter(|_| s.keep_audio)
+        {
             let samples = audio::decode(codec, pkt.payload());
             rx.audio.extend_from_slice(&samples);
             if rx.audio.len() > MAX_AUDIO {

@@ -289,7 +289,13 @@ impl UaShared {
                 });
             }
         });
-        match MediaSession::start_captured(socket, remote.clone(), self.capture_rtp, Some(report)) {
+        match MediaSession::start_captured(
+            socket,
+            remote.clone(),
+            self.capture_rtp,
+            self.keep_audio,
+            Some(report),
+        ) {
             Ok(m) => {
                 self.log(
                     Level::Debug,

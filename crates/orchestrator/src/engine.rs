@@ -38,6 +38,9 @@ pub struct RunOptions {
     /// Start RTP on every call once it is confirmed (a functional run always does; a load only
     /// when the scenario has a media node, or `--media`).
     pub media: bool,
+    /// Keep each call's received audio, decoded (a functional run always does; a load only when
+    /// the scenario has a HEARD, TONE or Record node).
+    pub keep_audio: bool,
     /// A load's per-iteration data (`--inf`): the `${field}`s of DNs, PBX accounts, targets
     /// and headers.
     pub data: Option<Arc<crate::data::Data>>,
@@ -77,6 +80,7 @@ impl Default for RunOptions {
             run_id: format!("{}-{}", std::process::id(), now_ms()),
             capture_rtp: false,
             media: true,
+            keep_audio: true,
             data: None,
             limits: Limits::default(),
         }
@@ -265,6 +269,7 @@ pub(crate) async fn set_up(scenario: &Scenario, opts: &RunOptions, bus: &Arc<Eve
         sessions: sessions.clone(),
         capture_rtp: opts.capture_rtp,
         media: opts.media,
+        keep_audio: opts.keep_audio,
         data: opts.data.clone(),
         limits: opts.limits.clone(),
         run_id: opts.run_id.as_str().into(),

@@ -48,6 +48,8 @@ pub(crate) struct UaShared {
     pub(crate) capture_rtp: bool,
     /// Start RTP on each call once it is confirmed.
     pub(crate) media: bool,
+    /// Keep each call's received audio, decoded (HEARD, TONE, Record read it).
+    pub(crate) keep_audio: bool,
     /// How long an INVITE no node takes is held before it is answered 480.
     pub(crate) unclaimed_invite: Duration,
     /// What crossed the wire on each call: what a failure message says never arrived.
@@ -152,6 +154,7 @@ pub(crate) struct RunShared {
     pub(crate) sessions: Arc<Sessions>,
     pub(crate) capture_rtp: bool,
     pub(crate) media: bool,
+    pub(crate) keep_audio: bool,
     pub(crate) data: Option<Arc<crate::data::Data>>,
     pub(crate) limits: crate::engine::Limits,
     pub(crate) run_id: Arc<str>,
@@ -239,6 +242,7 @@ impl Ua {
             display_name: inst.display_name.clone(),
             capture_rtp: run.capture_rtp,
             media: run.media,
+            keep_audio: run.keep_audio,
             unclaimed_invite: run.limits.unclaimed_invite,
             ledger,
             late_calls: std::sync::Mutex::new(std::collections::HashMap::new()),

@@ -290,6 +290,14 @@ impl Action {
         )
     }
 
+    /// Whether the node reads the audio a call received (a load keeps it only then).
+    pub fn reads_audio(&self) -> bool {
+        matches!(
+            self,
+            Self::Heard { .. } | Self::Tone { .. } | Self::Record { .. }
+        )
+    }
+
     /// The sipflow name of the command or event.
     pub fn name(&self) -> &'static str {
         match self {
