@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark (not a test): callflow's load mode against sipp, side by side in the same run.
-# Steps the call rate; at each step runs four pairs, each a generator (UAC) and a callee (UAS)
-# on loopback, one after the other:
+# Steps the call rate; at each step runs four pairs, each a generator (UAC) and a callee (UAS),
+# two processes, on loopback, one after the other:
 #   sipp->sipp  callflow->sipp  sipp->callflow  callflow->callflow
 # Short calls (INVITE/100/180/200/ACK, BYE/200 at once), 4 MB socket buffers on both sides.
 # Per pair and step: calls made, failures, retransmissions, achieved rate, CPU seconds per
@@ -54,7 +54,7 @@ pair() {
       /usr/bin/time -o "$peer" -f '%U %S %M' sipp -sn uas -i 127.0.0.1 -p "$uas_port" \
         -buff_size "$buf" -m "$calls" -nostdin -timeout "$((secs + 30))s" >/dev/null 2>&1 &
       uas_pid=$! ;;
-    sipp-\>callflow)
+    sipp-\>callflow|callflow-\>callflow)
       /usr/bin/time -o "$peer" -f '%U %S %M' "$cf" load fixtures/load/answer.yaml -q "${cf_args[@]}" \
         --calls "$calls" --base-port "$uas_port" --port-count 1 \
         --summary "$tmp/uas.json" >/dev/null 2>&1 &
@@ -68,13 +68,11 @@ pair() {
         -buff_size "$buf" -r "$rate" -m "$calls" -d 0 -trace_stat -stf stat.csv -fd 3600 \
         -trace_rtt -rtt_freq 1 -nostdin -timeout "$((secs + 30))s" "127.0.0.1:$uas_port" \
         >/dev/null 2>&1) || true ;;
-    callflow-\>sipp)
+    callflow-\>sipp|callflow-\>callflow)
+      # Two processes, like the sipp pairs: this one calls, an answering callflow (or sipp)
+      # answers on the callee's port.
       /usr/bin/time -o "$gen" -f '%U %S %M' "$cf" load "$tmp/to-sipp.yaml" -q "${cf_args[@]}" --rate "$rate" \
         --calls "$calls" --summary "$tmp/summary.json" >/dev/null 2>&1 || true ;;
-    callflow-\>callflow)
-      # Both roles in one process: the callee is the same process (no second one to time).
-      /usr/bin/time -o "$gen" -f '%U %S %M' "$cf" load fixtures/basic-call.yaml -q "${cf_args[@]}" \
-        --rate "$rate" --calls "$calls" --summary "$tmp/summary.json" >/dev/null 2>&1 || true ;;
   esac
   [ -n "$uas_pid" ] && { wait "$uas_pid" 2>/dev/null || true; }
   python3 - "$name" "$rate" "$calls" "$tmp" <<'PY'
