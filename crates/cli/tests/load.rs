@@ -1,19 +1,13 @@
 //! `callflow load` on real sockets, each bounded in calls and time: against sipp as callee and
 //! as caller, against itself in one process, and stopped by Ctrl-C with every call hung up.
 
-use callflow_tests::free_udp_port;
+use callflow_tests::{fixture, free_udp_port};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_callflow"))
-}
-
-fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures")
-        .join(rel)
 }
 
 /// A folder of the test's own, for its scenario and outputs.

@@ -156,6 +156,24 @@ impl PbxConf {
     }
 }
 
+/// Sends `reg`'s REGISTER to `pbx`'s registrar, answering challenges.
+async fn send_register(
+    reg: &mut Registration,
+    pbx: &PbxConf,
+    expires: u32,
+) -> Result<RegisterOutcome, String> {
+    let server =
+        Uri::try_from(pbx.registrar().as_str()).map_err(|e| format!("bad registrar URI: {e}"))?;
+    let resp = reg
+        .register(server, Some(expires))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(RegisterOutcome {
+        code: resp.status_code.code(),
+        text: resp.status_code.text().to_owned(),
+    })
+}
+
 /// The outcome of a REGISTER: the status, and what a person reads.
 pub(crate) struct RegisterOutcome {
     pub(crate) code: u16,
@@ -180,18 +198,9 @@ impl UaShared {
     /// Sends REGISTER (with `expires`, 0 to unregister), answering challenges.
     pub(crate) async fn register(&self, expires: u32) -> Result<RegisterOutcome, String> {
         let pbx = self.pbx.as_ref().ok_or("no PBX")?;
-        let server = Uri::try_from(pbx.registrar().as_str())
-            .map_err(|e| format!("bad registrar URI: {e}"))?;
         let mut reg = self.registration.lock().await;
         let reg = reg.get_or_insert_with(|| self.registration(pbx));
-        let resp = reg
-            .register(server, Some(expires))
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(RegisterOutcome {
-            code: resp.status_code.code(),
-            text: resp.status_code.text().to_owned(),
-        })
+        send_register(reg, pbx, expires).await
     }
 
     /// Registers `user` (a load's user of a row) with `credential`, its Contact `user@` our
@@ -203,8 +212,6 @@ impl UaShared {
         expires: u32,
     ) -> Result<RegisterOutcome, String> {
         let pbx = self.pbx.as_ref().ok_or("no PBX")?;
-        let server = Uri::try_from(pbx.registrar().as_str())
-            .map_err(|e| format!("bad registrar URI: {e}"))?;
         let mut reg = Registration::new(self.endpoint.clone(), credential);
         reg.outbound_proxy = pbx.outbound_proxy;
         let contact = instances::sip_uri(user, self.local, self.tcp);
@@ -213,14 +220,7 @@ impl UaShared {
             uri: Uri::try_from(contact.as_str()).map_err(|e| format!("bad contact: {e}"))?,
             params: vec![],
         });
-        let resp = reg
-            .register(server, Some(expires))
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(RegisterOutcome {
-            code: resp.status_code.code(),
-            text: resp.status_code.text().to_owned(),
-        })
+        send_register(&mut reg, pbx, expires).await
     }
 
     /// Keeps the registration fresh (at 80 % of the expiry) until the task is aborted.

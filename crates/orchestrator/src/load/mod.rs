@@ -191,14 +191,7 @@ pub async fn load(
             nodes: Vec::new(),
         }));
         engine::flush(&bus).await;
-        let mut summary = summarize(scenario, &opts, answering, &stats, &Progress::default());
-        summary.outcome = "setup_error";
-        summary.leaks = leaks;
-        summary.duration_s = began.elapsed().as_secs_f64();
-        return LoadReport {
-            summary,
-            setup_error: Some(f.message),
-        };
+        return setup_error(scenario, &opts, answering, &stats, leaks, began, f.message);
     }
     let register_load = registers_only(&stage);
     let accounts = match if register_load {
@@ -212,14 +205,7 @@ pub async fn load(
             unregister_users(&stage, &opts, Vec::new()).await;
             let (leaks, _) = engine::tear_down(stage, &opts.run).await;
             engine::flush(&bus).await;
-            let mut summary = summarize(scenario, &opts, answering, &stats, &Progress::default());
-            summary.outcome = "setup_error";
-            summary.leaks = leaks;
-            summary.duration_s = began.elapsed().as_secs_f64();
-            return LoadReport {
-                summary,
-                setup_error: Some(message),
-            };
+            return setup_error(scenario, &opts, answering, &stats, leaks, began, message);
         }
     };
     let registered = Arc::new(std::sync::Mutex::new(accounts));
@@ -428,6 +414,26 @@ async fn unregister_users(stage: &Stage, opts: &LoadOptions, accounts: Vec<Accou
             None,
             "unregistering the data's users hit its limit".into(),
         );
+    }
+}
+
+/// The report of a load whose set-up failed (exit 3): nothing was started.
+fn setup_error(
+    scenario: &Scenario,
+    opts: &LoadOptions,
+    answering: bool,
+    stats: &LoadStats,
+    leaks: LeakCheck,
+    began: Instant,
+    message: String,
+) -> LoadReport {
+    let mut summary = summarize(scenario, opts, answering, stats, &Progress::default());
+    summary.outcome = "setup_error";
+    summary.leaks = leaks;
+    summary.duration_s = began.elapsed().as_secs_f64();
+    LoadReport {
+        summary,
+        setup_error: Some(message),
     }
 }
 
