@@ -37,6 +37,11 @@ const KNOWN_METHODS: &[&str] = &[
     "PUBLISH",
 ];
 
+/// Whether rsipstack's parser knows `method`.
+pub(crate) fn is_known_method(method: &str) -> bool {
+    KNOWN_METHODS.contains(&method)
+}
+
 /// What to do with one received message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Intake {
