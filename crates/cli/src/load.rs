@@ -131,6 +131,9 @@ enum InfOrder {
     Sequential,
     /// A row at random per iteration.
     Random,
+    /// One row per user: an iteration holds the first row no iteration in flight holds, until
+    /// it ends (with --users U, U rows in turn).
+    User,
 }
 
 /// Where the per-interval lines go.
@@ -232,6 +235,7 @@ pub(crate) fn run(args: LoadArgs) -> anyhow::Result<i32> {
             let order = match args.inf_order {
                 InfOrder::Sequential => orchestrator::data::Order::Sequential,
                 InfOrder::Random => orchestrator::data::Order::Random,
+                InfOrder::User => orchestrator::data::Order::User,
             };
             match orchestrator::data::Data::read(path, order) {
                 Ok(d) => Some(Arc::new(d)),

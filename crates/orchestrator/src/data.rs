@@ -12,14 +12,19 @@ pub enum Order {
     Sequential,
     /// Each iteration a row at random (the same iteration always the same row).
     Random,
+    /// One row per user: an iteration takes the first row no iteration in flight holds, and
+    /// gives it back when it ends (SIPp's USER: with `--users U`, U rows in turn).
+    User,
 }
 
 /// The rows of a CSV, for the iterations of a load.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Data {
     fields: Vec<String>,
     rows: Vec<Vec<String>>,
     order: Order,
+    /// [`Order::User`]: the row each iteration in flight holds.
+    held: std::sync::Mutex<std::collections::HashMap<u32, usize>>,
 }
 
 /// Why a data file cannot be used: where, and what.
@@ -104,6 +109,7 @@ impl Data {
             fields,
             rows,
             order,
+            held: std::sync::Mutex::default(),
         })
     }
 
@@ -124,6 +130,21 @@ impl Data {
         let k = u64::from(iteration.max(1) - 1);
         let i = match self.order {
             Order::Sequential => k % n,
+            Order::User => {
+                let mut held = self
+                    .held
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let taken: std::collections::HashSet<usize> = held.values().copied().collect();
+                let row = match held.get(&iteration) {
+                    Some(&r) => r,
+                    None => (0..self.rows.len())
+                        .find(|r| !taken.contains(r))
+                        .unwrap_or(k as usize % self.rows.len()),
+                };
+                held.insert(iteration, row);
+                row as u64
+            }
             // SplitMix64 of the iteration: spread, and the same every time it is asked.
             Order::Random => {
                 let mut z = k.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -141,7 +162,10 @@ impl Data {
         if !text.contains("${") {
             return text.to_owned();
         }
-        let row = self.row(iteration);
+        self.expand_row(self.row(iteration), iteration, text)
+    }
+
+    fn expand_row(&self, row: &[String], iteration: u32, text: &str) -> String {
         let mut out = text.replace("${iteration}", &iteration.to_string());
         for (name, value) in self.fields.iter().zip(row) {
             out = out.replace(&format!("${{{name}}}"), value);
@@ -149,11 +173,21 @@ impl Data {
         out
     }
 
+    /// `iteration` has ended: the row it held ([`Order::User`]) is free again.
+    pub fn release(&self, iteration: u32) {
+        if self.order == Order::User {
+            self.held
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&iteration);
+        }
+    }
+
     /// Every distinct expansion of `text` over the rows (the users a role registers).
     pub fn each_row(&self, text: &str) -> Vec<String> {
         let mut seen = Vec::new();
-        for i in 0..self.rows.len() {
-            let v = self.expand(i as u32 + 1, text);
+        for row in &self.rows {
+            let v = self.expand_row(row, 0, text);
             if !seen.contains(&v) {
                 seen.push(v);
             }
@@ -194,6 +228,28 @@ mod tests {
         let picked: std::collections::BTreeSet<String> =
             (1..50).map(|i| d.expand(i, "${caller}")).collect();
         assert_eq!(picked.len(), 2, "both rows come up");
+    }
+
+    #[test]
+    fn one_row_per_user_in_flight() {
+        let d = Data::parse(USERS, "users.csv", Order::User).expect("valid");
+        assert_eq!(d.expand(1, "${caller}"), "100");
+        assert_eq!(
+            d.expand(2, "${caller}"),
+            "300",
+            "row 1 is held by iteration 1"
+        );
+        assert_eq!(
+            d.expand(1, "${caller}"),
+            "100",
+            "an iteration keeps its row"
+        );
+        d.release(1);
+        assert_eq!(
+            d.expand(3, "${caller}"),
+            "100",
+            "iteration 1 gave its row back"
+        );
     }
 
     #[test]

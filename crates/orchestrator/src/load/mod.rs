@@ -529,6 +529,9 @@ async fn drive(
             };
             let (due, began) = due.unwrap_or((now, now));
             let took = now.saturating_duration_since(began);
+            if let Some(d) = &opts.run.data {
+                d.release(i);
+            }
             stats.ended(&how, took, now.saturating_duration_since(due));
             let (outcome, failure) = match how {
                 Ended::Passed => (events::Outcome::Passed, None),
