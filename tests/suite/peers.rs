@@ -3,7 +3,7 @@
 
 use callflow_tests::{Run, free_udp_port, run_text, start_one_ua};
 use events::{EventKind, Outcome};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 
 /// A sipp process that is killed if the test ends before it does.
 struct Sipp(Option<Child>);
@@ -15,18 +15,7 @@ impl Sipp {
 
     /// sipp working in `dir` (where a scenario's `play_pcap_audio` files are found).
     fn spawn_in(dir: Option<&std::path::Path>, args: &[&str]) -> Self {
-        let mut cmd = Command::new("sipp");
-        if let Some(dir) = dir {
-            cmd.current_dir(dir);
-        }
-        let child = cmd
-            .args(args)
-            .args(["-nostdin", "-timeout", "20s", "-timeout_error"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start sipp ({e}): install it with `apt-get install sip-tester` (.ci/run does)"));
-        Self(Some(child))
+        Self(Some(callflow_tests::spawn_sipp(dir, args, "20s")))
     }
 
     /// Waits for sipp to exit (bounded by its own -timeout) and returns its exit code and stderr.

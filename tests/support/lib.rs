@@ -46,6 +46,25 @@ pub async fn run_scenario(
     }
 }
 
+/// Starts sipp (Debian `sip-tester`) with `args`, in `dir` if given (where a scenario's
+/// `play_pcap_audio` files are found), bounded by its own `-timeout` of `timeout`; its stderr
+/// is kept for the failure message, its stdout dropped.
+pub fn spawn_sipp(dir: Option<&Path>, args: &[&str], timeout: &str) -> std::process::Child {
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new("sipp");
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
+    cmd.args(args)
+        .args(["-nostdin", "-timeout", timeout, "-timeout_error"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start sipp ({e}): install it with `apt-get install sip-tester` (.ci/run does)")
+        })
+}
+
 /// A port free right now on 127.0.0.1 (UDP and TCP), for a peer the test starts on it.
 pub fn free_udp_port() -> u16 {
     use std::hash::{BuildHasher, Hasher};

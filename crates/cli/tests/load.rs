@@ -40,14 +40,7 @@ impl Drop for Killed {
 }
 
 fn sipp(args: &[&str]) -> Killed {
-    let child = Command::new("sipp")
-        .args(args)
-        .args(["-nostdin", "-timeout", "60s", "-timeout_error"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start sipp ({e}): install it with `apt-get install sip-tester` (.ci/run does)"));
-    Killed(Some(child))
+    Killed(Some(callflow_tests::spawn_sipp(None, args, "60s")))
 }
 
 fn summary(path: &Path) -> serde_json::Value {
