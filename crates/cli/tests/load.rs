@@ -172,6 +172,8 @@ fn sipp_uac_at_300_per_second_loads_a_callflow_answering_role() {
     let s = summary(&dir.join("summary.json"));
     assert_eq!(s["mode"], "answer");
     assert_eq!(s["calls"]["passed"], 3000, "{s:#}");
+    // The callee's side of the setup: each INVITE to its ACK.
+    assert_eq!(s["latency_ms"]["answered"]["count"], 3000, "{s:#}");
     assert_eq!(s["calls"]["failed"], 0);
     assert_clean(&s);
 }

@@ -85,8 +85,9 @@ pub struct Summary {
     pub concurrency: Concurrency,
     pub memory: Memory,
     /// Per phase: pdd (INVITE to first 18x), setup (INVITE to 2xx), bye (BYE to its final
-    /// response), iteration (start to end), iteration_from_schedule (from when it was due:
-    /// coordinated omission), start_lag (start against schedule).
+    /// response), register (REGISTER to 2xx), answered (the callee's: INVITE to ACK),
+    /// iteration (start to end), iteration_from_schedule (from when it was due: coordinated
+    /// omission), start_lag (start against schedule).
     pub latency_ms: BTreeMap<String, Percentiles>,
     /// Each node's duration, by node id.
     pub nodes_ms: BTreeMap<String, Percentiles>,

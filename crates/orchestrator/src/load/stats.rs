@@ -69,8 +69,11 @@ struct Wire {
     /// The first REGISTER of the Call-ID, and its 2xx (after any challenge).
     register: Option<SystemTime>,
     registered: Option<SystemTime>,
-    /// Phases recorded: pdd, setup, bye, register.
-    done: [bool; 4],
+    /// The callee's side: the first INVITE received and the first ACK after it.
+    invited: Option<SystemTime>,
+    acked: Option<SystemTime>,
+    /// Phases recorded: pdd, setup, bye, register, answered.
+    done: [bool; 5],
     /// When the call ended on the wire (its BYE answered, or its INVITE refused): kept a
     /// little longer only, to count retransmissions.
     ended: Option<SystemTime>,
@@ -89,6 +92,8 @@ struct Phases {
     bye: Histogram<u64>,
     /// A REGISTER to its 2xx, a digest challenge included.
     register: Histogram<u64>,
+    /// The callee's setup: an INVITE received to its ACK (the call set up as the callee sees it).
+    answered: Histogram<u64>,
 }
 
 impl Phases {
@@ -98,6 +103,7 @@ impl Phases {
             setup: histogram(),
             bye: histogram(),
             register: histogram(),
+            answered: histogram(),
         }
     }
 }
@@ -318,6 +324,7 @@ impl LoadStats {
             ("setup", &i.phases.setup),
             ("bye", &i.phases.bye),
             ("register", &i.phases.register),
+            ("answered", &i.phases.answered),
             ("iteration", &i.iteration),
             ("iteration_from_schedule", &i.from_schedule),
             ("start_lag", &i.lag),
@@ -388,7 +395,9 @@ impl LoadStats {
             bye_answer: None,
             register: None,
             registered: None,
-            done: [false; 4],
+            invited: None,
+            acked: None,
+            done: [false; 5],
             ended: None,
             seen: Vec::new(),
         });
@@ -425,6 +434,12 @@ impl LoadStats {
                 w.ended.get_or_insert(at);
                 return;
             }
+            (None, "INVITE", Direction::Received) if ours(&mut w.invite_cseq) => {
+                w.invited.get_or_insert(at);
+            }
+            (None, "ACK", Direction::Received) => {
+                w.acked.get_or_insert(at);
+            }
             (None, "REGISTER", Direction::Sent) => {
                 w.register.get_or_insert(at);
             }
@@ -451,6 +466,7 @@ impl LoadStats {
             took(w.invite, w.answer),
             took(w.bye, w.bye_answer),
             took(w.register, w.registered),
+            took(w.invited, w.acked),
         ];
         for (k, d) in phases.into_iter().enumerate() {
             let Some(d) = d.filter(|_| !w.done[k]) else {
@@ -461,7 +477,8 @@ impl LoadStats {
                 0 => (&mut i.phases.pdd, &mut i.interval.pdd),
                 1 => (&mut i.phases.setup, &mut i.interval.setup),
                 2 => (&mut i.phases.bye, &mut i.interval.bye),
-                _ => (&mut i.phases.register, &mut i.interval.register),
+                3 => (&mut i.phases.register, &mut i.interval.register),
+                _ => (&mut i.phases.answered, &mut i.interval.answered),
             };
             record(all, d);
             record(interval, d);
@@ -597,6 +614,23 @@ mod tests {
         assert_eq!((t.retrans_sent, t.retrans_received), (1, 1));
         assert_eq!(t.responses_received["200"], 3);
         assert!(!t.histograms["setup"].is_empty());
+    }
+
+    /// The callee's side: an INVITE received to its ACK.
+    #[test]
+    fn the_callee_measures_its_side_of_the_setup() {
+        let s = LoadStats::default();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let at = |ms| t0 + Duration::from_millis(ms);
+        use Direction::{Received as R, Sent as S};
+        s.sip(at(0), &msg(R, "INVITE", None, "1 INVITE"));
+        s.sip(at(1), &msg(S, "INVITE", Some(180), "1 INVITE"));
+        s.sip(at(3), &msg(S, "INVITE", Some(200), "1 INVITE"));
+        s.sip(at(4), &msg(R, "ACK", None, "1 ACK"));
+        let t = s.totals();
+        assert_eq!(t.latency["answered"].count, 1);
+        assert!((t.latency["answered"].p50 - 4.0).abs() < 0.01);
+        assert_eq!(t.latency["setup"].count, 0, "the caller's, not ours");
     }
 
     /// Sent and received are tapped on different threads: a 200 can reach the statistics
