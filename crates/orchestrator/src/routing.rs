@@ -737,6 +737,14 @@ impl UaShared {
         if let Some(by) = header(req, "Referred-By") {
             headers.push(Header::ReferredBy(by.into()));
         }
+        // Under load, the transfer's INVITE belongs to the transferred call's iteration: the
+        // target's INCOMING of that iteration takes it.
+        if iteration != 0 {
+            headers.push(crate::calls::make_header(
+                crate::ua::ITERATION_HEADER,
+                &self.iteration_tag(iteration),
+            ));
+        }
         let me = self.clone();
         self.spawn(async move {
             notify_sipfrag(&call.dialog, 100, "Trying", false).await;
