@@ -477,3 +477,41 @@ fn a_register_load_through_kamailio() {
     assert_eq!(s["latency_ms"]["register"]["count"], 33, "{s:#}");
     assert_clean(&s);
 }
+
+/// Three roles and a transfer per iteration, many iterations at once: each transfer's INVITE
+/// names its iteration, and every iteration passes.
+#[test]
+fn overlapping_blind_transfers_each_reach_their_own_iteration() {
+    let dir = workdir("transfer");
+    let events = dir.join("events.jsonl");
+    let out = bin()
+        .arg("load")
+        .arg(fixture("load/blind-transfer.yaml"))
+        .args(["--rate", "50", "--calls", "100", "--summary"])
+        .arg(dir.join("summary.json"))
+        .arg("--events")
+        .arg(&events)
+        .output()
+        .expect("callflow runs");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let s = summary(&dir.join("summary.json"));
+    assert_eq!(s["calls"]["passed"], 100, "{s:#}");
+    assert!(
+        s["concurrency"]["max_in_flight"].as_u64().expect("n") >= 50,
+        "{s:#}"
+    );
+    assert_clean(&s);
+    // Alice's INVITEs to carol (the transfers) each name an iteration.
+    let text = std::fs::read_to_string(&events).expect("events");
+    let transfers: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("\"ua\":\"alice\"") && l.contains("\"direction\":\"sent\""))
+        .filter(|l| l.contains("\"raw\":\"INVITE sip:300@"))
+        .collect();
+    assert_eq!(transfers.len(), 100);
+    assert!(
+        transfers
+            .iter()
+            .all(|l| l.contains("X-Callflow-Iteration: "))
+    );
+}
