@@ -515,3 +515,86 @@ fn overlapping_blind_transfers_each_reach_their_own_iteration() {
             .all(|l| l.contains("X-Callflow-Iteration: "))
     );
 }
+
+/// Runs `callflow load` on `fixture` with `args` and returns its summary (exit 0 asked).
+fn load_summary(name: &str, fixture_file: &str, args: &[&str]) -> serde_json::Value {
+    let dir = workdir(name);
+    let out = bin()
+        .arg("load")
+        .arg(fixture(fixture_file))
+        .args(args)
+        .arg("--summary")
+        .arg(dir.join("summary.json"))
+        .output()
+        .expect("callflow runs");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let s = summary(&dir.join("summary.json"));
+    assert_clean(&s);
+    s
+}
+
+/// The pacing flags: a closed loop keeps its users in flight; a concurrency cap holds, and the
+/// summary says the generator was the limit; a duration bounds the starts; a ramp steps up.
+#[test]
+fn the_pacing_flags_do_what_they_say() {
+    let users = load_summary(
+        "users",
+        "load/hold-100ms.yaml",
+        &["--users", "5", "--calls", "40"],
+    );
+    assert_eq!(users["calls"]["passed"], 40, "{users:#}");
+    assert_eq!(users["concurrency"]["max_in_flight"], 5, "{users:#}");
+    assert_eq!(users["rate"]["target"], serde_json::Value::Null);
+
+    // 200/s of 100 ms calls would be 20 at once; 3 are allowed.
+    let capped = load_summary(
+        "capped",
+        "load/hold-100ms.yaml",
+        &["--rate", "200", "--max-concurrent", "3", "--calls", "30"],
+    );
+    assert_eq!(capped["calls"]["passed"], 30, "{capped:#}");
+    assert!(
+        capped["concurrency"]["max_in_flight"].as_u64().expect("n") <= 3,
+        "{capped:#}"
+    );
+    assert_eq!(capped["generator_limited"], true, "{capped:#}");
+    assert!(
+        capped["generator"]["capped_s"].as_f64().expect("s") > 0.0,
+        "{capped:#}"
+    );
+
+    let timed = load_summary(
+        "duration",
+        "basic-call.yaml",
+        &["--rate", "40", "--duration", "1s"],
+    );
+    // Every start of the schedule is made or, on a busy machine, counted as skipped.
+    let scheduled = |s: &serde_json::Value| {
+        s["calls"]["attempted"].as_u64().expect("n")
+            + s["generator"]["missed_starts"].as_u64().expect("missed")
+    };
+    let n = scheduled(&timed);
+    assert!((40..=41).contains(&n), "{n} due in 1 s at 40/s: {timed:#}");
+    assert_eq!(timed["calls"]["passed"], timed["calls"]["attempted"]);
+
+    // 20/s for 0.5 s, then 40/s, then 60/s (the max) for the rest of 1.5 s: about 10 + 20 + 30.
+    let ramp = load_summary(
+        "ramp",
+        "basic-call.yaml",
+        &[
+            "--rate",
+            "20",
+            "--rate-increase",
+            "20",
+            "--rate-max",
+            "60",
+            "--rate-interval",
+            "500ms",
+            "--duration",
+            "1500ms",
+        ],
+    );
+    let n = scheduled(&ramp);
+    assert!((59..=61).contains(&n), "{n} due on the ramp: {ramp:#}");
+    assert_eq!(ramp["rate"]["target"], 60.0);
+}
