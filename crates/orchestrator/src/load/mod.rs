@@ -210,7 +210,13 @@ pub async fn load(
         }
     };
     let registered = Arc::new(std::sync::Mutex::new(accounts));
+    // A REGISTER load's iterations register on their own; a call load keeps its users fresh.
+    let refresher = (!register_load)
+        .then(|| tokio::spawn(refresh_users(stage.ctx.bus.clone(), registered.clone())));
     let progress = drive(&stage, &opts, answering, &stats, &registered, &mut on_tick).await;
+    if let Some(r) = refresher {
+        r.abort();
+    }
     let accounts = std::mem::take(&mut *registered.lock().expect("accounts lock"));
     unregister_users(&stage, &opts, accounts).await;
     let cleanup = Instant::now();
@@ -391,6 +397,50 @@ async fn register_iteration(
         }
     }
     Verdict::Passed
+}
+
+/// Keeps the data's users registered through a long load: every user again at 80 % of the
+/// shortest expiry, 32 REGISTERs at a time, until aborted. A refusal is logged (the calls of
+/// that user will say the rest).
+async fn refresh_users(bus: Arc<EventBus>, registered: Registered) {
+    loop {
+        let accounts: Vec<(Arc<crate::ua::UaShared>, String, Option<_>, u32)> = registered
+            .lock()
+            .expect("accounts lock")
+            .iter()
+            .map(|a| {
+                let expires = a.ua.pbx.as_ref().map_or(3600, |p| p.expires);
+                (a.ua.clone(), a.user.clone(), a.credential.clone(), expires)
+            })
+            .collect();
+        let Some(expires) = accounts.iter().map(|a| a.3).min() else {
+            return;
+        };
+        tokio::time::sleep(Duration::from_secs(u64::from(expires) * 4 / 5)).await;
+        for chunk in accounts.chunks(32) {
+            let results = futures::future::join_all(
+                chunk
+                    .iter()
+                    .map(|(ua, user, cred, exp)| ua.register_as(user, cred.clone(), *exp)),
+            )
+            .await;
+            for ((ua, user, ..), r) in chunk.iter().zip(results) {
+                let refused = match r {
+                    Ok(o) if (200..300).contains(&o.code) => continue,
+                    Ok(o) => format!("{} {}", o.code, o.text),
+                    Err(e) => e,
+                };
+                log(
+                    &bus,
+                    Level::Error,
+                    Some(&ua.id),
+                    None,
+                    None,
+                    format!("refreshing the registration of {user}: {refused}"),
+                );
+            }
+        }
+    }
 }
 
 /// Unregisters what [`register_users`] registered (Expires: 0), bounded by the step limit.
