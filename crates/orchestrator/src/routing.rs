@@ -529,6 +529,8 @@ impl UaShared {
                 DialogState::Terminated(id, _) => {
                     if let Some(c) = &call {
                         self.stop_media(c);
+                        // A late-offer call that ended before its 2xx waits for no answer.
+                        self.late_unanswered(c);
                     }
                     self.dialogs.remove_dialog(&id);
                     if let Some(c) = &call {
