@@ -351,20 +351,24 @@ pub(crate) fn run(args: LoadArgs) -> anyhow::Result<i32> {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr} for --metrics"))?;
-            let app = axum::Router::new().route(
-                "/metrics",
-                axum::routing::get(move || {
-                    let m = m.clone();
-                    async move {
-                        (
-                            [(
-                                axum::http::header::CONTENT_TYPE,
-                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                            )],
-                            m.render(),
-                        )
-                    }
-                }),
+            let addr = listener.local_addr().unwrap_or(addr);
+            let app = web::guard_router(
+                axum::Router::new().route(
+                    "/metrics",
+                    axum::routing::get(move || {
+                        let m = m.clone();
+                        async move {
+                            (
+                                [(
+                                    axum::http::header::CONTENT_TYPE,
+                                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                                )],
+                                m.render(),
+                            )
+                        }
+                    }),
+                ),
+                addr,
             );
             if !quiet {
                 eprintln!("callflow: metrics on http://{addr}/metrics");

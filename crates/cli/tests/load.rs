@@ -277,13 +277,13 @@ fn a_load_needs_a_bound() {
     );
 }
 
-/// An HTTP GET of `path` on 127.0.0.1:`port`: the status line and the body.
-fn http_get(port: u16, path: &str) -> String {
+/// An HTTP GET of `path` on 127.0.0.1:`port`, naming `host`: the status line and the body.
+fn http_get(port: u16, host: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )
     .expect("send");
     let mut out = String::new();
@@ -323,8 +323,12 @@ fn ctrl_c_ends_a_load_with_every_call_hung_up() {
             .is_ok_and(|v| v["in_flight"].as_u64().unwrap_or(0) >= 10)
     });
     assert!(up, "no calls in flight");
-    let scraped = http_get(metrics, "/metrics");
+    let scraped = http_get(metrics, &format!("127.0.0.1:{metrics}"), "/metrics");
     assert!(scraped.starts_with("HTTP/1.1 200"), "{scraped}");
+    // A page that rebinds its own name to 127.0.0.1 cannot read them (docs/security.md).
+    let rebound = http_get(metrics, &format!("evil.example:{metrics}"), "/metrics");
+    assert!(rebound.starts_with("HTTP/1.1 421"), "{rebound}");
+    assert!(!rebound.contains("callflow_load_"), "{rebound}");
     for want in [
         "callflow_load_in_flight ",
         "callflow_load_started_total ",

@@ -142,7 +142,25 @@ pub(crate) async fn check(
     req: Request,
     next: Next,
 ) -> Response {
-    let guard = &app.guard;
+    guarded(&app.guard, req, next).await
+}
+
+/// Guards the routes of another server of this process (`callflow load --metrics`) as
+/// `callflow serve`'s are: every request must name the server in its `Host` (a page that
+/// rebinds its DNS name to the address cannot read the answers), a state-changing one is
+/// refused, and every answer carries the same hardening headers.
+pub fn guard_router(router: axum::Router, addr: SocketAddr) -> axum::Router {
+    let guard = Arc::new(Guard::new(addr, &ServeOptions::default()));
+    router.layer(axum::middleware::from_fn(
+        move |req: Request, next: Next| {
+            let guard = guard.clone();
+            async move { guarded(&guard, req, next).await }
+        },
+    ))
+}
+
+/// The checks of docs/security.md, then the route, then the hardening headers.
+async fn guarded(guard: &Guard, req: Request, next: Next) -> Response {
     let headers = req.headers();
     let host = header_str(headers, header::HOST)
         .map(str::to_owned)

@@ -36,7 +36,7 @@
 
 mod guard;
 mod history;
-pub use guard::{ServeOptions, TOKEN_HEADER};
+pub use guard::{ServeOptions, TOKEN_HEADER, guard_router};
 pub use history::{HISTORY_FILE, History, RunRow};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
