@@ -28,7 +28,6 @@ pub use kept::{Kept, KeptIteration};
 pub use metrics::Metrics;
 use scenario::{Action as Step, Scenario};
 use serde::Serialize;
-use stats::Ended;
 pub use stats::{LoadStats, Percentiles, Snapshot};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -181,34 +180,46 @@ pub async fn load(
     let began = Instant::now();
     let answering = answers(scenario);
     let stage = engine::set_up(scenario, &opts.run, &bus).await;
-    if let Some(f) = stage.setup_failure.clone() {
-        let (leaks, cleanup) = engine::tear_down(stage, &opts.run).await;
-        bus.emit(events::EventKind::RunFinished(events::RunFinished {
-            outcome: events::Outcome::Failed,
-            duration_ms: bus.elapsed().as_secs_f64() * 1000.0,
-            cleanup_ms: cleanup.as_secs_f64() * 1000.0,
-            failure: Some(f.clone()),
-            leaks,
-            nodes: Vec::new(),
-        }));
-        engine::flush(&bus).await;
-        return setup_error(scenario, &opts, answering, &stats, leaks, began, f.message);
-    }
     let register_load = registers_only(&stage);
-    let accounts = match if register_load {
-        Ok(Vec::new())
-    } else {
-        register_users(&stage, &opts).await
-    } {
-        Ok(a) => a,
-        Err(message) => {
-            log(&bus, Level::Error, None, None, None, message.clone());
-            unregister_users(&stage, &opts, Vec::new()).await;
-            let (leaks, _) = engine::tear_down(stage, &opts.run).await;
-            engine::flush(&bus).await;
-            return setup_error(scenario, &opts, answering, &stats, leaks, began, message);
-        }
+    // The data's users register before the first call (a REGISTER load's register as it runs).
+    let mut accounts = Vec::new();
+    let failure = match stage.setup_failure.clone() {
+        Some(f) => Some(f),
+        None if register_load => None,
+        None => register_users(&stage, &opts, &mut accounts)
+            .await
+            .err()
+            .map(|message| {
+                log(&bus, Level::Error, None, None, None, message.clone());
+                events::Failure {
+                    node: None,
+                    ua: None,
+                    kind: events::FailureKind::Setup,
+                    status: None,
+                    message,
+                }
+            }),
     };
+    if let Some(f) = failure {
+        unregister_users(&stage, &opts, accounts).await;
+        let (leaks, cleanup) = engine::tear_down(stage, &opts.run).await;
+        finished(
+            &bus,
+            events::Outcome::Failed,
+            Some(f.clone()),
+            leaks,
+            cleanup,
+        );
+        engine::flush(&bus).await;
+        let mut summary = summarize(scenario, &opts, answering, &stats, &Progress::default());
+        summary.outcome = "setup_error";
+        summary.leaks = leaks;
+        summary.duration_s = began.elapsed().as_secs_f64();
+        return LoadReport {
+            summary,
+            setup_error: Some(f.message),
+        };
+    }
     let registered = Arc::new(std::sync::Mutex::new(accounts));
     // A REGISTER load's iterations register on their own; a call load keeps its users fresh.
     let refresher = (!register_load)
@@ -219,8 +230,7 @@ pub async fn load(
     }
     let accounts = std::mem::take(&mut *registered.lock().expect("accounts lock"));
     unregister_users(&stage, &opts, accounts).await;
-    let cleanup = Instant::now();
-    let (leaks, _) = engine::tear_down(stage, &opts.run).await;
+    let (leaks, cleanup) = engine::tear_down(stage, &opts.run).await;
     // The statistics have every event before they are read.
     engine::flush(&bus).await;
     let mut summary = summarize(scenario, &opts, answering, &stats, &progress);
@@ -238,21 +248,15 @@ pub async fn load(
             .first_failures
             .push(engine::leak_failure(&leaks).message);
     }
-    let duration = bus.elapsed();
-    bus.emit(events::EventKind::RunFinished(events::RunFinished {
-        outcome: match summary.outcome {
-            "passed" => events::Outcome::Passed,
-            "stopped" => events::Outcome::Stopped,
-            _ => events::Outcome::Failed,
-        },
-        duration_ms: duration.as_secs_f64() * 1000.0,
-        cleanup_ms: cleanup.elapsed().as_secs_f64() * 1000.0,
-        failure: stats
-            .first_failure()
-            .or_else(|| (!leaks.is_clean()).then(|| engine::leak_failure(&leaks))),
-        leaks,
-        nodes: Vec::new(),
-    }));
+    let outcome = match summary.outcome {
+        "passed" => events::Outcome::Passed,
+        "stopped" => events::Outcome::Stopped,
+        _ => events::Outcome::Failed,
+    };
+    let failure = stats
+        .first_failure()
+        .or_else(|| (!leaks.is_clean()).then(|| engine::leak_failure(&leaks)));
+    finished(&bus, outcome, failure, leaks, cleanup);
     engine::flush(&bus).await;
     LoadReport {
         summary,
@@ -260,19 +264,60 @@ pub async fn load(
     }
 }
 
-/// A user a role registered for the load (its row's account), to unregister at the end.
+/// A load's stream ends as a run's does: `run_finished`, with no per-node results (the
+/// summary has the per-node statistics).
+fn finished(
+    bus: &EventBus,
+    outcome: events::Outcome,
+    failure: Option<events::Failure>,
+    leaks: LeakCheck,
+    cleanup: Duration,
+) {
+    bus.emit(events::EventKind::RunFinished(events::RunFinished {
+        outcome,
+        duration_ms: bus.elapsed().as_secs_f64() * 1000.0,
+        cleanup_ms: cleanup.as_secs_f64() * 1000.0,
+        failure,
+        leaks,
+        nodes: Vec::new(),
+    }));
+}
+
+/// A user a role registers for the load (its row's account, or the role's own DN).
 struct Account {
     ua: Arc<crate::ua::UaShared>,
     user: String,
     credential: Option<transport::rsipstack::dialog::authenticate::Credential>,
+    expires: u32,
+}
+
+impl Account {
+    /// REGISTERs the user (`expires` 0 unregisters); a refusal says why, with its status when
+    /// one came.
+    async fn register(&self, expires: u32) -> Result<(), (Option<u16>, String)> {
+        match self
+            .ua
+            .register_as(&self.user, self.credential.clone(), expires)
+            .await
+        {
+            Ok(o) if (200..300).contains(&o.code) => Ok(()),
+            Ok(o) => Err((Some(o.code), format!("{} {}", o.code, o.text))),
+            Err(e) => Err((None, e)),
+        }
+    }
 }
 
 /// Registers every user of the data's rows on each role whose PBX account is a template
 /// (`dn: ${caller}`), before the first call: a role holds one endpoint, and each of its users
-/// registers it as their contact. Any refusal fails the set-up.
-async fn register_users(stage: &Stage, opts: &LoadOptions) -> Result<Vec<Account>, String> {
+/// registers it as their contact. Each user registered goes into `registered`; the first
+/// refusal fails the set-up.
+async fn register_users(
+    stage: &Stage,
+    opts: &LoadOptions,
+    registered: &mut Vec<Account>,
+) -> Result<(), String> {
     let Some(data) = opts.run.data.as_deref() else {
-        return Ok(Vec::new());
+        return Ok(());
     };
     let mut accounts: Vec<Account> = Vec::new();
     for ua in &stage.ctx.uas {
@@ -297,45 +342,43 @@ async fn register_users(stage: &Stage, opts: &LoadOptions) -> Result<Vec<Account
                 ua: ua.clone(),
                 user,
                 credential,
+                expires: pbx.expires,
             });
         }
     }
+    let n = accounts.len();
+    let mut accounts = accounts.into_iter().peekable();
     // At most 32 REGISTERs in flight: a registrar is not the load's target.
-    for chunk in accounts.chunks(32) {
-        let results = futures::future::join_all(chunk.iter().map(|a| {
-            let expires = a.ua.pbx.as_ref().map_or(3600, |p| p.expires);
-            a.ua.register_as(&a.user, a.credential.clone(), expires)
-        }))
-        .await;
-        for (a, r) in chunk.iter().zip(results) {
+    while accounts.peek().is_some() {
+        let chunk: Vec<Account> = accounts.by_ref().take(32).collect();
+        let results = futures::future::join_all(chunk.iter().map(|a| a.register(a.expires))).await;
+        // Every user this chunk registered is kept (to be unregistered), whatever failed.
+        let mut refused = None;
+        for (a, r) in chunk.into_iter().zip(results) {
             match r {
-                Ok(o) if (200..300).contains(&o.code) => {}
-                Ok(o) => {
-                    return Err(format!(
-                        "registration of {} on {} failed: {} {}",
-                        a.user, a.ua.label, o.code, o.text
-                    ));
-                }
-                Err(e) => {
-                    return Err(format!(
-                        "registration of {} on {} failed: {e}",
-                        a.user, a.ua.label
-                    ));
+                Ok(()) => registered.push(a),
+                Err((_, why)) => {
+                    refused.get_or_insert_with(|| {
+                        format!("registration of {} on {} failed: {why}", a.user, a.ua.label)
+                    });
                 }
             }
         }
+        if let Some(refused) = refused {
+            return Err(refused);
+        }
     }
-    if !accounts.is_empty() {
+    if n > 0 {
         log(
             &stage.ctx.bus,
             Level::Info,
             None,
             None,
             None,
-            format!("registered {} users of the data", accounts.len()),
+            format!("registered {n} users of the data"),
         );
     }
-    Ok(accounts)
+    Ok(())
 }
 
 /// The users registered so far, to unregister at the end.
@@ -368,8 +411,14 @@ async fn register_iteration(
         let (user, credential) = data
             .and_then(|d| pbx.credential_for(d, iteration))
             .unwrap_or_else(|| (ua.dn.clone(), pbx.credential.clone()));
-        let failure = |status: Option<u16>, why: String| {
-            Verdict::Failed(events::Failure {
+        let account = Account {
+            ua: ua.clone(),
+            user,
+            credential,
+            expires: pbx.expires,
+        };
+        if let Err((status, why)) = account.register(account.expires).await {
+            return Verdict::Failed(events::Failure {
                 node: None,
                 ua: Some(ua.id.clone()),
                 kind: if status.is_some() {
@@ -378,22 +427,15 @@ async fn register_iteration(
                     events::FailureKind::Transport
                 },
                 status,
-                message: format!("REGISTER of {user} on {}: {why}", ua.label),
-            })
-        };
-        match ua.register_as(&user, credential.clone(), pbx.expires).await {
-            Ok(o) if (200..300).contains(&o.code) => {
-                let mut r = registered.lock().expect("accounts lock");
-                if !r.iter().any(|a| a.ua.idx == ua.idx && a.user == user) {
-                    r.push(Account {
-                        ua: ua.clone(),
-                        user,
-                        credential,
-                    });
-                }
-            }
-            Ok(o) => return failure(Some(o.code), format!("{} {}", o.code, o.text)),
-            Err(e) => return failure(None, e),
+                message: format!("REGISTER of {} on {}: {why}", account.user, ua.label),
+            });
+        }
+        let mut r = registered.lock().expect("accounts lock");
+        if !r
+            .iter()
+            .any(|a| a.ua.idx == ua.idx && a.user == account.user)
+        {
+            r.push(account);
         }
     }
     Verdict::Passed
@@ -404,40 +446,35 @@ async fn register_iteration(
 /// that user will say the rest).
 async fn refresh_users(bus: Arc<EventBus>, registered: Registered) {
     loop {
-        let accounts: Vec<(Arc<crate::ua::UaShared>, String, Option<_>, u32)> = registered
+        let accounts: Vec<Account> = registered
             .lock()
             .expect("accounts lock")
             .iter()
-            .map(|a| {
-                let expires = a.ua.pbx.as_ref().map_or(3600, |p| p.expires);
-                (a.ua.clone(), a.user.clone(), a.credential.clone(), expires)
+            .map(|a| Account {
+                ua: a.ua.clone(),
+                user: a.user.clone(),
+                credential: a.credential.clone(),
+                expires: a.expires,
             })
             .collect();
-        let Some(expires) = accounts.iter().map(|a| a.3).min() else {
+        let Some(expires) = accounts.iter().map(|a| a.expires).min() else {
             return;
         };
         tokio::time::sleep(Duration::from_secs(u64::from(expires) * 4 / 5)).await;
         for chunk in accounts.chunks(32) {
-            let results = futures::future::join_all(
-                chunk
-                    .iter()
-                    .map(|(ua, user, cred, exp)| ua.register_as(user, cred.clone(), *exp)),
-            )
-            .await;
-            for ((ua, user, ..), r) in chunk.iter().zip(results) {
-                let refused = match r {
-                    Ok(o) if (200..300).contains(&o.code) => continue,
-                    Ok(o) => format!("{} {}", o.code, o.text),
-                    Err(e) => e,
-                };
-                log(
-                    &bus,
-                    Level::Error,
-                    Some(&ua.id),
-                    None,
-                    None,
-                    format!("refreshing the registration of {user}: {refused}"),
-                );
+            let results =
+                futures::future::join_all(chunk.iter().map(|a| a.register(a.expires))).await;
+            for (a, r) in chunk.iter().zip(results) {
+                if let Err((_, why)) = r {
+                    log(
+                        &bus,
+                        Level::Error,
+                        Some(&a.ua.id),
+                        None,
+                        None,
+                        format!("refreshing the registration of {}: {why}", a.user),
+                    );
+                }
             }
         }
     }
@@ -448,11 +485,7 @@ async fn unregister_users(stage: &Stage, opts: &LoadOptions, accounts: Vec<Accou
     if accounts.is_empty() {
         return;
     }
-    let all = futures::future::join_all(
-        accounts
-            .iter()
-            .map(|a| a.ua.register_as(&a.user, a.credential.clone(), 0)),
-    );
+    let all = futures::future::join_all(accounts.iter().map(|a| a.register(0)));
     if tokio::time::timeout(opts.run.step_limit, all)
         .await
         .is_err()
@@ -465,26 +498,6 @@ async fn unregister_users(stage: &Stage, opts: &LoadOptions, accounts: Vec<Accou
             None,
             "unregistering the data's users hit its limit".into(),
         );
-    }
-}
-
-/// The report of a load whose set-up failed (exit 3): nothing was started.
-fn setup_error(
-    scenario: &Scenario,
-    opts: &LoadOptions,
-    answering: bool,
-    stats: &LoadStats,
-    leaks: LeakCheck,
-    began: Instant,
-    message: String,
-) -> LoadReport {
-    let mut summary = summarize(scenario, opts, answering, stats, &Progress::default());
-    summary.outcome = "setup_error";
-    summary.leaks = leaks;
-    summary.duration_s = began.elapsed().as_secs_f64();
-    LoadReport {
-        summary,
-        setup_error: Some(message),
     }
 }
 
@@ -573,21 +586,16 @@ async fn drive(
             )
         };
         for (i, verdict, due) in ended {
-            let how = match verdict {
-                Verdict::Passed => Ended::Passed,
-                Verdict::Failed(f) => Ended::Failed(f),
-                Verdict::Stopped => Ended::Stopped,
-            };
             let (due, began) = due.unwrap_or((now, now));
             let took = now.saturating_duration_since(began);
             if let Some(d) = &opts.run.data {
                 d.release(i);
             }
-            stats.ended(&how, took, now.saturating_duration_since(due));
-            let (outcome, failure) = match how {
-                Ended::Passed => (events::Outcome::Passed, None),
-                Ended::Failed(f) => (events::Outcome::Failed, Some(f)),
-                Ended::Stopped => (events::Outcome::Stopped, None),
+            stats.ended(&verdict, took, now.saturating_duration_since(due));
+            let (outcome, failure) = match verdict {
+                Verdict::Passed => (events::Outcome::Passed, None),
+                Verdict::Failed(f) => (events::Outcome::Failed, Some(f)),
+                Verdict::Stopped => (events::Outcome::Stopped, None),
             };
             ctx.bus
                 .emit(events::EventKind::IterationEnded(events::IterationEnded {
@@ -623,22 +631,24 @@ async fn drive(
         stats.progress(started, in_flight);
         // Bounds.
         if !closed {
+            // Why no more start, and whether the iterations in flight end now too (a stop, too
+            // many failures) or on their own (the bounds).
             let why = if opts.run.stop.is_cancelled() {
                 progress.stopped = true;
-                Some("stop requested")
+                Some(("stop requested", true))
             } else if stats.failed() > opts.max_failures {
-                Some("too many failures")
+                Some(("too many failures", true))
             } else if end_of_starts.is_some_and(|e| now >= e) {
-                Some("duration reached")
+                Some(("duration reached", false))
             } else if left == 0 {
-                Some("every call started")
+                Some(("every call started", false))
             } else {
                 None
             };
-            if let Some(why) = why {
+            if let Some((why, end_in_flight)) = why {
                 closed = true;
                 driver.state().starts.closed = true;
-                if why != "duration reached" && why != "every call started" {
+                if end_in_flight {
                     log(
                         &ctx.bus,
                         Level::Warning,

@@ -5,6 +5,7 @@
 
 use crate::bus::EventSink;
 use events::{Direction, Event, EventKind, NodeState};
+use flow::chains::Verdict;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -192,14 +193,6 @@ impl LoadStats {
     }
 }
 
-/// How an iteration ended, as the statistics count it.
-#[derive(Clone, Debug)]
-pub(crate) enum Ended {
-    Passed,
-    Failed(events::Failure),
-    Stopped,
-}
-
 /// A point-in-time view for the live line and the `--stats` file.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Snapshot {
@@ -246,21 +239,21 @@ impl LoadStats {
     }
 
     /// An iteration ended after `took` (`from_schedule`: since it was due to start).
-    pub(crate) fn ended(&self, how: &Ended, took: Duration, from_schedule: Duration) {
+    pub(crate) fn ended(&self, how: &Verdict, took: Duration, from_schedule: Duration) {
         if let Some(m) = &self.metrics {
             m.ended(match how {
-                Ended::Passed => "passed",
-                Ended::Failed(_) => "failed",
-                Ended::Stopped => "stopped",
+                Verdict::Passed => "passed",
+                Verdict::Failed(_) => "failed",
+                Verdict::Stopped => "stopped",
             });
         }
         let mut i = self.inner();
         record(&mut i.iteration, took);
         record(&mut i.from_schedule, from_schedule);
         match how {
-            Ended::Passed => i.passed += 1,
-            Ended::Stopped => i.stopped += 1,
-            Ended::Failed(f) => {
+            Verdict::Passed => i.passed += 1,
+            Verdict::Stopped => i.stopped += 1,
+            Verdict::Failed(f) => {
                 i.failed += 1;
                 *i.failures.entry(failure_class(f)).or_default() += 1;
                 if i.first_failure.is_none() {
@@ -663,16 +656,16 @@ mod tests {
         };
         let ms = Duration::from_millis(5);
         s.ended(
-            &Ended::Failed(f(events::FailureKind::Status, Some(486))),
+            &Verdict::Failed(f(events::FailureKind::Status, Some(486))),
             ms,
             ms,
         );
         s.ended(
-            &Ended::Failed(f(events::FailureKind::Timeout, None)),
+            &Verdict::Failed(f(events::FailureKind::Timeout, None)),
             ms,
             ms,
         );
-        s.ended(&Ended::Passed, ms, ms);
+        s.ended(&Verdict::Passed, ms, ms);
         let t = s.totals();
         assert_eq!((t.passed, t.failed), (1, 2));
         assert_eq!(t.failures_by_class["status_486"], 1);
