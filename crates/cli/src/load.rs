@@ -395,21 +395,15 @@ pub(crate) fn run(args: LoadArgs) -> anyhow::Result<i32> {
             ticks += 1;
         };
         let work = orchestrator::load::load(&scenario, opts, EventBus::new(sinks), stats, on_tick);
-        tokio::pin!(work);
-        tokio::select! {
-            r = &mut work => return anyhow::Ok(Some(r)),
-            () = signals.recv() => {}
-        }
-        eprintln!("\ncallflow: stopping: no new iterations; those in flight end with their cleanup (Ctrl-C again to exit at once)");
-        stop.cancel();
-        Ok(tokio::select! {
-            r = &mut work => Some(r),
-            () = signals.recv() => None,
-            () = tokio::time::sleep(Duration::from_secs(9)) => {
-                eprintln!("callflow: cleanup did not finish in time; exiting");
-                None
-            }
-        })
+        anyhow::Ok(
+            signals
+                .stop_within(
+                    work,
+                    &stop,
+                    "stopping: no new iterations; those in flight end with their cleanup",
+                )
+                .await,
+        )
     })?;
     if let Some(bar) = &bar {
         bar.finish_and_clear();

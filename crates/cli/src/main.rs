@@ -310,6 +310,32 @@ impl StopSignals {
             _ = self.hup.recv() => {}
         }
     }
+
+    /// Runs `work` under the stop every command shares: the first signal says `stopping` and
+    /// cancels `stop`, and `work` then has 9 s to end with its cleanup; a second signal, or
+    /// the 9 s, gives `None` (leave at once), so a command returns within 10 s of Ctrl-C.
+    async fn stop_within<T>(
+        &mut self,
+        work: impl Future<Output = T>,
+        stop: &tokio_util::sync::CancellationToken,
+        stopping: &str,
+    ) -> Option<T> {
+        tokio::pin!(work);
+        tokio::select! {
+            r = &mut work => return Some(r),
+            () = self.recv() => {}
+        }
+        eprintln!("\ncallflow: {stopping} (Ctrl-C again to exit at once)");
+        stop.cancel();
+        tokio::select! {
+            r = &mut work => Some(r),
+            () = self.recv() => None,
+            () = tokio::time::sleep(Duration::from_secs(9)) => {
+                eprintln!("callflow: cleanup did not finish in time; exiting");
+                None
+            }
+        }
+    }
 }
 
 fn validate(files: &[PathBuf]) -> i32 {

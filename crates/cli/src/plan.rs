@@ -257,24 +257,11 @@ async fn execute(
             })
         }));
     }
-    let joined = join_all(handles);
-    tokio::pin!(joined);
-    tokio::select! {
-        all = &mut joined => return Ok(Some(all)),
-        () = signals.recv() => {}
-    }
     // First signal: every run stops with its cleanup, within 10 s whatever happens; a second
     // signal exits at once.
-    eprintln!("\ncallflow: stopping, cleanup included (Ctrl-C again to exit at once)");
-    stop.cancel();
-    Ok(tokio::select! {
-        all = &mut joined => Some(all),
-        () = signals.recv() => None,
-        () = tokio::time::sleep(Duration::from_secs(9)) => {
-            eprintln!("callflow: cleanup did not finish in time; exiting");
-            None
-        }
-    })
+    Ok(signals
+        .stop_within(join_all(handles), &stop, "stopping, cleanup included")
+        .await)
 }
 
 /// Every task's result, in order; a task that panicked gives its panic's text.
