@@ -135,13 +135,14 @@ impl Data {
                     .held
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(&row) = held.get(&iteration) {
+                    return &self.rows[row];
+                }
+                // Its first ask: the first row nobody in flight holds.
                 let taken: std::collections::HashSet<usize> = held.values().copied().collect();
-                let row = match held.get(&iteration) {
-                    Some(&r) => r,
-                    None => (0..self.rows.len())
-                        .find(|r| !taken.contains(r))
-                        .unwrap_or(k as usize % self.rows.len()),
-                };
+                let row = (0..self.rows.len())
+                    .find(|r| !taken.contains(r))
+                    .unwrap_or(k as usize % self.rows.len());
                 held.insert(iteration, row);
                 row as u64
             }
