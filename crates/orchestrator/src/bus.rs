@@ -32,7 +32,7 @@ const BATCH_WAIT: Duration = Duration::from_millis(5);
 enum Msg {
     Event(Event),
     /// Answered once every event queued before it has reached every sink.
-    Flush(Arc<(Mutex<bool>, Condvar)>),
+    Flush(std::sync::mpsc::SyncSender<()>),
 }
 
 #[derive(Default)]
@@ -93,12 +93,8 @@ fn dispatch(shared: &Shared, sinks: &[Arc<dyn EventSink>]) {
                         s.event(&e);
                     }
                 }
-                Msg::Flush(done) => {
-                    *done
-                        .0
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
-                    done.1.notify_all();
+                Msg::Flush(ack) => {
+                    let _ = ack.send(());
                 }
             }
         }
@@ -155,19 +151,11 @@ impl EventBus {
     /// Returns once every event emitted so far has reached every sink (a run ends with it, so
     /// what reads the sinks afterwards sees the whole run).
     pub fn flush(&self) {
-        let done = Arc::new((Mutex::new(false), Condvar::new()));
-        self.shared.lock().msgs.push_back(Msg::Flush(done.clone()));
+        let (ack, done) = std::sync::mpsc::sync_channel(1);
+        self.shared.lock().msgs.push_back(Msg::Flush(ack));
         self.shared.ready.notify_one();
-        let mut flushed = done
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        while !*flushed {
-            flushed = done
-                .1
-                .wait(flushed)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
+        // An error: the dispatcher is gone (and dropped the flush with it).
+        let _ = done.recv();
     }
 
     /// Time since the run started.
