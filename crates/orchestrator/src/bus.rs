@@ -42,6 +42,8 @@ struct Queue {
     msgs: VecDeque<Msg>,
     /// The bus is gone: the dispatcher ends once the queue is empty.
     closed: bool,
+    /// The dispatcher is gone (a sink panicked): events are dropped, not waited for.
+    gone: bool,
 }
 
 #[derive(Default)]
@@ -68,7 +70,22 @@ pub struct EventBus {
     start_wall: SystemTime,
 }
 
+/// Marks the dispatcher gone when it ends, even by a sink's panic: no emitter then waits for
+/// room, and no flush for an answer, that would never come.
+struct Gone<'a>(&'a Shared);
+
+impl Drop for Gone<'_> {
+    fn drop(&mut self) {
+        let mut q = self.0.lock();
+        q.gone = true;
+        q.msgs.clear();
+        drop(q);
+        self.0.space.notify_all();
+    }
+}
+
 fn dispatch(shared: &Shared, sinks: &[Arc<dyn EventSink>]) {
+    let _gone = Gone(shared);
     let mut batch = Vec::new();
     loop {
         {
@@ -127,13 +144,16 @@ impl EventBus {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64);
         let mut q = self.shared.lock();
-        while q.msgs.len() >= QUEUE {
+        while q.msgs.len() >= QUEUE && !q.gone {
             self.shared.ready.notify_one();
             q = self
                 .shared
                 .space
                 .wait(q)
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        if q.gone {
+            return;
         }
         let event = Event {
             seq: q.seq,
@@ -152,9 +172,15 @@ impl EventBus {
     /// what reads the sinks afterwards sees the whole run).
     pub fn flush(&self) {
         let (ack, done) = std::sync::mpsc::sync_channel(1);
-        self.shared.lock().msgs.push_back(Msg::Flush(ack));
+        {
+            let mut q = self.shared.lock();
+            if q.gone {
+                return;
+            }
+            q.msgs.push_back(Msg::Flush(ack));
+        }
         self.shared.ready.notify_one();
-        // An error: the dispatcher is gone (and dropped the flush with it).
+        // An error: the dispatcher went meanwhile (and dropped the flush with it).
         let _ = done.recv();
     }
 
@@ -210,5 +236,45 @@ impl Collector {
 impl EventSink for Collector {
     fn event(&self, event: &Event) {
         self.kept().push(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Panics;
+
+    impl EventSink for Panics {
+        fn event(&self, _: &Event) {
+            panic!("a sink that fails");
+        }
+    }
+
+    fn log(n: usize) -> EventKind {
+        EventKind::Log(events::Log {
+            level: events::Level::Info,
+            ua: None,
+            node: None,
+            call_id: None,
+            message: format!("event {n}"),
+        })
+    }
+
+    /// A sink that panics takes the dispatcher with it; the engine's emits and flushes go on
+    /// (the events are dropped) instead of waiting forever for room in the queue.
+    #[test]
+    fn a_dispatcher_gone_never_blocks_the_emitters() {
+        let bus = EventBus::new(vec![Arc::new(Panics)]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for n in 0..3 * QUEUE {
+                bus.emit(log(n));
+            }
+            bus.flush();
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("every emit and the flush return");
     }
 }
