@@ -107,10 +107,10 @@ impl EventSink for Kept {
                 }
                 i.seen += 1;
                 if i.seen.is_multiple_of(10_000) {
-                    let cutoff = at - KEEP;
-                    i.calls.retain(|_, (first, _)| *first > cutoff);
-                    let cutoff = at - LATE;
-                    i.dropped.retain(|_, ended| *ended > cutoff);
+                    let cutoff = |keep| at.checked_sub(keep).unwrap_or(SystemTime::UNIX_EPOCH);
+                    let (calls, dropped) = (cutoff(KEEP), cutoff(LATE));
+                    i.calls.retain(|_, (first, _)| *first > calls);
+                    i.dropped.retain(|_, ended| *ended > dropped);
                 }
             }
             EventKind::NodeState(n) => {

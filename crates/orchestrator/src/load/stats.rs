@@ -291,7 +291,8 @@ impl LoadStats {
         let setup = Percentiles::of(&i.interval.setup);
         i.interval = Phases::new();
         let now = SystemTime::now();
-        let (cutoff, ended_cutoff) = (now - WIRE_KEEP, now - WIRE_AFTER_END);
+        let cutoff = |keep| now.checked_sub(keep).unwrap_or(SystemTime::UNIX_EPOCH);
+        let (cutoff, ended_cutoff) = (cutoff(WIRE_KEEP), cutoff(WIRE_AFTER_END));
         i.wire
             .retain(|_, w| w.first > cutoff && w.ended.is_none_or(|e| e > ended_cutoff));
         Snapshot {
