@@ -226,6 +226,9 @@ pub(crate) fn run(args: LoadArgs) -> anyhow::Result<i32> {
             return Err(UsageError(format!("{flag} must be a positive number")).into());
         }
     }
+    if args.rate_increase.is_some() && args.rate_interval.is_zero() {
+        return Err(UsageError("--rate-interval must be longer than 0".into()).into());
+    }
     if args.users == Some(0) || args.max_concurrent == Some(0) {
         return Err(UsageError("--users and --max-concurrent must be at least 1".into()).into());
     }

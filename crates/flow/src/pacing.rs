@@ -89,7 +89,10 @@ impl Schedule {
     /// Moves past the start at [`Self::peek`]; at a step's end, to the next step.
     fn advance(&mut self) {
         self.in_step += 1;
-        let ramps = self.ramp.increase > 0.0 && self.step_rate() < self.ramp.max;
+        // A ramp with no interval does not step (rather than stepping at every start).
+        let ramps = self.ramp.increase > 0.0
+            && !self.ramp.every.is_zero()
+            && self.step_rate() < self.ramp.max;
         if ramps && self.peek() >= self.step_start() + self.ramp.every {
             self.step += 1;
             self.in_step = 0;
@@ -162,6 +165,20 @@ mod tests {
         assert_eq!(s.take(t0 + ms(55)).map(|d| d.at), Some(t0 + ms(50)));
         assert_eq!(s.take(t0 + ms(55)), None);
         assert_eq!(s.missed(), 4);
+    }
+
+    #[test]
+    fn a_ramp_with_no_interval_keeps_its_first_rate() {
+        let t0 = origin();
+        let ramp = Ramp {
+            rate: 10.0,
+            increase: 10.0,
+            every: Duration::ZERO,
+            max: 50.0,
+        };
+        let mut s = Schedule::new(ramp, t0);
+        let n = (0..1000).filter(|t| s.take(t0 + ms(*t)).is_some()).count();
+        assert_eq!(n, 10);
     }
 
     #[test]
