@@ -68,17 +68,25 @@ pub fn spawn_sipp(dir: Option<&Path>, args: &[&str], timeout: &str) -> std::proc
 /// A port free right now on 127.0.0.1 (UDP and TCP), for a peer the test starts on it.
 pub fn free_udp_port() -> u16 {
     use std::hash::{BuildHasher, Hasher};
+    // Handed out in blocks of 4 (a peer binds next to its port: sipp's media port and its
+    // RTCP), each block once per test process: two tests running at once never get the same
+    // or a neighbouring port between the check here and the peer's bind.
+    static HANDED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let free = |p: u16| {
+        std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+    };
+    let mut handed = HANDED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     // Below the kernel's ephemeral range (32768 up, by default): a port the OS hands out for
     // port 0 (our UAs', other tests') can never take it between here and the peer's bind.
     for _ in 0..1000 {
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u32(std::process::id());
-        let port = 20_000 + (h.finish() % 12_000) as u16;
-        let free = |p: u16| {
-            std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok()
-                && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
-        };
-        if free(port) {
+        let port = 20_000 + (h.finish() % 3_000) as u16 * 4;
+        if !handed.contains(&port) && (port..port + 4).all(free) {
+            handed.push(port);
             return port;
         }
     }
