@@ -8,6 +8,7 @@
 use crate::chains::Iteration;
 use scenario::Action as Step;
 use std::collections::HashMap;
+use std::time::Instant;
 
 /// A call, as the driver numbers it (the session's call key).
 pub type CallId = u64;
@@ -93,6 +94,8 @@ struct Log {
     /// We placed it (else we took it).
     outgoing: bool,
     signals: Vec<(Signal, bool)>,
+    /// The last provisional status (180, 183...) and when it came.
+    last_provisional: Option<(u16, Instant)>,
 }
 
 /// Every call's log and the names bound to calls.
@@ -115,12 +118,28 @@ impl Calls {
         self.names.insert((iteration, role, name.to_owned()), call);
     }
 
-    pub(crate) fn push(&mut self, call: CallId, signal: Signal) {
+    pub(crate) fn push(&mut self, call: CallId, signal: Signal, now: Instant) {
+        let log = self.logs.entry(call).or_default();
+        if let Signal::Provisional(code) = signal {
+            log.last_provisional = Some((code, now));
+        }
+        log.signals.push((signal, false));
+    }
+
+    /// The first signal of the call's log that `wants` takes, used or not; the log is left as
+    /// it is.
+    pub(crate) fn find(&self, call: CallId, wants: impl Fn(&Signal) -> bool) -> Option<Signal> {
         self.logs
-            .entry(call)
-            .or_default()
+            .get(&call)?
             .signals
-            .push((signal, false));
+            .iter()
+            .map(|(s, _)| *s)
+            .find(|s| wants(s))
+    }
+
+    /// The last provisional status the call had, and when.
+    pub(crate) fn last_provisional(&self, call: CallId) -> Option<(u16, Instant)> {
+        self.logs.get(&call)?.last_provisional
     }
 
     pub(crate) fn named(&self, iteration: Iteration, role: usize, name: &str) -> Option<CallId> {
@@ -208,14 +227,17 @@ mod tests {
     #[test]
     fn a_signal_that_came_first_is_latched_and_consumed_once() {
         let mut c = Calls::default();
-        c.push(7, Signal::Provisional(180));
+        #[allow(clippy::disallowed_methods)] // a test's origin of time
+        let now = Instant::now();
+        c.push(7, Signal::Provisional(180), now);
+        assert_eq!(c.last_provisional(7), Some((180, now)));
         c.bind(7, 0, 1, "call-1", true);
         let ringing = wait_of(&Step::Ringing).expect("an event node");
         assert_eq!(c.named(0, 1, "call-1"), Some(7));
         assert_eq!(c.named(1, 1, "call-1"), None, "another iteration's call-1");
         assert!(c.take(7, &ringing));
         assert!(!c.take(7, &ringing), "two waits for a 180 need two 180s");
-        c.push(7, Signal::Ended);
+        c.push(7, Signal::Ended, now);
         let ended = wait_of(&Step::Disconnected).expect("an event node");
         assert!(
             c.take(7, &ended) && c.take(7, &ended),

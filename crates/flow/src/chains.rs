@@ -17,14 +17,21 @@
 //! TIMEOUT nodes, INCOMING (the INVITEs held at each role) and the nodes that wait on a call's
 //! events, digits or first RTP ([`crate::calls`]), each with its timeout in the timer table;
 //! failure propagation (a failure with no failure edge ends its iteration, and only it), and a
-//! stop (every iteration ends `Stopped`). What a command does on the wire is the driver's: it
-//! gets [`Action::Run`] (or [`Action::Take`]) and answers [`Input::Done`].
+//! stop (every iteration ends `Stopped`).
+//!
+//! The nodes that send a request and wait for its final response (MakeCall, REQUEST,
+//! SUBSCRIBE) are decided here too: the driver says the request went out ([`Input::Sent`])
+//! and which final response came ([`Input::Final`]); the flow keeps their timeout, takes or
+//! refuses the response ([`crate::dial`]), and for a MakeCall asks for the next INVITE
+//! ([`Action::Invite`]: after a 422, to a redirect's target) or watches the call ring
+//! (`until: ringing`). What any other command does on the wire is the driver's: it gets
+//! [`Action::Run`] (or [`Action::Take`]) and answers [`Input::Done`].
 //!
 //! Everything is keyed by (iteration, node); a node's role is its instance. A functional run is
 //! iteration 0; a load run starts more.
 
 use events::{Failure, NodeState};
-use scenario::{Action as Step, NodeIdx, Scenario};
+use scenario::{Action as Step, NodeIdx, Scenario, Until};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,8 +48,11 @@ pub struct NodeRef {
 
 pub use crate::calls::{CallId, Signal};
 use crate::calls::{Calls, Wait, wait_of};
+pub use crate::dial::Final;
+use crate::dial::{Dial, Next, expected_codes, provisional_reason};
 pub use crate::failure::{Failed, Why};
 use crate::media::Digits;
+use crate::secs;
 
 /// What the driver observed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,6 +89,17 @@ pub enum Input {
     Withdrawn { call: CallId },
     /// The call is gone (closed after its iteration ended): its log is dropped.
     Closed { call: CallId },
+    /// The request of node `at` (a MakeCall's INVITE, a REQUEST, a SUBSCRIBE) went out: to
+    /// `to` (a URI), to `who` (as failures name the other end; the first INVITE's names it for
+    /// the whole MakeCall); an INVITE as call `call`.
+    Sent {
+        at: NodeRef,
+        call: Option<CallId>,
+        to: Option<String>,
+        who: Option<String>,
+    },
+    /// The final response to that request came.
+    Final { at: NodeRef, response: Final },
 }
 
 /// A node's change of state, as the `node_state` event says it.
@@ -119,6 +140,18 @@ pub enum Action {
     /// An event node the flow waited on ran out of time: answer [`Input::Done`] with this
     /// failure, and with what never arrived on the wire if the driver knows it.
     TimedOut(NodeRef, Failed),
+    /// Send the INVITE of MakeCall `at` (its call id in its iteration, from its role): to `to`,
+    /// or to the node's own target when None; asking for a session interval of
+    /// `session_expires` seconds when Some. Answer [`Input::Sent`] once it went, then
+    /// [`Input::Final`] with its final response, or [`Input::Done`] with the failure if it
+    /// could not go or ended without one.
+    Invite {
+        at: NodeRef,
+        to: Option<String>,
+        session_expires: Option<u32>,
+    },
+    /// Say this about node `at` (a log line on its role and call).
+    Note { at: NodeRef, message: String },
     /// A node changed state.
     State(StateChange),
     /// An iteration has ended; its node states are final ([`Flow::nodes`]).
@@ -186,6 +219,16 @@ pub struct NodeRecord {
     with_driver: bool,
 }
 
+/// A node waiting for the final response to its request: since when, whom it asked (as the
+/// driver named them), the call its INVITE made, and a MakeCall's dial.
+#[derive(Debug)]
+struct Asking {
+    since: Instant,
+    who: Option<String>,
+    call: Option<CallId>,
+    dial: Option<Dial>,
+}
+
 /// One role's cursor in an iteration: the node it runs, and the chains waiting their turn.
 #[derive(Debug, Default)]
 struct Worker {
@@ -227,6 +270,8 @@ pub struct Flow {
     takers: HashMap<usize, VecDeque<NodeRef>>,
     /// What each DTMF_RECEIVED waiting wants.
     digits: HashMap<NodeRef, Digits>,
+    /// The nodes waiting for the final response to their request.
+    asking: HashMap<NodeRef, Asking>,
 }
 
 impl Flow {
@@ -243,6 +288,7 @@ impl Flow {
             arrived: HashMap::new(),
             takers: HashMap::new(),
             digits: HashMap::new(),
+            asking: HashMap::new(),
         }
     }
 
@@ -335,9 +381,11 @@ impl Flow {
                 outgoing,
             } => self.calls.bind(call, iteration, role, &name, outgoing),
             Input::Signal { call, signal } => {
-                self.calls.push(call, signal);
+                self.calls.push(call, signal, now);
                 self.wake_watchers(now, call);
             }
+            Input::Sent { at, call, to, who } => self.sent(now, at, call, to, who),
+            Input::Final { at, response } => self.final_response(now, at, &response),
             Input::Arrived {
                 call,
                 role,
@@ -384,6 +432,13 @@ impl Flow {
         while let Some(timer) = self.timers.expired(now) {
             match timer {
                 Timer::Delay(at) => self.finish(now, at, Ok(())),
+                Timer::Wait(at) if self.asking.contains_key(&at) => {
+                    let failed = self.no_final(at);
+                    self.unwatch(at);
+                    // The driver adds what the wire says, ends the wait and answers Done.
+                    self.with_driver(at, true);
+                    self.actions.push_back(Action::TimedOut(at, failed));
+                }
                 Timer::Wait(at) => {
                     let digits = self.digits.get(&at).map(|want| {
                         let call = self.watched.get(&at).copied().unwrap_or_default();
@@ -434,6 +489,227 @@ impl Flow {
         }
     }
 
+    /// A node sends its request and waits for the final response (on the timer table): a
+    /// MakeCall asks for its INVITE, a REQUEST or a SUBSCRIBE is the driver's to send.
+    fn ask(&mut self, now: Instant, at: NodeRef) {
+        let node = &self.scenario.nodes[at.node];
+        let dial = match &node.action {
+            Step::MakeCall { .. } => Some(Dial::new(
+                node.opts.expect.clone(),
+                node.opts.redirects.unwrap_or(scenario::DEFAULT_REDIRECTS),
+                node.opts
+                    .session_expires
+                    .map(|d| d.as_secs().clamp(1, u64::from(u32::MAX)) as u32),
+            )),
+            _ => None,
+        };
+        let action = match &dial {
+            Some(d) => Action::Invite {
+                at,
+                to: None,
+                session_expires: d.session_expires,
+            },
+            None => Action::Run(at),
+        };
+        self.timers.set(Timer::Wait(at), now + node.timeout);
+        self.asking.insert(
+            at,
+            Asking {
+                since: now,
+                who: None,
+                call: None,
+                dial,
+            },
+        );
+        self.with_driver(at, true);
+        self.actions.push_back(action);
+    }
+
+    /// A node's request went out.
+    fn sent(
+        &mut self,
+        now: Instant,
+        at: NodeRef,
+        call: Option<CallId>,
+        to: Option<String>,
+        who: Option<String>,
+    ) {
+        let Some(a) = self.asking.get_mut(&at) else {
+            return;
+        };
+        if a.who.is_none() {
+            a.who = who;
+        }
+        if let (Some(d), Some(to)) = (&mut a.dial, &to) {
+            d.sent(to);
+        }
+        a.call = call.or(a.call);
+        let s = self.scenario.clone();
+        let node = &s.nodes[at.node];
+        if !matches!(node.action, Step::MakeCall { .. }) {
+            return;
+        }
+        match (node.opts.until, a.call) {
+            (Until::Sent, _) => self.finish(now, at, Ok(())),
+            (Until::Ringing, Some(call)) => match self.rang(at, call) {
+                Some(result) => self.finish(now, at, result),
+                None => {
+                    self.watching.entry(call).or_default().push(at);
+                    self.watched.insert(at, call);
+                }
+            },
+            _ => {}
+        }
+    }
+
+    /// Whether a MakeCall `until: ringing` has what it waits for on `call`: a 180/183 or an
+    /// answer passes it, an end before either fails it; None while neither came.
+    fn rang(&self, at: NodeRef, call: CallId) -> Option<Result<(), Failed>> {
+        let got = self.calls.find(call, |s| {
+            matches!(
+                s,
+                Signal::Provisional(180 | 183) | Signal::Confirmed | Signal::Ended
+            )
+        })?;
+        Some(if got == Signal::Ended {
+            Err(Why::CallState(format!("the call to {} ended before it rang", self.who(at))).into())
+        } else {
+            Ok(())
+        })
+    }
+
+    /// Whom a node's request went to, as failures name it.
+    fn who(&self, at: NodeRef) -> String {
+        if let Some(w) = self.asking.get(&at).and_then(|a| a.who.clone()) {
+            return w;
+        }
+        match &self.scenario.nodes[at.node].action {
+            Step::MakeCall { target } => target.clone(),
+            Step::SendRequest {
+                target: Some(t), ..
+            }
+            | Step::Subscribe { target: t, .. } => t.clone(),
+            _ => "the peer".to_owned(),
+        }
+    }
+
+    /// The final response to a node's request came: the node takes it (and passes on its
+    /// checks), or a MakeCall asks again or follows a redirect, or the node fails.
+    fn final_response(&mut self, now: Instant, at: NodeRef, resp: &Final) {
+        let who = self.who(at);
+        let s = self.scenario.clone();
+        let node = &s.nodes[at.node];
+        let Some(a) = self.asking.get_mut(&at) else {
+            return;
+        };
+        let Some(dial) = &mut a.dial else {
+            let method = match &node.action {
+                Step::SendRequest { method, .. } => method.as_str(),
+                _ => "SUBSCRIBE",
+            };
+            let result = crate::dial::on_request_final(&node.opts.expect, method, &who, resp);
+            return self.finish(now, at, result);
+        };
+        let waited = now.saturating_duration_since(a.since);
+        match dial.on_final(resp, &who, node.timeout, waited) {
+            Next::Take => {
+                let code = resp.code;
+                let result = if resp.offerless && (200..300).contains(&code) {
+                    Err(Failed::other(format!(
+                        "our INVITE had no offer, and the {code} from {who} brought none we could answer (RFC 3261 §13.2.1: the 2xx offers, the ACK answers)"
+                    )))
+                } else {
+                    resp.checks.clone().map_err(|m| Why::Checks(m).into())
+                };
+                self.finish(now, at, result);
+            }
+            Next::AskAgain {
+                asked,
+                session_expires,
+            } => {
+                let to = dial.target().map(str::to_owned);
+                self.actions.push_back(Action::Note {
+                    at,
+                    message: format!(
+                        "422: the session interval {asked} s is too small; asking again with {session_expires} s"
+                    ),
+                });
+                self.actions.push_back(Action::Invite {
+                    at,
+                    to,
+                    session_expires: Some(session_expires),
+                });
+            }
+            Next::Follow { target } => {
+                self.actions.push_back(Action::Note {
+                    at,
+                    message: format!(
+                        "{} {}: following it to {target} ({} of at most {})",
+                        resp.code,
+                        resp.reason,
+                        dial.hops.len(),
+                        dial.redirects
+                    ),
+                });
+                self.actions.push_back(Action::Invite {
+                    at,
+                    to: Some(target),
+                    session_expires: dial.session_expires,
+                });
+            }
+            Next::Fail(f) => self.finish(now, at, Err(f)),
+        }
+    }
+
+    /// The failure of a node whose final response did not come in time.
+    fn no_final(&self, at: NodeRef) -> Failed {
+        let node = &self.scenario.nodes[at.node];
+        let who = self.who(at);
+        let (t, a) = (node.timeout, self.asking.get(&at));
+        match &node.action {
+            Step::MakeCall { .. } => match node.opts.until {
+                Until::Ringing => {
+                    Failed::timeout(format!("a 180/183 or an answer from {who}"), t, "none")
+                }
+                Until::Sent => {
+                    Failed::timeout(format!("the INVITE to {who} to go"), t, "it did not")
+                }
+                Until::Answer => {
+                    let last = a.and_then(|a| {
+                        let (code, when) = self.calls.last_provisional(a.call?)?;
+                        Some(format!(
+                            "last: {code} {} at {}; the call is still ringing",
+                            provisional_reason(code),
+                            secs(when.saturating_duration_since(a.since))
+                        ))
+                    });
+                    let expected = format!("{} from {who}", expected_codes(&node.opts.expect));
+                    Failed::timeout(
+                        expected,
+                        t,
+                        last.unwrap_or_else(|| "no response at all".into()),
+                    )
+                }
+            },
+            Step::SendRequest {
+                method,
+                target: None,
+                ..
+            } => Failed::timeout(format!("a final response to our {method}"), t, "none came"),
+            Step::SendRequest { method, .. } => Failed::timeout(
+                format!("a final response to our {method} from {who}"),
+                t,
+                "none came",
+            ),
+            Step::Subscribe { event, .. } => Failed::timeout(
+                format!("a final response to our SUBSCRIBE ({event}) from {who}"),
+                t,
+                "none came",
+            ),
+            _ => Failed::timeout("a final response", t, "none came"),
+        }
+    }
+
     /// The failure of an event node whose wait ran out.
     fn expired(calls: &Calls, node: &scenario::Node, at: NodeRef, wait: &Wait) -> Failed {
         let side = match calls.named(at.iteration, node.instance, &node.call_id) {
@@ -453,6 +729,12 @@ impl Flow {
             return;
         };
         for at in waiting {
+            if self.asking.contains_key(&at) {
+                if let Some(result) = self.rang(at, call) {
+                    self.finish(now, at, result);
+                }
+                continue;
+            }
             if self.digits.contains_key(&at) {
                 self.try_digits(now, at, call);
                 continue;
@@ -528,11 +810,17 @@ impl Flow {
     }
 
     fn unwatch(&mut self, at: NodeRef) {
-        self.timers.stop(Timer::Wait(at));
         self.digits.remove(&at);
         for q in self.takers.values_mut() {
             q.retain(|n| *n != at);
         }
+        self.unwatch_call(at);
+    }
+
+    /// The node no longer waits on its timer or its call's signals (nor for a final response).
+    fn unwatch_call(&mut self, at: NodeRef) {
+        self.timers.stop(Timer::Wait(at));
+        self.asking.remove(&at);
         let Some(call) = self.watched.remove(&at) else {
             return;
         };
@@ -737,6 +1025,13 @@ impl Flow {
             self.watch_digits(now, at, expected.as_deref());
             return;
         }
+        if matches!(
+            node.action,
+            Step::MakeCall { .. } | Step::SendRequest { .. } | Step::Subscribe { .. }
+        ) {
+            self.ask(now, at);
+            return;
+        }
         self.with_driver(at, true);
         self.actions.push_back(Action::Run(at));
     }
@@ -746,6 +1041,9 @@ impl Flow {
         let s = self.scenario.clone();
         let node = &s.nodes[at.node];
         let role = node.instance;
+        if self.asking.contains_key(&at) {
+            self.unwatch_call(at);
+        }
         let (next, failure) = match result {
             Ok(()) => {
                 self.set_state(now, at, NodeState::Passed, None);

@@ -4,14 +4,14 @@
 //! and of every fixture run on it in microseconds, with no socket and no clock.
 //!
 //! Two worlds: [`Scripted`] (each node passes or fails as a closure says, after its delay) and
-//! [`SipWorld`] (a small model of SIP between the scenario's own UAs: a MakeCall rings its
-//! target's next INCOMING and passes when that call is answered, Release ends both legs, Hold
-//! holds the peer...).
+//! [`SipWorld`] (a small model of SIP between the scenario's own UAs: a MakeCall's INVITE rings
+//! its target's next INCOMING and gets a 200 when that call is answered, Release ends both
+//! legs, Hold holds the peer...).
 
 use crate::calls::{CallId, Signal};
-use crate::chains::{Action, Failed, Flow, Input, Iteration, NodeRef, Verdict, Why};
+use crate::chains::{Action, Failed, Final, Flow, Input, Iteration, NodeRef, Verdict, Why};
 use events::NodeState;
-use scenario::{Action as Step, Node, Scenario, Until};
+use scenario::{Action as Step, Node, Scenario};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -23,6 +23,19 @@ pub trait World {
     /// each with the time it comes. The node's own `Done` may come later, from another node
     /// (an Answer completes the MakeCall it answers).
     fn run(&mut self, s: &Scenario, at: NodeRef, now: Duration) -> Vec<(Duration, Input)>;
+
+    /// Sends the INVITE of MakeCall `at` (to `to`, or to its target); returns the inputs it
+    /// causes ([`Input::Sent`], the call's signals, [`Input::Final`]). By default, as `run`
+    /// carries the node out: its `Done` decides it.
+    fn invite(
+        &mut self,
+        s: &Scenario,
+        at: NodeRef,
+        _to: Option<&str>,
+        now: Duration,
+    ) -> Vec<(Duration, Input)> {
+        self.run(s, at, now)
+    }
 
     /// The flow gave up on node `at` (its iteration ended): forget what it waited for.
     fn abort(&mut self, _at: NodeRef) {}
@@ -169,6 +182,15 @@ impl Sim {
         verdicts
     }
 
+    /// What carries node `at` out ends: the world forgets it, and what it would still report
+    /// of it never comes.
+    fn cancel(&mut self, at: NodeRef) {
+        self.world.abort(at);
+        self.pending.retain(|_, i| {
+            !matches!(i, Input::Done { at: p, .. } | Input::Sent { at: p, .. } | Input::Final { at: p, .. } if *p == at)
+        });
+    }
+
     fn drain(&mut self, verdicts: &mut Vec<(Iteration, Verdict)>) {
         while let Some(a) = self.flow.poll_action() {
             let t = self.elapsed();
@@ -181,6 +203,19 @@ impl Sim {
                     }
                     format!("run {} ({})", node.id, node.action.name())
                 }
+                Action::Invite { at, to, .. } => {
+                    let node = &s.nodes[at.node];
+                    for (when, input) in self.world.invite(&s, *at, to.as_deref(), t) {
+                        self.give(when, input);
+                    }
+                    match to {
+                        Some(to) => format!("invite {} (to {to})", node.id),
+                        None => format!("invite {} (MakeCall)", node.id),
+                    }
+                }
+                Action::Note { at, message } => {
+                    format!("note {}: {message}", s.nodes[at.node].id)
+                }
                 Action::Take { at, call } => {
                     for (when, input) in self.world.take(&s, *at, *call, t) {
                         self.give(when, input);
@@ -188,6 +223,8 @@ impl Sim {
                     format!("take {} (call {call})", s.nodes[at.node].id)
                 }
                 Action::TimedOut(at, failed) => {
+                    // As the driver: what carried the node out is ended first.
+                    self.cancel(*at);
                     self.give(
                         t,
                         Input::Done {
@@ -198,9 +235,7 @@ impl Sim {
                     format!("timed out {}", s.nodes[at.node].id)
                 }
                 Action::Abort(at) => {
-                    self.world.abort(*at);
-                    self.pending
-                        .retain(|_, i| !matches!(i, Input::Done { at: p, .. } if p == at));
+                    self.cancel(*at);
                     format!("abort {}", s.nodes[at.node].id)
                 }
                 Action::State(c) => {
@@ -229,6 +264,8 @@ impl Sim {
                 Action::Run(at)
                 | Action::Abort(at)
                 | Action::TimedOut(at, _)
+                | Action::Invite { at, .. }
+                | Action::Note { at, .. }
                 | Action::Take { at, .. } => (
                     at.iteration,
                     s.instances[s.nodes[at.node].instance].id.clone(),
@@ -246,6 +283,18 @@ impl Sim {
     }
 }
 
+/// The reason phrase of the final responses the world gives.
+fn reason(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        480 => "Temporarily Unavailable",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        603 => "Decline",
+        _ => "Response",
+    }
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
 }
@@ -258,8 +307,8 @@ const SEND: Duration = Duration::from_millis(2);
 /// What an outgoing call of the world does when it is answered.
 #[derive(Debug)]
 enum OnAnswer {
-    /// A MakeCall waits for it; a final response in `expect` passes it too.
-    MakeCall(NodeRef, Vec<u16>),
+    /// A MakeCall's INVITE: its final response goes to the node.
+    MakeCall(NodeRef),
     /// It is the transferee's call to the transfer target: the transfer completes (the name
     /// moves to it, both legs say Transferred, the transferor hangs up).
     Transfer {
@@ -389,20 +438,9 @@ impl SipWorld {
             };
             sc.up = false;
             match sc.on_answer.take() {
-                Some(OnAnswer::MakeCall(at, expect)) => {
-                    let result = if expect.contains(&code) {
-                        Ok(())
-                    } else {
-                        Err(Failed::from(Why::Status {
-                            expected: "2xx".into(),
-                            from: "the callee".into(),
-                            waited: None,
-                            got: code.to_string(),
-                            at: None,
-                            detail: String::new(),
-                        }))
-                    };
-                    out.push((when + HOP, Input::Done { at, result }));
+                Some(OnAnswer::MakeCall(at)) => {
+                    let response = Final::of(code, reason(code));
+                    out.push((when + HOP, Input::Final { at, response }));
                 }
                 Some(OnAnswer::Transfer { node, .. }) => {
                     let result = Err(Failed::other(format!(
@@ -425,7 +463,13 @@ impl SipWorld {
             return out;
         };
         match self.calls.get_mut(&ours).and_then(|c| c.on_answer.take()) {
-            Some(OnAnswer::MakeCall(dial, _)) => out.push(Self::done(dial, t + HOP)),
+            Some(OnAnswer::MakeCall(at)) => out.push((
+                t + HOP,
+                Input::Final {
+                    at,
+                    response: Final::of(200, "OK"),
+                },
+            )),
             Some(OnAnswer::Transfer {
                 node,
                 transferee_old,
@@ -469,10 +513,18 @@ impl SipWorld {
             .filter(|c| self.calls.get(c).is_some_and(|c| c.up))
     }
 
+    /// A MakeCall's INVITE: to one of the scenario's roles it rings there and waits for the
+    /// answer (the flow keeps the node's timeout); to anyone else, it is answered at once.
     fn make_call(&mut self, s: &Scenario, at: NodeRef, target: &str, now: Duration) -> Out {
         let node = &s.nodes[at.node];
         let role = node.instance;
         let t = now + SEND;
+        let sent = |call| Input::Sent {
+            at,
+            call: Some(call),
+            to: Some(target.to_owned()),
+            who: Some(target.to_owned()),
+        };
         let Some(callee) = Self::role_named(s, target) else {
             // A peer outside the scenario: it rings and answers at once.
             let ours = self.new_call();
@@ -481,32 +533,29 @@ impl SipWorld {
                     now,
                     self.bind(ours, at.iteration, role, &node.call_id, true),
                 ),
+                (now, sent(ours)),
                 Self::signal(ours, Signal::Provisional(180), t),
                 Self::signal(ours, Signal::Confirmed, t + HOP),
-                Self::done(at, t + HOP),
+                (
+                    t + HOP,
+                    Input::Final {
+                        at,
+                        response: Final::of(200, "OK"),
+                    },
+                ),
             ];
         };
         let (ours, theirs) = self.pair();
-        let mut out = vec![(
-            now,
-            self.bind(ours, at.iteration, role, &node.call_id, true),
-        )];
+        let mut out = vec![
+            (
+                now,
+                self.bind(ours, at.iteration, role, &node.call_id, true),
+            ),
+            (now, sent(ours)),
+        ];
         out.extend(Self::ring(callee, ours, theirs, t));
-        match node.opts.until {
-            Until::Sent => out.push(Self::done(at, t)),
-            Until::Ringing => out.push(Self::done(at, t + HOP)),
-            Until::Answer => {
-                if let Some(c) = self.calls.get_mut(&ours) {
-                    c.on_answer = Some(OnAnswer::MakeCall(at, node.opts.expect.clone()));
-                }
-                // No answer within the node's timeout: it fails as the driver's would.
-                let result = Err(Failed::timeout(
-                    format!("2xx from {target}"),
-                    node.timeout,
-                    "last: 180 Ringing; the call is still ringing",
-                ));
-                out.push((now + node.timeout, Input::Done { at, result }));
-            }
+        if let Some(c) = self.calls.get_mut(&ours) {
+            c.on_answer = Some(OnAnswer::MakeCall(at));
         }
         out
     }
@@ -577,6 +626,14 @@ impl SipWorld {
 }
 
 impl World for SipWorld {
+    fn invite(&mut self, s: &Scenario, at: NodeRef, to: Option<&str>, now: Duration) -> Out {
+        match (&s.nodes[at.node].action, to) {
+            (_, Some(to)) => self.make_call(s, at, to, now),
+            (Step::MakeCall { target }, None) => self.make_call(s, at, target, now),
+            _ => Vec::new(),
+        }
+    }
+
     fn take(&mut self, s: &Scenario, at: NodeRef, call: CallId, now: Duration) -> Out {
         let node = &s.nodes[at.node];
         vec![
@@ -594,7 +651,25 @@ impl World for SipWorld {
         let named = self.named(at, role, &node.call_id);
         let t = now + SEND;
         match &node.action {
-            Step::MakeCall { target } => self.make_call(s, at, target, now),
+            // A request is answered 200 a hop later.
+            Step::SendRequest { .. } | Step::Subscribe { .. } => vec![
+                (
+                    now,
+                    Input::Sent {
+                        at,
+                        call: None,
+                        to: None,
+                        who: None,
+                    },
+                ),
+                (
+                    t + HOP,
+                    Input::Final {
+                        at,
+                        response: Final::of(200, "OK"),
+                    },
+                ),
+            ],
             Step::Answer => {
                 let Some(call) = named else {
                     let result = Self::no_call(s, node, &node.call_id);
@@ -666,7 +741,7 @@ impl World for SipWorld {
     fn abort(&mut self, at: NodeRef) {
         for c in self.calls.values_mut() {
             let waits = match &c.on_answer {
-                Some(OnAnswer::MakeCall(n, _)) => *n == at,
+                Some(OnAnswer::MakeCall(n)) => *n == at,
                 Some(OnAnswer::Transfer { node, .. }) => *node == at,
                 None => false,
             };
@@ -701,6 +776,25 @@ pub struct Faulty<W> {
 }
 
 impl<W: World> World for Faulty<W> {
+    fn invite(
+        &mut self,
+        s: &Scenario,
+        at: NodeRef,
+        to: Option<&str>,
+        now: Duration,
+    ) -> Vec<(Duration, Input)> {
+        match (self.fails)(&s.nodes[at.node], at.iteration) {
+            Some(failed) => vec![(
+                now + Duration::from_millis(5),
+                Input::Done {
+                    at,
+                    result: Err(failed),
+                },
+            )],
+            None => self.world.invite(s, at, to, now),
+        }
+    }
+
     fn run(&mut self, s: &Scenario, at: NodeRef, now: Duration) -> Vec<(Duration, Input)> {
         match (self.fails)(&s.nodes[at.node], at.iteration) {
             Some(failed) => vec![(

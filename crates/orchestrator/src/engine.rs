@@ -781,10 +781,13 @@ impl Driver {
                     st.running.insert(at, token.clone());
                     let me = self.clone();
                     self.tracker.spawn(async move {
+                        let report = |input| me.input(input);
                         tokio::select! {
-                            r = exec::execute(&me.ctx, at) => {
-                                let result = r.map_err(|f| with_missing(&me.ctx, at, f));
-                                me.input(Input::Done { at, result });
+                            r = exec::execute(&me.ctx, at, &report) => {
+                                if let Some(r) = r {
+                                    let result = r.map_err(|f| with_missing(&me.ctx, at, f));
+                                    me.input(Input::Done { at, result });
+                                }
                             }
                             () = token.cancelled() => {}
                         }
@@ -799,7 +802,43 @@ impl Driver {
                         me.input(Input::Done { at, result });
                     });
                 }
+                Action::Invite {
+                    at,
+                    to,
+                    session_expires,
+                } => {
+                    // A redirect's or a 422's next INVITE replaces the last one's task, which
+                    // has ended.
+                    let token = CancellationToken::new();
+                    st.running.insert(at, token.clone());
+                    let me = self.clone();
+                    self.tracker.spawn(async move {
+                        let report = |input| me.input(input);
+                        tokio::select! {
+                            r = exec::invite(&me.ctx, at, to, session_expires, &report) => {
+                                if let Err(f) = r {
+                                    let result = Err(with_missing(&me.ctx, at, f));
+                                    me.input(Input::Done { at, result });
+                                }
+                            }
+                            () = token.cancelled() => {}
+                        }
+                    });
+                }
+                Action::Note { at, message } => {
+                    let node = &self.ctx.scenario.nodes[at.node];
+                    self.ctx.uas[node.instance].log(
+                        Level::Info,
+                        Some(&node.id),
+                        Some(&node.call_id),
+                        message,
+                    );
+                }
                 Action::TimedOut(at, failed) => {
+                    // What waited for it (a request's response) ends first.
+                    if let Some(t) = st.running.remove(&at) {
+                        t.cancel();
+                    }
                     let result = Err(with_missing(&self.ctx, at, failed));
                     st.flow.handle(Instant::now(), Input::Done { at, result });
                 }

@@ -5,8 +5,7 @@ use crate::checks;
 use crate::engine::{Ctx, NodeError};
 use crate::ua::UaShared;
 use events::Level;
-use flow::chains::{Iteration, NodeRef};
-use flow::dial::{Dial, Next, expected_codes, is_expected};
+use flow::chains::{Final, Input, Iteration, NodeRef};
 use flow::failure::Why;
 use media::rtp::MediaSession;
 use media::sdp::{self, Direction};
@@ -100,13 +99,34 @@ impl std::ops::Deref for Step<'_> {
     }
 }
 
-/// Carries out a node. Each kind's future is boxed: this one stays small (it is moved into a
-/// task for every node a load runs), and each node allocates only what its own kind needs.
-pub(crate) async fn execute(ctx: &Arc<Ctx>, at: NodeRef) -> NodeResult {
+/// How a node tells the flow what it observed while it runs (a request sent, its final
+/// response).
+pub(crate) type Report<'a> = &'a (dyn Fn(Input) + Send + Sync);
+
+/// Carries out a node ([`flow::chains::Action::Run`]); returns its result, for the flow's
+/// `Done`. A REQUEST or a SUBSCRIBE reports its request sent and its final response instead,
+/// for the flow to decide (None), and has a result only if it could not go.
+///
+/// Each kind's future is boxed: this one stays small (it is moved into a task for every node
+/// a load runs), and each node allocates only what its own kind needs.
+pub(crate) async fn execute(ctx: &Arc<Ctx>, at: NodeRef, report: Report<'_>) -> Option<NodeResult> {
     let node = &Step::of(ctx, at);
     let ua = &ctx.uas[node.instance];
+    if matches!(
+        node.action,
+        Action::SendRequest { .. } | Action::Subscribe { .. }
+    ) {
+        return Box::pin(request(ctx, ua, at, node, report))
+            .await
+            .err()
+            .map(Err);
+    }
+    Some(command(ctx, ua, node).await)
+}
+
+/// Carries out a command (or a wait the driver keeps) to its result.
+async fn command(ctx: &Arc<Ctx>, ua: &Arc<UaShared>, node: &Step<'_>) -> NodeResult {
     match &node.action {
-        Action::MakeCall { target } => Box::pin(make_call(ctx, ua, node, target)).await,
         Action::Answer => Box::pin(answer(ua, node)).await,
         Action::Release => Box::pin(release(ua, node)).await,
         Action::Hold => Box::pin(reinvite(ua, node, Direction::SendOnly)).await,
@@ -132,8 +152,12 @@ pub(crate) async fn execute(ctx: &Arc<Ctx>, at: NodeRef) -> NodeResult {
         }
         // Waits on a call's events (its signals, digits, first RTP), INCOMING (the flow gives
         // it a held INVITE: take_incoming) and TIMEOUT: the flow decides them itself and never
-        // hands them here.
-        Action::Incoming { .. }
+        // hands them here; a MakeCall's INVITE is the flow's `Invite` (invite), a request's
+        // (request) comes before this.
+        Action::MakeCall { .. }
+        | Action::SendRequest { .. }
+        | Action::Subscribe { .. }
+        | Action::Incoming { .. }
         | Action::DtmfReceived { .. }
         | Action::MediaFlowing
         | Action::Ringing
@@ -151,47 +175,6 @@ pub(crate) async fn execute(ctx: &Arc<Ctx>, at: NodeRef) -> NodeResult {
         Action::Cancel => Box::pin(cancel(ua, node)).await,
         Action::SendRinging => Box::pin(send_provisional(ua, node, false)).await,
         Action::SendProgress => Box::pin(send_provisional(ua, node, true)).await,
-        Action::SendRequest {
-            method,
-            content_type,
-            body,
-            target: Some(target),
-        } => {
-            let (uri, who) = resolve_target(ctx, ua, target)?;
-            Box::pin(request_outside(
-                ua,
-                node,
-                method,
-                uri,
-                &who,
-                content_type.as_deref(),
-                body.as_deref(),
-            ))
-            .await
-        }
-        Action::SendRequest {
-            method,
-            content_type,
-            body,
-            target: None,
-        } => {
-            Box::pin(send_request(
-                ua,
-                node,
-                method,
-                content_type.as_deref(),
-                body.as_deref(),
-            ))
-            .await
-        }
-        Action::Subscribe {
-            target,
-            event,
-            expires,
-        } => {
-            let (uri, who) = resolve_target(ctx, ua, target)?;
-            Box::pin(subscribe(ua, node, uri, &who, event, *expires)).await
-        }
         Action::RequestReceived { method } => {
             Box::pin(request_received(ua, node, method.as_deref())).await
         }
@@ -218,6 +201,90 @@ pub(crate) async fn execute(ctx: &Arc<Ctx>, at: NodeRef) -> NodeResult {
         } => Box::pin(check_media(ua, node, *max_loss_percent, *max_jitter_ms)).await,
         Action::Heard { from } => Box::pin(heard(ctx, ua, node, from)).await,
         Action::Tone { frequency, absent } => Box::pin(tone(ua, node, *frequency, *absent)).await,
+    }
+}
+
+/// A REQUEST (in a call or outside any) or a SUBSCRIBE: sends it and reports it sent, then its
+/// final response; the flow keeps the node's timeout and decides on the response.
+async fn request(
+    ctx: &Arc<Ctx>,
+    ua: &UaShared,
+    at: NodeRef,
+    node: &Step<'_>,
+    report: Report<'_>,
+) -> NodeResult {
+    let (method, resp) = match &node.action {
+        Action::SendRequest {
+            method,
+            content_type,
+            body,
+            target: Some(target),
+        } => {
+            let (uri, who) = resolve_target(ctx, ua, target)?;
+            let resp = request_outside(
+                ua,
+                node,
+                method,
+                uri,
+                &who,
+                content_type.as_deref(),
+                body.as_deref(),
+                &|to| report(sent(at, to, &who)),
+            )
+            .await?;
+            (method.as_str(), resp)
+        }
+        Action::SendRequest {
+            method,
+            content_type,
+            body,
+            target: None,
+        } => {
+            let resp = send_request(
+                ua,
+                node,
+                method,
+                content_type.as_deref(),
+                body.as_deref(),
+                &|| {
+                    report(Input::Sent {
+                        at,
+                        call: None,
+                        to: None,
+                        who: None,
+                    });
+                },
+            )
+            .await?;
+            (method.as_str(), resp)
+        }
+        Action::Subscribe {
+            target,
+            event,
+            expires,
+        } => {
+            let (uri, who) = resolve_target(ctx, ua, target)?;
+            report(sent(at, &uri, &who));
+            (
+                "SUBSCRIBE",
+                subscribe(ua, node, uri, &who, event, *expires).await?,
+            )
+        }
+        other => return Err(fail(format!("{} sends no request", other.name()))),
+    };
+    let code = resp.status_code.code();
+    let response = final_of(node, &format!("the {code} to {method}"), &resp);
+    report(Input::Final { at, response });
+    Ok(())
+}
+
+/// A request of node `at` went to `to` (`who`).
+fn sent(at: NodeRef, to: &Uri, who: &str) -> Input {
+    Input::Sent {
+        at,
+        call: None,
+        to: Some(to.to_string()),
+        who: Some(who.to_owned()),
     }
 }
 
@@ -295,14 +362,30 @@ fn redirect_target(resp: &transport::sip::Response) -> Option<Uri> {
     transport::header::name_addr_uri(&crate::routing::header_in(&resp.headers, "Contact")?)
 }
 
-async fn make_call(
+/// A MakeCall's INVITE, as the flow asks for it ([`flow::chains::Action::Invite`]): placed
+/// to `to` (a redirect's target) or to the node's own target, reported sent, then its final
+/// response reported; the flow decides what it means (take it, ask again, follow, fail) and
+/// keeps the node's timeout. `Ok`: everything is reported; `Err`: the INVITE could not go or
+/// ended with no final response (the node's `Done`).
+pub(crate) async fn invite(
     ctx: &Arc<Ctx>,
-    ua: &Arc<UaShared>,
-    node: &Step<'_>,
-    target: &str,
+    at: NodeRef,
+    to: Option<String>,
+    session_expires: Option<u32>,
+    report: Report<'_>,
 ) -> NodeResult {
-    let target = node.expand(target);
-    let (mut callee, who) = resolve_target(ctx, ua, &target)?;
+    let node = &Step::of(ctx, at);
+    let ua = &ctx.uas[node.instance];
+    let Action::MakeCall { target } = &node.action else {
+        return Err(fail(format!("{} sends no INVITE", node.action.name())));
+    };
+    let (callee, who) = match to {
+        Some(to) => (
+            Uri::try_from(to.as_str()).map_err(|e| fail(format!("redirect to `{to}`: {e}")))?,
+            to,
+        ),
+        None => resolve_target(ctx, ua, &node.expand(target))?,
+    };
     // A load's user of this iteration: the From user and the credential of its row.
     let account = node
         .data
@@ -313,165 +396,94 @@ async fn make_call(
         .filter(|_| crate::data::templated(&ua.dn))
         .map(|d| d.expand(node.iteration, &ua.dn));
     let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + node.timeout;
-    // What to do with each final response is the flow's (flow::dial); a session timer asked
-    // for (RFC 4028 §7.1) is raised once by a 422's Min-SE.
-    let mut dial = Dial::new(
-        callee.to_string(),
-        node.opts.expect.clone(),
-        node.opts.redirects.unwrap_or(scenario::DEFAULT_REDIRECTS),
-        node.opts
-            .session_expires
-            .map(|d| d.as_secs().clamp(1, u64::from(u32::MAX)) as u32),
-    );
-    loop {
-        let mut headers: Vec<_> = node_headers(node);
-        if let Some(s) = dial.session_expires {
-            headers.push(make_header("Session-Expires", &s.to_string()));
-            headers.push(make_header("Min-SE", &ua.min_se.min(s).to_string()));
+    let mut headers: Vec<_> = node_headers(node);
+    if let Some(s) = session_expires {
+        headers.push(make_header("Session-Expires", &s.to_string()));
+        headers.push(make_header("Min-SE", &ua.min_se.min(s).to_string()));
+    }
+    let opts = CallOptions {
+        headers,
+        display_name: node.opts.display_name.clone(),
+        from_user: node
+            .opts
+            .from_user
+            .as_deref()
+            .map(|u| node.expand(u))
+            .or_else(|| account.as_ref().map(|(u, _)| u.clone()))
+            .or(templated_dn),
+        late_offer: node.opts.late_offer,
+        credential: account.and_then(|(_, c)| c),
+    };
+    let (call, join) = ua
+        .place_call(Some((node.iteration, &node.call_id)), callee.clone(), opts)
+        .map_err(fail)?;
+    node_log(ua, node, Level::Info, format!("calling {who} ({callee})"));
+    report(Input::Sent {
+        at,
+        call: Some(call.key.0),
+        to: Some(callee.to_string()),
+        who: Some(who.clone()),
+    });
+    // `until: sent` or `ringing`: the flow decides on the call's signals; the transaction
+    // goes on without us.
+    if node.opts.until != Until::Answer {
+        return Ok(());
+    }
+    let resp = match join.await {
+        Ok(Ok((_, Some(resp)))) => resp,
+        Ok(Ok((_, None))) => {
+            return Err(fail(format!(
+                "the INVITE to {who} ended with no final response"
+            )));
         }
-        let opts = CallOptions {
-            headers,
-            display_name: node.opts.display_name.clone(),
-            from_user: node
-                .opts
-                .from_user
-                .as_deref()
-                .map(|u| node.expand(u))
-                .or_else(|| account.as_ref().map(|(u, _)| u.clone()))
-                .or_else(|| templated_dn.clone()),
-            late_offer: node.opts.late_offer,
-            credential: account.as_ref().and_then(|(_, c)| c.clone()),
-        };
-        let (call, join) = ua
-            .place_call(Some((node.iteration, &node.call_id)), callee.clone(), opts)
-            .map_err(fail)?;
-        node_log(ua, node, Level::Info, format!("calling {who} ({callee})"));
-        match node.opts.until {
-            Until::Sent => return Ok(()),
-            Until::Ringing => {
-                let what = expecting(format!("a 180/183 or an answer from {who}"), "none");
-                let seen = |e: &CallEvent| {
-                    matches!(
-                        e,
-                        CallEvent::Provisional {
-                            code: 180 | 183,
-                            ..
-                        } | CallEvent::Confirmed { .. }
-                            | CallEvent::Terminated { .. }
-                    )
-                };
-                return match wait_for(node, &call, seen, false, what).await? {
-                    CallEvent::Terminated { reason, .. } => Err(state(format!(
-                        "the call to {who} ended before it rang: {reason}"
-                    ))),
-                    _ => Ok(()),
-                };
-            }
-            Until::Answer => {}
+        Ok(Err(e)) => {
+            return Err(fail(format!(
+                "the INVITE to {who} failed after {}: {e}",
+                secs(started.elapsed())
+            )));
         }
-        let expected = expected_codes(&node.opts.expect);
-        match tokio::time::timeout_at(deadline, join).await {
-            Ok(Ok(Ok((_, Some(resp))))) => {
-                let code = resp.status_code.code();
-                let contact = || crate::routing::header_in(&resp.headers, "Contact");
-                let fin = flow::dial::Final {
-                    code,
-                    reason: resp.status_code.text().to_owned(),
-                    redirect: (300..400)
-                        .contains(&code)
-                        .then(|| redirect_target(&resp).map(|u| u.to_string()))
-                        .flatten(),
-                    contact: (300..400).contains(&code).then(contact).flatten(),
-                    min_se: (code == 422)
-                        .then(|| crate::session_timer::min_se_of(&resp.headers))
-                        .flatten(),
-                };
-                match dial.on_final(&fin, &who, node.timeout, started.elapsed()) {
-                    Next::Take => {}
-                    Next::AskAgain {
-                        asked,
-                        session_expires,
-                    } => {
-                        node_log(
-                            ua,
-                            node,
-                            Level::Info,
-                            format!(
-                                "422: the session interval {asked} s is too small; asking again with {session_expires} s"
-                            ),
-                        );
-                        continue;
-                    }
-                    Next::Follow { target } => {
-                        let next = Uri::try_from(target.as_str())
-                            .map_err(|e| fail(format!("redirect to `{target}`: {e}")))?;
-                        node_log(
-                            ua,
-                            node,
-                            Level::Info,
-                            format!(
-                                "{code} {}: following it to {next} ({} of at most {})",
-                                resp.status_code.text(),
-                                dial.hops.len() - 1,
-                                dial.redirects
-                            ),
-                        );
-                        callee = next;
-                        continue;
-                    }
-                    Next::Fail(f) => return Err(f),
-                }
-                // Asked for or not: we say `Supported: timer`, so a UAS may set one (RFC 4028 §9).
-                if (200..300).contains(&code)
-                    && let Some(t) = crate::session_timer::from_2xx(&resp, true)
-                {
-                    ua.keep_session_timer(&call, t);
-                }
-                if node.opts.late_offer && (200..300).contains(&code) && ua.late_unanswered(&call) {
-                    return Err(fail(format!(
-                        "our INVITE had no offer, and the {code} from {who} brought none we could answer (RFC 3261 §13.2.1: the 2xx offers, the ACK answers)"
-                    )));
-                }
-                let body = String::from_utf8_lossy(&resp.body);
-                return checks::run(
-                    &node.opts.checks,
-                    &format!("the {code} from {who}"),
-                    &checks::headers_of(&resp.headers),
-                    &body,
-                )
-                .map_err(checks_failed);
-            }
-            Ok(Ok(Ok((_, None)))) => {
-                return Err(fail(format!(
-                    "the INVITE to {who} ended with no final response"
-                )));
-            }
-            Ok(Ok(Err(e))) => {
-                return Err(fail(format!(
-                    "the INVITE to {who} failed after {}: {e}",
-                    secs(started.elapsed())
-                )));
-            }
-            Ok(Err(e)) => return Err(transport(format!("the INVITE task failed: {e}"))),
-            Err(_) => {
-                let last = call.events().into_iter().rev().find_map(|(e, at)| match e {
-                    CallEvent::Provisional { code, reason } => {
-                        Some(format!("{code} {reason} at {}", secs(at - started)))
-                    }
-                    _ => None,
-                });
-                let instead = match last {
-                    Some(last) => format!("last: {last}; the call is still ringing"),
-                    None => "no response at all".to_owned(),
-                };
-                return Err(NodeError::timeout(
-                    format!("{expected} from {who}"),
-                    node.timeout,
-                    instead,
-                ));
-            }
-        }
+        Err(e) => return Err(transport(format!("the INVITE task failed: {e}"))),
+    };
+    let code = resp.status_code.code();
+    let success = (200..300).contains(&code);
+    // Asked for or not: we say `Supported: timer`, so a UAS may set one (RFC 4028 §9).
+    if success && let Some(t) = crate::session_timer::from_2xx(&resp, true) {
+        ua.keep_session_timer(&call, t);
+    }
+    let redirect = (300..400).contains(&code);
+    let response = Final {
+        redirect: redirect
+            .then(|| redirect_target(&resp).map(|u| u.to_string()))
+            .flatten(),
+        contact: redirect
+            .then(|| crate::routing::header_in(&resp.headers, "Contact"))
+            .flatten(),
+        min_se: (code == 422)
+            .then(|| crate::session_timer::min_se_of(&resp.headers))
+            .flatten(),
+        offerless: node.opts.late_offer && success && ua.late_unanswered(&call),
+        ..final_of(node, &format!("the {code} from {who}"), &resp)
+    };
+    report(Input::Final { at, response });
+    Ok(())
+}
+
+/// A final response to a node's request as the flow reads it, with the node's checks run on
+/// it (`what` names it in their failure: "the 200 from bob").
+fn final_of(node: &Step<'_>, what: &str, resp: &transport::sip::Response) -> Final {
+    let checks = if node.opts.checks.is_empty() {
+        Ok(())
+    } else {
+        checks::run(
+            &node.opts.checks,
+            what,
+            &checks::headers_of(&resp.headers),
+            &String::from_utf8_lossy(&resp.body),
+        )
+    };
+    Final {
+        checks,
+        ..Final::of(resp.status_code.code(), resp.status_code.text())
     }
 }
 
@@ -548,13 +560,15 @@ async fn send_provisional(ua: &UaShared, node: &Step<'_>, early_media: bool) -> 
         .map_err(fail)
 }
 
+/// A request in the node's call; its final response.
 async fn send_request(
     ua: &UaShared,
     node: &Step<'_>,
     method: &str,
     content_type: Option<&str>,
     body: Option<&str>,
-) -> NodeResult {
+    on_sent: &(dyn Fn() + Send + Sync),
+) -> Result<transport::sip::Response, NodeError> {
     let call = call_of(ua, node)?;
     if call.leg_state() != LegState::Confirmed {
         return Err(state(format!(
@@ -586,13 +600,11 @@ async fn send_request(
     let sent = call
         .dialog
         .request(m, Some(headers), body.map(|b| b.as_bytes().to_vec()));
-    let what = expecting(format!("a final response to our {method}"), "none came");
-    let resp = within(node, what, async {
-        sent.await
-            .map_err(|e| transport(format!("{method} failed: {e}")))
-    })
-    .await?
-    .ok_or_else(|| state(format!("the call is not confirmed: no {method} sent")))?;
+    on_sent();
+    let resp = sent
+        .await
+        .map_err(|e| transport(format!("{method} failed: {e}")))?
+        .ok_or_else(|| state(format!("the call is not confirmed: no {method} sent")))?;
     let body = String::from_utf8_lossy(&resp.body);
     if let Some(offer) = offer
         && resp.status_code.kind() == transport::sip::StatusCodeKind::Successful
@@ -601,7 +613,7 @@ async fn send_request(
         call.set_local_sdp(offer.into_bytes());
         ua.apply_remote_sdp(&call, &body);
     }
-    final_response(node, method, "the peer", &resp)
+    Ok(resp)
 }
 
 /// The method a SendRequest names (the scenario reader only makes INFO, MESSAGE, OPTIONS,
@@ -610,8 +622,8 @@ fn method_of(name: &str) -> Method {
     name.parse().unwrap_or(Method::Options)
 }
 
-/// Sends `method` to `uri` outside any dialog; passes on a 2xx (or one of `expect`), then its
-/// checks.
+/// Sends `method` to `uri` outside any dialog; its final response.
+#[allow(clippy::too_many_arguments)]
 async fn request_outside(
     ua: &UaShared,
     node: &Step<'_>,
@@ -620,7 +632,8 @@ async fn request_outside(
     who: &str,
     content_type: Option<&str>,
     body: Option<&str>,
-) -> NodeResult {
+    on_sent: &(dyn Fn(&Uri) + Send + Sync),
+) -> Result<transport::sip::Response, NodeError> {
     let m = method_of(method);
     node_log(
         ua,
@@ -629,6 +642,7 @@ async fn request_outside(
         format!("{method} to {who} ({uri}), outside any call"),
     );
     let headers = node_headers(node);
+    on_sent(&uri);
     let out = crate::requests::Outgoing {
         method: m,
         uri,
@@ -638,43 +652,11 @@ async fn request_outside(
         content_type: content_type.map(str::to_owned),
         body: body.map(|b| b.as_bytes().to_vec()),
     };
-    let what = expecting(
-        format!("a final response to our {method} from {who}"),
-        "none came",
-    );
-    let resp = within(node, what, async {
-        ua.send_outside(out).await.map_err(fail)
-    })
-    .await?;
-    final_response(node, method, who, &resp)
+    ua.send_outside(out).await.map_err(fail)
 }
 
-/// A final response to a request of a node: one of `expect` (or a 2xx), then its checks.
-fn final_response(
-    node: &Step<'_>,
-    method: &str,
-    who: &str,
-    resp: &transport::sip::Response,
-) -> NodeResult {
-    let code = resp.status_code.code();
-    if !is_expected(&node.opts.expect, code) {
-        let want = expected_codes(&node.opts.expect);
-        return Err(NodeError::status(
-            format!("{want} to {method}"),
-            who,
-            format!("{code} {}", resp.status_code.text()),
-        ));
-    }
-    checks::run(
-        &node.opts.checks,
-        &format!("the {code} to {method}"),
-        &checks::headers_of(&resp.headers),
-        &String::from_utf8_lossy(&resp.body),
-    )
-    .map_err(checks_failed)
-}
-
-/// Subscribe: SUBSCRIBE to `event` at `uri`, binding the node's call id to the subscription.
+/// Subscribe: SUBSCRIBE to `event` at `uri`, binding the node's call id to the subscription;
+/// its final response.
 async fn subscribe(
     ua: &UaShared,
     node: &Step<'_>,
@@ -682,7 +664,7 @@ async fn subscribe(
     who: &str,
     event: &str,
     expires: Duration,
-) -> NodeResult {
+) -> Result<transport::sip::Response, NodeError> {
     node_log(
         ua,
         node,
@@ -693,17 +675,11 @@ async fn subscribe(
         ),
     );
     let headers = node_headers(node);
-    let what = expecting(
-        format!("a final response to our SUBSCRIBE ({event}) from {who}"),
-        "none came",
-    );
-    let (_, resp) = within(node, what, async {
-        ua.subscribe(&node.call_id, uri, event, expires, headers)
-            .await
-            .map_err(fail)
-    })
-    .await?;
-    final_response(node, "SUBSCRIBE", who, &resp)
+    let (_, resp) = ua
+        .subscribe(&node.call_id, uri, event, expires, headers)
+        .await
+        .map_err(fail)?;
+    Ok(resp)
 }
 
 async fn request_received(ua: &UaShared, node: &Step<'_>, method: Option<&str>) -> NodeResult {
@@ -1402,10 +1378,17 @@ mod tests {
 mod future_sizes {
     use super::*;
 
-    /// The size of the future of an async fn of two arguments.
-    fn of<F, A, B, Fut>(_: F) -> usize
+    /// The size of the future of an async fn of three arguments.
+    fn of<F, A, B, C, Fut>(_: F) -> usize
     where
-        F: Fn(A, B) -> Fut,
+        F: Fn(A, B, C) -> Fut,
+    {
+        size_of::<Fut>()
+    }
+
+    fn of5<F, A, B, C, D, E, Fut>(_: F) -> usize
+    where
+        F: Fn(A, B, C, D, E) -> Fut,
     {
         size_of::<Fut>()
     }
@@ -1416,5 +1399,8 @@ mod future_sizes {
     fn a_nodes_future_is_small() {
         let size = of(execute);
         assert!(size <= 256, "execute's future is {size} bytes");
+        // A MakeCall's INVITE is a task of its own, unboxed.
+        let size = of5(invite);
+        assert!(size <= 1024, "invite's future is {size} bytes");
     }
 }

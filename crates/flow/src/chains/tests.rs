@@ -49,7 +49,7 @@ fn a_call_runs_each_role_in_order_and_passes() {
         sim.trace,
         [
             "    0 ms  #0 alice  dial running",
-            "    0 ms  #0 alice  run dial (MakeCall)",
+            "    0 ms  #0 alice  invite dial (MakeCall)",
             "    0 ms  #0 bob    ring running",
             // The INVITE arrives at bob's UA at 2 ms: the flow gives it to his INCOMING, which
             // waited; alice's MakeCall waits for the answer.
