@@ -665,3 +665,255 @@ instances:
     );
     assert_eq!(flow.unclaimed(0), 0);
 }
+
+/// A world that answers each INVITE and request as `reply` says: the node, the target the
+/// INVITE goes to (None: the node's own), the fake time now.
+type Reply = Box<dyn FnMut(NodeRef, Option<&str>, Duration) -> Vec<(Duration, Input)>>;
+
+struct Replies(Reply);
+
+impl World for Replies {
+    fn run(&mut self, _: &Scenario, at: NodeRef, now: Duration) -> Vec<(Duration, Input)> {
+        (self.0)(at, None, now)
+    }
+
+    fn invite(
+        &mut self,
+        _: &Scenario,
+        at: NodeRef,
+        to: Option<&str>,
+        now: Duration,
+    ) -> Vec<(Duration, Input)> {
+        (self.0)(at, to, now)
+    }
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn sent(at: NodeRef, to: &str, call: Option<CallId>) -> Input {
+    Input::Sent {
+        at,
+        call,
+        to: Some(to.to_owned()),
+        who: Some("bob".to_owned()),
+    }
+}
+
+fn final_(at: NodeRef, response: Final) -> Input {
+    Input::Final { at, response }
+}
+
+fn dial_scenario(opts: &str) -> Arc<Scenario> {
+    scenario(&format!(
+        r#"
+version: 1
+name: dial
+instances:
+  alice:
+    dn: "100"
+    steps:
+      - {{ command: MakeCall, id: dial, target: "sip:bob@127.0.0.1", timeout: 1s{opts} }}
+"#
+    ))
+}
+
+/// The failure that ended the only iteration, in words.
+fn failure_of(v: &[(Iteration, Verdict)]) -> String {
+    match v {
+        [(_, Verdict::Failed(f))] => f.message.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_makecall_follows_a_redirect_and_asks_again_after_a_422() {
+    let s = dial_scenario(", session_expires: 90s");
+    let world = Replies(Box::new(|at, to, now| {
+        let redirect = Final {
+            redirect: Some("sip:carol@127.0.0.2".into()),
+            contact: Some("<sip:carol@127.0.0.2>".into()),
+            ..Final::of(302, "Moved Temporarily")
+        };
+        let too_small = Final {
+            min_se: Some(1800),
+            ..Final::of(422, "Session Interval Too Small")
+        };
+        match to {
+            None => vec![
+                (now, sent(at, "sip:bob@127.0.0.1", Some(1))),
+                (now + ms(5), final_(at, redirect)),
+            ],
+            Some(to) if now < ms(10) => vec![
+                (now, sent(at, to, Some(2))),
+                (now + ms(5), final_(at, too_small)),
+            ],
+            Some(to) => vec![
+                (now, sent(at, to, Some(3))),
+                (now + ms(5), final_(at, Final::of(200, "OK"))),
+            ],
+        }
+    }));
+    let mut sim = Sim::with_world(s, Box::new(world));
+    let v = sim.run(&[0], 100);
+    assert_eq!(v, vec![(0, Verdict::Passed)], "{:#?}", sim.trace);
+    let at = NodeRef {
+        iteration: 0,
+        node: 0,
+    };
+    let asked: Vec<Action> = sim
+        .actions
+        .iter()
+        .map(|(_, a)| a.clone())
+        .filter(|a| matches!(a, Action::Invite { .. } | Action::Note { .. }))
+        .collect();
+    assert_eq!(
+        asked,
+        vec![
+            Action::Invite {
+                at,
+                to: None,
+                session_expires: Some(90)
+            },
+            Action::Note {
+                at,
+                message:
+                    "302 Moved Temporarily: following it to sip:carol@127.0.0.2 (1 of at most 3)"
+                        .into()
+            },
+            Action::Invite {
+                at,
+                to: Some("sip:carol@127.0.0.2".into()),
+                session_expires: Some(90)
+            },
+            Action::Note {
+                at,
+                message: "422: the session interval 90 s is too small; asking again with 1800 s"
+                    .into()
+            },
+            Action::Invite {
+                at,
+                to: Some("sip:carol@127.0.0.2".into()),
+                session_expires: Some(1800)
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_makecall_with_no_answer_times_out_naming_the_last_provisional() {
+    let world = Replies(Box::new(|at, _, now| {
+        vec![
+            (now, sent(at, "sip:bob@127.0.0.1", Some(7))),
+            (
+                now + ms(30),
+                Input::Signal {
+                    call: 7,
+                    signal: Signal::Provisional(183),
+                },
+            ),
+            // Long after the node gave up: ignored.
+            (now + ms(5000), final_(at, Final::of(200, "OK"))),
+        ]
+    }));
+    let mut sim = Sim::with_world(dial_scenario(""), Box::new(world));
+    let v = sim.run(&[0], 100);
+    assert_eq!(
+        failure_of(&v),
+        "dial (MakeCall) on alice: expected 2xx from bob within 1 s, last: 183 Session Progress at 0.03 s; the call is still ringing"
+    );
+    assert!(
+        sim.trace.iter().any(|l| l.ends_with("timed out dial")),
+        "{:#?}",
+        sim.trace
+    );
+    assert_eq!(
+        sim.elapsed(),
+        ms(1000),
+        "the late 200 never came: cancelled"
+    );
+}
+
+#[test]
+fn a_makecall_until_ringing_passes_on_a_180_and_fails_on_an_end_before_it() {
+    for (signal, want) in [
+        (Signal::Provisional(180), None),
+        (Signal::Confirmed, None),
+        (
+            Signal::Ended,
+            Some("dial (MakeCall) on alice: the call to bob ended before it rang"),
+        ),
+    ] {
+        let world = Replies(Box::new(move |at, _, now| {
+            vec![
+                (now, sent(at, "sip:bob@127.0.0.1", Some(7))),
+                (now + ms(20), Input::Signal { call: 7, signal }),
+            ]
+        }));
+        let mut sim = Sim::with_world(dial_scenario(", until: ringing"), Box::new(world));
+        let v = sim.run(&[0], 100);
+        match want {
+            None => assert_eq!(v, vec![(0, Verdict::Passed)], "{signal:?}"),
+            Some(w) => assert_eq!(failure_of(&v), w),
+        }
+        assert_eq!(sim.elapsed(), ms(20), "{signal:?}");
+    }
+    // A 180 that came before the INVITE's report is latched.
+    let world = Replies(Box::new(|at, _, now| {
+        vec![
+            (
+                now,
+                Input::Signal {
+                    call: 7,
+                    signal: Signal::Provisional(180),
+                },
+            ),
+            (now + ms(1), sent(at, "sip:bob@127.0.0.1", Some(7))),
+        ]
+    }));
+    let mut sim = Sim::with_world(dial_scenario(", until: ringing"), Box::new(world));
+    assert_eq!(sim.run(&[0], 100), vec![(0, Verdict::Passed)]);
+}
+
+#[test]
+fn a_request_passes_on_its_final_response_and_fails_on_another_or_none() {
+    let s = |expect: &str| {
+        scenario(&format!(
+            r#"
+version: 1
+name: request
+instances:
+  alice:
+    dn: "100"
+    steps:
+      - {{ command: SendOptions, id: ask, target: "sip:bob@127.0.0.1", timeout: 1s{expect} }}
+"#
+        ))
+    };
+    let answering = |code: u16| {
+        Replies(Box::new(move |at, _, now| {
+            vec![
+                (now, sent(at, "sip:bob@127.0.0.1", None)),
+                (now + ms(3), final_(at, Final::of(code, "Reason"))),
+            ]
+        }))
+    };
+    let mut sim = Sim::with_world(s(""), Box::new(answering(200)));
+    assert_eq!(sim.run(&[0], 100), vec![(0, Verdict::Passed)]);
+    let mut sim = Sim::with_world(s(""), Box::new(answering(404)));
+    assert_eq!(
+        failure_of(&sim.run(&[0], 100)),
+        "ask (SendOptions) on alice: expected 2xx to OPTIONS from bob, got 404 Reason"
+    );
+    let mut sim = Sim::with_world(s(", expect: [404]"), Box::new(answering(404)));
+    assert_eq!(sim.run(&[0], 100), vec![(0, Verdict::Passed)]);
+    let silent = Replies(Box::new(|at, _, now| {
+        vec![(now, sent(at, "sip:bob@127.0.0.1", None))]
+    }));
+    let mut sim = Sim::with_world(s(""), Box::new(silent));
+    assert_eq!(
+        failure_of(&sim.run(&[0], 100)),
+        "ask (SendOptions) on alice: expected a final response to our OPTIONS from bob within 1 s, none came"
+    );
+}
