@@ -137,8 +137,11 @@ pub enum Action {
     /// its iteration, check the INVITE, and answer [`Input::Done`] (carried out off the lock
     /// the driver keeps the flow under: binding it is reported back as [`Input::Bound`]).
     Take { at: NodeRef, call: CallId },
-    /// An event node the flow waited on ran out of time: answer [`Input::Done`] with this
-    /// failure, and with what never arrived on the wire if the driver knows it.
+    /// A node ran out of time (its timeout is the flow's, on its timer table, for every node):
+    /// end what carries it out, and answer [`Input::Done`] with this failure, with what never
+    /// arrived on the wire if the driver knows it. A command the driver carries out
+    /// ([`Action::Run`]) may have its own verdict at its timeout (what it waited for, in its
+    /// words; a loop that plays until its timeout passes), which the driver answers instead.
     TimedOut(NodeRef, Failed),
     /// Send the INVITE of MakeCall `at` (its call id in its iteration, from its role): to `to`,
     /// or to the node's own target when None; asking for a session interval of
@@ -168,8 +171,11 @@ enum Timer {
     Delay(NodeRef),
     /// A node waiting (`after`) for another gives up.
     After(NodeRef),
-    /// An event node gives up waiting for its call's signal.
+    /// An event node gives up waiting for its call's signal (a request node, for its final
+    /// response).
     Wait(NodeRef),
+    /// A command the driver carries out has run out of time.
+    Run(NodeRef),
 }
 
 /// Deadlines ordered by time; each timer at most once.
@@ -432,6 +438,15 @@ impl Flow {
         while let Some(timer) = self.timers.expired(now) {
             match timer {
                 Timer::Delay(at) => self.finish(now, at, Ok(())),
+                Timer::Run(at) => {
+                    let node = &self.scenario.nodes[at.node];
+                    let failed = Failed::timeout(
+                        format!("{} to finish", node.action.name()),
+                        node.timeout,
+                        "it had not",
+                    );
+                    self.actions.push_back(Action::TimedOut(at, failed));
+                }
                 Timer::Wait(at) if self.asking.contains_key(&at) => {
                     let failed = self.no_final(at);
                     self.unwatch(at);
@@ -1032,7 +1047,10 @@ impl Flow {
             self.ask(now, at);
             return;
         }
+        // A command's `delay` (RINGING, PROGRESS wait before sending) is not its timeout's.
+        let deadline = now + node.opts.delay.unwrap_or_default() + node.timeout;
         self.with_driver(at, true);
+        self.timers.set(Timer::Run(at), deadline);
         self.actions.push_back(Action::Run(at));
     }
 
@@ -1044,6 +1062,7 @@ impl Flow {
         if self.asking.contains_key(&at) {
             self.unwatch_call(at);
         }
+        self.timers.stop(Timer::Run(at));
         let (next, failure) = match result {
             Ok(()) => {
                 self.set_state(now, at, NodeState::Passed, None);
@@ -1165,6 +1184,7 @@ impl Flow {
             let at = NodeRef { iteration, node };
             self.timers.stop(Timer::Delay(at));
             self.timers.stop(Timer::After(at));
+            self.timers.stop(Timer::Run(at));
             self.unwatch(at);
             if with_driver {
                 self.actions.push_back(Action::Abort(at));

@@ -629,8 +629,9 @@ pub(crate) struct Driver {
 
 pub(crate) struct DriverState {
     pub(crate) flow: Flow,
-    /// The tasks of the nodes running, to end them when the flow aborts them.
-    running: HashMap<NodeRef, CancellationToken>,
+    /// The tasks of the nodes running, to end them when the flow aborts them or times them
+    /// out, and what each says its result is at its timeout.
+    running: HashMap<NodeRef, (CancellationToken, Arc<exec::AtTimeout>)>,
     deadline: Option<Instant>,
     /// Iterations that ended and nobody collected yet, in the order they ended.
     pub(crate) ended: std::collections::VecDeque<(Iteration, Verdict)>,
@@ -778,12 +779,13 @@ impl Driver {
             match action {
                 Action::Run(at) => {
                     let token = CancellationToken::new();
-                    st.running.insert(at, token.clone());
+                    let at_timeout = Arc::new(exec::AtTimeout::default());
+                    st.running.insert(at, (token.clone(), at_timeout.clone()));
                     let me = self.clone();
                     self.tracker.spawn(async move {
                         let report = |input| me.input(input);
                         tokio::select! {
-                            r = exec::execute(&me.ctx, at, &report) => {
+                            r = exec::execute(&me.ctx, at, &report, &at_timeout) => {
                                 if let Some(r) = r {
                                     let result = r.map_err(|f| with_missing(&me.ctx, at, f));
                                     me.input(Input::Done { at, result });
@@ -810,7 +812,7 @@ impl Driver {
                     // A redirect's or a 422's next INVITE replaces the last one's task, which
                     // has ended.
                     let token = CancellationToken::new();
-                    st.running.insert(at, token.clone());
+                    st.running.insert(at, (token.clone(), Arc::default()));
                     let me = self.clone();
                     self.tracker.spawn(async move {
                         let report = |input| me.input(input);
@@ -835,15 +837,20 @@ impl Driver {
                     );
                 }
                 Action::TimedOut(at, failed) => {
-                    // What waited for it (a request's response) ends first.
-                    if let Some(t) = st.running.remove(&at) {
-                        t.cancel();
+                    // What carries it out ends first; a command may say what its timeout means.
+                    let mut result = Err(failed);
+                    if let Some((token, at_timeout)) = st.running.remove(&at) {
+                        token.cancel();
+                        let waited = self.ctx.scenario.nodes[at.node].timeout;
+                        if let Some(r) = at_timeout.verdict(waited) {
+                            result = r;
+                        }
                     }
-                    let result = Err(with_missing(&self.ctx, at, failed));
+                    let result = result.map_err(|f| with_missing(&self.ctx, at, f));
                     st.flow.handle(Instant::now(), Input::Done { at, result });
                 }
                 Action::Abort(at) => {
-                    if let Some(t) = st.running.remove(&at) {
+                    if let Some((t, _)) = st.running.remove(&at) {
                         t.cancel();
                     }
                 }

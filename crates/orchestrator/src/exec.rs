@@ -53,16 +53,45 @@ fn expecting(expected: impl Into<String>, instead: impl Into<String>) -> Expecti
     }
 }
 
-/// Runs `fut` within the node's timeout. On timeout the failure says what was expected, how
-/// long was waited and what came instead: `expected an INVITE to bob within 10 s, none came`.
+/// Waits for `fut`, saying what the node waits for: if the flow's deadline for the node passes
+/// first, its failure says what was expected, how long was waited and what came instead:
+/// `expected an ACK within 10 s, none came`.
 async fn within<T>(
     node: &Step<'_>,
     e: Expecting,
     fut: impl Future<Output = Result<T, NodeError>>,
 ) -> Result<T, NodeError> {
-    match tokio::time::timeout(node.timeout, fut).await {
-        Ok(r) => r,
-        Err(_) => Err(NodeError::timeout(e.expected, node.timeout, e.instead)),
+    node.at_timeout(move |waited| {
+        Err(NodeError::timeout(
+            e.expected.clone(),
+            waited,
+            e.instead.clone(),
+        ))
+    });
+    fut.await
+}
+
+/// A verdict at a command's timeout, from how long it was given.
+type Verdict = Box<dyn Fn(Duration) -> NodeResult + Send>;
+
+/// What a command's result is if the flow's deadline for it passes now (what it waits for, in
+/// its words; a loop that plays until its timeout passes). The command sets it as it goes; the
+/// driver reads it at the flow's `TimedOut`, once it has ended the command's task.
+#[derive(Default)]
+pub(crate) struct AtTimeout(std::sync::Mutex<Option<Verdict>>);
+
+impl AtTimeout {
+    fn set(&self, verdict: Verdict) {
+        *self.0.lock().expect("at-timeout lock") = Some(verdict);
+    }
+
+    /// The command's verdict at its timeout (`waited`: how long it had), if it said one.
+    pub(crate) fn verdict(&self, waited: Duration) -> Option<NodeResult> {
+        self.0
+            .lock()
+            .expect("at-timeout lock")
+            .as_ref()
+            .map(|v| v(waited))
     }
 }
 
@@ -72,6 +101,8 @@ pub(crate) struct Step<'a> {
     iteration: Iteration,
     /// A load's per-iteration data.
     data: Option<&'a crate::data::Data>,
+    /// Where a command says what its timeout means (None: nothing the flow times out).
+    on_timeout: Option<&'a AtTimeout>,
 }
 
 impl<'a> Step<'a> {
@@ -80,6 +111,14 @@ impl<'a> Step<'a> {
             node: &ctx.scenario.nodes[at.node],
             iteration: at.iteration,
             data: ctx.data.as_deref(),
+            on_timeout: None,
+        }
+    }
+
+    /// Says what the node's result is if its timeout passes from now on.
+    fn at_timeout(&self, verdict: impl Fn(Duration) -> NodeResult + Send + 'static) {
+        if let Some(t) = self.on_timeout {
+            t.set(Box::new(verdict));
         }
     }
 
@@ -109,8 +148,16 @@ pub(crate) type Report<'a> = &'a (dyn Fn(Input) + Send + Sync);
 ///
 /// Each kind's future is boxed: this one stays small (it is moved into a task for every node
 /// a load runs), and each node allocates only what its own kind needs.
-pub(crate) async fn execute(ctx: &Arc<Ctx>, at: NodeRef, report: Report<'_>) -> Option<NodeResult> {
-    let node = &Step::of(ctx, at);
+pub(crate) async fn execute(
+    ctx: &Arc<Ctx>,
+    at: NodeRef,
+    report: Report<'_>,
+    at_timeout: &AtTimeout,
+) -> Option<NodeResult> {
+    let node = &Step {
+        on_timeout: Some(at_timeout),
+        ..Step::of(ctx, at)
+    };
     let ua = &ctx.uas[node.instance];
     if matches!(
         node.action,
@@ -555,6 +602,16 @@ async fn send_provisional(ua: &UaShared, node: &Step<'_>, early_media: bool) -> 
     } else {
         None
     };
+    if call.provisionals_reliable()
+        && let Some((rseq, _)) = call.unacked_provisional()
+    {
+        node.at_timeout(move |waited| {
+            Err(fail(format!(
+                "the reliable provisional response before this one (RSeq {rseq}) got no PRACK within {}, and RFC 3262 §3 allows one at a time",
+                secs(waited)
+            )))
+        });
+    }
     ua.send_provisional(&call, sdp, node.timeout)
         .await
         .map_err(fail)
@@ -1164,8 +1221,9 @@ pub(crate) async fn play_audio(
         ),
     );
     if node.opts.looped {
-        // Plays until the node's timeout, then passes; dropping the future stops it.
-        let _ = tokio::time::timeout(node.timeout, m.play(samples, true)).await;
+        // Plays until the node's timeout, then passes; ending the task stops it.
+        node.at_timeout(|_| Ok(()));
+        m.play(samples, true).await;
         return Ok(());
     }
     within(
@@ -1274,64 +1332,58 @@ async fn heard(ctx: &Ctx, ua: &UaShared, node: &Step<'_>, from: &str) -> NodeRes
         .map(|i| (i, media::audio::signature(i)))
         .collect();
     let mut cursor = 0;
-    let mut others = std::collections::BTreeSet::new();
-    let found = tokio::time::timeout(
-        node.timeout,
-        m.wait_until(|m| {
-            let mut hit = false;
-            for w in new_windows(m, &mut cursor) {
-                match media::audio::which_signature(&w, &candidates) {
-                    Some(i) if i == want => hit = true,
-                    Some(i) => {
-                        others.insert(i);
-                    }
-                    None => {}
+    // The other parties heard so far: what a failure at the node's timeout names.
+    let others = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let labels: Vec<String> = ctx
+        .scenario
+        .instances
+        .iter()
+        .map(|i| i.label.clone())
+        .collect();
+    let (heard, media) = (others.clone(), m.clone());
+    node.at_timeout(move |waited| {
+        let expected = format!("to hear {}", labels[want]);
+        let heard = heard.lock().expect("heard lock");
+        let got = if heard.is_empty() {
+            let level = media::audio::level_dbfs(
+                &media.audio_since(media.audio_len().saturating_sub(8000)),
+            );
+            format!("heard no signature (level {level:.0} dBFS)")
+        } else {
+            let names: Vec<&str> = heard.iter().map(|i: &usize| labels[*i].as_str()).collect();
+            format!("heard {} instead", names.join(" and "))
+        };
+        Err(NodeError::media(expected, Some(waited), got))
+    });
+    m.wait_until(|m| {
+        let mut hit = false;
+        for w in new_windows(m, &mut cursor) {
+            match media::audio::which_signature(&w, &candidates) {
+                Some(i) if i == want => hit = true,
+                Some(i) => {
+                    others.lock().expect("heard lock").insert(i);
                 }
+                None => {}
             }
-            hit
-        }),
-    )
-    .await;
-    let label = |i: usize| ctx.scenario.instances[i].label.clone();
-    match found {
-        Ok(()) => Ok(()),
-        Err(_) if !others.is_empty() => Err(NodeError::media(
-            format!("to hear {}", label(want)),
-            Some(node.timeout),
-            format!(
-                "heard {} instead",
-                others
-                    .iter()
-                    .map(|i| label(*i))
-                    .collect::<Vec<_>>()
-                    .join(" and ")
-            ),
-        )),
-        Err(_) => {
-            let level =
-                media::audio::level_dbfs(&m.audio_since(m.audio_len().saturating_sub(8000)));
-            Err(NodeError::media(
-                format!("to hear {}", label(want)),
-                Some(node.timeout),
-                format!("heard no signature (level {level:.0} dBFS)"),
-            ))
         }
-    }
+        hit
+    })
+    .await;
+    Ok(())
 }
 
 async fn tone(ua: &UaShared, node: &Step<'_>, frequency: f64, absent: bool) -> NodeResult {
     let (_, m) = media_of(ua, node).await?;
     let mut cursor = if absent { m.audio_len() } else { 0 };
-    let detected = tokio::time::timeout(
-        node.timeout,
-        m.wait_until(|m| {
-            new_windows(m, &mut cursor)
-                .iter()
-                .any(|w| media::audio::tone_present(w, frequency))
-        }),
-    )
+    // Not heard by the node's timeout: absent passes, present fails.
+    node.at_timeout(move |waited| flow::media::tone_verdict(false, absent, frequency, waited));
+    m.wait_until(|m| {
+        new_windows(m, &mut cursor)
+            .iter()
+            .any(|w| media::audio::tone_present(w, frequency))
+    })
     .await;
-    flow::media::tone_verdict(detected.is_ok(), absent, frequency, node.timeout)
+    flow::media::tone_verdict(true, absent, frequency, node.timeout)
 }
 
 async fn check_media(
@@ -1378,10 +1430,10 @@ mod tests {
 mod future_sizes {
     use super::*;
 
-    /// The size of the future of an async fn of three arguments.
-    fn of<F, A, B, C, Fut>(_: F) -> usize
+    /// The size of the future of an async fn of four arguments.
+    fn of<F, A, B, C, D, Fut>(_: F) -> usize
     where
-        F: Fn(A, B, C) -> Fut,
+        F: Fn(A, B, C, D) -> Fut,
     {
         size_of::<Fut>()
     }

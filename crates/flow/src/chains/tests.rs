@@ -917,3 +917,40 @@ instances:
         "ask (SendOptions) on alice: expected a final response to our OPTIONS from bob within 1 s, none came"
     );
 }
+
+#[test]
+fn every_command_has_its_timeout_on_the_flows_timer_table() {
+    let s = scenario(
+        r#"
+version: 1
+name: slow
+instances:
+  bob:
+    dn: "200"
+    steps:
+      - { command: Ringing, id: ring, delay: 2s, timeout: 1s }
+      - { command: Hold, id: hold, timeout: 1s }
+"#,
+    );
+    // RINGING takes 2.5 s (its delay is not its timeout's); HOLD takes 5 s.
+    let script: Script = Box::new(|node, _| {
+        let took = if node.id == "ring" { 2_500 } else { 5_000 };
+        (ms(took), Ok(()))
+    });
+    let mut sim = Sim::new(s, script);
+    let v = sim.run(&[0], 100);
+    assert_eq!(
+        failure_of(&v),
+        "hold (Hold) on bob: expected Hold to finish within 1 s, it had not"
+    );
+    assert!(
+        sim.trace.iter().any(|l| l.ends_with("timed out hold")),
+        "{:#?}",
+        sim.trace
+    );
+    assert_eq!(
+        sim.elapsed(),
+        ms(3_500),
+        "the driver's late Done never comes: its task was ended"
+    );
+}
