@@ -3,10 +3,12 @@
 //! it is told. `clippy.toml` keeps it that way (no `Instant::now`, no sleeps, no sockets).
 //!
 //! - [`chains::Flow`]: which node of which iteration runs when (the chain cursor of each role,
-//!   edges, failure per iteration, a stop), with its timer table (`after`, TIMEOUT, the event
-//!   nodes) and [`calls`], the latched per-call logs its event nodes wait on.
+//!   edges, failure per iteration, a stop), with its timer table (every node's timeout) and
+//!   [`calls`], the latched per-call logs its event nodes wait on; the requests' final
+//!   responses (a MakeCall's INVITEs, REQUEST, SUBSCRIBE).
 //! - [`failure`]: why a node failed, as data, put in words in one place.
-//! - [`dial`]: what a MakeCall does with a final response (take, ask again, follow, fail).
+//! - [`dial`]: what a MakeCall does with a final response (take, ask again, follow, fail), and
+//!   whether a REQUEST's passes.
 //! - [`media`]: the verdicts of DTMF_RECEIVED, TONE and CHECK_MEDIA on what the media measured.
 //! - [`cleanup`], [`hangup`]: how every leg still up is hung up at cleanup.
 //! - [`routing`], [`extensions`], [`session_timer`]: what a UA answers to requests no node
