@@ -89,6 +89,31 @@ pub fn wait_of(action: &Step) -> Option<Wait> {
     })
 }
 
+/// What became of a call we answered while its Answer waited for the ACK of our 200.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AfterAnswer {
+    /// The ACK came.
+    Acked,
+    /// An INVITE with Replaces took the call's place before the ACK was seen (an attended
+    /// transfer racing the Answer).
+    Replaced,
+    /// The caller's BYE overtook its ACK (both sent at once, or reordered by a proxy).
+    ByeFromPeer,
+    /// It ended otherwise, as the call says it ("was rejected", "timed out").
+    Ended(String),
+}
+
+/// Whether an Answer passes on what became of its call: the ACK, or what proves the caller
+/// took our 200 as well (its BYE; a Replaces, after which the call did its job).
+pub fn answered(after: &AfterAnswer) -> Result<(), crate::failure::Failed> {
+    match after {
+        AfterAnswer::Acked | AfterAnswer::Replaced | AfterAnswer::ByeFromPeer => Ok(()),
+        AfterAnswer::Ended(how) => Err(crate::failure::Failed::other(format!(
+            "expected the ACK after our 200 OK, the call {how}"
+        ))),
+    }
+}
+
 #[derive(Debug, Default)]
 struct Log {
     /// We placed it (else we took it).
@@ -247,5 +272,20 @@ mod tests {
         c.forget(0);
         assert_eq!(c.named(0, 1, "call-1"), None);
         assert!(!c.take(7, &ended));
+    }
+
+    #[test]
+    fn an_answer_passes_on_its_ack_or_on_what_overtakes_it() {
+        assert_eq!(answered(&AfterAnswer::Acked), Ok(()));
+        // An Answer racing a Replaces: the transfer's INVITE took the call before the ACK.
+        assert_eq!(answered(&AfterAnswer::Replaced), Ok(()));
+        // A BYE before the ACK proves the caller took our 200.
+        assert_eq!(answered(&AfterAnswer::ByeFromPeer), Ok(()));
+        assert_eq!(
+            answered(&AfterAnswer::Ended("timed out (no ACK)".into()))
+                .unwrap_err()
+                .to_string(),
+            "expected the ACK after our 200 OK, the call timed out (no ACK)"
+        );
     }
 }

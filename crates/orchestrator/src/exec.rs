@@ -5,6 +5,7 @@ use crate::checks;
 use crate::engine::{Ctx, NodeError};
 use crate::ua::UaShared;
 use events::Level;
+use flow::calls::AfterAnswer;
 use flow::chains::{Final, Input, Iteration, NodeRef};
 use flow::failure::Why;
 use media::rtp::MediaSession;
@@ -870,23 +871,17 @@ async fn answer(ua: &Arc<UaShared>, node: &Step<'_>) -> NodeResult {
             CallEvent::Confirmed { .. } | CallEvent::Terminated { .. } | CallEvent::Replaced
         )
     };
-    match wait_for(node, &call, settled, false, what).await? {
-        CallEvent::Confirmed { .. } => Ok(()),
-        // Answered, then taken over by an INVITE with Replaces (an attended transfer) before
-        // the ACK was seen: the call did its job.
-        CallEvent::Replaced => Ok(()),
-        // The caller's BYE can overtake its ACK (both sent at once, or reordered by a proxy):
-        // a BYE proves the caller took our 200 OK.
+    let after = match wait_for(node, &call, settled, false, what).await? {
+        CallEvent::Confirmed { .. } => AfterAnswer::Acked,
+        CallEvent::Replaced => AfterAnswer::Replaced,
         CallEvent::Terminated {
             cause: EndCause::Bye,
             by_peer: true,
             ..
-        } => Ok(()),
-        other => Err(fail(format!(
-            "expected the ACK after our 200 OK, the call {}",
-            other.describe()
-        ))),
-    }
+        } => AfterAnswer::ByeFromPeer,
+        other => AfterAnswer::Ended(other.describe()),
+    };
+    flow::calls::answered(&after)
 }
 
 /// Hangs up `call` as its state says and waits for it to end.
