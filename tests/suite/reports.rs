@@ -94,8 +94,8 @@ fn tshark(pcap: &std::path::Path, args: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn tshark_reads_the_pcap_in_ladder_order() {
     let run = run_file("hold-retrieve.yaml").await;
-    let dir = std::env::temp_dir().join(format!("callflow-pcap-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = callflow_tests::scratch("pcap");
+    let dir = tmp.path().to_path_buf();
     let pcap = dir.join("run.pcap");
     let written = report::pcap::write(&run.events, &pcap).unwrap();
     let fields = ["-Y", "sip", "-T", "fields", "-e", "sip.Method"];
@@ -164,8 +164,8 @@ async fn junit_of_several_scenarios_is_valid_against_the_schema() {
 fn assert_valid_junit(xml: &str, tag: &str) {
     let schema =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/schemas/junit.xsd");
-    let path =
-        std::env::temp_dir().join(format!("callflow-junit-{tag}-{}.xml", std::process::id()));
+    let tmp = callflow_tests::scratch(&format!("junit-{tag}"));
+    let path = tmp.path().join("junit-{tag}.xml");
     std::fs::write(&path, xml).unwrap();
     let out = std::process::Command::new("xmllint")
         .args(["--noout", "--schema"])
@@ -187,8 +187,8 @@ fn assert_valid_junit(xml: &str, tag: &str) {
 async fn the_html_ladder_renders_one_arrow_per_message_in_chromium() {
     let run = run_file("blind-transfer.yaml").await;
     let ladder = Ladder::from_events(&run.events);
-    let dir = std::env::temp_dir().join(format!("callflow-html-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = callflow_tests::scratch("html");
+    let dir = tmp.path().to_path_buf();
     let page = dir.join("ladder.html");
     std::fs::write(&page, ladder.to_html()).unwrap();
     let out = std::process::Command::new("chromium")
@@ -252,8 +252,8 @@ async fn the_pcap_carries_the_rtp_when_the_run_captures_it() {
         .filter(|p| p.direction == events::Direction::Sent)
         .collect();
     assert!(sent.len() > 20, "RTP captured: {} packets sent", sent.len());
-    let dir = std::env::temp_dir().join(format!("callflow-rtp-pcap-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = callflow_tests::scratch("rtp-pcap");
+    let dir = tmp.path().to_path_buf();
     let pcap = dir.join("run.pcap");
     let written = report::pcap::write(&run.events, &pcap).unwrap();
     let text = tshark(
@@ -373,7 +373,8 @@ async fn a_reception_listed_before_its_sending_is_drawn_once() {
         1
     );
     assert_eq!(redact(&ladder.to_text(120)), redact(&want));
-    let pcap = std::env::temp_dir().join(format!("callflow-order-{}.pcap", std::process::id()));
+    let tmp = callflow_tests::scratch("order");
+    let pcap = tmp.path().join("order.pcap");
     assert_eq!(
         report::pcap::write(&events, &pcap).unwrap(),
         report::pcap::write(&run.events, &pcap).unwrap()
@@ -414,8 +415,8 @@ async fn over_tcp_each_message_is_recorded_on_the_connection_it_crossed() {
     // So the ladder has a lane per UA and no lane for a port, and the pcap has each message once.
     let ladder = Ladder::from_events(&run.events);
     assert_eq!(ladder.lanes.len(), 2, "{:?}", ladder.lanes);
-    let dir = std::env::temp_dir().join(format!("callflow-tcp-pcap-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = callflow_tests::scratch("tcp-pcap");
+    let dir = tmp.path().to_path_buf();
     let pcap = dir.join("tcp.pcap");
     let written = report::pcap::write(&run.events, &pcap).unwrap();
     assert_eq!(written, ladder.arrows.len());

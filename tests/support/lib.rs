@@ -8,6 +8,15 @@ use orchestrator::{Collector, EventBus, EventSink, RunOptions, RunReport};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// A folder of a test's own (`callflow-{name}-…` in the temp dir), removed with everything in
+/// it when the value is dropped: tests leave nothing behind.
+pub fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("callflow-{name}-"))
+        .tempdir()
+        .expect("a temp dir")
+}
+
 pub fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures")

@@ -184,9 +184,8 @@ fn setup_error_is_exit_3() {
 /// call, and checks the stop: exit 130 within 10 s, BYE sent, `run_finished` written as
 /// `stopped` with no leaks, and the sidecar's process group gone.
 fn stops_gracefully_on(signal: &str) {
-    let dir = std::env::temp_dir().join(format!("callflow-signal-{signal}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = callflow_tests::scratch(&format!("signal-{signal}"));
+    let dir = tmp.path().to_path_buf();
     let long = std::fs::read_to_string(fixture("demo/long-call.yaml")).unwrap();
     let scenario = long.replace(
         "instances:",
@@ -257,7 +256,6 @@ fn stops_gracefully_on(signal: &str) {
         !alive(&helper),
         "SIG{signal} left the sidecar {helper} running"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -277,8 +275,8 @@ fn sighup_stops_like_ctrl_c() {
 
 #[test]
 fn run_folder_and_report_re_renders_it() {
-    let dir = std::env::temp_dir().join(format!("callflow-out-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let tmp = callflow_tests::scratch("out");
+    let dir = tmp.path().to_path_buf();
     let out = bin()
         .args(["run", "-q", "--out"])
         .arg(&dir)
@@ -328,12 +326,12 @@ fn run_folder_and_report_re_renders_it() {
         ladder
     );
     assert!(dir.join("junit.xml").is_file());
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
 fn several_scenarios_in_parallel_one_summary_one_junit() {
-    let junit = std::env::temp_dir().join(format!("callflow-many-{}.xml", std::process::id()));
+    let tmp = callflow_tests::scratch("many");
+    let junit = tmp.path().join("many.xml");
     let out = bin()
         .args(["run", "--jobs", "2", "--junit"])
         .arg(&junit)
@@ -362,10 +360,8 @@ fn several_scenarios_in_parallel_one_summary_one_junit() {
 #[test]
 fn serve_stops_on_sigterm_and_sighup_like_ctrl_c() {
     for signal in ["TERM", "HUP", "INT"] {
-        let dir =
-            std::env::temp_dir().join(format!("callflow-serve-{signal}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = callflow_tests::scratch(&format!("serve-{signal}"));
+        let dir = tmp.path().to_path_buf();
         let mut child = bin()
             .args(["serve", "--listen", "127.0.0.1:0", "--workspace"])
             .arg(&dir)
@@ -386,7 +382,6 @@ fn serve_stops_on_sigterm_and_sighup_like_ctrl_c() {
         assert!(kill.success());
         // Handled: a clean exit, not death by the signal (which has no exit code).
         assert_eq!(child.wait().unwrap().code(), Some(0), "SIG{signal}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
 
@@ -484,8 +479,8 @@ fn calls_pass_under_15_percent_udp_loss_by_retransmission() {
     let Some(ns) = LossyNetns::or_skip(15) else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("callflow-loss-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = callflow_tests::scratch("loss");
+    let dir = tmp.path().to_path_buf();
     // No wait for a 180: an unreliable provisional may be lost for good (RFC 3262 is not used).
     let file = dir.join("loss.yaml");
     std::fs::write(
@@ -524,7 +519,6 @@ fn calls_pass_under_15_percent_udp_loss_by_retransmission() {
     }
     assert_eq!(passed, 20);
     eprintln!("20 calls under 15 % UDP loss passed; {retransmitted} requests were retransmitted");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -532,8 +526,8 @@ fn a_call_under_total_loss_fails_naming_the_invite_that_never_arrived() {
     let Some(ns) = LossyNetns::or_skip(100) else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("callflow-lost-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = callflow_tests::scratch("lost");
+    let dir = tmp.path().to_path_buf();
     let file = dir.join("lost.yaml");
     std::fs::write(
         &file,
@@ -563,13 +557,12 @@ fn a_call_under_total_loss_fails_naming_the_invite_that_never_arrived() {
         "{detail}"
     );
     assert_eq!(last["leaks"], serde_json::json!({"dialogs": 0, "ports": 0}));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn reports_keep_the_runs_story_past_their_memory_budget_and_say_what_they_left_out() {
-    let dir = std::env::temp_dir().join(format!("callflow-budget-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = callflow_tests::scratch("budget");
+    let dir = tmp.path().to_path_buf();
     let junit = dir.join("junit.xml");
     let events = dir.join("events.jsonl");
     // A budget of 0: every message goes past it.
@@ -599,7 +592,6 @@ fn reports_keep_the_runs_story_past_their_memory_budget_and_say_what_they_left_o
         14,
         "INVITE 100 180 200 ACK BYE 200, seen by both UAs: {stream}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -646,8 +638,8 @@ fn validate_takes_folders_and_globs_like_run_and_an_unmatched_glob_is_a_usage_er
 
 #[test]
 fn invalid_scenarios_of_a_suite_are_errors_in_its_junit() {
-    let dir = std::env::temp_dir().join(format!("callflow-suite-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = callflow_tests::scratch("suite");
+    let dir = tmp.path().to_path_buf();
     std::fs::copy(fixture("basic-call.yaml"), dir.join("a-basic.yaml")).unwrap();
     std::fs::copy(fixture("invalid/unknown-key.yaml"), dir.join("b-bad.yaml")).unwrap();
     let junit = dir.join("junit.xml");
@@ -671,13 +663,12 @@ fn invalid_scenarios_of_a_suite_are_errors_in_its_junit() {
         xml.contains("type=\"invalid\"") && xml.contains("unknown key `tiemout`"),
         "{xml}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn a_signal_during_several_runs_stops_each_with_its_cleanup_counts_them_and_exits_130() {
-    let dir = std::env::temp_dir().join(format!("callflow-many-stop-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = callflow_tests::scratch("many-stop");
+    let dir = tmp.path().to_path_buf();
     // Each run's sidecar says it started on a FIFO the test reads: a wait on an event, no timer.
     let fifo = dir.join("started");
     assert!(
@@ -756,7 +747,6 @@ fn a_signal_during_several_runs_stops_each_with_its_cleanup_counts_them_and_exit
             );
         }
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -783,8 +773,8 @@ fn verbose_shows_message_lines_and_vv_whole_messages_without_doubled_lines() {
 
 #[test]
 fn a_sidecar_stopped_after_the_run_leaves_no_kill_noise() {
-    let dir = std::env::temp_dir().join(format!("callflow-quiet-sidecar-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = callflow_tests::scratch("quiet-sidecar");
+    let dir = tmp.path().to_path_buf();
     let basic = std::fs::read_to_string(fixture("basic-call.yaml")).unwrap();
     let file = dir.join("with-sidecar.yaml");
     std::fs::write(
@@ -799,7 +789,6 @@ fn a_sidecar_stopped_after_the_run_leaves_no_kill_noise() {
     assert_eq!(out.status.code(), Some(0));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("No such process"), "{stderr}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -815,8 +804,8 @@ fn report_on_a_missing_folder_says_so_once() {
         "callflow: no run folder at /nonexistent/callflow-run (`callflow run --out DIR` writes one)"
     );
     // A folder without its events: the cause is given once.
-    let dir = std::env::temp_dir().join(format!("callflow-empty-run-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = callflow_tests::scratch("empty-run");
+    let dir = tmp.path().to_path_buf();
     let out = bin().arg("report").arg(&dir).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
@@ -824,5 +813,4 @@ fn report_on_a_missing_folder_says_so_once() {
         1,
         "{stderr}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }

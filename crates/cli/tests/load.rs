@@ -1,20 +1,18 @@
 //! `callflow load` on real sockets, each bounded in calls and time: against sipp as callee and
 //! as caller, against itself in one process, and stopped by Ctrl-C with every call hung up.
 
-use callflow_tests::{fixture, free_udp_port};
+use callflow_tests::{fixture, free_udp_port, scratch};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_callflow"))
 }
 
-/// A folder of the test's own, for its scenario and outputs.
-fn workdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("callflow-load-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
+/// A folder of the test's own, for its scenario and outputs (removed when dropped).
+fn workdir(name: &str) -> tempfile::TempDir {
+    scratch(&format!("load-{name}"))
 }
 
 /// A process killed if the test ends first.
@@ -64,7 +62,8 @@ fn assert_clean(s: &serde_json::Value) {
 
 #[test]
 fn callflow_loads_a_sipp_uas_3000_calls_at_300_per_second() {
-    let dir = workdir("to-sipp");
+    let tmp = workdir("to-sipp");
+    let dir = tmp.path().to_path_buf();
     let port = free_udp_port();
     let uas = sipp(&[
         "-sn",
@@ -119,7 +118,8 @@ fn callflow_loads_a_sipp_uas_3000_calls_at_300_per_second() {
 
 #[test]
 fn sipp_uac_at_300_per_second_loads_a_callflow_answering_role() {
-    let dir = workdir("from-sipp");
+    let tmp = workdir("from-sipp");
+    let dir = tmp.path().to_path_buf();
     let port = free_udp_port();
     let mut callflow = Killed(Some(
         bin()
@@ -180,7 +180,8 @@ fn sipp_uac_at_300_per_second_loads_a_callflow_answering_role() {
 
 #[test]
 fn two_roles_of_one_scenario_load_each_other_in_one_process() {
-    let dir = workdir("self");
+    let tmp = workdir("self");
+    let dir = tmp.path().to_path_buf();
     let out = bin()
         .arg("load")
         .arg(fixture("basic-call.yaml"))
@@ -212,7 +213,8 @@ fn two_roles_of_one_scenario_load_each_other_in_one_process() {
 /// the exit code says it.
 #[test]
 fn a_busy_callee_fails_the_load_by_status_and_stops_it_early() {
-    let dir = workdir("busy");
+    let tmp = workdir("busy");
+    let dir = tmp.path().to_path_buf();
     let out = bin()
         .arg("load")
         .arg(fixture("load/busy.yaml"))
@@ -295,7 +297,8 @@ fn http_get(port: u16, host: &str, path: &str) -> String {
 /// Meanwhile --metrics serves the load's Prometheus metrics.
 #[test]
 fn ctrl_c_ends_a_load_with_every_call_hung_up() {
-    let dir = workdir("ctrl-c");
+    let tmp = workdir("ctrl-c");
+    let dir = tmp.path().to_path_buf();
     let events = dir.join("events.jsonl");
     let metrics = free_udp_port();
     let mut callflow = Killed(Some(
@@ -381,7 +384,8 @@ fn ctrl_c_ends_a_load_with_every_call_hung_up() {
 #[test]
 fn a_load_through_kamailio_with_digest_auth_and_a_csv_of_users() {
     let pbx = callflow_tests::lab::kamailio(free_udp_port());
-    let dir = workdir("kamailio");
+    let tmp = workdir("kamailio");
+    let dir = tmp.path().to_path_buf();
     std::fs::write(
         dir.join("users.csv"),
         "caller,caller_pw,callee,callee_pw\n100,alicepw,200,bobpw\n300,carolpw,200,bobpw\n",
@@ -434,7 +438,8 @@ fn a_load_through_kamailio_with_digest_auth_and_a_csv_of_users() {
 #[test]
 fn a_register_load_through_kamailio() {
     let pbx = callflow_tests::lab::kamailio(free_udp_port());
-    let dir = workdir("register");
+    let tmp = workdir("register");
+    let dir = tmp.path().to_path_buf();
     std::fs::write(
         dir.join("users.csv"),
         "user,pw\n100,alicepw\n200,bobpw\n300,carolpw\n300,wrong\n",
@@ -486,7 +491,8 @@ fn a_register_load_through_kamailio() {
 /// names its iteration, and every iteration passes.
 #[test]
 fn overlapping_blind_transfers_each_reach_their_own_iteration() {
-    let dir = workdir("transfer");
+    let tmp = workdir("transfer");
+    let dir = tmp.path().to_path_buf();
     let events = dir.join("events.jsonl");
     let out = bin()
         .arg("load")
@@ -522,7 +528,8 @@ fn overlapping_blind_transfers_each_reach_their_own_iteration() {
 
 /// Runs `callflow load` on `fixture` with `args` and returns its summary (exit 0 asked).
 fn load_summary(name: &str, fixture_file: &str, args: &[&str]) -> serde_json::Value {
-    let dir = workdir(name);
+    let tmp = workdir(name);
+    let dir = tmp.path().to_path_buf();
     let out = bin()
         .arg("load")
         .arg(fixture(fixture_file))

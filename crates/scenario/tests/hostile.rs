@@ -2,13 +2,12 @@
 //! its position, at once, and nothing panics.
 
 use callflow_scenario as scenario;
-use std::path::PathBuf;
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("callflow-hostile-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A folder of the test's own, removed when dropped.
+fn temp_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("callflow-hostile-{tag}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// The first error, rendered.
@@ -65,7 +64,8 @@ fn deep_nesting_is_refused_at_its_position() {
 
 #[test]
 fn what_is_not_a_regular_file_is_refused_at_once() {
-    let dir = temp_dir("files");
+    let tmp = temp_dir("files");
+    let dir = tmp.path();
     let fifo = dir.join("fifo.yaml");
     assert!(
         std::process::Command::new("mkfifo")
@@ -111,12 +111,12 @@ fn what_is_not_a_regular_file_is_refused_at_once() {
     f.set_len(scenario::MAX_SCENARIO_BYTES + 1).unwrap();
     let e = scenario::load(&big).unwrap_err().to_string();
     assert!(e.contains("more than the limit of 4194304 bytes"), "{e}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn every_error_has_a_position() {
-    let dir = temp_dir("positions");
+    let tmp = temp_dir("positions");
+    let dir = tmp.path();
     let bad = dir.join("latin1.yaml");
     std::fs::write(&bad, b"name: x\ninstances:\n  caf\xe9: {}\n").unwrap();
     let e = scenario::load(&bad).unwrap_err().to_string();
@@ -137,7 +137,6 @@ fn every_error_has_a_position() {
         e.contains("empty.yaml:1:1: error: the file is empty"),
         "{e}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
     // A regex error is one line, at the pattern.
     let e = first_error(
         "instances:\n  a:\n    dn: 1\n    steps:\n      - event: DTMFReceived\n        matches: \"(12\"\n",
