@@ -85,6 +85,12 @@ pub(crate) struct LoadArgs {
     /// scenario has no media node; without it, only a scenario with one sends media.
     #[arg(long)]
     media: bool,
+    /// Send each role's calls from N sockets (each its own SIP endpoint on its own port):
+    /// iteration i goes through socket i mod N, so a PBX that balances or limits by source
+    /// port sees N peers (SIPp's multi-socket mode, -t un with -max_socket N). A role that
+    /// only answers keeps one socket: its peers send to one address.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    sockets_per_role: u16,
     /// Worker threads of the engine. 1 (the default) runs everything on one thread: no wake-ups
     /// between threads, a third less CPU per call and, against one peer, the higher clean rate
     /// (docs/performance.md); more spread a load over cores.
@@ -292,6 +298,7 @@ pub(crate) fn run(args: LoadArgs) -> anyhow::Result<i32> {
             media: args.media || scenario.nodes.iter().any(|n| n.action.uses_media()),
             keep_audio: scenario.nodes.iter().any(|n| n.action.reads_audio()),
             data,
+            sockets_per_role: usize::from(args.sockets_per_role),
             ..RunOptions::default()
         },
         pacing,

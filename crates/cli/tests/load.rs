@@ -117,6 +117,63 @@ fn callflow_loads_a_sipp_uas_3000_calls_at_300_per_second() {
 }
 
 #[test]
+fn sockets_per_role_spreads_the_calls_over_that_many_source_ports() {
+    let tmp = workdir("sockets");
+    let dir = tmp.path().to_path_buf();
+    let port = free_udp_port();
+    let log = dir.join("sipp-messages.log");
+    let uas = sipp(&[
+        "-sn",
+        "uas",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-m",
+        "40",
+        "-trace_msg",
+        "-message_file",
+        log.to_str().expect("a UTF-8 path"),
+    ]);
+    let file = dir.join("sockets.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "version: 1\nname: sockets\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: MakeCall\n        target: sip:service@127.0.0.1:{port}\n      - command: Release\n"
+        ),
+    )
+    .expect("scenario");
+    let out = bin()
+        .arg("load")
+        .arg(&file)
+        .args(["--rate", "100", "--calls", "40", "--sockets-per-role", "4"])
+        .arg("--summary")
+        .arg(dir.join("summary.json"))
+        .output()
+        .expect("callflow runs");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let s = summary(&dir.join("summary.json"));
+    assert_eq!(s["calls"]["passed"], 40, "{s:#}");
+    assert_clean(&s);
+    let sipp = uas.wait();
+    assert_eq!(sipp.status.code(), Some(0), "{}", text(&sipp));
+    // What sipp received: each INVITE's Via names the port it came from, ten from each.
+    let received = std::fs::read_to_string(&log).expect("sipp's message log");
+    let mut by_port = std::collections::BTreeMap::<String, usize>::new();
+    for invite in received.split("INVITE sip:").skip(1) {
+        let via = invite
+            .lines()
+            .find(|l| l.starts_with("Via:"))
+            .expect("a Via");
+        let sent_by = via.split_whitespace().nth(2).expect("sent-by");
+        let port = sent_by.split(';').next().and_then(|h| h.rsplit(':').next());
+        *by_port.entry(port.expect("a port").to_owned()).or_default() += 1;
+    }
+    assert_eq!(by_port.len(), 4, "{by_port:?}");
+    assert!(by_port.values().all(|&n| n == 10), "{by_port:?}");
+}
+
+#[test]
 fn sipp_uac_at_300_per_second_loads_a_callflow_answering_role() {
     let tmp = workdir("from-sipp");
     let dir = tmp.path().to_path_buf();

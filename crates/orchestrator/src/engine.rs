@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use transport::rsipstack::dialog::dialog_layer::DialogLayer;
 
 /// How to run.
 #[derive(Clone, Debug)]
@@ -46,6 +47,10 @@ pub struct RunOptions {
     pub data: Option<Arc<crate::data::Data>>,
     /// Bounds on what a peer can make a UA hold (docs/security.md).
     pub limits: Limits,
+    /// How many sockets (each an endpoint of its own) each role that places calls sends from;
+    /// iteration i goes through socket i mod N (a load's `--sockets-per-role`, SIPp's
+    /// multi-socket mode). A role that only answers keeps one: its peers send to one address.
+    pub sockets_per_role: usize,
 }
 
 /// Bounds on what a peer can make a UA hold.
@@ -83,6 +88,7 @@ impl Default for RunOptions {
             keep_audio: true,
             data: None,
             limits: Limits::default(),
+            sockets_per_role: 1,
         }
     }
 }
@@ -112,7 +118,11 @@ pub(crate) type NodeError = flow::chains::Failed;
 pub(crate) struct Ctx {
     pub(crate) scenario: Arc<Scenario>,
     pub(crate) bus: Arc<EventBus>,
+    /// Each instance's UA (its first socket), by instance index.
     pub(crate) uas: Vec<Arc<UaShared>>,
+    /// Every socket of each instance's UA (the first is `uas[i]`): more than one for a role
+    /// that places calls under `--sockets-per-role`.
+    pub(crate) sockets: Vec<Vec<Arc<UaShared>>>,
     /// Who listens where (labels, addresses), by instance index.
     pub(crate) registry: instances::Registry,
     /// A load's per-iteration data.
@@ -244,14 +254,28 @@ pub(crate) struct Stage {
 }
 
 impl Stage {
-    /// Each UA's dialog layer, by UA index.
-    pub(crate) fn layers(
-        &self,
-    ) -> Vec<Arc<transport::rsipstack::dialog::dialog_layer::DialogLayer>> {
-        self.uas
-            .iter()
-            .map(|u| u.endpoint.dialogs.clone())
-            .collect()
+    /// Each UA's dialog layers (one per socket), by UA index.
+    pub(crate) fn layers(&self) -> Vec<Vec<Arc<DialogLayer>>> {
+        layers_of(&self.uas, self.ctx.uas.len())
+    }
+}
+
+/// The dialog layers of `uas` (every socket of every UA), grouped by UA index.
+fn layers_of(uas: &[Ua], count: usize) -> Vec<Vec<Arc<DialogLayer>>> {
+    let mut layers = vec![Vec::new(); count];
+    for u in uas {
+        if let Some(l) = layers.get_mut(u.shared.idx) {
+            l.push(u.endpoint.dialogs.clone());
+        }
+    }
+    layers
+}
+
+impl Ctx {
+    /// The UA socket iteration `iteration` of instance `role` goes through.
+    pub(crate) fn ua(&self, role: usize, iteration: Iteration) -> &Arc<UaShared> {
+        let sockets = &self.sockets[role];
+        &sockets[iteration as usize % sockets.len()]
     }
 }
 
@@ -396,13 +420,70 @@ pub(crate) async fn set_up(scenario: &Scenario, opts: &RunOptions, bus: &Arc<Eve
         }
     }
 
+    // A role that places calls sends from more sockets under `--sockets-per-role`, each an
+    // endpoint of its own (rsipstack sends every request of an endpoint from its first UDP
+    // socket), started after the registrations: a PBX reaches the role at its first.
+    let mut sockets: Vec<Vec<Arc<UaShared>>> = uas.iter().map(|u| vec![u.shared.clone()]).collect();
+    let primaries = uas.len();
+    if setup_failure.is_none() && opts.sockets_per_role > 1 {
+        'roles: for (idx, inst) in scenario.instances.iter().enumerate() {
+            let places_calls = inst
+                .starts
+                .iter()
+                .any(|&n| !matches!(scenario.nodes[n].action, scenario::Action::Incoming { .. }));
+            if !places_calls {
+                continue;
+            }
+            for k in 2..=opts.sockets_per_role {
+                match Ua::start(idx, inst, &run_shared).await {
+                    Ok(ua) => {
+                        log(
+                            bus,
+                            Level::Info,
+                            Some(&inst.id),
+                            None,
+                            None,
+                            format!(
+                                "socket {k} of {}: {}",
+                                opts.sockets_per_role, ua.shared.local
+                            ),
+                        );
+                        sockets[idx].push(ua.shared.clone());
+                        uas.push(ua);
+                    }
+                    Err(e) => {
+                        let message = format!("set-up failed: socket {k}: {e}");
+                        log(
+                            bus,
+                            Level::Error,
+                            Some(&inst.id),
+                            None,
+                            None,
+                            message.clone(),
+                        );
+                        setup_failure = Some(Failure {
+                            node: None,
+                            ua: Some(inst.id.clone()),
+                            kind: events::FailureKind::Setup,
+                            status: None,
+                            message,
+                        });
+                        break 'roles;
+                    }
+                }
+            }
+        }
+    }
+
     let ctx = Arc::new(Ctx {
         data: opts.data.clone(),
         scenario: scenario.clone(),
         bus: bus.clone(),
-        uas: uas.iter().map(|u| u.shared.clone()).collect(),
+        uas: uas[..primaries].iter().map(|u| u.shared.clone()).collect(),
+        sockets,
         registry: instances::Registry::new(
-            uas.iter()
+            uas[..primaries]
+                .iter()
                 .map(|u| instances::UaEntry {
                     id: u.shared.id.clone(),
                     label: u.shared.label.clone(),
@@ -472,7 +553,7 @@ pub(crate) async fn tear_down(stage: Stage, opts: &RunOptions) -> (LeakCheck, Du
 
     let t = Instant::now();
     step(CleanupPhase::CloseAll, false, None, None);
-    let layers: Vec<_> = uas.iter().map(|u| u.endpoint.dialogs.clone()).collect();
+    let layers = layers_of(&uas, ctx.uas.len());
     let closed = sessions.close_all(&layers);
     for u in &uas {
         u.shared
@@ -481,7 +562,7 @@ pub(crate) async fn tear_down(stage: Stage, opts: &RunOptions) -> (LeakCheck, Du
             .expect("subscriptions lock")
             .clear();
     }
-    let dialogs_left = sessions.len() + layers.iter().map(|l| l.len()).sum::<usize>();
+    let dialogs_left = sessions.len() + layers.iter().flatten().map(|l| l.len()).sum::<usize>();
     step(
         CleanupPhase::CloseAll,
         true,
@@ -1016,7 +1097,7 @@ fn emit_state(ctx: &Ctx, c: &StateChange) {
 /// names the message the run waited for.
 fn with_missing(ctx: &Ctx, at: NodeRef, mut f: NodeError) -> NodeError {
     let node = &ctx.scenario.nodes[at.node];
-    let ua = &ctx.uas[node.instance];
+    let ua = ctx.ua(node.instance, at.iteration);
     if let Some(call) = ua.sessions.get(ua.idx, at.iteration, &node.call_id) {
         f.on_the_wire = ua.ledger.missing(&call.sip_call_id());
     }

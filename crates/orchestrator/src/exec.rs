@@ -159,7 +159,7 @@ pub(crate) async fn execute(
         on_timeout: Some(at_timeout),
         ..Step::of(ctx, at)
     };
-    let ua = &ctx.uas[node.instance];
+    let ua = ctx.ua(node.instance, at.iteration);
     if matches!(
         node.action,
         Action::SendRequest { .. } | Action::Subscribe { .. }
@@ -423,7 +423,7 @@ pub(crate) async fn invite(
     report: Report<'_>,
 ) -> NodeResult {
     let node = &Step::of(ctx, at);
-    let ua = &ctx.uas[node.instance];
+    let ua = ctx.ua(node.instance, at.iteration);
     let Action::MakeCall { target } = &node.action else {
         return Err(fail(format!("{} sends no INVITE", node.action.name())));
     };
@@ -786,7 +786,7 @@ async fn request_received(ua: &UaShared, node: &Step<'_>, method: Option<&str>) 
 /// in its iteration and checks the INVITE.
 pub(crate) fn take_incoming(ctx: &Ctx, at: NodeRef, key: session::CallKey) -> NodeResult {
     let node = &Step::of(ctx, at);
-    let ua = &ctx.uas[node.instance];
+    let ua = ctx.ua(node.instance, at.iteration);
     let Some(call) = ua
         .sessions
         .take_incoming(ua.idx, key, node.iteration, &node.call_id)

@@ -324,7 +324,7 @@ impl<D: Dialog> Sessions<D> {
         &self,
         iteration: Iteration,
         limit: Duration,
-        layers: &[Arc<DialogLayer>],
+        layers: &[Vec<Arc<DialogLayer>>],
     ) -> HangupReport {
         let report = self.hangup(self.of_iteration(iteration), limit).await;
         self.close(self.of_iteration(iteration), layers);
@@ -389,7 +389,7 @@ impl<D: Dialog> Sessions<D> {
 
     /// Step 2 of cleanup: forgets every call and removes its dialog from the UA's dialog layer
     /// (rsipstack keeps confirmed dialogs until told). Returns how many calls were closed.
-    pub fn close_all(&self, layers: &[Arc<DialogLayer>]) -> usize {
+    pub fn close_all(&self, layers: &[Vec<Arc<DialogLayer>>]) -> usize {
         let n = self.close(self.all(), layers);
         self.calls.clear();
         self.names.clear();
@@ -399,11 +399,12 @@ impl<D: Dialog> Sessions<D> {
     }
 
     /// Forgets `calls` (each reported closed) and removes their dialogs from their UAs'
-    /// dialog layers.
-    fn close(&self, calls: Vec<Arc<Call<D>>>, layers: &[Arc<DialogLayer>]) -> usize {
+    /// dialog layers (`layers[ua]`: every dialog layer of UA `ua`, one per socket it sends
+    /// from; a call's dialog is in one of them).
+    fn close(&self, calls: Vec<Arc<Call<D>>>, layers: &[Vec<Arc<DialogLayer>>]) -> usize {
         for call in &calls {
             call.release_resources();
-            if let Some(layer) = layers.get(call.ua) {
+            for layer in layers.get(call.ua).into_iter().flatten() {
                 for id in call.dialog_ids() {
                     layer.remove_dialog(&id);
                 }

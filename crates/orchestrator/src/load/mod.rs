@@ -724,8 +724,9 @@ async fn drive(
             snap.rate = started.saturating_sub(started_at_tick) as f64 / secs;
             snap.rss_mb = stats::rss_mb();
             snap.transactions = ctx
-                .uas
+                .sockets
                 .iter()
+                .flatten()
                 .map(|u| {
                     let s = u.endpoint.get_stats();
                     (s.running_transactions + s.finished_transactions) as u64
