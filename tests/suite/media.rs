@@ -66,6 +66,13 @@ async fn play_record_dtmf_both_ways_and_stats() {
         assert_eq!(s.codec, "PCMU");
         assert!(s.packets_received > 50 && s.packets_sent > 50, "{s:?}");
         assert_eq!(s.lost, 0, "{s:?}");
+        // The E-model's rating of a clean G.711 call on loopback.
+        let mos = s.mos.expect("a MOS");
+        assert!((4.3..=4.5).contains(&mos), "{s:?}");
+        assert!(
+            s.mos_cq.is_some_and(|cq| cq <= mos) && s.r_factor.is_some(),
+            "{s:?}"
+        );
     }
     assert!(
         stats

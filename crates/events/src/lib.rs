@@ -325,6 +325,15 @@ pub struct MediaStats {
     /// The WAV file the received audio was written to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recording: Option<String>,
+    /// How the received audio rates (ITU-T G.107's E-model, `media::quality`): MOS-LQ
+    /// (listening, 1 to 4.5), MOS-CQ (conversational, delay taken in) and the rating R. None
+    /// when nothing was received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mos: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mos_cq: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r_factor: Option<f64>,
 }
 
 /// One RTP stream a call received (one SSRC), RFC 3550 statistics.

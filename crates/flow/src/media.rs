@@ -103,15 +103,25 @@ pub struct Received {
     pub lost: u64,
     pub loss_percent: f64,
     pub jitter_ms: f64,
+    /// MOS-LQ, as the media side's E-model rates the loss and jitter.
+    pub mos: f64,
 }
 
-/// CHECK_MEDIA's verdict: RTP came from `from`, within the loss and jitter bounds asked.
-pub fn check_verdict(
-    r: Received,
-    from: &str,
-    max_loss: Option<f64>,
-    max_jitter: Option<f64>,
-) -> Result<(), Failed> {
+/// What a CHECK_MEDIA asks of the RTP received so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Bounds {
+    pub max_loss: Option<f64>,
+    pub max_jitter: Option<f64>,
+    pub min_mos: Option<f64>,
+}
+
+/// CHECK_MEDIA's verdict: RTP came from `from`, within the bounds asked.
+pub fn check_verdict(r: Received, from: &str, bounds: Bounds) -> Result<(), Failed> {
+    let Bounds {
+        max_loss,
+        max_jitter,
+        min_mos,
+    } = bounds;
     if r.received == 0 {
         return Err(Failed::media(
             format!("RTP from {from}"),
@@ -141,6 +151,11 @@ pub fn check_verdict(
             format!("jitter at most {max} ms"),
             format!("jitter {:.2} ms", r.jitter_ms),
         ));
+    }
+    if let Some(min) = min_mos
+        && r.mos < min
+    {
+        bad.push((format!("MOS at least {min}"), format!("MOS {:.2}", r.mos)));
     }
     if bad.is_empty() {
         return Ok(());
@@ -212,17 +227,24 @@ mod tests {
             lost: 10,
             loss_percent: 10.0,
             jitter_ms: 25.0,
+            mos: 3.41,
         };
-        assert!(check_verdict(r, "127.0.0.1:4000", Some(15.0), Some(30.0)).is_ok());
+        let bounds = |max_loss, max_jitter, min_mos| Bounds {
+            max_loss,
+            max_jitter,
+            min_mos,
+        };
+        let from = "127.0.0.1:4000";
+        assert!(check_verdict(r, from, bounds(Some(15.0), Some(30.0), Some(3.4))).is_ok());
         assert_eq!(
-            check_verdict(r, "127.0.0.1:4000", Some(1.0), Some(20.0))
+            check_verdict(r, from, bounds(Some(1.0), Some(20.0), Some(4.0)))
                 .unwrap_err()
                 .to_string(),
-            "expected loss at most 1 % and jitter at most 20 ms, got loss 10.00 % (10 of 100), jitter 25.00 ms"
+            "expected loss at most 1 % and jitter at most 20 ms and MOS at least 4, got loss 10.00 % (10 of 100), jitter 25.00 ms, MOS 3.41"
         );
         let silent = Received { received: 0, ..r };
         assert_eq!(
-            check_verdict(silent, "127.0.0.1:4000", None, None)
+            check_verdict(silent, from, Bounds::default())
                 .unwrap_err()
                 .to_string(),
             "expected RTP from 127.0.0.1:4000, none came (100 packets sent)"

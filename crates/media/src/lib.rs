@@ -7,6 +7,7 @@
 pub mod audio;
 pub mod dtmf;
 pub mod file;
+pub mod quality;
 pub mod rtp;
 pub mod sdp;
 pub mod wav;

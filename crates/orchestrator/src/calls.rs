@@ -397,6 +397,8 @@ impl UaShared {
                         None
                     }
                 });
+        let quality = (stats.packets_received > 0).then(|| quality_of(&m, &stats));
+        let round = |x: f64| (x * 100.0).round() / 100.0;
         self.bus
             .emit(events::EventKind::MediaStats(events::MediaStats {
                 ua: self.id.clone(),
@@ -427,8 +429,23 @@ impl UaShared {
                         .collect(),
                 },
                 recording,
+                mos: quality.map(|q| round(q.mos_lq)),
+                mos_cq: quality.map(|q| round(q.mos_cq)),
+                r_factor: quality.map(|q| round(q.r_factor)),
             }));
     }
+}
+
+/// How a call's received audio rates so far (the E-model on its loss and jitter; no RTCP round
+/// trip yet).
+pub(crate) fn quality_of(m: &MediaSession, stats: &media::rtp::Stats) -> media::quality::Quality {
+    media::quality::quality(&media::quality::Measured {
+        codec: m.codec(),
+        loss_percent: stats.loss_percent(),
+        jitter_ms: stats.jitter_ms,
+        rtt_ms: None,
+        ptime_ms: 1000.0 * media::audio::FRAME as f64 / f64::from(media::audio::RATE),
+    })
 }
 
 #[cfg(test)]

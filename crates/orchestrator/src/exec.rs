@@ -246,7 +246,15 @@ async fn command(ctx: &Arc<Ctx>, ua: &Arc<UaShared>, node: &Step<'_>) -> NodeRes
         Action::CheckMedia {
             max_loss_percent,
             max_jitter_ms,
-        } => Box::pin(check_media(ua, node, *max_loss_percent, *max_jitter_ms)).await,
+            min_mos,
+        } => {
+            let bounds = flow::media::Bounds {
+                max_loss: *max_loss_percent,
+                max_jitter: *max_jitter_ms,
+                min_mos: *min_mos,
+            };
+            Box::pin(check_media(ua, node, bounds)).await
+        }
         Action::Heard { from } => Box::pin(heard(ctx, ua, node, from)).await,
         Action::Tone { frequency, absent } => Box::pin(tone(ua, node, *frequency, *absent)).await,
     }
@@ -1381,21 +1389,17 @@ async fn tone(ua: &UaShared, node: &Step<'_>, frequency: f64, absent: bool) -> N
     flow::media::tone_verdict(true, absent, frequency, node.timeout)
 }
 
-async fn check_media(
-    ua: &UaShared,
-    node: &Step<'_>,
-    max_loss: Option<f64>,
-    max_jitter: Option<f64>,
-) -> NodeResult {
+async fn check_media(ua: &UaShared, node: &Step<'_>, bounds: flow::media::Bounds) -> NodeResult {
     let (_, m) = media_of(ua, node).await?;
     let s = m.stats();
+    let quality = crate::calls::quality_of(&m, &s);
     node_log(
         ua,
         node,
         Level::Info,
         format!(
-            "RTP: {} sent, {} received, {} lost, jitter {:.2} ms",
-            s.packets_sent, s.packets_received, s.lost, s.jitter_ms
+            "RTP: {} sent, {} received, {} lost, jitter {:.2} ms, MOS {:.2}",
+            s.packets_sent, s.packets_received, s.lost, s.jitter_ms, quality.mos_lq
         ),
     );
     let received = flow::media::Received {
@@ -1404,8 +1408,9 @@ async fn check_media(
         lost: s.lost,
         loss_percent: s.loss_percent(),
         jitter_ms: s.jitter_ms,
+        mos: quality.mos_lq,
     };
-    flow::media::check_verdict(received, &m.remote().to_string(), max_loss, max_jitter)
+    flow::media::check_verdict(received, &m.remote().to_string(), bounds)
 }
 
 #[cfg(test)]

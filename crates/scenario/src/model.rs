@@ -234,6 +234,8 @@ pub enum Action {
     CheckMedia {
         max_loss_percent: Option<f64>,
         max_jitter_ms: Option<f64>,
+        /// The lowest MOS-LQ (ITU-T G.107's E-model on the loss and jitter so far) it takes.
+        min_mos: Option<f64>,
     },
     // Events.
     /// Take the next incoming call of this instance and bind it to the node's call id.

@@ -247,6 +247,7 @@ pub(crate) fn extra_command(
                     .map(|(d, _)| d.as_secs_f64() * 1000.0),
                 Style::Camel => number(f, map, "maxJitterMs"),
             },
+            min_mos: mos(f, map, key(style, "min_mos")),
         },
         "Ringing" => Action::SendRinging,
         "Progress" => Action::SendProgress,
@@ -378,6 +379,20 @@ fn number(f: &mut Fields<'_>, map: &SNode, key: &str) -> Option<f64> {
         f.error(
             n.pos,
             format!("`{key}` must be a number from 0 to {MAX_NUMBER}, got {x}"),
+        );
+        return None;
+    }
+    Some(x)
+}
+
+/// A MOS bound: from 1 to 4.5, the scale G.107 maps a rating to.
+fn mos(f: &mut Fields<'_>, map: &SNode, key: &str) -> Option<f64> {
+    let x = number(f, map, key)?;
+    if !(1.0..=4.5).contains(&x) {
+        let pos = map.get(key).map(|n| n.pos).unwrap_or_default();
+        f.error(
+            pos,
+            format!("`{key}` must be a MOS from 1 to 4.5 (a clean G.711 call rates 4.41), got {x}"),
         );
         return None;
     }

@@ -299,6 +299,7 @@ pub const ACTIONS: &[Spec] = &[
         &[
             key("max_loss", "maxLoss", Type::Number),
             key("max_jitter", "maxJitterMs", Type::Duration),
+            key("min_mos", "minMos", Type::Number),
         ],
     ),
     event("INCOMING", &[key("number", "number", Type::Text), CHECK]),

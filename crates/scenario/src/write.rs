@@ -111,12 +111,16 @@ fn node_fields(s: &Scenario, n: &Node) -> Vec<(&'static str, F)> {
         Action::CheckMedia {
             max_loss_percent,
             max_jitter_ms,
+            min_mos,
         } => {
             if let Some(l) = max_loss_percent {
                 put("max_loss", F::Num(*l));
             }
             if let Some(j) = max_jitter_ms {
                 put("max_jitter", F::Num(*j));
+            }
+            if let Some(m) = min_mos {
+                put("min_mos", F::Num(*m));
             }
         }
         Action::Incoming { number: Some(num) } => put("number", text(num)),

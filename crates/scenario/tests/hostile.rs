@@ -197,3 +197,21 @@ fn a_large_scenario_reads_in_one_pass() {
     let s = scenario::parse_str(&text, "big.yaml").unwrap();
     assert_eq!(s.nodes.len(), 10_000);
 }
+
+#[test]
+fn a_mos_bound_off_the_scale_is_an_error_at_its_value() {
+    let text = "version: 1\ninstances:\n  a:\n    dn: \"1\"\n    steps:\n      - command: CheckMedia\n        min_mos: 7\n";
+    assert_eq!(
+        first_error(text, "mos.yaml"),
+        "mos.yaml:7:18: error: `min_mos` must be a MOS from 1 to 4.5 (a clean G.711 call rates 4.41), got 7"
+    );
+    let ok = "version: 1\ninstances:\n  a:\n    dn: \"1\"\n    steps:\n      - command: CheckMedia\n        min_mos: 4.2\n";
+    let s = scenario::parse_str(ok, "ok.yaml").expect("a MOS on the scale");
+    assert!(matches!(
+        s.nodes[0].action,
+        scenario::Action::CheckMedia {
+            min_mos: Some(m),
+            ..
+        } if m == 4.2
+    ));
+}
