@@ -299,6 +299,7 @@ pub(crate) fn run(args: LoadArgs) -> anyhow::Result<i32> {
             keep_audio: scenario.nodes.iter().any(|n| n.action.reads_audio()),
             data,
             sockets_per_role: usize::from(args.sockets_per_role),
+            rtp_loss: args.net.rtp_loss(),
             ..RunOptions::default()
         },
         pacing,

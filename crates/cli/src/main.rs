@@ -138,9 +138,33 @@ pub(crate) struct Network {
     /// How many RTP ports (2 apart) from --rtp-base-port may be used.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) rtp_port_count: u16,
+    /// Drop this percentage of the RTP each UA receives, as a lossy path would (seeded: the
+    /// same --rtp-loss-seed drops the same packets): what the scenario's media checks and MOS
+    /// make of loss.
+    #[arg(long, value_name = "PERCENT", value_parser = percent)]
+    pub(crate) rtp_loss: Option<f64>,
+    /// The seed of --rtp-loss.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "rtp_loss")]
+    pub(crate) rtp_loss_seed: u64,
+}
+
+/// A percentage, 0 to 100.
+fn percent(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!("expected a percentage from 0 to 100, got `{s}`")),
+    }
 }
 
 impl Network {
+    /// The simulated loss of received RTP, if asked for.
+    pub(crate) fn rtp_loss(&self) -> Option<orchestrator::RtpLoss> {
+        self.rtp_loss.map(|percent| orchestrator::RtpLoss {
+            percent,
+            seed: self.rtp_loss_seed,
+        })
+    }
+
     /// The SIP and RTP port policies.
     pub(crate) fn policies(&self) -> (PortPolicy, PortPolicy) {
         let policy = |base: Option<u16>, count| {

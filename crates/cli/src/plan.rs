@@ -209,6 +209,7 @@ async fn execute(
             stop: stop.clone(),
             capture_rtp,
             limits: limits(&args.limits),
+            rtp_loss: args.net.rtp_loss(),
             ..RunOptions::default()
         };
         let limit = limit.clone();

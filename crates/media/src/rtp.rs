@@ -36,6 +36,31 @@ pub enum Heard {
 /// blocking.
 pub type Report = Arc<dyn Fn(Heard) + Send + Sync>;
 
+/// Loss simulated on the receiving side (a lossy path, for a test or a what-if): each packet
+/// that arrives is dropped, before anything sees it, with this chance, drawn from a generator
+/// seeded with `seed` (the same seed drops the same packets of the same stream).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Loss {
+    /// In percent, 0 to 100.
+    pub percent: f64,
+    pub seed: u64,
+}
+
+/// How a [`MediaSession`] runs, besides where it sends.
+#[derive(Clone, Default)]
+pub struct Options {
+    /// Keep every packet sent and received in the call's [`Capture`]
+    /// ([`MediaSession::take_capture`]).
+    pub capture: bool,
+    /// Keep the audio received, decoded (up to 10 minutes, 16 KB a second: what HEARD, TONE and
+    /// recording read; a load whose scenario reads none leaves it out).
+    pub keep_audio: bool,
+    /// Hears the first RTP and each digit.
+    pub report: Option<Report>,
+    /// Drop received packets as a lossy path would.
+    pub loss: Option<Loss>,
+}
+
 /// How many packets a call's capture keeps: 5 minutes of both directions at 50 per second.
 pub const CAPTURE_PACKETS: usize = 30_000;
 
@@ -315,6 +340,8 @@ struct Shared {
     rx: Mutex<Rx>,
     /// Bumped whenever something is received, so waits wake up.
     changed: watch::Sender<u64>,
+    /// Simulated loss: the chance to drop a packet received, and its generator.
+    loss: Option<(f64, Mutex<rand::rngs::StdRng>)>,
 }
 
 impl Shared {
@@ -369,20 +396,21 @@ const MAX_AUDIO_TRIM: usize = 60 * RATE as usize;
 impl MediaSession {
     /// Starts sending to and receiving from `remote` on `socket` (already bound).
     pub fn start(socket: std::net::UdpSocket, remote: RemoteMedia) -> std::io::Result<Self> {
-        Self::start_captured(socket, remote, false, true, None)
+        Self::start_with(
+            socket,
+            remote,
+            Options {
+                keep_audio: true,
+                ..Options::default()
+            },
+        )
     }
 
-    /// [`MediaSession::start`]; with `capture`, every packet sent and received is kept in the
-    /// call's [`Capture`] ([`MediaSession::take_capture`]); with `keep_audio`, the audio
-    /// received is kept decoded (up to 10 minutes, 16 KB a second: what HEARD, TONE and
-    /// recording read; a load whose scenario reads none leaves it out); `report` hears the first
-    /// RTP and each digit.
-    pub fn start_captured(
+    /// [`MediaSession::start`], run as `opts` says.
+    pub fn start_with(
         socket: std::net::UdpSocket,
         remote: RemoteMedia,
-        capture: bool,
-        keep_audio: bool,
-        report: Option<Report>,
+        opts: Options,
     ) -> std::io::Result<Self> {
         socket.set_nonblocking(true)?;
         let send_socket = socket.try_clone()?;
@@ -391,6 +419,12 @@ impl MediaSession {
             ^ (std::process::id() << 16)
             ^ remote.addr.port() as u32;
         let ssrc = seed.wrapping_mul(2_654_435_761);
+        let Options {
+            capture,
+            keep_audio,
+            report,
+            loss,
+        } = opts;
         let shared = Arc::new(Shared {
             socket,
             send_socket,
@@ -398,6 +432,13 @@ impl MediaSession {
             keep_audio,
             capture: capture.then(|| Mutex::new(Capture::default())),
             report,
+            loss: loss.map(|l| {
+                use rand::SeedableRng;
+                (
+                    (l.percent / 100.0).clamp(0.0, 1.0),
+                    Mutex::new(rand::rngs::StdRng::seed_from_u64(l.seed)),
+                )
+            }),
             flowing: std::sync::atomic::AtomicBool::new(false),
             remote: Mutex::new(remote),
             ssrc,
@@ -796,6 +837,11 @@ async fn recv_loop(s: Arc<Shared>) {
         let Ok((n, from)) = s.socket.recv_from(&mut buf).await else {
             continue;
         };
+        if let Some((p, rng)) = &s.loss
+            && rand::Rng::random_bool(&mut *rng.lock().expect("loss lock"), *p)
+        {
+            continue;
+        }
         s.capture(false, from, &buf[..n]);
         let Ok(pkt) = RtpReader::new(&buf[..n]) else {
             continue;

@@ -289,13 +289,13 @@ impl UaShared {
                 });
             }
         });
-        match MediaSession::start_captured(
-            socket,
-            remote.clone(),
-            self.capture_rtp,
-            self.keep_audio,
-            Some(report),
-        ) {
+        let opts = media::rtp::Options {
+            capture: self.capture_rtp,
+            keep_audio: self.keep_audio,
+            report: Some(report),
+            loss: self.rtp_loss,
+        };
+        match MediaSession::start_with(socket, remote.clone(), opts) {
             Ok(m) => {
                 self.log(
                     Level::Debug,

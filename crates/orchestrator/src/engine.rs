@@ -51,6 +51,9 @@ pub struct RunOptions {
     /// iteration i goes through socket i mod N (a load's `--sockets-per-role`, SIPp's
     /// multi-socket mode). A role that only answers keeps one: its peers send to one address.
     pub sockets_per_role: usize,
+    /// Drop received RTP as a lossy path would, seeded (`--rtp-loss`): to see what a scenario
+    /// and its media checks make of loss.
+    pub rtp_loss: Option<media::rtp::Loss>,
 }
 
 /// Bounds on what a peer can make a UA hold.
@@ -89,6 +92,7 @@ impl Default for RunOptions {
             data: None,
             limits: Limits::default(),
             sockets_per_role: 1,
+            rtp_loss: None,
         }
     }
 }
@@ -294,6 +298,7 @@ pub(crate) async fn set_up(scenario: &Scenario, opts: &RunOptions, bus: &Arc<Eve
         capture_rtp: opts.capture_rtp,
         media: opts.media,
         keep_audio: opts.keep_audio,
+        rtp_loss: opts.rtp_loss,
         data: opts.data.clone(),
         limits: opts.limits.clone(),
         run_id: opts.run_id.as_str().into(),

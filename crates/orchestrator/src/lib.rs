@@ -35,6 +35,8 @@ mod ua;
 pub use bus::{Collector, EventBus, EventSink};
 pub use engine::{Limits, RunOptions, RunReport, run};
 pub use instances::PortPolicy;
+/// Simulated loss of the RTP a UA receives ([`RunOptions::rtp_loss`]).
+pub use media::rtp::Loss as RtpLoss;
 
 /// What the crate's unit tests share.
 #[cfg(test)]

@@ -50,6 +50,8 @@ pub(crate) struct UaShared {
     pub(crate) media: bool,
     /// Keep each call's received audio, decoded (HEARD, TONE, Record read it).
     pub(crate) keep_audio: bool,
+    /// Drop received RTP as a lossy path would (`--rtp-loss`).
+    pub(crate) rtp_loss: Option<media::rtp::Loss>,
     /// How long an INVITE no node takes is held before it is answered 480.
     pub(crate) unclaimed_invite: Duration,
     /// What crossed the wire on each call: what a failure message says never arrived.
@@ -155,6 +157,7 @@ pub(crate) struct RunShared {
     pub(crate) capture_rtp: bool,
     pub(crate) media: bool,
     pub(crate) keep_audio: bool,
+    pub(crate) rtp_loss: Option<media::rtp::Loss>,
     pub(crate) data: Option<Arc<crate::data::Data>>,
     pub(crate) limits: crate::engine::Limits,
     pub(crate) run_id: Arc<str>,
@@ -243,6 +246,7 @@ impl Ua {
             capture_rtp: run.capture_rtp,
             media: run.media,
             keep_audio: run.keep_audio,
+            rtp_loss: run.rtp_loss,
             unclaimed_invite: run.limits.unclaimed_invite,
             ledger,
             late_calls: std::sync::Mutex::new(std::collections::HashMap::new()),
