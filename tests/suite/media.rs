@@ -112,7 +112,8 @@ async fn no_common_codec_is_a_488() {
     run.assert_outcome(Outcome::Passed);
     let answer = run.node("bob.2").reason.clone().unwrap_or_default();
     assert!(
-        answer.starts_with("cannot answer: no common codec"),
+        answer.starts_with("cannot answer: no common codec: sip:100@")
+            && answer.contains(" offered PCMA; bob accepts PCMU only; rejected with 488"),
         "{answer}"
     );
     assert!(run.wire("alice").contains(&"<488".to_owned()));

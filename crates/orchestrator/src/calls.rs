@@ -247,14 +247,29 @@ impl UaShared {
         {
             return Ok(String::from_utf8_lossy(&sent).into_owned());
         }
-        let offer = String::from_utf8_lossy(&call.dialog.initial_request().body).into_owned();
+        let invite = call.dialog.initial_request();
+        let offer = String::from_utf8_lossy(&invite.body).into_owned();
         let (rtp, media) = self.lease_media()?;
         // Late offer (RFC 3261 §13.2.1): an INVITE without SDP gets our offer in the 2xx, and
         // the answer comes in the ACK.
         let ours = if late_offer(call) {
             sdp::offer(&media)
         } else {
-            sdp::answer(&offer, &media).map_err(|e| e.to_string())?
+            sdp::answer(&offer, &media).map_err(|e| match e {
+                // Who offered what, and what we take: by codec name.
+                sdp::SdpError::NoCommonCodec { offered, ours } => {
+                    let caller = crate::routing::header_in(&invite.headers, "From")
+                        .and_then(|f| transport::header::name_addr_uri(&f))
+                        .map_or_else(|| "the caller".to_owned(), |u| u.to_string());
+                    format!(
+                        "no common codec: {caller} offered {}; {} accepts {} only",
+                        offered.join(", "),
+                        self.label,
+                        ours.join(", ")
+                    )
+                }
+                other => other.to_string(),
+            })?
         };
         rtp.attach(call);
         call.set_local_sdp(ours.clone().into_bytes());

@@ -109,8 +109,9 @@ impl Running {
                 let tail = running.tail();
                 running.stop().await;
                 return Err(format!(
-                    "sidecar `{}` was not ready within {:?}:\n{tail}",
-                    sc.name, sc.timeout
+                    "sidecar `{}` was not ready within {}:\n{tail}",
+                    sc.name,
+                    flow::secs(sc.timeout)
                 ));
             }
             // The health check is a probe with its own short timeout; this paces the retries.
