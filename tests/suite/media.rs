@@ -66,6 +66,10 @@ async fn play_record_dtmf_both_ways_and_stats() {
         assert_eq!(s.codec, "PCMU");
         assert!(s.packets_received > 50 && s.packets_sent > 50, "{s:?}");
         assert_eq!(s.lost, 0, "{s:?}");
+        // Each side sent a report and read the other's (RFC 3550 §6.4).
+        let rtcp = s.rtcp.as_ref().expect("RTCP");
+        assert!(rtcp.sent >= 1 && rtcp.received >= 1, "{s:?}");
+        assert_eq!(rtcp.peer_lost, Some(0), "{s:?}");
         // The E-model's rating of a clean G.711 call on loopback.
         let mos = s.mos.expect("a MOS");
         assert!((4.3..=4.5).contains(&mos), "{s:?}");
@@ -193,6 +197,12 @@ async fn baresip_echo_returns_our_audio_and_gets_our_dtmf() {
     run.assert_outcome(Outcome::Passed);
     let stats = media_stats(&run);
     assert!(stats[0].packets_received > 40, "{stats:?}");
+    // Our RTCP went to baresip's RTP port + 1 (what it sent back, if its first report came
+    // within the call, was read: not asserted, baresip randomizes its interval).
+    assert!(
+        stats[0].rtcp.as_ref().is_some_and(|r| r.sent >= 1),
+        "{stats:?}"
+    );
     run.assert_clean();
     let log = echo.stop_and_log();
     assert!(

@@ -249,9 +249,16 @@ async fn the_pcap_carries_the_rtp_when_the_run_captures_it() {
     let sent: Vec<&events::CapturedRtp> = captures
         .iter()
         .flat_map(|c| &c.packets)
-        .filter(|p| p.direction == events::Direction::Sent)
+        .filter(|p| p.direction == events::Direction::Sent && p.local.is_none())
         .collect();
     assert!(sent.len() > 20, "RTP captured: {} packets sent", sent.len());
+    // RTCP (on the RTP port + 1) is captured beside it: each side's reports.
+    let rtcp_sent = captures
+        .iter()
+        .flat_map(|c| &c.packets)
+        .filter(|p| p.direction == events::Direction::Sent && p.local.is_some())
+        .count();
+    assert!(rtcp_sent >= 2, "a report from each side: {rtcp_sent}");
     let tmp = callflow_tests::scratch("rtp-pcap");
     let dir = tmp.path().to_path_buf();
     let pcap = dir.join("run.pcap");
@@ -261,6 +268,8 @@ async fn the_pcap_carries_the_rtp_when_the_run_captures_it() {
         &[
             "-o",
             "rtp.heuristic_rtp:TRUE",
+            "-o",
+            "rtcp.heuristic_rtcp:TRUE",
             "-T",
             "fields",
             "-e",
@@ -283,7 +292,23 @@ async fn the_pcap_carries_the_rtp_when_the_run_captures_it() {
         .iter()
         .filter(|r| r[0] == "SIP" || r[0] == "SIP/SDP")
         .count();
-    assert_eq!(sip + rtp.len(), written, "{text}");
+    // tshark decodes our RTCP: sender reports (with their SDES) from both sides.
+    let rtcp = tshark(
+        &pcap,
+        &[
+            "-o",
+            "rtcp.heuristic_rtcp:TRUE",
+            "-Y",
+            "rtcp.pt == 200",
+            "-T",
+            "fields",
+            "-e",
+            "rtcp.senderssrc",
+        ],
+    );
+    let reporters: std::collections::HashSet<&str> = rtcp.lines().collect();
+    assert_eq!(reporters.len(), 2, "sender reports from both sides: {rtcp}");
+    assert_eq!(sip + rtp.len() + rtcp_sent, written, "{text}");
     assert_eq!(sip, Ladder::from_events(&run.events).arrows.len());
     run.assert_clean();
     std::fs::remove_dir_all(dir).ok();

@@ -297,6 +297,10 @@ pub struct CapturedRtp {
     pub peer: String,
     /// The whole packet (RTP header and payload), base64 (standard alphabet, padded).
     pub bytes: String,
+    /// Our address for this packet when it is not the capture's `local`: an RTCP packet, on
+    /// the RTP port + 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<String>,
 }
 
 /// A call's RTP when its media ended (at hang-up, or at cleanup).
@@ -334,6 +338,25 @@ pub struct MediaStats {
     pub mos_cq: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub r_factor: Option<f64>,
+    /// What RTCP said (RFC 3550 §6.4): reports each way, and what the peer's last one said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtcp: Option<RtcpFigures>,
+}
+
+/// A call's RTCP, as `media_stats` reports it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RtcpFigures {
+    /// Reports sent and received.
+    pub sent: u64,
+    pub received: u64,
+    /// The round trip the peer's last report gave (LSR/DLSR), ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
+    /// What the peer last reported of our stream: packets lost in all, and its jitter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_lost: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_jitter_ms: Option<f64>,
 }
 
 /// One RTP stream a call received (one SSRC), RFC 3550 statistics.

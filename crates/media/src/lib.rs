@@ -5,6 +5,7 @@
 //! socket and two tasks per call.
 
 pub mod audio;
+pub mod control;
 pub mod dtmf;
 pub mod file;
 pub mod quality;

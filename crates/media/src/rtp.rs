@@ -22,6 +22,8 @@ pub struct Captured {
     pub peer: SocketAddr,
     /// The whole packet.
     pub bytes: Vec<u8>,
+    /// An RTCP packet (on the RTCP socket, the RTP port + 1), not RTP.
+    pub rtcp: bool,
 }
 
 /// What the media of a call tells as it happens: the first RTP from the peer, each DTMF digit
@@ -47,7 +49,7 @@ pub struct Loss {
 }
 
 /// How a [`MediaSession`] runs, besides where it sends.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct Options {
     /// Keep every packet sent and received in the call's [`Capture`]
     /// ([`MediaSession::take_capture`]).
@@ -59,6 +61,54 @@ pub struct Options {
     pub report: Option<Report>,
     /// Drop received packets as a lossy path would.
     pub loss: Option<Loss>,
+    /// The RTCP socket (bound, conventionally on the RTP port + 1): reports go from it to the
+    /// peer's RTP port + 1 every [`RTCP_INTERVAL`] (the first after [`RTCP_FIRST`]), and the
+    /// peer's are read on it. None: no RTCP.
+    pub rtcp: Option<std::net::UdpSocket>,
+}
+
+/// When a call sends its first RTCP report (RFC 3550 §6.2 allows half the interval; sooner
+/// still, so a short test call has one).
+pub const RTCP_FIRST: Duration = Duration::from_secs(1);
+/// How often a call sends RTCP after the first report (RFC 3550 §6.2's minimum).
+pub const RTCP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What RTCP told about a call: the reports each way, and what the peer's said of our stream.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RtcpStats {
+    pub sent: u64,
+    pub received: u64,
+    /// The round trip the peer's last report gave (RFC 3550 §6.4.1).
+    pub rtt_ms: Option<f64>,
+    /// What the peer last reported of our stream: lost in all, the share lost since its report
+    /// before, and its interarrival jitter.
+    pub peer_lost: Option<u32>,
+    pub peer_fraction_lost_percent: Option<f64>,
+    pub peer_jitter_ms: Option<f64>,
+}
+
+/// A call's RTCP: its socket and what it keeps between reports.
+struct Rtcp {
+    socket: tokio::net::UdpSocket,
+    cname: String,
+    state: Mutex<RtcpState>,
+}
+
+#[derive(Default)]
+struct RtcpState {
+    sent: u64,
+    received: u64,
+    /// The peer's last sender report: the middle 32 bits of its NTP time, and when it came.
+    last_sr: Option<(u32, Instant)>,
+    /// The expected and received counts at our last report (the fraction lost is per
+    /// interval, RFC 3550 A.3).
+    expected_prior: u64,
+    received_prior: u64,
+    /// RTP packets we had sent at our last report (a sender report only if we sent since).
+    packets_prior: u64,
+    /// What the peer last said of our stream, and the round trip it gave.
+    peer: Option<crate::control::Block>,
+    rtt: Option<Duration>,
 }
 
 /// How many packets a call's capture keeps: 5 minutes of both directions at 50 per second.
@@ -342,6 +392,7 @@ struct Shared {
     changed: watch::Sender<u64>,
     /// Simulated loss: the chance to drop a packet received, and its generator.
     loss: Option<(f64, Mutex<rand::rngs::StdRng>)>,
+    rtcp: Option<Rtcp>,
 }
 
 impl Shared {
@@ -353,6 +404,11 @@ impl Shared {
 
     /// Keeps a packet in the call's capture, if it has one and is not stopped.
     fn capture(&self, sent: bool, peer: SocketAddr, bytes: &[u8]) {
+        self.keep(sent, peer, bytes, false);
+    }
+
+    /// Keeps a packet of the call's RTP (or, `rtcp`, RTCP) in its capture.
+    fn keep(&self, sent: bool, peer: SocketAddr, bytes: &[u8], rtcp: bool) {
         if let Some(c) = &self.capture
             && !self.stopped.load(std::sync::atomic::Ordering::Acquire)
         {
@@ -361,6 +417,7 @@ impl Shared {
                 sent,
                 peer,
                 bytes: bytes.to_vec(),
+                rtcp,
             };
             c.lock().expect("capture lock").push(p, CAPTURE_PACKETS);
         }
@@ -424,7 +481,19 @@ impl MediaSession {
             keep_audio,
             report,
             loss,
+            rtcp,
         } = opts;
+        let rtcp = match rtcp {
+            Some(s) => {
+                s.set_nonblocking(true)?;
+                Some(Rtcp {
+                    socket: tokio::net::UdpSocket::from_std(s)?,
+                    cname: format!("{ssrc:08x}@callflow"),
+                    state: Mutex::new(RtcpState::default()),
+                })
+            }
+            None => None,
+        };
         let shared = Arc::new(Shared {
             socket,
             send_socket,
@@ -439,6 +508,7 @@ impl MediaSession {
                     Mutex::new(rand::rngs::StdRng::seed_from_u64(l.seed)),
                 )
             }),
+            rtcp,
             flowing: std::sync::atomic::AtomicBool::new(false),
             remote: Mutex::new(remote),
             ssrc,
@@ -461,7 +531,11 @@ impl MediaSession {
             changed: watch::channel(0).0,
         });
         clock().add(&shared);
-        let tasks = vec![tokio::spawn(recv_loop(shared.clone()))];
+        let mut tasks = vec![tokio::spawn(recv_loop(shared.clone()))];
+        if shared.rtcp.is_some() {
+            tasks.push(tokio::spawn(rtcp_send_loop(shared.clone())));
+            tasks.push(tokio::spawn(rtcp_recv_loop(shared.clone())));
+        }
         Ok(Self { shared, tasks })
     }
 
@@ -610,6 +684,24 @@ impl MediaSession {
             .capture
             .as_ref()
             .map(|c| std::mem::take(&mut *c.lock().expect("capture lock")))
+    }
+
+    /// What RTCP told so far.
+    pub fn rtcp(&self) -> RtcpStats {
+        let Some(r) = &self.shared.rtcp else {
+            return RtcpStats::default();
+        };
+        let st = r.state.lock().expect("rtcp lock");
+        RtcpStats {
+            sent: st.sent,
+            received: st.received,
+            rtt_ms: st.rtt.map(|d| d.as_secs_f64() * 1000.0),
+            peer_lost: st.peer.map(|b| b.total_lost),
+            peer_fraction_lost_percent: st.peer.map(|b| f64::from(b.fraction_lost) * 100.0 / 256.0),
+            peer_jitter_ms: st
+                .peer
+                .map(|b| f64::from(b.jitter) * 1000.0 / f64::from(RATE)),
+        }
     }
 
     pub fn stop(&self) -> Stats {
@@ -831,6 +923,100 @@ impl Clock {
     }
 }
 
+/// Sends a report after [`RTCP_FIRST`], then every [`RTCP_INTERVAL`].
+async fn rtcp_send_loop(s: Arc<Shared>) {
+    tokio::time::sleep(RTCP_FIRST).await;
+    while !s.stopped.load(std::sync::atomic::Ordering::Acquire) {
+        send_report(&s);
+        tokio::time::sleep(RTCP_INTERVAL).await;
+    }
+}
+
+/// One compound report: a sender report if we sent RTP since the last one (else a receiver
+/// report), a block about the stream we receive now, our CNAME; to the peer's RTP port + 1.
+fn send_report(s: &Shared) {
+    use crate::control::{self, Block, Sender};
+    let Some(r) = &s.rtcp else { return };
+    let (packets, rtp_time) = {
+        let tx = s.tx.lock().expect("tx lock");
+        (tx.sent, tx.ts)
+    };
+    let now = Instant::now();
+    let ntp = control::ntp(std::time::SystemTime::now());
+    let mut st = r.state.lock().expect("rtcp lock");
+    let block = {
+        let rx = s.rx.lock().expect("rx lock");
+        rx.streams.last().map(|stream| {
+            let expected = stream.expected();
+            let (lsr, dlsr) = st.last_sr.map_or((0, 0), |(lsr, at)| {
+                (lsr, control::units(now.saturating_duration_since(at)))
+            });
+            let block = Block {
+                ssrc: stream.ssrc,
+                fraction_lost: control::fraction_lost(
+                    expected.saturating_sub(st.expected_prior),
+                    stream.received.saturating_sub(st.received_prior),
+                ),
+                total_lost: u32::try_from(expected.saturating_sub(stream.received))
+                    .unwrap_or(u32::MAX),
+                highest_seq: (stream.cycles << 16) | u32::from(stream.max_seq),
+                jitter: stream.jitter as u32,
+                lsr,
+                dlsr,
+            };
+            st.expected_prior = expected;
+            st.received_prior = stream.received;
+            block
+        })
+    };
+    let sender = (packets > st.packets_prior).then(|| Sender {
+        ntp,
+        rtp_time,
+        packets: packets as u32,
+        octets: (packets * FRAME as u64) as u32,
+    });
+    st.packets_prior = packets;
+    let bytes = control::compound(s.ssrc, sender, block, &r.cname);
+    let rtp = s.remote().addr;
+    let to = SocketAddr::new(rtp.ip(), rtp.port().wrapping_add(1));
+    if r.socket.try_send_to(&bytes, to).is_ok() {
+        st.sent += 1;
+        drop(st);
+        s.keep(true, to, &bytes, true);
+    }
+}
+
+/// Reads the peer's reports: its sender reports (for our blocks' LSR and DLSR), and its blocks
+/// about our stream (what it lost, its jitter, the round trip).
+async fn rtcp_recv_loop(s: Arc<Shared>) {
+    use crate::control;
+    let Some(r) = &s.rtcp else { return };
+    let mut buf = vec![0u8; 1500];
+    loop {
+        let Ok((n, from)) = r.socket.recv_from(&mut buf).await else {
+            continue;
+        };
+        s.keep(false, from, &buf[..n], true);
+        let arrival = control::mid32(control::ntp(std::time::SystemTime::now()));
+        let Ok(heard) = control::read(&buf[..n]) else {
+            continue;
+        };
+        let mut st = r.state.lock().expect("rtcp lock");
+        st.received += 1;
+        for h in heard {
+            if let Some(ntp) = h.sr_ntp {
+                st.last_sr = Some((control::mid32(ntp), Instant::now()));
+            }
+            for b in h.blocks.iter().filter(|b| b.ssrc == s.ssrc) {
+                if let Some(rtt) = control::round_trip(b, arrival) {
+                    st.rtt = Some(rtt);
+                }
+                st.peer = Some(*b);
+            }
+        }
+    }
+}
+
 async fn recv_loop(s: Arc<Shared>) {
     let mut buf = vec![0u8; 2048];
     loop {
@@ -921,6 +1107,7 @@ mod tests {
                 sent: i % 2 == 0,
                 peer,
                 bytes: vec![i],
+                rtcp: false,
             };
             c.push(p, 3);
         }

@@ -99,10 +99,12 @@ pub(crate) fn make_header(name: &str, value: &str) -> Header {
     transport::sip::headers::make_header(name, value.to_owned())
 }
 
-/// An RTP port and its socket, leased before the call they belong to exists.
+/// An RTP port and its socket (and the RTCP socket on the port above), leased before the call
+/// they belong to exists.
 struct RtpLease {
     lease: PortLease,
     socket: std::net::UdpSocket,
+    rtcp: Option<std::net::UdpSocket>,
 }
 
 impl RtpLease {
@@ -110,7 +112,7 @@ impl RtpLease {
     /// its media.
     fn attach(self, call: &Call) {
         call.keep(Box::new(self.lease));
-        call.set_rtp_socket(self.socket);
+        call.set_rtp_socket(self.socket, self.rtcp);
     }
 }
 
@@ -128,12 +130,23 @@ impl UaShared {
     /// Leases an RTP port and describes our media on it.
     fn lease_media(&self) -> Result<(RtpLease, LocalMedia), String> {
         let ip = self.bind_ip;
-        let (lease, socket) = self
+        // RTCP on the port above (RFC 3550 §11), when the call will have media: a port whose
+        // neighbour is taken is skipped.
+        let with_rtcp = self.media;
+        let (lease, (socket, rtcp)) = self
             .rtp
             .lease(|port| {
                 let s = std::net::UdpSocket::bind((ip, port))?;
                 let p = s.local_addr()?.port();
-                Ok::<_, std::io::Error>((s, p))
+                let rtcp = if with_rtcp {
+                    Some(std::net::UdpSocket::bind((
+                        ip,
+                        p.checked_add(1).unwrap_or(0),
+                    ))?)
+                } else {
+                    None
+                };
+                Ok::<_, std::io::Error>(((s, rtcp), p))
             })
             .map_err(|e| format!("no RTP port: {e}"))?;
         let media = LocalMedia {
@@ -144,7 +157,14 @@ impl UaShared {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.as_secs()),
         };
-        Ok((RtpLease { lease, socket }, media))
+        Ok((
+            RtpLease {
+                lease,
+                socket,
+                rtcp,
+            },
+            media,
+        ))
     }
 
     /// Sends an INVITE with our offer. The call is recorded at once (bound to `name` if given)
@@ -291,7 +311,7 @@ impl UaShared {
             );
             return;
         };
-        let Some(socket) = call.take_rtp_socket() else {
+        let Some((socket, rtcp)) = call.take_rtp_socket() else {
             return;
         };
         // What the media hears goes into the call's log (and so to the flow's event nodes).
@@ -309,6 +329,7 @@ impl UaShared {
             keep_audio: self.keep_audio,
             report: Some(report),
             loss: self.rtp_loss,
+            rtcp,
         };
         match MediaSession::start_with(socket, remote.clone(), opts) {
             Ok(m) => {
@@ -386,6 +407,14 @@ impl UaShared {
                 },
                 peer: p.peer.to_string(),
                 bytes: base64::engine::general_purpose::STANDARD.encode(&p.bytes),
+                local: p
+                    .rtcp
+                    .then(|| {
+                        m.local()
+                            .map(|a| std::net::SocketAddr::new(a.ip(), a.port().wrapping_add(1)))
+                    })
+                    .flatten()
+                    .map(|a| a.to_string()),
             })
             .collect();
         self.bus
@@ -412,6 +441,7 @@ impl UaShared {
                         None
                     }
                 });
+        let rtcp = m.rtcp();
         let quality = (stats.packets_received > 0).then(|| quality_of(&m, &stats));
         let round = |x: f64| (x * 100.0).round() / 100.0;
         self.bus
@@ -447,18 +477,25 @@ impl UaShared {
                 mos: quality.map(|q| round(q.mos_lq)),
                 mos_cq: quality.map(|q| round(q.mos_cq)),
                 r_factor: quality.map(|q| round(q.r_factor)),
+                rtcp: (rtcp.sent + rtcp.received > 0).then(|| events::RtcpFigures {
+                    sent: rtcp.sent,
+                    received: rtcp.received,
+                    rtt_ms: rtcp.rtt_ms.map(|r| (r * 1000.0).round() / 1000.0),
+                    peer_lost: rtcp.peer_lost,
+                    peer_jitter_ms: rtcp.peer_jitter_ms.map(round),
+                }),
             }));
     }
 }
 
-/// How a call's received audio rates so far (the E-model on its loss and jitter; no RTCP round
-/// trip yet).
+/// How a call's received audio rates so far (the E-model on its loss and jitter, and the round
+/// trip RTCP measured, if it has).
 pub(crate) fn quality_of(m: &MediaSession, stats: &media::rtp::Stats) -> media::quality::Quality {
     media::quality::quality(&media::quality::Measured {
         codec: m.codec(),
         loss_percent: stats.loss_percent(),
         jitter_ms: stats.jitter_ms,
-        rtt_ms: None,
+        rtt_ms: m.rtcp().rtt_ms,
         ptime_ms: 1000.0 * media::audio::FRAME as f64 / f64::from(media::audio::RATE),
     })
 }

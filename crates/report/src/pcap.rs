@@ -150,7 +150,7 @@ fn on_the_wire(events: &[Event]) -> Vec<Wire<'_>> {
                         ts_us: p.ts_us,
                         what: What::Rtp {
                             direction: p.direction,
-                            local: &c.local,
+                            local: p.local.as_deref().unwrap_or(&c.local),
                             peer: &p.peer,
                             bytes: &p.bytes,
                         },

@@ -306,7 +306,8 @@ pub struct Call<D = InviteDialog> {
     /// Bumped when a reliable provisional response is PRACKed.
     pracked: watch::Sender<u64>,
     /// The RTP socket reserved when our SDP was made, until the media starts.
-    rtp_socket: Mutex<Option<std::net::UdpSocket>>,
+    /// The call's RTP socket and its RTCP socket, leased with its port, until its media starts.
+    rtp_socket: Mutex<Option<(std::net::UdpSocket, Option<std::net::UdpSocket>)>>,
     /// The call's RTP, once the call is confirmed.
     media: Mutex<Option<Arc<media::rtp::MediaSession>>>,
     media_started: watch::Sender<bool>,
@@ -487,11 +488,12 @@ impl<D: crate::Dialog> Call<D> {
         self.state().held_by_us = held;
     }
 
-    pub fn set_rtp_socket(&self, socket: std::net::UdpSocket) {
-        *self.rtp_socket.lock().expect("rtp lock") = Some(socket);
+    pub fn set_rtp_socket(&self, socket: std::net::UdpSocket, rtcp: Option<std::net::UdpSocket>) {
+        *self.rtp_socket.lock().expect("rtp lock") = Some((socket, rtcp));
     }
 
-    pub fn take_rtp_socket(&self) -> Option<std::net::UdpSocket> {
+    /// The RTP socket and the RTCP socket beside it, once.
+    pub fn take_rtp_socket(&self) -> Option<(std::net::UdpSocket, Option<std::net::UdpSocket>)> {
         self.rtp_socket.lock().expect("rtp lock").take()
     }
 
