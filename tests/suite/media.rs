@@ -59,6 +59,17 @@ async fn play_record_dtmf_both_ways_and_stats() {
     assert_eq!(infos.len(), 2, "9 and *");
     assert!(infos[0].contains("application/dtmf-relay") && infos[0].contains("Signal=9"));
     assert!(run.raw("alice", ">INFO").is_empty());
+    // While the call runs, each leg samples its media at its RTCP report.
+    let samples: Vec<&events::MediaStats> = run
+        .events
+        .iter()
+        .filter_map(|e| match &e.event {
+            EventKind::MediaSample(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    assert!(samples.len() >= 2, "{samples:?}");
+    assert!(samples.iter().all(|m| m.packets_sent > 0), "{samples:?}");
     // Both legs report their RTP at hang-up.
     let stats = media_stats(&run);
     assert_eq!(stats.len(), 2, "{stats:?}");

@@ -57,6 +57,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "sip_message",
     "cleanup",
     "media_stats",
+    "media_sample",
     "rtp_packet",
     "rtp_capture",
     "ua_stopped",
@@ -75,6 +76,9 @@ pub enum EventKind {
     SipMessage(SipMessage),
     Cleanup(CleanupStep),
     MediaStats(MediaStats),
+    /// A call's media figures while it runs (at each RTCP report it sends, every 5 s): the
+    /// same fields as `media_stats`, so far.
+    MediaSample(MediaStats),
     RtpPacket(RtpPacket),
     RtpCapture(RtpCapture),
     UaStopped(UaStopped),

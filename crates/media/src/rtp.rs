@@ -27,11 +27,13 @@ pub struct Captured {
 }
 
 /// What the media of a call tells as it happens: the first RTP from the peer, each DTMF digit
-/// received (RFC 4733, or SIP INFO through [`MediaSession::push_digit`]).
+/// received (RFC 4733, or SIP INFO through [`MediaSession::push_digit`]), each RTCP report sent
+/// (a moment to sample its figures).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Heard {
     Flowing,
     Digit(char),
+    Reported,
 }
 
 /// Hears [`Heard`]: called on the media's task, after its locks are released; quick, never
@@ -983,6 +985,7 @@ fn send_report(s: &Shared) {
         st.sent += 1;
         drop(st);
         s.keep(true, to, &bytes, true);
+        s.tell(Heard::Reported);
     }
 }
 

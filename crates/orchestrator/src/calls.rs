@@ -314,14 +314,25 @@ impl UaShared {
         let Some((socket, rtcp)) = call.take_rtp_socket() else {
             return;
         };
-        // What the media hears goes into the call's log (and so to the flow's event nodes).
+        // What the media hears goes into the call's log (and so to the flow's event nodes); at
+        // each RTCP report, a `media_sample` says how the call's media goes.
         let weak = Arc::downgrade(call);
+        let (bus, ua) = (self.bus.clone(), self.id.clone());
         let report: media::rtp::Report = Arc::new(move |h| {
-            if let Some(c) = weak.upgrade() {
-                c.push(match h {
-                    media::rtp::Heard::Flowing => session::CallEvent::MediaFlowing,
-                    media::rtp::Heard::Digit(d) => session::CallEvent::Digit(d),
-                });
+            let Some(c) = weak.upgrade() else { return };
+            match h {
+                media::rtp::Heard::Flowing => {
+                    c.push(session::CallEvent::MediaFlowing);
+                }
+                media::rtp::Heard::Digit(d) => {
+                    c.push(session::CallEvent::Digit(d));
+                }
+                media::rtp::Heard::Reported => {
+                    if let Some(m) = c.media() {
+                        let sample = figures(&ua, &c, &m, &m.stats(), None);
+                        bus.emit(events::EventKind::MediaSample(sample));
+                    }
+                }
             }
         });
         let opts = media::rtp::Options {
@@ -441,50 +452,63 @@ impl UaShared {
                         None
                     }
                 });
-        let rtcp = m.rtcp();
-        let quality = (stats.packets_received > 0).then(|| quality_of(&m, &stats));
-        let round = |x: f64| (x * 100.0).round() / 100.0;
-        self.bus
-            .emit(events::EventKind::MediaStats(events::MediaStats {
-                ua: self.id.clone(),
-                call_id: call.name(),
-                sip_call_id: call.sip_call_id(),
-                codec: m.codec().name().to_owned(),
-                local: m.local().map(|a| a.to_string()).unwrap_or_default(),
-                remote: m.remote().to_string(),
-                packets_sent: stats.packets_sent,
-                packets_received: stats.packets_received,
-                lost: stats.lost,
-                loss_percent: stats.loss_percent(),
-                duplicates: stats.duplicates,
-                out_of_order: stats.out_of_order,
-                jitter_ms: stats.jitter_ms,
-                streams: match m.streams() {
-                    one if one.len() < 2 => Vec::new(),
-                    many => many
-                        .into_iter()
-                        .map(|s| events::RtpStream {
-                            ssrc: s.ssrc,
-                            packets_received: s.packets_received,
-                            lost: s.lost,
-                            duplicates: s.duplicates,
-                            out_of_order: s.out_of_order,
-                            jitter_ms: s.jitter_ms,
-                        })
-                        .collect(),
-                },
-                recording,
-                mos: quality.map(|q| round(q.mos_lq)),
-                mos_cq: quality.map(|q| round(q.mos_cq)),
-                r_factor: quality.map(|q| round(q.r_factor)),
-                rtcp: (rtcp.sent + rtcp.received > 0).then(|| events::RtcpFigures {
-                    sent: rtcp.sent,
-                    received: rtcp.received,
-                    rtt_ms: rtcp.rtt_ms.map(|r| (r * 1000.0).round() / 1000.0),
-                    peer_lost: rtcp.peer_lost,
-                    peer_jitter_ms: rtcp.peer_jitter_ms.map(round),
-                }),
-            }));
+        self.bus.emit(events::EventKind::MediaStats(figures(
+            &self.id, call, &m, &stats, recording,
+        )));
+    }
+}
+
+/// What a call's media did so far, as `media_stats` (at its end) and `media_sample` (while it
+/// runs) say it.
+fn figures(
+    ua: &str,
+    call: &Call,
+    m: &MediaSession,
+    stats: &media::rtp::Stats,
+    recording: Option<String>,
+) -> events::MediaStats {
+    let rtcp = m.rtcp();
+    let quality = (stats.packets_received > 0).then(|| quality_of(m, stats));
+    let round = |x: f64| (x * 100.0).round() / 100.0;
+    events::MediaStats {
+        ua: ua.to_owned(),
+        call_id: call.name(),
+        sip_call_id: call.sip_call_id(),
+        codec: m.codec().name().to_owned(),
+        local: m.local().map(|a| a.to_string()).unwrap_or_default(),
+        remote: m.remote().to_string(),
+        packets_sent: stats.packets_sent,
+        packets_received: stats.packets_received,
+        lost: stats.lost,
+        loss_percent: stats.loss_percent(),
+        duplicates: stats.duplicates,
+        out_of_order: stats.out_of_order,
+        jitter_ms: stats.jitter_ms,
+        streams: match m.streams() {
+            one if one.len() < 2 => Vec::new(),
+            many => many
+                .into_iter()
+                .map(|s| events::RtpStream {
+                    ssrc: s.ssrc,
+                    packets_received: s.packets_received,
+                    lost: s.lost,
+                    duplicates: s.duplicates,
+                    out_of_order: s.out_of_order,
+                    jitter_ms: s.jitter_ms,
+                })
+                .collect(),
+        },
+        recording,
+        mos: quality.map(|q| round(q.mos_lq)),
+        mos_cq: quality.map(|q| round(q.mos_cq)),
+        r_factor: quality.map(|q| round(q.r_factor)),
+        rtcp: (rtcp.sent + rtcp.received > 0).then(|| events::RtcpFigures {
+            sent: rtcp.sent,
+            received: rtcp.received,
+            rtt_ms: rtcp.rtt_ms.map(|r| (r * 1000.0).round() / 1000.0),
+            peer_lost: rtcp.peer_lost,
+            peer_jitter_ms: rtcp.peer_jitter_ms.map(round),
+        }),
     }
 }
 
