@@ -262,3 +262,31 @@ async fn a_lossy_path_lowers_the_mos_as_the_e_model_says() {
     }
     run.assert_clean();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cd_quality_stereo_wav_is_resampled_and_heard() {
+    // Two seconds of a 1 kHz tone at 44.1 kHz in stereo: played at 8 kHz, bob hears the tone.
+    let tmp = callflow_tests::scratch("resample");
+    let wav = tmp.path().join("tone-44k-stereo.wav");
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 44_100,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&wav, spec).expect("wav");
+    for n in 0..2 * 44_100 {
+        let x = (12_000.0 * (2.0 * std::f64::consts::PI * 1000.0 * f64::from(n) / 44_100.0).sin())
+            as i16;
+        w.write_sample(x).expect("left");
+        w.write_sample(x).expect("right");
+    }
+    w.finalize().expect("wav");
+    let text = format!(
+        "version: 1\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: MakeCall\n        target: bob\n      - command: PlayAudio\n        file: {}\n      - command: Release\n  bob:\n    dn: \"200\"\n    steps:\n      - event: INCOMING\n      - command: Answer\n      - event: TONE\n        frequency: 1000\n        timeout: 3s\n      - event: DISCONNECTED\n",
+        wav.display()
+    );
+    let run = run_text(&text, "resample.yaml").await;
+    run.assert_outcome(Outcome::Passed);
+    run.assert_clean();
+}

@@ -57,7 +57,7 @@ const INVALID: &[(&str, &str, &str)] = &[
     (
         "bad-wav.yaml",
         "6:9",
-        "44100 Hz, 2 channel(s), 16-bit PCM; callflow plays 8000 Hz mono 16-bit PCM",
+        "2000 Hz, 1 channel(s), 16-bit PCM; callflow plays PCM (8 to 32 bits) or 32-bit float WAV at 4 to 192 kHz",
     ),
 ];
 
