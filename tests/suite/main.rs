@@ -3,6 +3,7 @@
 mod calls;
 mod conformance;
 mod control;
+mod ipv6;
 mod malformed;
 mod media;
 mod pbx;
