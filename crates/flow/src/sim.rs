@@ -775,6 +775,20 @@ pub struct Faulty<W> {
     pub fails: Faults,
 }
 
+impl<W> Faulty<W> {
+    /// The failure of node `at` 5 ms from `now`, if `fails` picks it.
+    fn failure(&self, s: &Scenario, at: NodeRef, now: Duration) -> Option<Vec<(Duration, Input)>> {
+        let failed = (self.fails)(&s.nodes[at.node], at.iteration)?;
+        Some(vec![(
+            now + Duration::from_millis(5),
+            Input::Done {
+                at,
+                result: Err(failed),
+            },
+        )])
+    }
+}
+
 impl<W: World> World for Faulty<W> {
     fn invite(
         &mut self,
@@ -783,29 +797,13 @@ impl<W: World> World for Faulty<W> {
         to: Option<&str>,
         now: Duration,
     ) -> Vec<(Duration, Input)> {
-        match (self.fails)(&s.nodes[at.node], at.iteration) {
-            Some(failed) => vec![(
-                now + Duration::from_millis(5),
-                Input::Done {
-                    at,
-                    result: Err(failed),
-                },
-            )],
-            None => self.world.invite(s, at, to, now),
-        }
+        self.failure(s, at, now)
+            .unwrap_or_else(|| self.world.invite(s, at, to, now))
     }
 
     fn run(&mut self, s: &Scenario, at: NodeRef, now: Duration) -> Vec<(Duration, Input)> {
-        match (self.fails)(&s.nodes[at.node], at.iteration) {
-            Some(failed) => vec![(
-                now + Duration::from_millis(5),
-                Input::Done {
-                    at,
-                    result: Err(failed),
-                },
-            )],
-            None => self.world.run(s, at, now),
-        }
+        self.failure(s, at, now)
+            .unwrap_or_else(|| self.world.run(s, at, now))
     }
 
     fn abort(&mut self, at: NodeRef) {

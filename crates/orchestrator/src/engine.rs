@@ -347,21 +347,7 @@ pub(crate) async fn set_up(scenario: &Scenario, opts: &RunOptions, bus: &Arc<Eve
                 uas.push(ua);
             }
             Err(e) => {
-                log(
-                    bus,
-                    Level::Error,
-                    Some(&inst.id),
-                    None,
-                    None,
-                    format!("set-up failed: {e}"),
-                );
-                setup_failure = Some(Failure {
-                    node: None,
-                    ua: Some(inst.id.clone()),
-                    kind: events::FailureKind::Setup,
-                    status: None,
-                    message: format!("set-up failed: {e}"),
-                });
+                setup_failure = Some(ua_failed(bus, &inst.id, format!("set-up failed: {e}")));
                 break;
             }
         }
@@ -458,21 +444,7 @@ pub(crate) async fn set_up(scenario: &Scenario, opts: &RunOptions, bus: &Arc<Eve
                     }
                     Err(e) => {
                         let message = format!("set-up failed: socket {k}: {e}");
-                        log(
-                            bus,
-                            Level::Error,
-                            Some(&inst.id),
-                            None,
-                            None,
-                            message.clone(),
-                        );
-                        setup_failure = Some(Failure {
-                            node: None,
-                            ua: Some(inst.id.clone()),
-                            kind: events::FailureKind::Setup,
-                            status: None,
-                            message,
-                        });
+                        setup_failure = Some(ua_failed(bus, &inst.id, message));
                         break 'roles;
                     }
                 }
@@ -508,6 +480,18 @@ pub(crate) async fn set_up(scenario: &Scenario, opts: &RunOptions, bus: &Arc<Eve
         sidecars,
         refreshers,
         run_shared,
+    }
+}
+
+/// A UA that could not start: logged on it, and the set-up's failure.
+fn ua_failed(bus: &EventBus, ua: &str, message: String) -> Failure {
+    log(bus, Level::Error, Some(ua), None, None, message.clone());
+    Failure {
+        node: None,
+        ua: Some(ua.to_owned()),
+        kind: events::FailureKind::Setup,
+        status: None,
+        message,
     }
 }
 
