@@ -1,5 +1,12 @@
-//! SDP offer/answer for one audio stream (RFC 3264), PCMU/PCMA plus telephone-event.
+//! SDP offer/answer (RFC 3264): one audio stream among any others, PCMU/PCMA plus
+//! telephone-event. The `sdp` crate (webrtc-rs) reads and writes the descriptions; this module
+//! decides: which codecs (mapped by their rtpmap names, RFC 4566 §6, not by number), which
+//! address, which direction, and answers every media line of an offer in its order, the ones
+//! it does not take with port 0 (RFC 3264 §6).
 
+use sdp::description::common::{Address, Attribute, ConnectionInformation};
+use sdp::description::media::{MediaDescription, MediaName, RangedPort};
+use sdp::description::session::{Origin, SessionDescription, TimeDescription, Timing};
 use std::net::IpAddr;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,14 +37,6 @@ impl Codec {
             _ => None,
         }
     }
-
-    fn from_pt(pt: u8) -> Option<Self> {
-        match pt {
-            0 => Some(Self::Pcmu),
-            8 => Some(Self::Pcma),
-            _ => None,
-        }
-    }
 }
 
 /// Dynamic payload type we use for telephone-event.
@@ -53,6 +52,8 @@ pub enum SdpError {
         offered: Vec<String>,
         ours: Vec<String>,
     },
+    #[error("the SDP cannot be read: {0}")]
+    Invalid(String),
 }
 
 /// What we put in our SDP.
@@ -64,149 +65,13 @@ pub struct LocalMedia {
     pub session_id: u64,
 }
 
-fn render(m: &LocalMedia, codecs: &[Codec], dtmf_pt: Option<u8>) -> String {
-    let (net, ip) = match m.ip {
-        IpAddr::V4(ip) => ("IP4", ip.to_string()),
-        IpAddr::V6(ip) => ("IP6", ip.to_string()),
-    };
-    let mut fmts: Vec<String> = codecs
-        .iter()
-        .map(|c| c.payload_type().to_string())
-        .collect();
-    fmts.extend(dtmf_pt.map(|p| p.to_string()));
-    let mut s = format!(
-        "v=0\r\no=callflow {id} {id} IN {net} {ip}\r\ns=callflow\r\nc=IN {net} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP {fmts}\r\n",
-        id = m.session_id,
-        port = m.rtp_port,
-        fmts = fmts.join(" ")
-    );
-    for c in codecs {
-        s.push_str(&format!(
-            "a=rtpmap:{} {}/8000\r\n",
-            c.payload_type(),
-            c.name()
-        ));
-    }
-    if let Some(pt) = dtmf_pt {
-        s.push_str(&format!(
-            "a=rtpmap:{pt} telephone-event/8000\r\na=fmtp:{pt} 0-16\r\n"
-        ));
-    }
-    s.push_str("a=ptime:20\r\na=sendrecv\r\n");
-    s
-}
-
-/// The payload type an SDP maps to telephone-event, if any.
-fn telephone_event_pt(sdp: &str) -> Option<u8> {
-    sdp.lines().find_map(|l| {
-        let (pt, enc) = l.strip_prefix("a=rtpmap:")?.split_once(' ')?;
-        enc.to_ascii_lowercase()
-            .starts_with("telephone-event/")
-            .then(|| pt.trim().parse().ok())
-            .flatten()
-    })
-}
-
-/// The encoding name an `a=rtpmap` line of `sdp` gives payload type `pt` (`PCMU` of
-/// `a=rtpmap:0 PCMU/8000`), if one does.
-fn rtpmap_name<'a>(sdp: &'a str, pt: &str) -> Option<&'a str> {
-    sdp.lines().find_map(|l| {
-        let (p, enc) = l.strip_prefix("a=rtpmap:")?.split_once(' ')?;
-        (p.trim() == pt).then(|| enc.split('/').next().unwrap_or(enc).trim())
-    })
-}
-
-/// What a payload type of `sdp` is called: its rtpmap's encoding name, else the static name RFC
-/// 3551 gives it, else `payload type N`.
-fn codec_name(sdp: &str, pt: u8) -> String {
-    if let Some(name) = rtpmap_name(sdp, &pt.to_string()).filter(|n| !n.is_empty()) {
-        return name.to_owned();
-    }
-    let name = match pt {
-        0 => "PCMU",
-        3 => "GSM",
-        4 => "G723",
-        8 => "PCMA",
-        9 => "G722",
-        18 => "G729",
-        _ => return format!("payload type {pt}"),
-    };
-    name.to_owned()
-}
-
-/// Our offer: the codecs in our order, then telephone-event.
-pub fn offer(m: &LocalMedia) -> String {
-    render(m, &m.codecs, Some(TELEPHONE_EVENT_PT))
-}
-
-/// Our answer to `offer_sdp`: the offered codecs we support, in the offer's order (RFC 3264 §6.1),
-/// and telephone-event with the offerer's payload type if it offered it.
-pub fn answer(offer_sdp: &str, m: &LocalMedia) -> Result<String, SdpError> {
-    let mline = offer_sdp
-        .lines()
-        .find(|l| l.starts_with("m=audio "))
-        .ok_or(SdpError::NoAudio)?;
-    let pts: Vec<u8> = mline
-        .split_whitespace()
-        .skip(3)
-        .filter_map(|p| p.parse().ok())
-        .collect();
-    let dtmf_pt = telephone_event_pt(offer_sdp);
-    let common: Vec<Codec> = pts
-        .iter()
-        .filter_map(|pt| Codec::from_pt(*pt))
-        .filter(|c| m.codecs.contains(c))
-        .collect();
-    if common.is_empty() {
-        return Err(SdpError::NoCommonCodec {
-            offered: pts
-                .iter()
-                .filter(|pt| Some(**pt) != dtmf_pt)
-                .map(|pt| codec_name(offer_sdp, *pt))
-                .collect(),
-            ours: m.codecs.iter().map(|c| c.name().to_owned()).collect(),
-        });
-    }
-    Ok(render(m, &common, dtmf_pt.filter(|pt| pts.contains(pt))))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn local(codecs: Vec<Codec>) -> LocalMedia {
-        LocalMedia {
-            ip: "127.0.0.1".parse().unwrap(),
-            rtp_port: 40000,
-            codecs,
-            session_id: 7,
-        }
-    }
-
-    #[test]
-    fn offer_lists_codecs_then_dtmf() {
-        let o = offer(&local(vec![Codec::Pcma, Codec::Pcmu]));
-        assert!(o.contains("m=audio 40000 RTP/AVP 8 0 101\r\n"), "{o}");
-        assert!(o.contains("a=rtpmap:101 telephone-event/8000\r\n"));
-        assert!(o.contains("c=IN IP4 127.0.0.1\r\n"));
-    }
-
-    #[test]
-    fn answer_keeps_offer_order_and_intersects() {
-        let o = offer(&local(vec![Codec::Pcmu, Codec::Pcma]));
-        let a = answer(&o, &local(vec![Codec::Pcma])).unwrap();
-        assert!(a.contains("m=audio 40000 RTP/AVP 8 101\r\n"), "{a}");
-        let err = answer(
-            "v=0\r\nm=audio 1 RTP/AVP 18 96 101\r\na=rtpmap:96 opus/48000/2\r\na=rtpmap:101 telephone-event/8000\r\n",
-            &local(vec![Codec::Pcmu]),
-        )
-        .unwrap_err();
-        // Codecs by name, not payload number, and no Rust debug text.
-        assert_eq!(
-            err.to_string(),
-            "no common codec: the offer has G729, opus, we accept PCMU"
-        );
-    }
+/// Where and how to send media to a peer, from its SDP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteMedia {
+    pub addr: std::net::SocketAddr,
+    pub codec: Codec,
+    pub pt: u8,
+    pub dtmf_pt: Option<u8>,
 }
 
 /// The media direction of an SDP (RFC 3264 §5.1; `sendrecv` when none is given).
@@ -253,72 +118,406 @@ impl Direction {
     }
 }
 
+fn parse(text: &str) -> Result<SessionDescription, SdpError> {
+    SessionDescription::unmarshal(&mut std::io::Cursor::new(text.as_bytes()))
+        .map_err(|e| SdpError::Invalid(e.to_string()))
+}
+
+/// The first audio stream of a description, and its index.
+fn audio(d: &SessionDescription) -> Option<(usize, &MediaDescription)> {
+    d.media_descriptions
+        .iter()
+        .enumerate()
+        .find(|(_, m)| m.media_name.media.eq_ignore_ascii_case("audio"))
+}
+
+/// A stream's connection address: its own `c=`, else the session's.
+fn address(d: &SessionDescription, m: &MediaDescription) -> Option<IpAddr> {
+    let c = m
+        .connection_information
+        .as_ref()
+        .or(d.connection_information.as_ref())?;
+    let a = c.address.as_ref()?.address.as_str();
+    a.split('/').next()?.parse().ok()
+}
+
+/// The port of a stream (0: rejected or disabled).
+fn port(m: &MediaDescription) -> u16 {
+    u16::try_from(m.media_name.port.value).unwrap_or(0)
+}
+
+/// The encoding name and clock rate an `a=rtpmap` of `m` gives payload type `pt`.
+fn rtpmap<'a>(m: &'a MediaDescription, pt: &str) -> Option<(&'a str, Option<u32>)> {
+    m.attributes.iter().find_map(|a| {
+        if !a.key.eq_ignore_ascii_case("rtpmap") {
+            return None;
+        }
+        let (p, enc) = a.value.as_deref()?.split_once(' ')?;
+        if p.trim() != pt {
+            return None;
+        }
+        let mut f = enc.trim().split('/');
+        let name = f.next()?.trim();
+        Some((name, f.next().and_then(|r| r.trim().parse().ok())))
+    })
+}
+
+/// What a payload type of `m` is called: its rtpmap's encoding name, else the static name RFC
+/// 3551 gives it, else `payload type N`.
+fn format_name(m: &MediaDescription, pt: &str) -> String {
+    if let Some((name, _)) = rtpmap(m, pt).filter(|(n, _)| !n.is_empty()) {
+        return name.to_owned();
+    }
+    let name = match pt {
+        "0" => "PCMU",
+        "3" => "GSM",
+        "4" => "G723",
+        "8" => "PCMA",
+        "9" => "G722",
+        "18" => "G729",
+        other => return format!("payload type {other}"),
+    };
+    name.to_owned()
+}
+
+/// The codec of ours a payload type of `m` is, by its name (and an 8 kHz clock, when named).
+fn codec_of(m: &MediaDescription, pt: &str) -> Option<Codec> {
+    let clock_ok = rtpmap(m, pt).is_none_or(|(_, rate)| rate.is_none_or(|r| r == 8000));
+    Codec::from_name(&format_name(m, pt)).filter(|_| clock_ok)
+}
+
+/// The payload type `m` maps to telephone-event, if any.
+fn dtmf_pt(m: &MediaDescription) -> Option<u8> {
+    m.media_name.formats.iter().find_map(|pt| {
+        let (name, _) = rtpmap(m, pt)?;
+        name.eq_ignore_ascii_case("telephone-event")
+            .then(|| pt.parse().ok())
+            .flatten()
+    })
+}
+
+/// The direction attribute among `attributes`, if one is there.
+fn direction_in(attributes: &[Attribute]) -> Option<Direction> {
+    attributes.iter().find_map(|a| {
+        a.value
+            .is_none()
+            .then(|| Direction::parse(&a.key))
+            .flatten()
+    })
+}
+
+/// An `IN IP4`/`IN IP6` connection to `ip`.
+fn connection(ip: IpAddr) -> ConnectionInformation {
+    ConnectionInformation {
+        network_type: "IN".into(),
+        address_type: if ip.is_ipv4() { "IP4" } else { "IP6" }.into(),
+        address: Some(Address {
+            address: ip.to_string(),
+            ttl: None,
+            range: None,
+        }),
+    }
+}
+
+/// Our audio stream: these formats (payload type and codec, in order), telephone-event on
+/// `dtmf`, 20 ms packets, in `dir`.
+fn our_audio(
+    m: &LocalMedia,
+    formats: &[(u8, Codec)],
+    dtmf: Option<u8>,
+    dir: Direction,
+) -> MediaDescription {
+    let mut attributes: Vec<Attribute> = formats
+        .iter()
+        .map(|(pt, c)| Attribute::new("rtpmap".into(), Some(format!("{pt} {}/8000", c.name()))))
+        .collect();
+    if let Some(pt) = dtmf {
+        attributes.push(Attribute::new(
+            "rtpmap".into(),
+            Some(format!("{pt} telephone-event/8000")),
+        ));
+        attributes.push(Attribute::new("fmtp".into(), Some(format!("{pt} 0-16"))));
+    }
+    attributes.push(Attribute::new("ptime".into(), Some("20".into())));
+    attributes.push(Attribute::new(dir.as_str().into(), None));
+    let mut names: Vec<String> = formats.iter().map(|(pt, _)| pt.to_string()).collect();
+    names.extend(dtmf.map(|pt| pt.to_string()));
+    MediaDescription {
+        media_name: MediaName {
+            media: "audio".into(),
+            port: RangedPort {
+                value: isize::try_from(m.rtp_port).unwrap_or(0),
+                range: None,
+            },
+            protos: vec!["RTP".into(), "AVP".into()],
+            formats: names,
+        },
+        media_title: None,
+        connection_information: None,
+        bandwidth: Vec::new(),
+        encryption_key: None,
+        attributes,
+    }
+}
+
+/// A stream of an offer we do not take, as the answer says so: the same media and transport,
+/// port 0 (RFC 3264 §6).
+fn rejected(offered: &MediaDescription) -> MediaDescription {
+    MediaDescription {
+        media_name: MediaName {
+            port: RangedPort {
+                value: 0,
+                range: None,
+            },
+            ..offered.media_name.clone()
+        },
+        media_title: None,
+        connection_information: None,
+        bandwidth: Vec::new(),
+        encryption_key: None,
+        attributes: Vec::new(),
+    }
+}
+
+/// A description of ours around `media`.
+fn session(m: &LocalMedia, version: u64, media: Vec<MediaDescription>) -> String {
+    let c = connection(m.ip);
+    SessionDescription {
+        version: 0,
+        origin: Origin {
+            username: "callflow".into(),
+            session_id: m.session_id,
+            session_version: version,
+            network_type: "IN".into(),
+            address_type: c.address_type.clone(),
+            unicast_address: m.ip.to_string(),
+        },
+        session_name: "callflow".into(),
+        session_information: None,
+        uri: None,
+        email_address: None,
+        phone_number: None,
+        connection_information: Some(c),
+        bandwidth: Vec::new(),
+        time_descriptions: vec![TimeDescription {
+            timing: Timing {
+                start_time: 0,
+                stop_time: 0,
+            },
+            repeat_times: Vec::new(),
+        }],
+        time_zones: Vec::new(),
+        encryption_key: None,
+        attributes: Vec::new(),
+        media_descriptions: media,
+    }
+    .marshal()
+}
+
+/// Our offer: the codecs in our order, then telephone-event.
+pub fn offer(m: &LocalMedia) -> String {
+    let formats: Vec<(u8, Codec)> = m.codecs.iter().map(|c| (c.payload_type(), *c)).collect();
+    let audio = our_audio(m, &formats, Some(TELEPHONE_EVENT_PT), Direction::SendRecv);
+    session(m, m.session_id, vec![audio])
+}
+
+/// Our answer to `offer_sdp`: every stream of the offer in its order; the first audio stream
+/// with the offered codecs we support, in the offer's order and with its payload types (RFC
+/// 3264 §6.1), and telephone-event if it offered it; every other stream rejected (port 0).
+pub fn answer(offer_sdp: &str, m: &LocalMedia) -> Result<String, SdpError> {
+    answer_as(offer_sdp, m, m.session_id, Direction::SendRecv)
+}
+
+fn answer_as(
+    offer_sdp: &str,
+    m: &LocalMedia,
+    version: u64,
+    dir: Direction,
+) -> Result<String, SdpError> {
+    let offer = parse(offer_sdp)?;
+    let Some((at, audio)) = offer
+        .media_descriptions
+        .iter()
+        .enumerate()
+        .find(|(_, md)| md.media_name.media.eq_ignore_ascii_case("audio") && port(md) != 0)
+    else {
+        return Err(SdpError::NoAudio);
+    };
+    let dtmf = dtmf_pt(audio);
+    let common: Vec<(u8, Codec)> = audio
+        .media_name
+        .formats
+        .iter()
+        .filter_map(|pt| Some((pt.parse().ok()?, codec_of(audio, pt)?)))
+        .filter(|(_, c)| m.codecs.contains(c))
+        .collect();
+    if common.is_empty() {
+        return Err(SdpError::NoCommonCodec {
+            offered: audio
+                .media_name
+                .formats
+                .iter()
+                .filter(|pt| pt.parse::<u8>().ok() != dtmf)
+                .map(|pt| format_name(audio, pt))
+                .collect(),
+            ours: m.codecs.iter().map(|c| c.name().to_owned()).collect(),
+        });
+    }
+    let ours = our_audio(m, &common, dtmf, dir);
+    let media = offer
+        .media_descriptions
+        .iter()
+        .enumerate()
+        .map(|(i, md)| if i == at { ours.clone() } else { rejected(md) })
+        .collect();
+    Ok(session(m, version, media))
+}
+
 /// The direction of the (first) audio stream, else of the session, else `sendrecv`.
 pub fn direction(sdp: &str) -> Direction {
-    let mut session = None;
-    let mut in_audio = false;
-    for line in sdp.lines() {
-        if let Some(m) = line.strip_prefix("m=") {
-            if in_audio {
-                break;
-            }
-            in_audio = m.starts_with("audio");
-            continue;
-        }
-        if let Some(d) = line.strip_prefix("a=").and_then(Direction::parse) {
-            if in_audio {
-                return d;
-            }
-            session = Some(d);
-        }
-    }
-    session.unwrap_or(Direction::SendRecv)
+    let Ok(d) = parse(sdp) else {
+        return Direction::SendRecv;
+    };
+    audio(&d)
+        .and_then(|(_, m)| direction_in(&m.attributes))
+        .or_else(|| direction_in(&d.attributes))
+        .unwrap_or(Direction::SendRecv)
 }
 
 /// The codec names the audio stream lists (from its rtpmaps and static payload types), in order.
 pub fn codec_names(sdp: &str) -> Vec<String> {
-    let Some(mline) = sdp.lines().find(|l| l.starts_with("m=audio ")) else {
+    let Ok(d) = parse(sdp) else {
         return Vec::new();
     };
-    mline
-        .split_whitespace()
-        .skip(3)
-        .map(|pt| {
-            rtpmap_name(sdp, pt)
-                .map(str::to_owned)
-                .unwrap_or_else(|| match pt {
-                    "0" => "PCMU".to_owned(),
-                    "8" => "PCMA".to_owned(),
-                    other => other.to_owned(),
-                })
-        })
-        .collect()
+    audio(&d).map_or_else(Vec::new, |(_, m)| {
+        m.media_name
+            .formats
+            .iter()
+            .map(|pt| format_name(m, pt))
+            .collect()
+    })
 }
 
-/// `sdp` with its direction set to `dir` and its `o=` version incremented (a new offer or
-/// answer in the same session, RFC 3264 §8).
+/// `sdp` with the direction of its audio stream set to `dir` (any at session level dropped) and
+/// its `o=` version incremented (a new offer or answer in the same session, RFC 3264 §8). What
+/// cannot be read is returned as it is.
 pub fn with_direction(sdp: &str, dir: Direction) -> String {
-    let mut out = String::with_capacity(sdp.len() + 16);
-    for line in sdp.lines() {
-        if line.strip_prefix("a=").and_then(Direction::parse).is_some() {
-            continue;
+    let Ok(mut d) = parse(sdp) else {
+        return sdp.to_owned();
+    };
+    let is_dir = |a: &Attribute| a.value.is_none() && Direction::parse(&a.key).is_some();
+    d.attributes.retain(|a| !is_dir(a));
+    let at = audio(&d).map(|(i, _)| i);
+    match at.and_then(|i| d.media_descriptions.get_mut(i)) {
+        Some(m) => {
+            m.attributes.retain(|a| !is_dir(a));
+            m.attributes.push(Attribute::new(dir.as_str().into(), None));
         }
-        if let Some(o) = line.strip_prefix("o=") {
-            let mut f: Vec<String> = o.split_whitespace().map(str::to_owned).collect();
-            if let Some(v) = f
-                .get_mut(2)
-                .and_then(|v| v.parse::<u64>().ok().map(|n| (n + 1).to_string()))
-            {
-                f[2] = v;
-            }
-            out.push_str(&format!("o={}\r\n", f.join(" ")));
-            continue;
-        }
-        out.push_str(line);
-        out.push_str("\r\n");
+        None => d.attributes.push(Attribute::new(dir.as_str().into(), None)),
     }
-    out.push_str(&format!("a={}\r\n", dir.as_str()));
-    out
+    d.origin.session_version += 1;
+    d.marshal()
+}
+
+/// The peer's audio address and the first of its formats we also have (by name).
+pub fn negotiate(remote_sdp: &str, ours: &[Codec]) -> Option<RemoteMedia> {
+    let d = parse(remote_sdp).ok()?;
+    let (_, m) = audio(&d)?;
+    let port = Some(port(m)).filter(|p| *p != 0)?;
+    let ip = address(&d, m)?;
+    let (pt, codec) = m.media_name.formats.iter().find_map(|pt| {
+        let c = codec_of(m, pt).filter(|c| ours.contains(c))?;
+        Some((pt.parse().ok()?, c))
+    })?;
+    Some(RemoteMedia {
+        addr: std::net::SocketAddr::new(ip, port),
+        codec,
+        pt,
+        dtmf_pt: dtmf_pt(m),
+    })
+}
+
+/// The direction an offer asks for, counting the old way of holding (RFC 2543, RFC 3264 §8.4):
+/// a connection address of `0.0.0.0` in an offer that names no direction is a hold.
+pub fn offered_direction(offer: &str) -> Direction {
+    let dir = direction(offer);
+    let on_hold = parse(offer).ok().is_some_and(|d| {
+        audio(&d)
+            .and_then(|(_, m)| address(&d, m))
+            .is_some_and(|ip| ip.is_unspecified())
+    });
+    if dir == Direction::SendRecv && on_hold {
+        Direction::SendOnly
+    } else {
+        dir
+    }
+}
+
+/// Our answer to a new offer in a running session (a re-INVITE or UPDATE, RFC 3264 §8): the
+/// codecs of `codecs` the offer lists, in its order, on the address and port of our SDP so far
+/// (`ours`), in the direction that answers the offer's, with the version of `ours` bumped. When
+/// nothing changed (a session refresh), `ours` as it was.
+pub fn reanswer(offer: &str, ours: &str, codecs: &[Codec]) -> Result<String, SdpError> {
+    let mine = parse(ours)?;
+    let (_, audio_ours) = audio(&mine).ok_or(SdpError::NoAudio)?;
+    let ip = address(&mine, audio_ours).ok_or(SdpError::NoAudio)?;
+    let local = LocalMedia {
+        ip,
+        rtp_port: port(audio_ours),
+        codecs: codecs.to_vec(),
+        session_id: mine.origin.session_id,
+    };
+    let version = mine.origin.session_version;
+    let dir = offered_direction(offer).answer();
+    let same = answer_as(offer, &local, version, dir)?;
+    if same == ours {
+        return Ok(ours.to_owned());
+    }
+    let body = |s: &str| -> String { s.lines().filter(|l| !l.starts_with("o=")).collect() };
+    if body(&same) == body(ours) {
+        Ok(ours.to_owned())
+    } else {
+        answer_as(offer, &local, version + 1, dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local(codecs: Vec<Codec>) -> LocalMedia {
+        LocalMedia {
+            ip: "127.0.0.1".parse().unwrap(),
+            rtp_port: 40000,
+            codecs,
+            session_id: 7,
+        }
+    }
+
+    #[test]
+    fn offer_lists_codecs_then_dtmf() {
+        let o = offer(&local(vec![Codec::Pcma, Codec::Pcmu]));
+        assert!(o.contains("m=audio 40000 RTP/AVP 8 0 101\r\n"), "{o}");
+        assert!(o.contains("a=rtpmap:101 telephone-event/8000\r\n"));
+        assert!(o.contains("c=IN IP4 127.0.0.1\r\n"));
+    }
+
+    #[test]
+    fn answer_keeps_offer_order_and_intersects() {
+        let o = offer(&local(vec![Codec::Pcmu, Codec::Pcma]));
+        let a = answer(&o, &local(vec![Codec::Pcma])).unwrap();
+        assert!(a.contains("m=audio 40000 RTP/AVP 8 101\r\n"), "{a}");
+        let err = answer(
+            "v=0\r\no=- 1 2 IN IP4 127.0.0.2\r\ns=-\r\nt=0 0\r\nm=audio 1 RTP/AVP 18 96 101\r\na=rtpmap:96 opus/48000/2\r\na=rtpmap:101 telephone-event/8000\r\n",
+            &local(vec![Codec::Pcmu]),
+        )
+        .unwrap_err();
+        // Codecs by name, not payload number, and no Rust debug text.
+        assert_eq!(
+            err.to_string(),
+            "no common codec: the offer has G729, opus, we accept PCMU"
+        );
+    }
 }
 
 #[cfg(test)]
@@ -350,124 +549,11 @@ mod direction_tests {
     #[test]
     fn session_level_direction_counts() {
         assert_eq!(
-            direction("v=0\r\na=inactive\r\nm=audio 1 RTP/AVP 0\r\n"),
+            direction(
+                "v=0\r\no=- 1 2 IN IP4 127.0.0.2\r\ns=-\r\nt=0 0\r\na=inactive\r\nm=audio 1 RTP/AVP 0\r\n"
+            ),
             Direction::Inactive
         );
-    }
-}
-
-/// Where and how to send media to a peer, from its SDP.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RemoteMedia {
-    pub addr: std::net::SocketAddr,
-    pub codec: Codec,
-    pub pt: u8,
-    pub dtmf_pt: Option<u8>,
-}
-
-/// The audio stream's address (its own `c=`, else the session's), port and payload types.
-fn audio_of(sdp: &str) -> Option<(IpAddr, u16, Vec<u8>)> {
-    let mut conn: Option<IpAddr> = None;
-    let mut port = None;
-    let mut pts: Vec<u8> = Vec::new();
-    let mut in_audio = false;
-    let mut media_conn = None;
-    for line in sdp.lines() {
-        if let Some(c) = line.strip_prefix("c=") {
-            let ip = c
-                .split_whitespace()
-                .nth(2)
-                .and_then(|a| a.split('/').next())
-                .and_then(|a| a.parse().ok());
-            if in_audio { media_conn = ip } else { conn = ip }
-        } else if let Some(m) = line.strip_prefix("m=") {
-            if in_audio {
-                break;
-            }
-            let mut f = m.split_whitespace();
-            if f.next() == Some("audio") {
-                in_audio = true;
-                port = f.next().and_then(|p| p.parse::<u16>().ok());
-                pts = f.skip(1).filter_map(|p| p.parse().ok()).collect();
-            }
-        }
-    }
-    Some((media_conn.or(conn)?, port?, pts))
-}
-
-/// The peer's audio address and the first of its formats we also have.
-pub fn negotiate(remote_sdp: &str, ours: &[Codec]) -> Option<RemoteMedia> {
-    let (ip, port, pts) = audio_of(remote_sdp)?;
-    let port = Some(port).filter(|p| *p != 0)?;
-    let dtmf_pt = telephone_event_pt(remote_sdp);
-    let (pt, codec) = pts.iter().find_map(|pt| {
-        Codec::from_pt(*pt)
-            .filter(|c| ours.contains(c))
-            .map(|c| (*pt, c))
-    })?;
-    Some(RemoteMedia {
-        addr: std::net::SocketAddr::new(ip, port),
-        codec,
-        pt,
-        dtmf_pt,
-    })
-}
-
-/// The direction an offer asks for, counting the old way of holding (RFC 2543, RFC 3264 §8.4):
-/// a connection address of `0.0.0.0` in an offer that names no direction is a hold.
-pub fn offered_direction(offer: &str) -> Direction {
-    let dir = direction(offer);
-    let on_hold = audio_of(offer).is_some_and(|(ip, ..)| ip.is_unspecified());
-    if dir == Direction::SendRecv && on_hold {
-        Direction::SendOnly
-    } else {
-        dir
-    }
-}
-
-/// The `o=` line's session id and version.
-fn origin(sdp: &str) -> Option<(u64, u64)> {
-    let o = sdp.lines().find_map(|l| l.strip_prefix("o="))?;
-    let mut f = o.split_whitespace().skip(1);
-    Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
-}
-
-/// `sdp` with the version of its `o=` line set to `version`.
-fn with_version(sdp: &str, version: u64) -> String {
-    sdp.lines()
-        .map(|line| match line.strip_prefix("o=") {
-            Some(o) => {
-                let mut f: Vec<String> = o.split_whitespace().map(str::to_owned).collect();
-                if let Some(v) = f.get_mut(2) {
-                    *v = version.to_string();
-                }
-                format!("o={}\r\n", f.join(" "))
-            }
-            None => format!("{line}\r\n"),
-        })
-        .collect()
-}
-
-/// Our answer to a new offer in a running session (a re-INVITE or UPDATE, RFC 3264 §8): the
-/// codecs of `codecs` the offer lists, in its order, on the address and port of our SDP so far
-/// (`ours`), in the direction that answers the offer's, with the version of `ours` bumped. When
-/// nothing changed (a session refresh), `ours` as it was.
-pub fn reanswer(offer: &str, ours: &str, codecs: &[Codec]) -> Result<String, SdpError> {
-    let (ip, rtp_port, _) = audio_of(ours).ok_or(SdpError::NoAudio)?;
-    let (session_id, version) = origin(ours).unwrap_or((1, 1));
-    let local = LocalMedia {
-        ip,
-        rtp_port,
-        codecs: codecs.to_vec(),
-        session_id,
-    };
-    let fresh = with_version(&answer(offer, &local)?, version);
-    let fresh = with_direction(&fresh, offered_direction(offer).answer());
-    let body = |s: &str| -> String { s.lines().filter(|l| !l.starts_with("o=")).collect() };
-    if body(&fresh) == body(ours) {
-        Ok(ours.to_owned())
-    } else {
-        Ok(fresh)
     }
 }
 
@@ -486,8 +572,7 @@ mod reanswer_tests {
 
     #[test]
     fn a_pcma_only_reoffer_is_answered_pcma_on_our_port_with_the_version_bumped() {
-        let reoffer =
-            "v=0\r\no=- 1 2 IN IP4 127.0.0.2\r\nc=IN IP4 127.0.0.2\r\nm=audio 5000 RTP/AVP 8\r\n";
+        let reoffer = "v=0\r\no=- 1 2 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\nm=audio 5000 RTP/AVP 8\r\n";
         let a = reanswer(reoffer, &ours(), &[Codec::Pcmu, Codec::Pcma]).unwrap();
         assert!(a.contains("m=audio 4000 RTP/AVP 8\r\n"), "{a}");
         assert!(a.contains("o=callflow 9 10 IN IP4 127.0.0.1"), "{a}");
@@ -501,7 +586,7 @@ mod reanswer_tests {
 
     #[test]
     fn a_refresh_keeps_our_sdp_and_a_hold_answers_recvonly() {
-        let first = "v=0\r\nc=IN IP4 127.0.0.2\r\nm=audio 5000 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+        let first = "v=0\r\no=- 1 2 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\n";
         let codecs = [Codec::Pcmu, Codec::Pcma];
         let a1 = reanswer(first, &ours(), &codecs).unwrap();
         assert_eq!(
@@ -516,7 +601,7 @@ mod reanswer_tests {
         assert_eq!(offered_direction(&old_style), Direction::SendOnly);
         assert!(matches!(
             reanswer(
-                "v=0\r\nc=IN IP4 127.0.0.2\r\nm=audio 5000 RTP/AVP 18\r\n",
+                "v=0\r\no=- 1 2 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\nm=audio 5000 RTP/AVP 18\r\n",
                 &a1,
                 &codecs
             ),
@@ -531,7 +616,7 @@ mod negotiate_tests {
 
     #[test]
     fn picks_the_peers_first_common_codec_and_its_address() {
-        let sdp = "v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 4002 RTP/AVP 18 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+        let sdp = "v=0\r\no=- 1 2 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4002 RTP/AVP 18 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
         let r = negotiate(sdp, &[Codec::Pcmu, Codec::Pcma]).unwrap();
         assert_eq!(
             (r.addr.to_string().as_str(), r.codec, r.pt, r.dtmf_pt),
@@ -540,10 +625,82 @@ mod negotiate_tests {
         assert_eq!(negotiate(sdp, &[]), None);
         assert_eq!(
             negotiate(
-                "v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 0 RTP/AVP 0\r\n",
+                "v=0\r\no=- 1 2 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\n",
                 &[Codec::Pcmu]
             ),
             None
+        );
+    }
+}
+
+#[cfg(test)]
+mod captured_tests {
+    //! Offers and answers real peers sent (fixtures/sdp): sipp's built-in UAC, baresip's
+    //! answer, a video phone's audio and video offer, an offer with nothing in common.
+    use super::*;
+
+    const SIPP: &str = include_str!("../../../fixtures/sdp/sipp-uac-offer.sdp");
+    const BARESIP: &str = include_str!("../../../fixtures/sdp/baresip-answer.sdp");
+    const VIDEO: &str = include_str!("../../../fixtures/sdp/audio-video-offer.sdp");
+    const NOTHING: &str = include_str!("../../../fixtures/sdp/no-common-codec-offer.sdp");
+
+    fn us() -> LocalMedia {
+        LocalMedia {
+            ip: "127.0.0.1".parse().unwrap(),
+            rtp_port: 40000,
+            codecs: vec![Codec::Pcmu, Codec::Pcma],
+            session_id: 7,
+        }
+    }
+
+    #[test]
+    fn sipps_offer_is_answered_pcmu_and_its_media_found() {
+        let a = answer(SIPP, &us()).unwrap();
+        assert!(a.contains("m=audio 40000 RTP/AVP 0\r\n"), "{a}");
+        let r = negotiate(SIPP, &[Codec::Pcmu, Codec::Pcma]).unwrap();
+        assert_eq!(
+            (r.addr.to_string().as_str(), r.codec, r.pt, r.dtmf_pt),
+            ("127.0.0.1:6000", Codec::Pcmu, 0, None)
+        );
+    }
+
+    #[test]
+    fn baresips_answer_gives_its_media_dtmf_and_direction() {
+        let r = negotiate(BARESIP, &[Codec::Pcma, Codec::Pcmu]).unwrap();
+        assert_eq!(r.codec, Codec::Pcmu, "its first that we have");
+        assert_eq!(r.dtmf_pt, Some(101));
+        assert_eq!(direction(BARESIP), Direction::SendRecv);
+        assert_eq!(codec_names(BARESIP), ["PCMU", "PCMA", "telephone-event"]);
+    }
+
+    #[test]
+    fn a_video_line_is_answered_with_port_0_and_codecs_map_by_name() {
+        let a = answer(VIDEO, &us()).unwrap();
+        // Every offered stream answered, in order (RFC 3264 §6): audio taken, video refused.
+        let mlines: Vec<&str> = a.lines().filter(|l| l.starts_with("m=")).collect();
+        assert_eq!(
+            mlines,
+            ["m=audio 40000 RTP/AVP 96 0 8 101", "m=video 0 RTP/AVP 97"],
+            "{a}"
+        );
+        // 96 is PCMU by its rtpmap: the answer keeps the offer's number for it.
+        assert!(a.contains("a=rtpmap:96 PCMU/8000\r\n"), "{a}");
+        let r = negotiate(VIDEO, &[Codec::Pcmu]).unwrap();
+        assert_eq!((r.codec, r.pt), (Codec::Pcmu, 96));
+        assert_eq!(r.addr.to_string(), "127.0.0.1:4000", "the stream's own c=");
+        // Our answer reads back with the crate that wrote it.
+        assert_eq!(negotiate(&a, &[Codec::Pcma]).map(|r| r.pt), Some(8));
+    }
+
+    #[test]
+    fn an_offer_with_nothing_in_common_names_the_codecs() {
+        assert_eq!(
+            answer(NOTHING, &us()).unwrap_err().to_string(),
+            "no common codec: the offer has G729, opus, we accept PCMU, PCMA"
+        );
+        assert_eq!(
+            answer("not sdp", &us()).unwrap_err(),
+            SdpError::Invalid("SdpInvalidSyntax: not sdp".into())
         );
     }
 }
