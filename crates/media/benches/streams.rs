@@ -29,6 +29,7 @@ fn pair() -> (MediaSession, MediaSession) {
         codec: Codec::Pcmu,
         pt: 0,
         dtmf_pt: Some(101),
+        rtcp: None,
     };
     (
         MediaSession::start(a, to(ba)).unwrap(),

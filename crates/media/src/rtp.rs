@@ -979,8 +979,10 @@ fn send_report(s: &Shared) {
     });
     st.packets_prior = packets;
     let bytes = control::compound(s.ssrc, sender, block, &r.cname);
-    let rtp = s.remote().addr;
-    let to = SocketAddr::new(rtp.ip(), rtp.port().wrapping_add(1));
+    let remote = s.remote();
+    let to = remote
+        .rtcp
+        .unwrap_or_else(|| SocketAddr::new(remote.addr.ip(), remote.addr.port().wrapping_add(1)));
     if r.socket.try_send_to(&bytes, to).is_ok() {
         st.sent += 1;
         drop(st);

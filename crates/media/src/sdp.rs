@@ -72,6 +72,8 @@ pub struct RemoteMedia {
     pub codec: Codec,
     pub pt: u8,
     pub dtmf_pt: Option<u8>,
+    /// Where its RTCP goes when the SDP says (`a=rtcp`, RFC 3605); else the RTP port + 1.
+    pub rtcp: Option<std::net::SocketAddr>,
 }
 
 /// The media direction of an SDP (RFC 3264 §5.1; `sendrecv` when none is given).
@@ -434,7 +436,23 @@ pub fn negotiate(remote_sdp: &str, ours: &[Codec]) -> Option<RemoteMedia> {
         codec,
         pt,
         dtmf_pt: dtmf_pt(m),
+        rtcp: rtcp_of(m, ip),
     })
+}
+
+/// The RTCP address an `a=rtcp:PORT [IN IP4 ADDR]` of `m` names (RFC 3605), on `ip` when it
+/// names no address.
+fn rtcp_of(m: &MediaDescription, ip: IpAddr) -> Option<std::net::SocketAddr> {
+    let v = m
+        .attributes
+        .iter()
+        .find(|a| a.key.eq_ignore_ascii_case("rtcp"))?
+        .value
+        .as_deref()?;
+    let mut f = v.split_whitespace();
+    let port: u16 = f.next()?.parse().ok()?;
+    let addr = f.nth(2).and_then(|a| a.parse().ok()).unwrap_or(ip);
+    Some(std::net::SocketAddr::new(addr, port))
 }
 
 /// The direction an offer asks for, counting the old way of holding (RFC 2543, RFC 3264 §8.4):
@@ -687,6 +705,10 @@ mod captured_tests {
         assert!(a.contains("a=rtpmap:96 PCMU/8000\r\n"), "{a}");
         let r = negotiate(VIDEO, &[Codec::Pcmu]).unwrap();
         assert_eq!((r.codec, r.pt), (Codec::Pcmu, 96));
+        assert_eq!(
+            r.rtcp.map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:4001")
+        );
         assert_eq!(r.addr.to_string(), "127.0.0.1:4000", "the stream's own c=");
         // Our answer reads back with the crate that wrote it.
         assert_eq!(negotiate(&a, &[Codec::Pcma]).map(|r| r.pt), Some(8));

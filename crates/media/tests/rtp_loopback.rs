@@ -15,6 +15,7 @@ fn pair(codec: Codec) -> (MediaSession, MediaSession) {
         codec,
         pt,
         dtmf_pt: Some(101),
+        rtcp: None,
     };
     (
         MediaSession::start(a, to(ba)).unwrap(),
@@ -68,6 +69,7 @@ fn with_raw_peer() -> (MediaSession, std::net::UdpSocket) {
         codec: Codec::Pcmu,
         pt: 0,
         dtmf_pt: Some(101),
+        rtcp: None,
     };
     let to = ours.local_addr().unwrap();
     peer.connect(to).unwrap();
@@ -178,6 +180,7 @@ async fn a_retargeted_session_sends_to_the_new_address_in_the_new_codec() {
         codec: Codec::Pcma,
         pt: 8,
         dtmf_pt: None,
+        rtcp: None,
     };
     assert!(session.retarget(moved.clone()));
     assert!(
