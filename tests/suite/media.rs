@@ -152,7 +152,7 @@ impl Baresip {
             .unwrap()
             .port();
         let config = format!(
-            "poll_method epoll\nsip_listen 127.0.0.1:{port}\nnet_interface 127.0.0.1\nmodule_path /usr/lib/baresip/modules\naudio_player aubridge,echo\naudio_source aubridge,echo\naudio_alert aubridge,echo\nmodule g711.so\nmodule aubridge.so\nmodule account.so\nmodule echo.so\n"
+            "poll_method epoll\nsip_listen 127.0.0.1:{port}\nnet_interface 127.0.0.1\nmodule_path /usr/lib/baresip/modules\naudio_player aubridge,echo\naudio_source aubridge,echo\naudio_alert aubridge,echo\nmodule g711.so\nmodule g722.so\nmodule aubridge.so\nmodule account.so\nmodule echo.so\n"
         );
         std::fs::write(dir.join("config"), config).unwrap();
         std::fs::write(
@@ -288,5 +288,43 @@ async fn a_cd_quality_stereo_wav_is_resampled_and_heard() {
     );
     let run = run_text(&text, "resample.yaml").await;
     run.assert_outcome(Outcome::Passed);
+    run.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_g722_call_between_our_uas_carries_each_partys_signature() {
+    let text = "version: 1\ninstances:\n  alice:\n    dn: \"100\"\n    codecs: [G722]\n    steps:\n      - command: MakeCall\n        target: bob\n      - command: PlaySignature\n        duration: 2s\n      - command: CheckMedia\n        min_mos: 4.3\n      - command: Release\n  bob:\n    dn: \"200\"\n    codecs: [G722, PCMU]\n    steps:\n      - event: INCOMING\n      - command: Answer\n      - event: HEARD\n        from: alice\n        timeout: 3s\n      - event: DISCONNECTED\n";
+    let run = run_text(text, "g722.yaml").await;
+    run.assert_outcome(Outcome::Passed);
+    let invite = &run.raw("alice", ">INVITE")[0];
+    assert!(
+        invite.contains("m=audio ") && invite.contains(" RTP/AVP 9 101\r\n"),
+        "{invite}"
+    );
+    assert!(invite.contains("a=rtpmap:9 G722/8000\r\n"), "{invite}");
+    for m in media_stats(&run) {
+        assert_eq!(m.codec, "G722", "{m:?}");
+        assert!(m.packets_received > 50, "{m:?}");
+    }
+    run.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn baresip_echo_returns_our_audio_over_g722() {
+    let b = Baresip::echo();
+    let text = format!(
+        "version: 1\nname: to baresip echo over G.722\ninstances:\n  alice:\n    dn: \"100\"\n    codecs: [G722]\n    steps:\n      - command: MakeCall\n        target: sip:echo@127.0.0.1:{}\n      - event: MEDIA\n        timeout: 3s\n      - command: PlaySignature\n        duration: 1s\n      - event: HEARD\n        from: alice\n        timeout: 3s\n      - command: Release\n",
+        b.port
+    );
+    let run = run_text(&text, "baresip-g722.yaml").await;
+    let log = b.stop_and_log();
+    run.assert_outcome(Outcome::Passed);
+    let ok = &run.raw("alice", "<200")[0];
+    assert!(
+        ok.contains("a=rtpmap:9 G722/8000"),
+        "baresip answered G.722: {ok}\n{log}"
+    );
+    let stats = media_stats(&run);
+    assert_eq!(stats[0].codec, "G722", "{stats:?}");
     run.assert_clean();
 }

@@ -316,6 +316,8 @@ struct Rx {
     digits: Vec<char>,
     taken: usize,
     last_event_ts: Option<u32>,
+    /// The decoder of the codec received last.
+    decoder: Option<audio::Decoder>,
 }
 
 impl Rx {
@@ -440,6 +442,8 @@ struct Tx {
     /// The DTMF event being sent.
     current: Option<DtmfSending>,
     gap_left: u16,
+    /// The encoder of the codec sent now.
+    encoder: Option<audio::Encoder>,
 }
 
 /// The RTP of one call. Dropping it stops its tasks.
@@ -528,6 +532,7 @@ impl MediaSession {
                 dtmf: VecDeque::new(),
                 current: None,
                 gap_left: 0,
+                encoder: None,
             }),
             rx: Mutex::new(Rx::default()),
             changed: watch::channel(0).0,
@@ -823,7 +828,20 @@ fn next_packet(s: &Shared, remote: &RemoteMedia, tx: &mut Tx) -> Option<Vec<u8>>
             tx.playing = None;
         }
     }
-    let payload = audio::encode(remote.codec, &frame);
+    // The encoder keeps its state across frames; a re-INVITE that changes the codec starts a
+    // new one.
+    if tx
+        .encoder
+        .as_ref()
+        .is_none_or(|e| e.codec() != remote.codec)
+    {
+        tx.encoder = Some(audio::Encoder::new(remote.codec));
+    }
+    let payload = tx
+        .encoder
+        .as_mut()
+        .map(|e| e.encode(&frame))
+        .unwrap_or_default();
     let pkt = RtpPacketBuilder::new()
         .payload_type(remote.pt)
         .ssrc(s.ssrc)
@@ -1038,7 +1056,8 @@ async fn recv_loop(s: Arc<Shared>) {
             continue;
         };
         let arrival = s.started.elapsed().as_secs_f64() * f64::from(RATE);
-        let dtmf_pt = s.remote().dtmf_pt;
+        let remote = s.remote();
+        let dtmf_pt = remote.dtmf_pt;
         // Told once, before the lock (whoever hears it may take locks of its own).
         if !s.flowing.load(std::sync::atomic::Ordering::Relaxed)
             && !s.flowing.swap(true, std::sync::atomic::Ordering::AcqRel)
@@ -1066,14 +1085,26 @@ async fn recv_loop(s: Arc<Shared>) {
                     digit = Some(d);
                 }
             }
-        } else if let Some(codec) = match pt {
-            0 => Some(Codec::Pcmu),
-            8 => Some(Codec::Pcma),
-            _ => None,
-        }
+        } else if let Some(codec) = (if pt == remote.pt {
+            Some(remote.codec)
+        } else {
+            match pt {
+                0 => Some(Codec::Pcmu),
+                8 => Some(Codec::Pcma),
+                9 => Some(Codec::G722),
+                _ => None,
+            }
+        })
         .filter(|_| s.keep_audio)
         {
-            let samples = audio::decode(codec, pkt.payload());
+            if rx.decoder.as_ref().is_none_or(|d| d.codec() != codec) {
+                rx.decoder = Some(audio::Decoder::new(codec));
+            }
+            let samples = rx
+                .decoder
+                .as_mut()
+                .map(|d| d.decode(pkt.payload()))
+                .unwrap_or_default();
             rx.audio.extend_from_slice(&samples);
             if rx.audio.len() > MAX_AUDIO {
                 rx.audio.drain(..MAX_AUDIO_TRIM);

@@ -1,4 +1,4 @@
-//! SDP offer/answer (RFC 3264): one audio stream among any others, PCMU/PCMA plus
+//! SDP offer/answer (RFC 3264): one audio stream among any others, PCMU, PCMA or G.722 plus
 //! telephone-event. The `sdp` crate (webrtc-rs) reads and writes the descriptions; this module
 //! decides: which codecs (mapped by their rtpmap names, RFC 4566 §6, not by number), which
 //! address, which direction, and answers every media line of an offer in its order, the ones
@@ -13,6 +13,8 @@ use std::net::IpAddr;
 pub enum Codec {
     Pcmu,
     Pcma,
+    /// G.722: 16 kHz audio, an RTP clock of 8000 (RFC 3551 §4.5.2), 160 bytes per 20 ms.
+    G722,
 }
 
 impl Codec {
@@ -20,6 +22,7 @@ impl Codec {
         match self {
             Self::Pcmu => 0,
             Self::Pcma => 8,
+            Self::G722 => 9,
         }
     }
 
@@ -27,6 +30,7 @@ impl Codec {
         match self {
             Self::Pcmu => "PCMU",
             Self::Pcma => "PCMA",
+            Self::G722 => "G722",
         }
     }
 
@@ -34,6 +38,7 @@ impl Codec {
         match name.to_ascii_uppercase().as_str() {
             "PCMU" => Some(Self::Pcmu),
             "PCMA" => Some(Self::Pcma),
+            "G722" => Some(Self::G722),
             _ => None,
         }
     }

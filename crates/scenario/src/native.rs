@@ -378,12 +378,12 @@ fn instance(
             let mut out = Vec::new();
             for item in items {
                 match item.as_text().map(|c| c.to_ascii_uppercase()) {
-                    Some(c) if c == "PCMU" || c == "PCMA" => out.push(c),
+                    Some(c) if c == "PCMU" || c == "PCMA" || c == "G722" => out.push(c),
                     Some(other) => f.error(
                         item.pos,
-                        format!("codec `{other}` is not supported; use PCMU or PCMA"),
+                        format!("codec `{other}` is not supported; use PCMU, PCMA or G722"),
                     ),
-                    None => f.error(item.pos, "a codec is a name: PCMU or PCMA"),
+                    None => f.error(item.pos, "a codec is a name: PCMU, PCMA or G722"),
                 }
             }
             out
