@@ -329,10 +329,16 @@ pub fn offer(m: &LocalMedia) -> String {
 }
 
 /// Our answer to `offer_sdp`: every stream of the offer in its order; the first audio stream
-/// with the offered codecs we support, in the offer's order and with its payload types (RFC
-/// 3264 §6.1), and telephone-event if it offered it; every other stream rejected (port 0).
+/// with the offered codecs we support, in the offer's order and with its payload types, in the
+/// direction that answers the offer's (RFC 3264 §6.1: `recvonly` to `sendonly`), and
+/// telephone-event if it offered it; every other stream rejected (port 0).
 pub fn answer(offer_sdp: &str, m: &LocalMedia) -> Result<String, SdpError> {
-    answer_as(offer_sdp, m, m.session_id, Direction::SendRecv)
+    answer_as(
+        offer_sdp,
+        m,
+        m.session_id,
+        offered_direction(offer_sdp).answer(),
+    )
 }
 
 fn answer_as(
@@ -728,6 +734,19 @@ mod captured_tests {
         assert_eq!(
             answer("not sdp", &us()).unwrap_err(),
             SdpError::Invalid("SdpInvalidSyntax: not sdp".into())
+        );
+    }
+
+    #[test]
+    fn a_sendonly_offer_is_answered_recvonly() {
+        let held = format!("{SIPP}a=sendonly\r\n");
+        assert_eq!(
+            direction(&answer(&held, &us()).unwrap()),
+            Direction::RecvOnly
+        );
+        assert_eq!(
+            direction(&answer(SIPP, &us()).unwrap()),
+            Direction::SendRecv
         );
     }
 }
