@@ -152,7 +152,7 @@ impl Baresip {
             .unwrap()
             .port();
         let config = format!(
-            "poll_method epoll\nsip_listen 127.0.0.1:{port}\nnet_interface 127.0.0.1\nmodule_path /usr/lib/baresip/modules\naudio_player aubridge,echo\naudio_source aubridge,echo\naudio_alert aubridge,echo\nmodule g711.so\nmodule g722.so\nmodule aubridge.so\nmodule account.so\nmodule echo.so\n"
+            "poll_method epoll\nsip_listen 127.0.0.1:{port}\nnet_interface 127.0.0.1\nmodule_path /usr/lib/baresip/modules\naudio_player aubridge,echo\naudio_source aubridge,echo\naudio_alert aubridge,echo\nmodule g711.so\nmodule g722.so\nmodule opus.so\nmodule aubridge.so\nmodule account.so\nmodule echo.so\n"
         );
         std::fs::write(dir.join("config"), config).unwrap();
         std::fs::write(
@@ -326,5 +326,45 @@ async fn baresip_echo_returns_our_audio_over_g722() {
     );
     let stats = media_stats(&run);
     assert_eq!(stats[0].codec, "G722", "{stats:?}");
+    run.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_opus_call_between_our_uas_carries_signatures_and_dtmf() {
+    let text = "version: 1\ninstances:\n  alice:\n    dn: \"100\"\n    codecs: [OPUS]\n    steps:\n      - command: MakeCall\n        target: bob\n      - command: PlaySignature\n        duration: 2s\n      - command: SendDTMF\n        digits: \"42\"\n      - event: TIMEOUT\n        timeout: 300ms\n      - command: Release\n  bob:\n    dn: \"200\"\n    codecs: [OPUS, PCMU]\n    steps:\n      - event: INCOMING\n      - command: Answer\n      - event: HEARD\n        from: alice\n        timeout: 3s\n      - event: DTMFReceived\n        expected: \"42\"\n        timeout: 3s\n      - event: DISCONNECTED\n";
+    let run = run_text(text, "opus.yaml").await;
+    run.assert_outcome(Outcome::Passed);
+    let invite = &run.raw("alice", ">INVITE")[0];
+    assert!(invite.contains(" RTP/AVP 111 101\r\n"), "{invite}");
+    assert!(invite.contains("a=rtpmap:111 opus/48000/2\r\n"), "{invite}");
+    assert!(
+        invite.contains("a=rtpmap:101 telephone-event/48000\r\n"),
+        "{invite}"
+    );
+    for m in media_stats(&run) {
+        assert_eq!(m.codec, "opus", "{m:?}");
+        assert!(m.packets_received > 50 && m.lost == 0, "{m:?}");
+        assert!(m.jitter_ms < 20.0, "jitter on the 48 kHz clock: {m:?}");
+    }
+    run.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn baresip_echo_returns_our_audio_over_opus() {
+    let b = Baresip::echo();
+    let text = format!(
+        "version: 1\nname: to baresip echo over Opus\ninstances:\n  alice:\n    dn: \"100\"\n    codecs: [OPUS]\n    steps:\n      - command: MakeCall\n        target: sip:echo@127.0.0.1:{}\n      - event: MEDIA\n        timeout: 3s\n      - command: PlaySignature\n        duration: 1s\n      - event: HEARD\n        from: alice\n        timeout: 3s\n      - command: Release\n",
+        b.port
+    );
+    let run = run_text(&text, "baresip-opus.yaml").await;
+    let log = b.stop_and_log();
+    run.assert_outcome(Outcome::Passed);
+    let ok = &run.raw("alice", "<200")[0];
+    assert!(
+        ok.contains("opus/48000/2"),
+        "baresip answered Opus: {ok}\n{log}"
+    );
+    let stats = media_stats(&run);
+    assert_eq!(stats[0].codec, "opus", "{stats:?}");
     run.assert_clean();
 }

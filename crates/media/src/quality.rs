@@ -25,11 +25,12 @@ pub struct Impairment {
 }
 
 /// G.711 (either law) with packet loss concealment: Ie 0, Bpl 25.1 (G.113 Appendix I, Table I.3).
-/// G.722 is rated on the same narrowband scale (the E-model's wideband scale, G.107.1, rates
-/// it higher; callflow's analysis hears every call at 8 kHz), with G.711's robustness to loss.
+/// G.722 and Opus are rated on the same narrowband scale (the E-model's wideband scale,
+/// G.107.1, rates them higher; callflow's analysis hears every call at 8 kHz), with G.711's
+/// robustness to loss.
 pub fn impairment(codec: Codec) -> Impairment {
     match codec {
-        Codec::Pcmu | Codec::Pcma | Codec::G722 => Impairment { ie: 0.0, bpl: 25.1 },
+        Codec::Pcmu | Codec::Pcma | Codec::G722 | Codec::Opus => Impairment { ie: 0.0, bpl: 25.1 },
     }
 }
 

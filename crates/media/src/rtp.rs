@@ -219,11 +219,14 @@ struct Stream {
     transit: Option<f64>,
     /// In timestamp units.
     jitter: f64,
+    /// The stream's RTP clock (8000; Opus 48000).
+    clock: u32,
 }
 
 impl Stream {
-    fn new(ssrc: u32, seq: u16) -> Self {
+    fn new(ssrc: u32, seq: u16, clock: u32) -> Self {
         Self {
+            clock,
             ssrc,
             received: 0,
             duplicates: 0,
@@ -299,7 +302,7 @@ impl Stream {
             lost: self.expected().saturating_sub(self.received),
             duplicates: self.duplicates,
             out_of_order: self.out_of_order,
-            jitter_ms: self.jitter * 1000.0 / f64::from(RATE),
+            jitter_ms: self.jitter * 1000.0 / f64::from(self.clock),
         }
     }
 }
@@ -322,7 +325,7 @@ struct Rx {
 
 impl Rx {
     /// The stream `ssrc` names, begun at `seq` if it is new.
-    fn stream(&mut self, ssrc: u32, seq: u16) -> &mut Stream {
+    fn stream(&mut self, ssrc: u32, seq: u16, clock: u32) -> &mut Stream {
         match self.streams.iter().position(|s| s.ssrc == ssrc) {
             Some(i) => &mut self.streams[i],
             None => {
@@ -335,7 +338,7 @@ impl Rx {
                     r.out_of_order += old.out_of_order;
                     r.jitter_ms = r.jitter_ms.max(old.jitter_ms);
                 }
-                self.streams.push(Stream::new(ssrc, seq));
+                self.streams.push(Stream::new(ssrc, seq, clock));
                 self.streams.last_mut().expect("just pushed")
             }
         }
@@ -707,7 +710,7 @@ impl MediaSession {
             peer_fraction_lost_percent: st.peer.map(|b| f64::from(b.fraction_lost) * 100.0 / 256.0),
             peer_jitter_ms: st
                 .peer
-                .map(|b| f64::from(b.jitter) * 1000.0 / f64::from(RATE)),
+                .map(|b| f64::from(b.jitter) * 1000.0 / f64::from(self.codec().clock_rate())),
         }
     }
 
@@ -756,7 +759,9 @@ impl Shared {
 
 /// One 20 ms step: the packet to send, if any.
 fn next_packet(s: &Shared, remote: &RemoteMedia, tx: &mut Tx) -> Option<Vec<u8>> {
-    tx.ts = tx.ts.wrapping_add(FRAME as u32);
+    // 20 ms of the codec's RTP clock (160 at 8 kHz, 960 for Opus).
+    let step = remote.codec.clock_rate() / 50;
+    tx.ts = tx.ts.wrapping_add(step);
     // A DTMF event in progress, or the next one once the gap has passed.
     if tx.current.is_none()
         && tx.gap_left == 0
@@ -779,7 +784,7 @@ fn next_packet(s: &Shared, remote: &RemoteMedia, tx: &mut Tx) -> Option<Vec<u8>>
         let first = cur.sent == 0;
         let end = cur.sent + 1 >= cur.total;
         cur.sent = (cur.sent + 1).min(cur.total);
-        let duration = (u32::from(cur.sent) * FRAME as u32).min(u32::from(u16::MAX)) as u16;
+        let duration = (u32::from(cur.sent) * step).min(u32::from(u16::MAX)) as u16;
         if end {
             cur.ends += 1;
         }
@@ -1055,8 +1060,9 @@ async fn recv_loop(s: Arc<Shared>) {
         let Ok(pkt) = RtpReader::new(&buf[..n]) else {
             continue;
         };
-        let arrival = s.started.elapsed().as_secs_f64() * f64::from(RATE);
         let remote = s.remote();
+        let clock = remote.codec.clock_rate();
+        let arrival = s.started.elapsed().as_secs_f64() * f64::from(clock);
         let dtmf_pt = remote.dtmf_pt;
         // Told once, before the lock (whoever hears it may take locks of its own).
         if !s.flowing.load(std::sync::atomic::Ordering::Relaxed)
@@ -1069,7 +1075,7 @@ async fn recv_loop(s: Arc<Shared>) {
         rx.first_at.get_or_insert_with(Instant::now);
         let seq: u16 = pkt.sequence_number().into();
         if !rx
-            .stream(pkt.ssrc(), seq)
+            .stream(pkt.ssrc(), seq, clock)
             .take(seq, pkt.timestamp(), arrival)
         {
             continue;
@@ -1127,7 +1133,7 @@ mod tests {
         let mut st = None::<Stream>;
         for (i, seq) in seqs.into_iter().enumerate() {
             let ts = i as u32 * 160;
-            st.get_or_insert_with(|| Stream::new(1, seq))
+            st.get_or_insert_with(|| Stream::new(1, seq, RATE))
                 .take(seq, ts, f64::from(ts));
         }
         st.expect("at least one packet")
@@ -1184,11 +1190,11 @@ mod tests {
         // sipp's uac_pcap: a recording with one SSRC, then DTMF from another capture.
         let mut rx = Rx::default();
         for (i, seq) in (1000..1250u16).enumerate() {
-            rx.stream(0xaaaa, seq)
+            rx.stream(0xaaaa, seq, RATE)
                 .take(seq, i as u32 * 160, i as f64 * 160.0);
         }
         for (i, seq) in (7..40u16).enumerate() {
-            rx.stream(0xbbbb, seq)
+            rx.stream(0xbbbb, seq, RATE)
                 .take(seq, i as u32 * 160, i as f64 * 160.0);
         }
         let t = rx.totals();
@@ -1203,7 +1209,7 @@ mod tests {
         let mut rx = Rx::default();
         for ssrc in 0..(MAX_STREAMS as u32 + 4) {
             for seq in [1u16, 2, 4] {
-                rx.stream(ssrc, seq).take(seq, 0, 0.0);
+                rx.stream(ssrc, seq, RATE).take(seq, 0, 0.0);
             }
         }
         assert_eq!(rx.streams.len(), MAX_STREAMS);

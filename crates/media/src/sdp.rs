@@ -15,6 +15,8 @@ pub enum Codec {
     Pcma,
     /// G.722: 16 kHz audio, an RTP clock of 8000 (RFC 3551 §4.5.2), 160 bytes per 20 ms.
     G722,
+    /// Opus (RFC 7587): `opus/48000/2` in SDP, an RTP clock of 48000 whatever it codes.
+    Opus,
 }
 
 impl Codec {
@@ -23,6 +25,8 @@ impl Codec {
             Self::Pcmu => 0,
             Self::Pcma => 8,
             Self::G722 => 9,
+            // Dynamic: the number we offer it on; an answer takes the offer's.
+            Self::Opus => 111,
         }
     }
 
@@ -31,6 +35,23 @@ impl Codec {
             Self::Pcmu => "PCMU",
             Self::Pcma => "PCMA",
             Self::G722 => "G722",
+            Self::Opus => "opus",
+        }
+    }
+
+    /// Its RTP clock rate.
+    pub fn clock_rate(self) -> u32 {
+        match self {
+            Self::Opus => 48_000,
+            _ => 8_000,
+        }
+    }
+
+    /// What its `a=rtpmap` says after the payload type.
+    fn rtpmap(self) -> String {
+        match self {
+            Self::Opus => "opus/48000/2".to_owned(),
+            other => format!("{}/8000", other.name()),
         }
     }
 
@@ -39,6 +60,7 @@ impl Codec {
             "PCMU" => Some(Self::Pcmu),
             "PCMA" => Some(Self::Pcma),
             "G722" => Some(Self::G722),
+            "OPUS" => Some(Self::Opus),
             _ => None,
         }
     }
@@ -187,20 +209,33 @@ fn format_name(m: &MediaDescription, pt: &str) -> String {
     name.to_owned()
 }
 
-/// The codec of ours a payload type of `m` is, by its name (and an 8 kHz clock, when named).
+/// The codec of ours a payload type of `m` is, by its name (and its clock, when named).
 fn codec_of(m: &MediaDescription, pt: &str) -> Option<Codec> {
-    let clock_ok = rtpmap(m, pt).is_none_or(|(_, rate)| rate.is_none_or(|r| r == 8000));
-    Codec::from_name(&format_name(m, pt)).filter(|_| clock_ok)
+    let codec = Codec::from_name(&format_name(m, pt))?;
+    let clock_ok =
+        rtpmap(m, pt).is_none_or(|(_, rate)| rate.is_none_or(|r| r == codec.clock_rate()));
+    clock_ok.then_some(codec)
 }
 
-/// The payload type `m` maps to telephone-event, if any.
-fn dtmf_pt(m: &MediaDescription) -> Option<u8> {
-    m.media_name.formats.iter().find_map(|pt| {
-        let (name, _) = rtpmap(m, pt)?;
-        name.eq_ignore_ascii_case("telephone-event")
-            .then(|| pt.parse().ok())
-            .flatten()
-    })
+/// The payload type `m` maps to telephone-event at `clock` (RFC 4733: the audio's clock), else
+/// at any clock, if any.
+fn dtmf_pt(m: &MediaDescription, clock: u32) -> Option<u8> {
+    let events: Vec<(u8, Option<u32>)> = m
+        .media_name
+        .formats
+        .iter()
+        .filter_map(|pt| {
+            let (name, rate) = rtpmap(m, pt)?;
+            name.eq_ignore_ascii_case("telephone-event")
+                .then(|| Some((pt.parse().ok()?, rate)))
+                .flatten()
+        })
+        .collect();
+    events
+        .iter()
+        .find(|(_, rate)| *rate == Some(clock))
+        .or(events.first())
+        .map(|(pt, _)| *pt)
 }
 
 /// The direction attribute among `attributes`, if one is there.
@@ -236,12 +271,14 @@ fn our_audio(
 ) -> MediaDescription {
     let mut attributes: Vec<Attribute> = formats
         .iter()
-        .map(|(pt, c)| Attribute::new("rtpmap".into(), Some(format!("{pt} {}/8000", c.name()))))
+        .map(|(pt, c)| Attribute::new("rtpmap".into(), Some(format!("{pt} {}", c.rtpmap()))))
         .collect();
     if let Some(pt) = dtmf {
+        // At the clock of the first codec (RFC 4733 §2.1: the audio's).
+        let clock = formats.first().map_or(8_000, |(_, c)| c.clock_rate());
         attributes.push(Attribute::new(
             "rtpmap".into(),
-            Some(format!("{pt} telephone-event/8000")),
+            Some(format!("{pt} telephone-event/{clock}")),
         ));
         attributes.push(Attribute::new("fmtp".into(), Some(format!("{pt} 0-16"))));
     }
@@ -356,7 +393,6 @@ fn answer_as(
     else {
         return Err(SdpError::NoAudio);
     };
-    let dtmf = dtmf_pt(audio);
     let common: Vec<(u8, Codec)> = audio
         .media_name
         .formats
@@ -364,7 +400,9 @@ fn answer_as(
         .filter_map(|pt| Some((pt.parse().ok()?, codec_of(audio, pt)?)))
         .filter(|(_, c)| m.codecs.contains(c))
         .collect();
+    let offered_dtmf = dtmf_pt(audio, 8_000);
     if common.is_empty() {
+        let dtmf = offered_dtmf;
         return Err(SdpError::NoCommonCodec {
             offered: audio
                 .media_name
@@ -376,6 +414,7 @@ fn answer_as(
             ours: m.codecs.iter().map(|c| c.name().to_owned()).collect(),
         });
     }
+    let dtmf = dtmf_pt(audio, common[0].1.clock_rate());
     let ours = our_audio(m, &common, dtmf, dir);
     let media = offer
         .media_descriptions
@@ -446,7 +485,7 @@ pub fn negotiate(remote_sdp: &str, ours: &[Codec]) -> Option<RemoteMedia> {
         addr: std::net::SocketAddr::new(ip, port),
         codec,
         pt,
-        dtmf_pt: dtmf_pt(m),
+        dtmf_pt: dtmf_pt(m, codec.clock_rate()),
         rtcp: rtcp_of(m, ip),
     })
 }

@@ -378,12 +378,14 @@ fn instance(
             let mut out = Vec::new();
             for item in items {
                 match item.as_text().map(|c| c.to_ascii_uppercase()) {
-                    Some(c) if c == "PCMU" || c == "PCMA" || c == "G722" => out.push(c),
+                    Some(c) if ["PCMU", "PCMA", "G722", "OPUS"].contains(&c.as_str()) => {
+                        out.push(c);
+                    }
                     Some(other) => f.error(
                         item.pos,
-                        format!("codec `{other}` is not supported; use PCMU, PCMA or G722"),
+                        format!("codec `{other}` is not supported; use PCMU, PCMA, G722 or OPUS"),
                     ),
-                    None => f.error(item.pos, "a codec is a name: PCMU, PCMA or G722"),
+                    None => f.error(item.pos, "a codec is a name: PCMU, PCMA, G722 or OPUS"),
                 }
             }
             out

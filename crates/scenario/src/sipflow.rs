@@ -483,16 +483,18 @@ fn instance(
             let mut out = Vec::new();
             for item in items {
                 match item.as_text().map(|c| c.to_ascii_uppercase()) {
-                    Some(c) if c == "PCMU" || c == "PCMA" || c == "G722" => out.push(c),
+                    Some(c) if ["PCMU", "PCMA", "G722", "OPUS"].contains(&c.as_str()) => {
+                        out.push(c);
+                    }
                     Some(other) => f.warn(
                         item.pos,
                         format!(
-                            "codec `{other}` is not supported (PCMU, PCMA, G722); it is dropped"
+                            "codec `{other}` is not supported (PCMU, PCMA, G722, OPUS); it is dropped"
                         ),
                     ),
                     None => f.warn(
                         item.pos,
-                        "a codec is a name (PCMU, PCMA, G722); this one is dropped",
+                        "a codec is a name (PCMU, PCMA, G722, OPUS); this one is dropped",
                     ),
                 }
             }
