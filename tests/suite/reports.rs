@@ -304,10 +304,21 @@ async fn the_pcap_carries_the_rtp_when_the_run_captures_it() {
             "fields",
             "-e",
             "rtcp.senderssrc",
+            "-e",
+            "rtcp.ssrc.identifier",
         ],
     );
-    let reporters: std::collections::HashSet<&str> = rtcp.lines().collect();
+    let rows: Vec<Vec<&str>> = rtcp.lines().map(|l| l.split('\t').collect()).collect();
+    let reporters: std::collections::HashSet<&str> = rows.iter().map(|r| r[0]).collect();
     assert_eq!(reporters.len(), 2, "sender reports from both sides: {rtcp}");
+    // Each side's report carries a reception report block about the other's stream.
+    for r in &rows {
+        let about = r.get(1).copied().unwrap_or_default();
+        assert!(
+            !about.is_empty() && about != r[0],
+            "a block about the peer: {rtcp}"
+        );
+    }
     assert_eq!(sip + rtp.len() + rtcp_sent, written, "{text}");
     assert_eq!(sip, Ladder::from_events(&run.events).arrows.len());
     run.assert_clean();
