@@ -195,6 +195,30 @@ async fn the_echo_extension_returns_our_media() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_echo_extension_returns_our_media_over_g722_and_opus() {
+    let echo = lab::baresip_echo();
+    let pbx = lab::kamailio(echo.port);
+    for (codec, name) in [("G722", "G722"), ("OPUS", "opus")] {
+        let text = format!(
+            "version: 1\ninstances:\n  alice:\n    dn: \"100\"\n    codecs: [{codec}]\n    pbx: {{ host: 127.0.0.1, port: {}, password: alicepw }}\n    steps:\n      - command: MakeCall\n        target: \"600\"\n      - command: PlaySignature\n        duration: 1s\n      - event: HEARD\n        from: alice\n        timeout: 3s\n      - command: CheckMedia\n        max_loss: 1\n      - command: Release\n",
+            pbx.port
+        );
+        let run = run_text(&text, "echo-wideband.yaml").await;
+        run.assert_outcome(Outcome::Passed);
+        let codecs: Vec<String> = run
+            .events
+            .iter()
+            .filter_map(|e| match &e.event {
+                events::EventKind::MediaStats(m) => Some(m.codec.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(codecs, [name], "{codec}");
+        assert!(run.finished().leaks.is_clean());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_call_to_a_registered_baresip_phone() {
     let pbx = lab::kamailio(1);
     let _carol = lab::baresip_phone(pbx.port, "300", "carolpw");

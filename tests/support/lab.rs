@@ -210,7 +210,14 @@ pub fn baresip_echo() -> Sidecar {
     baresip(
         "baresip-echo",
         &format!("<sip:echo@127.0.0.1:{port}>;regint=0;answermode=auto"),
-        &["g711.so", "aubridge.so", "account.so", "echo.so"],
+        &[
+            "g711.so",
+            "g722.so",
+            "opus.so",
+            "aubridge.so",
+            "account.so",
+            "echo.so",
+        ],
         ECHO,
         port,
     )
