@@ -542,6 +542,15 @@ pub(crate) async fn tear_down(stage: Stage, opts: &RunOptions) -> (LeakCheck, Du
 
     let t = Instant::now();
     step(CleanupPhase::CloseAll, false, None, None);
+    // A call whose hang-up never completed (its peer gone) still has media: it ends here, with
+    // its media_stats and capture, before the calls are closed and the run finishes.
+    for call in sessions.all() {
+        if call.media().is_some()
+            && let Some(ua) = ctx.uas.get(call.ua)
+        {
+            ua.stop_media(&call);
+        }
+    }
     let layers = layers_of(&uas, ctx.uas.len());
     let closed = sessions.close_all(&layers);
     for u in &uas {

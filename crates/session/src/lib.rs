@@ -404,6 +404,11 @@ impl<D: Dialog> Sessions<D> {
     fn close(&self, calls: Vec<Arc<Call<D>>>, layers: &[Vec<Arc<DialogLayer>>]) -> usize {
         for call in &calls {
             call.release_resources();
+            // Media still running (a hang-up that never completed: the dialog is not over)
+            // ends with the call: no RTP or RTCP outlives it.
+            if let Some(m) = call.take_media() {
+                m.stop();
+            }
             for layer in layers.get(call.ua).into_iter().flatten() {
                 for id in call.dialog_ids() {
                     layer.remove_dialog(&id);
