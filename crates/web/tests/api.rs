@@ -881,4 +881,5 @@ async fn the_editor_reads_every_command_and_its_keys_from_the_server() {
         !page.contains("MakeCall:"),
         "app.js has its own table again"
     );
+    server.stop().await;
 }
