@@ -9,103 +9,110 @@ pub const FRAME: usize = 160;
 
 /// One direction's encoder of a call: G.711 keeps no state; G.722 is adaptive (its state runs
 /// from packet to packet), and takes 16 kHz audio: the call's 8 kHz audio is doubled in rate
-/// (linear interpolation) on the way in.
-pub struct Encoder {
-    codec: Codec,
-    g722: Option<audio_codec::g722::G722Encoder>,
-    /// Opus codes the call's 8 kHz audio as it is (it runs at 8 kHz inside; the RTP clock
-    /// stays 48 kHz, RFC 7587).
-    opus: Option<audio_codec::opus::OpusEncoder>,
-    /// The last sample of the frame before (to interpolate across frames).
-    last: i16,
+/// (linear interpolation) on the way in; Opus codes the call's 8 kHz audio as it is (it runs at
+/// 8 kHz inside; the RTP clock stays 48 kHz, RFC 7587).
+pub enum Encoder {
+    Pcmu,
+    Pcma,
+    G722 {
+        enc: Box<audio_codec::g722::G722Encoder>,
+        /// The last sample of the frame before (to interpolate across frames).
+        last: i16,
+    },
+    Opus(Box<audio_codec::opus::OpusEncoder>),
 }
 
 impl Encoder {
     pub fn new(codec: Codec) -> Self {
-        Self {
-            codec,
-            g722: (codec == Codec::G722).then(audio_codec::g722::G722Encoder::new),
-            opus: (codec == Codec::Opus).then(|| audio_codec::opus::OpusEncoder::new(RATE, 1)),
-            last: 0,
+        match codec {
+            Codec::Pcmu => Self::Pcmu,
+            Codec::Pcma => Self::Pcma,
+            Codec::G722 => Self::G722 {
+                enc: Box::default(),
+                last: 0,
+            },
+            Codec::Opus => Self::Opus(Box::new(audio_codec::opus::OpusEncoder::new(RATE, 1))),
         }
     }
 
     pub fn codec(&self) -> Codec {
-        self.codec
+        match self {
+            Self::Pcmu => Codec::Pcmu,
+            Self::Pcma => Codec::Pcma,
+            Self::G722 { .. } => Codec::G722,
+            Self::Opus(_) => Codec::Opus,
+        }
     }
 
     /// The payload of one frame of 8 kHz audio.
     pub fn encode(&mut self, pcm: &[i16]) -> Vec<u8> {
-        match (self.codec, &mut self.g722) {
-            (Codec::Pcmu, _) => pcm
+        match self {
+            Self::Pcmu => pcm
                 .iter()
                 .map(|s| audio_codec_algorithms::encode_ulaw(*s))
                 .collect(),
-            (Codec::Pcma, _) => pcm
+            Self::Pcma => pcm
                 .iter()
                 .map(|s| audio_codec_algorithms::encode_alaw(*s))
                 .collect(),
-            (Codec::G722, Some(enc)) => {
+            Self::G722 { enc, last } => {
                 let mut wide = Vec::with_capacity(pcm.len() * 2);
                 for &s in pcm {
-                    wide.push(((i32::from(self.last) + i32::from(s)) / 2) as i16);
+                    wide.push(((i32::from(*last) + i32::from(s)) / 2) as i16);
                     wide.push(s);
-                    self.last = s;
+                    *last = s;
                 }
-                audio_codec::Encoder::encode(enc, &wide)
+                audio_codec::Encoder::encode(enc.as_mut(), &wide)
             }
-            (Codec::G722, None) => Vec::new(),
-            (Codec::Opus, _) => self
-                .opus
-                .as_mut()
-                .map(|e| audio_codec::Encoder::encode(e, pcm))
-                .unwrap_or_default(),
+            Self::Opus(enc) => audio_codec::Encoder::encode(enc.as_mut(), pcm),
         }
     }
 }
 
 /// One direction's decoder of a call: the payload as 8 kHz audio (G.722's 16 kHz halved, each
-/// pair of samples averaged: what the analysis and recordings read).
-pub struct Decoder {
-    codec: Codec,
-    g722: Option<audio_codec::g722::G722Decoder>,
-    /// Opus decoded straight to 8 kHz mono, whatever the sender coded.
-    opus: Option<audio_codec::opus::OpusDecoder>,
+/// pair of samples averaged: what the analysis and recordings read; Opus decoded straight to
+/// 8 kHz mono, whatever the sender coded).
+pub enum Decoder {
+    Pcmu,
+    Pcma,
+    G722(Box<audio_codec::g722::G722Decoder>),
+    Opus(Box<audio_codec::opus::OpusDecoder>),
 }
 
 impl Decoder {
     pub fn new(codec: Codec) -> Self {
-        Self {
-            codec,
-            g722: (codec == Codec::G722).then(audio_codec::g722::G722Decoder::new),
-            opus: (codec == Codec::Opus).then(|| audio_codec::opus::OpusDecoder::new(RATE, 1)),
+        match codec {
+            Codec::Pcmu => Self::Pcmu,
+            Codec::Pcma => Self::Pcma,
+            Codec::G722 => Self::G722(Box::default()),
+            Codec::Opus => Self::Opus(Box::new(audio_codec::opus::OpusDecoder::new(RATE, 1))),
         }
     }
 
     pub fn codec(&self) -> Codec {
-        self.codec
+        match self {
+            Self::Pcmu => Codec::Pcmu,
+            Self::Pcma => Codec::Pcma,
+            Self::G722(_) => Codec::G722,
+            Self::Opus(_) => Codec::Opus,
+        }
     }
 
     pub fn decode(&mut self, payload: &[u8]) -> Vec<i16> {
-        match (self.codec, &mut self.g722) {
-            (Codec::Pcmu, _) => payload
+        match self {
+            Self::Pcmu => payload
                 .iter()
                 .map(|b| audio_codec_algorithms::decode_ulaw(*b))
                 .collect(),
-            (Codec::Pcma, _) => payload
+            Self::Pcma => payload
                 .iter()
                 .map(|b| audio_codec_algorithms::decode_alaw(*b))
                 .collect(),
-            (Codec::G722, Some(dec)) => audio_codec::Decoder::decode(dec, payload)
+            Self::G722(dec) => audio_codec::Decoder::decode(dec.as_mut(), payload)
                 .chunks(2)
                 .map(|p| ((p.iter().map(|s| i32::from(*s)).sum::<i32>()) / p.len() as i32) as i16)
                 .collect(),
-            (Codec::G722, None) => Vec::new(),
-            (Codec::Opus, _) => self
-                .opus
-                .as_mut()
-                .map(|d| audio_codec::Decoder::decode(d, payload))
-                .unwrap_or_default(),
+            Self::Opus(dec) => audio_codec::Decoder::decode(dec.as_mut(), payload),
         }
     }
 }
