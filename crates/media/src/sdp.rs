@@ -537,15 +537,12 @@ pub fn reanswer(offer: &str, ours: &str, codecs: &[Codec]) -> Result<String, Sdp
     };
     let version = mine.origin.session_version;
     let dir = offered_direction(offer).answer();
-    let same = answer_as(offer, &local, version, dir)?;
-    if same == ours {
-        return Ok(ours.to_owned());
-    }
+    let fresh = answer_as(offer, &local, version + 1, dir)?;
     let body = |s: &str| -> String { s.lines().filter(|l| !l.starts_with("o=")).collect() };
-    if body(&same) == body(ours) {
+    if body(&fresh) == body(ours) {
         Ok(ours.to_owned())
     } else {
-        answer_as(offer, &local, version + 1, dir)
+        Ok(fresh)
     }
 }
 
