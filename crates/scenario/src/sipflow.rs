@@ -483,7 +483,7 @@ fn instance(
             let mut out = Vec::new();
             for item in items {
                 match item.as_text().map(|c| c.to_ascii_uppercase()) {
-                    Some(c) if ["PCMU", "PCMA", "G722", "OPUS"].contains(&c.as_str()) => {
+                    Some(c) if media::sdp::Codec::from_name(&c).is_some() => {
                         out.push(c);
                     }
                     Some(other) => f.warn(
