@@ -851,27 +851,41 @@ impl Driver {
         self.state().deadline
     }
 
+    /// Runs what carries node `at` out on a task of its own, ended by `Action::Abort` or
+    /// `Action::TimedOut` (through `running`, with what the node says its timeout means). The
+    /// task's result, if it has one (a node that reported `Sent`/`Final` has none), is the
+    /// node's `Done`.
+    fn spawn_node<F, Fut>(self: &Arc<Self>, st: &mut DriverState, at: NodeRef, carry_out: F)
+    where
+        F: FnOnce(Arc<Self>, Arc<exec::AtTimeout>) -> Fut + Send + 'static,
+        Fut: Future<Output = Option<Result<(), NodeError>>> + Send,
+    {
+        let token = CancellationToken::new();
+        let at_timeout = Arc::new(exec::AtTimeout::default());
+        st.running.insert(at, (token.clone(), at_timeout.clone()));
+        let me = self.clone();
+        self.tracker.spawn(async move {
+            tokio::select! {
+                r = carry_out(me.clone(), at_timeout) => {
+                    if let Some(r) = r {
+                        let result = r.map_err(|f| with_missing(&me.ctx, at, f));
+                        me.input(Input::Done { at, result });
+                    }
+                }
+                () = token.cancelled() => {}
+            }
+        });
+    }
+
     /// Carries out every action the flow has (the single-mutation rule: drain after each
     /// input), then notes its next deadline.
     fn carry_out(self: &Arc<Self>, st: &mut DriverState) {
         while let Some(action) = st.flow.poll_action() {
             match action {
                 Action::Run(at) => {
-                    let token = CancellationToken::new();
-                    let at_timeout = Arc::new(exec::AtTimeout::default());
-                    st.running.insert(at, (token.clone(), at_timeout.clone()));
-                    let me = self.clone();
-                    self.tracker.spawn(async move {
+                    self.spawn_node(st, at, move |me, at_timeout| async move {
                         let report = |input| me.input(input);
-                        tokio::select! {
-                            r = exec::execute(&me.ctx, at, &report, &at_timeout) => {
-                                if let Some(r) = r {
-                                    let result = r.map_err(|f| with_missing(&me.ctx, at, f));
-                                    me.input(Input::Done { at, result });
-                                }
-                            }
-                            () = token.cancelled() => {}
-                        }
+                        exec::execute(&me.ctx, at, &report, &at_timeout).await
                     });
                 }
                 // Off the lock: binding the call is reported back to the flow.
@@ -890,20 +904,10 @@ impl Driver {
                 } => {
                     // A redirect's or a 422's next INVITE replaces the last one's task, which
                     // has ended.
-                    let token = CancellationToken::new();
-                    st.running.insert(at, (token.clone(), Arc::default()));
-                    let me = self.clone();
-                    self.tracker.spawn(async move {
+                    self.spawn_node(st, at, move |me, _| async move {
                         let report = |input| me.input(input);
-                        tokio::select! {
-                            r = exec::invite(&me.ctx, at, to, session_expires, &report) => {
-                                if let Err(f) = r {
-                                    let result = Err(with_missing(&me.ctx, at, f));
-                                    me.input(Input::Done { at, result });
-                                }
-                            }
-                            () = token.cancelled() => {}
-                        }
+                        let sent = exec::invite(&me.ctx, at, to, session_expires, &report).await;
+                        sent.err().map(Err)
                     });
                 }
                 Action::Note { at, message } => {
