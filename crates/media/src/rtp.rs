@@ -439,6 +439,8 @@ struct Tx {
     seq: Seq,
     ts: u32,
     sent: u64,
+    /// Payload octets sent (RTP headers not counted, RFC 3550 §6.4.1).
+    octets: u64,
     sending: bool,
     playing: Option<Playing>,
     dtmf: VecDeque<DtmfOut>,
@@ -530,6 +532,7 @@ impl MediaSession {
                 seq: Seq::from((ssrc >> 16) as u16),
                 ts: ssrc.rotate_left(7),
                 sent: 0,
+                octets: 0,
                 sending: true,
                 playing: None,
                 dtmf: VecDeque::new(),
@@ -880,7 +883,11 @@ fn tick(s: &Shared, now: Instant) {
     if let Some(p) = pkt
         && s.send_socket.send_to(&p, remote.addr).is_ok()
     {
-        s.tx.lock().expect("tx lock").sent += 1;
+        let mut tx = s.tx.lock().expect("tx lock");
+        tx.sent += 1;
+        // Our packets carry the 12-byte fixed header only (no CSRCs, no extension).
+        tx.octets += p.len().saturating_sub(12) as u64;
+        drop(tx);
         s.capture(true, remote.addr, &p);
     }
 }
@@ -962,9 +969,9 @@ async fn rtcp_send_loop(s: Arc<Shared>) {
 fn send_report(s: &Shared) {
     use crate::control::{self, Block, Sender};
     let Some(r) = &s.rtcp else { return };
-    let (packets, rtp_time) = {
+    let (packets, octets, rtp_time) = {
         let tx = s.tx.lock().expect("tx lock");
-        (tx.sent, tx.ts)
+        (tx.sent, tx.octets, tx.ts)
     };
     let now = Instant::now();
     let ntp = control::ntp(std::time::SystemTime::now());
@@ -994,11 +1001,11 @@ fn send_report(s: &Shared) {
             block
         })
     };
-    let sender = (packets > st.packets_prior).then(|| Sender {
+    let sender = (packets > st.packets_prior).then_some(Sender {
         ntp,
         rtp_time,
         packets: packets as u32,
-        octets: (packets * FRAME as u64) as u32,
+        octets: octets as u32,
     });
     st.packets_prior = packets;
     let bytes = control::compound(s.ssrc, sender, block, &r.cname);
