@@ -241,4 +241,28 @@ mod tests {
         );
         assert_eq!(round_trip(&block, 10), None, "a clock that went back");
     }
+
+    #[test]
+    fn what_a_peer_sends_cannot_make_the_reader_panic() {
+        use rand::{Rng, SeedableRng};
+        let good = compound(
+            1,
+            Some(Sender::default()),
+            Some(Block::default()),
+            "x@callflow",
+        );
+        // Every truncation of a real report, and seeded random datagrams with an RTCP header.
+        for n in 0..good.len() {
+            let _ = read(&good[..n]);
+        }
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..2_000 {
+            let len = rng.random_range(0..200);
+            let mut bytes: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+            if let Some(first) = bytes.first_mut() {
+                *first = 0x80 | (*first & 0x1f);
+            }
+            let _ = read(&bytes);
+        }
+    }
 }

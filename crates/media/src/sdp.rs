@@ -785,4 +785,27 @@ mod captured_tests {
             Direction::SendRecv
         );
     }
+
+    #[test]
+    fn what_a_peer_sends_cannot_make_the_sdp_readers_panic() {
+        // Every truncation of real SDP, each line doubled, and garbage: an error or a value.
+        for sdp in [SIPP, BARESIP, VIDEO, NOTHING] {
+            let doubled: String = sdp
+                .lines()
+                .flat_map(|l| [l, l])
+                .map(|l| format!("{l}\r\n"))
+                .collect();
+            for text in (0..sdp.len()).map(|n| &sdp[..n]).chain([doubled.as_str()]) {
+                let _ = answer(text, &us());
+                let _ = negotiate(text, &[Codec::Pcmu, Codec::Opus]);
+                let _ = (direction(text), codec_names(text), offered_direction(text));
+                let _ = with_direction(text, Direction::SendOnly);
+                let _ = reanswer(text, &answer(SIPP, &us()).unwrap(), &[Codec::Pcmu]);
+            }
+        }
+        let _ = negotiate(
+            "v=0\r\nm=audio 99999999999 RTP/AVP x\r\na=rtpmap:\r\n",
+            &[Codec::Pcmu],
+        );
+    }
 }
