@@ -11,3 +11,4 @@ mod peers;
 mod phones;
 mod reports;
 mod stop;
+mod transports;

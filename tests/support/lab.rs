@@ -24,6 +24,8 @@ pub struct Sidecar {
     child: Option<Child>,
     pub dir: PathBuf,
     pub port: u16,
+    /// Kamailio's TLS port, when it listens on TLS.
+    tls_port: Option<u16>,
     name: &'static str,
 }
 
@@ -45,8 +47,14 @@ impl Sidecar {
             child: Some(child),
             dir,
             port,
+            tls_port: None,
             name,
         }
+    }
+
+    /// Kamailio's TLS port ([`kamailio_tls`]).
+    pub fn tls_port(&self) -> u16 {
+        self.tls_port.expect("a Kamailio started with kamailio_tls")
     }
 
     pub fn log(&self) -> String {
@@ -120,8 +128,39 @@ pub fn kamailio_with(echo_port: u16, play_port: u16) -> Sidecar {
 
 /// Kamailio with the lab config and the digest `algorithm` of its challenges.
 pub fn kamailio_full(echo_port: u16, play_port: u16, algorithm: &str) -> Sidecar {
+    kamailio_start(echo_port, play_port, algorithm, None)
+}
+
+/// Kamailio listening on TLS as well (at [`Sidecar::tls_port`]), showing `cert_pem` (the
+/// certificate of 127.0.0.1 a test made, with its `key_pem`); it verifies no client
+/// certificate.
+pub fn kamailio_tls(cert_pem: &[u8], key_pem: &[u8]) -> Sidecar {
+    kamailio_start(1, 1, "MD5", Some((cert_pem, key_pem)))
+}
+
+fn kamailio_start(
+    echo_port: u16,
+    play_port: u16,
+    algorithm: &str,
+    tls: Option<(&[u8], &[u8])>,
+) -> Sidecar {
     let dir = temp_dir("kamailio");
     let port = free_port();
+    let tls_port = free_port();
+    let mut defines: Vec<&str> = Vec::new();
+    if let Some((cert, key)) = tls {
+        std::fs::write(dir.join("cert.pem"), cert).expect("write");
+        std::fs::write(dir.join("key.pem"), key).expect("write");
+        std::fs::write(
+            dir.join("tls.cfg"),
+            format!(
+                "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\nprivate_key = {0}/key.pem\ncertificate = {0}/cert.pem\n\n[client:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n",
+                dir.display()
+            ),
+        )
+        .expect("write");
+        defines.extend(["-A", "WITH_TLS"]);
+    }
     let template = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/kamailio.cfg"),
     )
@@ -133,28 +172,33 @@ pub fn kamailio_full(echo_port: u16, play_port: u16, algorithm: &str) -> Sidecar
             .replace("@PORT@", &port.to_string())
             .replace("@ECHO_PORT@", &echo_port.to_string())
             .replace("@PLAY_PORT@", &play_port.to_string())
+            .replace("@TLS_PORT@", &tls_port.to_string())
+            .replace("@DIR@", &dir.display().to_string())
             .replace("@ALGORITHM@", algorithm),
     )
     .expect("write");
-    let k = Sidecar::spawn(
+    let mut k = Sidecar::spawn(
         "kamailio",
-        Command::new("kamailio").args([
-            "-f",
-            cfg.to_str().unwrap(),
-            "-DD",
-            "-E",
-            "-n",
-            "1",
-            "-m",
-            "64",
-            "-M",
-            "8",
-            "-Y",
-            dir.to_str().unwrap(),
-        ]),
+        Command::new("kamailio")
+            .args([
+                "-f",
+                cfg.to_str().unwrap(),
+                "-DD",
+                "-E",
+                "-n",
+                "1",
+                "-m",
+                "64",
+                "-M",
+                "8",
+                "-Y",
+                dir.to_str().unwrap(),
+            ])
+            .args(&defines),
         dir,
         port,
     );
+    k.tls_port = tls.map(|_| tls_port);
     assert!(
         options_ping(port, Duration::from_secs(10)),
         "kamailio did not answer OPTIONS:\n{}",

@@ -300,6 +300,7 @@ pub(crate) fn run(args: LoadArgs) -> anyhow::Result<i32> {
             data,
             sockets_per_role: usize::from(args.sockets_per_role),
             rtp_loss: args.net.rtp_loss(),
+            keylog: args.net.keylog(),
             ..RunOptions::default()
         },
         pacing,

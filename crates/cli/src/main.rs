@@ -146,6 +146,10 @@ pub(crate) struct Network {
     /// The seed of --rtp-loss.
     #[arg(long, value_name = "N", default_value_t = 1, requires = "rtp_loss")]
     pub(crate) rtp_loss_seed: u64,
+    /// Append the secrets of every TLS session to PATH (SSLKEYLOGFILE format), so Wireshark
+    /// can decrypt a capture of the real connections (docs/transports.md).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) keylog: Option<PathBuf>,
 }
 
 /// A percentage, 0 to 100.
@@ -157,6 +161,13 @@ fn percent(s: &str) -> Result<f64, String> {
 }
 
 impl Network {
+    /// `--keylog`, as the engine takes it.
+    pub(crate) fn keylog(&self) -> Option<String> {
+        self.keylog
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned())
+    }
+
     /// The simulated loss of received RTP, if asked for.
     pub(crate) fn rtp_loss(&self) -> Option<orchestrator::RtpLoss> {
         self.rtp_loss.map(|percent| orchestrator::RtpLoss {

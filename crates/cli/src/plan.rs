@@ -210,6 +210,7 @@ async fn execute(
             capture_rtp,
             limits: limits(&args.limits),
             rtp_loss: args.net.rtp_loss(),
+            keylog: args.net.keylog(),
             ..RunOptions::default()
         };
         let limit = limit.clone();

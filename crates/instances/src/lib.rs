@@ -6,8 +6,10 @@
 //! port can only stay leased while something still holds it, which is what the leak check counts.
 
 mod registry;
+mod transport;
 
 pub use registry::{Registry, Target, UaEntry, host_port, sip_uri};
+pub use transport::{SipTransport, UnknownTransport};
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};

@@ -1,5 +1,6 @@
 //! The UAs of a run, as the rest of the run needs to know them: who listens where.
 
+use crate::SipTransport;
 use std::net::SocketAddr;
 
 /// One started UA.
@@ -11,13 +12,13 @@ pub struct UaEntry {
     pub dn: String,
     /// Where it listens for SIP.
     pub local: SocketAddr,
-    pub tcp: bool,
+    pub transport: SipTransport,
 }
 
 impl UaEntry {
-    /// `sip:<user>@<ip>:<port>`, with `;transport=tcp` on TCP.
+    /// `sip:<user>@<ip>:<port>`, with `;transport=tcp` (`tls`, `ws`, `wss`) on that transport.
     pub fn uri_for(&self, user: &str) -> String {
-        sip_uri(user, self.local, self.tcp)
+        sip_uri(user, self.local, self.transport)
     }
 }
 
@@ -77,11 +78,16 @@ pub fn host_port(addr: SocketAddr) -> String {
     }
 }
 
-/// `sip:<user>@<host:port>`, with `;transport=tcp` on TCP.
-pub fn sip_uri(user: &str, addr: SocketAddr, tcp: bool) -> String {
+/// `sip:<user>@<host:port>`, with `;transport=` naming any transport but UDP.
+///
+/// A TLS UA's URI is `sip:` with `;transport=tls`, not `sips:`: a `sips:` Contact would ask
+/// every hop toward it to be TLS (RFC 5630 §3.1.3), which a call through a proxy to a UDP
+/// callee cannot give; the connection itself is TLS either way.
+pub fn sip_uri(user: &str, addr: SocketAddr, transport: SipTransport) -> String {
     let mut s = format!("sip:{user}@{}", host_port(addr));
-    if tcp {
-        s.push_str(";transport=tcp");
+    if let Some(t) = transport.uri_param() {
+        s.push_str(";transport=");
+        s.push_str(t);
     }
     s
 }
@@ -98,14 +104,14 @@ mod tests {
                 label: "alice".into(),
                 dn: "100".into(),
                 local: "127.0.0.1:5060".parse().unwrap(),
-                tcp: false,
+                transport: SipTransport::Udp,
             },
             UaEntry {
                 id: "b".into(),
                 label: "bob".into(),
                 dn: "200".into(),
                 local: "[::1]:5062".parse().unwrap(),
-                tcp: true,
+                transport: SipTransport::Tcp,
             },
         ]);
         assert_eq!(

@@ -122,7 +122,7 @@ impl UaShared {
     pub(crate) fn aor(&self, user: &str) -> Result<Uri, String> {
         let aor = match &self.pbx {
             Some(pbx) => format!("sip:{user}@{}", pbx.host_port),
-            None => instances::sip_uri(user, self.local, false),
+            None => instances::sip_uri(user, self.local, instances::SipTransport::Udp),
         };
         Uri::try_from(aor.as_str()).map_err(|e| format!("bad address of record {aor}: {e}"))
     }

@@ -54,6 +54,8 @@ pub struct RunOptions {
     /// Drop received RTP as a lossy path would, seeded (`--rtp-loss`): to see what a scenario
     /// and its media checks make of loss.
     pub rtp_loss: Option<media::rtp::Loss>,
+    /// Append the TLS secrets of the run's sessions here (SSLKEYLOGFILE format, `--keylog`).
+    pub keylog: Option<String>,
 }
 
 /// Bounds on what a peer can make a UA hold.
@@ -93,6 +95,7 @@ impl Default for RunOptions {
             limits: Limits::default(),
             sockets_per_role: 1,
             rtp_loss: None,
+            keylog: None,
         }
     }
 }
@@ -289,7 +292,37 @@ pub(crate) async fn set_up(scenario: &Scenario, opts: &RunOptions, bus: &Arc<Eve
     let scenario = Arc::new(scenario.clone());
     bus.emit(EventKind::RunStarted(run_started(&scenario, &opts.run_id)));
     let sessions = Arc::new(Sessions::new());
+    // The run's own certificate, when a UA speaks TLS (its own transport or its PBX's).
+    let secure = scenario.instances.iter().any(|i| {
+        i.transport.is_secure() || i.pbx.as_ref().is_some_and(|p| p.transport.is_secure())
+    });
+    let mut setup_failure = None;
+    let tls = if secure {
+        let mut names = vec!["localhost".to_owned(), opts.bind_ip.to_string()];
+        if opts.bind_ip.is_unspecified() {
+            names.extend(["127.0.0.1".to_owned(), "::1".to_owned()]);
+        }
+        match transport::tls::RunTls::new(&names, opts.keylog.as_deref()) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let message = format!("TLS: {e}");
+                log(bus, Level::Error, None, None, None, message.clone());
+                setup_failure = Some(Failure {
+                    node: None,
+                    ua: None,
+                    kind: events::FailureKind::Setup,
+                    status: None,
+                    message,
+                });
+                None
+            }
+        }
+    } else {
+        None
+    };
     let run_shared = RunShared {
+        tls,
+        scenario_file: scenario.file.clone(),
         bind_ip: opts.bind_ip,
         sip_ports: PortAllocator::new(opts.sip_ports),
         rtp_ports: PortAllocator::new(opts.rtp_ports),
@@ -306,11 +339,13 @@ pub(crate) async fn set_up(scenario: &Scenario, opts: &RunOptions, bus: &Arc<Eve
 
     // Start the sidecars (a PBX, phones) before the UAs, in order, each health-checked.
     let mut sidecars = Vec::new();
-    let mut setup_failure = None;
     let dir = std::path::Path::new(&scenario.file)
         .parent()
         .filter(|d| !d.as_os_str().is_empty() && d.exists());
     for sc in &scenario.sidecars {
+        if setup_failure.is_some() {
+            break;
+        }
         match crate::sidecar::Running::start(sc, dir.unwrap_or(std::path::Path::new(".")), bus)
             .await
         {
@@ -340,7 +375,7 @@ pub(crate) async fn set_up(scenario: &Scenario, opts: &RunOptions, bus: &Arc<Eve
                 bus.emit(EventKind::UaStarted(UaStarted {
                     ua: ua.shared.id.clone(),
                     dn: ua.shared.dn.clone(),
-                    transport: ua.transport.to_owned(),
+                    transport: ua.transport.as_str().to_owned(),
                     local_addr: ua.shared.local.to_string(),
                     contact: ua.shared.contact.to_string(),
                 }));
@@ -466,7 +501,7 @@ pub(crate) async fn set_up(scenario: &Scenario, opts: &RunOptions, bus: &Arc<Eve
                     label: u.shared.label.clone(),
                     dn: u.shared.dn.clone(),
                     local: u.shared.local,
-                    tcp: u.shared.tcp,
+                    transport: u.shared.transport,
                 })
                 .collect(),
         ),
@@ -1103,5 +1138,10 @@ fn with_missing(ctx: &Ctx, at: NodeRef, mut f: NodeError) -> NodeError {
     if let Some(call) = ua.sessions.get(ua.idx, at.iteration, &node.call_id) {
         f.on_the_wire = ua.ledger.missing(&call.sip_call_id());
     }
+    // A connection that could not be made while the node ran: its request never left.
+    f.on_the_wire.extend(
+        ua.link_failures
+            .within(node.timeout + Duration::from_secs(1)),
+    );
     f
 }

@@ -16,7 +16,7 @@ use transport::sip::Uri;
 pub(crate) struct PbxConf {
     /// `host[:port]` as written.
     pub(crate) host_port: String,
-    pub(crate) tcp: bool,
+    pub(crate) transport: SipTransport,
     pub(crate) credential: Option<Credential>,
     pub(crate) outbound_proxy: Option<SocketAddr>,
     pub(crate) register: bool,
@@ -90,7 +90,7 @@ impl PbxConf {
         };
         Ok(Some(Self {
             host_port,
-            tcp: p.transport == SipTransport::Tcp,
+            transport: p.transport,
             credential,
             outbound_proxy,
             register: inst.register,
@@ -127,8 +127,10 @@ impl PbxConf {
         Some((user, credential))
     }
 
-    fn suffix(&self) -> &'static str {
-        if self.tcp { ";transport=tcp" } else { "" }
+    fn suffix(&self) -> String {
+        self.transport
+            .uri_param()
+            .map_or_else(String::new, |t| format!(";transport={t}"))
     }
 
     /// `sip:<user>@<pbx>` (a DN reached through the PBX, or our address of record).
@@ -144,13 +146,8 @@ impl PbxConf {
     /// Where requests are sent when there is an outbound proxy.
     pub(crate) fn destination(&self) -> Option<SipAddr> {
         let addr = self.outbound_proxy?;
-        let transport = if self.tcp {
-            transport::sip::Transport::Tcp
-        } else {
-            transport::sip::Transport::Udp
-        };
         Some(SipAddr {
-            r#type: Some(transport),
+            r#type: Some(transport::rsip_transport(self.transport)),
             addr: addr.into(),
         })
     }
@@ -214,7 +211,7 @@ impl UaShared {
         let pbx = self.pbx.as_ref().ok_or("no PBX")?;
         let mut reg = Registration::new(self.endpoint.clone(), credential);
         reg.outbound_proxy = pbx.outbound_proxy;
-        let contact = instances::sip_uri(user, self.local, self.tcp);
+        let contact = instances::sip_uri(user, self.local, self.transport);
         reg.contact = Some(transport::sip::typed::Contact {
             display_name: None,
             uri: Uri::try_from(contact.as_str()).map_err(|e| format!("bad contact: {e}"))?,

@@ -23,7 +23,7 @@ pub(crate) struct UaShared {
     pub(crate) label: String,
     pub(crate) dn: String,
     pub(crate) local: SocketAddr,
-    pub(crate) tcp: bool,
+    pub(crate) transport: scenario::SipTransport,
     pub(crate) contact: Uri,
     pub(crate) auto_ringing: bool,
     /// Reliable provisional responses (RFC 3262).
@@ -56,6 +56,8 @@ pub(crate) struct UaShared {
     pub(crate) unclaimed_invite: Duration,
     /// What crossed the wire on each call: what a failure message says never arrived.
     pub(crate) ledger: Arc<session::Ledger>,
+    /// The connections that failed lately (a TLS handshake): a failure message names them.
+    pub(crate) link_failures: Arc<LinkFailures>,
     /// Our late-offer INVITEs not answered yet, by SIP Call-ID: their 2xx's offer gets our
     /// answer in the ACK (`transport::AckAnswer`).
     pub(crate) late_calls:
@@ -105,17 +107,55 @@ impl UaShared {
     }
 }
 
+/// The last connections of a UA that failed, with when and why.
+#[derive(Default)]
+pub(crate) struct LinkFailures(
+    std::sync::Mutex<std::collections::VecDeque<(std::time::Instant, String)>>,
+);
+
+impl LinkFailures {
+    const KEPT: usize = 8;
+
+    fn push(&self, why: String) {
+        let mut q = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if q.len() >= Self::KEPT {
+            q.pop_front();
+        }
+        q.push_back((std::time::Instant::now(), why));
+    }
+
+    /// Why connections failed within the last `window`, oldest first, each once.
+    pub(crate) fn within(&self, window: Duration) -> Vec<String> {
+        let q = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out: Vec<String> = Vec::new();
+        for (at, why) in q.iter() {
+            if at.elapsed() <= window && !out.contains(why) {
+                out.push(why.clone());
+            }
+        }
+        out
+    }
+}
+
 /// A started UA.
 pub(crate) struct Ua {
     pub(crate) shared: Arc<UaShared>,
     pub(crate) endpoint: UaEndpoint,
-    pub(crate) transport: &'static str,
+    pub(crate) transport: scenario::SipTransport,
     lease: PortLease,
     tasks: Vec<JoinHandle<()>>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum UaError {
+    #[error("UA `{ua}`: TLS: {message}")]
+    Tls { ua: String, message: String },
     #[error("UA `{ua}`: {source}")]
     Ports {
         ua: String,
@@ -161,6 +201,10 @@ pub(crate) struct RunShared {
     pub(crate) data: Option<Arc<crate::data::Data>>,
     pub(crate) limits: crate::engine::Limits,
     pub(crate) run_id: Arc<str>,
+    /// The run's own certificate and key log, when a UA speaks TLS.
+    pub(crate) tls: Option<transport::tls::RunTls>,
+    /// The scenario's file: its `tls` paths are relative to it.
+    pub(crate) scenario_file: String,
 }
 
 impl Ua {
@@ -169,7 +213,7 @@ impl Ua {
         inst: &Instance,
         run: &RunShared,
     ) -> Result<Self, UaError> {
-        let tcp = inst.transport == scenario::SipTransport::Tcp;
+        let own = inst.transport;
         let ip = run.bind_ip;
         let (lease, socket) = run
             .sip_ports
@@ -183,8 +227,8 @@ impl Ua {
                         addr,
                         source,
                     })?;
-                if tcp {
-                    // The TCP listener takes the same port; check it is free too.
+                if own.is_stream() {
+                    // The stream listener takes the same port; check it is free too.
                     transport::check_tcp(got)?;
                 }
                 Ok::<_, transport::TransportError>((sock, got.port()))
@@ -199,8 +243,24 @@ impl Ua {
         let ledger = Arc::new(session::Ledger::new());
         let tap_ledger = ledger.clone();
         let tap = Arc::new(move |rec: WireRecord| wire_event(&tap_bus, &tap_ledger, &ua_id, rec));
+        let tls = tls_settings(inst, run).map_err(|message| UaError::Tls {
+            ua: inst.label.clone(),
+            message,
+        })?;
+        let link_failures = Arc::new(LinkFailures::default());
+        let on_failure = {
+            let failures = link_failures.clone();
+            let bus = run.bus.clone();
+            let id = inst.id.clone();
+            transport::tls::FailureHook(Arc::new(move |_peer, why: String| {
+                log(&bus, Level::Error, Some(&id), None, None, why.clone());
+                failures.push(why);
+            }))
+        };
         let settings = EndpointSettings {
-            tcp,
+            transport: own,
+            tls,
+            on_failure: Some(on_failure),
             max_tcp_connections: run.limits.max_tcp_connections,
             tcp_idle_timeout: run.limits.tcp_idle_timeout,
             ..EndpointSettings::default()
@@ -218,8 +278,8 @@ impl Ua {
             label: inst.label.clone(),
             dn: inst.dn.clone(),
             local,
-            tcp,
-            contact: contact_uri(&inst.dn, local, tcp),
+            transport: own,
+            contact: contact_uri(&inst.dn, local, own),
             auto_ringing: inst.auto_ringing,
             rel100: inst.rel100,
             min_se: inst.min_se.as_secs().clamp(1, u64::from(u32::MAX)) as u32,
@@ -249,6 +309,7 @@ impl Ua {
             rtp_loss: run.rtp_loss,
             unclaimed_invite: run.limits.unclaimed_invite,
             ledger,
+            link_failures,
             late_calls: std::sync::Mutex::new(std::collections::HashMap::new()),
             inbox: session::Latched::bounded(crate::requests::INBOX),
             subscriptions: std::sync::Mutex::new(std::collections::HashMap::new()),
@@ -308,8 +369,50 @@ impl Ua {
     }
 }
 
-fn contact_uri(user: &str, local: SocketAddr, tcp: bool) -> Uri {
-    let s = instances::sip_uri(user, local, tcp);
+/// An instance's TLS settings, when it or its PBX speaks TLS: its `tls` files read, over the
+/// run's own certificate (shown when it has none of its own, and trusted always).
+fn tls_settings(
+    inst: &Instance,
+    run: &RunShared,
+) -> Result<Option<transport::tls::TlsSettings>, String> {
+    let secure =
+        inst.transport.is_secure() || inst.pbx.as_ref().is_some_and(|p| p.transport.is_secure());
+    let Some(run_tls) = run.tls.as_ref().filter(|_| secure) else {
+        return Ok(None);
+    };
+    let t = &inst.tls;
+    let read = |name: &str, path: &String| {
+        let file = scenario::resolve_path(&run.scenario_file, path);
+        std::fs::read(&file).map_err(|e| format!("tls.{name} {}: {e}", file.display()))
+    };
+    let own = match (&t.cert, &t.key) {
+        (Some(cert), Some(key)) => Some(transport::tls::TlsIdentity {
+            cert_pem: read("cert", cert)?,
+            key_pem: read("key", key)?,
+        }),
+        _ => None,
+    };
+    let mut roots_pem = match &t.ca {
+        Some(ca) => {
+            let mut pem = read("ca", ca)?;
+            pem.push(b'\n');
+            pem
+        }
+        None => Vec::new(),
+    };
+    roots_pem.extend_from_slice(&run_tls.identity.cert_pem);
+    Ok(Some(transport::tls::TlsSettings {
+        identity: own.clone().unwrap_or_else(|| run_tls.identity.clone()),
+        client_identity: own,
+        roots_pem,
+        insecure: t.insecure,
+        sni: t.sni.clone(),
+        keylog: run_tls.keylog.clone(),
+    }))
+}
+
+fn contact_uri(user: &str, local: SocketAddr, transport: scenario::SipTransport) -> Uri {
+    let s = instances::sip_uri(user, local, transport);
     Uri::try_from(s.as_str()).expect("a contact built from an address parses")
 }
 

@@ -63,7 +63,9 @@ pub fn write(events: &[Event], path: &Path) -> Result<usize, ReportError> {
                     m.local.as_str(),
                     m.peer.as_str(),
                     raw.into(),
-                    m.transport == "tcp",
+                    // TLS and WebSocket are written as the SIP text over TCP: the text
+                    // is taken above the encryption (docs/transports.md).
+                    m.transport != "udp",
                 )
             }
         };

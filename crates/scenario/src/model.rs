@@ -19,21 +19,7 @@ pub enum Format {
     Native,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum SipTransport {
-    #[default]
-    Udp,
-    Tcp,
-}
-
-impl SipTransport {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Udp => "udp",
-            Self::Tcp => "tcp",
-        }
-    }
-}
+pub use instances::SipTransport;
 
 /// A PBX (registrar/proxy) an instance talks to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,9 +111,43 @@ pub struct Instance {
     pub min_se: Duration,
     /// The From display name of this instance's calls.
     pub display_name: Option<String>,
+    /// TLS settings, for a `tls`/`wss` transport of its own or toward its PBX.
+    pub tls: TlsSettings,
     /// The first nodes of this instance's chains, in order.
     pub starts: Vec<NodeIdx>,
     pub pos: Pos,
+}
+
+/// An instance's TLS settings: `tls: {ca, cert, key, insecure, sni}` in YAML, `tlsCa`,
+/// `tlsCert`, `tlsKey`, `tlsInsecure`, `tlsSni` in sipflow's `data`. Paths are as written
+/// (relative to the scenario file, see [`crate::resolve_path`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// The PEM bundle that verifies the peers (a PBX's certificate chain). The run's own
+    /// certificate is trusted besides.
+    pub ca: Option<String>,
+    /// Our certificate chain (PEM): what the UA's listener shows, and its client certificate
+    /// (mutual TLS). Without it the run's own self-signed certificate.
+    pub cert: Option<String>,
+    /// The private key of `cert` (PEM, PKCS#8 or PKCS#1).
+    pub key: Option<String>,
+    /// Accept any certificate from the peer: verification is off, explicitly.
+    pub insecure: bool,
+    /// The name sent as SNI and verified in the peer's certificate, instead of its host.
+    pub sni: Option<String>,
+    /// Where the settings were written (the `tls` mapping, or the instance).
+    pub pos: Pos,
+}
+
+impl TlsSettings {
+    /// Nothing set: the run's own certificate both ways.
+    pub fn is_default(&self) -> bool {
+        self.ca.is_none()
+            && self.cert.is_none()
+            && self.key.is_none()
+            && !self.insecure
+            && self.sni.is_none()
+    }
 }
 
 /// How a UA takes reliable provisional responses (RFC 3262): the instance's `100rel`.

@@ -59,7 +59,9 @@ const INSTANCE_KEYS: &[&str] = &[
     "min_se",
     "steps",
     "display_name",
+    "tls",
 ];
+const TLS_KEYS: &[&str] = &["ca", "cert", "key", "insecure", "sni"];
 /// The keys of an instance's `pbx` (`profile` first: a profile has all the others).
 pub(crate) const PBX_KEYS: &[&str] = &[
     "profile",
@@ -241,18 +243,14 @@ pub(crate) fn convert(
     })
 }
 
-/// A `udp`/`tcp` field (any case); UDP when absent.
+/// A `udp`/`tcp`/`tls`/`ws`/`wss` field (any case); UDP when absent.
 pub(crate) fn transport(f: &mut Fields<'_>, map: &SNode, key: &str) -> SipTransport {
-    match f.string(map, key).map(|t| t.to_ascii_lowercase()) {
+    match f.string(map, key).map(|t| t.parse::<SipTransport>()) {
         None => SipTransport::Udp,
-        Some(t) if t == "udp" => SipTransport::Udp,
-        Some(t) if t == "tcp" => SipTransport::Tcp,
-        Some(t) => {
+        Some(Ok(t)) => t,
+        Some(Err(e)) => {
             let pos = map.get(key).map_or(map.pos, |n| n.pos);
-            f.error(
-                pos,
-                format!("`{key}` is `{t}`; callflow speaks `udp` or `tcp`"),
-            );
+            f.error(pos, format!("`{key}`: {e}"));
             SipTransport::Udp
         }
     }
@@ -413,9 +411,39 @@ fn instance(
             .duration(body, "min_se")
             .map_or(crate::model::DEFAULT_MIN_SE, |(d, _)| d),
         display_name: f.string(body, "display_name"),
+        tls: tls(f, body, pos),
         starts: Vec::new(),
         pos,
     })
+}
+
+/// An instance's `tls: {ca, cert, key, insecure, sni}`.
+fn tls(f: &mut Fields<'_>, body: &SNode, pos: Pos) -> crate::model::TlsSettings {
+    let Some(t) = body.get("tls") else {
+        return crate::model::TlsSettings {
+            pos,
+            ..Default::default()
+        };
+    };
+    if !matches!(t.value, Value::Map(_)) {
+        f.error(
+            t.pos,
+            "`tls` is a mapping: `{ca: FILE, cert: FILE, key: FILE, insecure: false, sni: NAME}`",
+        );
+        return crate::model::TlsSettings {
+            pos: t.pos,
+            ..Default::default()
+        };
+    }
+    f.unknown_keys(t, TLS_KEYS, "`tls`", true);
+    crate::model::TlsSettings {
+        ca: f.string(t, "ca"),
+        cert: f.string(t, "cert"),
+        key: f.string(t, "key"),
+        insecure: f.bool(t, "insecure").unwrap_or(false),
+        sni: f.string(t, "sni"),
+        pos: t.pos,
+    }
 }
 
 struct StepCtx<'a, 'f> {

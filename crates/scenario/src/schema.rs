@@ -360,14 +360,19 @@ const fn event(name: &'static str, keys: &'static [Key]) -> Spec {
 pub const INSTANCE: &[Key] = &[
     key("label", "label", Type::Text),
     key("dn", "dn", Type::Text).required(),
-    key("transport", "transport", Type::Choice(&["UDP", "TCP"])).or(Default::Text("UDP")),
+    key(
+        "transport",
+        "transport",
+        Type::Choice(&["UDP", "TCP", "TLS", "WS", "WSS"]),
+    )
+    .or(Default::Text("UDP")),
     key("pbx.profile", "pbxProfile", Type::Profile),
     key("pbx.host", "pbxHost", Type::Text),
     key("pbx.port", "pbxPort", Type::Text),
     key(
         "pbx.transport",
         "pbxTransport",
-        Type::Choice(&["UDP", "TCP"]),
+        Type::Choice(&["UDP", "TCP", "TLS", "WS", "WSS"]),
     ),
     key("pbx.auth_user", "authUser", Type::Text),
     key("pbx.password", "password", Type::Text),
@@ -385,6 +390,11 @@ pub const INSTANCE: &[Key] = &[
     .or(Default::Text("supported")),
     key("min_se", "minSeMs", Type::Duration).or(Default::Duration(crate::model::DEFAULT_MIN_SE)),
     key("display_name", "displayName", Type::Text),
+    key("tls.ca", "tlsCa", Type::Text),
+    key("tls.cert", "tlsCert", Type::Text),
+    key("tls.key", "tlsKey", Type::Text),
+    key("tls.insecure", "tlsInsecure", Type::Bool).or(Default::Bool(false)),
+    key("tls.sni", "tlsSni", Type::Text),
 ];
 
 /// The command or event named `name` of `kind`, as sipflow spells it or by an alias.

@@ -40,6 +40,12 @@ const INSTANCE_KEYS: &[&str] = &[
     // callflow's own: 100rel (RFC 3262) as `supported`, `required` or `off`.
     "rel100",
     "minSeMs",
+    // callflow's own: TLS settings (`tls:` in YAML).
+    "tlsCa",
+    "tlsCert",
+    "tlsKey",
+    "tlsInsecure",
+    "tlsSni",
 ];
 /// A value with where it was written.
 type Located = (String, Pos);
@@ -523,23 +529,38 @@ fn instance(
         min_se: f
             .millis(data, "minSeMs")
             .map_or(crate::model::DEFAULT_MIN_SE, |(d, _)| d),
+        tls: crate::model::TlsSettings {
+            ca: nonempty(f, "tlsCa"),
+            cert: nonempty(f, "tlsCert"),
+            key: nonempty(f, "tlsKey"),
+            insecure: f.bool(data, "tlsInsecure").unwrap_or(false),
+            sni: nonempty(f, "tlsSni"),
+            pos,
+        },
         starts: Vec::new(),
         pos,
     })
 }
 
-/// A `UDP`/`TCP` field (any case; empty, as sipflow writes an unset one, is UDP); None when
-/// absent or wrong (an error).
+/// A `UDP`/`TCP`/`TLS`/`WS`/`WSS` field (any case; empty, as sipflow writes an unset one, is
+/// UDP); None when absent or wrong (an error).
 fn sip_transport(f: &mut Fields<'_>, data: &SNode, key: &str, pos: Pos) -> Option<SipTransport> {
-    let t = f.string(data, key)?.to_ascii_uppercase();
-    match t.as_str() {
-        "" | "UDP" => Some(SipTransport::Udp),
-        "TCP" => Some(SipTransport::Tcp),
-        _ => {
+    let t = f.string(data, key)?;
+    if t.is_empty() {
+        return Some(SipTransport::Udp);
+    }
+    match t.parse::<SipTransport>() {
+        Ok(t) => Some(t),
+        Err(_) => {
             let tpos = data.get(key).map_or(pos, |n| n.pos);
+            let names: Vec<&str> = SipTransport::ALL.iter().map(|t| t.via_token()).collect();
             f.error(
                 tpos,
-                format!("`{key}` is `{t}`; callflow speaks UDP or TCP"),
+                format!(
+                    "`{key}` is `{}`; callflow speaks {}",
+                    t.to_ascii_uppercase(),
+                    names.join(", ")
+                ),
             );
             None
         }

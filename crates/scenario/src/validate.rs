@@ -27,6 +27,7 @@ pub(crate) fn validate(s: &Scenario, diags: &mut Diagnostics) {
                 format!("instance `{}`: `min_se` is at least 1 s", inst.label),
             ));
         }
+        tls(s, inst, diags);
         if inst.dn.trim().is_empty() {
             diags.push(Diagnostic::error(
                 file,
@@ -303,6 +304,57 @@ fn unbound_requests(s: &Scenario, diags: &mut Diagnostics) {
                 .with_help(help),
             );
         }
+    }
+}
+
+/// An instance's `tls`: a certificate comes with its key, each file can be read, and settings
+/// that nothing uses are pointed out.
+fn tls(s: &Scenario, inst: &crate::model::Instance, diags: &mut Diagnostics) {
+    let t = &inst.tls;
+    let file = s.file.as_str();
+    let who = format!("instance `{}`", inst.label);
+    match (&t.cert, &t.key) {
+        (Some(_), None) => diags.push(Diagnostic::error(
+            file,
+            t.pos,
+            format!("{who}: `tls` has a `cert` but no `key` for it"),
+        )),
+        (None, Some(_)) => diags.push(Diagnostic::error(
+            file,
+            t.pos,
+            format!("{who}: `tls` has a `key` but no `cert` for it"),
+        )),
+        _ => {}
+    }
+    for (name, path) in [("ca", &t.ca), ("cert", &t.cert), ("key", &t.key)] {
+        let Some(path) = path else { continue };
+        let resolved = crate::resolve_path(&s.file, path);
+        if let Err(e) = std::fs::File::open(&resolved) {
+            diags.push(Diagnostic::error(
+                file,
+                t.pos,
+                format!(
+                    "{who}: `tls.{name}` {} cannot be read: {e}",
+                    resolved.display()
+                ),
+            ));
+        }
+    }
+    if t.insecure && t.ca.is_some() {
+        diags.push(Diagnostic::warning(
+            file,
+            t.pos,
+            format!("{who}: `tls.insecure` verifies nothing, so `tls.ca` is not used"),
+        ));
+    }
+    let secure =
+        inst.transport.is_secure() || inst.pbx.as_ref().is_some_and(|p| p.transport.is_secure());
+    if !secure && !t.is_default() {
+        diags.push(Diagnostic::warning(
+            file,
+            t.pos,
+            format!("{who}: `tls` is set but neither the instance nor its PBX uses `tls` or `wss`"),
+        ));
     }
 }
 

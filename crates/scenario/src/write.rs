@@ -472,6 +472,22 @@ pub fn to_native(s: &Scenario, profiles: &Profiles) -> Result<String, WriteError
         if let Some(d) = &inst.display_name {
             body.push(("display_name", ystr(d)));
         }
+        if !inst.tls.is_default() {
+            let t = &inst.tls;
+            let mut tls: Vec<(&str, Yaml<'static>)> = Vec::new();
+            for (k, v) in [("ca", &t.ca), ("cert", &t.cert), ("key", &t.key)] {
+                if let Some(v) = v {
+                    tls.push((k, ystr(v)));
+                }
+            }
+            if t.insecure {
+                tls.push(("insecure", Yaml::Value(Scalar::Boolean(true))));
+            }
+            if let Some(sni) = &t.sni {
+                tls.push(("sni", ystr(sni)));
+            }
+            body.push(("tls", ymap(tls)));
+        }
         let list = &order[i];
         let steps: Vec<Yaml<'static>> = list
             .iter()
@@ -615,6 +631,20 @@ pub fn to_flow(s: &Scenario, profiles: &Profiles) -> Json {
         }
         if let Some(d) = &inst.display_name {
             data.insert("displayName".into(), json!(d));
+        }
+        let t = &inst.tls;
+        for (k, v) in [
+            ("tlsCa", &t.ca),
+            ("tlsCert", &t.cert),
+            ("tlsKey", &t.key),
+            ("tlsSni", &t.sni),
+        ] {
+            if let Some(v) = v {
+                data.insert(k.into(), json!(v));
+            }
+        }
+        if t.insecure {
+            data.insert("tlsInsecure".into(), json!(true));
         }
         nodes.push(json!({
             "id": inst.id, "type": "sipInstance", "position": {"x": x0, "y": 0.0}, "data": data,

@@ -133,3 +133,39 @@ fn a_request_in_a_call_nothing_binds_is_refused_before_the_run() {
         "{err}"
     );
 }
+
+#[test]
+fn transports_and_tls_settings_are_read_and_their_mistakes_named_where_written() {
+    let with = |alice: &str| {
+        format!(
+            "version: 1\ninstances:\n  alice:\n    dn: \"100\"\n{alice}    steps:\n      - command: MakeCall\n        target: bob\n  bob:\n    dn: \"200\"\n    steps:\n      - event: INCOMING\n"
+        )
+    };
+    let (s, _) = callflow_scenario::parse_with_warnings(
+        &with("    transport: TLS\n    tls: {insecure: true, sni: pbx.lab}\n"),
+        "m.yaml",
+    )
+    .expect("valid");
+    let alice = &s.instances[0];
+    assert_eq!(alice.transport, callflow_scenario::SipTransport::Tls);
+    assert!(alice.tls.insecure);
+    assert_eq!(alice.tls.sni.as_deref(), Some("pbx.lab"));
+    assert_eq!((alice.tls.pos.line, alice.tls.pos.col), (6, 10));
+
+    let err = error_of(&with("    transport: sctp\n"));
+    assert!(
+        err.contains("m.yaml:5:16")
+            && err.contains(
+                "`transport`: `sctp` is not a SIP transport; callflow speaks `udp`, `tcp`, `tls`, `ws` or `wss`"
+            ),
+        "{err}"
+    );
+    let err = error_of(&with("    transport: tls\n    tls: {cert: me.pem}\n"));
+    assert!(
+        err.contains("m.yaml:6:10") && err.contains("`tls` has a `cert` but no `key` for it"),
+        "{err}"
+    );
+    assert!(err.contains("`tls.cert` me.pem cannot be read"), "{err}");
+    let err = error_of(&with("    transport: tls\n    tls: {verify: false}\n"));
+    assert!(err.contains("verify"), "{err}");
+}

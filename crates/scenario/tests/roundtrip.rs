@@ -27,6 +27,7 @@ fn canon(s: &Scenario) -> String {
     for inst in &s.instances {
         let mut inst = inst.clone();
         inst.pos = Default::default();
+        inst.tls.pos = Default::default();
         inst.starts = inst.starts.iter().map(|&n| number[n]).collect();
         writeln!(out, "{inst:?}").unwrap();
     }

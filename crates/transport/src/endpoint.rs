@@ -2,6 +2,7 @@
 
 use crate::intake::Intake;
 use crate::tap::{TappedUdp, WireDirection, WireRecord, WireTap, is_keepalive};
+use instances::SipTransport;
 use rsipstack::EndpointBuilder;
 use rsipstack::dialog::dialog::{DialogStateReceiver, DialogStateSender};
 use rsipstack::dialog::dialog_layer::DialogLayer;
@@ -34,6 +35,11 @@ pub enum TransportError {
     },
     #[error("failed to set up the SIP endpoint on {addr}: {message}")]
     Setup { addr: SocketAddr, message: String },
+    #[error("TLS on {addr}: {source}")]
+    Tls {
+        addr: SocketAddr,
+        source: crate::tls::TlsError,
+    },
 }
 
 /// A new socket for `addr`, and how to report a failure on it.
@@ -81,12 +87,28 @@ pub fn check_tcp(addr: SocketAddr) -> Result<(), TransportError> {
     Ok(())
 }
 
+/// A TCP listener at `addr` (for TLS), bound the way [`check_tcp`] checks.
+fn listen_tcp(addr: SocketAddr) -> Result<tokio::net::TcpListener, TransportError> {
+    let (socket, err) = new_socket(addr, "tcp")?;
+    socket.set_reuse_address(true).map_err(&err)?;
+    socket.set_nonblocking(true).map_err(&err)?;
+    socket.bind(&addr.into()).map_err(&err)?;
+    socket.listen(128).map_err(&err)?;
+    tokio::net::TcpListener::from_std(socket.into()).map_err(err)
+}
+
 /// How to build one UA's endpoint.
 #[derive(Clone, Debug)]
 pub struct EndpointSettings {
     pub user_agent: String,
-    /// Also listen on TCP at the UDP socket's address, and make TCP the first (Contact) transport.
-    pub tcp: bool,
+    /// The UA's transport. Besides UDP (always), a stream transport listens at the UDP
+    /// socket's address and is the first (Contact and Via) transport.
+    pub transport: SipTransport,
+    /// TLS settings: for a TLS listener, and for TLS connections the UA opens (to a PBX over
+    /// TLS even when its own transport is not).
+    pub tls: Option<crate::tls::TlsSettings>,
+    /// Told of each TLS connection that failed, either way.
+    pub on_failure: Option<crate::tls::FailureHook>,
     /// Call-IDs end in `@<suffix>`.
     pub call_id_suffix: String,
     /// At most this many TCP connections at once (accepted and opened); past it the one idle
@@ -106,7 +128,9 @@ impl Default for EndpointSettings {
     fn default() -> Self {
         Self {
             user_agent: format!("callflow/{}", env!("CARGO_PKG_VERSION")),
-            tcp: false,
+            transport: SipTransport::Udp,
+            tls: None,
+            on_failure: None,
             call_id_suffix: "callflow".to_owned(),
             max_tcp_connections: DEFAULT_MAX_TCP_CONNECTIONS,
             tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
@@ -124,8 +148,10 @@ pub struct UaEndpoint {
     /// Dialog state changes of every dialog of this UA. Taken once by the UA's router.
     pub state_rx: Option<DialogStateReceiver>,
     pub local: SocketAddr,
-    pub transport: &'static str,
+    pub transport: SipTransport,
     late: Arc<crate::late::LateOffers>,
+    /// The UA's TLS client configuration, registered for rsipstack's connector.
+    _tls_client: Option<crate::tls::ClientTag>,
     cancel: CancellationToken,
     serve: Option<JoinHandle<()>>,
 }
@@ -148,13 +174,67 @@ impl UaEndpoint {
         let cancel = CancellationToken::new();
         let tl = TransportLayer::new(cancel.child_token());
         tl.set_stream_idle_timeout(settings.tcp_idle_timeout);
-        if settings.tcp {
-            // Listens first, so Contact and Via name TCP.
-            let tcp = TcpListenerConnection::new(local, None)
+        let tls_error = |source| TransportError::Tls {
+            addr: local,
+            source,
+        };
+        let mut tls_listener = None;
+        match settings.transport {
+            SipTransport::Udp => {}
+            SipTransport::Tcp => {
+                // Listens first, so Contact and Via name TCP.
+                let tcp = TcpListenerConnection::new(local, None)
+                    .await
+                    .map_err(|e| setup(&e))?;
+                tl.add_transport(tcp.into());
+            }
+            SipTransport::Tls => {
+                let tls = settings.tls.as_ref().ok_or_else(|| TransportError::Setup {
+                    addr: local,
+                    message: "a TLS listener needs TLS settings".into(),
+                })?;
+                let config = tls.server_config().map_err(tls_error)?;
+                tls_listener = Some((listen_tcp(local)?, config));
+                // Our own listener accepts (tls.rs); rsipstack only needs to know, for Contact
+                // and Via, that the UA is reached over TLS here: a listener entry that serves
+                // nothing.
+                let (_, rx) = rsipstack::platform::mpsc::unbounded_channel();
+                let (tx, _) = rsipstack::platform::mpsc::unbounded_channel();
+                let named = ChannelConnection::create_connection(
+                    rx,
+                    tx,
+                    SipAddr {
+                        r#type: Some(rsipstack::sip::transport::Transport::Tls),
+                        addr: local.into(),
+                    },
+                    Some(cancel.child_token()),
+                )
                 .await
                 .map_err(|e| setup(&e))?;
-            tl.add_transport(tcp.into());
+                tl.add_transport(named.into());
+            }
+            SipTransport::Ws | SipTransport::Wss => {
+                return Err(TransportError::Setup {
+                    addr: local,
+                    message: format!(
+                        "the {} transport is not available yet",
+                        settings.transport.via_token()
+                    ),
+                });
+            }
         }
+        let tls_client = match &settings.tls {
+            Some(tls) => {
+                crate::tls::install_crypto_provider();
+                let tag = crate::tls::ClientTag::register(
+                    tls.client_config().map_err(tls_error)?,
+                    settings.on_failure.clone(),
+                );
+                tl.set_tls_config(tag.rsip_config(tls.sni.clone()));
+                Some(tag)
+            }
+            None => None,
+        };
         let socket = tokio::net::UdpSocket::from_std(socket).map_err(|e| setup(&e))?;
         let tapped = Arc::new(TappedUdp::new(socket, local, tap.clone()));
         let udp = UdpConnection::from_socket(tapped.clone(), None, Some(cancel.child_token()))
@@ -189,9 +269,9 @@ impl UaEndpoint {
             .with_transport_layer(tl)
             .with_user_agent(&settings.user_agent)
             .with_option(option);
-        // Always: the digest algorithm spelling (below). On TCP also the tap, as UDP is tapped
-        // at the socket.
-        let stream_tap = settings.tcp.then(|| tap.clone());
+        // The digest algorithm spelling (below), and the tap of stream transports (UDP is tapped
+        // at the socket): a UDP UA may open a TLS connection to its PBX.
+        let stream_tap = Some(tap.clone());
         let late = Arc::new(crate::late::LateOffers::default());
         builder.with_inspector(Box::new(Inspector {
             local,
@@ -202,7 +282,7 @@ impl UaEndpoint {
         // Stream messages are checked at the door here (datagrams are, in TappedUdp).
         builder.with_transport_inspector(Box::new(StreamTap {
             local,
-            tap: settings.tcp.then_some(tap),
+            tap: Some(tap),
             streams: Streams {
                 cap: settings.max_tcp_connections.max(1),
                 open: std::sync::Mutex::new(Vec::new()),
@@ -212,6 +292,16 @@ impl UaEndpoint {
         let incoming = endpoint.incoming_transactions().map_err(|e| setup(&e))?;
         let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
         let (state_tx, state_rx) = dialogs.new_dialog_state_channel();
+        if let Some((listener, config)) = tls_listener {
+            crate::tls::serve_listener(
+                listener,
+                config,
+                endpoint.inner.clone(),
+                local,
+                cancel.child_token(),
+                settings.on_failure.clone(),
+            );
+        }
         let inner = endpoint.inner.clone();
         let serve = tokio::spawn(async move {
             if let Err(e) = inner.serve().await {
@@ -225,8 +315,9 @@ impl UaEndpoint {
             state_tx,
             state_rx: Some(state_rx),
             local,
-            transport: if settings.tcp { "tcp" } else { "udp" },
+            transport: settings.transport,
             late,
+            _tls_client: tls_client,
             cancel,
             serve: Some(serve),
         })
@@ -272,9 +363,10 @@ struct StreamTap {
     streams: Streams,
 }
 
-/// Records a TCP message on `tap` (if the UA taps TCP).
+/// Records a stream transport's message on `tap`.
 fn record_tcp(
     tap: Option<&Arc<dyn WireTap>>,
+    transport: SipTransport,
     local: SocketAddr,
     direction: WireDirection,
     peer: SocketAddr,
@@ -284,7 +376,7 @@ fn record_tcp(
         tap.record(WireRecord {
             at: SystemTime::now(),
             direction,
-            transport: "tcp",
+            transport: transport.as_str(),
             local,
             peer,
             bytes,
@@ -302,6 +394,16 @@ fn stream_addrs(conn: &SipConnection) -> Option<(SocketAddr, SocketAddr)> {
 /// A TCP (or other stream) connection: neither UDP nor the in-memory channel of large datagrams.
 fn is_stream(conn: &SipConnection) -> bool {
     conn.is_reliable() && !matches!(conn, SipConnection::Channel(_))
+}
+
+/// The transport a stream connection carries.
+fn stream_transport(conn: &SipConnection) -> SipTransport {
+    match conn.get_addr().r#type {
+        Some(rsipstack::sip::transport::Transport::Tls) => SipTransport::Tls,
+        Some(rsipstack::sip::transport::Transport::Ws) => SipTransport::Ws,
+        Some(rsipstack::sip::transport::Transport::Wss) => SipTransport::Wss,
+        _ => SipTransport::Tcp,
+    }
 }
 
 /// The UA's open stream connections (by peer address) and when each last carried a message.
@@ -455,17 +557,31 @@ impl MessageInspector for Inspector {
         let msg = self
             .late
             .amend(self.early.aim(respell(msg, CREDENTIALS, true)));
+        // A stream request with no destination found no connection (rsipstack's lookup
+        // failed: the connection was refused, its handshake failed): it is not sent. A response
+        // goes back on the request's connection.
         if let Some(tap) = &self.tap
-            && top_via_transport(&msg).as_deref() == Some("tcp")
+            && let Some(transport) = top_via_transport(&msg)
+                .and_then(|t| t.parse::<SipTransport>().ok())
+                .filter(|t| t.is_stream())
         {
-            let peer = dest
-                .and_then(|d| d.get_socketaddr().ok())
-                .or_else(|| SipConnection::get_destination(&msg).ok());
+            let peer = dest.and_then(|d| d.get_socketaddr().ok()).or_else(|| {
+                matches!(msg, SipMessage::Response(_))
+                    .then(|| SipConnection::get_destination(&msg).ok())
+                    .flatten()
+            });
             if let Some(peer) = peer {
                 let bytes = msg.to_bytes().to_vec();
                 // The connection's own address: an ephemeral port on one we opened.
                 let local = crate::tcp_socket::local_for(self.local, peer).unwrap_or(self.local);
-                record_tcp(Some(tap), local, WireDirection::Sent, peer, bytes);
+                record_tcp(
+                    Some(tap),
+                    transport,
+                    local,
+                    WireDirection::Sent,
+                    peer,
+                    bytes,
+                );
             }
         }
         msg
@@ -512,11 +628,13 @@ impl TransportEventInspector for StreamTap {
         let peer = from.get_socketaddr().ok();
         // The connection's own address: an ephemeral port on one we opened.
         let local = stream_addrs(conn).map_or(self.local, |(l, _)| l);
+        let transport = stream_transport(conn);
         if let Some(peer) = peer
             && !is_keepalive(&bytes)
         {
             record_tcp(
                 self.tap.as_ref(),
+                transport,
                 local,
                 WireDirection::Received,
                 peer,
@@ -530,7 +648,14 @@ impl TransportEventInspector for StreamTap {
             Intake::Answer { response, .. } => {
                 if let Some(peer) = peer {
                     let sent = response.clone();
-                    record_tcp(self.tap.as_ref(), local, WireDirection::Sent, peer, sent);
+                    record_tcp(
+                        self.tap.as_ref(),
+                        transport,
+                        local,
+                        WireDirection::Sent,
+                        peer,
+                        sent,
+                    );
                 }
                 if let Ok(resp) = SipMessage::try_from(&response[..]) {
                     let _ = conn.send(resp, None).await;

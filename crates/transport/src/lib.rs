@@ -23,6 +23,7 @@ pub mod intake;
 mod late;
 mod tap;
 mod tcp_socket;
+pub mod tls;
 
 pub use endpoint::{
     DEFAULT_MAX_TCP_CONNECTIONS, DEFAULT_RCVBUF, DEFAULT_TCP_IDLE_TIMEOUT, EndpointSettings,
@@ -30,5 +31,17 @@ pub use endpoint::{
 };
 pub use late::AckAnswer;
 pub use rsipstack;
+
+/// rsipstack's name for a transport.
+pub fn rsip_transport(t: instances::SipTransport) -> sip::transport::Transport {
+    use rsipstack::sip::transport::Transport;
+    match t {
+        instances::SipTransport::Udp => Transport::Udp,
+        instances::SipTransport::Tcp => Transport::Tcp,
+        instances::SipTransport::Tls => Transport::Tls,
+        instances::SipTransport::Ws => Transport::Ws,
+        instances::SipTransport::Wss => Transport::Wss,
+    }
+}
 pub use rsipstack::sip;
 pub use tap::{MAX_DATAGRAM, MessageSummary, WireDirection, WireRecord, WireTap, parse_summary};

@@ -1031,20 +1031,17 @@ fn profiles_save(app: &App, body: ProfilesBody) -> Response {
     let mut profiles = scenario::Profiles::default();
     for (name, f) in body.profiles {
         let empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
-        let transport = match f
-            .transport
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            None | Some("" | "udp") => scenario::SipTransport::Udp,
-            Some("tcp") => scenario::SipTransport::Tcp,
-            Some(t) => {
-                return error(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    format!("profile `{name}`: transport `{t}`; callflow speaks udp or tcp"),
-                );
-            }
+        let transport = match f.transport.as_deref().map(str::trim) {
+            None | Some("") => scenario::SipTransport::Udp,
+            Some(t) => match t.parse::<scenario::SipTransport>() {
+                Ok(t) => t,
+                Err(e) => {
+                    return error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        format!("profile `{name}`: {e}"),
+                    );
+                }
+            },
         };
         if name.trim().is_empty() || f.host.trim().is_empty() {
             return error(

@@ -1,0 +1,117 @@
+//! A UA's TLS listener against clients that get it wrong: a plain TCP client, a client that does
+//! not trust its certificate. Each is refused (its connection closed, the failure reported
+//! once) and the listener goes on serving a client that gets it right; the key log holds the
+//! secrets of each session.
+
+use callflow_transport::tls::{FailureHook, RunTls, TlsSettings};
+use callflow_transport::{EndpointSettings, UaEndpoint, WireRecord, bind_udp};
+use rustls::pki_types::pem::PemObject;
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn settings(run: &RunTls) -> TlsSettings {
+    TlsSettings {
+        identity: run.identity.clone(),
+        client_identity: None,
+        roots_pem: run.identity.cert_pem.clone(),
+        insecure: false,
+        sni: None,
+        keylog: run.keylog.clone(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tls_listener_refuses_plain_tcp_and_untrusting_clients_and_serves_on() {
+    let dir = tempfile::tempdir().expect("dir");
+    let keylog = dir.path().join("keys.txt");
+    let run = RunTls::new(&["127.0.0.1".to_owned()], Some(keylog.to_str().unwrap())).expect("tls");
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (tx, mut failed) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let hook = {
+        let failures = failures.clone();
+        FailureHook(Arc::new(move |_, why| {
+            failures.lock().unwrap().push(why);
+            let _ = tx.send(());
+        }))
+    };
+    let ua = UaEndpoint::start(
+        bind_udp("127.0.0.1:0".parse().unwrap(), 1 << 16).expect("bind"),
+        &EndpointSettings {
+            transport: instances::SipTransport::Tls,
+            tls: Some(settings(&run)),
+            on_failure: Some(hook),
+            ..EndpointSettings::default()
+        },
+        Arc::new(|_: WireRecord| {}),
+    )
+    .await
+    .expect("endpoint");
+    let port = ua.local;
+
+    // A plain TCP client writes SIP in the clear: the handshake fails, the connection closes.
+    let plain = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(port).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nContent-Length: 0\r\n\r\n")
+            .expect("write");
+        let mut buf = [0u8; 512];
+        // The server's alert, then the end of the stream.
+        let mut total = 0;
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break total,
+                Ok(n) => total += n,
+                Err(e) => panic!("the connection was not closed: {e}"),
+            }
+        }
+    });
+    let alert = plain.await.expect("join");
+    assert!(
+        alert < 64,
+        "a short TLS alert at most, not a SIP answer: {alert} bytes"
+    );
+    tokio::time::timeout(Duration::from_secs(10), failed.recv())
+        .await
+        .expect("reported");
+    assert!(
+        failures.lock().unwrap()[0].starts_with("TLS handshake from 127.0.0.1:"),
+        "{:?}",
+        failures.lock().unwrap()
+    );
+
+    // A client that trusts nothing of ours: refused by the client, reported by the listener.
+    let tcp = tokio::net::TcpStream::connect(port).await.expect("connect");
+    let empty = rustls::RootCertStore::empty();
+    let strict = rustls::ClientConfig::builder()
+        .with_root_certificates(empty)
+        .with_no_client_auth();
+    let refused = tokio_rustls::TlsConnector::from(Arc::new(strict))
+        .connect("127.0.0.1".try_into().unwrap(), tcp)
+        .await;
+    assert!(refused.is_err());
+    tokio::time::timeout(Duration::from_secs(10), failed.recv())
+        .await
+        .expect("reported");
+
+    // One that trusts the run's certificate gets through, and its session is in the key log.
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&run.identity.cert_pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let good = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(port).await.expect("connect");
+    tokio_rustls::TlsConnector::from(Arc::new(good))
+        .connect("127.0.0.1".try_into().unwrap(), tcp)
+        .await
+        .expect("handshake");
+    let keys = std::fs::read_to_string(&keylog).expect("key log");
+    assert!(
+        keys.lines()
+            .any(|l| l.starts_with("CLIENT_HANDSHAKE_TRAFFIC_SECRET ")),
+        "{keys}"
+    );
+    ua.shutdown(Duration::from_secs(2)).await;
+}
