@@ -226,3 +226,47 @@ async fn a_tls_caller_reaches_a_udp_callee_through_kamailio() {
     assert!(on("bob").iter().all(|t| t == "udp"), "{:?}", on("bob"));
     assert!(run.finished().leaks.is_clean());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_uas_call_each_other_over_ws_and_over_wss() {
+    for transport in ["ws", "wss"] {
+        let s = call_over(transport, "");
+        let run = run_scenario(&s, orchestrator::RunOptions::default(), vec![]).await;
+        run.assert_outcome(Outcome::Passed);
+        assert_eq!(
+            run.wire("alice"),
+            [">INVITE", "<100", "<180", "<200", ">ACK", ">BYE", "<200"],
+            "{transport}"
+        );
+        let invite = &run.raw("alice", ">INVITE")[0];
+        let token = transport.to_uppercase();
+        assert!(
+            invite.contains(&format!("Via: SIP/2.0/{token} 127.0.0.1:")),
+            "{invite}"
+        );
+        assert!(invite.contains(&format!(";transport={token}>")), "{invite}");
+        let t = transports(&run);
+        assert!(!t.is_empty() && t.iter().all(|t| t == transport), "{t:?}");
+        run.assert_clean();
+    }
+}
+
+/// The callee hangs up: its BYE goes to the caller's Contact, a listener it has no connection
+/// to yet, over WSS (and TLS) too.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_callee_hangs_up_over_each_secure_transport() {
+    for transport in ["tls", "wss"] {
+        let text = format!(
+            "version: 1\nname: callee hangs up\ninstances:\n  alice:\n    dn: \"100\"\n    transport: {transport}\n    steps:\n      - command: MakeCall\n        target: bob\n      - event: DISCONNECTED\n  bob:\n    dn: \"200\"\n    transport: {transport}\n    steps:\n      - event: INCOMING\n      - command: Answer\n      - command: Release\n"
+        );
+        let s = scenario::parse_str(&text, "bye.yaml").expect("valid");
+        let run = run_scenario(&s, orchestrator::RunOptions::default(), vec![]).await;
+        run.assert_outcome(Outcome::Passed);
+        assert_eq!(
+            run.wire("bob"),
+            ["<INVITE", ">100", ">180", ">200", "<ACK", ">BYE", "<200"],
+            "{transport}"
+        );
+        run.assert_clean();
+    }
+}

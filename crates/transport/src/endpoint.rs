@@ -107,8 +107,10 @@ pub struct EndpointSettings {
     /// TLS settings: for a TLS listener, and for TLS connections the UA opens (to a PBX over
     /// TLS even when its own transport is not).
     pub tls: Option<crate::tls::TlsSettings>,
-    /// Told of each TLS connection that failed, either way.
+    /// Told of each TLS or WebSocket connection that failed, either way.
     pub on_failure: Option<crate::tls::FailureHook>,
+    /// The path and Origin of the WebSocket connections the UA makes.
+    pub ws: crate::ws::WsSettings,
     /// Call-IDs end in `@<suffix>`.
     pub call_id_suffix: String,
     /// At most this many TCP connections at once (accepted and opened); past it the one idle
@@ -131,6 +133,7 @@ impl Default for EndpointSettings {
             transport: SipTransport::Udp,
             tls: None,
             on_failure: None,
+            ws: crate::ws::WsSettings::default(),
             call_id_suffix: "callflow".to_owned(),
             max_tcp_connections: DEFAULT_MAX_TCP_CONNECTIONS,
             tcp_idle_timeout: DEFAULT_TCP_IDLE_TIMEOUT,
@@ -178,7 +181,7 @@ impl UaEndpoint {
             addr: local,
             source,
         };
-        let mut tls_listener = None;
+        let mut stream_listener = None;
         match settings.transport {
             SipTransport::Udp => {}
             SipTransport::Tcp => {
@@ -188,23 +191,31 @@ impl UaEndpoint {
                     .map_err(|e| setup(&e))?;
                 tl.add_transport(tcp.into());
             }
-            SipTransport::Tls => {
-                let tls = settings.tls.as_ref().ok_or_else(|| TransportError::Setup {
-                    addr: local,
-                    message: "a TLS listener needs TLS settings".into(),
-                })?;
-                let config = tls.server_config().map_err(tls_error)?;
-                tls_listener = Some((listen_tcp(local)?, config));
-                // Our own listener accepts (tls.rs); rsipstack only needs to know, for Contact
-                // and Via, that the UA is reached over TLS here: a listener entry that serves
-                // nothing.
+            SipTransport::Tls | SipTransport::Ws | SipTransport::Wss => {
+                let secure = settings.transport.is_secure();
+                let config = if secure {
+                    let tls = settings.tls.as_ref().ok_or_else(|| TransportError::Setup {
+                        addr: local,
+                        message: format!(
+                            "a {} listener needs TLS settings",
+                            settings.transport.via_token()
+                        ),
+                    })?;
+                    Some(tls.server_config().map_err(tls_error)?)
+                } else {
+                    None
+                };
+                stream_listener = Some((listen_tcp(local)?, config));
+                // Our own listener accepts (tls.rs, ws.rs); rsipstack only needs to know, for
+                // Contact and Via, that the UA is reached over this transport here: a listener
+                // entry that serves nothing.
                 let (_, rx) = rsipstack::platform::mpsc::unbounded_channel();
                 let (tx, _) = rsipstack::platform::mpsc::unbounded_channel();
                 let named = ChannelConnection::create_connection(
                     rx,
                     tx,
                     SipAddr {
-                        r#type: Some(rsipstack::sip::transport::Transport::Tls),
+                        r#type: Some(crate::rsip_transport(settings.transport)),
                         addr: local.into(),
                     },
                     Some(cancel.child_token()),
@@ -213,28 +224,27 @@ impl UaEndpoint {
                 .map_err(|e| setup(&e))?;
                 tl.add_transport(named.into());
             }
-            SipTransport::Ws | SipTransport::Wss => {
-                return Err(TransportError::Setup {
-                    addr: local,
-                    message: format!(
-                        "the {} transport is not available yet",
-                        settings.transport.via_token()
-                    ),
-                });
-            }
         }
-        let tls_client = match &settings.tls {
+        let (tls_client, client_config) = match &settings.tls {
             Some(tls) => {
                 crate::tls::install_crypto_provider();
-                let tag = crate::tls::ClientTag::register(
-                    tls.client_config().map_err(tls_error)?,
-                    settings.on_failure.clone(),
-                );
+                let config = tls.client_config().map_err(tls_error)?;
+                let tag =
+                    crate::tls::ClientTag::register(config.clone(), settings.on_failure.clone());
                 tl.set_tls_config(tag.rsip_config(tls.sni.clone()));
-                Some(tag)
+                (Some(tag), Some((config, tls.sni.clone())))
             }
-            None => None,
+            None => (None, None),
         };
+        let ws_links = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+        let locator = Arc::new(crate::ws::WsLocator {
+            endpoint: std::sync::OnceLock::new(),
+            settings: settings.ws.clone(),
+            tls: client_config,
+            on_failure: settings.on_failure.clone(),
+            links: ws_links.clone(),
+            cancel: cancel.child_token(),
+        });
         let socket = tokio::net::UdpSocket::from_std(socket).map_err(|e| setup(&e))?;
         let tapped = Arc::new(TappedUdp::new(socket, local, tap.clone()));
         let udp = UdpConnection::from_socket(tapped.clone(), None, Some(cancel.child_token()))
@@ -268,7 +278,8 @@ impl UaEndpoint {
             .with_cancel_token(cancel.child_token())
             .with_transport_layer(tl)
             .with_user_agent(&settings.user_agent)
-            .with_option(option);
+            .with_option(option)
+            .with_target_locator(Box::new(Locator(locator.clone())));
         // The digest algorithm spelling (below), and the tap of stream transports (UDP is tapped
         // at the socket): a UDP UA may open a TLS connection to its PBX.
         let stream_tap = Some(tap.clone());
@@ -283,6 +294,7 @@ impl UaEndpoint {
         builder.with_transport_inspector(Box::new(StreamTap {
             local,
             tap: Some(tap),
+            ws_links,
             streams: Streams {
                 cap: settings.max_tcp_connections.max(1),
                 open: std::sync::Mutex::new(Vec::new()),
@@ -292,15 +304,27 @@ impl UaEndpoint {
         let incoming = endpoint.incoming_transactions().map_err(|e| setup(&e))?;
         let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
         let (state_tx, state_rx) = dialogs.new_dialog_state_channel();
-        if let Some((listener, config)) = tls_listener {
-            crate::tls::serve_listener(
+        let _ = locator.endpoint.set(Arc::downgrade(&endpoint.inner));
+        match stream_listener {
+            Some((listener, Some(config))) if settings.transport == SipTransport::Tls => {
+                crate::tls::serve_listener(
+                    listener,
+                    config,
+                    endpoint.inner.clone(),
+                    local,
+                    cancel.child_token(),
+                    settings.on_failure.clone(),
+                );
+            }
+            Some((listener, config)) => crate::ws::serve_listener(
                 listener,
                 config,
                 endpoint.inner.clone(),
                 local,
                 cancel.child_token(),
                 settings.on_failure.clone(),
-            );
+            ),
+            None => {}
         }
         let inner = endpoint.inner.clone();
         let serve = tokio::spawn(async move {
@@ -354,12 +378,24 @@ impl Drop for UaEndpoint {
     }
 }
 
+/// rsipstack's locator: the UA's [`crate::ws::WsLocator`] (the trait wants a box).
+struct Locator(Arc<crate::ws::WsLocator>);
+
+#[async_trait::async_trait]
+impl rsipstack::transaction::endpoint::TargetLocator for Locator {
+    async fn locate(&self, uri: &rsipstack::sip::Uri) -> rsipstack::Result<SipAddr> {
+        self.0.locate(uri).await
+    }
+}
+
 /// Taps TCP messages, which do not pass through [`TappedUdp`]: received ones from the transport
 /// events, sent ones just before they are written. Also checks each received stream message at
 /// the door ([`crate::intake`]) and answers a malformed request itself: rsipstack would drop it.
 struct StreamTap {
     local: SocketAddr,
     tap: Option<Arc<dyn WireTap>>,
+    /// The WebSocket connections the UA made (`ws.rs`), forgotten when they close.
+    ws_links: Arc<crate::ws::Links>,
     streams: Streams,
 }
 
@@ -614,6 +650,9 @@ impl TransportEventInspector for StreamTap {
                 return Some(event);
             }
             TransportEvent::Closed(conn) => {
+                if let SipConnection::WebSocket(ws) = conn {
+                    crate::ws::WsLocator::closed(&self.ws_links, ws);
+                }
                 if let Some((local, peer)) = stream_addrs(conn) {
                     crate::tcp_socket::release(local, peer);
                 }

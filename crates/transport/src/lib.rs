@@ -24,6 +24,7 @@ mod late;
 mod tap;
 mod tcp_socket;
 pub mod tls;
+pub mod ws;
 
 pub use endpoint::{
     DEFAULT_MAX_TCP_CONNECTIONS, DEFAULT_RCVBUF, DEFAULT_TCP_IDLE_TIMEOUT, EndpointSettings,

@@ -302,7 +302,7 @@ impl Drop for ClientTag {
 /// A failed handshake as a person reads it: rustls's words, with what to do for the refusals
 /// a lab meets most (a certificate no one here signed, an openssl-made CA certificate shown as
 /// a server's).
-fn explain(e: &std::io::Error) -> String {
+pub(crate) fn explain(e: &std::io::Error) -> String {
     use rustls::CertificateError as C;
     let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
         return e.to_string();

@@ -1,7 +1,8 @@
-//! A UA's TLS listener against clients that get it wrong: a plain TCP client, a client that does
-//! not trust its certificate. Each is refused (its connection closed, the failure reported
+//! A UA's TLS and WebSocket listeners against clients that get it wrong: a plain TCP client on
+//! the TLS port, a client that does not trust its certificate, a WebSocket that does not ask for
+//! the `sip` subprotocol. Each is refused (its connection closed or a 400, the failure reported
 //! once) and the listener goes on serving a client that gets it right; the key log holds the
-//! secrets of each session.
+//! secrets of each TLS session.
 
 use callflow_transport::tls::{FailureHook, RunTls, TlsSettings};
 use callflow_transport::{EndpointSettings, UaEndpoint, WireRecord, bind_udp};
@@ -113,5 +114,52 @@ async fn a_tls_listener_refuses_plain_tcp_and_untrusting_clients_and_serves_on()
             .any(|l| l.starts_with("CLIENT_HANDSHAKE_TRAFFIC_SECRET ")),
         "{keys}"
     );
+    ua.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_websocket_without_the_sip_subprotocol_is_refused_with_400() {
+    let (tx, mut failed) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let hook = FailureHook(Arc::new(move |_, why| {
+        let _ = tx.send(why);
+    }));
+    let ua = UaEndpoint::start(
+        bind_udp("127.0.0.1:0".parse().unwrap(), 1 << 16).expect("bind"),
+        &EndpointSettings {
+            transport: instances::SipTransport::Ws,
+            on_failure: Some(hook),
+            ..EndpointSettings::default()
+        },
+        Arc::new(|_: WireRecord| {}),
+    )
+    .await
+    .expect("endpoint");
+    let url = format!("ws://{}/", ua.local);
+
+    let refused = tokio_tungstenite::connect_async(url.as_str()).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 400);
+        }
+        other => panic!("expected a 400, got {other:?}"),
+    }
+    let why = tokio::time::timeout(Duration::from_secs(10), failed.recv())
+        .await
+        .expect("reported")
+        .expect("a failure");
+    assert!(
+        why.starts_with("WS connection from 127.0.0.1:")
+            && why.contains("did not ask for the `sip` subprotocol"),
+        "{why}"
+    );
+
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "sip".parse().unwrap());
+    let (_, resp) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("upgraded");
+    assert_eq!(resp.headers()["sec-websocket-protocol"], "sip");
     ua.shutdown(Duration::from_secs(2)).await;
 }
