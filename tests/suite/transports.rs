@@ -270,3 +270,54 @@ async fn the_callee_hangs_up_over_each_secure_transport() {
         run.assert_clean();
     }
 }
+
+/// alice and bob register at Kamailio over WebSocket (`ws` on its TCP port, `wss` on its TLS
+/// port) with digest and call each other through it.
+#[tokio::test(flavor = "multi_thread")]
+async fn register_and_call_through_kamailio_over_ws_and_wss() {
+    let id = transport::tls::TlsIdentity::self_signed(&["127.0.0.1".to_owned()]).expect("cert");
+    let pbx = callflow_tests::lab::kamailio_tls(&id.cert_pem, &id.key_pem);
+    let dir = callflow_tests::scratch("kamailio-ws");
+    std::fs::write(dir.path().join("pbx.pem"), &id.cert_pem).expect("write");
+    for (transport, port) in [("ws", pbx.port), ("wss", pbx.tls_port())] {
+        let user = |dn: &str, pw: &str| {
+            format!(
+                "    dn: \"{dn}\"\n    transport: {transport}\n    tls: {{ca: pbx.pem}}\n    pbx: {{host: 127.0.0.1, port: {port}, password: {pw}}}\n"
+            )
+        };
+        let tls_unused = transport == "ws";
+        let user = |dn: &str, pw: &str| {
+            let u = user(dn, pw);
+            if tls_unused {
+                u.replace("    tls: {ca: pbx.pem}\n", "")
+            } else {
+                u
+            }
+        };
+        let text = format!(
+            "version: 1\nname: through Kamailio over {transport}\ninstances:\n  alice:\n{}    steps:\n      - command: MakeCall\n        target: \"200\"\n      - command: Release\n  bob:\n{}    steps:\n      - event: INCOMING\n      - command: Answer\n      - event: DISCONNECTED\n",
+            user("100", "alicepw"),
+            user("200", "bobpw")
+        );
+        let file = dir.path().join(format!("{transport}.yaml"));
+        std::fs::write(&file, text).expect("write");
+        let (s, _) = scenario::load(&file).expect("valid scenario");
+        let run = run_scenario(&s, orchestrator::RunOptions::default(), vec![]).await;
+        assert!(
+            run.report.outcome == Outcome::Passed,
+            "{transport}: {:?}\nalice: {:?}\nbob: {:?}\n{}",
+            run.report.failure,
+            run.wire("alice"),
+            run.wire("bob"),
+            pbx.log()
+        );
+        let t = transports(&run);
+        assert!(t.iter().all(|t| t == transport), "{t:?}");
+        let register = &run.raw("bob", ">REGISTER")[0];
+        assert!(
+            register.contains(&format!("Via: SIP/2.0/{}", transport.to_uppercase())),
+            "{register}"
+        );
+        assert!(run.finished().leaks.is_clean());
+    }
+}

@@ -132,8 +132,8 @@ pub fn kamailio_full(echo_port: u16, play_port: u16, algorithm: &str) -> Sidecar
 }
 
 /// Kamailio listening on TLS as well (at [`Sidecar::tls_port`]), showing `cert_pem` (the
-/// certificate of 127.0.0.1 a test made, with its `key_pem`); it verifies no client
-/// certificate.
+/// certificate of 127.0.0.1 a test made, with its `key_pem`; it verifies no client
+/// certificate), and taking SIP over WebSocket: WS on its TCP port, WSS on its TLS port.
 pub fn kamailio_tls(cert_pem: &[u8], key_pem: &[u8]) -> Sidecar {
     kamailio_start(1, 1, "MD5", Some((cert_pem, key_pem)))
 }
@@ -159,7 +159,7 @@ fn kamailio_start(
             ),
         )
         .expect("write");
-        defines.extend(["-A", "WITH_TLS"]);
+        defines.extend(["-A", "WITH_TLS", "-A", "WITH_WS"]);
     }
     let template = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/kamailio.cfg"),

@@ -1138,10 +1138,14 @@ fn with_missing(ctx: &Ctx, at: NodeRef, mut f: NodeError) -> NodeError {
     if let Some(call) = ua.sessions.get(ua.idx, at.iteration, &node.call_id) {
         f.on_the_wire = ua.ledger.missing(&call.sip_call_id());
     }
-    // A connection that could not be made while the node ran: its request never left.
+    // A connection that could not be made while the node ran: its request never left (unless
+    // the failure says so already).
+    let said = f.to_string();
     f.on_the_wire.extend(
         ua.link_failures
-            .within(node.timeout + Duration::from_secs(1)),
+            .within(node.timeout + Duration::from_secs(1))
+            .into_iter()
+            .filter(|why| !said.contains(why.as_str())),
     );
     f
 }

@@ -493,6 +493,11 @@ pub(crate) async fn invite(
             )));
         }
         Ok(Err(e)) => {
+            // rsipstack's catch-all error writes itself `Error: ...`.
+            let e = match e {
+                transport::rsipstack::Error::Error(m) => m,
+                other => other.to_string(),
+            };
             return Err(fail(format!(
                 "the INVITE to {who} failed after {}: {e}",
                 secs(started.elapsed())

@@ -261,6 +261,10 @@ impl Ua {
             transport: own,
             tls,
             on_failure: Some(on_failure),
+            ws: transport::ws::WsSettings {
+                path: inst.ws.path.clone().unwrap_or_else(|| "/".to_owned()),
+                origin: inst.ws.origin.clone(),
+            },
             max_tcp_connections: run.limits.max_tcp_connections,
             tcp_idle_timeout: run.limits.tcp_idle_timeout,
             ..EndpointSettings::default()

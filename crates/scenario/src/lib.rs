@@ -44,7 +44,7 @@ pub use diag::{Diagnostic, Diagnostics, Pos, Severity};
 pub use model::{
     Action, Check, DEFAULT_CALL_ID, DEFAULT_MIN_SE, DEFAULT_REDIRECTS, DEFAULT_TIMEOUT, Format,
     HeaderTest, Health, Instance, InstanceIdx, Node, NodeIdx, NodeOptions, Pbx, Rel100, Scenario,
-    Sidecar, SipTransport, TlsSettings, Until,
+    Sidecar, SipTransport, TlsSettings, Until, WsSettings,
 };
 pub use profiles::{PROFILES_FILE, Profiles};
 pub use write::{WriteError, to_flow, to_native};

@@ -113,9 +113,21 @@ pub struct Instance {
     pub display_name: Option<String>,
     /// TLS settings, for a `tls`/`wss` transport of its own or toward its PBX.
     pub tls: TlsSettings,
+    /// WebSocket settings, for the `ws`/`wss` connections it makes: `ws: {path, origin}` in
+    /// YAML, `wsPath` and `wsOrigin` in sipflow's `data`.
+    pub ws: WsSettings,
     /// The first nodes of this instance's chains, in order.
     pub starts: Vec<NodeIdx>,
     pub pos: Pos,
+}
+
+/// An instance's WebSocket settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WsSettings {
+    /// The path of the WebSocket URL it connects to (`/ws`); `/` when unset.
+    pub path: Option<String>,
+    /// The Origin header of its upgrade requests.
+    pub origin: Option<String>,
 }
 
 /// An instance's TLS settings: `tls: {ca, cert, key, insecure, sni}` in YAML, `tlsCa`,

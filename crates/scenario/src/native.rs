@@ -60,8 +60,10 @@ const INSTANCE_KEYS: &[&str] = &[
     "steps",
     "display_name",
     "tls",
+    "ws",
 ];
 const TLS_KEYS: &[&str] = &["ca", "cert", "key", "insecure", "sni"];
+const WS_KEYS: &[&str] = &["path", "origin"];
 /// The keys of an instance's `pbx` (`profile` first: a profile has all the others).
 pub(crate) const PBX_KEYS: &[&str] = &[
     "profile",
@@ -412,9 +414,39 @@ fn instance(
             .map_or(crate::model::DEFAULT_MIN_SE, |(d, _)| d),
         display_name: f.string(body, "display_name"),
         tls: tls(f, body, pos),
+        ws: ws(f, body),
         starts: Vec::new(),
         pos,
     })
+}
+
+/// An instance's `ws: {path, origin}`.
+fn ws(f: &mut Fields<'_>, body: &SNode) -> crate::model::WsSettings {
+    let Some(w) = body.get("ws") else {
+        return crate::model::WsSettings::default();
+    };
+    if !matches!(w.value, Value::Map(_)) {
+        f.error(
+            w.pos,
+            "`ws` is a mapping: `{path: /ws, origin: https://host}`",
+        );
+        return crate::model::WsSettings::default();
+    }
+    f.unknown_keys(w, WS_KEYS, "`ws`", true);
+    let path = f.string(w, "path");
+    if let Some(p) = &path
+        && !p.starts_with('/')
+    {
+        let ppos = w.get("path").map_or(w.pos, |n| n.pos);
+        f.error(
+            ppos,
+            format!("`ws.path` is a URL path starting with `/`, not `{p}`"),
+        );
+    }
+    crate::model::WsSettings {
+        path,
+        origin: f.string(w, "origin"),
+    }
 }
 
 /// An instance's `tls: {ca, cert, key, insecure, sni}`.

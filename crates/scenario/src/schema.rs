@@ -395,6 +395,8 @@ pub const INSTANCE: &[Key] = &[
     key("tls.key", "tlsKey", Type::Text),
     key("tls.insecure", "tlsInsecure", Type::Bool).or(Default::Bool(false)),
     key("tls.sni", "tlsSni", Type::Text),
+    key("ws.path", "wsPath", Type::Text),
+    key("ws.origin", "wsOrigin", Type::Text),
 ];
 
 /// The command or event named `name` of `kind`, as sipflow spells it or by an alias.

@@ -46,6 +46,9 @@ const INSTANCE_KEYS: &[&str] = &[
     "tlsKey",
     "tlsInsecure",
     "tlsSni",
+    // callflow's own: WebSocket settings (`ws:` in YAML).
+    "wsPath",
+    "wsOrigin",
 ];
 /// A value with where it was written.
 type Located = (String, Pos);
@@ -536,6 +539,10 @@ fn instance(
             insecure: f.bool(data, "tlsInsecure").unwrap_or(false),
             sni: nonempty(f, "tlsSni"),
             pos,
+        },
+        ws: crate::model::WsSettings {
+            path: nonempty(f, "wsPath"),
+            origin: nonempty(f, "wsOrigin"),
         },
         starts: Vec::new(),
         pos,

@@ -488,6 +488,15 @@ pub fn to_native(s: &Scenario, profiles: &Profiles) -> Result<String, WriteError
             }
             body.push(("tls", ymap(tls)));
         }
+        if inst.ws != crate::model::WsSettings::default() {
+            let mut ws: Vec<(&str, Yaml<'static>)> = Vec::new();
+            for (k, v) in [("path", &inst.ws.path), ("origin", &inst.ws.origin)] {
+                if let Some(v) = v {
+                    ws.push((k, ystr(v)));
+                }
+            }
+            body.push(("ws", ymap(ws)));
+        }
         let list = &order[i];
         let steps: Vec<Yaml<'static>> = list
             .iter()
@@ -645,6 +654,11 @@ pub fn to_flow(s: &Scenario, profiles: &Profiles) -> Json {
         }
         if t.insecure {
             data.insert("tlsInsecure".into(), json!(true));
+        }
+        for (k, v) in [("wsPath", &inst.ws.path), ("wsOrigin", &inst.ws.origin)] {
+            if let Some(v) = v {
+                data.insert(k.into(), json!(v));
+            }
         }
         nodes.push(json!({
             "id": inst.id, "type": "sipInstance", "position": {"x": x0, "y": 0.0}, "data": data,

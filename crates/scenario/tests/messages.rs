@@ -168,4 +168,18 @@ fn transports_and_tls_settings_are_read_and_their_mistakes_named_where_written()
     assert!(err.contains("`tls.cert` me.pem cannot be read"), "{err}");
     let err = error_of(&with("    transport: tls\n    tls: {verify: false}\n"));
     assert!(err.contains("verify"), "{err}");
+
+    let (s, _) = callflow_scenario::parse_with_warnings(
+        &with("    transport: wss\n    ws: {path: /ws, origin: \"https://lab\"}\n"),
+        "m.yaml",
+    )
+    .expect("valid");
+    assert_eq!(s.instances[0].ws.path.as_deref(), Some("/ws"));
+    assert_eq!(s.instances[0].ws.origin.as_deref(), Some("https://lab"));
+    let err = error_of(&with("    transport: ws\n    ws: {path: ws}\n"));
+    assert!(
+        err.contains("m.yaml:6:16")
+            && err.contains("`ws.path` is a URL path starting with `/`, not `ws`"),
+        "{err}"
+    );
 }

@@ -356,6 +356,60 @@ impl WsLocator {
 mod tests {
     use super::*;
 
+    /// Our upgrade request, as a server sees it: the path and Origin of the UA's settings and
+    /// the `sip` subprotocol.
+    #[tokio::test]
+    async fn an_upgrade_carries_the_path_the_origin_and_the_sip_subprotocol() {
+        let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = server.local_addr().unwrap();
+        let seen = tokio::spawn(async move {
+            let (tcp, _) = server.accept().await.unwrap();
+            let mut got = None;
+            #[allow(clippy::result_large_err)]
+            let look = |req: &Request, mut resp: Response| {
+                let h = |n: &str| {
+                    req.headers()
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                got = Some((
+                    req.uri().path().to_owned(),
+                    h("origin"),
+                    h("sec-websocket-protocol"),
+                ));
+                resp.headers_mut().insert(
+                    "sec-websocket-protocol",
+                    http::HeaderValue::from_static("sip"),
+                );
+                Ok(resp)
+            };
+            let _ws = tokio_tungstenite::accept_hdr_async(tcp, look)
+                .await
+                .unwrap();
+            got.unwrap()
+        });
+        let locator = WsLocator {
+            endpoint: OnceLock::new(),
+            settings: WsSettings {
+                path: "/ws".into(),
+                origin: Some("https://lab.example".into()),
+            },
+            tls: None,
+            on_failure: None,
+            links: Arc::default(),
+            cancel: CancellationToken::new(),
+        };
+        // No endpoint to hand the connection to: the upgrade itself is what is tested.
+        let err = locator.connect(peer, false).await.unwrap_err();
+        assert_eq!(err, "the endpoint is gone");
+        assert_eq!(
+            seen.await.unwrap(),
+            ("/ws".into(), "https://lab.example".into(), "sip".into())
+        );
+    }
+
     #[test]
     fn the_sip_subprotocol_is_found_in_a_list_in_any_case() {
         let req = |v: &str| {
