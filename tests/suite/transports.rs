@@ -321,3 +321,206 @@ async fn register_and_call_through_kamailio_over_ws_and_wss() {
         assert!(run.finished().leaks.is_clean());
     }
 }
+
+/// SRTP between our UAs (`srtp` on each side): both hear each other's signature, and
+/// media_stats names the suite, with nothing rejected.
+#[tokio::test(flavor = "multi_thread")]
+async fn srtp_between_our_uas_over_tls_and_each_side_hears_the_other() {
+    for (alice, bob) in [
+        ("required", "required"),
+        ("optional", "required"),
+        ("required", "optional"),
+    ] {
+        let s = call_over("tls", &format!("\n    srtp: {alice}"));
+        let mut s = s;
+        s.instances[1].srtp = media::srtp::SrtpMode::parse(bob).expect("mode");
+        let run = run_scenario(&s, orchestrator::RunOptions::default(), vec![]).await;
+        run.assert_outcome(Outcome::Passed);
+        let invite = &run.raw("alice", ">INVITE")[0];
+        let savp = alice == "required";
+        assert_eq!(invite.contains("RTP/SAVP"), savp, "{invite}");
+        assert!(
+            invite.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"),
+            "{invite}"
+        );
+        let srtp: Vec<_> = run
+            .events
+            .iter()
+            .filter_map(|e| match &e.event {
+                EventKind::MediaStats(m) => Some(m.srtp.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(srtp.len(), 2, "{alice}/{bob}");
+        for s in srtp {
+            let s = s.expect("SRTP");
+            assert_eq!(
+                (s.suite.as_str(), s.rejected),
+                ("AES_CM_128_HMAC_SHA1_80", 0)
+            );
+        }
+        run.assert_clean();
+    }
+}
+
+/// One side requires SRTP, the other offers plain RTP/AVP: 488, with a message naming both.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_srtp_mismatch_is_answered_488_naming_both_sides() {
+    let text = "version: 1\nname: mismatch\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: MakeCall\n        target: bob\n        expect: 488\n  bob:\n    dn: \"200\"\n    srtp: required\n    steps:\n      - event: INCOMING\n      - command: Answer\n";
+    let s = scenario::parse_str(text, "mismatch.yaml").expect("valid");
+    let run = run_scenario(&s, orchestrator::RunOptions::default(), vec![]).await;
+    assert_eq!(
+        run.wire("alice"),
+        [">INVITE", "<100", "<180", "<488", ">ACK"]
+    );
+    let why = run.node("bob.2").reason.clone().unwrap_or_default();
+    assert!(why.contains("bob requires SRTP (srtp: required)"), "{why}");
+    let refusal = &run.raw("alice", "<488")[0];
+    assert!(
+        refusal.contains("offered RTP/AVP without a=crypto; bob requires SRTP (srtp: required)"),
+        "{refusal}"
+    );
+    run.assert_clean();
+}
+
+/// A live capture of loopback UDP by tshark, from when it says it captures until dropped.
+struct LiveCapture {
+    child: std::process::Child,
+    file: std::path::PathBuf,
+}
+
+impl LiveCapture {
+    fn start(dir: &std::path::Path) -> Self {
+        use std::io::BufRead;
+        let file = dir.join("live.pcapng");
+        let mut child = std::process::Command::new("tshark")
+            .args(["-i", "lo", "-f", "udp", "-q", "-w"])
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("tshark (.ci/run installs it)");
+        // tshark says so on stderr once it captures.
+        let mut err = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+        let mut line = String::new();
+        while err.read_line(&mut line).expect("tshark's stderr") > 0
+            && !line.contains("Capturing on")
+        {
+            line.clear();
+        }
+        assert!(
+            line.contains("Capturing on"),
+            "tshark did not start: {line}"
+        );
+        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+        Self { child, file }
+    }
+
+    /// Stops the capture and returns the UDP payloads from `port`, read back by tshark.
+    fn payloads_from(mut self, port: u16) -> Vec<Vec<u8>> {
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let out = std::process::Command::new("tshark")
+            .args(["-r"])
+            .arg(&self.file)
+            .args([
+                "-Y",
+                &format!("udp.srcport == {port}"),
+                "-T",
+                "fields",
+                "-e",
+                "udp.payload",
+            ])
+            .output()
+            .expect("tshark reads the capture");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let hex = l.trim().replace(':', "");
+                (0..hex.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// Shannon entropy of the bytes, in bits per byte: near 8 for ciphertext, far less for G.711.
+fn entropy(bytes: &[u8]) -> f64 {
+    let mut counts = [0u64; 256];
+    for &b in bytes {
+        counts[usize::from(b)] += 1;
+    }
+    let n = bytes.len() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+/// baresip's echo over TLS and SRTP only (`mediaenc=srtp-mand`): we hear our own signature
+/// back, while a live capture of the wire shows SRTP packets (a 10-octet tag after 160 octets)
+/// whose payloads are ciphertext, not the G.711 we sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn baresip_echoes_our_signature_over_tls_and_srtp() {
+    let id = transport::tls::TlsIdentity::self_signed(&["127.0.0.1".to_owned()]).expect("cert");
+    let echo = callflow_tests::lab::baresip_echo_tls(&id.cert_pem, &id.key_pem, true);
+    let dir = callflow_tests::scratch("baresip-srtp");
+    std::fs::write(dir.path().join("echo.pem"), &id.cert_pem).expect("write");
+    let text = format!(
+        "version: 1\nname: echo over TLS and SRTP\ninstances:\n  alice:\n    dn: \"100\"\n    transport: tls\n    tls: {{ca: echo.pem}}\n    srtp: required\n    codecs: [PCMU]\n    steps:\n      - command: MakeCall\n        target: \"sip:echo@127.0.0.1:{};transport=tls\"\n      - command: PlaySignature\n        duration: 1s\n      - event: HEARD\n        from: alice\n        timeout: 3s\n      - command: Release\n",
+        echo.tls_port()
+    );
+    let file = dir.path().join("echo.yaml");
+    std::fs::write(&file, text).expect("write");
+    let (s, _) = scenario::load(&file).expect("valid scenario");
+    let capture = LiveCapture::start(dir.path());
+    let run = run_scenario(&s, orchestrator::RunOptions::default(), vec![]).await;
+    assert!(
+        run.report.outcome == Outcome::Passed,
+        "{:?}\n{}",
+        run.report.failure,
+        echo.log()
+    );
+    let answer = &run.raw("alice", "<200")[0];
+    assert!(
+        answer.contains("RTP/SAVP") && answer.contains("a=crypto:"),
+        "{answer}"
+    );
+    let stats = run
+        .events
+        .iter()
+        .find_map(|e| match &e.event {
+            EventKind::MediaStats(m) => Some(m.clone()),
+            _ => None,
+        })
+        .expect("media_stats");
+    assert_eq!(
+        stats.srtp.as_ref().map(|s| s.rejected),
+        Some(0),
+        "{stats:?}"
+    );
+    let port: u16 = stats.local.rsplit(':').next().unwrap().parse().unwrap();
+    let sent = capture.payloads_from(port);
+    let rtp: Vec<&Vec<u8>> = sent.iter().filter(|p| p.len() == 12 + 160 + 10).collect();
+    assert!(
+        rtp.len() > 40,
+        "{} SRTP packets of {}",
+        rtp.len(),
+        sent.len()
+    );
+    let payload: Vec<u8> = rtp.iter().flat_map(|p| p[12..172].to_vec()).collect();
+    let bits = entropy(&payload);
+    assert!(
+        bits > 7.5,
+        "the payload is not ciphertext: {bits:.2} bits per byte"
+    );
+    assert!(run.finished().leaks.is_clean());
+}

@@ -52,9 +52,10 @@ impl Sidecar {
         }
     }
 
-    /// Kamailio's TLS port ([`kamailio_tls`]).
+    /// The TLS port of a Kamailio or baresip started with TLS ([`kamailio_tls`],
+    /// [`baresip_echo_tls`]).
     pub fn tls_port(&self) -> u16 {
-        self.tls_port.expect("a Kamailio started with kamailio_tls")
+        self.tls_port.expect("a sidecar started with TLS")
     }
 
     pub fn log(&self) -> String {
@@ -228,10 +229,21 @@ fn baresip(
     audio: Audio<'_>,
     port: u16,
 ) -> Sidecar {
-    let dir = temp_dir(name);
+    baresip_in(temp_dir(name), name, account, modules, audio, port, "")
+}
+
+fn baresip_in(
+    dir: PathBuf,
+    name: &'static str,
+    account: &str,
+    modules: &[&str],
+    audio: Audio<'_>,
+    port: u16,
+    extra: &str,
+) -> Sidecar {
     let Audio { source, player } = audio;
     let mut config = format!(
-        "poll_method epoll\nsip_listen 127.0.0.1:{port}\nnet_interface 127.0.0.1\nmodule_path /usr/lib/baresip/modules\naudio_player {player}\naudio_source {source}\naudio_alert {player}\n"
+        "poll_method epoll\nsip_listen 127.0.0.1:{port}\nnet_interface 127.0.0.1\nmodule_path /usr/lib/baresip/modules\naudio_player {player}\naudio_source {source}\naudio_alert {player}\n{extra}"
     );
     for m in modules {
         config.push_str(&format!("module {m}\n"));
@@ -265,6 +277,41 @@ pub fn baresip_echo() -> Sidecar {
         ECHO,
         port,
     )
+}
+
+/// baresip answering every call with its echo module over TLS (its listener on
+/// [`Sidecar::tls_port`], the port above its UDP one, showing `cert_pem` with `key_pem`) and,
+/// with `srtp`, only with SRTP (`mediaenc=srtp-mand`: RTP/SAVP, SDES keys).
+pub fn baresip_echo_tls(cert_pem: &[u8], key_pem: &[u8], srtp: bool) -> Sidecar {
+    let port = free_tls_pair();
+    let dir = temp_dir("baresip-echo-tls");
+    let mut pem = cert_pem.to_vec();
+    pem.extend_from_slice(key_pem);
+    std::fs::write(dir.join("cert.pem"), pem).expect("write");
+    let extra = format!("sip_certificate {}/cert.pem\n", dir.display());
+    let enc = if srtp { ";mediaenc=srtp-mand" } else { "" };
+    let mut b = baresip_in(
+        dir,
+        "baresip-echo-tls",
+        &format!("<sip:echo@127.0.0.1:{port}>;regint=0;answermode=auto{enc}"),
+        // srtp before account: the account's mediaenc names one of its encodings.
+        &["g711.so", "srtp.so", "aubridge.so", "account.so", "echo.so"],
+        ECHO,
+        port,
+        &extra,
+    );
+    b.tls_port = Some(port + 1);
+    b
+}
+
+/// A port free for UDP and TCP whose next port is free for TCP too (baresip's TLS listener).
+fn free_tls_pair() -> u16 {
+    loop {
+        let p = free_port();
+        if p < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
 }
 
 /// baresip answering every call by playing `wav` (over and over).

@@ -345,6 +345,18 @@ pub struct MediaStats {
     /// What RTCP said (RFC 3550 §6.4): reports each way, and what the peer's last one said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtcp: Option<RtcpFigures>,
+    /// SRTP (RFC 3711), when the call's media is protected: the suite, and how many RTP packets
+    /// received failed its check (a wrong key, a forgery, a replay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srtp: Option<SrtpFigures>,
+}
+
+/// A call's SRTP, as `media_stats` reports it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SrtpFigures {
+    /// `AES_CM_128_HMAC_SHA1_80` or `AES_CM_128_HMAC_SHA1_32`.
+    pub suite: String,
+    pub rejected: u64,
 }
 
 /// A call's RTCP, as `media_stats` reports it.

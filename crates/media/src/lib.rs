@@ -11,4 +11,5 @@ pub mod file;
 pub mod quality;
 pub mod rtp;
 pub mod sdp;
+pub mod srtp;
 pub mod wav;

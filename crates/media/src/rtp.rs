@@ -67,6 +67,9 @@ pub struct Options {
     /// peer's RTP port + 1 every [`RTCP_INTERVAL`] (the first after [`RTCP_FIRST`]), and the
     /// peer's are read on it. None: no RTCP.
     pub rtcp: Option<std::net::UdpSocket>,
+    /// SRTP (RFC 3711): protect what is sent and check what is received, RTP and RTCP, with
+    /// these keys. The capture keeps the packets as they are inside (the RTP, in clear).
+    pub srtp: Option<crate::srtp::Keys>,
 }
 
 /// When a call sends its first RTCP report (RFC 3550 §6.2 allows half the interval; sooner
@@ -400,6 +403,59 @@ struct Shared {
     /// Simulated loss: the chance to drop a packet received, and its generator.
     loss: Option<(f64, Mutex<rand::rngs::StdRng>)>,
     rtcp: Option<Rtcp>,
+    srtp: Option<Srtp>,
+}
+
+/// A call's SRTP contexts: ours protects what we send, the peer's checks what we receive.
+struct Srtp {
+    suite: crate::srtp::Suite,
+    tx: Mutex<webrtc_srtp::context::Context>,
+    rx: Mutex<webrtc_srtp::context::Context>,
+    /// RTP packets received that failed the check (a wrong key, a forgery, a replay).
+    rejected: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    /// `p` as it goes on the wire: protected under SRTP (RTP, or `rtcp`), else as it is. None
+    /// when it cannot be protected.
+    fn protect<'a>(&self, p: &'a [u8], rtcp: bool) -> Option<std::borrow::Cow<'a, [u8]>> {
+        let Some(srtp) = &self.srtp else {
+            return Some(std::borrow::Cow::Borrowed(p));
+        };
+        let mut tx = srtp.tx.lock().expect("srtp lock");
+        let out = if rtcp {
+            tx.encrypt_rtcp(p)
+        } else {
+            tx.encrypt_rtp(p)
+        };
+        out.ok().map(|b| std::borrow::Cow::Owned(b.to_vec()))
+    }
+
+    /// A packet received, as it is inside: checked and decrypted under SRTP. None when it
+    /// fails the check (counted).
+    fn unprotect(&self, p: &[u8], rtcp: bool) -> Option<Vec<u8>> {
+        let Some(srtp) = &self.srtp else {
+            return Some(p.to_vec());
+        };
+        let mut rx = srtp.rx.lock().expect("srtp lock");
+        let out = if rtcp {
+            rx.decrypt_rtcp(p)
+        } else {
+            rx.decrypt_rtp(p)
+        };
+        match out {
+            Ok(b) => Some(b.to_vec()),
+            Err(_) => {
+                // RTP only: an RTCP packet that fails is not media lost (baresip sends an
+                // unprotected RTCP APP "PINGPONG" at the start, for instance).
+                if !rtcp {
+                    srtp.rejected
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                None
+            }
+        }
+    }
 }
 
 impl Shared {
@@ -493,7 +549,20 @@ impl MediaSession {
             report,
             loss,
             rtcp,
+            srtp,
         } = opts;
+        let srtp = match srtp {
+            Some(keys) => {
+                let (tx, rx) = keys.contexts().map_err(std::io::Error::other)?;
+                Some(Srtp {
+                    suite: keys.suite,
+                    tx: Mutex::new(tx),
+                    rx: Mutex::new(rx),
+                    rejected: std::sync::atomic::AtomicU64::new(0),
+                })
+            }
+            None => None,
+        };
         let rtcp = match rtcp {
             Some(s) => {
                 s.set_nonblocking(true)?;
@@ -520,6 +589,7 @@ impl MediaSession {
                 )
             }),
             rtcp,
+            srtp,
             flowing: std::sync::atomic::AtomicBool::new(false),
             remote: Mutex::new(remote),
             ssrc,
@@ -636,6 +706,16 @@ impl MediaSession {
         s.ticks_late_1ms = tx.late_1ms;
         s.tick_late_max_ms = tx.late_max.as_secs_f64() * 1000.0;
         s
+    }
+
+    /// The SRTP suite, and how many packets received failed its check; None for plain RTP.
+    pub fn srtp(&self) -> Option<(crate::srtp::Suite, u64)> {
+        self.shared.srtp.as_ref().map(|s| {
+            (
+                s.suite,
+                s.rejected.load(std::sync::atomic::Ordering::Relaxed),
+            )
+        })
     }
 
     /// When the first packet from the peer arrived.
@@ -881,7 +961,8 @@ fn tick(s: &Shared, now: Instant) {
         next_packet(s, &remote, &mut tx)
     };
     if let Some(p) = pkt
-        && s.send_socket.send_to(&p, remote.addr).is_ok()
+        && let Some(wire) = s.protect(&p, false)
+        && s.send_socket.send_to(&wire, remote.addr).is_ok()
     {
         let mut tx = s.tx.lock().expect("tx lock");
         tx.sent += 1;
@@ -1013,7 +1094,10 @@ fn send_report(s: &Shared) {
     let to = remote
         .rtcp
         .unwrap_or_else(|| SocketAddr::new(remote.addr.ip(), remote.addr.port().wrapping_add(1)));
-    if r.socket.try_send_to(&bytes, to).is_ok() {
+    let Some(wire) = s.protect(&bytes, true) else {
+        return;
+    };
+    if r.socket.try_send_to(&wire, to).is_ok() {
         st.sent += 1;
         drop(st);
         s.keep(true, to, &bytes, true);
@@ -1031,9 +1115,12 @@ async fn rtcp_recv_loop(s: Arc<Shared>) {
         let Ok((n, from)) = r.socket.recv_from(&mut buf).await else {
             continue;
         };
-        s.keep(false, from, &buf[..n], true);
+        let Some(clear) = s.unprotect(&buf[..n], true) else {
+            continue;
+        };
+        s.keep(false, from, &clear, true);
         let arrival = control::mid32(control::ntp(std::time::SystemTime::now()));
-        let Ok(heard) = control::read(&buf[..n]) else {
+        let Ok(heard) = control::read(&clear) else {
             continue;
         };
         let mut st = r.state.lock().expect("rtcp lock");
@@ -1063,8 +1150,18 @@ async fn recv_loop(s: Arc<Shared>) {
         {
             continue;
         }
-        s.capture(false, from, &buf[..n]);
-        let Ok(pkt) = RtpReader::new(&buf[..n]) else {
+        let clear;
+        let bytes = if s.srtp.is_some() {
+            let Some(c) = s.unprotect(&buf[..n], false) else {
+                continue;
+            };
+            clear = c;
+            &clear[..]
+        } else {
+            &buf[..n]
+        };
+        s.capture(false, from, bytes);
+        let Ok(pkt) = RtpReader::new(bytes) else {
             continue;
         };
         let remote = s.remote();

@@ -4,6 +4,7 @@
 //! address, which direction, and answers every media line of an offer in its order, the ones
 //! it does not take with port 0 (RFC 3264 §6).
 
+use crate::srtp::{Crypto, Keys, SrtpMode, Suite};
 use sdp::description::common::{Address, Attribute, ConnectionInformation};
 use sdp::description::media::{MediaDescription, MediaName, RangedPort};
 use sdp::description::session::{Origin, SessionDescription, TimeDescription, Timing};
@@ -81,6 +82,15 @@ pub enum SdpError {
     },
     #[error("the SDP cannot be read: {0}")]
     Invalid(String),
+    /// We require SRTP (`srtp: required`) and the offer has none we take.
+    #[error("SRTP is required here, and the offer has {offered}")]
+    SrtpRequired { offered: String },
+    /// The offer is SRTP only with no suite we take.
+    #[error("the offer has {offered}; we take AES_CM_128_HMAC_SHA1_80, AES_CM_128_HMAC_SHA1_32")]
+    SrtpSuites { offered: String },
+    /// The offer is RTP/SAVP (SRTP only) and SRTP is off here.
+    #[error("the offer is RTP/SAVP (SRTP only), and SRTP is off here")]
+    SrtpOffered,
 }
 
 /// What we put in our SDP.
@@ -90,6 +100,9 @@ pub struct LocalMedia {
     pub rtp_port: u16,
     pub codecs: Vec<Codec>,
     pub session_id: u64,
+    /// Whether to offer or take SRTP, and our master key and salt for it.
+    pub srtp: SrtpMode,
+    pub key: [u8; crate::srtp::KEY_LEN],
 }
 
 /// Where and how to send media to a peer, from its SDP.
@@ -268,6 +281,7 @@ fn our_audio(
     formats: &[(u8, Codec)],
     dtmf: Option<u8>,
     dir: Direction,
+    (savp, crypto): (bool, &[Crypto]),
 ) -> MediaDescription {
     let mut attributes: Vec<Attribute> = formats
         .iter()
@@ -283,6 +297,9 @@ fn our_audio(
         attributes.push(Attribute::new("fmtp".into(), Some(format!("{pt} 0-16"))));
     }
     attributes.push(Attribute::new("ptime".into(), Some("20".into())));
+    for c in crypto {
+        attributes.push(Attribute::new("crypto".into(), Some(c.value())));
+    }
     attributes.push(Attribute::new(dir.as_str().into(), None));
     let mut names: Vec<String> = formats.iter().map(|(pt, _)| pt.to_string()).collect();
     names.extend(dtmf.map(|pt| pt.to_string()));
@@ -293,7 +310,7 @@ fn our_audio(
                 value: isize::try_from(m.rtp_port).unwrap_or(0),
                 range: None,
             },
-            protos: vec!["RTP".into(), "AVP".into()],
+            protos: vec!["RTP".into(), if savp { "SAVP" } else { "AVP" }.into()],
             formats: names,
         },
         media_title: None,
@@ -361,7 +378,23 @@ fn session(m: &LocalMedia, version: u64, media: Vec<MediaDescription>) -> String
 /// Our offer: the codecs in our order, then telephone-event.
 pub fn offer(m: &LocalMedia) -> String {
     let formats: Vec<(u8, Codec)> = m.codecs.iter().map(|c| (c.payload_type(), *c)).collect();
-    let audio = our_audio(m, &formats, Some(TELEPHONE_EVENT_PT), Direction::SendRecv);
+    // SRTP: every suite we take, tagged from 1, with our key (RFC 4568 §5.1).
+    let keys: Vec<Crypto> = (1..)
+        .zip(Suite::ALL)
+        .map(|(tag, suite)| Crypto::new(tag, suite, m.key))
+        .collect();
+    let srtp = match m.srtp {
+        SrtpMode::Off => (false, &[][..]),
+        SrtpMode::Optional => (false, &keys[..]),
+        SrtpMode::Required => (true, &keys[..]),
+    };
+    let audio = our_audio(
+        m,
+        &formats,
+        Some(TELEPHONE_EVENT_PT),
+        Direction::SendRecv,
+        srtp,
+    );
     session(m, m.session_id, vec![audio])
 }
 
@@ -415,7 +448,34 @@ fn answer_as(
         });
     }
     let dtmf = dtmf_pt(audio, common[0].1.clock_rate());
-    let ours = our_audio(m, &common, dtmf, dir);
+    let offered_savp = is_savp(audio);
+    let offered = cryptos(audio);
+    let ours_key = match (
+        m.srtp,
+        offered.iter().find_map(|c| Some((c.tag, c.usable()?.0))),
+    ) {
+        (SrtpMode::Off, _) if offered_savp => return Err(SdpError::SrtpOffered),
+        (SrtpMode::Off, _) => None,
+        (_, Some((tag, suite))) => Some(Crypto::new(tag, suite, m.key)),
+        (SrtpMode::Required, None) => {
+            return Err(SdpError::SrtpRequired {
+                offered: describe_srtp(offered_savp, &offered),
+            });
+        }
+        (SrtpMode::Optional, None) if offered_savp => {
+            return Err(SdpError::SrtpSuites {
+                offered: describe_srtp(offered_savp, &offered),
+            });
+        }
+        (SrtpMode::Optional, None) => None,
+    };
+    let ours = our_audio(
+        m,
+        &common,
+        dtmf,
+        dir,
+        (offered_savp && ours_key.is_some(), ours_key.as_slice()),
+    );
     let media = offer
         .media_descriptions
         .iter()
@@ -423,6 +483,62 @@ fn answer_as(
         .map(|(i, md)| if i == at { ours.clone() } else { rejected(md) })
         .collect();
     Ok(session(m, version, media))
+}
+
+/// An RTP/SAVP stream (SRTP only, RFC 3711 §12).
+fn is_savp(m: &MediaDescription) -> bool {
+    m.media_name
+        .protos
+        .iter()
+        .any(|p| p.eq_ignore_ascii_case("SAVP"))
+}
+
+/// The `a=crypto` lines of a stream, in order.
+fn cryptos(m: &MediaDescription) -> Vec<Crypto> {
+    m.attributes
+        .iter()
+        .filter(|a| a.key.eq_ignore_ascii_case("crypto"))
+        .filter_map(|a| Crypto::parse(a.value.as_deref()?))
+        .collect()
+}
+
+/// What an offer has of SRTP, for a refusal: `RTP/AVP without a=crypto`, `RTP/SAVP with
+/// AEAD_AES_256_GCM only`.
+fn describe_srtp(savp: bool, offered: &[Crypto]) -> String {
+    let proto = if savp { "RTP/SAVP" } else { "RTP/AVP" };
+    if offered.is_empty() {
+        format!("{proto} without a=crypto")
+    } else {
+        let suites: Vec<&str> = offered.iter().map(|c| c.suite.as_str()).collect();
+        format!("{proto} with {} only", suites.join(", "))
+    }
+}
+
+/// The SRTP keys of a call, from our SDP and the peer's: the peer's first key of a suite we
+/// take under a tag our SDP has too (the offer's tag the answer chose). None: plain RTP.
+pub fn srtp_keys(ours: &str, theirs: &str) -> Option<Keys> {
+    let (ours, theirs) = (parse(ours).ok()?, parse(theirs).ok()?);
+    let mine = cryptos(audio(&ours)?.1);
+    cryptos(audio(&theirs)?.1).into_iter().find_map(|t| {
+        let (suite, remote) = t.usable()?;
+        let local = mine
+            .iter()
+            .find(|o| o.tag == t.tag && o.suite == t.suite)?
+            .key?;
+        Some(Keys {
+            suite,
+            local,
+            remote,
+        })
+    })
+}
+
+/// Whether our SDP asks for SRTP only (RTP/SAVP): then plain RTP must not flow.
+pub fn requires_srtp(ours: &str) -> bool {
+    parse(ours)
+        .ok()
+        .and_then(|d| audio(&d).map(|(_, m)| is_savp(m)))
+        .unwrap_or(false)
 }
 
 /// The direction of the (first) audio stream, else of the session, else `sendrecv`.
@@ -529,11 +645,21 @@ pub fn reanswer(offer: &str, ours: &str, codecs: &[Codec]) -> Result<String, Sdp
     let mine = parse(ours)?;
     let (_, audio_ours) = audio(&mine).ok_or(SdpError::NoAudio)?;
     let ip = address(&mine, audio_ours).ok_or(SdpError::NoAudio)?;
+    // Our SRTP as our SDP so far has it: the same key again.
+    let our_keys = cryptos(audio_ours);
     let local = LocalMedia {
         ip,
         rtp_port: port(audio_ours),
         codecs: codecs.to_vec(),
         session_id: mine.origin.session_id,
+        srtp: if is_savp(audio_ours) {
+            SrtpMode::Required
+        } else if our_keys.is_empty() {
+            SrtpMode::Off
+        } else {
+            SrtpMode::Optional
+        },
+        key: our_keys.iter().find_map(|c| c.key).unwrap_or_default(),
     };
     let version = mine.origin.session_version;
     let dir = offered_direction(offer).answer();
@@ -556,6 +682,8 @@ mod tests {
             rtp_port: 40000,
             codecs,
             session_id: 7,
+            srtp: SrtpMode::Off,
+            key: [0; crate::srtp::KEY_LEN],
         }
     }
 
@@ -596,6 +724,8 @@ mod direction_tests {
             rtp_port: 4000,
             codecs: vec![Codec::Pcmu],
             session_id: 9,
+            srtp: SrtpMode::Off,
+            key: [0; crate::srtp::KEY_LEN],
         };
         let o = offer(&m);
         assert_eq!(direction(&o), Direction::SendRecv);
@@ -632,6 +762,8 @@ mod reanswer_tests {
             rtp_port: 4000,
             codecs: vec![Codec::Pcmu, Codec::Pcma],
             session_id: 9,
+            srtp: SrtpMode::Off,
+            key: [0; crate::srtp::KEY_LEN],
         })
     }
 
@@ -715,6 +847,8 @@ mod captured_tests {
             rtp_port: 40000,
             codecs: vec![Codec::Pcmu, Codec::Pcma],
             session_id: 7,
+            srtp: SrtpMode::Off,
+            key: [0; crate::srtp::KEY_LEN],
         }
     }
 
@@ -806,6 +940,88 @@ mod captured_tests {
         let _ = negotiate(
             "v=0\r\nm=audio 99999999999 RTP/AVP x\r\na=rtpmap:\r\n",
             &[Codec::Pcmu],
+        );
+    }
+}
+
+#[cfg(test)]
+mod srtp_tests {
+    use super::*;
+
+    fn us(srtp: SrtpMode, key: u8) -> LocalMedia {
+        LocalMedia {
+            ip: "127.0.0.1".parse().unwrap(),
+            rtp_port: 4000,
+            codecs: vec![Codec::Pcmu],
+            session_id: 3,
+            srtp,
+            key: [key; crate::srtp::KEY_LEN],
+        }
+    }
+
+    #[test]
+    fn a_required_offer_is_savp_with_both_suites_and_the_answer_takes_the_first() {
+        let o = offer(&us(SrtpMode::Required, 1));
+        assert!(o.contains("m=audio 4000 RTP/SAVP 0 101\r\n"), "{o}");
+        assert!(
+            o.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"),
+            "{o}"
+        );
+        assert!(
+            o.contains("a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:"),
+            "{o}"
+        );
+        let a = answer(&o, &us(SrtpMode::Optional, 2)).unwrap();
+        assert!(a.contains("m=audio 4000 RTP/SAVP 0 101\r\n"), "{a}");
+        assert_eq!(a.matches("a=crypto:").count(), 1, "{a}");
+        // Each side sends with its own key and receives with the other's.
+        let offerer = srtp_keys(&o, &a).unwrap();
+        let answerer = srtp_keys(&a, &o).unwrap();
+        assert_eq!(offerer.suite, Suite::Aes128Sha1_80);
+        assert_eq!(
+            (offerer.local, offerer.remote),
+            (answerer.remote, answerer.local)
+        );
+        assert_eq!(offerer.local, [1; crate::srtp::KEY_LEN]);
+    }
+
+    #[test]
+    fn an_optional_offer_is_avp_with_keys_and_plain_rtp_answers_it_without() {
+        let o = offer(&us(SrtpMode::Optional, 1));
+        assert!(o.contains("m=audio 4000 RTP/AVP 0 101\r\n") && o.contains("a=crypto:1 "));
+        let plain = answer(&o, &us(SrtpMode::Off, 2)).unwrap();
+        assert!(!plain.contains("a=crypto"), "{plain}");
+        assert_eq!(srtp_keys(&o, &plain), None);
+        let keyed = answer(&o, &us(SrtpMode::Optional, 2)).unwrap();
+        assert!(
+            keyed.contains("RTP/AVP") && keyed.contains("a=crypto:1 "),
+            "{keyed}"
+        );
+        assert!(srtp_keys(&o, &keyed).is_some());
+    }
+
+    #[test]
+    fn mismatches_are_refused_saying_what_each_side_has() {
+        let plain = offer(&us(SrtpMode::Off, 1));
+        assert_eq!(
+            answer(&plain, &us(SrtpMode::Required, 2))
+                .unwrap_err()
+                .to_string(),
+            "SRTP is required here, and the offer has RTP/AVP without a=crypto"
+        );
+        let savp = offer(&us(SrtpMode::Required, 1));
+        assert_eq!(
+            answer(&savp, &us(SrtpMode::Off, 2)).unwrap_err(),
+            SdpError::SrtpOffered
+        );
+        let gcm = savp
+            .replace("AES_CM_128_HMAC_SHA1_80", "AEAD_AES_256_GCM")
+            .replace("AES_CM_128_HMAC_SHA1_32", "AEAD_AES_128_GCM");
+        assert_eq!(
+            answer(&gcm, &us(SrtpMode::Optional, 2))
+                .unwrap_err()
+                .to_string(),
+            "the offer has RTP/SAVP with AEAD_AES_256_GCM, AEAD_AES_128_GCM only; we take AES_CM_128_HMAC_SHA1_80, AES_CM_128_HMAC_SHA1_32"
         );
     }
 }

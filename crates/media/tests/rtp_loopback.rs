@@ -233,3 +233,86 @@ async fn a_new_ssrc_is_a_new_stream_not_loss() {
         .collect();
     assert_eq!(per, [(1, 30), (2, 10)]);
 }
+
+/// Two sessions under SRTP: a tone one way and DTMF the other go through as in clear, and what
+/// crosses the wire is not the clear RTP (a raw socket sees the protected packets: a header in
+/// clear, a payload that is not PCMU's, a tag).
+#[tokio::test(flavor = "multi_thread")]
+async fn srtp_carries_a_tone_and_dtmf_and_the_wire_is_not_clear() {
+    use callflow_media::rtp::Options;
+    use callflow_media::srtp::{Keys, Suite, new_key};
+    let (ka, kb) = (new_key(), new_key());
+    let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (aa, ba) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+    let to = |addr| RemoteMedia {
+        addr,
+        codec: Codec::Pcmu,
+        pt: 0,
+        dtmf_pt: Some(101),
+        rtcp: None,
+    };
+    let keyed = |local, remote| Options {
+        keep_audio: true,
+        srtp: Some(Keys {
+            suite: Suite::Aes128Sha1_80,
+            local,
+            remote,
+        }),
+        ..Options::default()
+    };
+    let alice = MediaSession::start_with(a, to(ba), keyed(ka, kb)).unwrap();
+    let bob = MediaSession::start_with(b, to(aa), keyed(kb, ka)).unwrap();
+    let wait = Duration::from_secs(5);
+    let mark = bob.audio_len();
+    tokio::time::timeout(wait, alice.play(audio::tone(&[1000.0], 400), false))
+        .await
+        .expect("played");
+    tokio::time::timeout(
+        wait,
+        bob.wait_until(|m| {
+            m.audio_since(mark)
+                .windows(800)
+                .step_by(160)
+                .any(|w| audio::tone_present(w, 1000.0))
+        }),
+    )
+    .await
+    .expect("bob hears the tone");
+    let send = bob.send_dtmf("42", Duration::from_millis(60), Duration::from_millis(40));
+    tokio::time::timeout(wait, send).await.expect("sent");
+    tokio::time::timeout(wait, alice.wait_until(|m| m.pending_digits().len() >= 2))
+        .await
+        .expect("digits");
+    assert_eq!(alice.pending_digits(), "42");
+    assert_eq!(bob.srtp(), Some((Suite::Aes128Sha1_80, 0)));
+
+    // What a session sends, seen on the wire: 12 header octets, 160 of payload, a 10-octet
+    // tag; the payload is not the silence PCMU carries in clear, and the peer's key opens it.
+    let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(wait)).unwrap();
+    let kc = new_key();
+    let carol = MediaSession::start_with(
+        std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
+        to(peer.local_addr().unwrap()),
+        keyed(kc, kb),
+    )
+    .unwrap();
+    let mut buf = [0u8; 2048];
+    let n = peer.recv(&mut buf).expect("a packet");
+    assert_eq!(n, 12 + 160 + 10);
+    // The peer's side of carol's call: it receives with carol's key.
+    let (_, mut rx) = Keys {
+        suite: Suite::Aes128Sha1_80,
+        local: kb,
+        remote: kc,
+    }
+    .contexts()
+    .unwrap();
+    let clear = rx.decrypt_rtp(&buf[..n]).expect("the peer's side opens it");
+    assert_eq!(clear.len(), 12 + 160);
+    // Silence in PCMU is 0xFF; the wire's payload is not.
+    assert!(clear[12..].iter().all(|&b| b == 0xFF), "clear silence");
+    assert!(buf[12..172].iter().filter(|&&b| b == 0xFF).count() < 20);
+    drop(carol);
+}

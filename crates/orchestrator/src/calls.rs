@@ -156,6 +156,8 @@ impl UaShared {
             session_id: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.as_secs()),
+            srtp: self.srtp,
+            key: media::srtp::new_key(),
         };
         Ok((
             RtpLease {
@@ -288,6 +290,25 @@ impl UaShared {
                         ours.join(", ")
                     )
                 }
+                sdp::SdpError::SrtpRequired { offered } => {
+                    let caller = crate::routing::header_in(&invite.headers, "From")
+                        .and_then(|f| transport::header::name_addr_uri(&f))
+                        .map_or_else(|| "the caller".to_owned(), |u| u.to_string());
+                    format!(
+                        "{caller} offered {offered}; {} requires SRTP (srtp: {})",
+                        self.label,
+                        self.srtp.as_str()
+                    )
+                }
+                sdp::SdpError::SrtpOffered => {
+                    let caller = crate::routing::header_in(&invite.headers, "From")
+                        .and_then(|f| transport::header::name_addr_uri(&f))
+                        .map_or_else(|| "the caller".to_owned(), |u| u.to_string());
+                    format!(
+                        "{caller} offered RTP/SAVP (SRTP only); {} has srtp: off",
+                        self.label
+                    )
+                }
                 other => other.to_string(),
             })?
         };
@@ -335,12 +356,29 @@ impl UaShared {
                 }
             }
         });
+        // SRTP when both SDPs carry keys we agree on; an RTP/SAVP call of ours without them
+        // gets no media (plain RTP must not flow).
+        let ours = call
+            .local_sdp()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let srtp = sdp::srtp_keys(&ours, remote_sdp);
+        if srtp.is_none() && sdp::requires_srtp(&ours) {
+            self.log(
+                Level::Error,
+                None,
+                name.as_deref(),
+                "the peer's SDP has no SRTP key we take, and this call is RTP/SAVP (srtp: required): no media".into(),
+            );
+            return;
+        }
         let opts = media::rtp::Options {
             capture: self.capture_rtp,
             keep_audio: self.keep_audio,
             report: Some(report),
             loss: self.rtp_loss,
             rtcp,
+            srtp,
         };
         match MediaSession::start_with(socket, remote.clone(), opts) {
             Ok(m) => {
@@ -348,7 +386,15 @@ impl UaShared {
                     Level::Debug,
                     None,
                     name.as_deref(),
-                    format!("media: {} to {}", remote.codec.name(), remote.addr),
+                    format!(
+                        "media: {} to {}{}",
+                        remote.codec.name(),
+                        remote.addr,
+                        srtp.map_or_else(String::new, |k| format!(
+                            " over SRTP ({})",
+                            k.suite.name()
+                        ))
+                    ),
                 );
                 call.set_media(Arc::new(m));
             }
@@ -508,6 +554,10 @@ fn figures(
             rtt_ms: rtcp.rtt_ms.map(|r| (r * 1000.0).round() / 1000.0),
             peer_lost: rtcp.peer_lost,
             peer_jitter_ms: rtcp.peer_jitter_ms.map(round),
+        }),
+        srtp: m.srtp().map(|(suite, rejected)| events::SrtpFigures {
+            suite: suite.name().to_owned(),
+            rejected,
         }),
     }
 }

@@ -31,6 +31,8 @@ pub(crate) struct UaShared {
     /// The shortest session interval this UA takes, in seconds (RFC 4028 `Min-SE`).
     pub(crate) min_se: u32,
     pub(crate) codecs: Vec<Codec>,
+    /// SRTP on its calls (the instance's `srtp`).
+    pub(crate) srtp: media::srtp::SrtpMode,
     pub(crate) bind_ip: IpAddr,
     pub(crate) dialogs: Arc<DialogLayer>,
     pub(crate) state_tx: DialogStateSender,
@@ -292,6 +294,7 @@ impl Ua {
                 .iter()
                 .filter_map(|c| Codec::from_name(c))
                 .collect(),
+            srtp: inst.srtp,
             bind_ip: ip,
             dialogs: endpoint.dialogs.clone(),
             state_tx: endpoint.state_tx.clone(),

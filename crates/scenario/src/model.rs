@@ -116,6 +116,9 @@ pub struct Instance {
     /// WebSocket settings, for the `ws`/`wss` connections it makes: `ws: {path, origin}` in
     /// YAML, `wsPath` and `wsOrigin` in sipflow's `data`.
     pub ws: WsSettings,
+    /// SRTP with SDES keys (RFC 4568) on its calls: `off` (the default), `optional`,
+    /// `required`; `srtp` in both formats.
+    pub srtp: media::srtp::SrtpMode,
     /// The first nodes of this instance's chains, in order.
     pub starts: Vec<NodeIdx>,
     pub pos: Pos,

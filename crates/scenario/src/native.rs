@@ -61,6 +61,7 @@ const INSTANCE_KEYS: &[&str] = &[
     "display_name",
     "tls",
     "ws",
+    "srtp",
 ];
 const TLS_KEYS: &[&str] = &["ca", "cert", "key", "insecure", "sni"];
 const WS_KEYS: &[&str] = &["path", "origin"];
@@ -415,8 +416,24 @@ fn instance(
         display_name: f.string(body, "display_name"),
         tls: tls(f, body, pos),
         ws: ws(f, body),
+        srtp: srtp(f, body, "srtp"),
         starts: Vec::new(),
         pos,
+    })
+}
+
+/// An instance's `srtp`: `off` (the default), `optional` or `required`.
+pub(crate) fn srtp(f: &mut Fields<'_>, map: &SNode, key: &str) -> media::srtp::SrtpMode {
+    let Some(v) = f.string(map, key).filter(|v| !v.is_empty()) else {
+        return media::srtp::SrtpMode::Off;
+    };
+    media::srtp::SrtpMode::parse(&v).unwrap_or_else(|| {
+        let pos = map.get(key).map_or(map.pos, |n| n.pos);
+        f.error(
+            pos,
+            format!("`{key}` is `{v}`; it takes `off`, `optional` or `required`"),
+        );
+        media::srtp::SrtpMode::Off
     })
 }
 

@@ -397,6 +397,12 @@ pub const INSTANCE: &[Key] = &[
     key("tls.sni", "tlsSni", Type::Text),
     key("ws.path", "wsPath", Type::Text),
     key("ws.origin", "wsOrigin", Type::Text),
+    key(
+        "srtp",
+        "srtp",
+        Type::Choice(&["off", "optional", "required"]),
+    )
+    .or(Default::Text("off")),
 ];
 
 /// The command or event named `name` of `kind`, as sipflow spells it or by an alias.

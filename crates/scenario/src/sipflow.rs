@@ -49,6 +49,8 @@ const INSTANCE_KEYS: &[&str] = &[
     // callflow's own: WebSocket settings (`ws:` in YAML).
     "wsPath",
     "wsOrigin",
+    // callflow's own: SRTP (`off`, `optional`, `required`).
+    "srtp",
 ];
 /// A value with where it was written.
 type Located = (String, Pos);
@@ -544,6 +546,7 @@ fn instance(
             path: nonempty(f, "wsPath"),
             origin: nonempty(f, "wsOrigin"),
         },
+        srtp: crate::native::srtp(f, data, "srtp"),
         starts: Vec::new(),
         pos,
     })

@@ -488,6 +488,9 @@ pub fn to_native(s: &Scenario, profiles: &Profiles) -> Result<String, WriteError
             }
             body.push(("tls", ymap(tls)));
         }
+        if inst.srtp != media::srtp::SrtpMode::Off {
+            body.push(("srtp", ystr(inst.srtp.as_str())));
+        }
         if inst.ws != crate::model::WsSettings::default() {
             let mut ws: Vec<(&str, Yaml<'static>)> = Vec::new();
             for (k, v) in [("path", &inst.ws.path), ("origin", &inst.ws.origin)] {
@@ -654,6 +657,9 @@ pub fn to_flow(s: &Scenario, profiles: &Profiles) -> Json {
         }
         if t.insecure {
             data.insert("tlsInsecure".into(), json!(true));
+        }
+        if inst.srtp != media::srtp::SrtpMode::Off {
+            data.insert("srtp".into(), json!(inst.srtp.as_str()));
         }
         for (k, v) in [("wsPath", &inst.ws.path), ("wsOrigin", &inst.ws.origin)] {
             if let Some(v) = v {
