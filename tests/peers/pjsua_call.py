@@ -6,8 +6,10 @@ It requires reliable provisional responses (Require: 100rel) and a session timer
 for HOLD seconds, hangs up, and prints one line per thing it saw:
   state CONFIRMED / state DISCONNCTD, sip <status> ..., done <0|1>
 Exits 0 once the call was confirmed and ended, 1 otherwise, within TIMEOUT seconds.
+FLAGS (comma-separated) adds: `tls` (the call goes over a TLS transport, the server's
+certificate not verified), `srtp` (SRTP mandatory, RTP/SAVP with SDES keys).
 
-usage: pjsua_call.py TARGET [HOLD] [TIMEOUT]
+usage: pjsua_call.py TARGET [HOLD] [TIMEOUT] [FLAGS]
 """
 import sys
 import time
@@ -40,6 +42,7 @@ def main():
     target = sys.argv[1]
     hold = float(sys.argv[2]) if len(sys.argv) > 2 else 1.0
     timeout = float(sys.argv[3]) if len(sys.argv) > 3 else 20.0
+    flags = set(sys.argv[4].split(",")) if len(sys.argv) > 4 else set()
 
     ep = pj.Endpoint()
     ep.libCreate()
@@ -54,6 +57,12 @@ def main():
     tcfg.port = 0
     tcfg.boundAddress = "127.0.0.1"
     ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+    if "tls" in flags:
+        tls = pj.TransportConfig()
+        tls.port = 0
+        tls.boundAddress = "127.0.0.1"
+        tls.tlsConfig.verifyServer = False
+        ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tls)
     ep.libStart()
     ep.audDevManager().setNullDev()
 
@@ -66,6 +75,9 @@ def main():
     # Media on loopback only (by default PJSIP names the host's own address in its SDP).
     acfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
     acfg.mediaConfig.transportConfig.publicAddress = "127.0.0.1"
+    if "srtp" in flags:
+        acfg.mediaConfig.srtpUse = pj.PJMEDIA_SRTP_MANDATORY
+        acfg.mediaConfig.srtpSecureSignaling = 0
     acc = pj.Account()
     acc.create(acfg)
 

@@ -81,3 +81,57 @@ async fn a_pjsua_phone_requiring_100rel_and_a_session_timer_calls_us() {
     );
     run.assert_clean();
 }
+
+/// pjsua2 calls us over TLS with SRTP mandatory (RTP/SAVP, SDES keys): our TLS listener and our
+/// SRTP answer take a phone nobody here wrote, and its media reaches us through SRTP unharmed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pjsua_phone_calls_us_over_tls_with_srtp() {
+    let text = "version: 1\nname: pjsua over TLS and SRTP\ninstances:\n  bob:\n    dn: \"200\"\n    transport: tls\n    srtp: required\n    steps:\n      - event: INCOMING\n        timeout: 20s\n      - command: Answer\n      - event: MEDIA\n        timeout: 10s\n      - event: DISCONNECTED\n        timeout: 20s\n";
+    let s = scenario::parse_str(text, "pjsua-tls.yaml").expect("valid");
+    let (run, bob) = start_one_ua(s).await;
+    let script = callflow_tests::fixture("../tests/peers/pjsua_call.py");
+    let python = pjsua_python();
+    let phone = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(script)
+            .arg(format!("sip:200@{bob};transport=tls"))
+            .args(["2", "15", "tls,srtp"])
+            .output()
+            .expect("pjsua2 runs")
+    })
+    .await
+    .expect("join");
+    let said = String::from_utf8_lossy(&phone.stdout).into_owned();
+    assert!(
+        phone.status.success() && said.contains("state CONFIRMED"),
+        "the phone: {said}\n{}",
+        String::from_utf8_lossy(&phone.stderr)
+    );
+    let run = run.await.expect("run");
+    run.assert_outcome(Outcome::Passed);
+    let invite = &run.raw("bob", "<INVITE")[0];
+    assert!(
+        invite.contains("RTP/SAVP") && invite.contains("a=crypto:"),
+        "{invite}"
+    );
+    let transports: Vec<String> = run
+        .events
+        .iter()
+        .filter_map(|e| match &e.event {
+            events::EventKind::SipMessage(m) => Some(m.transport.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(transports.iter().all(|t| t == "tls"), "{transports:?}");
+    let stats = run
+        .events
+        .iter()
+        .find_map(|e| match &e.event {
+            events::EventKind::MediaStats(m) => Some(m.clone()),
+            _ => None,
+        })
+        .expect("media_stats");
+    assert!(stats.packets_received > 20, "{stats:?}");
+    assert_eq!(stats.srtp.map(|s| s.rejected), Some(0));
+    assert!(run.finished().leaks.is_clean());
+}

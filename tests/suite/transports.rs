@@ -474,8 +474,9 @@ async fn baresip_echoes_our_signature_over_tls_and_srtp() {
     let echo = callflow_tests::lab::baresip_echo_tls(&id.cert_pem, &id.key_pem, true);
     let dir = callflow_tests::scratch("baresip-srtp");
     std::fs::write(dir.path().join("echo.pem"), &id.cert_pem).expect("write");
+    // A `sips:` target: TLS implied (RFC 3261 §26.2), and our Contact a SIPS URI too (§8.1.1.8).
     let text = format!(
-        "version: 1\nname: echo over TLS and SRTP\ninstances:\n  alice:\n    dn: \"100\"\n    transport: tls\n    tls: {{ca: echo.pem}}\n    srtp: required\n    codecs: [PCMU]\n    steps:\n      - command: MakeCall\n        target: \"sip:echo@127.0.0.1:{};transport=tls\"\n      - command: PlaySignature\n        duration: 1s\n      - event: HEARD\n        from: alice\n        timeout: 3s\n      - command: Release\n",
+        "version: 1\nname: echo over TLS and SRTP\ninstances:\n  alice:\n    dn: \"100\"\n    transport: tls\n    tls: {{ca: echo.pem}}\n    srtp: required\n    codecs: [PCMU]\n    steps:\n      - command: MakeCall\n        target: \"sips:echo@127.0.0.1:{}\"\n      - command: PlaySignature\n        duration: 1s\n      - event: HEARD\n        from: alice\n        timeout: 3s\n      - command: Release\n",
         echo.tls_port()
     );
     let file = dir.path().join("echo.yaml");

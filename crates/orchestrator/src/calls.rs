@@ -189,7 +189,7 @@ impl UaShared {
                 .or_else(|| self.pbx.as_ref().and_then(|p| p.credential.clone())),
             destination: self.pbx.as_ref().and_then(crate::pbx::PbxConf::destination),
             callee: callee.clone(),
-            contact: self.contact.clone(),
+            contact: self.contact_for(&callee),
             content_type: (!opts.late_offer).then(|| "application/sdp".to_owned()),
             offer: (!opts.late_offer).then(|| offer.clone().into_bytes()),
             headers: Some(with_capabilities(self.rel100, {

@@ -313,7 +313,7 @@ impl UaShared {
             &tx,
             self.state_tx.clone(),
             None,
-            Some(self.contact.clone()),
+            Some(self.contact_for(&tx.original.uri)),
         ) {
             Ok(d) => d,
             Err(e) => {

@@ -93,6 +93,16 @@ impl UaShared {
         (run == &*self.run_id).then(|| i.parse().ok()).flatten()
     }
 
+    /// Our Contact in a dialog with `uri` (the callee, or the Request-URI of an INVITE to us):
+    /// a SIPS URI when `uri` is one (RFC 3261 §8.1.1.8, §12.1.1), on a secure transport.
+    pub(crate) fn contact_for(&self, uri: &Uri) -> Uri {
+        let mut c = self.contact.clone();
+        if uri.scheme == Some(transport::sip::Scheme::Sips) && self.transport.is_secure() {
+            c.scheme = Some(transport::sip::Scheme::Sips);
+        }
+        c
+    }
+
     /// Runs `fut` on a task this UA tracks: it ends at teardown at the latest.
     pub(crate) fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
         let stopping = self.stopping.clone();
