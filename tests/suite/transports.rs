@@ -366,7 +366,7 @@ async fn srtp_between_our_uas_over_tls_and_each_side_hears_the_other() {
 /// One side requires SRTP, the other offers plain RTP/AVP: 488, with a message naming both.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_srtp_mismatch_is_answered_488_naming_both_sides() {
-    let text = "version: 1\nname: mismatch\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: MakeCall\n        target: bob\n        expect: 488\n  bob:\n    dn: \"200\"\n    srtp: required\n    steps:\n      - event: INCOMING\n      - command: Answer\n";
+    let text = "version: 1\nname: mismatch\ninstances:\n  alice:\n    dn: \"100\"\n    steps:\n      - command: MakeCall\n        target: bob\n        expect: 488\n  bob:\n    dn: \"200\"\n    srtp: required\n    steps:\n      - event: INCOMING\n      - command: Answer\n        on_failure:\n          - event: DISCONNECTED\n";
     let s = scenario::parse_str(text, "mismatch.yaml").expect("valid");
     let run = run_scenario(&s, orchestrator::RunOptions::default(), vec![]).await;
     assert_eq!(

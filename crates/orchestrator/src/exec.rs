@@ -498,6 +498,7 @@ pub(crate) async fn invite(
                 transport::rsipstack::Error::Error(m) => m,
                 other => other.to_string(),
             };
+            call.mark_failed_locally(e.clone());
             return Err(fail(format!(
                 "the INVITE to {who} failed after {}: {e}",
                 secs(started.elapsed())

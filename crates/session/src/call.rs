@@ -276,6 +276,9 @@ struct State {
     held_by_peer: bool,
     /// A transfer moved this call's logical id to a new call; the transferor ends this one.
     superseded: bool,
+    /// Our INVITE failed where it started (no connection could be made): the call is over,
+    /// though rsipstack's dialog still says Calling.
+    failed_locally: bool,
     /// We put an offer in a 2xx to an offer-less re-INVITE: the answer comes in its ACK.
     answer_in_ack: bool,
     reliable: Reliable,
@@ -442,7 +445,22 @@ impl<D: crate::Dialog> Call<D> {
 
     /// Where the call stands, from its dialog's state.
     pub fn phase(&self) -> Phase {
+        if self.state().failed_locally {
+            return Phase::Ended;
+        }
         Phase::of(&self.dialog.state())
+    }
+
+    /// Our INVITE failed before it reached the peer (the transport said so): the call ends
+    /// here, with nothing to hang up; its log gets the end.
+    pub fn mark_failed_locally(&self, reason: String) {
+        self.state().failed_locally = true;
+        self.push(CallEvent::Terminated {
+            reason,
+            by_peer: false,
+            code: None,
+            cause: EndCause::Timeout,
+        });
     }
 
     /// An outgoing call whose INVITE has had no response at all: a CANCEL cannot go before one

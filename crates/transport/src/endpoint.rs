@@ -650,8 +650,8 @@ impl TransportEventInspector for StreamTap {
                 return Some(event);
             }
             TransportEvent::Closed(conn) => {
-                if let SipConnection::WebSocket(ws) = conn {
-                    crate::ws::WsLocator::closed(&self.ws_links, ws);
+                if matches!(conn, SipConnection::WebSocket(_) | SipConnection::Tls(_)) {
+                    crate::ws::WsLocator::closed(&self.ws_links, conn);
                 }
                 if let Some((local, peer)) = stream_addrs(conn) {
                     crate::tcp_socket::release(local, peer);

@@ -218,9 +218,9 @@ pub(crate) fn serve_listener(
     });
 }
 
-/// A UA's own WebSocket connections, by peer and transport: the ones it made and is still
-/// using.
-pub(crate) type Links = Mutex<HashMap<(SocketAddr, bool), WebSocketConnection>>;
+/// A UA's own TLS and WebSocket connections, by peer and transport: the ones it made and is
+/// still using.
+pub(crate) type Links = Mutex<HashMap<(SocketAddr, Transport), SipConnection>>;
 
 /// Where rsipstack sends a new request (its `TargetLocator`): where the URI says, after
 /// connecting first when that is over WebSocket and no connection is up.
@@ -236,11 +236,60 @@ pub(crate) struct WsLocator {
 
 impl WsLocator {
     /// Forgets a connection that closed.
-    pub(crate) fn closed(links: &Links, conn: &WebSocketConnection) {
-        links
+    pub(crate) fn closed(links: &Links, conn: &SipConnection) {
+        links.lock().expect("links lock").retain(|_, c| {
+            c.get_addr() != conn.get_addr() || c.get_remote_addr() != conn.get_remote_addr()
+        });
+    }
+
+    /// A TLS connection to `peer`, handed to rsipstack, so a failure fails the request at once
+    /// (rsipstack's own dial would leave it to its timers).
+    async fn connect_tls(&self, peer: SocketAddr, host: Option<String>) -> Result<(), String> {
+        let (config, sni) = self
+            .tls
+            .clone()
+            .ok_or_else(|| format!("TLS connection to {peer}: this UA has no TLS settings"))?;
+        let name = sni.or(host).unwrap_or_else(|| peer.ip().to_string());
+        let server = ServerName::try_from(name.clone())
+            .map_err(|_| format!("TLS connection to {peer}: `{name}` is not a server name"))?;
+        let tcp = TcpStream::connect(peer)
+            .await
+            .map_err(|e| format!("TLS connection to {peer} failed: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let shake = tokio_rustls::TlsConnector::from(config).connect(server, tcp);
+        let stream = tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, shake)
+            .await
+            .map_err(|_| {
+                format!(
+                    "TLS handshake with {peer} failed: no answer within {} s",
+                    crate::tls::HANDSHAKE_TIMEOUT.as_secs()
+                )
+            })?
+            .map_err(|e| {
+                format!(
+                    "TLS handshake with {peer} failed: {}",
+                    crate::tls::explain(&e)
+                )
+            })?;
+        let endpoint = self
+            .endpoint
+            .get()
+            .and_then(Weak::upgrade)
+            .ok_or("the endpoint is gone")?;
+        let conn = rsipstack::transport::tls::TlsConnection::from_client_stream(
+            stream,
+            sip_addr(Transport::Tls, peer),
+            Some(self.cancel.child_token()),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let conn = SipConnection::Tls(conn);
+        self.links
             .lock()
             .expect("links lock")
-            .retain(|_, c| !Arc::ptr_eq(&c.inner, &conn.inner));
+            .insert((peer, Transport::Tls), conn.clone());
+        endpoint.transport_layer.add_connection(conn);
+        Ok(())
     }
 
     async fn connect(&self, peer: SocketAddr, secure: bool) -> Result<(), String> {
@@ -313,26 +362,39 @@ impl WsLocator {
         } else {
             Transport::Ws
         };
-        let conn = connection(ws, transport, local, peer, self.cancel.child_token());
+        let conn = SipConnection::WebSocket(connection(
+            ws,
+            transport,
+            local,
+            peer,
+            self.cancel.child_token(),
+        ));
         self.links
             .lock()
             .expect("links lock")
-            .insert((peer, secure), conn.clone());
-        endpoint
-            .transport_layer
-            .add_connection(SipConnection::WebSocket(conn));
+            .insert((peer, transport), conn.clone());
+        endpoint.transport_layer.add_connection(conn);
         Ok(())
     }
 }
 
 impl WsLocator {
     pub(crate) async fn locate(&self, uri: &rsipstack::sip::Uri) -> rsipstack::Result<SipAddr> {
-        let addr = SipAddr::try_from(uri)?;
-        let secure = match addr.r#type {
-            Some(Transport::Ws) => false,
-            Some(Transport::Wss) => true,
-            _ => return Ok(addr),
+        let mut addr = SipAddr::try_from(uri)?;
+        // `sips:` is TLS (RFC 3261 §26.2), on 5061 unless it says (§26.2.3).
+        if addr.r#type.is_none() && uri.scheme == Some(rsipstack::sip::Scheme::Sips) {
+            addr.r#type = Some(Transport::Tls);
+            if addr.addr.port.is_none() {
+                addr.addr.port = Some(5061.into());
+            }
+        }
+        let Some(transport) = addr
+            .r#type
+            .filter(|t| matches!(t, Transport::Tls | Transport::Ws | Transport::Wss))
+        else {
+            return Ok(addr);
         };
+        // A name (not an address) goes rsipstack's way: its resolver, then our TLS connector.
         let Ok(peer) = addr.get_socketaddr() else {
             return Ok(addr);
         };
@@ -340,8 +402,15 @@ impl WsLocator {
             .links
             .lock()
             .expect("links lock")
-            .contains_key(&(peer, secure));
-        if !up && let Err(why) = self.connect(peer, secure).await {
+            .contains_key(&(peer, transport));
+        let made = if up {
+            Ok(())
+        } else if transport == Transport::Tls {
+            self.connect_tls(peer, None).await
+        } else {
+            self.connect(peer, transport == Transport::Wss).await
+        };
+        if let Err(why) = made {
             tracing::warn!("{why}");
             if let Some(hook) = &self.on_failure {
                 hook.call(peer, why.clone());
