@@ -383,20 +383,23 @@ async fn an_srtp_mismatch_is_answered_488_naming_both_sides() {
     run.assert_clean();
 }
 
-/// A live capture of loopback UDP by tshark, from when it says it captures until dropped.
+/// A live capture of loopback by tshark (`filter`: a capture filter), from when it says it
+/// captures until stopped. tshark also prints a line per packet as it writes it (`-P -l`): what
+/// [`LiveCapture::read`] waits on before it stops the capture.
 struct LiveCapture {
     child: std::process::Child,
     file: std::path::PathBuf,
+    lines: std::sync::mpsc::Receiver<String>,
 }
 
 impl LiveCapture {
-    fn start(dir: &std::path::Path) -> Self {
+    fn start(dir: &std::path::Path, filter: &str) -> Self {
         use std::io::BufRead;
         let file = dir.join("live.pcapng");
         let mut child = std::process::Command::new("tshark")
-            .args(["-i", "lo", "-f", "udp", "-q", "-w"])
+            .args(["-i", "lo", "-f", filter, "-P", "-l", "-w"])
             .arg(&file)
-            .stdout(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("tshark (.ci/run installs it)");
@@ -413,11 +416,50 @@ impl LiveCapture {
             "tshark did not start: {line}"
         );
         std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-        Self { child, file }
+        let out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in out.lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let capture = Self { child, file, lines };
+        // "Capturing on" comes before the capture does: it is live once it takes a packet.
+        capture.sync();
+        capture
     }
 
-    /// Stops the capture and returns the UDP payloads from `port`, read back by tshark.
-    fn payloads_from(mut self, port: u16) -> Vec<Vec<u8>> {
+    /// Sends a marker datagram to the discard port until tshark has taken one: everything sent
+    /// before it is in the capture. Each sync's marker comes from a port of its own, so an
+    /// earlier one's line does not count.
+    fn sync(&self) {
+        let marker = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let from = marker.local_addr().expect("addr").port();
+        let ours = [format!(" {from} \u{2192} 9 "), format!(" {from} -> 9 ")];
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            assert!(
+                std::time::Instant::now() < end,
+                "tshark never took the marker"
+            );
+            let _ = marker.send_to(b"callflow-capture-marker", "127.0.0.1:9");
+            while let Ok(l) = self
+                .lines
+                .recv_timeout(std::time::Duration::from_millis(200))
+            {
+                if ours.iter().any(|m| l.contains(m.as_str())) {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Stops the capture once all that came before is in it, and reads it back with tshark
+    /// and `args`.
+    fn read(mut self, args: &[&str]) -> String {
+        self.sync();
         let _ = std::process::Command::new("kill")
             .args(["-INT", &self.child.id().to_string()])
             .status();
@@ -425,17 +467,16 @@ impl LiveCapture {
         let out = std::process::Command::new("tshark")
             .args(["-r"])
             .arg(&self.file)
-            .args([
-                "-Y",
-                &format!("udp.srcport == {port}"),
-                "-T",
-                "fields",
-                "-e",
-                "udp.payload",
-            ])
+            .args(args)
             .output()
             .expect("tshark reads the capture");
-        String::from_utf8_lossy(&out.stdout)
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Stops the capture and returns the UDP payloads from `port`.
+    fn payloads_from(self, port: u16) -> Vec<Vec<u8>> {
+        let filter = format!("udp.srcport == {port}");
+        self.read(&["-Y", &filter, "-T", "fields", "-e", "udp.payload"])
             .lines()
             .filter_map(|l| {
                 let hex = l.trim().replace(':', "");
@@ -482,7 +523,7 @@ async fn baresip_echoes_our_signature_over_tls_and_srtp() {
     let file = dir.path().join("echo.yaml");
     std::fs::write(&file, text).expect("write");
     let (s, _) = scenario::load(&file).expect("valid scenario");
-    let capture = LiveCapture::start(dir.path());
+    let capture = LiveCapture::start(dir.path(), "udp");
     let run = run_scenario(&s, orchestrator::RunOptions::default(), vec![]).await;
     assert!(
         run.report.outcome == Outcome::Passed,
@@ -524,4 +565,115 @@ async fn baresip_echoes_our_signature_over_tls_and_srtp() {
         "the payload is not ciphertext: {bits:.2} bits per byte"
     );
     assert!(run.finished().leaks.is_clean());
+}
+
+/// Kamailio speaks TLS 1.2 only and requires a client certificate: alice, who has one
+/// (`tls.cert`, `tls.key`), registers; bob, who has none, fails his set-up at once, saying the
+/// handshake failed.
+#[tokio::test(flavor = "multi_thread")]
+async fn mutual_tls_with_kamailio_over_tls_1_2() {
+    let pbx_id = transport::tls::TlsIdentity::self_signed(&["127.0.0.1".to_owned()]).expect("cert");
+    let alice_id =
+        transport::tls::TlsIdentity::self_signed(&["alice.lab".to_owned()]).expect("cert");
+    let pbx = callflow_tests::lab::kamailio_mutual_tls(
+        &pbx_id.cert_pem,
+        &pbx_id.key_pem,
+        &alice_id.cert_pem,
+    );
+    let dir = callflow_tests::scratch("kamailio-mtls");
+    for (name, bytes) in [
+        ("pbx.pem", &pbx_id.cert_pem),
+        ("alice.pem", &alice_id.cert_pem),
+        ("alice.key", &alice_id.key_pem),
+    ] {
+        std::fs::write(dir.path().join(name), bytes).expect("write");
+    }
+    let port = pbx.tls_port();
+    let run_as = |dn: &str, pw: &str, tls: &str| {
+        let text = format!(
+            "version: 1\nname: mutual TLS\ninstances:\n  ua:\n    dn: \"{dn}\"\n    transport: tls\n    tls: {tls}\n    pbx: {{host: 127.0.0.1, port: {port}, password: {pw}}}\n    steps:\n      - command: Release\n        timeout: 1s\n        on_failure:\n          - command: Release\n            timeout: 1s\n"
+        );
+        let file = dir.path().join(format!("{dn}.yaml"));
+        std::fs::write(&file, text).expect("write");
+        scenario::load(&file).expect("valid scenario").0
+    };
+    let alice = run_as(
+        "100",
+        "alicepw",
+        "{ca: pbx.pem, cert: alice.pem, key: alice.key}",
+    );
+    let run = run_scenario(&alice, orchestrator::RunOptions::default(), vec![]).await;
+    run.assert_wire_contains("ua", &[">REGISTER", "<401", ">REGISTER", "<200"]);
+    assert!(run.finished().leaks.is_clean());
+
+    let bob = run_as("200", "bobpw", "{ca: pbx.pem}");
+    let started = std::time::Instant::now();
+    let run = run_scenario(&bob, orchestrator::RunOptions::default(), vec![]).await;
+    let failure = run.report.failure.clone().expect("a set-up failure");
+    assert!(
+        failure
+            .message
+            .contains(&format!("TLS handshake with 127.0.0.1:{port} failed")),
+        "{failure:?}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "at once"
+    );
+    assert!(run.finished().leaks.is_clean());
+}
+
+/// `--keylog`: a live capture of a TLS call between our UAs is decrypted by tshark with the key
+/// log the run wrote, and reads as SIP.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_key_log_decrypts_a_live_capture_of_a_tls_call() {
+    let dir = callflow_tests::scratch("keylog");
+    let keys = dir.path().join("keys.txt");
+    let capture = LiveCapture::start(dir.path(), "tcp or (udp and port 9)");
+    let s = call_over("tls", "");
+    let opts = orchestrator::RunOptions {
+        keylog: Some(keys.to_string_lossy().into_owned()),
+        ..orchestrator::RunOptions::default()
+    };
+    let run = run_scenario(&s, opts, vec![]).await;
+    run.assert_outcome(Outcome::Passed);
+    let bob = run
+        .events
+        .iter()
+        .find_map(|e| match &e.event {
+            EventKind::UaStarted(u) if u.ua == "bob" => Some(u.local_addr.clone()),
+            _ => None,
+        })
+        .expect("bob started");
+    let port = bob.rsplit(':').next().expect("a port").to_owned();
+    let keylog = format!("tls.keylog_file:{}", keys.display());
+    let tls = format!("tcp.port=={port},tls");
+    let sip = format!("tls.port=={port},sip");
+    let seen = capture.read(&[
+        "-o",
+        &keylog,
+        "-d",
+        &tls,
+        "-d",
+        &sip,
+        "-Y",
+        "sip",
+        "-T",
+        "fields",
+        "-e",
+        "sip.CSeq.method",
+        "-e",
+        "sip.Status-Code",
+    ]);
+    // One line per frame; a frame carrying two messages lists both, comma-separated.
+    let tokens: Vec<&str> = seen
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|t| !t.is_empty())
+        .collect();
+    let count = |t: &str| tokens.iter().filter(|x| **x == t).count();
+    assert!(
+        count("INVITE") >= 4 && count("ACK") == 1 && count("BYE") == 2 && count("200") == 2,
+        "{seen}"
+    );
+    run.assert_clean();
 }

@@ -136,27 +136,75 @@ pub fn kamailio_full(echo_port: u16, play_port: u16, algorithm: &str) -> Sidecar
 /// certificate of 127.0.0.1 a test made, with its `key_pem`; it verifies no client
 /// certificate), and taking SIP over WebSocket: WS on its TCP port, WSS on its TLS port.
 pub fn kamailio_tls(cert_pem: &[u8], key_pem: &[u8]) -> Sidecar {
-    kamailio_start(1, 1, "MD5", Some((cert_pem, key_pem)))
+    kamailio_start(
+        1,
+        1,
+        "MD5",
+        Some(LabTls {
+            cert: cert_pem,
+            key: key_pem,
+            clients: None,
+            method: "TLSv1.2+",
+        }),
+    )
+}
+
+/// [`kamailio_tls`] speaking TLS 1.2 only and requiring a client certificate that `clients_pem`
+/// verifies (mutual TLS).
+pub fn kamailio_mutual_tls(cert_pem: &[u8], key_pem: &[u8], clients_pem: &[u8]) -> Sidecar {
+    kamailio_start(
+        1,
+        1,
+        "MD5",
+        Some(LabTls {
+            cert: cert_pem,
+            key: key_pem,
+            clients: Some(clients_pem),
+            method: "TLSv1.2",
+        }),
+    )
+}
+
+/// Kamailio's TLS: its certificate and key, the CA bundle of the client certificates it
+/// requires (none: it asks for none), its TLS versions (Kamailio's `method`).
+struct LabTls<'a> {
+    cert: &'a [u8],
+    key: &'a [u8],
+    clients: Option<&'a [u8]>,
+    method: &'a str,
 }
 
 fn kamailio_start(
     echo_port: u16,
     play_port: u16,
     algorithm: &str,
-    tls: Option<(&[u8], &[u8])>,
+    tls: Option<LabTls<'_>>,
 ) -> Sidecar {
     let dir = temp_dir("kamailio");
     let port = free_port();
     let tls_port = free_port();
     let mut defines: Vec<&str> = Vec::new();
-    if let Some((cert, key)) = tls {
-        std::fs::write(dir.join("cert.pem"), cert).expect("write");
-        std::fs::write(dir.join("key.pem"), key).expect("write");
+    let with_tls = tls.is_some();
+    if let Some(t) = tls {
+        std::fs::write(dir.join("cert.pem"), t.cert).expect("write");
+        std::fs::write(dir.join("key.pem"), t.key).expect("write");
+        let clients = match t.clients {
+            Some(pem) => {
+                std::fs::write(dir.join("clients.pem"), pem).expect("write");
+                format!(
+                    "verify_certificate = yes\nrequire_certificate = yes\nca_list = {}/clients.pem\n",
+                    dir.display()
+                )
+            }
+            None => "verify_certificate = no\nrequire_certificate = no\n".to_owned(),
+        };
         std::fs::write(
             dir.join("tls.cfg"),
             format!(
-                "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\nprivate_key = {0}/key.pem\ncertificate = {0}/cert.pem\n\n[client:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n",
-                dir.display()
+                "[server:default]\nmethod = {1}\n{2}private_key = {0}/key.pem\ncertificate = {0}/cert.pem\n\n[client:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n",
+                dir.display(),
+                t.method,
+                clients
             ),
         )
         .expect("write");
@@ -199,7 +247,7 @@ fn kamailio_start(
         dir,
         port,
     );
-    k.tls_port = tls.map(|_| tls_port);
+    k.tls_port = with_tls.then_some(tls_port);
     assert!(
         options_ping(port, Duration::from_secs(10)),
         "kamailio did not answer OPTIONS:\n{}",
