@@ -671,8 +671,9 @@ async fn the_key_log_decrypts_a_live_capture_of_a_tls_call() {
         .filter(|t| !t.is_empty())
         .collect();
     let count = |t: &str| tokens.iter().filter(|x| **x == t).count();
+    // At least: loopback is shared with the tests running beside this one.
     assert!(
-        count("INVITE") >= 4 && count("ACK") == 1 && count("BYE") == 2 && count("200") == 2,
+        count("INVITE") >= 4 && count("ACK") >= 1 && count("BYE") >= 2 && count("200") >= 2,
         "{seen}"
     );
     run.assert_clean();
