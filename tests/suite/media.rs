@@ -355,3 +355,93 @@ async fn baresip_echo_returns_our_audio_over_g722_and_opus() {
         run.assert_clean();
     }
 }
+
+/// A 16 kHz WAV of a 6 kHz tone, two seconds: only a wideband call can carry it.
+fn wideband_wav(dir: &std::path::Path) -> PathBuf {
+    let wav = dir.join("tone-6khz-16k.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&wav, spec).expect("wav");
+    for s in audio::tone_at(&[6000.0], 2000, 16_000) {
+        w.write_sample(s).expect("sample");
+    }
+    w.finalize().expect("wav");
+    wav
+}
+
+/// The recording at `path`: its rate, and how many windows of it (100 ms, half overlapping)
+/// hold a 6 kHz tone.
+fn six_khz_windows(path: &std::path::Path) -> (u32, usize) {
+    let mut r = hound::WavReader::open(path).expect("recording");
+    let rate = r.spec().sample_rate;
+    let samples: Vec<i16> = r.samples::<i16>().map(Result::unwrap).collect();
+    let win = rate as usize / 10;
+    let with = samples
+        .windows(win)
+        .step_by(win / 2)
+        .filter(|w| audio::tone_share_at(w, 6000.0, rate) > 0.2)
+        .count();
+    (rate, with)
+}
+
+/// Wideband end to end: alice plays a 16 kHz WAV of a 6 kHz tone, bob records. Over G.722 and
+/// over Opus the recording is 16 kHz and holds the tone; over PCMU it is 8 kHz and cannot.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wideband_call_carries_what_narrowband_cannot_and_records_it_at_16_khz() {
+    let tmp = callflow_tests::scratch("wideband");
+    let wav = wideband_wav(tmp.path());
+    for (codec, rate, carried) in [
+        ("G722", 16_000, true),
+        ("OPUS", 16_000, true),
+        ("PCMU", 8_000, false),
+    ] {
+        let rec = tmp.path().join(format!("bob-{codec}.wav"));
+        let text = format!(
+            "version: 1\ninstances:\n  alice:\n    dn: \"100\"\n    codecs: [{codec}]\n    steps:\n      - command: MakeCall\n        target: bob\n      - command: PlayAudio\n        file: {}\n      - command: Release\n  bob:\n    dn: \"200\"\n    codecs: [{codec}]\n    steps:\n      - event: INCOMING\n      - command: Answer\n      - command: Record\n        file: {}\n      - event: DISCONNECTED\n",
+            wav.display(),
+            rec.display()
+        );
+        let run = run_text(&text, "wideband.yaml").await;
+        run.assert_outcome(Outcome::Passed);
+        let (got_rate, with) = six_khz_windows(&rec);
+        assert_eq!(got_rate, rate, "{codec}");
+        if carried {
+            assert!(with >= 20, "{codec}: 6 kHz in {with} windows");
+        } else {
+            assert_eq!(with, 0, "{codec}");
+        }
+        run.assert_clean();
+    }
+}
+
+/// baresip's echo over G.722 and over Opus: the 6 kHz tone we play comes back, so baresip's
+/// codecs and ours carry wideband audio both ways.
+#[tokio::test(flavor = "multi_thread")]
+async fn baresip_echo_returns_wideband_audio_over_g722_and_opus() {
+    let tmp = callflow_tests::scratch("wideband-echo");
+    let wav = wideband_wav(tmp.path());
+    for codec in ["G722", "OPUS"] {
+        let rec = tmp.path().join(format!("back-{codec}.wav"));
+        let b = Baresip::echo();
+        let text = format!(
+            "version: 1\ninstances:\n  alice:\n    dn: \"100\"\n    codecs: [{codec}]\n    steps:\n      - command: MakeCall\n        target: sip:echo@127.0.0.1:{}\n      - command: Record\n        file: {}\n      - command: PlayAudio\n        file: {}\n      - command: Release\n",
+            b.port,
+            rec.display(),
+            wav.display()
+        );
+        let run = run_text(&text, "wideband-echo.yaml").await;
+        let log = b.stop_and_log();
+        run.assert_outcome(Outcome::Passed);
+        let (rate, with) = six_khz_windows(&rec);
+        assert_eq!(rate, 16_000, "{codec}");
+        assert!(
+            with >= 20,
+            "{codec}: 6 kHz came back in {with} windows\n{log}"
+        );
+        run.assert_clean();
+    }
+}

@@ -3,22 +3,20 @@
 
 use crate::sdp::Codec;
 
-/// G.711 runs at 8 kHz; a 20 ms packet holds 160 samples.
+/// The rate the analysis works at (tones, signatures, levels) and what a scenario's audio is
+/// made at: narrowband, 8 kHz. A call's own audio runs at its codec's rate
+/// ([`Codec::audio_rate`]): 16 kHz for G.722 and Opus.
 pub const RATE: u32 = 8000;
+/// A 20 ms frame at [`RATE`].
 pub const FRAME: usize = 160;
 
-/// One direction's encoder of a call: G.711 keeps no state; G.722 is adaptive (its state runs
-/// from packet to packet), and takes 16 kHz audio: the call's 8 kHz audio is doubled in rate
-/// (linear interpolation) on the way in; Opus codes the call's 8 kHz audio as it is (it runs at
-/// 8 kHz inside; the RTP clock stays 48 kHz, RFC 7587).
+/// One direction's encoder of a call, fed frames at the codec's audio rate
+/// ([`Codec::audio_rate`]): G.711 keeps no state; G.722 is adaptive (its state runs from
+/// packet to packet); Opus codes 16 kHz audio (the RTP clock stays 48 kHz, RFC 7587).
 pub enum Encoder {
     Pcmu,
     Pcma,
-    G722 {
-        enc: Box<audio_codec::g722::G722Encoder>,
-        /// The last sample of the frame before (to interpolate across frames).
-        last: i16,
-    },
+    G722(Box<audio_codec::g722::G722Encoder>),
     Opus(Box<audio_codec::opus::OpusEncoder>),
 }
 
@@ -27,11 +25,11 @@ impl Encoder {
         match codec {
             Codec::Pcmu => Self::Pcmu,
             Codec::Pcma => Self::Pcma,
-            Codec::G722 => Self::G722 {
-                enc: Box::default(),
-                last: 0,
-            },
-            Codec::Opus => Self::Opus(Box::new(audio_codec::opus::OpusEncoder::new(RATE, 1))),
+            Codec::G722 => Self::G722(Box::default()),
+            Codec::Opus => Self::Opus(Box::new(audio_codec::opus::OpusEncoder::new(
+                codec.audio_rate(),
+                1,
+            ))),
         }
     }
 
@@ -39,12 +37,12 @@ impl Encoder {
         match self {
             Self::Pcmu => Codec::Pcmu,
             Self::Pcma => Codec::Pcma,
-            Self::G722 { .. } => Codec::G722,
+            Self::G722(_) => Codec::G722,
             Self::Opus(_) => Codec::Opus,
         }
     }
 
-    /// The payload of one frame of 8 kHz audio.
+    /// The payload of one frame of audio at the codec's rate.
     pub fn encode(&mut self, pcm: &[i16]) -> Vec<u8> {
         match self {
             Self::Pcmu => pcm
@@ -55,23 +53,14 @@ impl Encoder {
                 .iter()
                 .map(|s| audio_codec_algorithms::encode_alaw(*s))
                 .collect(),
-            Self::G722 { enc, last } => {
-                let mut wide = Vec::with_capacity(pcm.len() * 2);
-                for &s in pcm {
-                    wide.push(((i32::from(*last) + i32::from(s)) / 2) as i16);
-                    wide.push(s);
-                    *last = s;
-                }
-                audio_codec::Encoder::encode(enc.as_mut(), &wide)
-            }
+            Self::G722(enc) => audio_codec::Encoder::encode(enc.as_mut(), pcm),
             Self::Opus(enc) => audio_codec::Encoder::encode(enc.as_mut(), pcm),
         }
     }
 }
 
-/// One direction's decoder of a call: the payload as 8 kHz audio (G.722's 16 kHz halved, each
-/// pair of samples averaged: what the analysis and recordings read; Opus decoded straight to
-/// 8 kHz mono, whatever the sender coded).
+/// One direction's decoder of a call: the payload as audio at the codec's rate (G.722's
+/// 16 kHz; Opus decoded to 16 kHz mono, whatever the sender coded).
 pub enum Decoder {
     Pcmu,
     Pcma,
@@ -85,7 +74,10 @@ impl Decoder {
             Codec::Pcmu => Self::Pcmu,
             Codec::Pcma => Self::Pcma,
             Codec::G722 => Self::G722(Box::default()),
-            Codec::Opus => Self::Opus(Box::new(audio_codec::opus::OpusDecoder::new(RATE, 1))),
+            Codec::Opus => Self::Opus(Box::new(audio_codec::opus::OpusDecoder::new(
+                codec.audio_rate(),
+                1,
+            ))),
         }
     }
 
@@ -108,10 +100,7 @@ impl Decoder {
                 .iter()
                 .map(|b| audio_codec_algorithms::decode_alaw(*b))
                 .collect(),
-            Self::G722(dec) => audio_codec::Decoder::decode(dec.as_mut(), payload)
-                .chunks(2)
-                .map(|p| ((p.iter().map(|s| i32::from(*s)).sum::<i32>()) / p.len() as i32) as i16)
-                .collect(),
+            Self::G722(dec) => audio_codec::Decoder::decode(dec.as_mut(), payload),
             Self::Opus(dec) => audio_codec::Decoder::decode(dec.as_mut(), payload),
         }
     }
@@ -127,13 +116,46 @@ pub fn decode(codec: Codec, payload: &[u8]) -> Vec<i16> {
     Decoder::new(codec).decode(payload)
 }
 
+/// Audio at `from` Hz brought to `to` Hz by linear interpolation: what a call's audio and a
+/// scenario's 8 kHz audio need between them (8 and 16 kHz; any two rates work). Rates whose
+/// ratio is whole downsample by averaging each group, which also keeps what lies above the
+/// new Nyquist frequency from folding back much.
+pub fn convert(samples: &[i16], from: u32, to: u32) -> Vec<i16> {
+    if from == to || samples.is_empty() || from == 0 || to == 0 {
+        return samples.to_vec();
+    }
+    if from.is_multiple_of(to) {
+        let k = (from / to) as usize;
+        return samples
+            .chunks(k)
+            .map(|g| (g.iter().map(|s| i32::from(*s)).sum::<i32>() / g.len() as i32) as i16)
+            .collect();
+    }
+    let n = (samples.len() as u64 * u64::from(to) / u64::from(from)) as usize;
+    let step = f64::from(from) / f64::from(to);
+    (0..n)
+        .map(|i| {
+            let x = i as f64 * step;
+            let j = x.floor() as usize;
+            let a = f64::from(samples[j.min(samples.len() - 1)]);
+            let b = f64::from(samples[(j + 1).min(samples.len() - 1)]);
+            (a + (b - a) * (x - j as f64)) as i16
+        })
+        .collect()
+}
+
 /// `ms` milliseconds of the sum of `freqs` (Hz), at a level well below clipping.
 pub fn tone(freqs: &[f64], ms: u32) -> Vec<i16> {
-    let n = (RATE * ms / 1000) as usize;
+    tone_at(freqs, ms, RATE)
+}
+
+/// [`tone`] at `rate` Hz.
+pub fn tone_at(freqs: &[f64], ms: u32, rate: u32) -> Vec<i16> {
+    let n = (rate * ms / 1000) as usize;
     let amp = 12000.0 / freqs.len().max(1) as f64;
     (0..n)
         .map(|i| {
-            let t = i as f64 / f64::from(RATE);
+            let t = i as f64 / f64::from(rate);
             let v: f64 = freqs
                 .iter()
                 .map(|f| (2.0 * std::f64::consts::PI * f * t).sin())
@@ -145,11 +167,16 @@ pub fn tone(freqs: &[f64], ms: u32) -> Vec<i16> {
 
 /// The share of the window's energy at `freq` (0 to about 1), by the Goertzel algorithm.
 pub fn tone_share(samples: &[i16], freq: f64) -> f64 {
+    tone_share_at(samples, freq, RATE)
+}
+
+/// [`tone_share`] of audio at `rate` Hz.
+pub fn tone_share_at(samples: &[i16], freq: f64, rate: u32) -> f64 {
     if samples.is_empty() {
         return 0.0;
     }
     let n = samples.len() as f64;
-    let w = 2.0 * std::f64::consts::PI * freq / f64::from(RATE);
+    let w = 2.0 * std::f64::consts::PI * freq / f64::from(rate);
     let coeff = 2.0 * w.cos();
     let (mut s1, mut s2) = (0.0f64, 0.0f64);
     let mut energy = 0.0f64;
@@ -245,38 +272,58 @@ mod tests {
 mod codec_tests {
     use super::*;
 
-    #[test]
-    fn g722_carries_a_tone_across_frames_at_8_khz() {
-        let tone = tone(&[1000.0], 400);
-        let (mut enc, mut dec) = (Encoder::new(Codec::G722), Decoder::new(Codec::G722));
+    /// A tone through one direction of a call in `codec`, frame by frame at its audio rate.
+    fn through(codec: Codec, freq: f64) -> (Vec<i16>, Vec<usize>) {
+        let rate = codec.audio_rate();
+        let tone = tone_at(&[freq], 400, rate);
+        let (mut enc, mut dec) = (Encoder::new(codec), Decoder::new(codec));
         let mut heard = Vec::new();
-        for frame in tone.chunks(FRAME) {
+        let mut sizes = Vec::new();
+        for frame in tone.chunks(rate as usize / 50) {
             let payload = enc.encode(frame);
-            assert_eq!(payload.len(), 160, "64 kbit/s: 160 bytes per 20 ms");
+            sizes.push(payload.len());
             heard.extend(dec.decode(&payload));
         }
         assert_eq!(heard.len(), tone.len());
-        // After the codec's start-up (its filters settle), the tone comes through.
-        assert!(tone_present(&heard[1600..2400], 1000.0));
-        assert!(!tone_present(&heard[1600..2400], 1500.0));
+        (heard, sizes)
     }
 
     #[test]
-    fn opus_carries_a_tone_at_8_khz() {
-        let tone = tone(&[1000.0], 400);
-        let (mut enc, mut dec) = (Encoder::new(Codec::Opus), Decoder::new(Codec::Opus));
-        let mut heard = Vec::new();
-        for frame in tone.chunks(FRAME) {
-            let payload = enc.encode(frame);
+    fn g722_carries_a_wideband_tone_across_frames_at_16_khz() {
+        for freq in [1000.0, 6000.0] {
+            let (heard, sizes) = through(Codec::G722, freq);
             assert!(
-                !payload.is_empty() && payload.len() < 160,
-                "{} bytes",
-                payload.len()
+                sizes.iter().all(|n| *n == 160),
+                "64 kbit/s: 160 bytes per 20 ms"
             );
-            heard.extend(dec.decode(&payload));
+            // After the codec's start-up (its filters settle), the tone comes through: 6 kHz
+            // too, which 8 kHz audio cannot carry.
+            let window = &heard[3200..4800];
+            assert!(tone_share_at(window, freq, 16_000) > 0.2, "{freq} Hz");
+            assert!(tone_share_at(window, 1500.0, 16_000) < 0.2);
         }
-        assert_eq!(heard.len(), tone.len());
-        assert!(tone_present(&heard[1600..2400], 1000.0));
-        assert!(!tone_present(&heard[1600..2400], 1500.0));
+    }
+
+    #[test]
+    fn opus_carries_a_wideband_tone_at_16_khz() {
+        for freq in [1000.0, 6000.0] {
+            let (heard, sizes) = through(Codec::Opus, freq);
+            assert!(sizes.iter().all(|n| *n > 0 && *n < 320), "{sizes:?}");
+            let window = &heard[3200..4800];
+            assert!(tone_share_at(window, freq, 16_000) > 0.2, "{freq} Hz");
+            assert!(tone_share_at(window, 1500.0, 16_000) < 0.2);
+        }
+    }
+
+    #[test]
+    fn audio_goes_between_rates() {
+        let narrow = tone(&[1000.0], 100);
+        let wide = convert(&narrow, 8_000, 16_000);
+        assert_eq!(wide.len(), 2 * narrow.len());
+        assert!(tone_share_at(&wide, 1000.0, 16_000) > 0.9);
+        let back = convert(&wide, 16_000, 8_000);
+        assert_eq!(back.len(), narrow.len());
+        assert!(tone_share(&back, 1000.0) > 0.9);
+        assert_eq!(convert(&narrow, 8_000, 8_000), narrow);
     }
 }

@@ -1,7 +1,7 @@
 //! One call's RTP: a paced sender (audio or silence every 20 ms, RFC 4733 events when asked) and
 //! a receiver that keeps RFC 3550 statistics, the decoded audio and the DTMF digits heard.
 
-use crate::audio::{self, FRAME, RATE};
+use crate::audio::{self, RATE};
 use crate::dtmf;
 use crate::sdp::{Codec, RemoteMedia};
 use rtp_rs::{RtpPacketBuilder, RtpReader, Seq};
@@ -184,7 +184,9 @@ impl Stats {
 }
 
 struct Playing {
+    /// At `rate`: the codec's audio rate when it began.
     samples: Vec<i16>,
+    rate: u32,
     pos: usize,
     looped: bool,
     done: Option<oneshot::Sender<()>>,
@@ -317,7 +319,10 @@ struct Rx {
     /// The totals of streams dropped from `streams` to keep it bounded.
     retired: StreamStats,
     first_at: Option<Instant>,
+    /// The audio received, decoded, at `audio_rate` (the rate of the first codec heard; a
+    /// later codec's audio is brought to it).
     audio: Vec<i16>,
+    audio_rate: u32,
     /// Digits heard, in order; `taken` of them consumed by waits.
     digits: Vec<char>,
     taken: usize,
@@ -327,6 +332,15 @@ struct Rx {
 }
 
 impl Rx {
+    /// The rate of the audio kept (the analysis rate until something is heard).
+    fn rate(&self) -> u32 {
+        if self.audio_rate == 0 {
+            RATE
+        } else {
+            self.audio_rate
+        }
+    }
+
     /// The stream `ssrc` names, begun at `seq` if it is new.
     fn stream(&mut self, ssrc: u32, seq: u16, clock: u32) -> &mut Stream {
         match self.streams.iter().position(|s| s.ssrc == ssrc) {
@@ -654,9 +668,17 @@ impl MediaSession {
     /// `looped`, never: drop the future to stop). Dropping the future stops the playback.
     /// Returns false if the session stopped first (the call ended).
     pub async fn play(&self, samples: Vec<i16>, looped: bool) -> bool {
+        self.play_at(samples, RATE, looped).await
+    }
+
+    /// [`Self::play`] of audio at `rate` Hz (a WAV at the codec's rate keeps what it has above
+    /// 4 kHz on a wideband call); brought to the codec's rate.
+    pub async fn play_at(&self, samples: Vec<i16>, rate: u32, looped: bool) -> bool {
         let (done, rx) = oneshot::channel();
+        let to = self.codec().audio_rate();
         self.shared.tx.lock().expect("tx lock").playing = Some(Playing {
-            samples,
+            samples: audio::convert(&samples, rate, to),
+            rate: to,
             pos: 0,
             looped,
             done: Some(done),
@@ -723,19 +745,32 @@ impl MediaSession {
         self.shared.rx.lock().expect("rx lock").first_at
     }
 
-    /// The decoded audio received so far (at most the last ten minutes).
+    /// The decoded audio received so far (at most the last ten minutes), at the analysis rate
+    /// ([`RATE`]).
     pub fn received_audio(&self) -> Vec<i16> {
-        self.shared.rx.lock().expect("rx lock").audio.clone()
+        let rx = self.shared.rx.lock().expect("rx lock");
+        audio::convert(&rx.audio, rx.rate(), RATE)
     }
 
-    /// How many samples have been received so far (a mark for [`Self::audio_since`]).
+    /// The decoded audio received so far as it came, and its rate (16 kHz on a G.722 call):
+    /// what a recording keeps.
+    pub fn received_audio_native(&self) -> (u32, Vec<i16>) {
+        let rx = self.shared.rx.lock().expect("rx lock");
+        (rx.rate(), rx.audio.clone())
+    }
+
+    /// How many samples have been received so far, at the analysis rate (a mark for
+    /// [`Self::audio_since`]).
     pub fn audio_len(&self) -> usize {
-        self.shared.rx.lock().expect("rx lock").audio.len()
+        let rx = self.shared.rx.lock().expect("rx lock");
+        rx.audio.len() * RATE as usize / rx.rate() as usize
     }
 
+    /// The audio received since `mark` ([`Self::audio_len`]), at the analysis rate.
     pub fn audio_since(&self, mark: usize) -> Vec<i16> {
         let rx = self.shared.rx.lock().expect("rx lock");
-        rx.audio[mark.min(rx.audio.len())..].to_vec()
+        let start = (mark * rx.rate() as usize / RATE as usize).min(rx.audio.len());
+        audio::convert(&rx.audio[start..], rx.rate(), RATE)
     }
 
     /// Waits until `pred` holds for what has been received, checking on every new packet.
@@ -896,8 +931,16 @@ fn next_packet(s: &Shared, remote: &RemoteMedia, tx: &mut Tx) -> Option<Vec<u8>>
     if !tx.sending {
         return None;
     }
-    let mut frame = [0i16; FRAME];
+    // One frame at the codec's audio rate (160 samples at 8 kHz, 320 at 16 kHz).
+    let rate = remote.codec.audio_rate();
+    let mut frame = vec![0i16; rate as usize / 50];
     if let Some(p) = tx.playing.as_mut() {
+        // The codec changed under the playback (a re-INVITE): the rest at the new rate.
+        if p.rate != rate {
+            p.samples = audio::convert(&p.samples[p.pos.min(p.samples.len())..], p.rate, rate);
+            p.rate = rate;
+            p.pos = 0;
+        }
         for slot in &mut frame {
             if p.pos >= p.samples.len() {
                 if p.looped && !p.samples.is_empty() {
@@ -1215,9 +1258,16 @@ async fn recv_loop(s: Arc<Shared>) {
                 .as_mut()
                 .map(|d| d.decode(pkt.payload()))
                 .unwrap_or_default();
+            if rx.audio_rate == 0 {
+                rx.audio_rate = codec.audio_rate();
+            }
+            let kept = rx.audio_rate;
+            let samples = audio::convert(&samples, codec.audio_rate(), kept);
             rx.audio.extend_from_slice(&samples);
-            if rx.audio.len() > MAX_AUDIO {
-                rx.audio.drain(..MAX_AUDIO_TRIM);
+            // Bounded in time: ten minutes at whatever rate is kept.
+            let per = (kept / RATE).max(1) as usize;
+            if rx.audio.len() > MAX_AUDIO * per {
+                rx.audio.drain(..MAX_AUDIO_TRIM * per);
             }
         }
         drop(rx);

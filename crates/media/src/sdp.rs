@@ -40,6 +40,15 @@ impl Codec {
         }
     }
 
+    /// The rate of the audio it carries: 8 kHz for G.711, 16 kHz (wideband) for G.722 and for
+    /// Opus (which callflow codes at 16 kHz; its RTP clock is 48 kHz whatever it carries).
+    pub fn audio_rate(self) -> u32 {
+        match self {
+            Self::Pcmu | Self::Pcma => 8_000,
+            Self::G722 | Self::Opus => 16_000,
+        }
+    }
+
     /// Its RTP clock rate.
     pub fn clock_rate(self) -> u32 {
         match self {

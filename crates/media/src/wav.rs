@@ -18,20 +18,21 @@ pub enum WavError {
         "{path} is {got}; callflow plays PCM (8 to 32 bits) or 32-bit float WAV at 4 to 192 kHz (convert it with `sox in.wav -r 8000 -c 1 -b 16 out.wav`)"
     )]
     Format { path: String, got: String },
-    #[error("cannot resample {path} from {from} Hz to 8000 Hz: {message}")]
+    #[error("cannot resample {path} from {from} Hz to {to} Hz: {message}")]
     Resample {
         path: String,
         from: u32,
+        to: u32,
         message: String,
     },
     #[error("cannot write {path}: {source}")]
     Write { path: String, source: hound::Error },
 }
 
-fn spec() -> hound::WavSpec {
+fn spec_at(rate: u32) -> hound::WavSpec {
     hound::WavSpec {
         channels: 1,
-        sample_rate: crate::audio::RATE,
+        sample_rate: rate,
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
     }
@@ -85,6 +86,11 @@ pub fn check(path: &Path) -> Result<(), WavError> {
 /// The file's audio as 8 kHz mono 16-bit samples: as it is when it is that already, else mixed
 /// down (the channels averaged) and resampled.
 pub fn load(path: &Path) -> Result<Vec<i16>, WavError> {
+    load_at(path, crate::audio::RATE)
+}
+
+/// [`load`] at `rate` Hz (a call's audio rate: 16 kHz keeps a wideband file wideband).
+pub fn load_at(path: &Path, rate: u32) -> Result<Vec<i16>, WavError> {
     check(path)?;
     let p = path.display().to_string();
     let mut r = reader(path)?;
@@ -93,7 +99,7 @@ pub fn load(path: &Path) -> Result<Vec<i16>, WavError> {
         path: p.clone(),
         source,
     };
-    if s == spec() {
+    if s == spec_at(rate) {
         return r.samples::<i16>().collect::<Result<_, _>>().map_err(read);
     }
     // Every sample as a float in [-1, 1].
@@ -112,12 +118,11 @@ pub fn load(path: &Path) -> Result<Vec<i16>, WavError> {
         .chunks(channels)
         .map(|frame| frame.iter().sum::<f32>() / channels as f32)
         .collect();
-    let audio = resample(&mono, s.sample_rate, crate::audio::RATE).map_err(|message| {
-        WavError::Resample {
-            path: p.clone(),
-            from: s.sample_rate,
-            message,
-        }
+    let audio = resample(&mono, s.sample_rate, rate).map_err(|message| WavError::Resample {
+        path: p.clone(),
+        from: s.sample_rate,
+        to: rate,
+        message,
     })?;
     Ok(audio
         .into_iter()
@@ -149,6 +154,11 @@ fn resample(mono: &[f32], from: u32, to: u32) -> Result<Vec<f32>, String> {
 }
 
 pub fn save(path: &Path, samples: &[i16]) -> Result<(), WavError> {
+    save_at(path, samples, crate::audio::RATE)
+}
+
+/// Writes `samples` (mono, at `rate` Hz) as a 16-bit WAV.
+pub fn save_at(path: &Path, samples: &[i16], rate: u32) -> Result<(), WavError> {
     let p = path.display().to_string();
     let err = |source| WavError::Write {
         path: p.clone(),
@@ -157,7 +167,7 @@ pub fn save(path: &Path, samples: &[i16]) -> Result<(), WavError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| err(hound::Error::IoError(e)))?;
     }
-    let mut w = hound::WavWriter::create(path, spec()).map_err(err)?;
+    let mut w = hound::WavWriter::create(path, spec_at(rate)).map_err(err)?;
     for s in samples {
         w.write_sample(*s).map_err(err)?;
     }
@@ -179,7 +189,7 @@ mod tests {
             &bad,
             hound::WavSpec {
                 sample_rate: 2_000,
-                ..spec()
+                ..spec_at(8_000)
             },
         )
         .unwrap();

@@ -489,15 +489,17 @@ impl UaShared {
         let Some(m) = call.take_media() else { return };
         let stats = m.stop();
         self.emit_capture(call, &m);
-        let recording =
-            call.recording()
-                .and_then(|path| match media::wav::save(&path, &m.received_audio()) {
-                    Ok(()) => Some(path.display().to_string()),
-                    Err(e) => {
-                        self.log(Level::Error, None, call.name().as_deref(), e.to_string());
-                        None
-                    }
-                });
+        let recording = call.recording().and_then(|path| {
+            // As it came: 16 kHz on a wideband call.
+            let (rate, audio) = m.received_audio_native();
+            match media::wav::save_at(&path, &audio, rate) {
+                Ok(()) => Some(path.display().to_string()),
+                Err(e) => {
+                    self.log(Level::Error, None, call.name().as_deref(), e.to_string());
+                    None
+                }
+            }
+        });
         self.bus.emit(events::EventKind::MediaStats(figures(
             &self.id, call, &m, &stats, recording,
         )));

@@ -1216,9 +1216,11 @@ pub(crate) async fn play_audio(
     file: &str,
 ) -> NodeResult {
     let path = scenario::resolve_path(&ctx.scenario.file, file);
-    let samples = media::wav::load(&path).map_err(|e| fail(e.to_string()))?;
     let (_, m) = media_of(ua, node).await?;
-    let secs_long = samples.len() as f64 / f64::from(media::audio::RATE);
+    // At the call's audio rate: a wideband file stays wideband on a G.722 or Opus call.
+    let rate = m.codec().audio_rate();
+    let samples = media::wav::load_at(&path, rate).map_err(|e| fail(e.to_string()))?;
+    let secs_long = samples.len() as f64 / f64::from(rate);
     node_log(
         ua,
         node,
@@ -1232,7 +1234,7 @@ pub(crate) async fn play_audio(
     if node.opts.looped {
         // Plays until the node's timeout, then passes; ending the task stops it.
         node.at_timeout(|_| Ok(()));
-        m.play(samples, true).await;
+        m.play_at(samples, rate, true).await;
         return Ok(());
     }
     within(
@@ -1242,7 +1244,7 @@ pub(crate) async fn play_audio(
             "it had not",
         ),
         async {
-            if m.play(samples, false).await {
+            if m.play_at(samples, rate, false).await {
                 Ok(())
             } else {
                 Err(state("the call ended while playing"))
