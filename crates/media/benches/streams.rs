@@ -30,6 +30,7 @@ fn pair() -> (MediaSession, MediaSession) {
         pt: 0,
         dtmf_pt: Some(101),
         rtcp: None,
+        ptime: None,
     };
     (
         MediaSession::start(a, to(ba)).unwrap(),

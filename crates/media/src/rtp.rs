@@ -1,4 +1,5 @@
-//! One call's RTP: a paced sender (audio or silence every 20 ms, RFC 4733 events when asked) and
+//! One call's RTP: a paced sender (audio or silence every packet time, 20 ms unless the peer's
+//! `a=ptime` asks for another; RFC 4733 events when asked) and
 //! a receiver that keeps RFC 3550 statistics, the decoded audio and the DTMF digits heard.
 
 use crate::audio::{self, RATE};
@@ -149,7 +150,7 @@ pub struct Stats {
     pub out_of_order: u64,
     /// Interarrival jitter (RFC 3550 A.8), in milliseconds.
     pub jitter_ms: f64,
-    /// Sender pacing: packets sent on 20 ms ticks, how many came more than 1 ms off 20 ms after
+    /// Sender pacing: packets sent, how many came more than 1 ms off one packet time after
     /// the one before (pacing jitter), and the largest deviation.
     pub ticks: u64,
     pub ticks_late_1ms: u64,
@@ -194,7 +195,7 @@ struct Playing {
 
 struct DtmfOut {
     event: u8,
-    /// Packets of 20 ms the tone lasts.
+    /// Packets (of the session's packet time) the tone lasts.
     frames: u16,
     gap_frames: u16,
     done: Option<oneshot::Sender<()>>,
@@ -382,7 +383,7 @@ impl Rx {
     }
 }
 
-/// A DTMF event on the wire: its packets share one timestamp, durations grow by 20 ms.
+/// A DTMF event on the wire: its packets share one timestamp, durations grow by a packet time.
 struct DtmfSending {
     event: u8,
     ts: u32,
@@ -502,6 +503,8 @@ impl Shared {
 }
 
 struct Tx {
+    /// Clock ticks ([`TICK`]) left before the next packet.
+    wait: u32,
     ticks: u64,
     late_1ms: u64,
     late_max: Duration,
@@ -613,6 +616,7 @@ impl MediaSession {
                 late_1ms: 0,
                 late_max: Duration::ZERO,
                 prev_tick: None,
+                wait: 0,
                 seq: Seq::from((ssrc >> 16) as u16),
                 ts: ssrc.rotate_left(7),
                 sent: 0,
@@ -690,7 +694,9 @@ impl MediaSession {
     /// Sends `digits` as RFC 4733 events, each `tone` long with `gap` between; resolves when the
     /// last one has been sent (false if the session stopped first).
     pub async fn send_dtmf(&self, digits: &str, tone: Duration, gap: Duration) -> bool {
-        let frames = |d: Duration| (d.as_millis() as u64 / 20).clamp(1, 3000) as u16;
+        // In packets of the session's packet time.
+        let ptime = u64::from(ptime_of(&self.shared.remote()));
+        let frames = |d: Duration| (d.as_millis() as u64 / ptime).clamp(1, 3000) as u16;
         let mut last = None;
         {
             let mut tx = self.shared.tx.lock().expect("tx lock");
@@ -875,10 +881,11 @@ impl Shared {
     }
 }
 
-/// One 20 ms step: the packet to send, if any.
+/// One packet time's step: the packet to send, if any.
 fn next_packet(s: &Shared, remote: &RemoteMedia, tx: &mut Tx) -> Option<Vec<u8>> {
-    // 20 ms of the codec's RTP clock (160 at 8 kHz, 960 for Opus).
-    let step = remote.codec.clock_rate() / 50;
+    // One packet time of the codec's RTP clock (160 at 8 kHz in 20 ms, 960 for Opus).
+    let ptime = ptime_of(remote);
+    let step = remote.codec.clock_rate() * ptime / 1000;
     tx.ts = tx.ts.wrapping_add(step);
     // A DTMF event in progress, or the next one once the gap has passed.
     if tx.current.is_none()
@@ -931,9 +938,9 @@ fn next_packet(s: &Shared, remote: &RemoteMedia, tx: &mut Tx) -> Option<Vec<u8>>
     if !tx.sending {
         return None;
     }
-    // One frame at the codec's audio rate (160 samples at 8 kHz, 320 at 16 kHz).
+    // One packet time at the codec's audio rate (160 samples at 8 kHz in 20 ms, 320 at 16 kHz).
     let rate = remote.codec.audio_rate();
-    let mut frame = vec![0i16; rate as usize / 50];
+    let mut frame = vec![0i16; (rate * ptime / 1000) as usize];
     if let Some(p) = tx.playing.as_mut() {
         // The codec changed under the playback (a re-INVITE): the rest at the new rate.
         if p.rate != rate {
@@ -986,14 +993,32 @@ fn next_packet(s: &Shared, remote: &RemoteMedia, tx: &mut Tx) -> Option<Vec<u8>>
     pkt
 }
 
-/// One 20 ms tick of a session, called by the media clock: pace, build and send its packet.
+/// The packet time a session sends at: what the peer asked for (`a=ptime`), in whole clock
+/// ticks from 10 to 60 ms; 20 when it asked for none. Opus frames are 10, 20, 40 or 60 ms
+/// (RFC 6716 §2.1.4): another time is sent as 20.
+pub fn ptime_of(remote: &RemoteMedia) -> u32 {
+    let ms = remote.ptime.unwrap_or(20).clamp(10, 60) / 10 * 10;
+    match remote.codec {
+        Codec::Opus if ![10, 20, 40, 60].contains(&ms) => 20,
+        _ => ms,
+    }
+}
+
+/// One tick of the media clock ([`TICK`]) for a session: when its packet time has come, pace,
+/// build and send its packet.
 fn tick(s: &Shared, now: Instant) {
     let remote = s.remote();
+    let ptime = ptime_of(&remote);
     let pkt = {
         let mut tx = s.tx.lock().expect("tx lock");
-        // Pacing jitter: how far this packet is from 20 ms after the previous one.
+        if tx.wait > 1 {
+            tx.wait -= 1;
+            return;
+        }
+        tx.wait = ptime / TICK_MS;
+        // Pacing jitter: how far this packet is from one packet time after the previous one.
         if let Some(prev) = tx.prev_tick {
-            let dev = (now - prev).abs_diff(FRAME_TIME);
+            let dev = (now - prev).abs_diff(Duration::from_millis(u64::from(ptime)));
             tx.ticks += 1;
             if dev > Duration::from_millis(1) {
                 tx.late_1ms += 1;
@@ -1016,11 +1041,14 @@ fn tick(s: &Shared, now: Instant) {
     }
 }
 
-const FRAME_TIME: Duration = Duration::from_millis(20);
+/// The media clock's period: every packet time is a whole number of it.
+const TICK_MS: u32 = 10;
+const TICK: Duration = Duration::from_millis(TICK_MS as u64);
 
-/// The media clock: one thread that wakes every 20 ms (sleeping, then spinning the last
-/// stretch, since tokio's timer only has millisecond granularity) and sends every live
-/// session's packet. One clock for all streams keeps their pacing jitter well under 1 ms.
+/// The media clock: one thread that wakes every 10 ms (sleeping, then spinning the last
+/// stretch, since tokio's timer only has millisecond granularity) and sends the packet of each
+/// live session whose packet time has come (20 ms unless its peer asked for another). One clock
+/// for all streams keeps their pacing jitter well under 1 ms.
 struct Clock {
     sessions: Mutex<Vec<std::sync::Weak<Shared>>>,
 }
@@ -1049,7 +1077,7 @@ impl Clock {
 
     fn run(&self) {
         const SPIN: Duration = Duration::from_micros(300);
-        let mut next = Instant::now() + FRAME_TIME;
+        let mut next = Instant::now() + TICK;
         loop {
             let now = Instant::now();
             if next > now + SPIN {
@@ -1070,10 +1098,10 @@ impl Clock {
             for s in &live {
                 tick(s, at);
             }
-            next += FRAME_TIME;
+            next += TICK;
             // Far behind (the machine stalled): start again from now rather than burst.
-            if Instant::now() > next + 5 * FRAME_TIME {
-                next = Instant::now() + FRAME_TIME;
+            if Instant::now() > next + 10 * TICK {
+                next = Instant::now() + TICK;
             }
         }
     }

@@ -123,6 +123,8 @@ pub struct RemoteMedia {
     pub dtmf_pt: Option<u8>,
     /// Where its RTCP goes when the SDP says (`a=rtcp`, RFC 3605); else the RTP port + 1.
     pub rtcp: Option<std::net::SocketAddr>,
+    /// The packet time it asks for (`a=ptime`, RFC 4566 §6), in ms; 20 when it names none.
+    pub ptime: Option<u32>,
 }
 
 /// The media direction of an SDP (RFC 3264 §5.1; `sendrecv` when none is given).
@@ -612,7 +614,19 @@ pub fn negotiate(remote_sdp: &str, ours: &[Codec]) -> Option<RemoteMedia> {
         pt,
         dtmf_pt: dtmf_pt(m, codec.clock_rate()),
         rtcp: rtcp_of(m, ip),
+        ptime: ptime_of(&m.attributes).or_else(|| ptime_of(&d.attributes)),
     })
+}
+
+/// The `a=ptime` among `attributes`, in whole milliseconds.
+fn ptime_of(attributes: &[Attribute]) -> Option<u32> {
+    let v = attributes
+        .iter()
+        .find(|a| a.key.eq_ignore_ascii_case("ptime"))?
+        .value
+        .as_deref()?;
+    let ms: f64 = v.trim().parse().ok()?;
+    (ms.is_finite() && ms >= 1.0).then_some(ms.round() as u32)
 }
 
 /// The RTCP address an `a=rtcp:PORT [IN IP4 ADDR]` of `m` names (RFC 3605), on `ip` when it
@@ -1032,5 +1046,25 @@ mod srtp_tests {
                 .to_string(),
             "the offer has RTP/SAVP with AEAD_AES_256_GCM, AEAD_AES_128_GCM only; we take AES_CM_128_HMAC_SHA1_80, AES_CM_128_HMAC_SHA1_32"
         );
+    }
+}
+
+#[cfg(test)]
+mod ptime_tests {
+    use super::*;
+
+    #[test]
+    fn the_ptime_is_read_from_the_stream_else_the_session() {
+        let sdp = |session: &str, media: &str| {
+            format!(
+                "v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n{session}m=audio 5000 RTP/AVP 0\r\n{media}"
+            )
+        };
+        let ptime = |s: &str| negotiate(s, &[Codec::Pcmu]).unwrap().ptime;
+        assert_eq!(ptime(&sdp("", "a=ptime:30\r\n")), Some(30));
+        assert_eq!(ptime(&sdp("a=ptime:40\r\n", "")), Some(40));
+        assert_eq!(ptime(&sdp("a=ptime:40\r\n", "a=ptime:10\r\n")), Some(10));
+        assert_eq!(ptime(&sdp("", "")), None);
+        assert_eq!(ptime(&sdp("", "a=ptime:x\r\n")), None);
     }
 }

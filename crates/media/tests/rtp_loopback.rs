@@ -16,6 +16,7 @@ fn pair(codec: Codec) -> (MediaSession, MediaSession) {
         pt,
         dtmf_pt: Some(101),
         rtcp: None,
+        ptime: None,
     };
     (
         MediaSession::start(a, to(ba)).unwrap(),
@@ -70,6 +71,7 @@ fn with_raw_peer() -> (MediaSession, std::net::UdpSocket) {
         pt: 0,
         dtmf_pt: Some(101),
         rtcp: None,
+        ptime: None,
     };
     let to = ours.local_addr().unwrap();
     peer.connect(to).unwrap();
@@ -181,6 +183,7 @@ async fn a_retargeted_session_sends_to_the_new_address_in_the_new_codec() {
         pt: 8,
         dtmf_pt: None,
         rtcp: None,
+        ptime: None,
     };
     assert!(session.retarget(moved.clone()));
     assert!(
@@ -251,6 +254,7 @@ async fn srtp_carries_a_tone_and_dtmf_and_the_wire_is_not_clear() {
         pt: 0,
         dtmf_pt: Some(101),
         rtcp: None,
+        ptime: None,
     };
     let keyed = |local, remote| Options {
         keep_audio: true,
@@ -315,4 +319,56 @@ async fn srtp_carries_a_tone_and_dtmf_and_the_wire_is_not_clear() {
     assert!(clear[12..].iter().all(|&b| b == 0xFF), "clear silence");
     assert!(buf[12..172].iter().filter(|&&b| b == 0xFF).count() < 20);
     drop(carol);
+}
+
+/// The peer's `a=ptime` sets our packet time: 10, 30 and 40 ms of PCMU per packet, timestamps
+/// stepping as much; 30 ms over Opus (which has no 30 ms frame) goes as 20.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_peers_ptime_sets_our_packet_time() {
+    for (codec, pt, asked, sent) in [
+        (Codec::Pcmu, 0, 10, 10),
+        (Codec::Pcmu, 0, 30, 30),
+        (Codec::Pcmu, 0, 40, 40),
+        (Codec::Opus, 111, 30, 20),
+    ] {
+        let ours = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let remote = RemoteMedia {
+            addr: peer.local_addr().unwrap(),
+            codec,
+            pt,
+            dtmf_pt: None,
+            rtcp: None,
+            ptime: Some(asked),
+        };
+        let session = MediaSession::start(ours, remote).unwrap();
+        let got = tokio::task::spawn_blocking(move || {
+            let mut buf = [0u8; 1500];
+            let mut seen = Vec::new();
+            while seen.len() < 12 {
+                let n = peer.recv(&mut buf).expect("a packet");
+                let p = rtp_rs::RtpReader::new(&buf[..n]).expect("RTP");
+                seen.push((p.timestamp(), p.payload().len()));
+            }
+            seen
+        })
+        .await
+        .unwrap();
+        drop(session);
+        let clock = codec.clock_rate();
+        for w in got.windows(2) {
+            assert_eq!(
+                w[1].0.wrapping_sub(w[0].0),
+                clock * sent / 1000,
+                "{codec:?} asked {asked} ms"
+            );
+        }
+        if codec == Codec::Pcmu {
+            assert!(
+                got.iter().all(|(_, len)| *len == (8 * sent) as usize),
+                "{got:?}"
+            );
+        }
+    }
 }
