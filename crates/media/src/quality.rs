@@ -24,13 +24,18 @@ pub struct Impairment {
     pub bpl: f64,
 }
 
-/// G.711 (either law) with packet loss concealment: Ie 0, Bpl 25.1 (G.113 Appendix I, Table I.3).
-/// G.722 and Opus are rated on the same narrowband scale (the E-model's wideband scale,
-/// G.107.1, rates them higher; callflow's analysis hears every call at 8 kHz), with G.711's
-/// robustness to loss.
+/// Each codec's factors, as voip_patrol rates them:
+/// - G.711 (either law) with packet loss concealment: Ie 0, Bpl 25.1 (G.113 Appendix I,
+///   Table I.3).
+/// - G.722: G.711's. The narrowband E-model has no factor for a wideband codec: G.113's
+///   values for lossy coders would rate it below G.711 on a clean call, the opposite of what is
+///   heard (the wideband E-model, G.107.1, has a scale of its own).
+/// - Opus: Ie 0 like G.722, and Bpl 28, a little more robust to loss than G.711 for its
+///   concealment (more with in-band FEC, which is not assumed).
 pub fn impairment(codec: Codec) -> Impairment {
     match codec {
-        Codec::Pcmu | Codec::Pcma | Codec::G722 | Codec::Opus => Impairment { ie: 0.0, bpl: 25.1 },
+        Codec::Pcmu | Codec::Pcma | Codec::G722 => Impairment { ie: 0.0, bpl: 25.1 },
+        Codec::Opus => Impairment { ie: 0.0, bpl: 28.0 },
     }
 }
 
@@ -113,6 +118,21 @@ mod tests {
 
     fn round(x: f64) -> f64 {
         (x * 100.0).round() / 100.0
+    }
+
+    #[test]
+    fn opus_loses_less_to_loss_than_g711_and_g722_rates_as_g711() {
+        let at = |codec, loss| {
+            quality(&Measured {
+                codec,
+                ..measured(loss, 1.0, None)
+            })
+            .mos_lq
+        };
+        assert_eq!(at(Codec::G722, 0.0), at(Codec::Pcmu, 0.0));
+        assert_eq!(at(Codec::Opus, 0.0), at(Codec::Pcmu, 0.0));
+        assert!(at(Codec::Opus, 5.0) > at(Codec::Pcmu, 5.0));
+        assert_eq!(at(Codec::G722, 5.0), at(Codec::Pcmu, 5.0));
     }
 
     #[test]

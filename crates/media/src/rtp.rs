@@ -644,6 +644,11 @@ impl MediaSession {
         self.shared.remote().codec
     }
 
+    /// The packet time it sends at, in ms ([`ptime_of`]).
+    pub fn ptime(&self) -> u32 {
+        ptime_of(&self.shared.remote())
+    }
+
     pub fn remote(&self) -> SocketAddr {
         self.shared.remote().addr
     }

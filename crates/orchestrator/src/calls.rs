@@ -572,7 +572,7 @@ pub(crate) fn quality_of(m: &MediaSession, stats: &media::rtp::Stats) -> media::
         loss_percent: stats.loss_percent(),
         jitter_ms: stats.jitter_ms,
         rtt_ms: m.rtcp().rtt_ms,
-        ptime_ms: 1000.0 * media::audio::FRAME as f64 / f64::from(media::audio::RATE),
+        ptime_ms: f64::from(m.ptime()),
     })
 }
 
