@@ -666,3 +666,16 @@ fn the_pacing_flags_do_what_they_say() {
     assert!((59..=61).contains(&n), "{n} due on the ramp: {ramp:#}");
     assert_eq!(ramp["rate"]["target"], 60.0);
 }
+
+/// A load over TLS between the two roles of one scenario (the run's own certificate), the
+/// caller sending from two sockets, each its own TLS client: every call passes.
+#[test]
+fn a_load_over_tls_from_two_sockets() {
+    let s = load_summary(
+        "tls",
+        "basic-call-tls.yaml",
+        &["--rate", "100", "--calls", "200", "--sockets-per-role", "2"],
+    );
+    assert_eq!(s["calls"]["passed"], 200, "{s:#}");
+    assert_eq!(s["calls"]["failed"], 0, "{s:#}");
+}
