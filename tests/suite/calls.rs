@@ -54,14 +54,7 @@ async fn basic_call_tcp() {
         "bob",
         &["alice.1", "alice.2", "alice.3", "bob.1", "bob.2", "bob.3"],
     );
-    let transports: Vec<_> = run
-        .events
-        .iter()
-        .filter_map(|e| match &e.event {
-            events::EventKind::SipMessage(m) => Some(m.transport.clone()),
-            _ => None,
-        })
-        .collect();
+    let transports = run.transports(None);
     assert!(
         !transports.is_empty() && transports.iter().all(|t| t == "tcp"),
         "{transports:?}"

@@ -114,23 +114,9 @@ async fn a_pjsua_phone_calls_us_over_tls_with_srtp() {
         invite.contains("RTP/SAVP") && invite.contains("a=crypto:"),
         "{invite}"
     );
-    let transports: Vec<String> = run
-        .events
-        .iter()
-        .filter_map(|e| match &e.event {
-            events::EventKind::SipMessage(m) => Some(m.transport.clone()),
-            _ => None,
-        })
-        .collect();
+    let transports = run.transports(None);
     assert!(transports.iter().all(|t| t == "tls"), "{transports:?}");
-    let stats = run
-        .events
-        .iter()
-        .find_map(|e| match &e.event {
-            events::EventKind::MediaStats(m) => Some(m.clone()),
-            _ => None,
-        })
-        .expect("media_stats");
+    let stats = run.media_stats().into_iter().next().expect("media_stats");
     assert!(stats.packets_received > 20, "{stats:?}");
     assert_eq!(stats.srtp.map(|s| s.rejected), Some(0));
     assert!(run.finished().leaks.is_clean());

@@ -40,16 +40,6 @@ instances:
     scenario::parse_str(&text, "over.yaml").expect("valid scenario")
 }
 
-fn transports(run: &callflow_tests::Run) -> Vec<String> {
-    run.events
-        .iter()
-        .filter_map(|e| match &e.event {
-            EventKind::SipMessage(m) => Some(m.transport.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn two_tls_uas_call_each_other_with_the_runs_own_certificate() {
     let s = call_over("tls", "");
@@ -64,7 +54,7 @@ async fn two_tls_uas_call_each_other_with_the_runs_own_certificate() {
     // rsipstack writes the parameter's value in capitals; it is case-insensitive (RFC 3261 §19.1.4).
     assert!(invite.contains("Contact: <sip:100@127.0.0.1:"), "{invite}");
     assert!(invite.contains(";transport=TLS>"), "{invite}");
-    let t = transports(&run);
+    let t = run.transports(None);
     assert!(!t.is_empty() && t.iter().all(|t| t == "tls"), "{t:?}");
     run.assert_clean();
 }
@@ -203,7 +193,7 @@ async fn register_and_call_through_kamailio_over_tls() {
             ">ACK",
         ],
     );
-    let t = transports(&run);
+    let t = run.transports(None);
     assert!(t.iter().all(|t| t == "tls"), "{t:?}");
     let register = &run.raw("bob", ">REGISTER")[0];
     assert!(register.contains("Via: SIP/2.0/TLS"), "{register}");
@@ -213,15 +203,7 @@ async fn register_and_call_through_kamailio_over_tls() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tls_caller_reaches_a_udp_callee_through_kamailio() {
     let run = through_kamailio_over_tls(true).await;
-    let on = |ua: &str| -> Vec<String> {
-        run.events
-            .iter()
-            .filter_map(|e| match &e.event {
-                EventKind::SipMessage(m) if m.ua == ua => Some(m.transport.clone()),
-                _ => None,
-            })
-            .collect()
-    };
+    let on = |ua: &str| run.transports(Some(ua));
     assert!(on("alice").iter().all(|t| t == "tls"), "{:?}", on("alice"));
     assert!(on("bob").iter().all(|t| t == "udp"), "{:?}", on("bob"));
     assert!(run.finished().leaks.is_clean());
@@ -245,7 +227,7 @@ async fn two_uas_call_each_other_over_ws_and_over_wss() {
             "{invite}"
         );
         assert!(invite.contains(&format!(";transport={token}>")), "{invite}");
-        let t = transports(&run);
+        let t = run.transports(None);
         assert!(!t.is_empty() && t.iter().all(|t| t == transport), "{t:?}");
         run.assert_clean();
     }
@@ -311,7 +293,7 @@ async fn register_and_call_through_kamailio_over_ws_and_wss() {
             run.wire("bob"),
             pbx.log()
         );
-        let t = transports(&run);
+        let t = run.transports(None);
         assert!(t.iter().all(|t| t == transport), "{t:?}");
         let register = &run.raw("bob", ">REGISTER")[0];
         assert!(
@@ -343,14 +325,7 @@ async fn srtp_between_our_uas_over_tls_and_each_side_hears_the_other() {
             invite.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"),
             "{invite}"
         );
-        let srtp: Vec<_> = run
-            .events
-            .iter()
-            .filter_map(|e| match &e.event {
-                EventKind::MediaStats(m) => Some(m.srtp.clone()),
-                _ => None,
-            })
-            .collect();
+        let srtp: Vec<_> = run.media_stats().into_iter().map(|m| m.srtp).collect();
         assert_eq!(srtp.len(), 2, "{alice}/{bob}");
         for s in srtp {
             let s = s.expect("SRTP");
@@ -536,14 +511,7 @@ async fn baresip_echoes_our_signature_over_tls_and_srtp() {
         answer.contains("RTP/SAVP") && answer.contains("a=crypto:"),
         "{answer}"
     );
-    let stats = run
-        .events
-        .iter()
-        .find_map(|e| match &e.event {
-            EventKind::MediaStats(m) => Some(m.clone()),
-            _ => None,
-        })
-        .expect("media_stats");
+    let stats = run.media_stats().into_iter().next().expect("media_stats");
     assert_eq!(
         stats.srtp.as_ref().map(|s| s.rejected),
         Some(0),

@@ -313,6 +313,30 @@ impl Run {
 }
 
 impl Run {
+    /// Every `media_stats` event, in order.
+    pub fn media_stats(&self) -> Vec<events::MediaStats> {
+        self.events
+            .iter()
+            .filter_map(|e| match &e.event {
+                EventKind::MediaStats(m) => Some(m.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The transport of every SIP message of `ua` (of every UA when None), in order.
+    pub fn transports(&self, ua: Option<&str>) -> Vec<String> {
+        self.events
+            .iter()
+            .filter_map(|e| match &e.event {
+                EventKind::SipMessage(m) if ua.is_none_or(|u| u == m.ua) => {
+                    Some(m.transport.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The raw text of the SIP messages one UA sent (`>`) or received (`<`) whose summary is
     /// `what` (as in [`Run::wire`]), in order.
     pub fn raw(&self, ua: &str, what: &str) -> Vec<String> {

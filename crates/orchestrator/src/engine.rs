@@ -286,6 +286,18 @@ impl Ctx {
     }
 }
 
+/// A set-up that failed (no UA or node to blame), said as an error event.
+fn setup_failed(bus: &EventBus, message: String) -> Failure {
+    log(bus, Level::Error, None, None, None, message.clone());
+    Failure {
+        node: None,
+        ua: None,
+        kind: events::FailureKind::Setup,
+        status: None,
+        message,
+    }
+}
+
 /// Starts what a run needs before its chains: `run_started`, the sidecars (in order, each
 /// health-checked), the UAs, the registrations.
 pub(crate) async fn set_up(scenario: &Scenario, opts: &RunOptions, bus: &Arc<EventBus>) -> Stage {
@@ -305,15 +317,7 @@ pub(crate) async fn set_up(scenario: &Scenario, opts: &RunOptions, bus: &Arc<Eve
         match transport::tls::RunTls::new(&names, opts.keylog.as_deref()) {
             Ok(t) => Some(t),
             Err(e) => {
-                let message = format!("TLS: {e}");
-                log(bus, Level::Error, None, None, None, message.clone());
-                setup_failure = Some(Failure {
-                    node: None,
-                    ua: None,
-                    kind: events::FailureKind::Setup,
-                    status: None,
-                    message,
-                });
+                setup_failure = Some(setup_failed(bus, format!("TLS: {e}")));
                 None
             }
         }
@@ -351,14 +355,7 @@ pub(crate) async fn set_up(scenario: &Scenario, opts: &RunOptions, bus: &Arc<Eve
         {
             Ok(r) => sidecars.push(r),
             Err(message) => {
-                log(bus, Level::Error, None, None, None, message.clone());
-                setup_failure = Some(Failure {
-                    node: None,
-                    ua: None,
-                    kind: events::FailureKind::Setup,
-                    status: None,
-                    message,
-                });
+                setup_failure = Some(setup_failed(bus, message));
                 break;
             }
         }

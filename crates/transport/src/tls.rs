@@ -508,60 +508,76 @@ pub(crate) fn serve_listener(
         r#type: Some(rsipstack::sip::transport::Transport::Tls),
         addr: addr.into(),
     };
+    accept_each(listener, local, cancel.clone(), "TLS", move |tcp, peer| {
+        let acceptor = acceptor.clone();
+        let endpoint = endpoint.clone();
+        let cancel = cancel.clone();
+        let on_failure = on_failure.clone();
+        async move {
+            let shake = tokio::select! {
+                () = cancel.cancelled() => return,
+                r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => r,
+            };
+            let failed = |why: String| {
+                let why = format!("TLS handshake from {peer} failed: {why}");
+                tracing::warn!(%local, "{why}");
+                if let Some(hook) = &on_failure {
+                    hook.call(peer, why);
+                }
+            };
+            let stream = match shake {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return failed(explain(&e)),
+                Err(_) => {
+                    return failed(format!(
+                        "no handshake within {} s",
+                        HANDSHAKE_TIMEOUT.as_secs()
+                    ));
+                }
+            };
+            match TlsConnection::from_server_stream(
+                stream,
+                sip_addr(local),
+                sip_addr(peer),
+                Some(cancel.child_token()),
+            )
+            .await
+            {
+                Ok(conn) => endpoint
+                    .transport_layer
+                    .add_connection(SipConnection::Tls(conn)),
+                Err(e) => failed(e.to_string()),
+            }
+        }
+    });
+}
+
+/// Accepts TCP connections on `listener` until `cancel`, each (with TCP_NODELAY) handed to
+/// `each` on a task of its own: the loop of the TLS and WebSocket listeners (`what` names
+/// which in a log line).
+pub(crate) fn accept_each<F, Fut>(
+    listener: tokio::net::TcpListener,
+    local: SocketAddr,
+    cancel: tokio_util::sync::CancellationToken,
+    what: &'static str,
+    each: F,
+) where
+    F: Fn(TcpStream, SocketAddr) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
                 () = cancel.cancelled() => break,
                 a = listener.accept() => a,
             };
-            let (tcp, peer) = match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(%local, error = %e, "TLS accept failed");
-                    continue;
+            match accepted {
+                Ok((tcp, peer)) => {
+                    let _ = tcp.set_nodelay(true);
+                    tokio::spawn(each(tcp, peer));
                 }
-            };
-            let _ = tcp.set_nodelay(true);
-            let acceptor = acceptor.clone();
-            let endpoint = endpoint.clone();
-            let cancel = cancel.clone();
-            let on_failure = on_failure.clone();
-            tokio::spawn(async move {
-                let shake = tokio::select! {
-                    () = cancel.cancelled() => return,
-                    r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => r,
-                };
-                let failed = |why: String| {
-                    let why = format!("TLS handshake from {peer} failed: {why}");
-                    tracing::warn!(%local, "{why}");
-                    if let Some(hook) = &on_failure {
-                        hook.call(peer, why);
-                    }
-                };
-                let stream = match shake {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => return failed(explain(&e)),
-                    Err(_) => {
-                        return failed(format!(
-                            "no handshake within {} s",
-                            HANDSHAKE_TIMEOUT.as_secs()
-                        ));
-                    }
-                };
-                match TlsConnection::from_server_stream(
-                    stream,
-                    sip_addr(local),
-                    sip_addr(peer),
-                    Some(cancel.child_token()),
-                )
-                .await
-                {
-                    Ok(conn) => endpoint
-                        .transport_layer
-                        .add_connection(SipConnection::Tls(conn)),
-                    Err(e) => failed(e.to_string()),
-                }
-            });
+                Err(e) => tracing::warn!(%local, error = %e, "{what} accept failed"),
+            }
         }
     });
 }

@@ -130,90 +130,75 @@ pub(crate) fn serve_listener(
         Transport::Ws
     };
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    tokio::spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                () = cancel.cancelled() => break,
-                a = listener.accept() => a,
-            };
-            let (tcp, peer) = match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(%local, error = %e, "WebSocket accept failed");
-                    continue;
+    let what = if acceptor.is_some() { "WSS" } else { "WS" };
+    crate::tls::accept_each(listener, local, cancel.clone(), what, move |tcp, peer| {
+        let acceptor = acceptor.clone();
+        let endpoint = endpoint.clone();
+        let cancel = cancel.clone();
+        let on_failure = on_failure.clone();
+        async move {
+            let failed = |why: String| {
+                let why = format!("{what} connection from {peer} failed: {why}");
+                tracing::warn!(%local, "{why}");
+                if let Some(hook) = &on_failure {
+                    hook.call(peer, why);
                 }
             };
-            let _ = tcp.set_nodelay(true);
-            let acceptor = acceptor.clone();
-            let endpoint = endpoint.clone();
-            let cancel = cancel.clone();
-            let on_failure = on_failure.clone();
-            tokio::spawn(async move {
-                let failed = |why: String| {
-                    let why = format!(
-                        "{} connection from {peer} failed: {why}",
-                        if acceptor.is_some() { "WSS" } else { "WS" }
+            let upgrade = async {
+                let plain = match &acceptor {
+                    Some(a) => {
+                        let tls = a
+                            .accept(tcp)
+                            .await
+                            .map_err(|e| format!("TLS handshake: {}", crate::tls::explain(&e)))?;
+                        through_pipe(tls, cancel.clone())
+                            .await
+                            .map_err(|e| e.to_string())?
+                    }
+                    None => tcp,
+                };
+                // tungstenite's callback signature: its error is the HTTP response.
+                #[allow(clippy::result_large_err)]
+                let check = |req: &Request, mut resp: Response| {
+                    if !asks_for_sip(req) {
+                        let mut refusal = ErrorResponse::new(Some(
+                            "SIP over WebSocket needs the `sip` subprotocol (RFC 7118)".into(),
+                        ));
+                        *refusal.status_mut() = http::StatusCode::BAD_REQUEST;
+                        return Err(refusal);
+                    }
+                    resp.headers_mut().insert(
+                        "sec-websocket-protocol",
+                        http::HeaderValue::from_static(SUBPROTOCOL),
                     );
-                    tracing::warn!(%local, "{why}");
-                    if let Some(hook) = &on_failure {
-                        hook.call(peer, why);
+                    Ok(resp)
+                };
+                tokio_tungstenite::accept_hdr_async(MaybeTlsStream::Plain(plain), check)
+                .await
+                .map_err(|e| match e {
+                    tokio_tungstenite::tungstenite::Error::Http(_) => {
+                        "the upgrade did not ask for the `sip` subprotocol (RFC 7118 §4); refused with 400".to_owned()
                     }
-                };
-                let upgrade = async {
-                    let plain = match &acceptor {
-                        Some(a) => {
-                            let tls = a.accept(tcp).await.map_err(|e| {
-                                format!("TLS handshake: {}", crate::tls::explain(&e))
-                            })?;
-                            through_pipe(tls, cancel.clone())
-                                .await
-                                .map_err(|e| e.to_string())?
-                        }
-                        None => tcp,
-                    };
-                    // tungstenite's callback signature: its error is the HTTP response.
-                    #[allow(clippy::result_large_err)]
-                    let check = |req: &Request, mut resp: Response| {
-                        if !asks_for_sip(req) {
-                            let mut refusal = ErrorResponse::new(Some(
-                                "SIP over WebSocket needs the `sip` subprotocol (RFC 7118)".into(),
-                            ));
-                            *refusal.status_mut() = http::StatusCode::BAD_REQUEST;
-                            return Err(refusal);
-                        }
-                        resp.headers_mut().insert(
-                            "sec-websocket-protocol",
-                            http::HeaderValue::from_static(SUBPROTOCOL),
-                        );
-                        Ok(resp)
-                    };
-                    tokio_tungstenite::accept_hdr_async(MaybeTlsStream::Plain(plain), check)
-                        .await
-                        .map_err(|e| match e {
-                            tokio_tungstenite::tungstenite::Error::Http(_) => {
-                                "the upgrade did not ask for the `sip` subprotocol (RFC 7118 §4); refused with 400".to_owned()
-                            }
-                            other => format!("WebSocket upgrade: {other}"),
-                        })
-                };
-                let ws = tokio::select! {
-                    () = cancel.cancelled() => return,
-                    r = tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, upgrade) => r,
-                };
-                match ws {
-                    Ok(Ok(ws)) => {
-                        let conn = connection(ws, transport, local, peer, cancel.child_token());
-                        endpoint
-                            .transport_layer
-                            .add_connection(SipConnection::WebSocket(conn));
-                    }
-                    Ok(Err(why)) => failed(why),
-                    Err(_) => failed(format!(
-                        "no upgrade within {} s",
-                        crate::tls::HANDSHAKE_TIMEOUT.as_secs()
-                    )),
+                    other => format!("WebSocket upgrade: {other}"),
+                })
+            };
+            let ws = tokio::select! {
+                () = cancel.cancelled() => return,
+                r = tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, upgrade) => r,
+            };
+            match ws {
+                Ok(Ok(ws)) => {
+                    let conn = connection(ws, transport, local, peer, cancel.child_token());
+                    endpoint
+                        .transport_layer
+                        .add_connection(SipConnection::WebSocket(conn));
                 }
-            });
+                Ok(Err(why)) => failed(why),
+                Err(_) => failed(format!(
+                    "no upgrade within {} s",
+                    crate::tls::HANDSHAKE_TIMEOUT.as_secs()
+                )),
+            }
         }
     });
 }
