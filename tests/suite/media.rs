@@ -445,3 +445,31 @@ async fn baresip_echo_returns_wideband_audio_over_g722_and_opus() {
         run.assert_clean();
     }
 }
+
+/// L16 (16-bit PCM at 16 kHz, uncompressed) between our UAs: offered on its dynamic payload
+/// type, each party's signature heard, the 6 kHz tone of a wideband WAV recorded.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_l16_call_between_our_uas_carries_wideband_audio_bit_for_bit() {
+    let tmp = callflow_tests::scratch("l16");
+    let wav = wideband_wav(tmp.path());
+    let rec = tmp.path().join("bob-l16.wav");
+    let text = format!(
+        "version: 1\ninstances:\n  alice:\n    dn: \"100\"\n    codecs: [L16]\n    steps:\n      - command: MakeCall\n        target: bob\n      - command: PlaySignature\n        duration: 1s\n      - command: PlayAudio\n        file: {}\n      - command: Release\n  bob:\n    dn: \"200\"\n    codecs: [L16, PCMU]\n    steps:\n      - event: INCOMING\n      - command: Answer\n      - command: Record\n        file: {}\n      - event: HEARD\n        from: alice\n        timeout: 3s\n      - event: DISCONNECTED\n",
+        wav.display(),
+        rec.display()
+    );
+    let run = run_text(&text, "l16.yaml").await;
+    run.assert_outcome(Outcome::Passed);
+    let invite = &run.raw("alice", ">INVITE")[0];
+    assert!(
+        invite.contains(" RTP/AVP 98 101\r\n") && invite.contains("a=rtpmap:98 L16/16000\r\n"),
+        "{invite}"
+    );
+    for m in media_stats(&run) {
+        assert_eq!(m.codec, "L16", "{m:?}");
+    }
+    let (rate, with) = six_khz_windows(&rec);
+    assert_eq!(rate, 16_000);
+    assert!(with >= 20, "6 kHz in {with} windows");
+    run.assert_clean();
+}

@@ -16,6 +16,7 @@ pub const FRAME: usize = 160;
 pub enum Encoder {
     Pcmu,
     Pcma,
+    L16,
     G722(Box<audio_codec::g722::G722Encoder>),
     Opus(Box<audio_codec::opus::OpusEncoder>),
 }
@@ -25,6 +26,7 @@ impl Encoder {
         match codec {
             Codec::Pcmu => Self::Pcmu,
             Codec::Pcma => Self::Pcma,
+            Codec::L16 => Self::L16,
             Codec::G722 => Self::G722(Box::default()),
             Codec::Opus => Self::Opus(Box::new(audio_codec::opus::OpusEncoder::new(
                 codec.audio_rate(),
@@ -37,6 +39,7 @@ impl Encoder {
         match self {
             Self::Pcmu => Codec::Pcmu,
             Self::Pcma => Codec::Pcma,
+            Self::L16 => Codec::L16,
             Self::G722(_) => Codec::G722,
             Self::Opus(_) => Codec::Opus,
         }
@@ -53,6 +56,7 @@ impl Encoder {
                 .iter()
                 .map(|s| audio_codec_algorithms::encode_alaw(*s))
                 .collect(),
+            Self::L16 => pcm.iter().flat_map(|s| s.to_be_bytes()).collect(),
             Self::G722(enc) => audio_codec::Encoder::encode(enc.as_mut(), pcm),
             Self::Opus(enc) => audio_codec::Encoder::encode(enc.as_mut(), pcm),
         }
@@ -64,6 +68,7 @@ impl Encoder {
 pub enum Decoder {
     Pcmu,
     Pcma,
+    L16,
     G722(Box<audio_codec::g722::G722Decoder>),
     Opus(Box<audio_codec::opus::OpusDecoder>),
 }
@@ -73,6 +78,7 @@ impl Decoder {
         match codec {
             Codec::Pcmu => Self::Pcmu,
             Codec::Pcma => Self::Pcma,
+            Codec::L16 => Self::L16,
             Codec::G722 => Self::G722(Box::default()),
             Codec::Opus => Self::Opus(Box::new(audio_codec::opus::OpusDecoder::new(
                 codec.audio_rate(),
@@ -85,6 +91,7 @@ impl Decoder {
         match self {
             Self::Pcmu => Codec::Pcmu,
             Self::Pcma => Codec::Pcma,
+            Self::L16 => Codec::L16,
             Self::G722(_) => Codec::G722,
             Self::Opus(_) => Codec::Opus,
         }
@@ -99,6 +106,10 @@ impl Decoder {
             Self::Pcma => payload
                 .iter()
                 .map(|b| audio_codec_algorithms::decode_alaw(*b))
+                .collect(),
+            Self::L16 => payload
+                .chunks_exact(2)
+                .map(|b| i16::from_be_bytes([b[0], b[1]]))
                 .collect(),
             Self::G722(dec) => audio_codec::Decoder::decode(dec.as_mut(), payload),
             Self::Opus(dec) => audio_codec::Decoder::decode(dec.as_mut(), payload),

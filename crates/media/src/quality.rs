@@ -30,11 +30,12 @@ pub struct Impairment {
 /// - G.722: G.711's. The narrowband E-model has no factor for a wideband codec: G.113's
 ///   values for lossy coders would rate it below G.711 on a clean call, the opposite of what is
 ///   heard (the wideband E-model, G.107.1, has a scale of its own).
+/// - L16 (uncompressed): G.711's, the fallback voip_patrol takes for a codec it does not list.
 /// - Opus: Ie 0 like G.722, and Bpl 28, a little more robust to loss than G.711 for its
 ///   concealment (more with in-band FEC, which is not assumed).
 pub fn impairment(codec: Codec) -> Impairment {
     match codec {
-        Codec::Pcmu | Codec::Pcma | Codec::G722 => Impairment { ie: 0.0, bpl: 25.1 },
+        Codec::Pcmu | Codec::Pcma | Codec::G722 | Codec::L16 => Impairment { ie: 0.0, bpl: 25.1 },
         Codec::Opus => Impairment { ie: 0.0, bpl: 28.0 },
     }
 }

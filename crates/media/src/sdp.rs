@@ -18,6 +18,9 @@ pub enum Codec {
     G722,
     /// Opus (RFC 7587): `opus/48000/2` in SDP, an RTP clock of 48000 whatever it codes.
     Opus,
+    /// Linear 16-bit PCM, big-endian (RFC 3551 §4.5.11), mono at 16 kHz: `L16/16000`. Not
+    /// compressed, so what a test sends arrives bit for bit.
+    L16,
 }
 
 impl Codec {
@@ -28,6 +31,7 @@ impl Codec {
             Self::G722 => 9,
             // Dynamic: the number we offer it on; an answer takes the offer's.
             Self::Opus => 111,
+            Self::L16 => 98,
         }
     }
 
@@ -37,6 +41,7 @@ impl Codec {
             Self::Pcma => "PCMA",
             Self::G722 => "G722",
             Self::Opus => "opus",
+            Self::L16 => "L16",
         }
     }
 
@@ -45,7 +50,7 @@ impl Codec {
     pub fn audio_rate(self) -> u32 {
         match self {
             Self::Pcmu | Self::Pcma => 8_000,
-            Self::G722 | Self::Opus => 16_000,
+            Self::G722 | Self::Opus | Self::L16 => 16_000,
         }
     }
 
@@ -53,6 +58,7 @@ impl Codec {
     pub fn clock_rate(self) -> u32 {
         match self {
             Self::Opus => 48_000,
+            Self::L16 => 16_000,
             _ => 8_000,
         }
     }
@@ -61,6 +67,7 @@ impl Codec {
     fn rtpmap(self) -> String {
         match self {
             Self::Opus => "opus/48000/2".to_owned(),
+            Self::L16 => "L16/16000".to_owned(),
             other => format!("{}/8000", other.name()),
         }
     }
@@ -71,6 +78,7 @@ impl Codec {
             "PCMA" => Some(Self::Pcma),
             "G722" => Some(Self::G722),
             "OPUS" => Some(Self::Opus),
+            "L16" => Some(Self::L16),
             _ => None,
         }
     }
@@ -238,7 +246,23 @@ fn codec_of(m: &MediaDescription, pt: &str) -> Option<Codec> {
     let codec = Codec::from_name(&format_name(m, pt))?;
     let clock_ok =
         rtpmap(m, pt).is_none_or(|(_, rate)| rate.is_none_or(|r| r == codec.clock_rate()));
-    clock_ok.then_some(codec)
+    // L16 is ours in mono only (`L16/16000` or `L16/16000/1`).
+    let mono = codec != Codec::L16 || channels(m, pt).is_none_or(|c| c == 1);
+    (clock_ok && mono).then_some(codec)
+}
+
+/// The channels an rtpmap of `pt` names (its third field), if it names them.
+fn channels(m: &MediaDescription, pt: &str) -> Option<u32> {
+    m.attributes.iter().find_map(|a| {
+        let (p, enc) = a
+            .value
+            .as_deref()
+            .filter(|_| a.key.eq_ignore_ascii_case("rtpmap"))?
+            .split_once(' ')?;
+        (p.trim() == pt)
+            .then(|| enc.trim().split('/').nth(2)?.trim().parse().ok())
+            .flatten()
+    })
 }
 
 /// The payload type `m` maps to telephone-event at `clock` (RFC 4733: the audio's clock), else
@@ -1066,5 +1090,27 @@ mod ptime_tests {
         assert_eq!(ptime(&sdp("a=ptime:40\r\n", "a=ptime:10\r\n")), Some(10));
         assert_eq!(ptime(&sdp("", "")), None);
         assert_eq!(ptime(&sdp("", "a=ptime:x\r\n")), None);
+    }
+}
+
+#[cfg(test)]
+mod l16_tests {
+    use super::*;
+
+    #[test]
+    fn l16_is_ours_in_mono_at_16_khz_only() {
+        let offer = |rtpmap: &str| {
+            format!(
+                "v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\nm=audio 5000 RTP/AVP 96\r\na=rtpmap:96 {rtpmap}\r\n"
+            )
+        };
+        let ours = [Codec::L16];
+        for taken in ["L16/16000", "L16/16000/1", "l16/16000"] {
+            let r = negotiate(&offer(taken), &ours).expect(taken);
+            assert_eq!((r.codec, r.pt), (Codec::L16, 96), "{taken}");
+        }
+        for refused in ["L16/16000/2", "L16/8000", "L16/44100/1"] {
+            assert!(negotiate(&offer(refused), &ours).is_none(), "{refused}");
+        }
     }
 }

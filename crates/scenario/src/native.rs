@@ -384,9 +384,11 @@ fn instance(
                     }
                     Some(other) => f.error(
                         item.pos,
-                        format!("codec `{other}` is not supported; use PCMU, PCMA, G722 or OPUS"),
+                        format!(
+                            "codec `{other}` is not supported; use PCMU, PCMA, G722, OPUS or L16"
+                        ),
                     ),
-                    None => f.error(item.pos, "a codec is a name: PCMU, PCMA, G722 or OPUS"),
+                    None => f.error(item.pos, "a codec is a name: PCMU, PCMA, G722, OPUS or L16"),
                 }
             }
             out

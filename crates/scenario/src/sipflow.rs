@@ -500,12 +500,12 @@ fn instance(
                     Some(other) => f.warn(
                         item.pos,
                         format!(
-                            "codec `{other}` is not supported (PCMU, PCMA, G722, OPUS); it is dropped"
+                            "codec `{other}` is not supported (PCMU, PCMA, G722, OPUS, L16); it is dropped"
                         ),
                     ),
                     None => f.warn(
                         item.pos,
-                        "a codec is a name (PCMU, PCMA, G722, OPUS); this one is dropped",
+                        "a codec is a name (PCMU, PCMA, G722, OPUS, L16); this one is dropped",
                     ),
                 }
             }

@@ -35,7 +35,7 @@ fn an_unsupported_codec_is_named_not_debug_printed() {
     let text = "version: 1\ninstances:\n  alice:\n    dn: \"100\"\n    codecs: [PCMU, G729]\n    steps:\n      - command: MakeCall\n        target: bob\n  bob:\n    dn: \"200\"\n    steps:\n      - event: INCOMING\n";
     let err = error_of(text);
     assert!(
-        err.contains("codec `G729` is not supported; use PCMU, PCMA, G722 or OPUS"),
+        err.contains("codec `G729` is not supported; use PCMU, PCMA, G722, OPUS or L16"),
         "{err}"
     );
     assert!(!err.contains("Some("), "{err}");
