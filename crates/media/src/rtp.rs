@@ -1299,8 +1299,12 @@ async fn recv_loop(s: Arc<Shared>) {
                 rx.audio_rate = codec.audio_rate();
             }
             let kept = rx.audio_rate;
-            let samples = audio::convert(&samples, codec.audio_rate(), kept);
-            rx.audio.extend_from_slice(&samples);
+            if codec.audio_rate() == kept {
+                rx.audio.extend_from_slice(&samples);
+            } else {
+                let samples = audio::convert(&samples, codec.audio_rate(), kept);
+                rx.audio.extend_from_slice(&samples);
+            }
             // Bounded in time: ten minutes at whatever rate is kept.
             let per = (kept / RATE).max(1) as usize;
             if rx.audio.len() > MAX_AUDIO * per {

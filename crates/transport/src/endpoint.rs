@@ -493,11 +493,15 @@ impl Streams {
     }
 }
 
-fn top_via_transport(msg: &SipMessage) -> Option<String> {
-    let via = msg.via_header().ok()?.value().to_string();
-    via.split_whitespace()
-        .next()
-        .map(|p| p.rsplit('/').next().unwrap_or("").to_ascii_lowercase())
+/// The stream transport of the top Via (`SIP/2.0/TLS ...`); None for UDP. Read without a copy:
+/// it runs on every message a UA sends.
+fn top_via_stream(msg: &SipMessage) -> Option<SipTransport> {
+    let via = msg.via_header().ok()?;
+    let token = via.value().split_whitespace().next()?.rsplit('/').next()?;
+    if token.eq_ignore_ascii_case("UDP") {
+        return None;
+    }
+    token.parse().ok()
 }
 
 /// rsipstack 0.7.14 spells digest algorithms `SHA256`; RFC 7616 (and Kamailio, Asterisk...)
@@ -597,9 +601,7 @@ impl MessageInspector for Inspector {
         // failed: the connection was refused, its handshake failed): it is not sent. A response
         // goes back on the request's connection.
         if let Some(tap) = &self.tap
-            && let Some(transport) = top_via_transport(&msg)
-                .and_then(|t| t.parse::<SipTransport>().ok())
-                .filter(|t| t.is_stream())
+            && let Some(transport) = top_via_stream(&msg)
         {
             let peer = dest.and_then(|d| d.get_socketaddr().ok()).or_else(|| {
                 matches!(msg, SipMessage::Response(_))
