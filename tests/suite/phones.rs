@@ -21,6 +21,30 @@ fn pjsua_python() -> PathBuf {
     python
 }
 
+/// pjsua2 (tests/peers/pjsua_call.py) calls `target` with the script's further `args`; asserts
+/// that the call was confirmed and ended.
+async fn pjsua_calls(target: String, args: &[&str]) {
+    let script = callflow_tests::fixture("../tests/peers/pjsua_call.py");
+    let python = pjsua_python();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let phone = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(script)
+            .arg(target)
+            .args(args)
+            .output()
+            .expect("pjsua2 runs")
+    })
+    .await
+    .expect("join");
+    let said = String::from_utf8_lossy(&phone.stdout).into_owned();
+    assert!(
+        phone.status.success() && said.contains("state CONFIRMED"),
+        "the phone: {said}\n{}",
+        String::from_utf8_lossy(&phone.stderr)
+    );
+}
+
 fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
     msg.lines().find_map(|l| {
         let (n, v) = l.split_once(':')?;
@@ -33,24 +57,7 @@ async fn a_pjsua_phone_requiring_100rel_and_a_session_timer_calls_us() {
     let text = "version: 1\nname: pjsua callee\ninstances:\n  bob:\n    dn: \"200\"\n    steps:\n      - event: INCOMING\n        timeout: 20s\n      - command: Answer\n      - event: DISCONNECTED\n        timeout: 20s\n";
     let s = scenario::parse_str(text, "pjsua.yaml").expect("valid");
     let (run, bob) = start_one_ua(s).await;
-    let script = callflow_tests::fixture("../tests/peers/pjsua_call.py");
-    let python = pjsua_python();
-    let phone = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .arg(format!("sip:200@{bob}"))
-            .args(["1", "15"])
-            .output()
-            .expect("pjsua2 runs")
-    })
-    .await
-    .expect("join");
-    let said = String::from_utf8_lossy(&phone.stdout).into_owned();
-    assert!(
-        phone.status.success() && said.contains("state CONFIRMED"),
-        "the phone: {said}\n{}",
-        String::from_utf8_lossy(&phone.stderr)
-    );
+    pjsua_calls(format!("sip:200@{bob}"), &["1", "15"]).await;
     let run = run.await.expect("run");
     run.assert_outcome(Outcome::Passed);
     run.assert_wire_contains(
@@ -89,24 +96,11 @@ async fn a_pjsua_phone_calls_us_over_tls_with_srtp() {
     let text = "version: 1\nname: pjsua over TLS and SRTP\ninstances:\n  bob:\n    dn: \"200\"\n    transport: tls\n    srtp: required\n    steps:\n      - event: INCOMING\n        timeout: 20s\n      - command: Answer\n      - event: MEDIA\n        timeout: 10s\n      - event: DISCONNECTED\n        timeout: 20s\n";
     let s = scenario::parse_str(text, "pjsua-tls.yaml").expect("valid");
     let (run, bob) = start_one_ua(s).await;
-    let script = callflow_tests::fixture("../tests/peers/pjsua_call.py");
-    let python = pjsua_python();
-    let phone = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .arg(format!("sip:200@{bob};transport=tls"))
-            .args(["2", "15", "tls,srtp"])
-            .output()
-            .expect("pjsua2 runs")
-    })
-    .await
-    .expect("join");
-    let said = String::from_utf8_lossy(&phone.stdout).into_owned();
-    assert!(
-        phone.status.success() && said.contains("state CONFIRMED"),
-        "the phone: {said}\n{}",
-        String::from_utf8_lossy(&phone.stderr)
-    );
+    pjsua_calls(
+        format!("sip:200@{bob};transport=tls"),
+        &["2", "15", "tls,srtp"],
+    )
+    .await;
     let run = run.await.expect("run");
     run.assert_outcome(Outcome::Passed);
     let invite = &run.raw("bob", "<INVITE")[0];
