@@ -339,34 +339,8 @@ impl SeamConnector for Connector {
                 "TLS connection to {addr}: this UA has no TLS settings (its transport and its PBX's are not TLS)"
             ))
         })?;
-        let name = ServerName::try_from(config.server_name.clone()).map_err(|_| {
-            seam_error(format!(
-                "TLS connection to {addr}: `{}` is not a name a certificate can hold",
-                config.server_name
-            ))
-        })?;
-        let connect = async {
-            let tcp = TcpStream::connect(addr)
-                .await
-                .map_err(|e| format!("TLS connection to {addr} failed: {e}"))?;
-            let _ = tcp.set_nodelay(true);
-            let local = tcp
-                .local_addr()
-                .map_err(|e| format!("TLS connection to {addr}: {e}"))?;
-            let stream = tokio_rustls::TlsConnector::from(client)
-                .connect(name, tcp)
-                .await
-                .map_err(|e| format!("TLS handshake with {addr} failed: {}", explain(&e)))?;
-            Ok::<_, String>((stream, local))
-        };
-        let (stream, local) = tokio::time::timeout(HANDSHAKE_TIMEOUT, connect)
+        let (stream, local) = dial(client, &config.server_name, addr, "TLS")
             .await
-            .unwrap_or_else(|_| {
-                Err(format!(
-                    "TLS handshake with {addr} failed: no answer within {} s",
-                    HANDSHAKE_TIMEOUT.as_secs()
-                ))
-            })
             .map_err(|e| {
                 tracing::warn!(error = %e, "outgoing TLS connection failed");
                 if let Some(hook) = &on_failure {
@@ -383,7 +357,45 @@ impl SeamConnector for Connector {
     }
 }
 
-type ClientTls = tokio_rustls::client::TlsStream<TcpStream>;
+pub(crate) type ClientTls = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// A TLS connection to `peer` with `config`, verifying `name` (and sending it as SNI when it is
+/// a host name): the TCP connection (with TCP_NODELAY) and the handshake, within
+/// [`HANDSHAKE_TIMEOUT`]. Returns the stream and its local address; an error says what failed,
+/// `what` (`TLS`, `WSS`) naming the connection. Every outgoing TLS connection is made here:
+/// rsipstack's seam, a UA's TLS targets and its WSS ones.
+pub(crate) async fn dial(
+    config: Arc<ClientConfig>,
+    name: &str,
+    peer: SocketAddr,
+    what: &str,
+) -> Result<(ClientTls, SocketAddr), String> {
+    let server = ServerName::try_from(name.to_owned()).map_err(|_| {
+        format!("{what} connection to {peer}: `{name}` is not a name a certificate can hold")
+    })?;
+    let shake = async {
+        let tcp = TcpStream::connect(peer)
+            .await
+            .map_err(|e| format!("{what} connection to {peer} failed: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let local = tcp
+            .local_addr()
+            .map_err(|e| format!("{what} connection to {peer}: {e}"))?;
+        let stream = tokio_rustls::TlsConnector::from(config)
+            .connect(server, tcp)
+            .await
+            .map_err(|e| format!("TLS handshake with {peer} failed: {}", explain(&e)))?;
+        Ok((stream, local))
+    };
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, shake)
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "TLS handshake with {peer} failed: no answer within {} s",
+                HANDSHAKE_TIMEOUT.as_secs()
+            ))
+        })
+}
 
 /// An established client session, as rsipstack's seam reads and writes it.
 struct ClientStream {

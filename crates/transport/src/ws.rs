@@ -22,7 +22,6 @@ use futures::StreamExt;
 use rsipstack::sip::transport::Transport;
 use rsipstack::transport::websocket::{WebSocketConnection, WebSocketInner};
 use rsipstack::transport::{SipAddr, SipConnection};
-use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ServerConfig};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -235,27 +234,7 @@ impl WsLocator {
             .clone()
             .ok_or_else(|| format!("TLS connection to {peer}: this UA has no TLS settings"))?;
         let name = sni.or(host).unwrap_or_else(|| peer.ip().to_string());
-        let server = ServerName::try_from(name.clone())
-            .map_err(|_| format!("TLS connection to {peer}: `{name}` is not a server name"))?;
-        let tcp = TcpStream::connect(peer)
-            .await
-            .map_err(|e| format!("TLS connection to {peer} failed: {e}"))?;
-        let _ = tcp.set_nodelay(true);
-        let shake = tokio_rustls::TlsConnector::from(config).connect(server, tcp);
-        let stream = tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, shake)
-            .await
-            .map_err(|_| {
-                format!(
-                    "TLS handshake with {peer} failed: no answer within {} s",
-                    crate::tls::HANDSHAKE_TIMEOUT.as_secs()
-                )
-            })?
-            .map_err(|e| {
-                format!(
-                    "TLS handshake with {peer} failed: {}",
-                    crate::tls::explain(&e)
-                )
-            })?;
+        let (stream, _) = crate::tls::dial(config, &name, peer, "TLS").await?;
         let endpoint = self
             .endpoint
             .get()
@@ -281,33 +260,24 @@ impl WsLocator {
         let scheme = if secure { "wss" } else { "ws" };
         let host = instances::host_port(peer);
         let url = format!("{scheme}://{host}{}", self.settings.path);
-        let tcp = TcpStream::connect(peer)
-            .await
-            .map_err(|e| format!("{} connection to {peer} failed: {e}", scheme.to_uppercase()))?;
-        let _ = tcp.set_nodelay(true);
-        let local = tcp.local_addr().map_err(|e| e.to_string())?;
-        let plain = if secure {
+        let (plain, local) = if secure {
             let (config, sni) = self
                 .tls
                 .clone()
                 .ok_or_else(|| format!("WSS connection to {peer}: this UA has no TLS settings"))?;
             let name = sni.unwrap_or_else(|| peer.ip().to_string());
-            let name = ServerName::try_from(name.clone())
-                .map_err(|_| format!("WSS connection to {peer}: `{name}` is not a server name"))?;
-            let tls = tokio_rustls::TlsConnector::from(config)
-                .connect(name, tcp)
+            let (tls, local) = crate::tls::dial(config, &name, peer, "WSS").await?;
+            let plain = through_pipe(tls, self.cancel.clone())
                 .await
-                .map_err(|e| {
-                    format!(
-                        "TLS handshake with {peer} failed: {}",
-                        crate::tls::explain(&e)
-                    )
-                })?;
-            through_pipe(tls, self.cancel.clone())
-                .await
-                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            (plain, local)
         } else {
-            tcp
+            let tcp = TcpStream::connect(peer)
+                .await
+                .map_err(|e| format!("WS connection to {peer} failed: {e}"))?;
+            let _ = tcp.set_nodelay(true);
+            let local = tcp.local_addr().map_err(|e| e.to_string())?;
+            (tcp, local)
         };
         let mut request = http::Request::builder()
             .uri(&url)
