@@ -281,19 +281,18 @@ impl UaEndpoint {
             .with_option(option)
             .with_target_locator(Box::new(Locator(locator.clone())));
         // The digest algorithm spelling (below), and the tap of stream transports (UDP is tapped
-        // at the socket): a UDP UA may open a TLS connection to its PBX.
-        let stream_tap = Some(tap.clone());
+        // at the socket): every UA's, since a UDP UA may open a TLS connection to its PBX.
         let late = Arc::new(crate::late::LateOffers::default());
         builder.with_inspector(Box::new(Inspector {
             local,
-            tap: stream_tap,
+            tap: tap.clone(),
             early: crate::early::EarlyTargets::default(),
             late: late.clone(),
         }));
         // Stream messages are checked at the door here (datagrams are, in TappedUdp).
         builder.with_transport_inspector(Box::new(StreamTap {
             local,
-            tap: Some(tap),
+            tap,
             ws_links,
             streams: Streams {
                 cap: settings.max_tcp_connections.max(1),
@@ -388,36 +387,35 @@ impl rsipstack::transaction::endpoint::TargetLocator for Locator {
     }
 }
 
-/// Taps TCP messages, which do not pass through [`TappedUdp`]: received ones from the transport
+/// Taps stream messages (TCP, TLS, WebSocket), which do not pass through [`TappedUdp`]: received
+/// ones from the transport
 /// events, sent ones just before they are written. Also checks each received stream message at
 /// the door ([`crate::intake`]) and answers a malformed request itself: rsipstack would drop it.
 struct StreamTap {
     local: SocketAddr,
-    tap: Option<Arc<dyn WireTap>>,
-    /// The WebSocket connections the UA made (`ws.rs`), forgotten when they close.
+    tap: Arc<dyn WireTap>,
+    /// The TLS and WebSocket connections the UA made (`ws.rs`), forgotten when they close.
     ws_links: Arc<crate::ws::Links>,
     streams: Streams,
 }
 
 /// Records a stream transport's message on `tap`.
 fn record_tcp(
-    tap: Option<&Arc<dyn WireTap>>,
+    tap: &Arc<dyn WireTap>,
     transport: SipTransport,
     local: SocketAddr,
     direction: WireDirection,
     peer: SocketAddr,
     bytes: Vec<u8>,
 ) {
-    if let Some(tap) = tap {
-        tap.record(WireRecord {
-            at: SystemTime::now(),
-            direction,
-            transport: transport.as_str(),
-            local,
-            peer,
-            bytes,
-        });
-    }
+    tap.record(WireRecord {
+        at: SystemTime::now(),
+        direction,
+        transport: transport.as_str(),
+        local,
+        peer,
+        bytes,
+    });
 }
 
 /// A stream connection's local and peer addresses.
@@ -585,7 +583,7 @@ fn respell(mut msg: SipMessage, names: &[&str], outward: bool) -> SipMessage {
 /// sent messages.
 struct Inspector {
     local: SocketAddr,
-    tap: Option<Arc<dyn WireTap>>,
+    tap: Arc<dyn WireTap>,
     /// Where PRACKs go (see `early.rs`).
     early: crate::early::EarlyTargets,
     /// The answers our ACKs carry (see `late.rs`).
@@ -600,9 +598,7 @@ impl MessageInspector for Inspector {
         // A stream request with no destination found no connection (rsipstack's lookup
         // failed: the connection was refused, its handshake failed): it is not sent. A response
         // goes back on the request's connection.
-        if let Some(tap) = &self.tap
-            && let Some(transport) = top_via_stream(&msg)
-        {
+        if let Some(transport) = top_via_stream(&msg) {
             let peer = dest.and_then(|d| d.get_socketaddr().ok()).or_else(|| {
                 matches!(msg, SipMessage::Response(_))
                     .then(|| SipConnection::get_destination(&msg).ok())
@@ -613,7 +609,7 @@ impl MessageInspector for Inspector {
                 // The connection's own address: an ephemeral port on one we opened.
                 let local = crate::tcp_socket::local_for(self.local, peer).unwrap_or(self.local);
                 record_tcp(
-                    Some(tap),
+                    &self.tap,
                     transport,
                     local,
                     WireDirection::Sent,
@@ -674,7 +670,7 @@ impl TransportEventInspector for StreamTap {
             && !is_keepalive(&bytes)
         {
             record_tcp(
-                self.tap.as_ref(),
+                &self.tap,
                 transport,
                 local,
                 WireDirection::Received,
@@ -689,14 +685,7 @@ impl TransportEventInspector for StreamTap {
             Intake::Answer { response, .. } => {
                 if let Some(peer) = peer {
                     let sent = response.clone();
-                    record_tcp(
-                        self.tap.as_ref(),
-                        transport,
-                        local,
-                        WireDirection::Sent,
-                        peer,
-                        sent,
-                    );
+                    record_tcp(&self.tap, transport, local, WireDirection::Sent, peer, sent);
                 }
                 if let Ok(resp) = SipMessage::try_from(&response[..]) {
                     let _ = conn.send(resp, None).await;
