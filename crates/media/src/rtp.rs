@@ -887,9 +887,8 @@ impl Shared {
 }
 
 /// One packet time's step: the packet to send, if any.
-fn next_packet(s: &Shared, remote: &RemoteMedia, tx: &mut Tx) -> Option<Vec<u8>> {
+fn next_packet(s: &Shared, remote: &RemoteMedia, tx: &mut Tx, ptime: u32) -> Option<Vec<u8>> {
     // One packet time of the codec's RTP clock (160 at 8 kHz in 20 ms, 960 for Opus).
-    let ptime = ptime_of(remote);
     let step = remote.codec.clock_rate() * ptime / 1000;
     tx.ts = tx.ts.wrapping_add(step);
     // A DTMF event in progress, or the next one once the gap has passed.
@@ -945,7 +944,9 @@ fn next_packet(s: &Shared, remote: &RemoteMedia, tx: &mut Tx) -> Option<Vec<u8>>
     }
     // One packet time at the codec's audio rate (160 samples at 8 kHz in 20 ms, 320 at 16 kHz).
     let rate = remote.codec.audio_rate();
-    let mut frame = vec![0i16; (rate * ptime / 1000) as usize];
+    // On the stack: the longest is 60 ms at 16 kHz.
+    let mut buf = [0i16; MAX_FRAME];
+    let frame = &mut buf[..(rate * ptime / 1000) as usize];
     if let Some(p) = tx.playing.as_mut() {
         // The codec changed under the playback (a re-INVITE): the rest at the new rate.
         if p.rate != rate {
@@ -953,7 +954,7 @@ fn next_packet(s: &Shared, remote: &RemoteMedia, tx: &mut Tx) -> Option<Vec<u8>>
             p.rate = rate;
             p.pos = 0;
         }
-        for slot in &mut frame {
+        for slot in frame.iter_mut() {
             if p.pos >= p.samples.len() {
                 if p.looped && !p.samples.is_empty() {
                     p.pos = 0;
@@ -983,7 +984,7 @@ fn next_packet(s: &Shared, remote: &RemoteMedia, tx: &mut Tx) -> Option<Vec<u8>>
     let payload = tx
         .encoder
         .as_mut()
-        .map(|e| e.encode(&frame))
+        .map(|e| e.encode(frame))
         .unwrap_or_default();
     let pkt = RtpPacketBuilder::new()
         .payload_type(remote.pt)
@@ -1035,7 +1036,7 @@ fn tick(s: &Shared, now: Instant) {
             tx.late_max = tx.late_max.max(dev);
         }
         tx.prev_tick = Some(now);
-        next_packet(s, &remote, &mut tx)
+        next_packet(s, &remote, &mut tx, ptime)
     };
     if let Some(p) = pkt
         && let Some(wire) = s.protect(&p, false)
@@ -1049,6 +1050,9 @@ fn tick(s: &Shared, now: Instant) {
         s.capture(true, remote.addr, &p);
     }
 }
+
+/// The most samples one packet carries: 60 ms (the longest packet time) at 16 kHz.
+const MAX_FRAME: usize = 16_000 * 60 / 1000;
 
 /// The media clock's period: every packet time is a whole number of it.
 const TICK_MS: u32 = 10;
