@@ -313,6 +313,7 @@ impl UaEndpoint {
                     local,
                     cancel.child_token(),
                     settings.on_failure.clone(),
+                    settings.max_tcp_connections,
                 );
             }
             Some((listener, config)) => crate::ws::serve_listener(
@@ -322,6 +323,7 @@ impl UaEndpoint {
                 local,
                 cancel.child_token(),
                 settings.on_failure.clone(),
+                settings.max_tcp_connections,
             ),
             None => {}
         }

@@ -513,6 +513,7 @@ pub(crate) fn serve_listener(
     local: SocketAddr,
     cancel: tokio_util::sync::CancellationToken,
     on_failure: Option<FailureHook>,
+    cap: usize,
 ) {
     use rsipstack::transport::{SipAddr, SipConnection, tls::TlsConnection};
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
@@ -520,63 +521,73 @@ pub(crate) fn serve_listener(
         r#type: Some(rsipstack::sip::transport::Transport::Tls),
         addr: addr.into(),
     };
-    accept_each(listener, local, cancel.clone(), "TLS", move |tcp, peer| {
-        let acceptor = acceptor.clone();
-        let endpoint = endpoint.clone();
-        let cancel = cancel.clone();
-        let on_failure = on_failure.clone();
-        async move {
-            let shake = tokio::select! {
-                () = cancel.cancelled() => return,
-                r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => r,
-            };
-            let failed = |why: String| {
-                let why = format!("TLS handshake from {peer} failed: {why}");
-                tracing::warn!(%local, "{why}");
-                if let Some(hook) = &on_failure {
-                    hook.call(peer, why);
+    accept_each(
+        listener,
+        local,
+        cancel.clone(),
+        ("TLS", cap),
+        move |tcp, peer| {
+            let acceptor = acceptor.clone();
+            let endpoint = endpoint.clone();
+            let cancel = cancel.clone();
+            let on_failure = on_failure.clone();
+            async move {
+                let shake = tokio::select! {
+                    () = cancel.cancelled() => return,
+                    r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => r,
+                };
+                let failed = |why: String| {
+                    let why = format!("TLS handshake from {peer} failed: {why}");
+                    tracing::warn!(%local, "{why}");
+                    if let Some(hook) = &on_failure {
+                        hook.call(peer, why);
+                    }
+                };
+                let stream = match shake {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return failed(explain(&e)),
+                    Err(_) => {
+                        return failed(format!(
+                            "no handshake within {} s",
+                            HANDSHAKE_TIMEOUT.as_secs()
+                        ));
+                    }
+                };
+                match TlsConnection::from_server_stream(
+                    stream,
+                    sip_addr(local),
+                    sip_addr(peer),
+                    Some(cancel.child_token()),
+                )
+                .await
+                {
+                    Ok(conn) => endpoint
+                        .transport_layer
+                        .add_connection(SipConnection::Tls(conn)),
+                    Err(e) => failed(e.to_string()),
                 }
-            };
-            let stream = match shake {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return failed(explain(&e)),
-                Err(_) => {
-                    return failed(format!(
-                        "no handshake within {} s",
-                        HANDSHAKE_TIMEOUT.as_secs()
-                    ));
-                }
-            };
-            match TlsConnection::from_server_stream(
-                stream,
-                sip_addr(local),
-                sip_addr(peer),
-                Some(cancel.child_token()),
-            )
-            .await
-            {
-                Ok(conn) => endpoint
-                    .transport_layer
-                    .add_connection(SipConnection::Tls(conn)),
-                Err(e) => failed(e.to_string()),
             }
-        }
-    });
+        },
+    );
 }
 
 /// Accepts TCP connections on `listener` until `cancel`, each (with TCP_NODELAY) handed to
 /// `each` on a task of its own: the loop of the TLS and WebSocket listeners (`what` names
-/// which in a log line).
+/// which in a log line). At most `cap` are in `each` at once (a handshake can take
+/// [`HANDSHAKE_TIMEOUT`]): one past it is closed at once, so connections that never shake
+/// hands cannot hold the UA's descriptors. A connection that completes its handshake counts
+/// against the UA's cap of open connections instead.
 pub(crate) fn accept_each<F, Fut>(
     listener: tokio::net::TcpListener,
     local: SocketAddr,
     cancel: tokio_util::sync::CancellationToken,
-    what: &'static str,
+    (what, cap): (&'static str, usize),
     each: F,
 ) where
     F: Fn(TcpStream, SocketAddr) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let shaking = Arc::new(tokio::sync::Semaphore::new(cap.max(1)));
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -585,8 +596,16 @@ pub(crate) fn accept_each<F, Fut>(
             };
             match accepted {
                 Ok((tcp, peer)) => {
+                    let Ok(permit) = shaking.clone().try_acquire_owned() else {
+                        tracing::warn!(%local, %peer, cap, "too many {what} handshakes at once: closed");
+                        continue;
+                    };
                     let _ = tcp.set_nodelay(true);
-                    tokio::spawn(each(tcp, peer));
+                    let handshake = each(tcp, peer);
+                    tokio::spawn(async move {
+                        handshake.await;
+                        drop(permit);
+                    });
                 }
                 Err(e) => tracing::warn!(%local, error = %e, "{what} accept failed"),
             }

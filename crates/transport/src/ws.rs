@@ -35,6 +35,16 @@ use tokio_util::sync::CancellationToken;
 /// The subprotocol of SIP over WebSocket (RFC 7118 §4).
 const SUBPROTOCOL: &str = "sip";
 
+/// A WebSocket's bounds: one SIP message per frame (RFC 7118 §5), at most as large as a
+/// datagram callflow reads ([`crate::MAX_DATAGRAM`], 64 KB; tungstenite would take 64 MiB), and
+/// a 16 KB read buffer (its default of 128 KB is set aside for every connection).
+fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(crate::MAX_DATAGRAM))
+        .max_frame_size(Some(crate::MAX_DATAGRAM))
+        .read_buffer_size(16 * 1024)
+}
+
 /// A UA's WebSocket settings.
 #[derive(Clone, Debug)]
 pub struct WsSettings {
@@ -122,6 +132,7 @@ pub(crate) fn serve_listener(
     local: SocketAddr,
     cancel: CancellationToken,
     on_failure: Option<FailureHook>,
+    cap: usize,
 ) {
     let transport = if tls.is_some() {
         Transport::Wss
@@ -130,49 +141,57 @@ pub(crate) fn serve_listener(
     };
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let what = if acceptor.is_some() { "WSS" } else { "WS" };
-    crate::tls::accept_each(listener, local, cancel.clone(), what, move |tcp, peer| {
-        let acceptor = acceptor.clone();
-        let endpoint = endpoint.clone();
-        let cancel = cancel.clone();
-        let on_failure = on_failure.clone();
-        async move {
-            let failed = |why: String| {
-                let why = format!("{what} connection from {peer} failed: {why}");
-                tracing::warn!(%local, "{why}");
-                if let Some(hook) = &on_failure {
-                    hook.call(peer, why);
-                }
-            };
-            let upgrade = async {
-                let plain = match &acceptor {
-                    Some(a) => {
-                        let tls = a
-                            .accept(tcp)
-                            .await
-                            .map_err(|e| format!("TLS handshake: {}", crate::tls::explain(&e)))?;
-                        through_pipe(tls, cancel.clone())
-                            .await
-                            .map_err(|e| e.to_string())?
+    crate::tls::accept_each(
+        listener,
+        local,
+        cancel.clone(),
+        (what, cap),
+        move |tcp, peer| {
+            let acceptor = acceptor.clone();
+            let endpoint = endpoint.clone();
+            let cancel = cancel.clone();
+            let on_failure = on_failure.clone();
+            async move {
+                let failed = |why: String| {
+                    let why = format!("{what} connection from {peer} failed: {why}");
+                    tracing::warn!(%local, "{why}");
+                    if let Some(hook) = &on_failure {
+                        hook.call(peer, why);
                     }
-                    None => tcp,
                 };
-                // tungstenite's callback signature: its error is the HTTP response.
-                #[allow(clippy::result_large_err)]
-                let check = |req: &Request, mut resp: Response| {
-                    if !asks_for_sip(req) {
-                        let mut refusal = ErrorResponse::new(Some(
-                            "SIP over WebSocket needs the `sip` subprotocol (RFC 7118)".into(),
-                        ));
-                        *refusal.status_mut() = http::StatusCode::BAD_REQUEST;
-                        return Err(refusal);
-                    }
-                    resp.headers_mut().insert(
-                        "sec-websocket-protocol",
-                        http::HeaderValue::from_static(SUBPROTOCOL),
-                    );
-                    Ok(resp)
-                };
-                tokio_tungstenite::accept_hdr_async(MaybeTlsStream::Plain(plain), check)
+                let upgrade = async {
+                    let plain = match &acceptor {
+                        Some(a) => {
+                            let tls = a.accept(tcp).await.map_err(|e| {
+                                format!("TLS handshake: {}", crate::tls::explain(&e))
+                            })?;
+                            through_pipe(tls, cancel.clone())
+                                .await
+                                .map_err(|e| e.to_string())?
+                        }
+                        None => tcp,
+                    };
+                    // tungstenite's callback signature: its error is the HTTP response.
+                    #[allow(clippy::result_large_err)]
+                    let check = |req: &Request, mut resp: Response| {
+                        if !asks_for_sip(req) {
+                            let mut refusal = ErrorResponse::new(Some(
+                                "SIP over WebSocket needs the `sip` subprotocol (RFC 7118)".into(),
+                            ));
+                            *refusal.status_mut() = http::StatusCode::BAD_REQUEST;
+                            return Err(refusal);
+                        }
+                        resp.headers_mut().insert(
+                            "sec-websocket-protocol",
+                            http::HeaderValue::from_static(SUBPROTOCOL),
+                        );
+                        Ok(resp)
+                    };
+                    tokio_tungstenite::accept_hdr_async_with_config(
+                    MaybeTlsStream::Plain(plain),
+                    check,
+                    Some(ws_config()),
+                )
                 .await
                 .map_err(|e| match e {
                     tokio_tungstenite::tungstenite::Error::Http(_) => {
@@ -180,26 +199,27 @@ pub(crate) fn serve_listener(
                     }
                     other => format!("WebSocket upgrade: {other}"),
                 })
-            };
-            let ws = tokio::select! {
-                () = cancel.cancelled() => return,
-                r = tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, upgrade) => r,
-            };
-            match ws {
-                Ok(Ok(ws)) => {
-                    let conn = connection(ws, transport, local, peer, cancel.child_token());
-                    endpoint
-                        .transport_layer
-                        .add_connection(SipConnection::WebSocket(conn));
+                };
+                let ws = tokio::select! {
+                    () = cancel.cancelled() => return,
+                    r = tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, upgrade) => r,
+                };
+                match ws {
+                    Ok(Ok(ws)) => {
+                        let conn = connection(ws, transport, local, peer, cancel.child_token());
+                        endpoint
+                            .transport_layer
+                            .add_connection(SipConnection::WebSocket(conn));
+                    }
+                    Ok(Err(why)) => failed(why),
+                    Err(_) => failed(format!(
+                        "no upgrade within {} s",
+                        crate::tls::HANDSHAKE_TIMEOUT.as_secs()
+                    )),
                 }
-                Ok(Err(why)) => failed(why),
-                Err(_) => failed(format!(
-                    "no upgrade within {} s",
-                    crate::tls::HANDSHAKE_TIMEOUT.as_secs()
-                )),
             }
-        }
-    });
+        },
+    );
 }
 
 /// A UA's own TLS and WebSocket connections, by peer and transport: the ones it made and is
@@ -294,9 +314,13 @@ impl WsLocator {
             request = request.header("Origin", origin);
         }
         let request = request.body(()).map_err(|e| e.to_string())?;
-        let (ws, resp) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(plain))
-            .await
-            .map_err(|e| format!("WebSocket upgrade with {url} failed: {e}"))?;
+        let (ws, resp) = tokio_tungstenite::client_async_with_config(
+            request,
+            MaybeTlsStream::Plain(plain),
+            Some(ws_config()),
+        )
+        .await
+        .map_err(|e| format!("WebSocket upgrade with {url} failed: {e}"))?;
         let agreed = resp
             .headers()
             .get("sec-websocket-protocol")

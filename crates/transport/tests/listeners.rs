@@ -163,3 +163,90 @@ async fn a_websocket_without_the_sip_subprotocol_is_refused_with_400() {
     assert_eq!(resp.headers()["sec-websocket-protocol"], "sip");
     ua.shutdown(Duration::from_secs(2)).await;
 }
+
+/// Connections that never shake hands hold at most the UA's cap of handshakes: one past it is
+/// closed at once, while those within it stay open (until the handshake's own bound).
+#[tokio::test(flavor = "multi_thread")]
+async fn handshakes_in_flight_are_bounded() {
+    let run = RunTls::new(&["127.0.0.1".to_owned()], None).expect("tls");
+    let ua = UaEndpoint::start(
+        bind_udp("127.0.0.1:0".parse().unwrap(), 1 << 16).expect("bind"),
+        &EndpointSettings {
+            transport: instances::SipTransport::Tls,
+            tls: Some(settings(&run)),
+            max_tcp_connections: 2,
+            ..EndpointSettings::default()
+        },
+        Arc::new(|_: WireRecord| {}),
+    )
+    .await
+    .expect("endpoint");
+    let port = ua.local;
+    let held = tokio::task::spawn_blocking(move || {
+        // Two silent connections take both places; the third is closed.
+        let a = std::net::TcpStream::connect(port).expect("connect");
+        let b = std::net::TcpStream::connect(port).expect("connect");
+        let mut c = std::net::TcpStream::connect(port).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut byte = [0u8; 1];
+        let third = c.read(&mut byte);
+        // The first is still open: a read times out rather than ends.
+        let mut a2 = a.try_clone().unwrap();
+        a2.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let first = a2.read(&mut byte);
+        drop((a, b));
+        (third.map_err(|e| e.kind()), first.map_err(|e| e.kind()))
+    })
+    .await
+    .expect("join");
+    assert_eq!(held.0, Ok(0), "the third connection is closed at once");
+    assert!(
+        matches!(
+            held.1,
+            Err(std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+        ),
+        "the first stays open: {:?}",
+        held.1
+    );
+    ua.shutdown(Duration::from_secs(2)).await;
+}
+
+/// A WebSocket message larger than a datagram callflow reads (64 KB) ends the connection
+/// (tungstenite would read up to 64 MiB).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_websocket_message_past_64_kb_closes_the_connection() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let ua = UaEndpoint::start(
+        bind_udp("127.0.0.1:0".parse().unwrap(), 1 << 16).expect("bind"),
+        &EndpointSettings {
+            transport: instances::SipTransport::Ws,
+            ..EndpointSettings::default()
+        },
+        Arc::new(|_: WireRecord| {}),
+    )
+    .await
+    .expect("endpoint");
+    let mut req = format!("ws://{}/", ua.local).into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "sip".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("upgraded");
+    ws.send(Message::Text("x".repeat(100_000).into()))
+        .await
+        .expect("sent");
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the connection ended");
+    ua.shutdown(Duration::from_secs(2)).await;
+}
