@@ -355,7 +355,9 @@ impl UaShared {
                         let _ = self.provisional_now(call, None);
                     }
                 });
-            self.spawn(self.clone().refuse_if_unclaimed(call, from.clone()));
+            drop(call);
+            // The UA's sweeper refuses it if no node takes it in time.
+            self.unclaimed_wake.notify_one();
         }
         let mut d = d;
         if let Err(e) = d.handle(&mut tx).await {
@@ -369,27 +371,54 @@ impl UaShared {
     }
 
     /// An INVITE that no INCOMING node takes within the hold ([`crate::Limits::unclaimed_invite`])
-    /// is answered 480, so calls nobody expects cannot pile up for the whole run. Ends as soon as
-    /// the call does.
-    async fn refuse_if_unclaimed(self: Arc<Self>, call: Arc<Call>, from: String) {
-        let ended = call.wait(|e| matches!(e, CallEvent::Terminated { .. }), false);
-        tokio::select! {
-            _ = ended => return,
-            () = tokio::time::sleep(self.unclaimed_invite) => {}
+    /// is answered 480, so calls nobody expects cannot pile up for the whole run. One task per
+    /// UA sleeps until the oldest held INVITE's hold is over (or, with none held, until one
+    /// comes): a call costs no task and no timer of its own.
+    pub(crate) async fn sweep_unclaimed(self: Arc<Self>) {
+        loop {
+            let now = std::time::Instant::now();
+            let mut next: Option<std::time::Instant> = None;
+            for call in self.sessions.held(self.idx) {
+                let due = call.created + self.unclaimed_invite;
+                if due <= now {
+                    self.refuse_unclaimed(call);
+                } else {
+                    next = Some(next.map_or(due, |n| n.min(due)));
+                }
+            }
+            // An INVITE held after the scan is due after `next`, so only an empty scan waits
+            // for one (a notification sent meanwhile is kept: the wait ends at once).
+            match next {
+                Some(due) => tokio::time::sleep_until(due.into()).await,
+                None => self.unclaimed_wake.notified().await,
+            }
         }
-        if call.leg_state() == LegState::Early && self.sessions.withdraw_incoming(self.idx, &call) {
-            self.log(
-                Level::Warning,
-                None,
-                None,
-                format!(
-                    "incoming call {} from {from}: no INCOMING node took it within {} s: 480",
-                    call.sip_call_id(),
-                    self.unclaimed_invite.as_secs_f64()
-                ),
-            );
+    }
+
+    fn refuse_unclaimed(self: &Arc<Self>, call: Arc<Call>) {
+        if call.leg_state() != LegState::Early || !self.sessions.withdraw_incoming(self.idx, &call)
+        {
+            return;
+        }
+        let from = call
+            .dialog
+            .initial_request()
+            .from_header()
+            .map(|h| h.value().to_string())
+            .unwrap_or_default();
+        self.log(
+            Level::Warning,
+            None,
+            None,
+            format!(
+                "incoming call {} from {from}: no INCOMING node took it within {} s: 480",
+                call.sip_call_id(),
+                self.unclaimed_invite.as_secs_f64()
+            ),
+        );
+        self.spawn(async move {
             let _ = call.start_hang_up(HangupAction::Reject(480)).await;
-        }
+        });
     }
 
     /// An INVITE with Replaces (RFC 3891): it takes the place of the call it names, which keeps

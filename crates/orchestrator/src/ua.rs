@@ -56,6 +56,8 @@ pub(crate) struct UaShared {
     pub(crate) rtp_loss: Option<media::rtp::Loss>,
     /// How long an INVITE no node takes is held before it is answered 480.
     pub(crate) unclaimed_invite: Duration,
+    /// Wakes the UA's sweeper of unclaimed INVITEs when one is held.
+    pub(crate) unclaimed_wake: tokio::sync::Notify,
     /// What crossed the wire on each call: what a failure message says never arrived.
     pub(crate) ledger: Arc<session::Ledger>,
     /// The connections that failed lately (a TLS handshake): a failure message names them.
@@ -325,6 +327,7 @@ impl Ua {
             keep_audio: run.keep_audio,
             rtp_loss: run.rtp_loss,
             unclaimed_invite: run.limits.unclaimed_invite,
+            unclaimed_wake: tokio::sync::Notify::new(),
             ledger,
             link_failures,
             late_calls: std::sync::Mutex::new(std::collections::HashMap::new()),
@@ -345,6 +348,7 @@ impl Ua {
         let tasks = vec![
             tokio::spawn(shared.clone().route_requests(incoming)),
             tokio::spawn(shared.clone().route_states(state_rx)),
+            tokio::spawn(shared.clone().sweep_unclaimed()),
         ];
         Ok(Self {
             shared,
@@ -434,8 +438,11 @@ fn contact_uri(user: &str, local: SocketAddr, transport: scenario::SipTransport)
 }
 
 fn wire_event(bus: &EventBus, ledger: &session::Ledger, ua: &str, rec: WireRecord) {
-    let raw = String::from_utf8_lossy(&rec.bytes).into_owned();
     let summary = transport::parse_summary(&rec.bytes).unwrap_or_default();
+    // The record's bytes become the text as they are (a SIP message is UTF-8 but for a
+    // malformed one): no second copy.
+    let raw = String::from_utf8(rec.bytes)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     let peer = rec.peer.to_string();
     ledger.record(session::ledger::Seen {
         way: match rec.direction {

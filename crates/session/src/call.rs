@@ -2,7 +2,7 @@
 
 use crate::UaIdx;
 use flow::{HangupAction, LegState};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 use tokio::sync::watch;
 use transport::rsipstack::dialog::DialogId;
@@ -245,7 +245,7 @@ impl Reliable {
 /// after some mid-dialog requests and Terminated more than once (the first counts), nothing
 /// follows the end, and a reliable provisional response sent again until its PRACK comes is
 /// news once.
-fn is_news(seen: &[&CallEvent], event: &CallEvent, reliable: bool) -> bool {
+fn is_news(seen: crate::latched::Events<'_, CallEvent>, event: &CallEvent, reliable: bool) -> bool {
     let ended = seen
         .iter()
         .any(|e| matches!(e, CallEvent::Terminated { .. }));
@@ -255,7 +255,7 @@ fn is_news(seen: &[&CallEvent], event: &CallEvent, reliable: bool) -> bool {
             .any(|e| matches!(e, CallEvent::Confirmed { .. }));
     let resent = matches!(event, CallEvent::Provisional { .. })
         && reliable
-        && seen.last().is_some_and(|e| *e == event);
+        && seen.last().is_some_and(|e| e == event);
     !(ended || confirmed_again || resent)
 }
 
@@ -299,21 +299,22 @@ pub struct Call<D = InviteDialog> {
     log: crate::Latched<CallEvent>,
     /// When a hang-up was first started on this call (by a node or by cleanup): cleanup must
     /// not send another.
-    hangup_started: std::sync::OnceLock<Instant>,
+    hangup_started: OnceLock<Instant>,
     /// What the call holds until it is closed (its RTP port lease and socket).
     resources: Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
-    /// The session timer agreed for the call, if any (the last refresh's).
-    session_timer: watch::Sender<Option<SessionTimer>>,
+    /// The session timer agreed for the call, if any (the last refresh's). This and the two
+    /// channels below are made when first used: a load's calls mostly never use them.
+    session_timer: OnceLock<watch::Sender<Option<SessionTimer>>>,
     /// Where each event added to the log is reported.
     observer: crate::Observer,
     /// Bumped when a reliable provisional response is PRACKed.
-    pracked: watch::Sender<u64>,
+    pracked: OnceLock<watch::Sender<u64>>,
     /// The RTP socket reserved when our SDP was made, until the media starts.
     /// The call's RTP socket and its RTCP socket, leased with its port, until its media starts.
     rtp_socket: Mutex<Option<(std::net::UdpSocket, Option<std::net::UdpSocket>)>>,
     /// The call's RTP, once the call is confirmed.
     media: Mutex<Option<Arc<media::rtp::MediaSession>>>,
-    media_started: watch::Sender<bool>,
+    media_started: OnceLock<watch::Sender<bool>>,
 }
 
 impl<D: crate::Dialog> Call<D> {
@@ -337,14 +338,14 @@ impl<D: crate::Dialog> Call<D> {
                 ..State::default()
             }),
             log: crate::Latched::new(),
-            hangup_started: std::sync::OnceLock::new(),
+            hangup_started: OnceLock::new(),
             resources: Mutex::new(Vec::new()),
-            session_timer: watch::channel(None).0,
+            session_timer: OnceLock::new(),
             observer,
-            pracked: watch::channel(0).0,
+            pracked: OnceLock::new(),
             rtp_socket: Mutex::new(None),
             media: Mutex::new(None),
-            media_started: watch::channel(false).0,
+            media_started: OnceLock::new(),
         }
     }
 
@@ -517,7 +518,10 @@ impl<D: crate::Dialog> Call<D> {
 
     pub fn set_media(&self, m: Arc<media::rtp::MediaSession>) {
         *self.media.lock().expect("media lock") = Some(m);
-        self.media_started.send_replace(true);
+        // A wait makes the channel before it looks, so one that missed the media has it.
+        if let Some(started) = self.media_started.get() {
+            started.send_replace(true);
+        }
     }
 
     pub fn media(&self) -> Option<Arc<media::rtp::MediaSession>> {
@@ -528,7 +532,10 @@ impl<D: crate::Dialog> Call<D> {
     ///
     /// Cancel safety: safe.
     pub async fn wait_media(&self) -> Arc<media::rtp::MediaSession> {
-        let mut rx = self.media_started.subscribe();
+        let mut rx = self
+            .media_started
+            .get_or_init(|| watch::channel(false).0)
+            .subscribe();
         loop {
             if let Some(m) = self.media() {
                 return m;
@@ -564,16 +571,20 @@ impl<D: crate::Dialog> Call<D> {
     /// Sets the call's session timer (a 2xx or a refresh agreed it; the same again re-arms it);
     /// returns the one before.
     pub fn set_session_timer(&self, t: SessionTimer) -> Option<SessionTimer> {
-        self.session_timer.send_replace(Some(t))
+        self.session_timer_channel().send_replace(Some(t))
     }
 
     pub fn session_timer(&self) -> Option<SessionTimer> {
-        *self.session_timer.borrow()
+        self.session_timer.get().and_then(|t| *t.borrow())
+    }
+
+    fn session_timer_channel(&self) -> &watch::Sender<Option<SessionTimer>> {
+        self.session_timer.get_or_init(|| watch::channel(None).0)
     }
 
     /// Sees every change of the session timer.
     pub fn session_timer_changes(&self) -> watch::Receiver<Option<SessionTimer>> {
-        self.session_timer.subscribe()
+        self.session_timer_channel().subscribe()
     }
 
     /// Makes this (incoming) call's provisional responses reliable (RFC 3262), numbered from
@@ -604,7 +615,10 @@ impl<D: crate::Dialog> Call<D> {
         let invite_cseq = self.dialog.invite_cseq();
         let done = self.state().reliable.prack(invite_cseq, rseq, cseq, take);
         if take && done == Prack::Acked {
-            self.pracked.send_modify(|n| *n += 1);
+            // A wait makes the channel before it looks (as `wait_media`).
+            if let Some(pracked) = self.pracked.get() {
+                pracked.send_modify(|n| *n += 1);
+            }
         }
         done
     }
@@ -613,7 +627,7 @@ impl<D: crate::Dialog> Call<D> {
     ///
     /// Cancel safety: safe.
     pub async fn wait_pracked(&self) {
-        let mut rx = self.pracked.subscribe();
+        let mut rx = self.pracked.get_or_init(|| watch::channel(0).0).subscribe();
         while self.unacked_provisional().is_some() {
             if rx.changed().await.is_err() {
                 std::future::pending::<()>().await;
@@ -709,9 +723,12 @@ mod tests {
             (vec![ended()], CallEvent::Held, false, false),
         ];
         for (seen, event, reliable, news) in cases {
-            let seen: Vec<&CallEvent> = seen.iter().collect();
+            let log = crate::Latched::new();
+            for e in &seen {
+                log.push(e.clone());
+            }
             assert_eq!(
-                is_news(&seen, &event, reliable),
+                log.push_unless(event.clone(), |s, e| !is_news(s, e, reliable)),
                 news,
                 "{seen:?} then {event:?}"
             );

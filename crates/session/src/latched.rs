@@ -2,7 +2,7 @@
 //! a wait can consume what it matched. A call keeps one; so does each subscription, and each UA
 //! for the requests that reach it outside any dialog.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 use tokio::sync::watch;
 
@@ -14,8 +14,9 @@ struct Entry<T> {
 
 pub struct Latched<T> {
     log: Mutex<Vec<Entry<T>>>,
-    /// Bumped on every new event, so waits wake up.
-    changed: watch::Sender<usize>,
+    /// Bumped on every new event, so waits wake up; made by the first wait (a log nobody
+    /// waits on, most of a load's, costs no channel).
+    changed: OnceLock<watch::Sender<usize>>,
     /// At most this many events are kept (the oldest go first); `usize::MAX` for all.
     cap: usize,
 }
@@ -30,16 +31,15 @@ impl<T: Clone> Latched<T> {
     pub fn bounded(cap: usize) -> Self {
         Self {
             log: Mutex::new(Vec::new()),
-            changed: watch::channel(0).0,
+            changed: OnceLock::new(),
             cap: cap.max(1),
         }
     }
 
     /// Appends `event` unless `skip`, shown the events so far, says no; returns whether it did.
-    pub fn push_unless(&self, event: T, skip: impl FnOnce(&[&T], &T) -> bool) -> bool {
+    pub fn push_unless(&self, event: T, skip: impl FnOnce(Events<'_, T>, &T) -> bool) -> bool {
         let mut log = self.log.lock().expect("log lock");
-        let seen: Vec<&T> = log.iter().map(|e| &e.event).collect();
-        if skip(&seen, &event) {
+        if skip(Events(&log), &event) {
             return false;
         }
         if log.len() >= self.cap {
@@ -52,7 +52,11 @@ impl<T: Clone> Latched<T> {
         });
         let n = log.len();
         drop(log);
-        self.changed.send_modify(|c| *c = c.wrapping_add(n));
+        // A wait makes the channel before it reads the log, so one that missed this event
+        // is subscribed by now.
+        if let Some(changed) = self.changed.get() {
+            changed.send_modify(|c| *c = c.wrapping_add(n));
+        }
         true
     }
 
@@ -83,7 +87,7 @@ impl<T: Clone> Latched<T> {
     ///
     /// Cancel safety: safe; nothing is consumed unless this returns.
     pub async fn wait(&self, pred: impl Fn(&T) -> bool, consume: bool) -> (T, Instant) {
-        let mut rx = self.changed.subscribe();
+        let mut rx = self.changed.get_or_init(|| watch::channel(0).0).subscribe();
         loop {
             {
                 let mut log = self.log.lock().expect("log lock");
@@ -97,6 +101,19 @@ impl<T: Clone> Latched<T> {
                 std::future::pending::<()>().await;
             }
         }
+    }
+}
+
+/// The events of a log so far, oldest first, as [`Latched::push_unless`] shows them.
+pub struct Events<'a, T>(&'a [Entry<T>]);
+
+impl<'a, T> Events<'a, T> {
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &'a T> + 'a {
+        self.0.iter().map(|e| &e.event)
+    }
+
+    pub fn last(&self) -> Option<&'a T> {
+        self.0.last().map(|e| &e.event)
     }
 }
 
@@ -123,6 +140,6 @@ mod tests {
         );
         assert_eq!(log.wait(|e| *e > 1, true).await.0, 2);
         assert_eq!(log.wait(|e| *e > 1, true).await.0, 3);
-        assert!(!log.push_unless(3, |seen, e| seen.contains(&e)));
+        assert!(!log.push_unless(3, |seen, e| seen.iter().any(|s| s == e)));
     }
 }

@@ -15,7 +15,7 @@ pub use call::{Call, CallEvent, CallKey, EndCause, Phase, Prack, Role, SessionTi
 pub use dialog::Dialog;
 pub use flow::cleanup::HangupReport;
 pub use flow::{HangupAction, LegState, hangup_action};
-pub use latched::Latched;
+pub use latched::{Events, Latched};
 pub use ledger::Ledger;
 
 use dashmap::DashMap;
@@ -195,6 +195,15 @@ impl<D: Dialog> Sessions<D> {
             iteration,
         });
         call
+    }
+
+    /// The incoming calls of `ua` no node has taken yet.
+    pub fn held(&self, ua: UaIdx) -> Vec<Arc<Call<D>>> {
+        self.held
+            .iter()
+            .filter(|e| *e.value() == ua)
+            .filter_map(|e| self.calls.get(e.key()).map(|c| c.clone()))
+            .collect()
     }
 
     /// Takes an incoming call of `ua` back if no node has taken it yet (true), so it can be
