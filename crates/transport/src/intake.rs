@@ -14,6 +14,7 @@
 //! out, so it is tested and fuzzed without sockets.
 
 use rsipstack::sip::SipMessage;
+use std::borrow::Cow;
 
 /// The methods callflow takes (rsipstack's parser knows no others). What a UA does with a known
 /// method that it does not handle is the router's answer (405).
@@ -76,15 +77,17 @@ struct Head<'a> {
     method: &'a str,
     uri: &'a str,
     version: &'a str,
-    headers: Vec<(String, String)>,
+    /// (name as written, value): compared by [`is_named`], so a header costs an allocation only
+    /// when folded.
+    headers: Vec<(&'a str, Cow<'a, str>)>,
 }
 
 impl Head<'_> {
     fn all<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> + 's {
         self.headers
             .iter()
-            .filter(move |(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+            .filter(move |(n, _)| is_named(n, name))
+            .map(|(_, v)| v.as_ref())
     }
 
     fn one<'s>(&'s self, name: &'s str) -> Option<&'s str> {
@@ -92,10 +95,16 @@ impl Head<'_> {
     }
 }
 
+/// Whether a header written `written` is the one whose lower-case full name is `full`, in any
+/// case or in its compact form.
+fn is_named(written: &str, full: &str) -> bool {
+    written.eq_ignore_ascii_case(full)
+        || (written.len() == 1 && full_name(&written.to_ascii_lowercase()) == full)
+}
+
 /// The full name of a compact header form (RFC 3261 §7.3.3, RFC 3515, RFC 4028...).
-fn full_name(name: &str) -> String {
-    let lower = name.trim().to_ascii_lowercase();
-    match lower.as_str() {
+fn full_name(lower: &str) -> &str {
+    match lower {
         "v" => "via",
         "f" => "from",
         "t" => "to",
@@ -111,9 +120,8 @@ fn full_name(name: &str) -> String {
         "b" => "referred-by",
         "u" => "allow-events",
         "x" => "session-expires",
-        _ => return lower,
+        _ => lower,
     }
-    .to_owned()
 }
 
 fn is_token(s: &str) -> bool {
@@ -174,13 +182,14 @@ pub fn check_unguarded(bytes: &[u8]) -> Intake {
         (Some(m), Some(u), Some(v)) if !m.is_empty() && !u.is_empty() => (m, u, v),
         _ => return refuse_unparsed("the first line is not `METHOD Request-URI SIP/2.0`"),
     };
-    let mut headers: Vec<(String, String)> = Vec::new();
+    let mut headers: Vec<(&str, Cow<'_, str>)> = Vec::new();
     let mut bad_line = None;
     for line in lines {
         if line.starts_with([' ', '\t']) {
             // A folded line continues the header before it.
             match headers.last_mut() {
                 Some((_, v)) => {
+                    let v = v.to_mut();
                     v.push(' ');
                     v.push_str(line.trim());
                 }
@@ -190,7 +199,7 @@ pub fn check_unguarded(bytes: &[u8]) -> Intake {
         }
         match line.split_once(':') {
             Some((name, value)) if is_token(name.trim_end()) => {
-                headers.push((full_name(name), value.trim().to_owned()));
+                headers.push((name.trim(), Cow::Borrowed(value.trim())));
             }
             _ => bad_line = bad_line.or(Some(line)),
         }
