@@ -438,12 +438,10 @@ pub fn offer(m: &LocalMedia) -> String {
 /// direction that answers the offer's (RFC 3264 §6.1: `recvonly` to `sendonly`), and
 /// telephone-event if it offered it; every other stream rejected (port 0).
 pub fn answer(offer_sdp: &str, m: &LocalMedia) -> Result<String, SdpError> {
-    answer_as(
-        offer_sdp,
-        m,
-        m.session_id,
-        offered_direction(offer_sdp).answer(),
-    )
+    // Parsed once: the direction and the answer read the same description.
+    let offer = parse(offer_sdp)?;
+    let dir = offered_direction_of(&offer).answer();
+    answer_parsed(&offer, m, m.session_id, dir)
 }
 
 fn answer_as(
@@ -452,7 +450,15 @@ fn answer_as(
     version: u64,
     dir: Direction,
 ) -> Result<String, SdpError> {
-    let offer = parse(offer_sdp)?;
+    answer_parsed(&parse(offer_sdp)?, m, version, dir)
+}
+
+fn answer_parsed(
+    offer: &SessionDescription,
+    m: &LocalMedia,
+    version: u64,
+    dir: Direction,
+) -> Result<String, SdpError> {
     let Some((at, audio)) = offer
         .media_descriptions
         .iter()
@@ -578,10 +584,11 @@ pub fn requires_srtp(ours: &str) -> bool {
 
 /// The direction of the (first) audio stream, else of the session, else `sendrecv`.
 pub fn direction(sdp: &str) -> Direction {
-    let Ok(d) = parse(sdp) else {
-        return Direction::SendRecv;
-    };
-    audio(&d)
+    parse(sdp).map_or(Direction::SendRecv, |d| direction_of(&d))
+}
+
+fn direction_of(d: &SessionDescription) -> Direction {
+    audio(d)
         .and_then(|(_, m)| direction_in(&m.attributes))
         .or_else(|| direction_in(&d.attributes))
         .unwrap_or(Direction::SendRecv)
@@ -671,12 +678,14 @@ fn rtcp_of(m: &MediaDescription, ip: IpAddr) -> Option<std::net::SocketAddr> {
 /// The direction an offer asks for, counting the old way of holding (RFC 2543, RFC 3264 §8.4):
 /// a connection address of `0.0.0.0` in an offer that names no direction is a hold.
 pub fn offered_direction(offer: &str) -> Direction {
-    let dir = direction(offer);
-    let on_hold = parse(offer).ok().is_some_and(|d| {
-        audio(&d)
-            .and_then(|(_, m)| address(&d, m))
-            .is_some_and(|ip| ip.is_unspecified())
-    });
+    parse(offer).map_or(Direction::SendRecv, |d| offered_direction_of(&d))
+}
+
+fn offered_direction_of(d: &SessionDescription) -> Direction {
+    let dir = direction_of(d);
+    let on_hold = audio(d)
+        .and_then(|(_, m)| address(d, m))
+        .is_some_and(|ip| ip.is_unspecified());
     if dir == Direction::SendRecv && on_hold {
         Direction::SendOnly
     } else {

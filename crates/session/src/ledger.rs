@@ -4,8 +4,9 @@
 //! and bounded: at most [`MAX_CALLS`] Call-IDs (the oldest forgotten first) of at most
 //! [`MAX_EXCHANGES`] transactions each, so a flood of requests cannot grow it.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 /// Call-IDs remembered per UA.
@@ -38,10 +39,11 @@ pub struct Seen<'a> {
 #[derive(Clone, Debug)]
 struct Exchange {
     /// CSeq number and method (an ACK's is its INVITE's).
-    cseq: (u32, String),
+    cseq: (u32, Cow<'static, str>),
     /// We sent the request (else the peer did).
     ours: bool,
-    peer: String,
+    /// Shared with the exchanges before it when the peer is the same (under load, every call's).
+    peer: Arc<str>,
     requests: u32,
     first: SystemTime,
     last: SystemTime,
@@ -56,17 +58,44 @@ struct Exchange {
 struct Inner {
     calls: HashMap<String, VecDeque<Exchange>>,
     order: VecDeque<String>,
+    /// The last peer seen.
+    peer: Option<Arc<str>>,
 }
 
 /// The ledger of one UA.
 #[derive(Default)]
 pub struct Ledger(Mutex<Inner>);
 
-fn cseq_of(cseq: &str) -> Option<(u32, String)> {
+/// The methods a ledger names without a copy.
+const METHODS: [&str; 14] = [
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "OPTIONS",
+    "REGISTER",
+    "PRACK",
+    "UPDATE",
+    "INFO",
+    "REFER",
+    "NOTIFY",
+    "SUBSCRIBE",
+    "MESSAGE",
+    "PUBLISH",
+];
+
+fn cseq_of(cseq: &str) -> Option<(u32, Cow<'static, str>)> {
     let mut parts = cseq.split_whitespace();
     let n = parts.next()?.parse().ok()?;
-    let method = parts.next()?.to_ascii_uppercase();
-    Some((n, method))
+    let method = parts.next()?;
+    let known = METHODS.iter().find(|k| k.eq_ignore_ascii_case(method));
+    Some((
+        n,
+        known.map_or_else(
+            || Cow::Owned(method.to_ascii_uppercase()),
+            |k| Cow::Borrowed(*k),
+        ),
+    ))
 }
 
 impl Ledger {
@@ -97,11 +126,21 @@ impl Ledger {
                 inner.calls.remove(&old);
             }
             inner.order.push_back(m.call_id.to_owned());
-            inner.calls.insert(m.call_id.to_owned(), VecDeque::new());
+            // Room for a call's INVITE and BYE (an ACK joins its INVITE).
+            inner
+                .calls
+                .insert(m.call_id.to_owned(), VecDeque::with_capacity(2));
         }
         let exchanges = inner.calls.get_mut(m.call_id).expect("inserted above");
         let is_ack = m.status.is_none() && method == "ACK";
-        let key = (n, if is_ack { "INVITE".to_owned() } else { method });
+        let key = (
+            n,
+            if is_ack {
+                Cow::Borrowed("INVITE")
+            } else {
+                method
+            },
+        );
         // Who sent the request of this transaction (an ACK belongs to the INVITE of whoever
         // sends it).
         let ours = (m.way == Way::Sent) == m.status.is_none();
@@ -117,10 +156,19 @@ impl Ledger {
                 if exchanges.len() >= MAX_EXCHANGES {
                     exchanges.pop_front();
                 }
+                let peer = match &inner.peer {
+                    Some(p) if **p == *m.peer => p.clone(),
+                    _ => {
+                        let p: Arc<str> = Arc::from(m.peer);
+                        inner.peer = Some(p.clone());
+                        p
+                    }
+                };
+                let exchanges = inner.calls.get_mut(m.call_id).expect("inserted above");
                 exchanges.push_back(Exchange {
                     cseq: key,
                     ours,
-                    peer: m.peer.to_owned(),
+                    peer,
                     requests: 0,
                     first: m.at,
                     last: m.at,
