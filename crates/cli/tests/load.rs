@@ -26,6 +26,23 @@ impl Killed {
             .wait_with_output()
             .expect("wait")
     }
+
+    /// Waits for the process to exit, at most `limit` (then kills it and fails).
+    fn wait_within(mut self, limit: std::time::Duration) -> Output {
+        let child = self.0.take().expect("child");
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        match rx.recv_timeout(limit) {
+            Ok(out) => out.expect("wait"),
+            Err(_) => {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                panic!("callflow did not exit within {limit:?} of the stop");
+            }
+        }
+    }
 }
 
 impl Drop for Killed {
@@ -434,6 +451,50 @@ fn ctrl_c_ends_a_load_with_every_call_hung_up() {
     assert!(answered.len() >= 10, "{} answered", answered.len());
     let unended: Vec<_> = answered.difference(&byes).collect();
     assert!(unended.is_empty(), "answered, never hung up: {unended:?}");
+}
+
+/// Ctrl-C once every start was made (all the calls in flight, none left to start): the stop
+/// still ends them with their cleanup, at once. It used to be ignored once the starts were
+/// done, and the load's loop spun on it, starving the runtime, until killed.
+#[test]
+fn ctrl_c_after_the_last_start_still_ends_the_calls_in_flight() {
+    let tmp = workdir("ctrl-c-late");
+    let dir = tmp.path().to_path_buf();
+    let mut callflow = Killed(Some(
+        bin()
+            .arg("load")
+            .arg(fixture("load/long-call.yaml"))
+            .args(["--rate", "200", "--calls", "20", "--stats", "-"])
+            .args(["--stats-interval", "100ms", "--summary"])
+            .arg(dir.join("summary.json"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("callflow runs"),
+    ));
+    let child = callflow.0.as_mut().expect("child");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let all_up = lines.by_ref().map_while(Result::ok).any(|l| {
+        serde_json::from_str::<serde_json::Value>(&l).is_ok_and(|v| {
+            v["started"].as_u64().unwrap_or(0) >= 20 && v["in_flight"].as_u64().unwrap_or(0) >= 20
+        })
+    });
+    assert!(all_up, "the 20 calls never were all in flight");
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    // The rest of its output is read aside: a load that never ends must fail the wait below.
+    let drain = std::thread::spawn(move || lines.map_while(Result::ok).count());
+    let out = callflow.wait_within(std::time::Duration::from_secs(12));
+    drain.join().expect("drained");
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    let s = summary(&dir.join("summary.json"));
+    assert_eq!(s["outcome"], "stopped", "{s:#}");
+    assert_eq!(s["calls"]["stopped"], 20, "{s:#}");
+    assert_clean(&s);
 }
 
 /// A PBX load: each role registers the users of a CSV through Kamailio (digest auth), then

@@ -565,6 +565,9 @@ async fn drive(
     let mut started_at_tick = 0u64;
     let mut capped_since: Option<Instant> = None;
     loop {
+        // The loop's wake-ups that are ready at once (a stop) must not starve the runtime's
+        // other tasks (the iterations' cleanup, the CLI's stop bound) on one thread.
+        tokio::task::consume_budget().await;
         let now = Instant::now();
         // Collect what ended: statistics now, cleanup on a task of its own.
         let (ended, running, mut started, left) = {
@@ -630,14 +633,16 @@ async fn drive(
         let in_flight = running + cleaning;
         stats.progress(started, in_flight);
         // Bounds.
-        if !closed {
+        if !stop_sent {
             // Why no more start, and whether the iterations in flight end now too (a stop, too
-            // many failures) or on their own (the bounds).
+            // many failures: also once every start was made) or on their own (the bounds).
             let why = if opts.run.stop.is_cancelled() {
                 progress.stopped = true;
                 Some(("stop requested", true))
             } else if stats.failed() > opts.max_failures {
                 Some(("too many failures", true))
+            } else if closed {
+                None
             } else if end_of_starts.is_some_and(|e| now >= e) {
                 Some(("duration reached", false))
             } else if left == 0 {
