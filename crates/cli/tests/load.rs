@@ -367,6 +367,27 @@ fn http_get(port: u16, host: &str, path: &str) -> String {
     out
 }
 
+/// `callflow load` of fixtures/load/long-call.yaml (calls that stay up a minute) with `args`
+/// and what `more` adds, its stats on stdout every 100 ms: the process, and its stats lines.
+fn long_load(
+    args: &[&str],
+    more: impl FnOnce(&mut Command),
+) -> (Killed, std::io::Lines<BufReader<std::process::ChildStdout>>) {
+    let mut cmd = bin();
+    cmd.arg("load")
+        .arg(fixture("load/long-call.yaml"))
+        .args(args)
+        .args(["--stats", "-", "--stats-interval", "100ms"]);
+    more(&mut cmd);
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("callflow runs");
+    let stdout = child.stdout.take().expect("stdout");
+    (Killed(Some(child)), BufReader::new(stdout).lines())
+}
+
 /// Ctrl-C: no new iteration, every confirmed call gets its BYE, the summary is written, exit 130.
 /// Meanwhile --metrics serves the load's Prometheus metrics.
 #[test]
@@ -375,25 +396,15 @@ fn ctrl_c_ends_a_load_with_every_call_hung_up() {
     let dir = tmp.path().to_path_buf();
     let events = dir.join("events.jsonl");
     let metrics = free_udp_port();
-    let mut callflow = Killed(Some(
-        bin()
-            .arg("load")
-            .arg(fixture("load/long-call.yaml"))
-            .args(["--rate", "50", "--calls", "1000", "--stats", "-"])
-            .args(["--stats-interval", "100ms", "--summary"])
+    let (mut callflow, mut lines) = long_load(&["--rate", "50", "--calls", "1000"], |c| {
+        c.arg("--summary")
             .arg(dir.join("summary.json"))
             .arg("--events")
             .arg(&events)
             .arg("--metrics")
-            .arg(format!("127.0.0.1:{metrics}"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("callflow runs"),
-    ));
+            .arg(format!("127.0.0.1:{metrics}"));
+    });
     let child = callflow.0.as_mut().expect("child");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
     // Wait (on its own stats lines) until calls are up.
     let up = lines.by_ref().map_while(Result::ok).any(|l| {
         serde_json::from_str::<serde_json::Value>(&l)
@@ -460,21 +471,10 @@ fn ctrl_c_ends_a_load_with_every_call_hung_up() {
 fn ctrl_c_after_the_last_start_still_ends_the_calls_in_flight() {
     let tmp = workdir("ctrl-c-late");
     let dir = tmp.path().to_path_buf();
-    let mut callflow = Killed(Some(
-        bin()
-            .arg("load")
-            .arg(fixture("load/long-call.yaml"))
-            .args(["--rate", "200", "--calls", "20", "--stats", "-"])
-            .args(["--stats-interval", "100ms", "--summary"])
-            .arg(dir.join("summary.json"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("callflow runs"),
-    ));
+    let (mut callflow, mut lines) = long_load(&["--rate", "200", "--calls", "20"], |c| {
+        c.arg("--summary").arg(dir.join("summary.json"));
+    });
     let child = callflow.0.as_mut().expect("child");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
     let all_up = lines.by_ref().map_while(Result::ok).any(|l| {
         serde_json::from_str::<serde_json::Value>(&l).is_ok_and(|v| {
             v["started"].as_u64().unwrap_or(0) >= 20 && v["in_flight"].as_u64().unwrap_or(0) >= 20
