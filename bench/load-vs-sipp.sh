@@ -15,6 +15,11 @@
 # Every load is bounded (-m / --calls = RATE x SECONDS, and sipp's -timeout); every address is
 # 127.0.0.1. Needs sipp (sip-tester), GNU time and python3. CALLFLOW_ARGS adds flags to every
 # callflow load (for example `--threads 1`).
+# BENCH_UA=/path/to/bench_ua adds a fifth pair, sipp->rsipstack: the benchmark UA of the
+# rsipstack crate callflow pins (its src/bin/bench_ua.rs, feature `bench`; build it yourself
+# from the crate's source, this repository does not), answering with nothing but rsipstack:
+# the floor under callflow's callee. It listens on 0.0.0.0 (it has no address option); sipp
+# reaches it on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-10}"
@@ -54,6 +59,9 @@ pair() {
       /usr/bin/time -o "$peer" -f '%U %S %M' sipp -sn uas -i 127.0.0.1 -p "$uas_port" \
         -buff_size "$buf" -m "$calls" -nostdin -timeout "$((secs + 30))s" >/dev/null 2>&1 &
       uas_pid=$! ;;
+    sipp-\>rsipstack)
+      /usr/bin/time -o "$peer" -f '%U %S %M' "$BENCH_UA" -m server -p "$uas_port" >/dev/null 2>&1 &
+      uas_pid=$! ;;
     sipp-\>callflow|callflow-\>callflow)
       /usr/bin/time -o "$peer" -f '%U %S %M' "$cf" load fixtures/load/answer.yaml -q "${cf_args[@]}" \
         --calls "$calls" --base-port "$uas_port" --port-count 1 \
@@ -74,6 +82,8 @@ pair() {
       /usr/bin/time -o "$gen" -f '%U %S %M' "$cf" load "$tmp/to-sipp.yaml" -q "${cf_args[@]}" --rate "$rate" \
         --calls "$calls" --summary "$tmp/summary.json" >/dev/null 2>&1 || true ;;
   esac
+  # bench_ua never ends by itself: stopped under time(1), which then reports it.
+  [ "$name" = "sipp->rsipstack" ] && { pkill -TERM -P "$uas_pid" 2>/dev/null || true; }
   [ -n "$uas_pid" ] && { wait "$uas_pid" 2>/dev/null || true; }
   python3 - "$name" "$rate" "$calls" "$tmp" <<'PY'
 import csv, glob, json, os, sys
@@ -128,15 +138,20 @@ print(f"{name:<20} {rate:>6} {made:>7} {failed:>6} {retrans:>7} {achieved:>9.1f}
 PY
 }
 
+pairs=("sipp->sipp" "callflow->sipp" "sipp->callflow" "callflow->callflow")
+if [ -n "${BENCH_UA:-}" ]; then
+  [ -x "$BENCH_UA" ] || { echo "BENCH_UA=$BENCH_UA is not an executable" >&2; exit 2; }
+  pairs+=("sipp->rsipstack")
+fi
 printf '%-20s %6s %7s %6s %7s %9s %10s %8s %9s %9s\n' pair rate calls failed retrans achieved "cpu_s/1k" "rss_MB" "setup_p50" "setup_p99"
 for rate in "${rates[@]}"; do
-  for name in "sipp->sipp" "callflow->sipp" "sipp->callflow" "callflow->callflow"; do
+  for name in "${pairs[@]}"; do
     pair "$name" "$rate"
   done
 done | tee "$tmp/rows.txt"
 echo
 echo "highest clean rate (all calls made, no failure, no retransmission):"
-for name in "sipp->sipp" "callflow->sipp" "sipp->callflow" "callflow->callflow"; do
+for name in "${pairs[@]}"; do
   best=$(awk -v n="$name" '$1 == n && $NF == "clean" { r = $2 } END { print r + 0 }' "$tmp/rows.txt")
   printf '  %-20s %s/s\n' "$name" "$best"
 done
