@@ -17,16 +17,6 @@ fn temp_dir(name: &str) -> PathBuf {
     d
 }
 
-fn media_stats(run: &callflow_tests::Run) -> Vec<events::MediaStats> {
-    run.events
-        .iter()
-        .filter_map(|e| match &e.event {
-            EventKind::MediaStats(m) => Some(m.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn play_record_dtmf_both_ways_and_stats() {
     let dir = temp_dir("media");
@@ -71,7 +61,7 @@ async fn play_record_dtmf_both_ways_and_stats() {
     assert!(samples.len() >= 2, "{samples:?}");
     assert!(samples.iter().all(|m| m.packets_sent > 0), "{samples:?}");
     // Both legs report their RTP at hang-up.
-    let stats = media_stats(&run);
+    let stats = run.media_stats();
     assert_eq!(stats.len(), 2, "{stats:?}");
     for s in &stats {
         assert_eq!(s.codec, "PCMU");
@@ -206,7 +196,7 @@ async fn baresip_echo_returns_our_audio_and_gets_our_dtmf() {
     );
     let run = run_text(&text, "baresip-echo.yaml").await;
     run.assert_outcome(Outcome::Passed);
-    let stats = media_stats(&run);
+    let stats = run.media_stats();
     assert!(stats[0].packets_received > 40, "{stats:?}");
     // Our RTCP went to baresip's RTP port + 1 (what it sent back, if its first report came
     // within the call, was read: not asserted, baresip randomizes its interval).
@@ -244,7 +234,7 @@ async fn a_lossy_path_lowers_the_mos_as_the_e_model_says() {
         reason.starts_with("expected MOS at least 4.3, got MOS 3."),
         "{reason}"
     );
-    let stats = media_stats(&run);
+    let stats = run.media_stats();
     assert_eq!(stats.len(), 2, "{stats:?}");
     for st in &stats {
         // Near the 8 % asked for, and rated as G.107 says for the loss measured.
@@ -302,7 +292,7 @@ async fn a_g722_call_between_our_uas_carries_each_partys_signature() {
         "{invite}"
     );
     assert!(invite.contains("a=rtpmap:9 G722/8000\r\n"), "{invite}");
-    for m in media_stats(&run) {
+    for m in run.media_stats() {
         assert_eq!(m.codec, "G722", "{m:?}");
         assert!(m.packets_received > 50, "{m:?}");
     }
@@ -321,7 +311,7 @@ async fn an_opus_call_between_our_uas_carries_signatures_and_dtmf() {
         invite.contains("a=rtpmap:101 telephone-event/48000\r\n"),
         "{invite}"
     );
-    for m in media_stats(&run) {
+    for m in run.media_stats() {
         assert_eq!(m.codec, "opus", "{m:?}");
         assert!(m.packets_received > 50 && m.lost == 0, "{m:?}");
         assert!(m.jitter_ms < 20.0, "jitter on the 48 kHz clock: {m:?}");
@@ -350,7 +340,7 @@ async fn baresip_echo_returns_our_audio_over_g722_and_opus() {
             ok.contains(answered),
             "baresip answered {codec}: {ok}\n{log}"
         );
-        let stats = media_stats(&run);
+        let stats = run.media_stats();
         assert_eq!(stats[0].codec, name, "{stats:?}");
         run.assert_clean();
     }
@@ -359,17 +349,7 @@ async fn baresip_echo_returns_our_audio_over_g722_and_opus() {
 /// A 16 kHz WAV of a 6 kHz tone, two seconds: only a wideband call can carry it.
 fn wideband_wav(dir: &std::path::Path) -> PathBuf {
     let wav = dir.join("tone-6khz-16k.wav");
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 16_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(&wav, spec).expect("wav");
-    for s in audio::tone_at(&[6000.0], 2000, 16_000) {
-        w.write_sample(s).expect("sample");
-    }
-    w.finalize().expect("wav");
+    media::wav::save_at(&wav, &audio::tone_at(&[6000.0], 2000, 16_000), 16_000).expect("wav");
     wav
 }
 
@@ -465,7 +445,7 @@ async fn an_l16_call_between_our_uas_carries_wideband_audio_bit_for_bit() {
         invite.contains(" RTP/AVP 98 101\r\n") && invite.contains("a=rtpmap:98 L16/16000\r\n"),
         "{invite}"
     );
-    for m in media_stats(&run) {
+    for m in run.media_stats() {
         assert_eq!(m.codec, "L16", "{m:?}");
     }
     let (rate, with) = six_khz_windows(&rec);

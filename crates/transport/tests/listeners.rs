@@ -22,6 +22,17 @@ fn settings(run: &RunTls) -> TlsSettings {
     }
 }
 
+/// A UA on a loopback port with `settings`, whose wire records go nowhere.
+async fn start_ua(settings: EndpointSettings) -> UaEndpoint {
+    UaEndpoint::start(
+        bind_udp("127.0.0.1:0".parse().unwrap(), 1 << 16).expect("bind"),
+        &settings,
+        Arc::new(|_: WireRecord| {}),
+    )
+    .await
+    .expect("endpoint")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tls_listener_refuses_plain_tcp_and_untrusting_clients_and_serves_on() {
     let dir = tempfile::tempdir().expect("dir");
@@ -36,18 +47,13 @@ async fn a_tls_listener_refuses_plain_tcp_and_untrusting_clients_and_serves_on()
             let _ = tx.send(());
         }))
     };
-    let ua = UaEndpoint::start(
-        bind_udp("127.0.0.1:0".parse().unwrap(), 1 << 16).expect("bind"),
-        &EndpointSettings {
-            transport: instances::SipTransport::Tls,
-            tls: Some(settings(&run)),
-            on_failure: Some(hook),
-            ..EndpointSettings::default()
-        },
-        Arc::new(|_: WireRecord| {}),
-    )
-    .await
-    .expect("endpoint");
+    let ua = start_ua(EndpointSettings {
+        transport: instances::SipTransport::Tls,
+        tls: Some(settings(&run)),
+        on_failure: Some(hook),
+        ..EndpointSettings::default()
+    })
+    .await;
     let port = ua.local;
 
     // A plain TCP client writes SIP in the clear: the handshake fails, the connection closes.
@@ -123,17 +129,12 @@ async fn a_websocket_without_the_sip_subprotocol_is_refused_with_400() {
     let hook = FailureHook(Arc::new(move |_, why| {
         let _ = tx.send(why);
     }));
-    let ua = UaEndpoint::start(
-        bind_udp("127.0.0.1:0".parse().unwrap(), 1 << 16).expect("bind"),
-        &EndpointSettings {
-            transport: instances::SipTransport::Ws,
-            on_failure: Some(hook),
-            ..EndpointSettings::default()
-        },
-        Arc::new(|_: WireRecord| {}),
-    )
-    .await
-    .expect("endpoint");
+    let ua = start_ua(EndpointSettings {
+        transport: instances::SipTransport::Ws,
+        on_failure: Some(hook),
+        ..EndpointSettings::default()
+    })
+    .await;
     let url = format!("ws://{}/", ua.local);
 
     let refused = tokio_tungstenite::connect_async(url.as_str()).await;
@@ -169,18 +170,13 @@ async fn a_websocket_without_the_sip_subprotocol_is_refused_with_400() {
 #[tokio::test(flavor = "multi_thread")]
 async fn handshakes_in_flight_are_bounded() {
     let run = RunTls::new(&["127.0.0.1".to_owned()], None).expect("tls");
-    let ua = UaEndpoint::start(
-        bind_udp("127.0.0.1:0".parse().unwrap(), 1 << 16).expect("bind"),
-        &EndpointSettings {
-            transport: instances::SipTransport::Tls,
-            tls: Some(settings(&run)),
-            max_tcp_connections: 2,
-            ..EndpointSettings::default()
-        },
-        Arc::new(|_: WireRecord| {}),
-    )
-    .await
-    .expect("endpoint");
+    let ua = start_ua(EndpointSettings {
+        transport: instances::SipTransport::Tls,
+        tls: Some(settings(&run)),
+        max_tcp_connections: 2,
+        ..EndpointSettings::default()
+    })
+    .await;
     let port = ua.local;
     let held = tokio::task::spawn_blocking(move || {
         // Two silent connections take both places; the third is closed.
@@ -219,16 +215,11 @@ async fn a_websocket_message_past_64_kb_closes_the_connection() {
     use futures::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let ua = UaEndpoint::start(
-        bind_udp("127.0.0.1:0".parse().unwrap(), 1 << 16).expect("bind"),
-        &EndpointSettings {
-            transport: instances::SipTransport::Ws,
-            ..EndpointSettings::default()
-        },
-        Arc::new(|_: WireRecord| {}),
-    )
-    .await
-    .expect("endpoint");
+    let ua = start_ua(EndpointSettings {
+        transport: instances::SipTransport::Ws,
+        ..EndpointSettings::default()
+    })
+    .await;
     let mut req = format!("ws://{}/", ua.local).into_client_request().unwrap();
     req.headers_mut()
         .insert("Sec-WebSocket-Protocol", "sip".parse().unwrap());
