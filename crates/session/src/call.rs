@@ -302,19 +302,19 @@ pub struct Call<D = InviteDialog> {
     hangup_started: OnceLock<Instant>,
     /// What the call holds until it is closed (its RTP port lease and socket).
     resources: Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
-    /// The session timer agreed for the call, if any (the last refresh's). This and the two
-    /// channels below are made when first used: a load's calls mostly never use them.
+    /// The session timer agreed for the call, if any (the last refresh's). Made when first
+    /// used, like the two wake-ups below: a load's calls mostly never use them.
     session_timer: OnceLock<watch::Sender<Option<SessionTimer>>>,
     /// Where each event added to the log is reported.
     observer: crate::Observer,
     /// Bumped when a reliable provisional response is PRACKed.
-    pracked: OnceLock<watch::Sender<u64>>,
+    pracked: crate::latched::Wakeup,
     /// The RTP socket reserved when our SDP was made, until the media starts.
     /// The call's RTP socket and its RTCP socket, leased with its port, until its media starts.
     rtp_socket: Mutex<Option<(std::net::UdpSocket, Option<std::net::UdpSocket>)>>,
     /// The call's RTP, once the call is confirmed.
     media: Mutex<Option<Arc<media::rtp::MediaSession>>>,
-    media_started: OnceLock<watch::Sender<bool>>,
+    media_started: crate::latched::Wakeup,
 }
 
 impl<D: crate::Dialog> Call<D> {
@@ -342,10 +342,10 @@ impl<D: crate::Dialog> Call<D> {
             resources: Mutex::new(Vec::new()),
             session_timer: OnceLock::new(),
             observer,
-            pracked: OnceLock::new(),
+            pracked: crate::latched::Wakeup::default(),
             rtp_socket: Mutex::new(None),
             media: Mutex::new(None),
-            media_started: OnceLock::new(),
+            media_started: crate::latched::Wakeup::default(),
         }
     }
 
@@ -518,10 +518,7 @@ impl<D: crate::Dialog> Call<D> {
 
     pub fn set_media(&self, m: Arc<media::rtp::MediaSession>) {
         *self.media.lock().expect("media lock") = Some(m);
-        // A wait makes the channel before it looks, so one that missed the media has it.
-        if let Some(started) = self.media_started.get() {
-            started.send_replace(true);
-        }
+        self.media_started.wake();
     }
 
     pub fn media(&self) -> Option<Arc<media::rtp::MediaSession>> {
@@ -532,10 +529,7 @@ impl<D: crate::Dialog> Call<D> {
     ///
     /// Cancel safety: safe.
     pub async fn wait_media(&self) -> Arc<media::rtp::MediaSession> {
-        let mut rx = self
-            .media_started
-            .get_or_init(|| watch::channel(false).0)
-            .subscribe();
+        let mut rx = self.media_started.subscribe();
         loop {
             if let Some(m) = self.media() {
                 return m;
@@ -615,10 +609,7 @@ impl<D: crate::Dialog> Call<D> {
         let invite_cseq = self.dialog.invite_cseq();
         let done = self.state().reliable.prack(invite_cseq, rseq, cseq, take);
         if take && done == Prack::Acked {
-            // A wait makes the channel before it looks (as `wait_media`).
-            if let Some(pracked) = self.pracked.get() {
-                pracked.send_modify(|n| *n += 1);
-            }
+            self.pracked.wake();
         }
         done
     }
@@ -627,7 +618,7 @@ impl<D: crate::Dialog> Call<D> {
     ///
     /// Cancel safety: safe.
     pub async fn wait_pracked(&self) {
-        let mut rx = self.pracked.get_or_init(|| watch::channel(0).0).subscribe();
+        let mut rx = self.pracked.subscribe();
         while self.unacked_provisional().is_some() {
             if rx.changed().await.is_err() {
                 std::future::pending::<()>().await;

@@ -14,9 +14,8 @@ struct Entry<T> {
 
 pub struct Latched<T> {
     log: Mutex<Vec<Entry<T>>>,
-    /// Bumped on every new event, so waits wake up; made by the first wait (a log nobody
-    /// waits on, most of a load's, costs no channel).
-    changed: OnceLock<watch::Sender<usize>>,
+    /// Woken on every new event (a log nobody waits on, most of a load's, costs no channel).
+    changed: Wakeup,
     /// At most this many events are kept (the oldest go first); `usize::MAX` for all.
     cap: usize,
 }
@@ -31,7 +30,7 @@ impl<T: Clone> Latched<T> {
     pub fn bounded(cap: usize) -> Self {
         Self {
             log: Mutex::new(Vec::new()),
-            changed: OnceLock::new(),
+            changed: Wakeup::default(),
             cap: cap.max(1),
         }
     }
@@ -50,13 +49,8 @@ impl<T: Clone> Latched<T> {
             at: Instant::now(),
             consumed: false,
         });
-        let n = log.len();
         drop(log);
-        // A wait makes the channel before it reads the log, so one that missed this event
-        // is subscribed by now.
-        if let Some(changed) = self.changed.get() {
-            changed.send_modify(|c| *c = c.wrapping_add(n));
-        }
+        self.changed.wake();
         true
     }
 
@@ -87,7 +81,7 @@ impl<T: Clone> Latched<T> {
     ///
     /// Cancel safety: safe; nothing is consumed unless this returns.
     pub async fn wait(&self, pred: impl Fn(&T) -> bool, consume: bool) -> (T, Instant) {
-        let mut rx = self.changed.get_or_init(|| watch::channel(0).0).subscribe();
+        let mut rx = self.changed.subscribe();
         loop {
             {
                 let mut log = self.log.lock().expect("log lock");
@@ -104,11 +98,29 @@ impl<T: Clone> Latched<T> {
     }
 }
 
+/// A change signal whose channel its first waiter makes: waking it costs nothing until
+/// someone waits. A waiter subscribes before it looks at what it waits on, so a change made
+/// after the look finds it subscribed.
+#[derive(Default)]
+pub(crate) struct Wakeup(OnceLock<watch::Sender<u64>>);
+
+impl Wakeup {
+    pub(crate) fn wake(&self) {
+        if let Some(tx) = self.0.get() {
+            tx.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.0.get_or_init(|| watch::channel(0).0).subscribe()
+    }
+}
+
 /// The events of a log so far, oldest first, as [`Latched::push_unless`] shows them.
 pub struct Events<'a, T>(&'a [Entry<T>]);
 
 impl<'a, T> Events<'a, T> {
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &'a T> + 'a {
+    pub fn iter(&self) -> impl Iterator<Item = &'a T> + 'a {
         self.0.iter().map(|e| &e.event)
     }
 

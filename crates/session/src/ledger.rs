@@ -66,29 +66,14 @@ struct Inner {
 #[derive(Default)]
 pub struct Ledger(Mutex<Inner>);
 
-/// The methods a ledger names without a copy.
-const METHODS: [&str; 14] = [
-    "INVITE",
-    "ACK",
-    "BYE",
-    "CANCEL",
-    "OPTIONS",
-    "REGISTER",
-    "PRACK",
-    "UPDATE",
-    "INFO",
-    "REFER",
-    "NOTIFY",
-    "SUBSCRIBE",
-    "MESSAGE",
-    "PUBLISH",
-];
-
 fn cseq_of(cseq: &str) -> Option<(u32, Cow<'static, str>)> {
     let mut parts = cseq.split_whitespace();
     let n = parts.next()?.parse().ok()?;
     let method = parts.next()?;
-    let known = METHODS.iter().find(|k| k.eq_ignore_ascii_case(method));
+    // A known method is named without a copy.
+    let known = transport::intake::KNOWN_METHODS
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(method));
     Some((
         n,
         known.map_or_else(
@@ -164,7 +149,6 @@ impl Ledger {
                         p
                     }
                 };
-                let exchanges = inner.calls.get_mut(m.call_id).expect("inserted above");
                 exchanges.push_back(Exchange {
                     cseq: key,
                     ours,

@@ -21,7 +21,8 @@ use std::borrow::Cow;
 pub const ALLOW: &str =
     "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, MESSAGE, REFER, NOTIFY, UPDATE, PRACK";
 
-const KNOWN_METHODS: &[&str] = &[
+/// Every method rsipstack's parser knows, in capitals.
+pub const KNOWN_METHODS: &[&str] = &[
     "INVITE",
     "ACK",
     "CANCEL",
